@@ -1,0 +1,117 @@
+-- Keyward schema, version 1 (the latest). A fresh database is created from this file;
+-- later versions are numbered migrations in src/storage/migrations.rs, tracked in user_version.
+-- Every row carries tenant_id: every query is scoped by the caller's tenant.
+-- Times are integer milliseconds since the Unix epoch (UTC).
+
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    slug        TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE products (
+    id                       TEXT PRIMARY KEY,
+    tenant_id                TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name                     TEXT NOT NULL,
+    slug                     TEXT NOT NULL,
+    product_type             TEXT NOT NULL,
+    status                   TEXT NOT NULL,
+    default_license_type     TEXT NOT NULL,
+    default_max_activations  INTEGER NOT NULL,
+    key_format               TEXT NOT NULL,
+    -- heartbeat policy: NULL interval means no heartbeats are expected
+    heartbeat_interval_secs  INTEGER,
+    heartbeat_grace_secs     INTEGER NOT NULL DEFAULT 0,
+    heartbeat_cull_dead      INTEGER NOT NULL DEFAULT 1,
+    signing_public_key       BLOB NOT NULL,
+    -- AES-256-GCM(master key): 12-byte nonce || ciphertext || tag
+    signing_secret_sealed    BLOB NOT NULL,
+    created_at               INTEGER NOT NULL,
+    updated_at               INTEGER NOT NULL,
+    UNIQUE (tenant_id, slug)
+);
+
+CREATE TABLE api_keys (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    -- the readable, non-secret head of the key ("kw_ab12cd34"); the rest is only hashed
+    prefix        TEXT NOT NULL UNIQUE,
+    secret_sha256 BLOB NOT NULL,
+    scope         TEXT NOT NULL,
+    product_id    TEXT REFERENCES products(id) ON DELETE CASCADE,
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER,
+    revoked_at    INTEGER
+);
+CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
+
+CREATE TABLE licenses (
+    id               TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    product_id       TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+    -- normalized: trimmed and upper-cased, so lookups ignore case and whitespace
+    license_key      TEXT NOT NULL UNIQUE,
+    license_type     TEXT NOT NULL,
+    tier             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    max_activations  INTEGER NOT NULL,
+    max_sessions     INTEGER,
+    valid_until      INTEGER,
+    -- a plan key without valid_until starts its clock (plan_days) at its first activation
+    plan             TEXT,
+    plan_days        INTEGER,
+    customer_email   TEXT,
+    customer_name    TEXT,
+    order_id         TEXT,
+    metadata         TEXT,
+    note             TEXT,
+    revoked_reason   TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX licenses_tenant_product ON licenses (tenant_id, product_id, created_at);
+CREATE INDEX licenses_order ON licenses (tenant_id, order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX licenses_expiring ON licenses (valid_until) WHERE status = 'ACTIVE' AND valid_until IS NOT NULL;
+
+CREATE TABLE activations (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    license_id    TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    machine_id    TEXT NOT NULL,
+    machine_name  TEXT,
+    os_name       TEXT,
+    os_version    TEXT,
+    app_version   TEXT,
+    ip            TEXT,
+    activated_at  INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    UNIQUE (license_id, machine_id)
+);
+CREATE INDEX activations_last_seen ON activations (last_seen_at);
+
+CREATE TABLE idempotency_keys (
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    idem_key        TEXT NOT NULL,
+    request_sha256  BLOB NOT NULL,
+    license_id      TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, idem_key)
+);
+
+-- Append-only trail; no foreign keys so history outlives what it describes.
+CREATE TABLE audit_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    product_id  TEXT,
+    license_id  TEXT,
+    machine_id  TEXT,
+    ip          TEXT,
+    detail      TEXT
+);
+CREATE INDEX audit_tenant_time ON audit_events (tenant_id, at);
+CREATE INDEX audit_license_time ON audit_events (license_id, at) WHERE license_id IS NOT NULL;

@@ -1,0 +1,230 @@
+//! The HTTP faces, thin over the domain. Each face maps errors to its own envelope in one
+//! place; this module holds what all faces share: client IP, per-IP limits, body limits,
+//! error mapping and response signing.
+
+pub mod vendor;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use poem::http::{Method, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::state::AppState;
+
+/// The client's IP, as [`client_ip`] decided it; set on every API request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    pub fn of(req: &Request) -> Option<IpAddr> {
+        req.extensions().get::<ClientIp>().map(|c| c.0)
+    }
+}
+
+/// A response naming a product in this header gets an `X-Signature` header: the product's
+/// Ed25519 signature (base64) over the exact response body.
+pub const SIGNED_BY_HEADER: &str = "X-Keyward-Product";
+pub const SIGNATURE_HEADER: &str = "X-Signature";
+
+/// The socket peer, unless the peer is a configured trusted proxy: then the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let Some(peer) = peer else {
+        return None;
+    };
+    if !config.trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !config.trusted_proxies.contains(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// Which contract a path belongs to, and so which error envelope it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    Vendor,
+}
+
+impl Face {
+    pub fn of(_path: &str) -> Self {
+        Face::Vendor
+    }
+
+    pub fn error(self, err: &Error) -> Response {
+        match self {
+            Face::Vendor => vendor::error::VendorError::from_error(err).into_response(),
+        }
+    }
+
+    /// A framework-level refusal (unparsable body, missing header, unknown route…).
+    pub fn framework_error(self, status: StatusCode, message: String) -> Response {
+        match self {
+            Face::Vendor => vendor::error::VendorError::from_status(status, message).into_response(),
+        }
+    }
+}
+
+/// Wraps every API route: per-IP limit, body size limit, one error envelope per face, and
+/// response signing.
+pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, state: AppState) -> poem::Result<Response> {
+    let face = Face::of(req.uri().path());
+    let ip = client_ip(&req, &state.config);
+    if let Some(ip) = ip {
+        req.extensions_mut().insert(ClientIp(ip));
+        if let Err(e) = state.limits.per_ip.check(&ip) {
+            return Ok(face.error(&e));
+        }
+    }
+    if let Err(resp) = limit_body(&mut req, state.config.max_body_bytes, face).await {
+        return Ok(resp);
+    }
+    match ep.call(req).await {
+        Ok(resp) => Ok(sign_if_asked(resp.into_response(), &state).await),
+        Err(e) if e.is_from_response() => Ok(e.into_response()),
+        Err(e) => {
+            let status = e.status();
+            let message = framework_message(&e, status);
+            Ok(face.framework_error(status, message))
+        }
+    }
+}
+
+fn framework_message(e: &poem::Error, status: StatusCode) -> String {
+    match status {
+        StatusCode::UNAUTHORIZED => "Missing or invalid X-API-Key header".into(),
+        StatusCode::NOT_FOUND => "No such endpoint".into(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this endpoint".into(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "Unsupported media type: send the body as application/json".into()
+        }
+        StatusCode::BAD_REQUEST => tidy_parse_error(&e.to_string()),
+        _ => e.to_string(),
+    }
+}
+
+/// poem-openapi's parse errors nest "(occurred while parsing …)" for every level; keep the
+/// part that names the field and the rule.
+fn tidy_parse_error(raw: &str) -> String {
+    let mut text = raw
+        .trim_start_matches("parse request payload error: ")
+        .to_owned();
+    while let Some(start) = text.find(" (occurred while parsing \"") {
+        let end = text[start..].find("\")").map_or(text.len(), |e| start + e + 2);
+        text.replace_range(start..end, "");
+    }
+    while let Some(start) = text.find("failed to parse \"") {
+        let end = text[start..].find("\": ").map_or(text.len(), |e| start + e + 3);
+        text.replace_range(start..end, "");
+    }
+    format!("Invalid request: {text}")
+}
+
+/// Buffers a JSON body up to `max` bytes, refusing larger ones with 413 whether or not the
+/// client declared a Content-Length.
+async fn limit_body(req: &mut Request, max: usize, face: Face) -> Result<(), Response> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let too_large = || {
+        face.framework_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match req.take_body().into_bytes_limit(max).await {
+        Ok(bytes) => {
+            req.set_body(bytes);
+            Ok(())
+        }
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(too_large()),
+        Err(e) => Err(face.framework_error(StatusCode::BAD_REQUEST, format!("Cannot read the request body: {e}"))),
+    }
+}
+
+async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
+    let Some(product_id) = resp
+        .headers()
+        .get(SIGNED_BY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return resp;
+    };
+    let Some(key) = state.signing_keys.get(&product_id) else {
+        tracing::error!("no signing key opened for product {product_id}; response left unsigned");
+        return resp;
+    };
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.into_bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("cannot read a response body to sign it: {e}");
+            return Face::Vendor.error(&Error::Storage("response lost".into()));
+        }
+    };
+    let signature = crate::crypto::sign(&key, &bytes);
+    if let Ok(value) = signature.parse() {
+        parts.headers.insert(SIGNATURE_HEADER, value);
+    }
+    Response::from_parts(parts, bytes.into())
+}
+
+/// Request-body fields report their own name when they are missing or of the wrong type
+/// (poem-openapi alone only names the object). Used through `deserialize_with`.
+pub mod fields {
+    use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult};
+    use serde_json::Value;
+
+    pub trait FieldName {
+        const NAME: &'static str;
+    }
+
+    pub fn named<F: FieldName, T: ParseFromJSON>(value: Option<Value>) -> ParseResult<T> {
+        let missing = matches!(value, None | Some(Value::Null));
+        T::parse_from_json(value).map_err(|e| {
+            if missing {
+                ParseError::custom(format!("field `{}` is required", F::NAME))
+            } else {
+                ParseError::custom(format!("field `{}`: {}", F::NAME, e.into_message()))
+            }
+        })
+    }
+
+    /// Declares marker types naming JSON fields: `field_names!(LicenseKey = "licenseKey");`.
+    #[macro_export]
+    macro_rules! field_names {
+        ($($ty:ident = $name:literal),+ $(,)?) => {
+            $(
+                pub struct $ty;
+                impl $crate::api::fields::FieldName for $ty {
+                    const NAME: &'static str = $name;
+                }
+            )+
+        };
+    }
+}

@@ -1,0 +1,415 @@
+//! The command line. Every flag is also an environment variable (`KEYWARD_*`).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rusqlite::Connection;
+
+use crate::config::{Config, RateLimits};
+use crate::crypto::MasterKey;
+use crate::domain::api_keys::{self, Scope};
+use crate::domain::audit::AuditEvent;
+use crate::domain::licenses::LicenseType;
+use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, NewProduct, ProductType};
+use crate::domain::tenants::{self, Tenant};
+use crate::error::Error;
+use crate::storage;
+
+#[derive(Parser, Debug)]
+#[command(name = "keyward", version, about = "Self-hosted license-key server")]
+pub struct Cli {
+    /// Where the database, the master key and release bundles live.
+    #[arg(long, global = true, env = "KEYWARD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Manage products.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Manage tenants (isolated vendor namespaces).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Write a consistent snapshot of the live database to FILE.
+    Backup {
+        /// The file to create; must not exist.
+        file: PathBuf,
+    },
+    /// Exit 0 if the server at --bind answers healthy, 1 otherwise (for container checks).
+    Healthcheck {
+        #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
+        bind: SocketAddr,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
+    pub bind: SocketAddr,
+    /// Reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs).
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// API requests per minute per client IP (0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_IP", default_value_t = 600)]
+    pub rate_limit_per_ip: u32,
+    /// Requests per minute per API key (0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_API_KEY", default_value_t = 60_000)]
+    pub rate_limit_per_api_key: u32,
+    /// Requests with a wrong credential per minute per client IP (0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_FAILED_AUTH", default_value_t = 20)]
+    pub rate_limit_failed_auth: u32,
+    /// Largest accepted JSON request body, in bytes.
+    #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds between sweeps that expire licenses and cull dead machines.
+    #[arg(long, env = "KEYWARD_MAINTENANCE_INTERVAL", default_value_t = 30)]
+    pub maintenance_interval: u64,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        match Cli::try_parse_from(["keyward", "serve"]) {
+            Ok(Cli {
+                command: Some(Command::Serve(args)),
+                ..
+            }) => args,
+            // Unreachable: "serve" alone always parses (every flag has a default).
+            _ => ServeArgs {
+                bind: SocketAddr::from(([127, 0, 0, 1], 3002)),
+                trusted_proxies: Vec::new(),
+                rate_limit_per_ip: 600,
+                rate_limit_per_api_key: 60_000,
+                rate_limit_failed_auth: 20,
+                max_body_bytes: 256 * 1024,
+                maintenance_interval: 30,
+            },
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn into_config(self, data_dir: PathBuf) -> Config {
+        Config {
+            bind: self.bind,
+            data_dir,
+            trusted_proxies: self.trusted_proxies,
+            rate_limits: RateLimits {
+                per_ip: self.rate_limit_per_ip,
+                per_api_key: self.rate_limit_per_api_key,
+                failed_auth_per_ip: self.rate_limit_failed_auth,
+            },
+            max_body_bytes: self.max_body_bytes,
+            maintenance_interval: Duration::from_secs(self.maintenance_interval.max(1)),
+            read_pool_size: 8,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProductCommand {
+    /// Create a product (with its Ed25519 signing key) and print its id and public key.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Unique within the tenant: a-z, 0-9, '-'.
+        #[arg(long)]
+        slug: String,
+        /// Tenant slug.
+        #[arg(long, default_value = tenants::DEFAULT_SLUG)]
+        tenant: String,
+        /// DESKTOP, WEB, MOBILE, PLUGIN or API.
+        #[arg(long = "type", default_value = "DESKTOP")]
+        product_type: String,
+        /// Default license type: PERPETUAL, SUBSCRIPTION, TRIAL or BETA.
+        #[arg(long, default_value = "PERPETUAL")]
+        license_type: String,
+        /// Default maximum activations (machines) per license, 1-1000.
+        #[arg(long, default_value_t = 3)]
+        max_activations: u32,
+        /// Key template: X = random symbol, other characters literal; at least 16 X.
+        #[arg(long, default_value = products::DEFAULT_KEY_FORMAT)]
+        key_format: String,
+        /// Seconds between expected heartbeats (none when absent).
+        #[arg(long)]
+        heartbeat_interval: Option<u32>,
+        /// Extra seconds a late machine is given before it counts as dead.
+        #[arg(long, default_value_t = 0)]
+        heartbeat_grace: u32,
+        /// Keep dead machines (reported HEARTBEAT_DEAD) instead of culling them.
+        #[arg(long)]
+        keep_dead_machines: bool,
+    },
+    /// List a tenant's products.
+    List {
+        #[arg(long, default_value = tenants::DEFAULT_SLUG)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Create an API key and print it alone on stdout (it is shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// VALIDATE_ONLY, CREATE_LICENSE, READ_ONLY or FULL_ADMIN.
+        #[arg(long)]
+        scope: String,
+        #[arg(long, default_value = tenants::DEFAULT_SLUG)]
+        tenant: String,
+        /// Restrict the key to one product (its slug).
+        #[arg(long)]
+        product: Option<String>,
+    },
+    /// List a tenant's API keys (prefixes only; keys are never shown again).
+    List {
+        #[arg(long, default_value = tenants::DEFAULT_SLUG)]
+        tenant: String,
+    },
+    /// Revoke an API key by id or prefix.
+    Revoke {
+        id_or_prefix: String,
+        #[arg(long, default_value = tenants::DEFAULT_SLUG)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32, Error> {
+    let data_dir = cli.data_dir;
+    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            crate::server::serve(args.into_config(data_dir)).await?;
+            Ok(0)
+        }
+        Command::Product(cmd) => product(&data_dir, cmd),
+        Command::Apikey(cmd) => apikey(&data_dir, cmd),
+        Command::Tenant(cmd) => tenant(&data_dir, cmd),
+        Command::Backup { file } => {
+            storage::backup_to(&data_dir, &file)?;
+            eprintln!("backup written to {}", file.display());
+            Ok(0)
+        }
+        Command::Healthcheck { bind } => Ok(if healthcheck(bind) { 0 } else { 1 }),
+    }
+}
+
+fn open(data_dir: &std::path::Path) -> Result<Connection, Error> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
+    storage::open_and_migrate(&storage::database_path(data_dir))
+}
+
+fn find_tenant(conn: &Connection, slug: &str) -> Result<Tenant, Error> {
+    tenants::repo::find_by_slug(conn, slug)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "no tenant {slug:?}; create it with `keyward tenant create --slug {slug} --name …`"
+        ))
+    })
+}
+
+fn parse_choice<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>, choices: String) -> Result<T, Error> {
+    parse(&text.to_ascii_uppercase())
+        .ok_or_else(|| Error::Invalid(format!("{what} {text:?} is not one of {choices}")))
+}
+
+/// Runs `f` in one transaction with an audit event; commits only if it succeeds.
+fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<(T, AuditEvent), Error>) -> Result<T, Error> {
+    let tx = conn.transaction()?;
+    let (out, event) = f(&tx)?;
+    crate::domain::audit::repo::insert(&tx, &event)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error> {
+    let mut conn = open(data_dir)?;
+    match cmd {
+        ProductCommand::Create {
+            name,
+            slug,
+            tenant,
+            product_type,
+            license_type,
+            max_activations,
+            key_format,
+            heartbeat_interval,
+            heartbeat_grace,
+            keep_dead_machines,
+        } => {
+            let master = MasterKey::load_or_create(data_dir)?;
+            let new = NewProduct {
+                name,
+                slug,
+                product_type: parse_choice("--type", &product_type, ProductType::parse, ProductType::choices())?,
+                default_license_type: parse_choice(
+                    "--license-type",
+                    &license_type,
+                    LicenseType::parse,
+                    LicenseType::choices(),
+                )?,
+                default_max_activations: max_activations,
+                key_format: KeyFormat::parse(&key_format)?,
+                heartbeat: heartbeat_interval.map(|interval_secs| HeartbeatPolicy {
+                    interval_secs,
+                    grace_secs: heartbeat_grace,
+                    cull_dead: !keep_dead_machines,
+                }),
+            };
+            let product = in_transaction(&mut conn, |c| {
+                let tenant = find_tenant(c, &tenant)?;
+                let p = products::create(c, &master, &tenant.id, new)?;
+                let event = AuditEvent::new(&tenant.id, "cli", "product.create").product(&p.id);
+                Ok((p, event))
+            })?;
+            println!("{}", product.id);
+            eprintln!(
+                "product {} ({}) created; public key (Ed25519, base64): {}",
+                product.slug,
+                product.name,
+                crate::crypto::base64(&product.signing_public_key)
+            );
+            Ok(0)
+        }
+        ProductCommand::List { tenant } => {
+            let tenant = find_tenant(&conn, &tenant)?;
+            let (all, _) = products::repo::list(&conn, &tenant.id, false, None, u32::MAX, 0)?;
+            for p in all {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    p.id,
+                    p.slug,
+                    p.status,
+                    p.name,
+                    crate::crypto::base64(&p.signing_public_key)
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> {
+    let mut conn = open(data_dir)?;
+    match cmd {
+        ApiKeyCommand::Create {
+            name,
+            scope,
+            tenant,
+            product,
+        } => {
+            let scope = parse_choice("--scope", &scope, Scope::parse, Scope::choices())?;
+            let plaintext = in_transaction(&mut conn, |c| {
+                let tenant = find_tenant(c, &tenant)?;
+                let product_id = match &product {
+                    Some(slug) => Some(
+                        products::repo::find_by_slug(c, &tenant.id, slug)?
+                            .ok_or_else(|| Error::Invalid(format!("no product {slug:?} in tenant {}", tenant.slug)))?
+                            .id,
+                    ),
+                    None => None,
+                };
+                let (key, plaintext) = api_keys::create(c, &tenant.id, &name, scope, product_id.as_deref())?;
+                let event = AuditEvent::new(&tenant.id, "cli", "apikey.create")
+                    .detail(serde_json::json!({"apiKeyId": key.id, "scope": scope.as_str()}));
+                Ok((plaintext, event))
+            })?;
+            println!("{plaintext}");
+            eprintln!("store this key now: it is shown only once");
+            Ok(0)
+        }
+        ApiKeyCommand::List { tenant } => {
+            let tenant = find_tenant(&conn, &tenant)?;
+            for k in api_keys::repo::list(&conn, &tenant.id)? {
+                let state = if k.revoked_at.is_some() { "revoked" } else { "live" };
+                println!(
+                    "{}\t{}…\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.prefix,
+                    k.scope,
+                    state,
+                    k.product_id.as_deref().unwrap_or("-"),
+                    k.name
+                );
+            }
+            Ok(0)
+        }
+        ApiKeyCommand::Revoke { id_or_prefix, tenant } => {
+            let revoked = in_transaction(&mut conn, |c| {
+                let tenant = find_tenant(c, &tenant)?;
+                let revoked = api_keys::repo::revoke(c, &tenant.id, &id_or_prefix, crate::domain::now_ms())?;
+                let event = AuditEvent::new(&tenant.id, "cli", "apikey.revoke")
+                    .detail(serde_json::json!({"apiKey": id_or_prefix}));
+                Ok((revoked, event))
+            })?;
+            if revoked {
+                eprintln!("API key {id_or_prefix} revoked");
+                Ok(0)
+            } else {
+                Err(Error::Invalid(format!("no live API key {id_or_prefix:?}")))
+            }
+        }
+    }
+}
+
+fn tenant(data_dir: &std::path::Path, cmd: TenantCommand) -> Result<i32, Error> {
+    let mut conn = open(data_dir)?;
+    match cmd {
+        TenantCommand::Create { slug, name } => {
+            let t = in_transaction(&mut conn, |c| {
+                let t = tenants::repo::create(c, &slug, &name)?;
+                let event = AuditEvent::new(&t.id, "cli", "tenant.create");
+                Ok((t, event))
+            })?;
+            println!("{}", t.id);
+            Ok(0)
+        }
+        TenantCommand::List => {
+            for t in tenants::repo::list(&conn)? {
+                println!("{}\t{}\t{}", t.id, t.slug, t.name);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET of /api/health: the binary carries no HTTP client for this alone.
+fn healthcheck(bind: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&bind, Duration::from_secs(3)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /api/health HTTP/1.0\r\nHost: {bind}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}

@@ -1,0 +1,49 @@
+//! Validated settings of a running server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Requests per minute; 0 turns a limit off.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Every API request, per client IP.
+    pub per_ip: u32,
+    /// Requests made with one API key (all of a vendor's apps share it, so it is generous).
+    pub per_api_key: u32,
+    /// Requests whose credential was wrong, per client IP: guessing is cut off quickly.
+    pub failed_auth_per_ip: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Peers whose `X-Forwarded-For` is believed; from anyone else it is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub rate_limits: RateLimits,
+    /// Largest JSON request body accepted.
+    pub max_body_bytes: usize,
+    /// How often expired licenses are marked and dead machines culled.
+    pub maintenance_interval: Duration,
+    pub read_pool_size: u32,
+}
+
+impl Config {
+    /// Settings for tests and embedding: loopback on a free port, limits off.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            trusted_proxies: Vec::new(),
+            rate_limits: RateLimits {
+                per_ip: 0,
+                per_api_key: 0,
+                failed_auth_per_ip: 0,
+            },
+            max_body_bytes: 256 * 1024,
+            maintenance_interval: Duration::from_secs(30),
+            read_pool_size: 8,
+        }
+    }
+}

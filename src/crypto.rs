@@ -1,0 +1,145 @@
+//! Key generation, sealing secrets at rest, signatures, hashing, constant-time comparison.
+
+use std::io::Write;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer, SigningKey};
+use rand::rngs::OsRng;
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::Error;
+
+/// Symbols for generated license keys: upper-case letters and digits without the look-alikes
+/// 0/O and 1/I, so a key read aloud or retyped survives. 32 symbols = 5 bits each.
+pub const KEY_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// Lower-case letters and digits, for identifiers and API-key secrets.
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `len` symbols drawn uniformly from `alphabet` with the operating system's CSPRNG.
+pub fn random_string(alphabet: &[u8], len: usize) -> String {
+    let mut rng = OsRng;
+    (0..len)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// A fresh identifier such as `lic_k3x9…` (20 random symbols, ~103 bits).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_string(ID_ALPHABET, 20))
+}
+
+/// Random lower-case alphanumeric text, for secrets.
+pub fn random_secret(len: usize) -> String {
+    random_string(ID_ALPHABET, len)
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Compares two byte strings without leaking where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+pub fn base64(data: &[u8]) -> String {
+    B64.encode(data)
+}
+
+pub fn from_base64(text: &str) -> Option<Vec<u8>> {
+    B64.decode(text).ok()
+}
+
+/// The master key: 32 random bytes in `<data-dir>/master.key` (mode 0600), never in the
+/// database, so a copied database alone reveals no signing or encryption key.
+#[derive(Clone)]
+pub struct MasterKey(Aes256Gcm);
+
+impl MasterKey {
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, Error> {
+        let path = data_dir.join("master.key");
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                OsRng.fill_bytes(&mut key);
+                write_private_file(&path, &key)?;
+                key.to_vec()
+            }
+            Err(e) => {
+                return Err(Error::Storage(format!("cannot read {}: {e}", path.display())));
+            }
+        };
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
+            Error::Storage(format!(
+                "{} is not a 32-byte key; restore it from a backup",
+                path.display()
+            ))
+        })?;
+        Ok(Self(cipher))
+    }
+
+    /// AES-256-GCM with a random nonce: `nonce (12) || ciphertext || tag (16)`.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .0
+            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .map_err(|_| Error::Storage("cannot seal a secret".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        if sealed.len() < 12 + 16 {
+            return Err(Error::Storage("a sealed secret is truncated".into()));
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        self.0.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| {
+            Error::Storage("a sealed secret does not open with this master key".into())
+        })
+    }
+}
+
+fn write_private_file(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::Storage(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A product's Ed25519 key pair: (public key, secret seed).
+pub fn generate_signing_key() -> ([u8; 32], [u8; 32]) {
+    let key = SigningKey::generate(&mut OsRng);
+    (key.verifying_key().to_bytes(), key.to_bytes())
+}
+
+/// Ed25519 signature over `message`, base64.
+pub fn sign(secret: &SigningKey, message: &[u8]) -> String {
+    B64.encode(secret.sign(message).to_bytes())
+}
+
+pub fn signing_key_from_seed(seed: &[u8]) -> Result<SigningKey, Error> {
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| Error::Storage("a signing key is not 32 bytes".into()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}

@@ -1,0 +1,62 @@
+//! The audit trail: who did what to which license, from which IP and machine, and when.
+//! Events are queued to the writer and committed in batches, so recording never slows a read.
+
+pub mod repo;
+
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub tenant_id: String,
+    pub at: i64,
+    /// `api_key:<id>`, `system`, `cli`, later `operator:<id>` or `portal:<id>`.
+    pub actor: String,
+    /// Dotted verb such as `license.activate` or `license.validate`.
+    pub action: String,
+    pub product_id: Option<String>,
+    pub license_id: Option<String>,
+    pub machine_id: Option<String>,
+    pub ip: Option<String>,
+    /// Small JSON object with what else matters (outcome code, reason…).
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(tenant_id: &str, actor: &str, action: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            at: super::now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            product_id: None,
+            license_id: None,
+            machine_id: None,
+            ip: None,
+            detail: None,
+        }
+    }
+
+    pub fn license(mut self, product_id: &str, license_id: &str) -> Self {
+        self.product_id = Some(product_id.to_owned());
+        self.license_id = Some(license_id.to_owned());
+        self
+    }
+
+    pub fn product(mut self, product_id: &str) -> Self {
+        self.product_id = Some(product_id.to_owned());
+        self
+    }
+
+    pub fn machine(mut self, machine_id: &str) -> Self {
+        self.machine_id = Some(machine_id.to_owned());
+        self
+    }
+
+    pub fn ip(mut self, ip: Option<&str>) -> Self {
+        self.ip = ip.map(str::to_owned);
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail.to_string());
+        self
+    }
+}

@@ -1,0 +1,312 @@
+//! Licenses: a key string with a status, limits and an expiry, belonging to one product.
+//! The vendor face calls them licenses, the key/HWID face calls them keys.
+
+pub mod repo;
+
+use rusqlite::Connection;
+
+use super::products::Product;
+use super::{DAY_MS, now_ms, text_enum};
+use crate::crypto;
+use crate::error::{Error, LicenseProblem, Result};
+
+text_enum! {
+    pub enum LicenseType {
+        Perpetual => "PERPETUAL",
+        Subscription => "SUBSCRIPTION",
+        Trial => "TRIAL",
+        Beta => "BETA",
+    }
+}
+
+text_enum! {
+    pub enum LicenseTier {
+        Personal => "PERSONAL",
+        Professional => "PROFESSIONAL",
+        Business => "BUSINESS",
+        Enterprise => "ENTERPRISE",
+    }
+}
+
+text_enum! {
+    /// Stored statuses. BANNED exists for the key/HWID face; the vendor face shows it as
+    /// SUSPENDED. REVOKED is final.
+    #[oai(rename = "KeyStatus")]
+    pub enum LicenseStatus {
+        Active => "ACTIVE",
+        Expired => "EXPIRED",
+        Suspended => "SUSPENDED",
+        Banned => "BANNED",
+        Revoked => "REVOKED",
+    }
+}
+
+text_enum! {
+    /// Reseller plans of the key/HWID face. A plan key without an explicit expiry starts its
+    /// clock at its first activation.
+    pub enum Plan {
+        Daily => "DAILY",
+        Weekly => "WEEKLY",
+        Monthly => "MONTHLY",
+        Lifetime => "LIFETIME",
+        Custom => "CUSTOM",
+    }
+}
+
+/// What validation concluded about a license on a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    NotFound,
+    Expired,
+    Suspended,
+    Revoked,
+    NotActivated,
+    HeartbeatDead,
+}
+
+impl Verdict {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::NotFound => "NOT_FOUND",
+            Self::Expired => "EXPIRED",
+            Self::Suspended => "SUSPENDED",
+            Self::Revoked => "REVOKED",
+            Self::NotActivated => "NOT_ACTIVATED",
+            Self::HeartbeatDead => "HEARTBEAT_DEAD",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Valid => "License is valid",
+            Self::NotFound => "License not found",
+            Self::Expired => LicenseProblem::Expired.message(),
+            Self::Suspended => LicenseProblem::Suspended.message(),
+            Self::Revoked => LicenseProblem::Revoked.message(),
+            Self::NotActivated => LicenseProblem::NotActivated.message(),
+            Self::HeartbeatDead => {
+                "The machine stopped sending heartbeats; send a heartbeat or activate again"
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct License {
+    pub id: String,
+    pub tenant_id: String,
+    pub product_id: String,
+    pub key: String,
+    pub license_type: LicenseType,
+    pub tier: LicenseTier,
+    pub status: LicenseStatus,
+    pub max_activations: u32,
+    pub max_sessions: Option<u32>,
+    pub valid_until: Option<i64>,
+    pub plan: Option<Plan>,
+    pub plan_days: Option<u32>,
+    pub customer_email: Option<String>,
+    pub customer_name: Option<String>,
+    pub order_id: Option<String>,
+    pub metadata: Option<String>,
+    pub note: Option<String>,
+    pub revoked_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl License {
+    /// The status as of `now`: an ACTIVE license past its expiry is EXPIRED even before the
+    /// background job has rewritten it.
+    pub fn effective_status(&self, now: i64) -> LicenseStatus {
+        match (self.status, self.valid_until) {
+            (LicenseStatus::Active, Some(until)) if until <= now => LicenseStatus::Expired,
+            (status, _) => status,
+        }
+    }
+
+    /// Why this license may not be used now, if anything stops it.
+    pub fn problem(&self, now: i64) -> Option<LicenseProblem> {
+        match self.effective_status(now) {
+            LicenseStatus::Active => None,
+            LicenseStatus::Expired => Some(LicenseProblem::Expired),
+            LicenseStatus::Suspended | LicenseStatus::Banned => Some(LicenseProblem::Suspended),
+            LicenseStatus::Revoked => Some(LicenseProblem::Revoked),
+        }
+    }
+}
+
+/// Keys are compared trimmed and upper-cased, so users may paste them any way.
+pub fn normalize_key(key: &str) -> String {
+    key.trim().to_ascii_uppercase()
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewLicense {
+    pub license_type: LicenseType,
+    pub tier: LicenseTier,
+    pub max_activations: u32,
+    pub max_sessions: Option<u32>,
+    pub valid_until: Option<i64>,
+    pub plan: Option<Plan>,
+    pub plan_days: Option<u32>,
+    pub customer_email: Option<String>,
+    pub customer_name: Option<String>,
+    pub order_id: Option<String>,
+    pub metadata: Option<String>,
+    pub note: Option<String>,
+}
+
+/// A plausible e-mail address: one `@`, something before it, a dotted domain, no spaces.
+pub fn validate_email(email: &str) -> Result<()> {
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+                && !email.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !valid || email.len() > 255 {
+        return Err(Error::Invalid(format!(
+            "customerEmail {email:?} is not a valid e-mail address"
+        )));
+    }
+    Ok(())
+}
+
+/// Issues a license with a fresh key in the product's format.
+pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<License> {
+    if !(1..=1000).contains(&new.max_activations) {
+        return Err(Error::Invalid("maxActivations must be 1-1000".into()));
+    }
+    let now = now_ms();
+    if let Some(until) = new.valid_until
+        && until <= now
+    {
+        return Err(Error::Invalid("validUntil must be in the future".into()));
+    }
+    let mut license = License {
+        id: crypto::new_id("lic"),
+        tenant_id: product.tenant_id.clone(),
+        product_id: product.id.clone(),
+        key: String::new(),
+        license_type: new.license_type,
+        tier: new.tier,
+        status: LicenseStatus::Active,
+        max_activations: new.max_activations,
+        max_sessions: new.max_sessions,
+        valid_until: new.valid_until,
+        plan: new.plan,
+        plan_days: new.plan_days,
+        customer_email: new.customer_email.clone(),
+        customer_name: new.customer_name.clone(),
+        order_id: new.order_id.clone(),
+        metadata: new.metadata.clone(),
+        note: new.note.clone(),
+        revoked_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    // With >= 80 random bits a collision is practically impossible; retry anyway rather than
+    // fail a paying customer's order on the one-in-a-trillion chance.
+    for _ in 0..5 {
+        license.key = product.key_format.generate();
+        if repo::find_by_key_any_tenant(conn, &license.key)?.is_none() {
+            repo::insert(conn, &license)?;
+            return Ok(license);
+        }
+    }
+    Err(Error::Storage("could not generate a unique license key".into()))
+}
+
+/// Outcome of an idempotent create.
+pub struct Created {
+    pub license: License,
+    /// True when the idempotency key had already produced this license.
+    pub replayed: bool,
+}
+
+/// Creates a license once per idempotency key: the same key with the same request returns the
+/// license made the first time; with a different request it is refused.
+pub fn create_idempotent(
+    conn: &Connection,
+    product: &Product,
+    new: &NewLicense,
+    idempotency: Option<(&str, [u8; 32])>,
+) -> Result<Created> {
+    if let Some((key, request_sha256)) = idempotency
+        && let Some((stored_hash, license_id)) =
+            repo::find_idempotency(conn, &product.tenant_id, key)?
+    {
+        if !crypto::constant_time_eq(&stored_hash, &request_sha256) {
+            return Err(Error::IdempotencyMismatch(format!(
+                "idempotency key {key:?} was already used with a different request"
+            )));
+        }
+        let license = repo::find(conn, &product.tenant_id, &license_id)?
+            .ok_or(Error::NotFound("license"))?;
+        return Ok(Created {
+            license,
+            replayed: true,
+        });
+    }
+    let license = create(conn, product, new)?;
+    if let Some((key, request_sha256)) = idempotency {
+        repo::insert_idempotency(conn, &product.tenant_id, key, &request_sha256, &license.id)?;
+    }
+    Ok(Created {
+        license,
+        replayed: false,
+    })
+}
+
+/// Revokes for good. Revoking a revoked license changes nothing and is not an error.
+pub fn revoke(conn: &Connection, license: &License, reason: Option<&str>) -> Result<License> {
+    if license.status != LicenseStatus::Revoked {
+        repo::set_revoked(conn, &license.id, reason, now_ms())?;
+    }
+    repo::find(conn, &license.tenant_id, &license.id)?.ok_or(Error::NotFound("license"))
+}
+
+/// Moves the expiry to `valid_until`; an EXPIRED license becomes ACTIVE again. Revoked
+/// licenses stay revoked.
+pub fn renew(conn: &Connection, license: &License, valid_until: i64) -> Result<License> {
+    if license.status == LicenseStatus::Revoked {
+        return Err(Error::License(LicenseProblem::Revoked));
+    }
+    let now = now_ms();
+    if valid_until <= now {
+        return Err(Error::Invalid("validUntil must be in the future".into()));
+    }
+    let status = match license.status {
+        LicenseStatus::Expired => LicenseStatus::Active,
+        s => s,
+    };
+    repo::set_valid_until(conn, &license.id, valid_until, status, now)?;
+    repo::find(conn, &license.tenant_id, &license.id)?.ok_or(Error::NotFound("license"))
+}
+
+/// Days a plan runs, counted from its first activation.
+pub fn plan_days(plan: Plan, custom_days: Option<u32>) -> Option<u32> {
+    match plan {
+        Plan::Daily => Some(1),
+        Plan::Weekly => Some(7),
+        Plan::Monthly => Some(30),
+        Plan::Lifetime => None,
+        Plan::Custom => custom_days,
+    }
+}
+
+/// The expiry a plan key gets when its clock starts at `now`.
+pub fn plan_expiry(license: &License, now: i64) -> Option<i64> {
+    match (license.valid_until, license.plan_days) {
+        (None, Some(days)) => Some(now + days as i64 * DAY_MS),
+        (until, _) => until,
+    }
+}

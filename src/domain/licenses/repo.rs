@@ -1,0 +1,170 @@
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{License, LicenseStatus};
+use crate::error::Result;
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<License> {
+    Ok(License {
+        id: r.get("id")?,
+        tenant_id: r.get("tenant_id")?,
+        product_id: r.get("product_id")?,
+        key: r.get("license_key")?,
+        license_type: r.get("license_type")?,
+        tier: r.get("tier")?,
+        status: r.get("status")?,
+        max_activations: r.get("max_activations")?,
+        max_sessions: r.get("max_sessions")?,
+        valid_until: r.get("valid_until")?,
+        plan: r.get("plan")?,
+        plan_days: r.get("plan_days")?,
+        customer_email: r.get("customer_email")?,
+        customer_name: r.get("customer_name")?,
+        order_id: r.get("order_id")?,
+        metadata: r.get("metadata")?,
+        note: r.get("note")?,
+        revoked_reason: r.get("revoked_reason")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
+pub fn insert(conn: &Connection, l: &License) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier, status,
+            max_activations, max_sessions, valid_until, plan, plan_days, customer_email,
+            customer_name, order_id, metadata, note, revoked_reason, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20)",
+    )?
+    .execute(params![
+        l.id,
+        l.tenant_id,
+        l.product_id,
+        l.key,
+        l.license_type,
+        l.tier,
+        l.status,
+        l.max_activations,
+        l.max_sessions,
+        l.valid_until,
+        l.plan,
+        l.plan_days,
+        l.customer_email,
+        l.customer_name,
+        l.order_id,
+        l.metadata,
+        l.note,
+        l.revoked_reason,
+        l.created_at,
+        l.updated_at,
+    ])?;
+    Ok(())
+}
+
+pub fn find(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<License>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM licenses WHERE tenant_id = ?1 AND id = ?2")?
+        .query_row([tenant_id, id], from_row)
+        .optional()?)
+}
+
+/// `key` must already be normalized (see [`super::normalize_key`]).
+pub fn find_by_key(conn: &Connection, tenant_id: &str, key: &str) -> Result<Option<License>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM licenses WHERE license_key = ?1 AND tenant_id = ?2")?
+        .query_row([key, tenant_id], from_row)
+        .optional()?)
+}
+
+/// Only for the uniqueness check of a freshly generated key.
+pub fn find_by_key_any_tenant(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM licenses WHERE license_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn list_by_order(
+    conn: &Connection,
+    tenant_id: &str,
+    order_id: &str,
+    only_product: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<License>, u64)> {
+    let filter = "tenant_id = ?1 AND order_id = ?2 AND (?3 IS NULL OR product_id = ?3)";
+    let total: u64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM licenses WHERE {filter}"))?
+        .query_row(params![tenant_id, order_id, only_product], |r| r.get::<_, i64>(0))? as u64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT * FROM licenses WHERE {filter} ORDER BY created_at, id LIMIT ?4 OFFSET ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![tenant_id, order_id, only_product, limit, offset as i64],
+        from_row,
+    )?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+pub fn set_revoked(conn: &Connection, id: &str, reason: Option<&str>, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE licenses SET status = 'REVOKED', revoked_reason = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, reason, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_valid_until(
+    conn: &Connection,
+    id: &str,
+    valid_until: i64,
+    status: LicenseStatus,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE licenses SET valid_until = ?2, status = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, valid_until, status, now])?;
+    Ok(())
+}
+
+/// Rewrites ACTIVE licenses whose expiry has passed to EXPIRED; returns
+/// `(tenant_id, product_id, license_id)` of each, for the audit trail.
+pub fn expire_overdue(conn: &Connection, now: i64) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE licenses SET status = 'EXPIRED', updated_at = ?1
+         WHERE status = 'ACTIVE' AND valid_until IS NOT NULL AND valid_until <= ?1
+         RETURNING tenant_id, product_id, id",
+    )?;
+    let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn find_idempotency(
+    conn: &Connection,
+    tenant_id: &str,
+    key: &str,
+) -> Result<Option<(Vec<u8>, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT request_sha256, license_id FROM idempotency_keys
+             WHERE tenant_id = ?1 AND idem_key = ?2",
+        )?
+        .query_row([tenant_id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+pub fn insert_idempotency(
+    conn: &Connection,
+    tenant_id: &str,
+    key: &str,
+    request_sha256: &[u8],
+    license_id: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO idempotency_keys (tenant_id, idem_key, request_sha256, license_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![tenant_id, key, request_sha256, license_id, crate::domain::now_ms()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The domain: one folder per concept, each with its types and rules (`mod.rs`) and its SQL
+//! (`repo.rs`). Nothing outside a `repo.rs` writes SQL.
+
+pub mod activations;
+pub mod api_keys;
+pub mod audit;
+pub mod licenses;
+pub mod products;
+pub mod tenants;
+
+use time::OffsetDateTime;
+
+/// Milliseconds since the Unix epoch, the unit every stored time uses.
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn ms_to_datetime(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn datetime_to_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// An enum stored as its upper-case name in a TEXT column and shown as the same name in both
+/// API faces (it also derives `poem_openapi::Enum` for the OpenAPI document).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum, serde::Serialize, serde::Deserialize)]
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$vmeta])* #[oai(rename = $text)] #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The accepted values, for error messages.
+            pub fn choices() -> String {
+                [$($text),+].join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| rusqlite::types::FromSqlError::Other(
+                    format!("unknown {} {text:?}", stringify!($name)).into(),
+                ))
+            }
+        }
+    };
+}
+pub(crate) use text_enum;

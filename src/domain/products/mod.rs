@@ -1,0 +1,194 @@
+//! Products: what is licensed. A product owns its licenses, its key format, its heartbeat
+//! policy and an Ed25519 key pair that signs validation responses and release bundles.
+
+pub mod repo;
+
+use rusqlite::Connection;
+
+use super::licenses::LicenseType;
+use super::{now_ms, text_enum};
+use crate::crypto::{self, KEY_ALPHABET, MasterKey};
+use crate::error::{Error, Result};
+
+text_enum! {
+    pub enum ProductType {
+        Desktop => "DESKTOP",
+        Web => "WEB",
+        Mobile => "MOBILE",
+        Plugin => "PLUGIN",
+        Api => "API",
+    }
+}
+
+text_enum! {
+    pub enum ProductStatus {
+        Active => "ACTIVE",
+        Deprecated => "DEPRECATED",
+        Discontinued => "DISCONTINUED",
+    }
+}
+
+/// The default key format: 20 random symbols, 100 bits.
+pub const DEFAULT_KEY_FORMAT: &str = "XXXXX-XXXXX-XXXXX-XXXXX";
+
+/// Generated keys must carry at least this much randomness (guessing stays hopeless).
+pub const MIN_KEY_BITS: u32 = 80;
+
+/// A key template: each `X` becomes a random symbol of [`KEY_ALPHABET`] (5 bits), every other
+/// character (`A-Z`, `0-9`, `-`, `_`, `.`) is literal. Example: `TT-XXXX-XXXX-XXXX-XXXX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFormat(String);
+
+impl KeyFormat {
+    pub fn parse(template: &str) -> Result<Self> {
+        let template = template.trim().to_ascii_uppercase();
+        if let Some(c) = template
+            .chars()
+            .find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || "-_.".contains(*c)))
+        {
+            return Err(Error::Invalid(format!(
+                "key format {template:?}: {c:?} is not allowed (use X for a random symbol and \
+                 A-Z, 0-9, '-', '_', '.' as literals)"
+            )));
+        }
+        let random = template.chars().filter(|c| *c == 'X').count() as u32;
+        let bits = random * 5;
+        if bits < MIN_KEY_BITS {
+            return Err(Error::Invalid(format!(
+                "key format {template:?} has {random} random symbols ({bits} bits); at least {} \
+                 X are needed for {MIN_KEY_BITS} bits",
+                MIN_KEY_BITS.div_ceil(5)
+            )));
+        }
+        // License keys travel as 10-100 characters in the vendor contract.
+        if !(10..=100).contains(&template.len()) {
+            return Err(Error::Invalid(format!(
+                "key format {template:?} must be 10-100 characters long"
+            )));
+        }
+        Ok(Self(template))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fresh key from the operating system's CSPRNG.
+    pub fn generate(&self) -> String {
+        self.0
+            .chars()
+            .map(|c| {
+                if c == 'X' {
+                    crypto::random_string(KEY_ALPHABET, 1)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+}
+
+/// How a product expects its machines to check in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatPolicy {
+    pub interval_secs: u32,
+    pub grace_secs: u32,
+    /// Cull (deactivate, freeing the seat) a machine whose heartbeats stopped; otherwise keep
+    /// it, reported as `HEARTBEAT_DEAD` until it checks in again.
+    pub cull_dead: bool,
+}
+
+impl HeartbeatPolicy {
+    /// A machine last seen before this instant is dead.
+    pub fn dead_before(&self, now: i64) -> i64 {
+        now - (self.interval_secs as i64 + self.grace_secs as i64) * 1000
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub slug: String,
+    pub product_type: ProductType,
+    pub status: ProductStatus,
+    pub default_license_type: LicenseType,
+    pub default_max_activations: u32,
+    pub key_format: KeyFormat,
+    pub heartbeat: Option<HeartbeatPolicy>,
+    pub signing_public_key: Vec<u8>,
+    pub signing_secret_sealed: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub name: String,
+    pub slug: String,
+    pub product_type: ProductType,
+    pub default_license_type: LicenseType,
+    pub default_max_activations: u32,
+    pub key_format: KeyFormat,
+    pub heartbeat: Option<HeartbeatPolicy>,
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 255 {
+        return Err(Error::Invalid(
+            "product name must be 1-255 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a product with a fresh Ed25519 key pair whose secret half is sealed with the
+/// master key.
+pub fn create(
+    conn: &Connection,
+    master: &MasterKey,
+    tenant_id: &str,
+    new: NewProduct,
+) -> Result<Product> {
+    validate_name(&new.name)?;
+    super::tenants::validate_slug(&new.slug).map_err(Error::Invalid)?;
+    if !(1..=1000).contains(&new.default_max_activations) {
+        return Err(Error::Invalid(
+            "default maxActivations must be 1-1000".into(),
+        ));
+    }
+    if let Some(hb) = new.heartbeat
+        && hb.interval_secs == 0
+    {
+        return Err(Error::Invalid(
+            "heartbeat interval must be at least 1 second".into(),
+        ));
+    }
+    if repo::find_by_slug(conn, tenant_id, &new.slug)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "a product with slug {:?} exists in this tenant",
+            new.slug
+        )));
+    }
+    let (public, secret) = crypto::generate_signing_key();
+    let now = now_ms();
+    let product = Product {
+        id: crypto::new_id("prod"),
+        tenant_id: tenant_id.to_owned(),
+        name: new.name.trim().to_owned(),
+        slug: new.slug,
+        product_type: new.product_type,
+        status: ProductStatus::Active,
+        default_license_type: new.default_license_type,
+        default_max_activations: new.default_max_activations,
+        key_format: new.key_format,
+        heartbeat: new.heartbeat,
+        signing_public_key: public.to_vec(),
+        signing_secret_sealed: master.seal(&secret)?,
+        created_at: now,
+        updated_at: now,
+    };
+    repo::insert(conn, &product)?;
+    Ok(product)
+}

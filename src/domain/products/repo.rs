@@ -1,0 +1,117 @@
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{HeartbeatPolicy, KeyFormat, Product};
+use crate::error::Result;
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
+    let interval: Option<u32> = r.get("heartbeat_interval_secs")?;
+    let key_format: String = r.get("key_format")?;
+    Ok(Product {
+        id: r.get("id")?,
+        tenant_id: r.get("tenant_id")?,
+        name: r.get("name")?,
+        slug: r.get("slug")?,
+        product_type: r.get("product_type")?,
+        status: r.get("status")?,
+        default_license_type: r.get("default_license_type")?,
+        default_max_activations: r.get("default_max_activations")?,
+        // Stored formats were validated on the way in.
+        key_format: KeyFormat(key_format),
+        heartbeat: match interval {
+            Some(interval_secs) => Some(HeartbeatPolicy {
+                interval_secs,
+                grace_secs: r.get("heartbeat_grace_secs")?,
+                cull_dead: r.get("heartbeat_cull_dead")?,
+            }),
+            None => None,
+        },
+        signing_public_key: r.get("signing_public_key")?,
+        signing_secret_sealed: r.get("signing_secret_sealed")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
+pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
+    conn.execute(
+        "INSERT INTO products (id, tenant_id, name, slug, product_type, status,
+            default_license_type, default_max_activations, key_format,
+            heartbeat_interval_secs, heartbeat_grace_secs, heartbeat_cull_dead,
+            signing_public_key, signing_secret_sealed, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            p.id,
+            p.tenant_id,
+            p.name,
+            p.slug,
+            p.product_type,
+            p.status,
+            p.default_license_type,
+            p.default_max_activations,
+            p.key_format.as_str(),
+            p.heartbeat.map(|h| h.interval_secs),
+            p.heartbeat.map(|h| h.grace_secs).unwrap_or(0),
+            p.heartbeat.map(|h| h.cull_dead).unwrap_or(true),
+            p.signing_public_key,
+            p.signing_secret_sealed,
+            p.created_at,
+            p.updated_at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn find(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Product>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM products WHERE tenant_id = ?1 AND id = ?2")?
+        .query_row([tenant_id, id], from_row)
+        .optional()?)
+}
+
+pub fn find_by_slug(conn: &Connection, tenant_id: &str, slug: &str) -> Result<Option<Product>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM products WHERE tenant_id = ?1 AND slug = ?2")?
+        .query_row([tenant_id, slug], from_row)
+        .optional()?)
+}
+
+/// A product named by its id or, for convenience in scripts, its slug.
+pub fn find_by_id_or_slug(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Option<Product>> {
+    match find(conn, tenant_id, id_or_slug)? {
+        Some(p) => Ok(Some(p)),
+        None => find_by_slug(conn, tenant_id, id_or_slug),
+    }
+}
+
+/// One page of a tenant's products (optionally only ACTIVE ones, optionally just one) and
+/// the total count.
+pub fn list(
+    conn: &Connection,
+    tenant_id: &str,
+    only_active: bool,
+    only_id: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Product>, u64)> {
+    let filter = "tenant_id = ?1 AND (?2 = 0 OR status = 'ACTIVE') AND (?3 IS NULL OR id = ?3)";
+    let total: u64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM products WHERE {filter}"))?
+        .query_row(params![tenant_id, only_active, only_id], |r| r.get::<_, i64>(0))? as u64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT * FROM products WHERE {filter} ORDER BY created_at, id LIMIT ?4 OFFSET ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![tenant_id, only_active, only_id, limit, offset as i64],
+        from_row,
+    )?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+/// Products whose policy culls machines that stopped sending heartbeats.
+pub fn with_cull_policy(conn: &Connection) -> Result<Vec<Product>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM products WHERE heartbeat_interval_secs IS NOT NULL AND heartbeat_cull_dead = 1",
+    )?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,63 @@
+//! The one domain error type. Each HTTP face maps it to its own envelope in one place
+//! (`api::vendor::error` for the vendor contract).
+
+use std::time::Duration;
+
+/// Why a license cannot be used for what was asked. Faces choose status and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseProblem {
+    Expired,
+    Suspended,
+    Revoked,
+    ActivationLimitReached,
+    NotActivated,
+}
+
+impl LicenseProblem {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Expired => "The license has expired",
+            Self::Suspended => "The license is suspended",
+            Self::Revoked => "The license has been revoked",
+            Self::ActivationLimitReached => {
+                "The license has reached its maximum number of activations"
+            }
+            Self::NotActivated => "The license is not activated on this machine",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that breaks a rule; the message names the field and the rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// Unknown, or belonging to another tenant: the two are indistinguishable on purpose.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A unique name is already taken.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{}", .0.message())]
+    License(LicenseProblem),
+    /// An idempotency key reused with a different request body.
+    #[error("{0}")]
+    IdempotencyMismatch(String),
+    #[error("Too many requests; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration, limit: u32 },
+    /// The database or the file system failed; details go to the log, not to the caller.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

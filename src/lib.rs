@@ -1,0 +1,17 @@
+//! Keyward: a self-hosted license-key server in one executable. `server::start` builds and
+//! runs the whole application in-process, which is how tests and examples use it.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod maintenance;
+pub mod ratelimit;
+pub mod server;
+pub mod state;
+pub mod storage;
+
+pub use config::Config;
+pub use server::{Running, start};

@@ -1,0 +1,61 @@
+//! Background upkeep: mark expired licenses, cull machines whose heartbeats stopped, and let
+//! rate limiters forget idle clients.
+
+use serde_json::json;
+
+use crate::domain::audit::AuditEvent;
+use crate::domain::{activations, licenses, now_ms, products};
+use crate::error::Error;
+use crate::state::AppState;
+
+pub async fn run(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.maintenance_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sweep(&state).await {
+            Ok((expired, culled)) if expired + culled > 0 => {
+                tracing::info!("maintenance: {expired} license(s) expired, {culled} machine(s) culled");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("maintenance sweep failed: {e}"),
+        }
+        state.limits.per_ip.forget_idle();
+        state.limits.per_api_key.forget_idle();
+        state.limits.failed_auth_per_ip.forget_idle();
+    }
+}
+
+/// One pass, in one writer job: returns (licenses expired, machines culled).
+pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
+    state
+        .db
+        .write(|c| {
+            let now = now_ms();
+            let expired = licenses::repo::expire_overdue(c, now)?;
+            for (tenant_id, product_id, license_id) in &expired {
+                crate::domain::audit::repo::insert(
+                    c,
+                    &AuditEvent::new(tenant_id, "system", "license.expire").license(product_id, license_id),
+                )?;
+            }
+            let mut culled = 0;
+            for product in products::repo::with_cull_policy(c)? {
+                let Some(policy) = product.heartbeat else {
+                    continue;
+                };
+                for dead in activations::repo::cull_dead(c, &product.id, policy.dead_before(now))? {
+                    culled += 1;
+                    crate::domain::audit::repo::insert(
+                        c,
+                        &AuditEvent::new(&dead.tenant_id, "system", "machine.cull")
+                            .license(&product.id, &dead.license_id)
+                            .machine(&dead.machine_id)
+                            .detail(json!({"lastSeenAt": dead.last_seen_at})),
+                    )?;
+                }
+            }
+            Ok((expired.len(), culled))
+        })
+        .await
+}

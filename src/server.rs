@@ -1,0 +1,175 @@
+//! Routes, middleware, background maintenance and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Endpoint, EndpointExt, Route, Server, get, handler, web::Html};
+use poem_openapi::OpenApiService;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
+use crate::api;
+use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::error::Error;
+use crate::state::AppState;
+use crate::storage::{self, Db, Writer};
+use crate::maintenance;
+
+/// The OpenAPI service of every API operation.
+pub fn openapi(state: &AppState) -> OpenApiService<(LicenseApi, ProductApi, HealthApi), ()> {
+    OpenApiService::new(
+        (
+            LicenseApi { state: state.clone() },
+            ProductApi { state: state.clone() },
+            HealthApi { state: state.clone() },
+        ),
+        "Keyward",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Self-hosted license-key server. Vendor API: `X-API-Key` authentication; validation \
+         responses carry `X-Signature`, an Ed25519 signature (base64) over the exact body made \
+         with the product's key (`GET /api/v1/updates/public-key`).",
+    )
+}
+
+#[handler]
+fn landing() -> Html<&'static str> {
+    Html(include_str!("../assets/landing.html"))
+}
+
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = openapi(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let guard_state = state.clone();
+    // The OpenAPI service's paths carry their full `/api/...` prefix, so nothing is stripped.
+    let api_routes = Route::new()
+        .at("/api/openapi.json", spec)
+        .nest("/api/docs", docs)
+        .nest_no_strip("/api", api)
+        .around(move |ep, req| api::guard(ep, req, guard_state.clone()));
+    Route::new()
+        .at("/", get(landing))
+        .nest_no_strip("/api", api_routes)
+        .data(state)
+}
+
+/// A server running in this process (tests and examples start one on port 0).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    /// Graceful stop: in-flight requests finish, queued writes are committed.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+            .await
+            .map_err(|e| Error::Storage(format!("server task failed: {e}")))?
+    }
+
+    /// Resolves when the server has stopped by itself (it does not, unless it fails).
+    pub async fn wait(self) -> Result<(), Error> {
+        let stop = self.stop;
+        let out = self
+            .task
+            .await
+            .map_err(|e| Error::Storage(format!("server task failed: {e}")))?;
+        drop(stop);
+        out
+    }
+}
+
+/// Opens the data directory (creating it, the database and the master key on first start).
+pub fn open(config: &Config) -> Result<(Db, Writer, MasterKey), Error> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
+    let path = storage::database_path(&config.data_dir);
+    let writer_conn = storage::open_and_migrate(&path)?;
+    let writer = Writer::start(writer_conn)?;
+    let pool = storage::read_pool(&path, config.read_pool_size)?;
+    let master = MasterKey::load_or_create(&config.data_dir)?;
+    Ok((Db::new(pool, writer.handle()), writer, master))
+}
+
+/// Binds, starts serving and returns at once. `shutdown` (or [`Running::stop`]) stops it.
+pub async fn start(config: Config) -> Result<Running, Error> {
+    let (db, writer, master) = open(&config)?;
+    let bind = config.bind;
+    let state = AppState::new(config, db, master);
+    let acceptor = TcpListener::bind(bind)
+        .into_acceptor()
+        .await
+        .map_err(|e| Error::Storage(format!("cannot listen on {bind}: {e}")))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| Error::Storage("the listener has no address".into()))?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let maintenance = tokio::spawn(maintenance::run(state.clone()));
+    let app = app(state.clone());
+    let task = tokio::spawn(async move {
+        let served = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                Some(Duration::from_secs(30)),
+            )
+            .await;
+        maintenance.abort();
+        // Every handler has returned; commit whatever is still queued, then stop the writer.
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        served.map_err(|e| Error::Storage(format!("server error: {e}")))
+    });
+    Ok(Running {
+        addr,
+        state,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+/// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let running = start(config).await?;
+    println!("Keyward {} listening on http://{}", env!("CARGO_PKG_VERSION"), running.addr);
+    println!("  API docs:   http://{}/api/docs", running.addr);
+    println!("  data dir:   {}", running.state.config.data_dir.display());
+    shutdown_signal().await;
+    println!("shutting down: finishing requests and committing queued writes…");
+    running.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

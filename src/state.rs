@@ -1,0 +1,80 @@
+//! What every request handler shares.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use ed25519_dalek::SigningKey;
+
+use crate::config::Config;
+use crate::crypto::{self, MasterKey};
+use crate::domain::products::Product;
+use crate::error::Error;
+use crate::ratelimit::Limiter;
+use crate::storage::Db;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub master: MasterKey,
+    pub signing_keys: SigningKeys,
+    pub limits: Limits,
+}
+
+pub struct Limits {
+    pub per_ip: Limiter<IpAddr>,
+    pub per_api_key: Limiter<String>,
+    pub failed_auth_per_ip: Limiter<IpAddr>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Db, master: MasterKey) -> Self {
+        let r = config.rate_limits;
+        Self(Arc::new(Inner {
+            limits: Limits {
+                per_ip: Limiter::per_minute(r.per_ip),
+                per_api_key: Limiter::per_minute(r.per_api_key),
+                failed_auth_per_ip: Limiter::per_minute(r.failed_auth_per_ip),
+            },
+            config,
+            db,
+            master,
+            signing_keys: SigningKeys::default(),
+        }))
+    }
+}
+
+/// Decrypted product signing keys, opened once per product and kept in memory: signing a
+/// validation response must not cost an AES decryption each time.
+#[derive(Default)]
+pub struct SigningKeys(RwLock<HashMap<String, Arc<SigningKey>>>);
+
+impl SigningKeys {
+    /// The signing key of `product`, opening its sealed secret on first use.
+    pub fn for_product(&self, master: &MasterKey, product: &Product) -> Result<Arc<SigningKey>, Error> {
+        if let Some(key) = self.get(&product.id) {
+            return Ok(key);
+        }
+        let seed = master.open(&product.signing_secret_sealed)?;
+        let key = Arc::new(crypto::signing_key_from_seed(&seed)?);
+        if let Ok(mut map) = self.0.write() {
+            map.insert(product.id.clone(), key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Only keys already opened by [`SigningKeys::for_product`].
+    pub fn get(&self, product_id: &str) -> Option<Arc<SigningKey>> {
+        self.0.read().ok()?.get(product_id).cloned()
+    }
+}

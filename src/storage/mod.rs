@@ -1,0 +1,105 @@
+//! SQLite storage: a read pool and one writer thread (see DESIGN.md, "Storage").
+
+mod backup;
+mod migrations;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+pub use backup::backup_to;
+pub use migrations::{LATEST_VERSION, open_and_migrate};
+pub use writer::{Writer, WriterHandle};
+
+use crate::error::Error;
+
+pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
+
+/// The database file inside a data directory.
+pub fn database_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("keyward.db")
+}
+
+/// Settings every connection gets: durability first (`synchronous=FULL`), referential
+/// integrity, and a busy timeout so operator commands can run beside a live server.
+pub fn configure_connection(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )
+}
+
+/// Storage handle shared by every request: reads from the pool, writes through the writer.
+#[derive(Clone)]
+pub struct Db {
+    pool: ReadPool,
+    writer: WriterHandle,
+}
+
+impl Db {
+    pub fn new(pool: ReadPool, writer: WriterHandle) -> Self {
+        Self { pool, writer }
+    }
+
+    /// Runs a read on a pooled connection. Point lookups take microseconds, so they run
+    /// on the calling task; long scans should use [`Db::read_blocking`].
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let conn = self.pool.get().map_err(|e| Error::Storage(e.to_string()))?;
+        f(&conn)
+    }
+
+    /// Runs a read off the async runtime (for scans that may take milliseconds).
+    pub async fn read_blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(|e| Error::Storage(e.to_string()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?
+    }
+
+    /// Queues a write job; resolves after the transaction holding it has committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
+    }
+
+    /// `SELECT 1` on a pooled connection: the health endpoints' database check.
+    pub fn ping(&self) -> bool {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(Error::from)
+        })
+        .is_ok()
+    }
+}
+
+pub fn read_pool(path: &Path, size: u32) -> Result<ReadPool, Error> {
+    let manager = SqliteConnectionManager::file(path).with_init(|c| {
+        c.busy_timeout(Duration::from_secs(5))?;
+        c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA query_only = ON;")
+    });
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .build(manager)
+        .map_err(|e| Error::Storage(format!("cannot open the read pool: {e}")))
+}
