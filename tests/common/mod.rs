@@ -1,0 +1,230 @@
+//! Test harness: a real Keyward server on 127.0.0.1:0 with its own temporary data directory,
+//! fixtures made through the domain (as the CLI makes them), and a small JSON client.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use keyward::config::{Config, RateLimits};
+use keyward::crypto::MasterKey;
+use keyward::domain::api_keys::{self, Scope};
+use keyward::domain::licenses::LicenseType;
+use keyward::domain::products::{self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductType};
+use keyward::domain::tenants;
+use keyward::{Running, storage};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub url: String,
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+/// One HTTP answer, decoded.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub raw: Vec<u8>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The vendor envelope's error code (`error.code`).
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the vendor error envelope with this status and code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.body);
+        assert_eq!(self.body["success"], Value::Bool(false), "envelope: {}", self.body);
+        assert_eq!(self.error_code(), code, "error code; body: {}", self.body);
+        assert!(
+            self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "an error message; body: {}",
+            self.body
+        );
+    }
+}
+
+impl TestServer {
+    /// A server with rate limits off.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose configuration `tune` may change first.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_data_dir(dir.path());
+        tune(&mut config);
+        let running = keyward::start(config).await.expect("server starts");
+        Self {
+            url: format!("http://{}", running.addr),
+            running: Some(running),
+            dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data directory.
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("graceful stop");
+        }
+        let config = Config::for_data_dir(self.dir.path());
+        let running = keyward::start(config).await.expect("server restarts");
+        self.url = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        storage::open_and_migrate(&storage::database_path(self.dir.path())).expect("open db")
+    }
+
+    pub fn create_tenant(&self, slug: &str) {
+        tenants::repo::create(&self.db(), slug, slug).expect("tenant");
+    }
+
+    /// A product in `tenant` (slug) with defaults: DESKTOP, PERPETUAL, 3 activations,
+    /// format `TT-XXXX-XXXX-XXXX-XXXX`, no heartbeat policy. `tune` may change the defaults.
+    pub fn create_product_with(&self, tenant: &str, slug: &str, tune: impl FnOnce(&mut NewProduct)) -> Product {
+        let conn = self.db();
+        let tenant = tenants::repo::find_by_slug(&conn, tenant).unwrap().expect("tenant exists");
+        let master = MasterKey::load_or_create(self.dir.path()).unwrap();
+        let mut new = NewProduct {
+            name: format!("Product {slug}"),
+            slug: slug.to_owned(),
+            product_type: ProductType::Desktop,
+            default_license_type: LicenseType::Perpetual,
+            default_max_activations: 3,
+            key_format: KeyFormat::parse("TT-XXXX-XXXX-XXXX-XXXX").unwrap(),
+            heartbeat: None,
+        };
+        tune(&mut new);
+        products::create(&conn, &master, &tenant.id, new).expect("product")
+    }
+
+    pub fn create_product(&self, tenant: &str, slug: &str) -> Product {
+        self.create_product_with(tenant, slug, |_| {})
+    }
+
+    pub fn heartbeat_policy(interval_secs: u32, grace_secs: u32, cull_dead: bool) -> Option<HeartbeatPolicy> {
+        Some(HeartbeatPolicy {
+            interval_secs,
+            grace_secs,
+            cull_dead,
+        })
+    }
+
+    /// A live API key of `tenant` with `scope`, optionally restricted to a product id.
+    pub fn create_api_key(&self, tenant: &str, scope: Scope, product_id: Option<&str>) -> String {
+        let conn = self.db();
+        let tenant = tenants::repo::find_by_slug(&conn, tenant).unwrap().expect("tenant exists");
+        api_keys::create(&conn, &tenant.id, "test", scope, product_id).expect("api key").1
+    }
+
+    pub async fn call(&self, method: Method, path: &str, api_key: Option<&str>, body: Option<Value>) -> Answer {
+        let mut req = self.client.request(method, format!("{}{}", self.url, path));
+        if let Some(k) = api_key {
+            req = req.header("X-API-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Self::decode(req.send().await.expect("request sent")).await
+    }
+
+    /// Sends a raw body with an explicit content type (for malformed-input tests).
+    pub async fn call_raw(&self, method: Method, path: &str, api_key: Option<&str>, content_type: &str, body: Vec<u8>) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.url, path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(k) = api_key {
+            req = req.header("X-API-Key", k);
+        }
+        Self::decode(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, api_key: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(api_key), Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, api_key: &str) -> Answer {
+        self.call(Method::GET, path, Some(api_key), None).await
+    }
+
+    pub async fn decode(resp: reqwest::Response) -> Answer {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let raw = resp.bytes().await.expect("body").to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            raw,
+            body,
+        }
+    }
+
+    /// Creates a license through the API and returns its `license` object.
+    pub async fn create_license(&self, api_key: &str, product_id: &str, extra: Value) -> Value {
+        let mut body = serde_json::json!({"productId": product_id, "customerEmail": "buyer@example.com"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let a = self.post("/api/v1/license/create", api_key, body).await;
+        assert_eq!(a.status, StatusCode::CREATED, "create license: {}", a.body);
+        a.body["license"].clone()
+    }
+
+    /// Activates `machine_id` on `key`; returns the answer.
+    pub async fn activate(&self, api_key: &str, key: &str, machine_id: &str) -> Answer {
+        self.post(
+            "/api/v1/license/activate",
+            api_key,
+            serde_json::json!({"licenseKey": key, "machineId": machine_id}),
+        )
+        .await
+    }
+}
+
+/// Verifies an `X-Signature` header against the raw body with a base64 Ed25519 public key.
+pub fn signature_verifies(public_key_b64: &str, body: &[u8], signature_b64: &str) -> bool {
+    use base64::Engine;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Ok(pk) = b64.decode(public_key_b64) else { return false };
+    let Ok(sig) = b64.decode(signature_b64) else { return false };
+    let Ok(pk) = <[u8; 32]>::try_from(pk.as_slice()) else { return false };
+    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else { return false };
+    let Ok(vk) = VerifyingKey::from_bytes(&pk) else { return false };
+    vk.verify(body, &Signature::from_bytes(&sig)).is_ok()
+}
+
+/// Convenience: all scopes, lowest first.
+pub const SCOPES: [Scope; 4] = [Scope::ValidateOnly, Scope::CreateLicense, Scope::ReadOnly, Scope::FullAdmin];
+
+pub fn rate_limits(per_ip: u32, per_api_key: u32, failed_auth_per_ip: u32) -> RateLimits {
+    RateLimits {
+        per_ip,
+        per_api_key,
+        failed_auth_per_ip,
+    }
+}
