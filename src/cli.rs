@@ -223,6 +223,8 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
 fn open(data_dir: &std::path::Path) -> Result<Connection, Error> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
+    // Whatever command runs first sets the data directory up completely, master key included.
+    MasterKey::load_or_create(data_dir)?;
     storage::open_and_migrate(&storage::database_path(data_dir))
 }
 

@@ -1,0 +1,273 @@
+//! The executable as an operator runs it: subcommands, crash safety, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+
+fn keyward(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run keyward")
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "keyward failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8").trim().to_owned()
+}
+
+/// Starts `keyward serve` on a free port; returns the child and its base URL.
+fn serve(data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("KEYWARD_RATE_LIMIT_PER_IP", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().expect("a first line").expect("readable");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn setup(data_dir: &Path) -> (String, String) {
+    let product = stdout(&keyward(
+        data_dir,
+        &["product", "create", "--name", "Crash App", "--slug", "crash-app", "--max-activations", "1"],
+    ));
+    assert!(product.starts_with("prod_"), "product id on stdout: {product}");
+    let key = stdout(&keyward(
+        data_dir,
+        &["apikey", "create", "--name", "ci", "--scope", "CREATE_LICENSE"],
+    ));
+    assert!(key.starts_with("kw_") && !key.contains('\n'), "the key alone on stdout: {key}");
+    (product, key)
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> (u16, Value) {
+    let resp = client
+        .post(url)
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn acknowledged_activations_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (product, key) = setup(dir.path());
+    let (mut child, url) = serve(dir.path());
+    let client = reqwest::Client::new();
+
+    let mut licenses = Vec::new();
+    for i in 0..40 {
+        let (status, body) = post(
+            &client,
+            &format!("{url}/api/v1/license/create"),
+            &key,
+            json!({"productId": product, "customerEmail": format!("c{i}@example.com")}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        licenses.push(body["license"]["key"].as_str().unwrap().to_owned());
+    }
+    // Concurrent activations; remember which were acknowledged.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, license) in licenses.iter().enumerate() {
+        let (client, url, key, license) = (client.clone(), url.clone(), key.clone(), license.clone());
+        tasks.spawn(async move {
+            let machine = format!("machine-{i:04}");
+            let (status, _) = post(
+                &client,
+                &format!("{url}/api/v1/license/activate"),
+                &key,
+                json!({"licenseKey": license, "machineId": machine}),
+            )
+            .await;
+            (license, machine, status)
+        });
+    }
+    let mut acknowledged = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (license, machine, status) = done.unwrap();
+        if status == 200 {
+            acknowledged.push((license, machine));
+        }
+    }
+    assert_eq!(acknowledged.len(), 40);
+
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let (mut child, url) = serve(dir.path());
+    for (license, machine) in &acknowledged {
+        let (status, body) = post(
+            &client,
+            &format!("{url}/api/v1/license/validate"),
+            &key,
+            json!({"licenseKey": license, "machineId": machine}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["code"], "VALID", "{license} on {machine} after the crash: {body}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _url) = serve(dir.path());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
+}
+
+#[test]
+fn healthcheck_reports_the_server_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = serve(dir.path());
+    let bind = url.trim_start_matches("http://");
+    let ok = keyward(dir.path(), &["healthcheck", "--bind", bind]);
+    assert!(ok.status.success(), "healthy server → exit 0");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let down = keyward(dir.path(), &["healthcheck", "--bind", bind]);
+    assert_eq!(down.status.code(), Some(1), "stopped server → exit 1");
+}
+
+#[test]
+fn first_start_creates_database_and_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let out = keyward(&data, &["tenant", "list"]);
+    assert_eq!(stdout(&out).split('\t').nth(1), Some("default"));
+    assert!(data.join("keyward.db").exists());
+    let master = std::fs::metadata(data.join("master.key")).expect("master key");
+    assert_eq!(master.len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(master.permissions().mode() & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn operator_commands_validate_their_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "unknown tenant",
+            &["product", "create", "--name", "A", "--slug", "a", "--tenant", "nope"],
+            "no tenant \"nope\"",
+        ),
+        (
+            "weak key format",
+            &["product", "create", "--name", "A", "--slug", "a", "--key-format", "XXXX-XXXX"],
+            "at least 16 X",
+        ),
+        (
+            "bad product type",
+            &["product", "create", "--name", "A", "--slug", "a", "--type", "TOASTER"],
+            "DESKTOP, WEB",
+        ),
+        ("bad slug", &["product", "create", "--name", "A", "--slug", "Not A Slug"], "slug"),
+        ("bad scope", &["apikey", "create", "--name", "k", "--scope", "GOD"], "VALIDATE_ONLY"),
+        (
+            "unknown product for key",
+            &["apikey", "create", "--name", "k", "--scope", "VALIDATE_ONLY", "--product", "ghost"],
+            "no product \"ghost\"",
+        ),
+        ("revoke unknown key", &["apikey", "revoke", "kw_nothere"], "no live API key"),
+    ];
+    for (name, args, fragment) in cases {
+        let out = keyward(dir.path(), args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: exit code; stderr {err}");
+        assert!(err.contains(fragment), "{name}: stderr {err:?} should contain {fragment:?}");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
+    }
+    // Nothing was created by the failed commands.
+    let listed = stdout(&keyward(dir.path(), &["product", "list"]));
+    assert!(listed.is_empty(), "no products: {listed}");
+}
+
+#[test]
+fn duplicate_slug_is_refused_and_tenants_separate_slugs() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a"]));
+    let dup = keyward(dir.path(), &["product", "create", "--name", "A2", "--slug", "a"]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("exists"));
+    stdout(&keyward(dir.path(), &["tenant", "create", "--slug", "acme", "--name", "Acme"]));
+    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a", "--tenant", "acme"]));
+}
+
+#[test]
+fn apikey_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = stdout(&keyward(dir.path(), &["apikey", "create", "--name", "ci", "--scope", "READ_ONLY"]));
+    let prefix = &key[..11];
+    let listed = stdout(&keyward(dir.path(), &["apikey", "list"]));
+    assert!(listed.contains(prefix) && listed.contains("live"), "{listed}");
+    assert!(!listed.contains(&key), "the secret is never listed");
+    stdout(&keyward(dir.path(), &["apikey", "revoke", prefix]));
+    let listed = stdout(&keyward(dir.path(), &["apikey", "list"]));
+    assert!(listed.contains("revoked"), "{listed}");
+}
+
+#[test]
+fn backup_writes_a_consistent_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a"]));
+    let target = dir.path().join("snapshot.db");
+    let out = keyward(dir.path(), &["backup", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let copy = rusqlite::Connection::open(&target).unwrap();
+    let n: i64 = copy.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1);
+    let again = keyward(dir.path(), &["backup", target.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "an existing file is never overwritten");
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&keyward(dir.path(), &["tenant", "list"]));
+    let db = rusqlite::Connection::open(dir.path().join("keyward.db")).unwrap();
+    db.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(db);
+    let out = keyward(dir.path(), &["tenant", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("schema version 99") && err.contains("upgrade keyward"), "{err}");
+}
