@@ -98,7 +98,12 @@ pub fn activate_machine(
 }
 
 /// Records a heartbeat; the machine must be activated and the license usable.
-pub fn heartbeat(conn: &Connection, license: &License, machine_id: &str, now: i64) -> Result<Activation> {
+pub fn heartbeat(
+    conn: &Connection,
+    license: &License,
+    machine_id: &str,
+    now: i64,
+) -> Result<Activation> {
     if let Some(problem) = license.problem(now) {
         return Err(Error::License(problem));
     }

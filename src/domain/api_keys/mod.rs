@@ -71,7 +71,9 @@ pub fn create(
 ) -> Result<(ApiKey, String)> {
     let name = name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(Error::Invalid("API key name must be 1-100 characters".into()));
+        return Err(Error::Invalid(
+            "API key name must be 1-100 characters".into(),
+        ));
     }
     let prefix = format!("kw_{}", crypto::random_secret(PREFIX_LEN));
     let plaintext = format!("{prefix}_{}", crypto::random_secret(SECRET_LEN));
@@ -104,4 +106,30 @@ pub fn verify(conn: &Connection, presented: &str) -> Result<Option<ApiKey>> {
         return Ok(None);
     }
     Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_ordered() {
+        use Scope::*;
+        assert!(FullAdmin.includes(ValidateOnly));
+        assert!(ReadOnly.includes(CreateLicense));
+        assert!(CreateLicense.includes(CreateLicense));
+        assert!(!CreateLicense.includes(ReadOnly));
+        assert!(!ValidateOnly.includes(CreateLicense));
+        assert!(!ReadOnly.includes(FullAdmin));
+    }
+
+    #[test]
+    fn only_well_formed_keys_have_a_prefix() {
+        let key = format!("kw_abcdefgh_{}", "s".repeat(32));
+        assert_eq!(prefix_of(&key), Some("kw_abcdefgh"));
+        assert_eq!(prefix_of("kw_abcdefgh"), None);
+        assert_eq!(prefix_of(&key.replace("kw_", "xx_")), None);
+        assert_eq!(prefix_of(&format!("{key}x")), None);
+        assert_eq!(prefix_of(""), None);
+    }
 }

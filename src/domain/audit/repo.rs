@@ -24,7 +24,12 @@ pub fn insert(conn: &Connection, e: &AuditEvent) -> Result<()> {
 }
 
 /// The most recent events of a license, newest first.
-pub fn for_license(conn: &Connection, tenant_id: &str, license_id: &str, limit: u32) -> Result<Vec<AuditEvent>> {
+pub fn for_license(
+    conn: &Connection,
+    tenant_id: &str,
+    license_id: &str,
+    limit: u32,
+) -> Result<Vec<AuditEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT * FROM audit_events WHERE license_id = ?2 AND tenant_id = ?1
          ORDER BY at DESC, id DESC LIMIT ?3",

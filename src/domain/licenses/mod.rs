@@ -222,7 +222,9 @@ pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<
             return Ok(license);
         }
     }
-    Err(Error::Storage("could not generate a unique license key".into()))
+    Err(Error::Storage(
+        "could not generate a unique license key".into(),
+    ))
 }
 
 /// Outcome of an idempotent create.
@@ -249,8 +251,8 @@ pub fn create_idempotent(
                 "idempotency key {key:?} was already used with a different request"
             )));
         }
-        let license = repo::find(conn, &product.tenant_id, &license_id)?
-            .ok_or(Error::NotFound("license"))?;
+        let license =
+            repo::find(conn, &product.tenant_id, &license_id)?.ok_or(Error::NotFound("license"))?;
         return Ok(Created {
             license,
             replayed: true,
@@ -308,5 +310,85 @@ pub fn plan_expiry(license: &License, now: i64) -> Option<i64> {
     match (license.valid_until, license.plan_days) {
         (None, Some(days)) => Some(now + days as i64 * DAY_MS),
         (until, _) => until,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license(status: LicenseStatus, valid_until: Option<i64>) -> License {
+        License {
+            id: "lic_x".into(),
+            tenant_id: "t".into(),
+            product_id: "p".into(),
+            key: "K".into(),
+            license_type: LicenseType::Perpetual,
+            tier: LicenseTier::Personal,
+            status,
+            max_activations: 1,
+            max_sessions: None,
+            valid_until,
+            plan: None,
+            plan_days: Some(7),
+            customer_email: None,
+            customer_name: None,
+            order_id: None,
+            metadata: None,
+            note: None,
+            revoked_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn expiry_is_judged_at_request_time() {
+        let now = 1_000_000;
+        assert_eq!(
+            license(LicenseStatus::Active, Some(now - 1)).effective_status(now),
+            LicenseStatus::Expired
+        );
+        assert_eq!(
+            license(LicenseStatus::Active, Some(now + 1)).effective_status(now),
+            LicenseStatus::Active
+        );
+        assert_eq!(
+            license(LicenseStatus::Revoked, Some(now - 1)).problem(now),
+            Some(LicenseProblem::Revoked)
+        );
+        assert_eq!(
+            license(LicenseStatus::Banned, None).problem(now),
+            Some(LicenseProblem::Suspended)
+        );
+        assert_eq!(license(LicenseStatus::Active, None).problem(now), None);
+    }
+
+    #[test]
+    fn plan_clock_starts_at_first_activation() {
+        let now = 5 * DAY_MS;
+        assert_eq!(
+            plan_expiry(&license(LicenseStatus::Active, None), now),
+            Some(now + 7 * DAY_MS)
+        );
+        assert_eq!(
+            plan_expiry(&license(LicenseStatus::Active, Some(9)), now),
+            Some(9)
+        );
+        assert_eq!(plan_days(Plan::Lifetime, None), None);
+        assert_eq!(plan_days(Plan::Custom, Some(90)), Some(90));
+    }
+
+    #[test]
+    fn emails_and_keys() {
+        for ok in ["a@b.co", "first.last+tag@example.com"] {
+            assert!(validate_email(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b.co.", "a@b@c.co",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+        assert_eq!(normalize_key("  tt-abcd-efgh \n"), "TT-ABCD-EFGH");
     }
 }

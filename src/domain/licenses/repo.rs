@@ -95,7 +95,9 @@ pub fn list_by_order(
     let filter = "tenant_id = ?1 AND order_id = ?2 AND (?3 IS NULL OR product_id = ?3)";
     let total: u64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM licenses WHERE {filter}"))?
-        .query_row(params![tenant_id, order_id, only_product], |r| r.get::<_, i64>(0))? as u64;
+        .query_row(params![tenant_id, order_id, only_product], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT * FROM licenses WHERE {filter} ORDER BY created_at, id LIMIT ?4 OFFSET ?5"
     ))?;
@@ -164,7 +166,13 @@ pub fn insert_idempotency(
     conn.execute(
         "INSERT INTO idempotency_keys (tenant_id, idem_key, request_sha256, license_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![tenant_id, key, request_sha256, license_id, crate::domain::now_ms()],
+        params![
+            tenant_id,
+            key,
+            request_sha256,
+            license_id,
+            crate::domain::now_ms()
+        ],
     )?;
     Ok(())
 }

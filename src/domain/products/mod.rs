@@ -192,3 +192,40 @@ pub fn create(
     repo::insert(conn, &product)?;
     Ok(product)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_formats_need_eighty_random_bits() {
+        let cases = [
+            ("TT-XXXX-XXXX-XXXX-XXXX", true),
+            ("XXXX-XXXX-XXXX-XXXX", true),
+            ("XXXX-XXXX-XXXX-XXX", false),
+            ("tt-xxxx-xxxx-xxxx-xxxx", true),
+            ("TT XXXX-XXXX-XXXX-XXXX", false),
+            ("TT-XXXX-XXXX-XXXX-XXXX-é", false),
+            (&"X".repeat(101), false),
+        ];
+        for (template, ok) in cases {
+            assert_eq!(KeyFormat::parse(template).is_ok(), ok, "{template}");
+        }
+    }
+
+    #[test]
+    fn generated_keys_follow_the_template() {
+        let format = KeyFormat::parse("tt-XXXX-XXXX-XXXX-XXXX").unwrap();
+        let key = format.generate();
+        assert_eq!(key.len(), 22);
+        assert!(key.starts_with("TT-"));
+        for (t, k) in format.as_str().chars().zip(key.chars()) {
+            if t == 'X' {
+                assert!(KEY_ALPHABET.contains(&(k as u8)), "{k} from the alphabet");
+            } else {
+                assert_eq!(t, k);
+            }
+        }
+        assert_ne!(format.generate(), key);
+    }
+}

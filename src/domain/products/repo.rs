@@ -76,7 +76,11 @@ pub fn find_by_slug(conn: &Connection, tenant_id: &str, slug: &str) -> Result<Op
 }
 
 /// A product named by its id or, for convenience in scripts, its slug.
-pub fn find_by_id_or_slug(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Option<Product>> {
+pub fn find_by_id_or_slug(
+    conn: &Connection,
+    tenant_id: &str,
+    id_or_slug: &str,
+) -> Result<Option<Product>> {
     match find(conn, tenant_id, id_or_slug)? {
         Some(p) => Ok(Some(p)),
         None => find_by_slug(conn, tenant_id, id_or_slug),
@@ -96,7 +100,9 @@ pub fn list(
     let filter = "tenant_id = ?1 AND (?2 = 0 OR status = 'ACTIVE') AND (?3 IS NULL OR id = ?3)";
     let total: u64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM products WHERE {filter}"))?
-        .query_row(params![tenant_id, only_active, only_id], |r| r.get::<_, i64>(0))? as u64;
+        .query_row(params![tenant_id, only_active, only_id], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT * FROM products WHERE {filter} ORDER BY created_at, id LIMIT ?4 OFFSET ?5"
     ))?;

@@ -24,7 +24,9 @@ pub fn ensure_default(conn: &Connection) -> Result<()> {
 pub fn create(conn: &Connection, slug: &str, name: &str) -> Result<Tenant> {
     super::validate_slug(slug).map_err(Error::Invalid)?;
     if find_by_slug(conn, slug)?.is_some() {
-        return Err(Error::Conflict(format!("a tenant with slug {slug:?} exists")));
+        return Err(Error::Conflict(format!(
+            "a tenant with slug {slug:?} exists"
+        )));
     }
     let tenant = Tenant {
         id: crypto::new_id("ten"),
