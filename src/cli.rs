@@ -22,7 +22,12 @@ use crate::storage;
 #[command(name = "keyward", version, about = "Self-hosted license-key server")]
 pub struct Cli {
     /// Where the database, the master key and release bundles live.
-    #[arg(long, global = true, env = "KEYWARD_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATA_DIR",
+        default_value = "./data"
+    )]
     pub data_dir: PathBuf,
 
     #[command(subcommand)]
@@ -203,7 +208,10 @@ pub enum TenantCommand {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, Error> {
     let data_dir = cli.data_dir;
-    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+    {
         Command::Serve(args) => {
             crate::server::serve(args.into_config(data_dir)).await?;
             Ok(0)
@@ -236,13 +244,21 @@ fn find_tenant(conn: &Connection, slug: &str) -> Result<Tenant, Error> {
     })
 }
 
-fn parse_choice<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>, choices: String) -> Result<T, Error> {
+fn parse_choice<T>(
+    what: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+    choices: String,
+) -> Result<T, Error> {
     parse(&text.to_ascii_uppercase())
         .ok_or_else(|| Error::Invalid(format!("{what} {text:?} is not one of {choices}")))
 }
 
 /// Runs `f` in one transaction with an audit event; commits only if it succeeds.
-fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<(T, AuditEvent), Error>) -> Result<T, Error> {
+fn in_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<(T, AuditEvent), Error>,
+) -> Result<T, Error> {
     let tx = conn.transaction()?;
     let (out, event) = f(&tx)?;
     crate::domain::audit::repo::insert(&tx, &event)?;
@@ -269,7 +285,12 @@ fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error
             let new = NewProduct {
                 name,
                 slug,
-                product_type: parse_choice("--type", &product_type, ProductType::parse, ProductType::choices())?,
+                product_type: parse_choice(
+                    "--type",
+                    &product_type,
+                    ProductType::parse,
+                    ProductType::choices(),
+                )?,
                 default_license_type: parse_choice(
                     "--license-type",
                     &license_type,
@@ -332,12 +353,18 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
                 let product_id = match &product {
                     Some(slug) => Some(
                         products::repo::find_by_slug(c, &tenant.id, slug)?
-                            .ok_or_else(|| Error::Invalid(format!("no product {slug:?} in tenant {}", tenant.slug)))?
+                            .ok_or_else(|| {
+                                Error::Invalid(format!(
+                                    "no product {slug:?} in tenant {}",
+                                    tenant.slug
+                                ))
+                            })?
                             .id,
                     ),
                     None => None,
                 };
-                let (key, plaintext) = api_keys::create(c, &tenant.id, &name, scope, product_id.as_deref())?;
+                let (key, plaintext) =
+                    api_keys::create(c, &tenant.id, &name, scope, product_id.as_deref())?;
                 let event = AuditEvent::new(&tenant.id, "cli", "apikey.create")
                     .detail(serde_json::json!({"apiKeyId": key.id, "scope": scope.as_str()}));
                 Ok((plaintext, event))
@@ -349,7 +376,11 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
         ApiKeyCommand::List { tenant } => {
             let tenant = find_tenant(&conn, &tenant)?;
             for k in api_keys::repo::list(&conn, &tenant.id)? {
-                let state = if k.revoked_at.is_some() { "revoked" } else { "live" };
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "live"
+                };
                 println!(
                     "{}\t{}…\t{}\t{}\t{}\t{}",
                     k.id,
@@ -362,10 +393,14 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
             }
             Ok(0)
         }
-        ApiKeyCommand::Revoke { id_or_prefix, tenant } => {
+        ApiKeyCommand::Revoke {
+            id_or_prefix,
+            tenant,
+        } => {
             let revoked = in_transaction(&mut conn, |c| {
                 let tenant = find_tenant(c, &tenant)?;
-                let revoked = api_keys::repo::revoke(c, &tenant.id, &id_or_prefix, crate::domain::now_ms())?;
+                let revoked =
+                    api_keys::repo::revoke(c, &tenant.id, &id_or_prefix, crate::domain::now_ms())?;
                 let event = AuditEvent::new(&tenant.id, "cli", "apikey.revoke")
                     .detail(serde_json::json!({"apiKey": id_or_prefix}));
                 Ok((revoked, event))

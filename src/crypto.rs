@@ -74,7 +74,10 @@ impl MasterKey {
                 key.to_vec()
             }
             Err(e) => {
-                return Err(Error::Storage(format!("cannot read {}: {e}", path.display())));
+                return Err(Error::Storage(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
             }
         };
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {

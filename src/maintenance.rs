@@ -15,7 +15,9 @@ pub async fn run(state: AppState) {
         tick.tick().await;
         match sweep(&state).await {
             Ok((expired, culled)) if expired + culled > 0 => {
-                tracing::info!("maintenance: {expired} license(s) expired, {culled} machine(s) culled");
+                tracing::info!(
+                    "maintenance: {expired} license(s) expired, {culled} machine(s) culled"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("maintenance sweep failed: {e}"),
@@ -36,7 +38,8 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
             for (tenant_id, product_id, license_id) in &expired {
                 crate::domain::audit::repo::insert(
                     c,
-                    &AuditEvent::new(tenant_id, "system", "license.expire").license(product_id, license_id),
+                    &AuditEvent::new(tenant_id, "system", "license.expire")
+                        .license(product_id, license_id),
                 )?;
             }
             let mut culled = 0;

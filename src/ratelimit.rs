@@ -25,10 +25,12 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let Some(limiter) = &self.inner else {
             return Ok(());
         };
-        limiter.check_key(key).map_err(|not_until| Error::RateLimited {
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            limit: self.per_minute,
-        })
+        limiter
+            .check_key(key)
+            .map_err(|not_until| Error::RateLimited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                limit: self.per_minute,
+            })
     }
 
     /// Forgets keys whose allowance is full again, so memory stays bounded.

@@ -9,22 +9,28 @@ use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::api;
+use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::error::Error;
+use crate::maintenance;
 use crate::state::AppState;
 use crate::storage::{self, Db, Writer};
-use crate::maintenance;
 
 /// The OpenAPI service of every API operation.
 pub fn openapi(state: &AppState) -> OpenApiService<(LicenseApi, ProductApi, HealthApi), ()> {
     OpenApiService::new(
         (
-            LicenseApi { state: state.clone() },
-            ProductApi { state: state.clone() },
-            HealthApi { state: state.clone() },
+            LicenseApi {
+                state: state.clone(),
+            },
+            ProductApi {
+                state: state.clone(),
+            },
+            HealthApi {
+                state: state.clone(),
+            },
         ),
         "Keyward",
         env!("CARGO_PKG_VERSION"),
@@ -91,9 +97,8 @@ impl Running {
 
 /// Opens the data directory (creating it, the database and the master key on first start).
 pub fn open(config: &Config) -> Result<(Db, Writer, MasterKey), Error> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
     let path = storage::database_path(&config.data_dir);
     let writer_conn = storage::open_and_migrate(&path)?;
     let writer = Writer::start(writer_conn)?;
@@ -145,7 +150,11 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), Error> {
     let running = start(config).await?;
-    println!("Keyward {} listening on http://{}", env!("CARGO_PKG_VERSION"), running.addr);
+    println!(
+        "Keyward {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        running.addr
+    );
     println!("  API docs:   http://{}/api/docs", running.addr);
     println!("  data dir:   {}", running.state.config.data_dir.display());
     shutdown_signal().await;

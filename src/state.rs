@@ -61,7 +61,11 @@ pub struct SigningKeys(RwLock<HashMap<String, Arc<SigningKey>>>);
 
 impl SigningKeys {
     /// The signing key of `product`, opening its sealed secret on first use.
-    pub fn for_product(&self, master: &MasterKey, product: &Product) -> Result<Arc<SigningKey>, Error> {
+    pub fn for_product(
+        &self,
+        master: &MasterKey,
+        product: &Product,
+    ) -> Result<Arc<SigningKey>, Error> {
         if let Some(key) = self.get(&product.id) {
             return Ok(key);
         }

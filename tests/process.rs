@@ -23,7 +23,10 @@ fn stdout(out: &std::process::Output) -> String {
         "keyward failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout.clone()).expect("utf-8").trim().to_owned()
+    String::from_utf8(out.stdout.clone())
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 /// Starts `keyward serve` on a free port; returns the child and its base URL.
@@ -53,14 +56,36 @@ fn serve(data_dir: &Path) -> (Child, String) {
 fn setup(data_dir: &Path) -> (String, String) {
     let product = stdout(&keyward(
         data_dir,
-        &["product", "create", "--name", "Crash App", "--slug", "crash-app", "--max-activations", "1"],
+        &[
+            "product",
+            "create",
+            "--name",
+            "Crash App",
+            "--slug",
+            "crash-app",
+            "--max-activations",
+            "1",
+        ],
     ));
-    assert!(product.starts_with("prod_"), "product id on stdout: {product}");
+    assert!(
+        product.starts_with("prod_"),
+        "product id on stdout: {product}"
+    );
     let key = stdout(&keyward(
         data_dir,
-        &["apikey", "create", "--name", "ci", "--scope", "CREATE_LICENSE"],
+        &[
+            "apikey",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "CREATE_LICENSE",
+        ],
     ));
-    assert!(key.starts_with("kw_") && !key.contains('\n'), "the key alone on stdout: {key}");
+    assert!(
+        key.starts_with("kw_") && !key.contains('\n'),
+        "the key alone on stdout: {key}"
+    );
     (product, key)
 }
 
@@ -98,7 +123,8 @@ async fn acknowledged_activations_survive_a_kill() {
     // Concurrent activations; remember which were acknowledged.
     let mut tasks = tokio::task::JoinSet::new();
     for (i, license) in licenses.iter().enumerate() {
-        let (client, url, key, license) = (client.clone(), url.clone(), key.clone(), license.clone());
+        let (client, url, key, license) =
+            (client.clone(), url.clone(), key.clone(), license.clone());
         tasks.spawn(async move {
             let machine = format!("machine-{i:04}");
             let (status, _) = post(
@@ -133,7 +159,10 @@ async fn acknowledged_activations_survive_a_kill() {
         )
         .await;
         assert_eq!(status, 200);
-        assert_eq!(body["code"], "VALID", "{license} on {machine} after the crash: {body}");
+        assert_eq!(
+            body["code"], "VALID",
+            "{license} on {machine} after the crash: {body}"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -187,33 +216,74 @@ fn operator_commands_validate_their_input() {
     let cases: &[(&str, &[&str], &str)] = &[
         (
             "unknown tenant",
-            &["product", "create", "--name", "A", "--slug", "a", "--tenant", "nope"],
+            &[
+                "product", "create", "--name", "A", "--slug", "a", "--tenant", "nope",
+            ],
             "no tenant \"nope\"",
         ),
         (
             "weak key format",
-            &["product", "create", "--name", "A", "--slug", "a", "--key-format", "XXXX-XXXX"],
+            &[
+                "product",
+                "create",
+                "--name",
+                "A",
+                "--slug",
+                "a",
+                "--key-format",
+                "XXXX-XXXX",
+            ],
             "at least 16 X",
         ),
         (
             "bad product type",
-            &["product", "create", "--name", "A", "--slug", "a", "--type", "TOASTER"],
+            &[
+                "product", "create", "--name", "A", "--slug", "a", "--type", "TOASTER",
+            ],
             "DESKTOP, WEB",
         ),
-        ("bad slug", &["product", "create", "--name", "A", "--slug", "Not A Slug"], "slug"),
-        ("bad scope", &["apikey", "create", "--name", "k", "--scope", "GOD"], "VALIDATE_ONLY"),
+        (
+            "bad slug",
+            &["product", "create", "--name", "A", "--slug", "Not A Slug"],
+            "slug",
+        ),
+        (
+            "bad scope",
+            &["apikey", "create", "--name", "k", "--scope", "GOD"],
+            "VALIDATE_ONLY",
+        ),
         (
             "unknown product for key",
-            &["apikey", "create", "--name", "k", "--scope", "VALIDATE_ONLY", "--product", "ghost"],
+            &[
+                "apikey",
+                "create",
+                "--name",
+                "k",
+                "--scope",
+                "VALIDATE_ONLY",
+                "--product",
+                "ghost",
+            ],
             "no product \"ghost\"",
         ),
-        ("revoke unknown key", &["apikey", "revoke", "kw_nothere"], "no live API key"),
+        (
+            "revoke unknown key",
+            &["apikey", "revoke", "kw_nothere"],
+            "no live API key",
+        ),
     ];
     for (name, args, fragment) in cases {
         let out = keyward(dir.path(), args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{name}: exit code; stderr {err}");
-        assert!(err.contains(fragment), "{name}: stderr {err:?} should contain {fragment:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: exit code; stderr {err}"
+        );
+        assert!(
+            err.contains(fragment),
+            "{name}: stderr {err:?} should contain {fragment:?}"
+        );
         assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
     }
     // Nothing was created by the failed commands.
@@ -224,21 +294,41 @@ fn operator_commands_validate_their_input() {
 #[test]
 fn duplicate_slug_is_refused_and_tenants_separate_slugs() {
     let dir = tempfile::tempdir().unwrap();
-    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a"]));
-    let dup = keyward(dir.path(), &["product", "create", "--name", "A2", "--slug", "a"]);
+    stdout(&keyward(
+        dir.path(),
+        &["product", "create", "--name", "A", "--slug", "a"],
+    ));
+    let dup = keyward(
+        dir.path(),
+        &["product", "create", "--name", "A2", "--slug", "a"],
+    );
     assert_eq!(dup.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("exists"));
-    stdout(&keyward(dir.path(), &["tenant", "create", "--slug", "acme", "--name", "Acme"]));
-    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a", "--tenant", "acme"]));
+    stdout(&keyward(
+        dir.path(),
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+    ));
+    stdout(&keyward(
+        dir.path(),
+        &[
+            "product", "create", "--name", "A", "--slug", "a", "--tenant", "acme",
+        ],
+    ));
 }
 
 #[test]
 fn apikey_list_and_revoke() {
     let dir = tempfile::tempdir().unwrap();
-    let key = stdout(&keyward(dir.path(), &["apikey", "create", "--name", "ci", "--scope", "READ_ONLY"]));
+    let key = stdout(&keyward(
+        dir.path(),
+        &["apikey", "create", "--name", "ci", "--scope", "READ_ONLY"],
+    ));
     let prefix = &key[..11];
     let listed = stdout(&keyward(dir.path(), &["apikey", "list"]));
-    assert!(listed.contains(prefix) && listed.contains("live"), "{listed}");
+    assert!(
+        listed.contains(prefix) && listed.contains("live"),
+        "{listed}"
+    );
     assert!(!listed.contains(&key), "the secret is never listed");
     stdout(&keyward(dir.path(), &["apikey", "revoke", prefix]));
     let listed = stdout(&keyward(dir.path(), &["apikey", "list"]));
@@ -248,15 +338,28 @@ fn apikey_list_and_revoke() {
 #[test]
 fn backup_writes_a_consistent_copy() {
     let dir = tempfile::tempdir().unwrap();
-    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a"]));
+    stdout(&keyward(
+        dir.path(),
+        &["product", "create", "--name", "A", "--slug", "a"],
+    ));
     let target = dir.path().join("snapshot.db");
     let out = keyward(dir.path(), &["backup", target.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let copy = rusqlite::Connection::open(&target).unwrap();
-    let n: i64 = copy.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0)).unwrap();
+    let n: i64 = copy
+        .query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1);
     let again = keyward(dir.path(), &["backup", target.to_str().unwrap()]);
-    assert_eq!(again.status.code(), Some(1), "an existing file is never overwritten");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing file is never overwritten"
+    );
 }
 
 #[test]
@@ -269,5 +372,8 @@ fn a_newer_database_is_refused() {
     let out = keyward(dir.path(), &["tenant", "list"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("schema version 99") && err.contains("upgrade keyward"), "{err}");
+    assert!(
+        err.contains("schema version 99") && err.contains("upgrade keyward"),
+        "{err}"
+    );
 }

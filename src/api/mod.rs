@@ -76,14 +76,20 @@ impl Face {
     /// A framework-level refusal (unparsable body, missing header, unknown route…).
     pub fn framework_error(self, status: StatusCode, message: String) -> Response {
         match self {
-            Face::Vendor => vendor::error::VendorError::from_status(status, message).into_response(),
+            Face::Vendor => {
+                vendor::error::VendorError::from_status(status, message).into_response()
+            }
         }
     }
 }
 
 /// Wraps every API route: per-IP limit, body size limit, one error envelope per face, and
 /// response signing.
-pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, state: AppState) -> poem::Result<Response> {
+pub async fn guard<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    state: AppState,
+) -> poem::Result<Response> {
     let face = Face::of(req.uri().path());
     let ip = client_ip(&req, &state.config);
     if let Some(ip) = ip {
@@ -126,11 +132,15 @@ fn tidy_parse_error(raw: &str) -> String {
         .trim_start_matches("parse request payload error: ")
         .to_owned();
     while let Some(start) = text.find(" (occurred while parsing \"") {
-        let end = text[start..].find("\")").map_or(text.len(), |e| start + e + 2);
+        let end = text[start..]
+            .find("\")")
+            .map_or(text.len(), |e| start + e + 2);
         text.replace_range(start..end, "");
     }
     while let Some(start) = text.find("failed to parse \"") {
-        let end = text[start..].find("\": ").map_or(text.len(), |e| start + e + 3);
+        let end = text[start..]
+            .find("\": ")
+            .map_or(text.len(), |e| start + e + 3);
         text.replace_range(start..end, "");
     }
     format!("Invalid request: {text}")
@@ -162,7 +172,10 @@ async fn limit_body(req: &mut Request, max: usize, face: Face) -> Result<(), Res
             Ok(())
         }
         Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(too_large()),
-        Err(e) => Err(face.framework_error(StatusCode::BAD_REQUEST, format!("Cannot read the request body: {e}"))),
+        Err(e) => Err(face.framework_error(
+            StatusCode::BAD_REQUEST,
+            format!("Cannot read the request body: {e}"),
+        )),
     }
 }
 

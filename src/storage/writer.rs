@@ -85,9 +85,9 @@ impl WriterHandle {
         self.tx
             .send(Message::Job(job))
             .map_err(|_| Error::Storage("storage is shutting down".into()))?;
-        reply_rx
-            .await
-            .map_err(|_| Error::Storage("the write was not committed (storage unavailable)".into()))?
+        reply_rx.await.map_err(|_| {
+            Error::Storage("the write was not committed (storage unavailable)".into())
+        })?
     }
 
     /// Queues an audit event. It is committed with the next batch; nobody waits for it,
@@ -172,4 +172,3 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) {
         done(committed.clone());
     }
 }
-

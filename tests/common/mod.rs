@@ -8,7 +8,9 @@ use keyward::config::{Config, RateLimits};
 use keyward::crypto::MasterKey;
 use keyward::domain::api_keys::{self, Scope};
 use keyward::domain::licenses::LicenseType;
-use keyward::domain::products::{self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductType};
+use keyward::domain::products::{
+    self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductType,
+};
 use keyward::domain::tenants;
 use keyward::{Running, storage};
 use reqwest::header::HeaderMap;
@@ -45,10 +47,17 @@ impl Answer {
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "status; body: {}", self.body);
-        assert_eq!(self.body["success"], Value::Bool(false), "envelope: {}", self.body);
+        assert_eq!(
+            self.body["success"],
+            Value::Bool(false),
+            "envelope: {}",
+            self.body
+        );
         assert_eq!(self.error_code(), code, "error code; body: {}", self.body);
         assert!(
-            self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "an error message; body: {}",
             self.body
         );
@@ -100,9 +109,16 @@ impl TestServer {
 
     /// A product in `tenant` (slug) with defaults: DESKTOP, PERPETUAL, 3 activations,
     /// format `TT-XXXX-XXXX-XXXX-XXXX`, no heartbeat policy. `tune` may change the defaults.
-    pub fn create_product_with(&self, tenant: &str, slug: &str, tune: impl FnOnce(&mut NewProduct)) -> Product {
+    pub fn create_product_with(
+        &self,
+        tenant: &str,
+        slug: &str,
+        tune: impl FnOnce(&mut NewProduct),
+    ) -> Product {
         let conn = self.db();
-        let tenant = tenants::repo::find_by_slug(&conn, tenant).unwrap().expect("tenant exists");
+        let tenant = tenants::repo::find_by_slug(&conn, tenant)
+            .unwrap()
+            .expect("tenant exists");
         let master = MasterKey::load_or_create(self.dir.path()).unwrap();
         let mut new = NewProduct {
             name: format!("Product {slug}"),
@@ -121,7 +137,11 @@ impl TestServer {
         self.create_product_with(tenant, slug, |_| {})
     }
 
-    pub fn heartbeat_policy(interval_secs: u32, grace_secs: u32, cull_dead: bool) -> Option<HeartbeatPolicy> {
+    pub fn heartbeat_policy(
+        interval_secs: u32,
+        grace_secs: u32,
+        cull_dead: bool,
+    ) -> Option<HeartbeatPolicy> {
         Some(HeartbeatPolicy {
             interval_secs,
             grace_secs,
@@ -132,11 +152,21 @@ impl TestServer {
     /// A live API key of `tenant` with `scope`, optionally restricted to a product id.
     pub fn create_api_key(&self, tenant: &str, scope: Scope, product_id: Option<&str>) -> String {
         let conn = self.db();
-        let tenant = tenants::repo::find_by_slug(&conn, tenant).unwrap().expect("tenant exists");
-        api_keys::create(&conn, &tenant.id, "test", scope, product_id).expect("api key").1
+        let tenant = tenants::repo::find_by_slug(&conn, tenant)
+            .unwrap()
+            .expect("tenant exists");
+        api_keys::create(&conn, &tenant.id, "test", scope, product_id)
+            .expect("api key")
+            .1
     }
 
-    pub async fn call(&self, method: Method, path: &str, api_key: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        api_key: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.client.request(method, format!("{}{}", self.url, path));
         if let Some(k) = api_key {
             req = req.header("X-API-Key", k);
@@ -148,7 +178,14 @@ impl TestServer {
     }
 
     /// Sends a raw body with an explicit content type (for malformed-input tests).
-    pub async fn call_raw(&self, method: Method, path: &str, api_key: Option<&str>, content_type: &str, body: Vec<u8>) -> Answer {
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        api_key: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
         let mut req = self
             .client
             .request(method, format!("{}{}", self.url, path))
@@ -161,7 +198,8 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, api_key: &str, body: Value) -> Answer {
-        self.call(Method::POST, path, Some(api_key), Some(body)).await
+        self.call(Method::POST, path, Some(api_key), Some(body))
+            .await
     }
 
     pub async fn get(&self, path: &str, api_key: &str) -> Answer {
@@ -183,7 +221,8 @@ impl TestServer {
 
     /// Creates a license through the API and returns its `license` object.
     pub async fn create_license(&self, api_key: &str, product_id: &str, extra: Value) -> Value {
-        let mut body = serde_json::json!({"productId": product_id, "customerEmail": "buyer@example.com"});
+        let mut body =
+            serde_json::json!({"productId": product_id, "customerEmail": "buyer@example.com"});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 b.insert(k.clone(), v.clone());
@@ -210,16 +249,31 @@ pub fn signature_verifies(public_key_b64: &str, body: &[u8], signature_b64: &str
     use base64::Engine;
     use ed25519_dalek::{Signature, Verifier, VerifyingKey};
     let b64 = base64::engine::general_purpose::STANDARD;
-    let Ok(pk) = b64.decode(public_key_b64) else { return false };
-    let Ok(sig) = b64.decode(signature_b64) else { return false };
-    let Ok(pk) = <[u8; 32]>::try_from(pk.as_slice()) else { return false };
-    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else { return false };
-    let Ok(vk) = VerifyingKey::from_bytes(&pk) else { return false };
+    let Ok(pk) = b64.decode(public_key_b64) else {
+        return false;
+    };
+    let Ok(sig) = b64.decode(signature_b64) else {
+        return false;
+    };
+    let Ok(pk) = <[u8; 32]>::try_from(pk.as_slice()) else {
+        return false;
+    };
+    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
+        return false;
+    };
+    let Ok(vk) = VerifyingKey::from_bytes(&pk) else {
+        return false;
+    };
     vk.verify(body, &Signature::from_bytes(&sig)).is_ok()
 }
 
 /// Convenience: all scopes, lowest first.
-pub const SCOPES: [Scope; 4] = [Scope::ValidateOnly, Scope::CreateLicense, Scope::ReadOnly, Scope::FullAdmin];
+pub const SCOPES: [Scope; 4] = [
+    Scope::ValidateOnly,
+    Scope::CreateLicense,
+    Scope::ReadOnly,
+    Scope::FullAdmin,
+];
 
 pub fn rate_limits(per_ip: u32, per_api_key: u32, failed_auth_per_ip: u32) -> RateLimits {
     RateLimits {

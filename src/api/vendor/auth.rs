@@ -92,7 +92,9 @@ fn authenticate(req: &Request, presented: &str, needed: Scope) -> poem::Result<C
         if let Some(ip) = ip {
             state.limits.failed_auth_per_ip.check(&ip).map_err(refuse)?;
         }
-        return Err(refuse(Error::Unauthorized("Invalid or revoked API key".into())));
+        return Err(refuse(Error::Unauthorized(
+            "Invalid or revoked API key".into(),
+        )));
     };
     if !key.scope.includes(needed) {
         return Err(refuse(Error::Forbidden(format!(
@@ -120,7 +122,10 @@ fn note_use(state: &AppState, key: &api_keys::ApiKey) {
     let db = state.db.clone();
     let id = key.id.clone();
     tokio::spawn(async move {
-        if let Err(e) = db.write(move |c| api_keys::repo::set_last_used(c, &id, now)).await {
+        if let Err(e) = db
+            .write(move |c| api_keys::repo::set_last_used(c, &id, now))
+            .await
+        {
             tracing::warn!("cannot record API key use: {e}");
         }
     });

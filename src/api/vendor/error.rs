@@ -93,7 +93,9 @@ impl VendorError {
             Error::Unauthorized(_) => Self::Unauthorized(ErrorEnvelope::new("UNAUTHORIZED", msg)),
             Error::Forbidden(_) => Self::Forbidden(ErrorEnvelope::new("FORBIDDEN", msg)),
             Error::Conflict(_) => Self::BadRequest(ErrorEnvelope::new("CONFLICT", msg)),
-            Error::License(problem) => Self::BadRequest(ErrorEnvelope::new(license_code(*problem), msg)),
+            Error::License(problem) => {
+                Self::BadRequest(ErrorEnvelope::new(license_code(*problem), msg))
+            }
             Error::IdempotencyMismatch(_) => {
                 Self::Unprocessable(ErrorEnvelope::new("IDEMPOTENCY_KEY_REUSED", msg))
             }
@@ -115,7 +117,9 @@ impl VendorError {
     /// Refusals raised by the framework before a handler ran.
     pub fn from_status(status: StatusCode, message: String) -> Self {
         match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(ErrorEnvelope::new("UNAUTHORIZED", message)),
+            StatusCode::UNAUTHORIZED => {
+                Self::Unauthorized(ErrorEnvelope::new("UNAUTHORIZED", message))
+            }
             StatusCode::FORBIDDEN => Self::Forbidden(ErrorEnvelope::new("FORBIDDEN", message)),
             StatusCode::NOT_FOUND => Self::NotFound(ErrorEnvelope::new("NOT_FOUND", message)),
             StatusCode::METHOD_NOT_ALLOWED => {

@@ -15,13 +15,13 @@ use super::error::{ErrorDetail, VendorError, VendorResult};
 use super::schemas::{
     ActivationView, LicenseCreated, LicensePublic, Pagination, VendorStatus, page_and_limit,
 };
+use crate::api::fields::named;
+use crate::crypto;
 use crate::domain::activations::{self, MachineInfo};
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::{self, License, LicenseTier, LicenseType, NewLicense, Verdict};
 use crate::domain::products::{self, Product, ProductStatus};
 use crate::domain::{datetime_to_ms, now_ms};
-use crate::api::fields::named;
-use crate::crypto;
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -58,34 +58,64 @@ crate::field_names!(
 #[oai(rename_all = "camelCase")]
 pub struct ActivateRequest {
     /// The license key.
-    #[oai(deserialize_with = "named::<LicenseKeyField, _>", validator(min_length = 10, max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(min_length = 10, max_length = 100)
+    )]
     pub license_key: String,
     /// Unique hardware fingerprint.
-    #[oai(deserialize_with = "named::<MachineIdField, _>", validator(min_length = 8, max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<MachineIdField, _>",
+        validator(min_length = 8, max_length = 255)
+    )]
     pub machine_id: String,
     /// Human-readable name.
-    #[oai(deserialize_with = "named::<MachineNameField, _>", validator(max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<MachineNameField, _>",
+        validator(max_length = 255)
+    )]
     pub machine_name: Option<String>,
-    #[oai(deserialize_with = "named::<OsNameField, _>", validator(max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<OsNameField, _>",
+        validator(max_length = 100)
+    )]
     pub os_name: Option<String>,
-    #[oai(deserialize_with = "named::<OsVersionField, _>", validator(max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<OsVersionField, _>",
+        validator(max_length = 100)
+    )]
     pub os_version: Option<String>,
-    #[oai(deserialize_with = "named::<AppVersionField, _>", validator(max_length = 50))]
+    #[oai(
+        deserialize_with = "named::<AppVersionField, _>",
+        validator(max_length = 50)
+    )]
     pub app_version: Option<String>,
     /// Client-chosen value echoed inside the signed response (anti-replay).
-    #[oai(deserialize_with = "named::<NonceField, _>", validator(max_length = 128))]
+    #[oai(
+        deserialize_with = "named::<NonceField, _>",
+        validator(max_length = 128)
+    )]
     pub nonce: Option<String>,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct MachineRequest {
-    #[oai(deserialize_with = "named::<LicenseKeyField, _>", validator(min_length = 10, max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(min_length = 10, max_length = 100)
+    )]
     pub license_key: String,
-    #[oai(deserialize_with = "named::<MachineIdField, _>", validator(min_length = 8, max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<MachineIdField, _>",
+        validator(min_length = 8, max_length = 255)
+    )]
     pub machine_id: String,
     /// Client-chosen value echoed inside the signed response (anti-replay).
-    #[oai(deserialize_with = "named::<NonceField, _>", validator(max_length = 128))]
+    #[oai(
+        deserialize_with = "named::<NonceField, _>",
+        validator(max_length = 128)
+    )]
     pub nonce: Option<String>,
 }
 
@@ -93,13 +123,25 @@ pub struct MachineRequest {
 #[oai(rename_all = "camelCase")]
 pub struct HeartbeatRequest {
     /// The license key (`licenseKey` is accepted as an alias).
-    #[oai(deserialize_with = "named::<KeyField, _>", validator(min_length = 10, max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<KeyField, _>",
+        validator(min_length = 10, max_length = 100)
+    )]
     pub key: Option<String>,
-    #[oai(deserialize_with = "named::<LicenseKeyField, _>", validator(min_length = 10, max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(min_length = 10, max_length = 100)
+    )]
     pub license_key: Option<String>,
-    #[oai(deserialize_with = "named::<MachineIdField, _>", validator(min_length = 8, max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<MachineIdField, _>",
+        validator(min_length = 8, max_length = 255)
+    )]
     pub machine_id: String,
-    #[oai(deserialize_with = "named::<NonceField, _>", validator(max_length = 128))]
+    #[oai(
+        deserialize_with = "named::<NonceField, _>",
+        validator(max_length = 128)
+    )]
     pub nonce: Option<String>,
 }
 
@@ -107,11 +149,20 @@ pub struct HeartbeatRequest {
 #[oai(rename_all = "camelCase")]
 pub struct CreateLicenseRequest {
     /// Product ID (the product's slug is accepted too).
-    #[oai(deserialize_with = "named::<ProductIdField, _>", validator(min_length = 1, max_length = 30))]
+    #[oai(
+        deserialize_with = "named::<ProductIdField, _>",
+        validator(min_length = 1, max_length = 30)
+    )]
     pub product_id: String,
-    #[oai(deserialize_with = "named::<CustomerEmailField, _>", validator(max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<CustomerEmailField, _>",
+        validator(max_length = 255)
+    )]
     pub customer_email: String,
-    #[oai(deserialize_with = "named::<CustomerNameField, _>", validator(max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<CustomerNameField, _>",
+        validator(max_length = 255)
+    )]
     pub customer_name: Option<String>,
     /// Defaults to the product's default type.
     #[oai(deserialize_with = "named::<TypeField, _>", rename = "type")]
@@ -120,23 +171,35 @@ pub struct CreateLicenseRequest {
     #[oai(deserialize_with = "named::<TierField, _>")]
     pub tier: Option<LicenseTier>,
     /// Defaults to the product's default.
-    #[oai(deserialize_with = "named::<MaxActivationsField, _>", validator(minimum(value = "1"), maximum(value = "1000")))]
+    #[oai(
+        deserialize_with = "named::<MaxActivationsField, _>",
+        validator(minimum(value = "1"), maximum(value = "1000"))
+    )]
     pub max_activations: Option<u32>,
     /// Expiration; null or absent for none.
     #[oai(deserialize_with = "named::<ValidUntilField, _>")]
     pub valid_until: Option<OffsetDateTime>,
     /// External order reference.
-    #[oai(deserialize_with = "named::<OrderIdField, _>", validator(max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<OrderIdField, _>",
+        validator(max_length = 255)
+    )]
     pub order_id: Option<String>,
     /// Custom key-value pairs (at most 20 keys).
-    #[oai(deserialize_with = "named::<MetadataField, _>", validator(max_properties = 20))]
+    #[oai(
+        deserialize_with = "named::<MetadataField, _>",
+        validator(max_properties = 20)
+    )]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Object, Debug)]
 pub struct CreateBulkRequest {
     /// 1-20 licenses, each like a create request.
-    #[oai(deserialize_with = "named::<LicensesField, _>", validator(min_items = 1, max_items = 20))]
+    #[oai(
+        deserialize_with = "named::<LicensesField, _>",
+        validator(min_items = 1, max_items = 20)
+    )]
     pub licenses: Vec<CreateLicenseRequest>,
 }
 
@@ -144,21 +207,36 @@ pub struct CreateBulkRequest {
 #[oai(rename_all = "camelCase")]
 pub struct RevokeRequest {
     /// The license ID, or
-    #[oai(deserialize_with = "named::<LicenseIdField, _>", validator(max_length = 64))]
+    #[oai(
+        deserialize_with = "named::<LicenseIdField, _>",
+        validator(max_length = 64)
+    )]
     pub license_id: Option<String>,
     /// the license key.
-    #[oai(deserialize_with = "named::<LicenseKeyField, _>", validator(max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(max_length = 100)
+    )]
     pub license_key: Option<String>,
-    #[oai(deserialize_with = "named::<ReasonField, _>", validator(max_length = 500))]
+    #[oai(
+        deserialize_with = "named::<ReasonField, _>",
+        validator(max_length = 500)
+    )]
     pub reason: Option<String>,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct RenewRequest {
-    #[oai(deserialize_with = "named::<LicenseIdField, _>", validator(max_length = 64))]
+    #[oai(
+        deserialize_with = "named::<LicenseIdField, _>",
+        validator(max_length = 64)
+    )]
     pub license_id: Option<String>,
-    #[oai(deserialize_with = "named::<LicenseKeyField, _>", validator(max_length = 100))]
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(max_length = 100)
+    )]
     pub license_key: Option<String>,
     /// The new expiration; must be in the future.
     #[oai(deserialize_with = "named::<ValidUntilField, _>")]
@@ -247,8 +325,7 @@ pub enum HeartbeatResponse {
     #[oai(status = 200)]
     Ok(
         Json<HeartbeatOk>,
-        #[oai(header = "X-Keyward-Product")]
-        String,
+        #[oai(header = "X-Keyward-Product")] String,
     ),
 }
 
@@ -264,11 +341,7 @@ pub struct CheckOk {
 pub enum CheckResponse {
     /// The license's status. Signed.
     #[oai(status = 200)]
-    Ok(
-        Json<CheckOk>,
-        #[oai(header = "X-Keyward-Product")]
-        String,
-    ),
+    Ok(Json<CheckOk>, #[oai(header = "X-Keyward-Product")] String),
 }
 
 #[derive(Object, Debug)]
@@ -698,7 +771,11 @@ impl LicenseApi {
     /// Name it by `licenseId` or `licenseKey`. Revocation is final; revoking again changes
     /// nothing.
     #[oai(path = "/revoke", method = "post")]
-    async fn revoke(&self, auth: CreateScope, body: Json<RevokeRequest>) -> VendorResult<LicenseResponse> {
+    async fn revoke(
+        &self,
+        auth: CreateScope,
+        body: Json<RevokeRequest>,
+    ) -> VendorResult<LicenseResponse> {
         let caller = auth.0;
         let body = body.0;
         let target = LicenseRef::from_parts(body.license_id, body.license_key)?;
@@ -712,7 +789,8 @@ impl LicenseApi {
                 if license.status != licenses::LicenseStatus::Revoked {
                     crate::domain::audit::repo::insert(
                         c,
-                        &event(&caller, "license.revoke", &license).detail(json!({"reason": reason})),
+                        &event(&caller, "license.revoke", &license)
+                            .detail(json!({"reason": reason})),
                     )?;
                 }
                 Ok(revoked)
@@ -730,7 +808,11 @@ impl LicenseApi {
     /// Sets `validUntil` (which must be in the future); an expired license becomes active
     /// again. Revoked licenses cannot be renewed (400 `LICENSE_REVOKED`).
     #[oai(path = "/renew", method = "post")]
-    async fn renew(&self, auth: CreateScope, body: Json<RenewRequest>) -> VendorResult<LicenseResponse> {
+    async fn renew(
+        &self,
+        auth: CreateScope,
+        body: Json<RenewRequest>,
+    ) -> VendorResult<LicenseResponse> {
         let caller = auth.0;
         let body = body.0;
         let target = LicenseRef::from_parts(body.license_id, body.license_key)?;
@@ -743,8 +825,9 @@ impl LicenseApi {
                 let renewed = licenses::renew(c, &license, valid_until)?;
                 crate::domain::audit::repo::insert(
                     c,
-                    &event(&caller, "license.renew", &license)
-                        .detail(json!({"validUntil": valid_until, "previous": license.valid_until})),
+                    &event(&caller, "license.renew", &license).detail(
+                        json!({"validUntil": valid_until, "previous": license.valid_until}),
+                    ),
                 )?;
                 Ok(renewed)
             })
@@ -820,9 +903,10 @@ impl LicenseApi {
         self.state
             .db
             .write(move |c| {
-                let product = products::repo::find_by_id_or_slug(c, &caller.tenant_id, &req.product_id)?
-                    .filter(|p| caller.sees_product(&p.id))
-                    .ok_or(Error::NotFound("product"))?;
+                let product =
+                    products::repo::find_by_id_or_slug(c, &caller.tenant_id, &req.product_id)?
+                        .filter(|p| caller.sees_product(&p.id))
+                        .ok_or(Error::NotFound("product"))?;
                 if product.status == ProductStatus::Discontinued {
                     return Err(Error::Invalid(format!(
                         "product {} is discontinued; no new licenses can be issued",
@@ -832,7 +916,9 @@ impl LicenseApi {
                 let new = NewLicense {
                     license_type: req.license_type.unwrap_or(product.default_license_type),
                     tier: req.tier.unwrap_or(LicenseTier::Personal),
-                    max_activations: req.max_activations.unwrap_or(product.default_max_activations),
+                    max_activations: req
+                        .max_activations
+                        .unwrap_or(product.default_max_activations),
                     max_sessions: None,
                     valid_until: req.valid_until.map(datetime_to_ms),
                     plan: None,
@@ -869,7 +955,9 @@ impl LicenseRef {
         match (id, key) {
             (Some(id), _) => Ok(Self::Id(id)),
             (None, Some(key)) => Ok(Self::Key(licenses::normalize_key(&key))),
-            (None, None) => Err(Error::Invalid("licenseId or licenseKey is required".into()).into()),
+            (None, None) => {
+                Err(Error::Invalid("licenseId or licenseKey is required".into()).into())
+            }
         }
     }
 
@@ -890,7 +978,11 @@ impl LicenseRef {
 
 /// The caller's license with this (normalized) key and its product; another tenant's or
 /// another product's license is "not found", exactly like a missing one.
-fn license_by_key(c: &rusqlite::Connection, caller: &Caller, key: &str) -> Result<(License, Product), Error> {
+fn license_by_key(
+    c: &rusqlite::Connection,
+    caller: &Caller,
+    key: &str,
+) -> Result<(License, Product), Error> {
     let license = licenses::repo::find_by_key(c, &caller.tenant_id, key)?
         .filter(|l| caller.sees_product(&l.product_id))
         .ok_or(Error::NotFound("license"))?;
@@ -907,10 +999,9 @@ fn event(caller: &Caller, action: &str, license: &License) -> AuditEvent {
 
 fn check_idempotency_key(key: &str) -> Result<(), VendorError> {
     if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-        return Err(Error::Invalid(
-            "X-Idempotency-Key must be 1-255 printable characters".into(),
-        )
-        .into());
+        return Err(
+            Error::Invalid("X-Idempotency-Key must be 1-255 printable characters".into()).into(),
+        );
     }
     Ok(())
 }
@@ -927,7 +1018,9 @@ fn check_metadata(m: &BTreeMap<String, serde_json::Value>) -> Result<String, Err
     }
     let text = serde_json::to_string(m).map_err(|e| Error::Invalid(format!("metadata: {e}")))?;
     if text.len() > 8192 {
-        return Err(Error::Invalid("metadata must be at most 8 KiB as JSON".into()));
+        return Err(Error::Invalid(
+            "metadata must be at most 8 KiB as JSON".into(),
+        ));
     }
     Ok(text)
 }

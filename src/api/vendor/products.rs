@@ -81,7 +81,11 @@ impl ProductApi {
     /// Ed25519 public key of a product
     ///
     /// Verifies signed validation responses and release bundles. No authentication.
-    #[oai(path = "/api/v1/updates/public-key", method = "get", tag = "ApiTags::Updates")]
+    #[oai(
+        path = "/api/v1/updates/public-key",
+        method = "get",
+        tag = "ApiTags::Updates"
+    )]
     async fn public_key(
         &self,
         /// The product's slug.
@@ -91,7 +95,10 @@ impl ProductApi {
     ) -> VendorResult<PublicKeyResponse> {
         let tenant_slug = tenant.0.unwrap_or_else(|| tenants::DEFAULT_SLUG.to_owned());
         if product.0.len() > 64 || tenant_slug.len() > 64 {
-            return Err(Error::Invalid("product and tenant are slugs of at most 64 characters".into()).into());
+            return Err(Error::Invalid(
+                "product and tenant are slugs of at most 64 characters".into(),
+            )
+            .into());
         }
         let found = self.state.db.read(|c| {
             let Some(tenant) = tenants::repo::find_by_slug(c, &tenant_slug)? else {

@@ -178,11 +178,16 @@ impl ProductPublic {
 }
 
 /// Page and limit from the query, checked: page ≥ 1 (default 1), limit 1–500 (default 50).
-pub fn page_and_limit(page: Option<u32>, limit: Option<u32>) -> Result<(u32, u32), crate::error::Error> {
+pub fn page_and_limit(
+    page: Option<u32>,
+    limit: Option<u32>,
+) -> Result<(u32, u32), crate::error::Error> {
     let page = page.unwrap_or(1);
     let limit = limit.unwrap_or(50);
     if page == 0 {
-        return Err(crate::error::Error::Invalid("page must be 1 or more".into()));
+        return Err(crate::error::Error::Invalid(
+            "page must be 1 or more".into(),
+        ));
     }
     if !(1..=500).contains(&limit) {
         return Err(crate::error::Error::Invalid("limit must be 1-500".into()));
