@@ -32,10 +32,7 @@ pub const SIGNATURE_HEADER: &str = "X-Signature";
 /// The socket peer, unless the peer is a configured trusted proxy: then the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy.
 pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    let Some(peer) = peer else {
-        return None;
-    };
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
     if !config.trusted_proxies.contains(&peer) {
         return Some(peer);
     }
@@ -143,6 +140,18 @@ fn tidy_parse_error(raw: &str) -> String {
             .map_or(text.len(), |e| start + e + 3);
         text.replace_range(start..end, "");
     }
+    // Never echo the offending value: it may hold a license key and be 256 KiB long.
+    if let Some(at) = text.find(", found ") {
+        let kind = match text[at + 8..].chars().next() {
+            Some('[') => "an array",
+            Some('{') => "an object",
+            Some('"') => "a string",
+            Some('t' | 'f') => "a boolean",
+            Some('n') => "null",
+            _ => "a number",
+        };
+        text.replace_range(at.., &format!(", found {kind}"));
+    }
     format!("Invalid request: {text}")
 }
 
@@ -210,6 +219,7 @@ async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
 /// Request-body fields report their own name when they are missing or of the wrong type
 /// (poem-openapi alone only names the object). Used through `deserialize_with`.
 pub mod fields {
+    use poem_openapi::registry::MetaSchemaRef;
     use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult};
     use serde_json::Value;
 
@@ -219,6 +229,21 @@ pub mod fields {
 
     pub fn named<F: FieldName, T: ParseFromJSON>(value: Option<Value>) -> ParseResult<T> {
         let missing = matches!(value, None | Some(Value::Null));
+        // poem-openapi turns numbers and booleans into strings (`"machineId": 12345678` would
+        // activate machine "12345678"); the contract says string, so a wrong type is refused.
+        if let Some(found @ (Value::Number(_) | Value::Bool(_))) = &value
+            && expects_string::<T>()
+        {
+            let kind = if found.is_number() {
+                "number"
+            } else {
+                "boolean"
+            };
+            return Err(ParseError::custom(format!(
+                "field `{}`: expected a string, found a {kind}",
+                F::NAME
+            )));
+        }
         T::parse_from_json(value).map_err(|e| {
             if missing {
                 ParseError::custom(format!("field `{}` is required", F::NAME))
@@ -226,6 +251,12 @@ pub mod fields {
                 ParseError::custom(format!("field `{}`: {}", F::NAME, e.into_message()))
             }
         })
+    }
+
+    /// True when `T` (or the `T` inside an `Option`) is a JSON string in the schema, dates
+    /// included.
+    fn expects_string<T: ParseFromJSON>() -> bool {
+        matches!(T::schema_ref(), MetaSchemaRef::Inline(schema) if schema.ty == "string")
     }
 
     /// Declares marker types naming JSON fields: `field_names!(LicenseKey = "licenseKey");`.

@@ -5,6 +5,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ApiTags;
+use super::error::VendorResult;
 use crate::state::AppState;
 
 pub struct HealthApi {
@@ -36,9 +37,9 @@ pub enum HealthResponse {
 impl HealthApi {
     /// Service and database status
     ///
-    /// No authentication.
+    /// No authentication. Rate limited per IP like every API route (hence the error statuses).
     #[oai(path = "/api/health", method = "get", tag = "ApiTags::Health")]
-    async fn health(&self) -> HealthResponse {
+    async fn health(&self) -> VendorResult<HealthResponse> {
         let db_ok = self.state.db.ping();
         let body = Json(Health {
             success: db_ok,
@@ -47,10 +48,10 @@ impl HealthApi {
             timestamp: OffsetDateTime::now_utc(),
             database: if db_ok { "ok" } else { "unreachable" }.into(),
         });
-        if db_ok {
+        Ok(if db_ok {
             HealthResponse::Ok(body)
         } else {
             HealthResponse::Degraded(body)
-        }
+        })
     }
 }

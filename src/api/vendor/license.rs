@@ -842,7 +842,7 @@ impl LicenseApi {
     /// Licenses of an external order
     ///
     /// Every license created with this `orderId`, oldest first. Needs READ_ONLY scope.
-    #[oai(path = "/by-order/:order_id", method = "get")]
+    #[oai(path = "/by-order/:orderId", method = "get")]
     async fn by_order(
         &self,
         auth: ReadScope,
