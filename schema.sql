@@ -27,6 +27,17 @@ CREATE TABLE products (
     signing_public_key       BLOB NOT NULL,
     -- AES-256-GCM(master key): 12-byte nonce || ciphertext || tag
     signing_secret_sealed    BLOB NOT NULL,
+    -- the key/HWID face calls a product a project: its kv_ client secret (looked up by hash,
+    -- kept sealed so operators can copy it) and its AES-256-GCM payload key
+    description              TEXT,
+    client_secret_sha256     BLOB NOT NULL UNIQUE,
+    client_secret_sealed     BLOB NOT NULL,
+    payload_key_sealed       BLOB NOT NULL,
+    server_var               TEXT,
+    require_encryption       INTEGER NOT NULL DEFAULT 0,
+    session_ttl_secs         INTEGER NOT NULL DEFAULT 300,
+    hwid_reset_cooldown_secs INTEGER NOT NULL DEFAULT 86400,
+    portal_settings          TEXT,
     created_at               INTEGER NOT NULL,
     updated_at               INTEGER NOT NULL,
     UNIQUE (tenant_id, slug)
@@ -68,6 +79,9 @@ CREATE TABLE licenses (
     metadata         TEXT,
     note             TEXT,
     revoked_reason   TEXT,
+    -- anti-replay of the key/HWID face: the nonce handed out by the last validation
+    current_nonce    TEXT,
+    hwid_reset_at    INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
@@ -98,6 +112,24 @@ CREATE TABLE idempotency_keys (
     license_id      TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
     created_at      INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, idem_key)
+);
+
+-- People who log into the admin panel. ADMINs see every tenant; USERs their own.
+CREATE TABLE operators (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    email          TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash  TEXT NOT NULL,
+    role           TEXT NOT NULL,
+    disabled_at    INTEGER,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+
+-- Admin tokens made unusable before their expiry (logout).
+CREATE TABLE revoked_tokens (
+    jti         TEXT PRIMARY KEY,
+    expires_at  INTEGER NOT NULL
 );
 
 -- Append-only trail; no foreign keys so history outlives what it describes.

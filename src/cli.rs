@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Requests with a wrong credential per minute per client IP (0 = unlimited).
     #[arg(long, env = "KEYWARD_RATE_LIMIT_FAILED_AUTH", default_value_t = 20)]
     pub rate_limit_failed_auth: u32,
+    /// Admin and portal login attempts per minute, per IP and per account (0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_LOGIN", default_value_t = 5)]
+    pub rate_limit_login: u32,
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
@@ -98,6 +101,7 @@ impl Default for ServeArgs {
                 rate_limit_per_ip: 600,
                 rate_limit_per_api_key: 60_000,
                 rate_limit_failed_auth: 20,
+                rate_limit_login: 5,
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
             },
@@ -115,6 +119,7 @@ impl ServeArgs {
                 per_ip: self.rate_limit_per_ip,
                 per_api_key: self.rate_limit_per_api_key,
                 failed_auth_per_ip: self.rate_limit_failed_auth,
+                login_per_minute: self.rate_limit_login,
             },
             max_body_bytes: self.max_body_bytes,
             maintenance_interval: Duration::from_secs(self.maintenance_interval.max(1)),

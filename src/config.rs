@@ -13,6 +13,8 @@ pub struct RateLimits {
     pub per_api_key: u32,
     /// Requests whose credential was wrong, per client IP: guessing is cut off quickly.
     pub failed_auth_per_ip: u32,
+    /// Admin and portal login attempts, per IP and per account.
+    pub login_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,7 @@ impl Config {
                 per_ip: 0,
                 per_api_key: 0,
                 failed_auth_per_ip: 0,
+                login_per_minute: 0,
             },
             max_body_bytes: 256 * 1024,
             maintenance_interval: Duration::from_secs(30),

@@ -40,6 +40,12 @@ pub fn random_secret(len: usize) -> String {
     random_string(ID_ALPHABET, len)
 }
 
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    OsRng.fill_bytes(&mut out);
+    out
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
@@ -60,7 +66,10 @@ pub fn from_base64(text: &str) -> Option<Vec<u8>> {
 /// The master key: 32 random bytes in `<data-dir>/master.key` (mode 0600), never in the
 /// database, so a copied database alone reveals no signing or encryption key.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey {
+    cipher: Aes256Gcm,
+    raw: [u8; 32],
+}
 
 impl MasterKey {
     pub fn load_or_create(data_dir: &Path) -> Result<Self, Error> {
@@ -80,13 +89,26 @@ impl MasterKey {
                 )));
             }
         };
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
+        let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             Error::Storage(format!(
                 "{} is not a 32-byte key; restore it from a backup",
                 path.display()
             ))
         })?;
-        Ok(Self(cipher))
+        Ok(Self {
+            cipher: Aes256Gcm::new(&raw.into()),
+            raw,
+        })
+    }
+
+    /// A key for one purpose (e.g. signing admin tokens), derived so that no second secret
+    /// file is needed: SHA-256(label || 0 || master key).
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(label.as_bytes());
+        h.update([0u8]);
+        h.update(self.raw);
+        h.finalize().into()
     }
 
     /// AES-256-GCM with a random nonce: `nonce (12) || ciphertext || tag (16)`.
@@ -94,7 +116,7 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         OsRng.fill_bytes(&mut nonce);
         let ct = self
-            .0
+            .cipher
             .encrypt(Nonce::from_slice(&nonce), plaintext)
             .map_err(|_| Error::Storage("cannot seal a secret".into()))?;
         let mut out = nonce.to_vec();
@@ -107,7 +129,7 @@ impl MasterKey {
             return Err(Error::Storage("a sealed secret is truncated".into()));
         }
         let (nonce, ct) = sealed.split_at(12);
-        self.0.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| {
+        self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| {
             Error::Storage("a sealed secret does not open with this master key".into())
         })
     }

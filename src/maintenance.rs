@@ -25,6 +25,8 @@ pub async fn run(state: AppState) {
         state.limits.per_ip.forget_idle();
         state.limits.per_api_key.forget_idle();
         state.limits.failed_auth_per_ip.forget_idle();
+        state.limits.login_per_ip.forget_idle();
+        state.limits.login_per_account.forget_idle();
     }
 }
 
@@ -34,6 +36,7 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
         .db
         .write(|c| {
             let now = now_ms();
+            crate::domain::operators::repo::purge_expired_revocations(c, now / 1000)?;
             let expired = licenses::repo::expire_overdue(c, now)?;
             for (tenant_id, product_id, license_id) in &expired {
                 crate::domain::audit::repo::insert(

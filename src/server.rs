@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api;
+use crate::api::admin::operators::OperatorsApi;
 use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -19,7 +20,9 @@ use crate::state::AppState;
 use crate::storage::{self, Db, Writer};
 
 /// The OpenAPI service of every API operation.
-pub fn openapi(state: &AppState) -> OpenApiService<(LicenseApi, ProductApi, HealthApi), ()> {
+pub fn openapi(
+    state: &AppState,
+) -> OpenApiService<(LicenseApi, ProductApi, HealthApi, OperatorsApi), ()> {
     OpenApiService::new(
         (
             LicenseApi {
@@ -31,16 +34,23 @@ pub fn openapi(state: &AppState) -> OpenApiService<(LicenseApi, ProductApi, Heal
             HealthApi {
                 state: state.clone(),
             },
+            OperatorsApi {
+                state: state.clone(),
+            },
         ),
         "Keyward",
         env!("CARGO_PKG_VERSION"),
     )
-    .description(
-        "Self-hosted license-key server. Vendor API: `X-API-Key` authentication; validation \
-         responses carry `X-Signature`, an Ed25519 signature (base64) over the exact body made \
-         with the product's key (`GET /api/v1/updates/public-key`).",
-    )
+    .description(DESCRIPTION)
 }
+
+const DESCRIPTION: &str = "Self-hosted license-key server.\n\n\
+Vendor API (`/api/v1`): `X-API-Key` authentication; validation responses carry `X-Signature`, \
+an Ed25519 signature (base64) over the exact body made with the product's key \
+(`GET /api/v1/updates/public-key`). Errors: `{\"success\":false,\"error\":{\"code\",\"message\"}}`.\n\n\
+Admin and key/HWID API (`/api/*`): an operator session token (`Authorization: Bearer`, or the \
+`keyward_token` cookie set by login) or a FULL_ADMIN API key. Errors: \
+`{\"success\":false,\"error\":\"…\",\"code\":\"…\"}`.";
 
 #[handler]
 fn landing() -> Html<&'static str> {
@@ -61,6 +71,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     Route::new()
         .at("/", get(landing))
         .nest_no_strip("/api", api_routes)
+        .with(poem::middleware::CookieJarManager::new())
         .data(state)
 }
 

@@ -22,12 +22,16 @@ pub struct Inner {
     pub master: MasterKey,
     pub signing_keys: SigningKeys,
     pub limits: Limits,
+    /// argon2id costs ~19 MiB and tens of milliseconds: at most two run at once.
+    pub password_hashing: tokio::sync::Semaphore,
 }
 
 pub struct Limits {
     pub per_ip: Limiter<IpAddr>,
     pub per_api_key: Limiter<String>,
     pub failed_auth_per_ip: Limiter<IpAddr>,
+    pub login_per_ip: Limiter<IpAddr>,
+    pub login_per_account: Limiter<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -45,7 +49,10 @@ impl AppState {
                 per_ip: Limiter::per_minute(r.per_ip),
                 per_api_key: Limiter::per_minute(r.per_api_key),
                 failed_auth_per_ip: Limiter::per_minute(r.failed_auth_per_ip),
+                login_per_ip: Limiter::per_minute(r.login_per_minute),
+                login_per_account: Limiter::per_minute(r.login_per_minute),
             },
+            password_hashing: tokio::sync::Semaphore::new(2),
             config,
             db,
             master,

@@ -33,8 +33,16 @@ async fn forwarded_for_is_honoured_from_trusted_proxies() {
     .await;
     assert_eq!(health_from(&srv, "203.0.113.1").await, 200);
     assert_eq!(health_from(&srv, "203.0.113.1").await, 200);
-    assert_eq!(health_from(&srv, "203.0.113.1").await, 429, "one client is limited");
-    assert_eq!(health_from(&srv, "203.0.113.2").await, 200, "another client is not");
+    assert_eq!(
+        health_from(&srv, "203.0.113.1").await,
+        429,
+        "one client is limited"
+    );
+    assert_eq!(
+        health_from(&srv, "203.0.113.2").await,
+        200,
+        "another client is not"
+    );
     // The right-most untrusted entry is the client; entries a client prepends are ignored.
     assert_eq!(health_from(&srv, "198.51.100.7, 203.0.113.1").await, 429);
 }
@@ -43,7 +51,12 @@ async fn forwarded_for_is_honoured_from_trusted_proxies() {
 async fn rate_limited_answers_carry_retry_after_and_the_envelope() {
     let srv = TestServer::start_with(|c| c.rate_limits = rate_limits(1, 0, 0)).await;
     assert_eq!(health_from(&srv, "x").await, 200);
-    let resp = srv.client.get(format!("{}/api/health", srv.url)).send().await.unwrap();
+    let resp = srv
+        .client
+        .get(format!("{}/api/health", srv.url))
+        .send()
+        .await
+        .unwrap();
     let a = TestServer::decode(resp).await;
     a.assert_error(429, "RATE_LIMITED");
     let retry: u64 = a.header("retry-after").unwrap().parse().unwrap();

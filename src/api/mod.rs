@@ -2,9 +2,14 @@
 //! place; this module holds what all faces share: client IP, per-IP limits, body limits,
 //! error mapping and response signing.
 
+pub mod admin;
+pub mod keyvault_error;
 pub mod vendor;
 
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use std::sync::Arc;
 
 use poem::http::{Method, StatusCode, header};
@@ -56,17 +61,26 @@ pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
 /// Which contract a path belongs to, and so which error envelope it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Face {
+    /// `/api/v1/*`, `/api/health` and the API docs: the vendor contract.
     Vendor,
+    /// Every other `/api/*` path: the key/HWID contract (admin, client, portal).
+    KeyVault,
 }
 
 impl Face {
-    pub fn of(_path: &str) -> Self {
-        Face::Vendor
+    pub fn of(path: &str) -> Self {
+        let vendor = path.starts_with("/api/v1/")
+            || path == "/api/v1"
+            || path == "/api/health"
+            || path == "/api/openapi.json"
+            || path.starts_with("/api/docs");
+        if vendor { Face::Vendor } else { Face::KeyVault }
     }
 
     pub fn error(self, err: &Error) -> Response {
         match self {
             Face::Vendor => vendor::error::VendorError::from_error(err).into_response(),
+            Face::KeyVault => keyvault_error::KvError::from_error(err).into_response(),
         }
     }
 
@@ -76,6 +90,7 @@ impl Face {
             Face::Vendor => {
                 vendor::error::VendorError::from_status(status, message).into_response()
             }
+            Face::KeyVault => keyvault_error::KvError::from_status(status, message).into_response(),
         }
     }
 }
@@ -98,20 +113,31 @@ pub async fn guard<E: Endpoint>(
     if let Err(resp) = limit_body(&mut req, state.config.max_body_bytes, face).await {
         return Ok(resp);
     }
-    match ep.call(req).await {
+    // A panic is a bug, but it must still answer the face's envelope, never a dropped socket.
+    let outcome = AssertUnwindSafe(ep.call(req)).catch_unwind().await;
+    let Ok(outcome) = outcome else {
+        tracing::error!("a request handler panicked");
+        return Ok(face.error(&Error::Storage("a request handler panicked".into())));
+    };
+    match outcome {
         Ok(resp) => Ok(sign_if_asked(resp.into_response(), &state).await),
         Err(e) if e.is_from_response() => Ok(e.into_response()),
         Err(e) => {
             let status = e.status();
-            let message = framework_message(&e, status);
+            let message = framework_message(&e, status, face);
             Ok(face.framework_error(status, message))
         }
     }
 }
 
-fn framework_message(e: &poem::Error, status: StatusCode) -> String {
+fn framework_message(e: &poem::Error, status: StatusCode, face: Face) -> String {
     match status {
-        StatusCode::UNAUTHORIZED => "Missing or invalid X-API-Key header".into(),
+        StatusCode::UNAUTHORIZED if face == Face::Vendor => {
+            "Missing or invalid X-API-Key header".into()
+        }
+        StatusCode::UNAUTHORIZED => {
+            "Authentication required: log in, or send Authorization: Bearer <token>".into()
+        }
         StatusCode::NOT_FOUND => "No such endpoint".into(),
         StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this endpoint".into(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {

@@ -5,6 +5,7 @@ pub mod activations;
 pub mod api_keys;
 pub mod audit;
 pub mod licenses;
+pub mod operators;
 pub mod products;
 pub mod tenants;
 

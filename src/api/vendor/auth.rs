@@ -67,42 +67,39 @@ pub struct CreateScope(pub Caller);
 pub struct ReadScope(pub Caller);
 
 async fn validate_only(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::ValidateOnly)
+    authenticate(req, &key.key, Scope::ValidateOnly).map_err(refuse)
 }
 
 async fn create_license(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::CreateLicense)
+    authenticate(req, &key.key, Scope::CreateLicense).map_err(refuse)
 }
 
 async fn read_only(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::ReadOnly)
+    authenticate(req, &key.key, Scope::ReadOnly).map_err(refuse)
 }
 
-fn authenticate(req: &Request, presented: &str, needed: Scope) -> poem::Result<Caller> {
+/// Proves `presented` is a live API key with at least `needed` scope, within its rate limit.
+/// Faces map the error to their envelope.
+pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Caller, Error> {
     let Some(state) = req.data::<AppState>() else {
-        return Err(refuse(Error::Storage("application state missing".into())));
+        return Err(Error::Storage("application state missing".into()));
     };
     let ip = ClientIp::of(req);
-    let key = state
-        .db
-        .read(|c| api_keys::verify(c, presented.trim()))
-        .map_err(refuse)?;
+    let key = state.db.read(|c| api_keys::verify(c, presented.trim()))?;
     let Some(key) = key else {
         // Each wrong key costs the IP one token of a small allowance: guessing stops early.
         if let Some(ip) = ip {
-            state.limits.failed_auth_per_ip.check(&ip).map_err(refuse)?;
+            state.limits.failed_auth_per_ip.check(&ip)?;
         }
-        return Err(refuse(Error::Unauthorized(
-            "Invalid or revoked API key".into(),
-        )));
+        return Err(Error::Unauthorized("Invalid or revoked API key".into()));
     };
     if !key.scope.includes(needed) {
-        return Err(refuse(Error::Forbidden(format!(
+        return Err(Error::Forbidden(format!(
             "This API key has scope {}; this operation needs {} or higher",
             key.scope, needed
-        ))));
+        )));
     }
-    state.limits.per_api_key.check(&key.id).map_err(refuse)?;
+    state.limits.per_api_key.check(&key.id)?;
     note_use(state, &key);
     Ok(Caller {
         tenant_id: key.tenant_id,

@@ -119,8 +119,46 @@ pub struct Product {
     pub heartbeat: Option<HeartbeatPolicy>,
     pub signing_public_key: Vec<u8>,
     pub signing_secret_sealed: Vec<u8>,
+    pub client_secret_sha256: Vec<u8>,
+    pub client_secret_sealed: Vec<u8>,
+    pub payload_key_sealed: Vec<u8>,
+    pub settings: ProjectSettings,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// What the key/HWID face adds to a product ("project").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectSettings {
+    pub description: Option<String>,
+    /// Handed to apps by every successful `/api/validate`.
+    pub server_var: Option<String>,
+    /// Refuse plain `/api/validate` requests: only the encrypted envelope is accepted.
+    pub require_encryption: bool,
+    /// A session not refreshed within this many seconds frees its place.
+    pub session_ttl_secs: u32,
+    /// Minimum seconds between two HWID resets requested by end users.
+    pub hwid_reset_cooldown_secs: u32,
+    /// Portal configuration (JSON), used by the portal.
+    pub portal_settings: Option<String>,
+}
+
+impl Default for ProjectSettings {
+    fn default() -> Self {
+        Self {
+            description: None,
+            server_var: None,
+            require_encryption: false,
+            session_ttl_secs: 300,
+            hwid_reset_cooldown_secs: 86_400,
+            portal_settings: None,
+        }
+    }
+}
+
+/// A fresh `kv_` client secret (32 symbols of 36: ~165 bits).
+pub fn new_client_secret() -> String {
+    format!("kv_{}", crypto::random_secret(32))
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +210,8 @@ pub fn create(
         )));
     }
     let (public, secret) = crypto::generate_signing_key();
+    let client_secret = new_client_secret();
+    let payload_key = crypto::random_bytes::<32>();
     let now = now_ms();
     let product = Product {
         id: crypto::new_id("prod"),
@@ -186,6 +226,10 @@ pub fn create(
         heartbeat: new.heartbeat,
         signing_public_key: public.to_vec(),
         signing_secret_sealed: master.seal(&secret)?,
+        client_secret_sha256: crypto::sha256(client_secret.as_bytes()).to_vec(),
+        client_secret_sealed: master.seal(client_secret.as_bytes())?,
+        payload_key_sealed: master.seal(&payload_key)?,
+        settings: ProjectSettings::default(),
         created_at: now,
         updated_at: now,
     };

@@ -1,6 +1,6 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{HeartbeatPolicy, KeyFormat, Product};
+use super::{HeartbeatPolicy, KeyFormat, Product, ProjectSettings};
 use crate::error::Result;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
@@ -27,6 +27,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
         },
         signing_public_key: r.get("signing_public_key")?,
         signing_secret_sealed: r.get("signing_secret_sealed")?,
+        client_secret_sha256: r.get("client_secret_sha256")?,
+        client_secret_sealed: r.get("client_secret_sealed")?,
+        payload_key_sealed: r.get("payload_key_sealed")?,
+        settings: ProjectSettings {
+            description: r.get("description")?,
+            server_var: r.get("server_var")?,
+            require_encryption: r.get("require_encryption")?,
+            session_ttl_secs: r.get("session_ttl_secs")?,
+            hwid_reset_cooldown_secs: r.get("hwid_reset_cooldown_secs")?,
+            portal_settings: r.get("portal_settings")?,
+        },
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
     })
@@ -37,8 +48,12 @@ pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
         "INSERT INTO products (id, tenant_id, name, slug, product_type, status,
             default_license_type, default_max_activations, key_format,
             heartbeat_interval_secs, heartbeat_grace_secs, heartbeat_cull_dead,
-            signing_public_key, signing_secret_sealed, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            signing_public_key, signing_secret_sealed, client_secret_sha256,
+            client_secret_sealed, payload_key_sealed, description, server_var,
+            require_encryption, session_ttl_secs, hwid_reset_cooldown_secs, portal_settings,
+            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
         params![
             p.id,
             p.tenant_id,
@@ -54,6 +69,15 @@ pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
             p.heartbeat.map(|h| h.cull_dead).unwrap_or(true),
             p.signing_public_key,
             p.signing_secret_sealed,
+            p.client_secret_sha256,
+            p.client_secret_sealed,
+            p.payload_key_sealed,
+            p.settings.description,
+            p.settings.server_var,
+            p.settings.require_encryption,
+            p.settings.session_ttl_secs,
+            p.settings.hwid_reset_cooldown_secs,
+            p.settings.portal_settings,
             p.created_at,
             p.updated_at,
         ],

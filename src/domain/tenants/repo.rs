@@ -53,3 +53,10 @@ pub fn list(conn: &Connection) -> Result<Vec<Tenant>> {
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+pub fn find(conn: &Connection, id: &str) -> Result<Option<Tenant>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM tenants WHERE id = ?1")?
+        .query_row([id], from_row)
+        .optional()?)
+}

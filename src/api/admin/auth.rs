@@ -1,0 +1,275 @@
+//! Who may use the admin API: an operator with a session token (Bearer header or the
+//! HttpOnly cookie), or a FULL_ADMIN API key acting within its tenant. The [`AdminAuth`]
+//! extractor in a handler's signature proves it; [`Admin`] says what the caller may reach.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use poem::http::Method;
+use poem::{IntoResponse, Request};
+
+use poem_openapi::auth::{ApiKey, Bearer};
+use poem_openapi::registry::Registry;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
+use poem::RequestBody;
+use serde::{Deserialize, Serialize};
+
+use crate::api::keyvault_error::KvError;
+use crate::api::vendor::auth::authenticate;
+use crate::domain::api_keys::Scope;
+use crate::domain::now_ms;
+use crate::domain::operators::{self, Operator, Role};
+use crate::error::Error;
+use crate::state::AppState;
+
+/// The session cookie's name.
+pub const TOKEN_COOKIE: &str = "keyward_token";
+/// Admin sessions last 12 hours.
+pub const TOKEN_TTL_SECS: i64 = 12 * 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Operator id.
+    pub sub: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs a session token for `operator`; returns it with its claims.
+pub fn issue_token(state: &AppState, operator: &Operator) -> Result<(String, Claims), Error> {
+    let now = now_ms() / 1000;
+    let claims = Claims {
+        sub: operator.id.clone(),
+        jti: crate::crypto::new_id("tok"),
+        iat: now,
+        exp: now + TOKEN_TTL_SECS,
+    };
+    let key = EncodingKey::from_secret(&state.master.derive("admin-session-tokens"));
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| Error::Storage(format!("cannot sign a session token: {e}")))?;
+    Ok((token, claims))
+}
+
+fn decode_token(state: &AppState, token: &str) -> Result<Claims, Error> {
+    let key = DecodingKey::from_secret(&state.master.derive("admin-session-tokens"));
+    // The algorithm is pinned: a token claiming any other (or "none") is refused.
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map(|d| d.claims)
+        .map_err(|_| Error::Unauthorized("Invalid or expired session token; log in again".into()))
+}
+
+/// Who is calling the admin API.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Operator(Operator),
+    ApiKey { id: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub principal: Principal,
+    /// The caller's own tenant.
+    pub tenant_id: String,
+    /// Set when the caller came with a session token (logout revokes it).
+    pub session: Option<Claims>,
+}
+
+impl Admin {
+    /// ADMIN operators reach every tenant; everyone else only their own.
+    pub fn tenant_scope(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::Operator(o) if o.role == Role::Admin => None,
+            _ => Some(&self.tenant_id),
+        }
+    }
+
+    /// True when `tenant_id` is within reach.
+    pub fn reaches(&self, tenant_id: &str) -> bool {
+        self.tenant_scope().is_none_or(|t| t == tenant_id)
+    }
+
+    pub fn is_admin_operator(&self) -> bool {
+        matches!(&self.principal, Principal::Operator(o) if o.role == Role::Admin)
+    }
+
+    /// Operator administration: ADMIN operators, and FULL_ADMIN API keys within their tenant.
+    pub fn require_operator_admin(&self) -> Result<(), Error> {
+        match &self.principal {
+            Principal::Operator(o) if o.role != Role::Admin => Err(Error::Forbidden(
+                "Only ADMIN operators may administer operators".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        match &self.principal {
+            Principal::Operator(o) => format!("operator:{}", o.id),
+            Principal::ApiKey { id } => format!("api_key:{id}"),
+        }
+    }
+}
+
+/// Bearer session token (from `POST /api/auth/login`). Only declares the scheme: the
+/// checking is [`AdminAuth`]'s.
+#[allow(dead_code)]
+#[derive(SecurityScheme)]
+#[oai(rename = "BearerToken", ty = "bearer", bearer_format = "JWT")]
+pub struct BearerSession(Bearer);
+
+/// Session token in the HttpOnly `keyward_token` cookie (set by login).
+#[allow(dead_code)]
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "SessionCookie",
+    ty = "api_key",
+    key_name = "keyward_token",
+    key_in = "cookie"
+)]
+pub struct CookieSession(ApiKey);
+
+/// A FULL_ADMIN API key, acting within its tenant.
+#[allow(dead_code)]
+#[derive(SecurityScheme)]
+#[oai(rename = "ApiKey", ty = "api_key", key_name = "X-API-Key", key_in = "header")]
+pub struct AdminApiKey(ApiKey);
+
+/// Any admin credential, checked in a fixed order (Bearer, X-API-Key, cookie) so that the
+/// answer names what was wrong with the credential actually sent. Declared in the OpenAPI
+/// document as the three schemes above.
+pub struct AdminAuth(pub Admin);
+
+impl AdminAuth {
+    pub fn admin(self) -> Admin {
+        self.0
+    }
+}
+
+impl<'a> ApiExtractor<'a> for AdminAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <BearerSession as ApiExtractor>::register(registry);
+        <CookieSession as ApiExtractor>::register(registry);
+        <AdminApiKey as ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec!["BearerToken", "SessionCookie", "ApiKey"]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match admin_from_request(req) {
+            Ok(Some(admin)) => Ok(AdminAuth(admin)),
+            Ok(None) => Err(refuse(Error::Unauthorized(
+                "Authentication required: log in, or send Authorization: Bearer <token>".into(),
+            ))),
+            Err(e) => Err(refuse(e)),
+        }
+    }
+}
+
+/// The admin caller of a request, if it brings a credential; an error if the credential is
+/// wrong. Used directly by operations where authentication is optional (register).
+pub fn admin_from_request(req: &Request) -> Result<Option<Admin>, Error> {
+    let state = state_of(req)?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(auth) = header("authorization") {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| Error::Unauthorized("Authorization must be `Bearer <token>`".into()))?;
+        return session_admin(state, token.trim()).map(Some);
+    }
+    if let Some(key) = header("x-api-key") {
+        let caller = authenticate(req, key, Scope::FullAdmin)?;
+        return Ok(Some(Admin {
+            principal: Principal::ApiKey {
+                id: caller.api_key_id,
+            },
+            tenant_id: caller.tenant_id,
+            session: None,
+        }));
+    }
+    let cookie = req
+        .cookie()
+        .get(TOKEN_COOKIE)
+        .map(|c| c.value_str().to_owned());
+    match cookie {
+        Some(token) => {
+            refuse_cross_site(req)?;
+            session_admin(state, &token).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+fn refuse(err: Error) -> poem::Error {
+    poem::Error::from_response(KvError::from_error(&err).into_response())
+}
+
+fn state_of(req: &Request) -> Result<&AppState, Error> {
+    req.data::<AppState>()
+        .ok_or_else(|| Error::Storage("application state missing".into()))
+}
+
+/// The operator behind a session token, if the token is genuine, unexpired, not logged out,
+/// and the operator still exists and is not disabled (so disabling takes effect at once).
+pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
+    let claims = decode_token(state, token)?;
+    let (operator, revoked) = state.db.read(|c| {
+        Ok((
+            operators::repo::find(c, &claims.sub)?,
+            operators::repo::is_token_revoked(c, &claims.jti)?,
+        ))
+    })?;
+    let operator = match operator {
+        Some(o) if o.disabled_at.is_none() && !revoked => o,
+        Some(o) if o.disabled_at.is_some() => {
+            return Err(Error::Unauthorized("This account is disabled".into()));
+        }
+        _ => {
+            return Err(Error::Unauthorized(
+                "Invalid or expired session token; log in again".into(),
+            ));
+        }
+    };
+    Ok(Admin {
+        tenant_id: operator.tenant_id.clone(),
+        principal: Principal::Operator(operator),
+        session: Some(claims),
+    })
+}
+
+/// Cookies ride along on cross-site requests; state changes made with one must come from the
+/// panel's own origin (Sec-Fetch-Site, else Origin against Host).
+pub fn refuse_cross_site(req: &Request) -> Result<(), Error> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let cross_site = Error::Forbidden(
+        "Cross-site request refused: cookie-authenticated changes must come from the admin panel"
+            .into(),
+    );
+    if let Some(site) = header("sec-fetch-site") {
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(cross_site),
+        };
+    }
+    if let (Some(origin), Some(host)) = (header("origin"), header("host")) {
+        let origin_host = origin.split("://").nth(1).unwrap_or("");
+        if origin_host != host {
+            return Err(cross_site);
+        }
+    }
+    Ok(())
+}

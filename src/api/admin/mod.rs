@@ -1,0 +1,18 @@
+//! The admin face (key/HWID contract): operators and their sessions, projects, keys, API
+//! keys, logs and stats. Errors use the key/HWID envelope (`api::keyvault_error`).
+
+pub mod auth;
+pub mod operators;
+
+use poem_openapi::Tags;
+
+#[derive(Tags)]
+pub enum AdminTags {
+    /// Setup, login, logout, the current operator.
+    Auth,
+    /// Operator administration (ADMIN only).
+    Users,
+}
+
+/// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).
+pub use crate::api::vendor::schemas::page_and_limit;
