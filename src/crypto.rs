@@ -129,9 +129,11 @@ impl MasterKey {
             return Err(Error::Storage("a sealed secret is truncated".into()));
         }
         let (nonce, ct) = sealed.split_at(12);
-        self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| {
-            Error::Storage("a sealed secret does not open with this master key".into())
-        })
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| {
+                Error::Storage("a sealed secret does not open with this master key".into())
+            })
     }
 }
 

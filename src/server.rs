@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::operators::OperatorsApi;
+use crate::api::admin::projects::ProjectsApi;
 use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -22,7 +23,7 @@ use crate::storage::{self, Db, Writer};
 /// The OpenAPI service of every API operation.
 pub fn openapi(
     state: &AppState,
-) -> OpenApiService<(LicenseApi, ProductApi, HealthApi, OperatorsApi), ()> {
+) -> OpenApiService<(LicenseApi, ProductApi, HealthApi, OperatorsApi, ProjectsApi), ()> {
     OpenApiService::new(
         (
             LicenseApi {
@@ -35,6 +36,9 @@ pub fn openapi(
                 state: state.clone(),
             },
             OperatorsApi {
+                state: state.clone(),
+            },
+            ProjectsApi {
                 state: state.clone(),
             },
         ),

@@ -107,8 +107,12 @@ impl KvError {
             StatusCode::UNAUTHORIZED => Self::Unauthorized(body("UNAUTHORIZED", message)),
             StatusCode::FORBIDDEN => Self::Forbidden(body("FORBIDDEN", message)),
             StatusCode::NOT_FOUND => Self::NotFound(body("NOT_FOUND", message)),
-            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(body("METHOD_NOT_ALLOWED", message)),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(body("PAYLOAD_TOO_LARGE", message)),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Self::MethodNotAllowed(body("METHOD_NOT_ALLOWED", message))
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge(body("PAYLOAD_TOO_LARGE", message))
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 Self::UnsupportedMediaType(body("UNSUPPORTED_MEDIA_TYPE", message))
             }

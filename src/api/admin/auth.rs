@@ -6,10 +6,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use poem::http::Method;
 use poem::{IntoResponse, Request};
 
+use poem::RequestBody;
 use poem_openapi::auth::{ApiKey, Bearer};
 use poem_openapi::registry::Registry;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
-use poem::RequestBody;
 use serde::{Deserialize, Serialize};
 
 use crate::api::keyvault_error::KvError;
@@ -133,7 +133,12 @@ pub struct CookieSession(ApiKey);
 /// A FULL_ADMIN API key, acting within its tenant.
 #[allow(dead_code)]
 #[derive(SecurityScheme)]
-#[oai(rename = "ApiKey", ty = "api_key", key_name = "X-API-Key", key_in = "header")]
+#[oai(
+    rename = "ApiKey",
+    ty = "api_key",
+    key_name = "X-API-Key",
+    key_in = "header"
+)]
 pub struct AdminApiKey(ApiKey);
 
 /// Any admin credential, checked in a fixed order (Bearer, X-API-Key, cookie) so that the

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod operators;
+pub mod projects;
 
 use poem_openapi::Tags;
 
@@ -12,6 +13,8 @@ pub enum AdminTags {
     Auth,
     /// Operator administration (ADMIN only).
     Users,
+    /// Projects: the products of the vendor API, with their kv_ secrets and settings.
+    Projects,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).

@@ -37,24 +37,39 @@ crate::field_names!(
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct RegisterRequest {
-    #[oai(deserialize_with = "named::<EmailField, _>", validator(max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<EmailField, _>",
+        validator(max_length = 255)
+    )]
     pub email: String,
     /// 8-128 characters.
-    #[oai(deserialize_with = "named::<PasswordField, _>", validator(max_length = 1024))]
+    #[oai(
+        deserialize_with = "named::<PasswordField, _>",
+        validator(max_length = 1024)
+    )]
     pub password: String,
     /// ADMIN or USER (default USER; the first operator is always ADMIN).
     #[oai(deserialize_with = "named::<RoleField, _>")]
     pub role: Option<Role>,
     /// Put a USER into an existing workspace instead of a new one (ADMINs only).
-    #[oai(deserialize_with = "named::<TenantIdField, _>", validator(max_length = 64))]
+    #[oai(
+        deserialize_with = "named::<TenantIdField, _>",
+        validator(max_length = 64)
+    )]
     pub tenant_id: Option<String>,
 }
 
 #[derive(Object, Debug)]
 pub struct LoginRequest {
-    #[oai(deserialize_with = "named::<EmailField, _>", validator(max_length = 255))]
+    #[oai(
+        deserialize_with = "named::<EmailField, _>",
+        validator(max_length = 255)
+    )]
     pub email: String,
-    #[oai(deserialize_with = "named::<PasswordField, _>", validator(max_length = 1024))]
+    #[oai(
+        deserialize_with = "named::<PasswordField, _>",
+        validator(max_length = 1024)
+    )]
     pub password: String,
 }
 
@@ -64,7 +79,10 @@ pub struct UpdateOperatorRequest {
     #[oai(deserialize_with = "named::<DisabledField, _>")]
     pub disabled: Option<bool>,
     /// Reset the password (8-128 characters).
-    #[oai(deserialize_with = "named::<PasswordField, _>", validator(max_length = 1024))]
+    #[oai(
+        deserialize_with = "named::<PasswordField, _>",
+        validator(max_length = 1024)
+    )]
     pub password: Option<String>,
 }
 
@@ -173,20 +191,14 @@ pub enum RegisterResponse {
 pub enum LoginResponse {
     /// Logged in: the token is in the body and in the HttpOnly cookie.
     #[oai(status = 200)]
-    Ok(
-        Json<LoginOk>,
-        #[oai(header = "Set-Cookie")] String,
-    ),
+    Ok(Json<LoginOk>, #[oai(header = "Set-Cookie")] String),
 }
 
 #[derive(ApiResponse)]
 pub enum LogoutResponse {
     /// The token is unusable from now on and the cookie is cleared.
     #[oai(status = 200)]
-    Ok(
-        Json<KvMessageOk>,
-        #[oai(header = "Set-Cookie")] String,
-    ),
+    Ok(Json<KvMessageOk>, #[oai(header = "Set-Cookie")] String),
 }
 
 #[derive(ApiResponse)]
@@ -227,7 +239,11 @@ impl OperatorsApi {
     /// self-registration is refused with 403. A new USER gets a workspace of its own unless
     /// `tenantId` names an existing one.
     #[oai(path = "/api/auth/register", method = "post")]
-    async fn register(&self, req: &Request, body: Json<RegisterRequest>) -> KvResult<RegisterResponse> {
+    async fn register(
+        &self,
+        req: &Request,
+        body: Json<RegisterRequest>,
+    ) -> KvResult<RegisterResponse> {
         let body = body.0;
         let email = body.email.trim().to_ascii_lowercase();
         operators::validate_email(&email)?;
@@ -264,7 +280,9 @@ impl OperatorsApi {
                     }
                 };
                 if operators::repo::find_by_email(c, &email)?.is_some() {
-                    return Err(Error::Conflict(format!("An operator with email {email} exists")));
+                    return Err(Error::Conflict(format!(
+                        "An operator with email {email} exists"
+                    )));
                 }
                 let (role, tenant_id) = if first {
                     let default = tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
@@ -273,16 +291,22 @@ impl OperatorsApi {
                 } else {
                     let tenant_id = match (&body.tenant_id, role, &caller) {
                         (Some(t), _, _) => {
-                            tenants::repo::find(c, t)?.ok_or(Error::NotFound("tenant"))?.id
+                            tenants::repo::find(c, t)?
+                                .ok_or(Error::NotFound("tenant"))?
+                                .id
                         }
-                        (None, Role::User, Some(a)) if !a.is_admin_operator() => a.tenant_id.clone(),
+                        (None, Role::User, Some(a)) if !a.is_admin_operator() => {
+                            a.tenant_id.clone()
+                        }
                         (None, Role::User, _) => {
                             let slug = format!("ws-{}", crate::crypto::random_secret(10));
                             tenants::repo::create(c, &slug, &email)?.id
                         }
-                        (None, Role::Admin, _) => tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
-                            .ok_or(Error::NotFound("tenant"))?
-                            .id,
+                        (None, Role::Admin, _) => {
+                            tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
+                                .ok_or(Error::NotFound("tenant"))?
+                                .id
+                        }
                     };
                     (role, tenant_id)
                 };
@@ -328,7 +352,10 @@ impl OperatorsApi {
             self.state.limits.login_per_ip.check(&ip)?;
         }
         self.state.limits.login_per_account.check(&email)?;
-        let found = self.state.db.read(|c| operators::repo::find_by_email(c, &email))?;
+        let found = self
+            .state
+            .db
+            .read(|c| operators::repo::find_by_email(c, &email))?;
         let hash = found
             .as_ref()
             .map(|o| o.password_hash.clone())
@@ -340,17 +367,22 @@ impl OperatorsApi {
             .acquire()
             .await
             .map_err(|_| Error::Storage("password hashing unavailable".into()))?;
-        let matches = tokio::task::spawn_blocking(move || operators::verify_password(&password, &hash))
-            .await
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        let matches =
+            tokio::task::spawn_blocking(move || operators::verify_password(&password, &hash))
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))?;
         let ip_text = ip.map(|i| i.to_string());
         let operator = match found {
             Some(o) if matches && o.disabled_at.is_none() => o,
             other => {
                 if let Some(o) = other {
                     self.state.db.writer().record(
-                        AuditEvent::new(&o.tenant_id, &format!("operator:{}", o.id), "operator.login.failed")
-                            .ip(ip_text.as_deref()),
+                        AuditEvent::new(
+                            &o.tenant_id,
+                            &format!("operator:{}", o.id),
+                            "operator.login.failed",
+                        )
+                        .ip(ip_text.as_deref()),
                     );
                 }
                 return Err(Error::Unauthorized("Invalid email or password".into()).into());
@@ -358,12 +390,20 @@ impl OperatorsApi {
         };
         let (token, _) = issue_token(&self.state, &operator)?;
         self.state.db.writer().record(
-            AuditEvent::new(&operator.tenant_id, &format!("operator:{}", operator.id), "operator.login")
-                .ip(ip_text.as_deref()),
+            AuditEvent::new(
+                &operator.tenant_id,
+                &format!("operator:{}", operator.id),
+                "operator.login",
+            )
+            .ip(ip_text.as_deref()),
         );
         let cookie = format!(
             "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={TOKEN_TTL_SECS}{}",
-            if is_https(req, &self.state) { "; Secure" } else { "" }
+            if is_https(req, &self.state) {
+                "; Secure"
+            } else {
+                ""
+            }
         );
         Ok(LoginResponse::Ok(
             Json(LoginOk {
@@ -396,7 +436,11 @@ impl OperatorsApi {
         }
         let cookie = format!(
             "{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-            if is_https(req, &self.state) { "; Secure" } else { "" }
+            if is_https(req, &self.state) {
+                "; Secure"
+            } else {
+                ""
+            }
         );
         Ok(LogoutResponse::Ok(
             Json(KvMessageOk {
@@ -475,7 +519,9 @@ impl OperatorsApi {
         admin.require_operator_admin()?;
         let body = body.0;
         if body.disabled.is_none() && body.password.is_none() {
-            return Err(Error::Invalid("nothing to change: send disabled and/or password".into()).into());
+            return Err(
+                Error::Invalid("nothing to change: send disabled and/or password".into()).into(),
+            );
         }
         let hash = match &body.password {
             Some(p) => {
@@ -485,32 +531,33 @@ impl OperatorsApi {
             None => None,
         };
         let id = id.0;
-        let operator = self
-            .state
-            .db
-            .write(move |c| {
-                let target = reachable_operator(c, &admin, &id)?;
-                if body.disabled == Some(true) && is_self(&admin, &target) {
-                    return Err(Error::Invalid("you cannot disable yourself".into()));
-                }
-                let now = now_ms();
-                if let Some(disabled) = body.disabled {
-                    operators::repo::set_disabled(c, &target.id, disabled.then_some(now), now)?;
-                }
-                if let Some(hash) = &hash {
-                    operators::repo::set_password_hash(c, &target.id, hash, now)?;
-                }
-                audit::repo::insert(
-                    c,
-                    &AuditEvent::new(&target.tenant_id, &admin.actor(), "operator.update").detail(json!({
-                        "operatorId": target.id,
-                        "disabled": body.disabled,
-                        "passwordReset": hash.is_some(),
-                    })),
-                )?;
-                operators::repo::find(c, &target.id)?.ok_or(Error::NotFound("operator"))
-            })
-            .await?;
+        let operator =
+            self.state
+                .db
+                .write(move |c| {
+                    let target = reachable_operator(c, &admin, &id)?;
+                    if body.disabled == Some(true) && is_self(&admin, &target) {
+                        return Err(Error::Invalid("you cannot disable yourself".into()));
+                    }
+                    let now = now_ms();
+                    if let Some(disabled) = body.disabled {
+                        operators::repo::set_disabled(c, &target.id, disabled.then_some(now), now)?;
+                    }
+                    if let Some(hash) = &hash {
+                        operators::repo::set_password_hash(c, &target.id, hash, now)?;
+                    }
+                    audit::repo::insert(
+                        c,
+                        &AuditEvent::new(&target.tenant_id, &admin.actor(), "operator.update")
+                            .detail(json!({
+                                "operatorId": target.id,
+                                "disabled": body.disabled,
+                                "passwordReset": hash.is_some(),
+                            })),
+                    )?;
+                    operators::repo::find(c, &target.id)?.ok_or(Error::NotFound("operator"))
+                })
+                .await?;
         Ok(UserResponse::Ok(Json(UserOk {
             success: true,
             data: UserData {
@@ -564,7 +611,11 @@ impl OperatorsApi {
     }
 }
 
-fn reachable_operator(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Operator, Error> {
+fn reachable_operator(
+    c: &rusqlite::Connection,
+    admin: &Admin,
+    id: &str,
+) -> Result<Operator, Error> {
     operators::repo::find(c, id)?
         .filter(|o| admin.reaches(&o.tenant_id))
         .ok_or(Error::NotFound("operator"))

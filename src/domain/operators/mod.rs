@@ -44,7 +44,8 @@ pub fn validate_password(password: &str) -> Result<()> {
 }
 
 pub fn validate_email(email: &str) -> Result<()> {
-    super::licenses::validate_email(email).map_err(|_| Error::Invalid(format!("email {email:?} is not a valid e-mail address")))
+    super::licenses::validate_email(email)
+        .map_err(|_| Error::Invalid(format!("email {email:?} is not a valid e-mail address")))
 }
 
 /// Slow on purpose (tens of milliseconds): call it off the async runtime.
@@ -59,7 +60,9 @@ pub fn hash_password(password: &str) -> Result<String> {
 /// Constant-time by construction (argon2 compares its output in constant time).
 pub fn verify_password(password: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

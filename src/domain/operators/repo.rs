@@ -54,7 +54,12 @@ pub fn find_by_email(conn: &Connection, email: &str) -> Result<Option<Operator>>
 }
 
 /// Operators of one tenant, or of all tenants when `tenant_id` is None.
-pub fn list(conn: &Connection, tenant_id: Option<&str>, limit: u32, offset: u64) -> Result<(Vec<Operator>, u64)> {
+pub fn list(
+    conn: &Connection,
+    tenant_id: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Operator>, u64)> {
     let total = conn
         .prepare_cached("SELECT COUNT(*) FROM operators WHERE ?1 IS NULL OR tenant_id = ?1")?
         .query_row([tenant_id], |r| r.get::<_, i64>(0))? as u64;

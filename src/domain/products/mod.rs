@@ -181,6 +181,62 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A slug made from a name: lower-case ASCII letters and digits joined by '-'.
+pub fn slug_from_name(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_matches('-').chars().take(48).collect();
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() {
+        "project".into()
+    } else {
+        slug
+    }
+}
+
+/// `base`, or `base-2`, `base-3`… whichever is free in the tenant.
+pub fn free_slug(conn: &Connection, tenant_id: &str, base: &str) -> Result<String> {
+    let mut candidate = base.to_owned();
+    for n in 2..1000 {
+        if repo::find_by_slug(conn, tenant_id, &candidate)?.is_none() {
+            return Ok(candidate);
+        }
+        candidate = format!("{base}-{n}");
+    }
+    Err(Error::Conflict(format!(
+        "no free slug like {base:?}; choose a slug"
+    )))
+}
+
+/// Checks the settings a project may be given.
+pub fn validate_settings(s: &ProjectSettings) -> Result<()> {
+    if s.description.as_ref().is_some_and(|d| d.len() > 1000) {
+        return Err(Error::Invalid(
+            "description must be at most 1000 characters".into(),
+        ));
+    }
+    if s.server_var.as_ref().is_some_and(|v| v.len() > 4096) {
+        return Err(Error::Invalid(
+            "serverVar must be at most 4096 characters".into(),
+        ));
+    }
+    if !(30..=86_400).contains(&s.session_ttl_secs) {
+        return Err(Error::Invalid("sessionTtlSeconds must be 30-86400".into()));
+    }
+    if s.hwid_reset_cooldown_secs > 365 * 86_400 {
+        return Err(Error::Invalid(
+            "hwidResetCooldownSeconds must be 0-31536000".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a product with a fresh Ed25519 key pair whose secret half is sealed with the
 /// master key.
 pub fn create(

@@ -145,3 +145,78 @@ pub fn with_cull_policy(conn: &Connection) -> Result<Vec<Product>> {
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// A product within `tenant_scope` (None: any tenant, for ADMIN operators).
+pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Result<Option<Product>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM products WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)")?
+        .query_row(params![id, tenant_scope], from_row)
+        .optional()?)
+}
+
+/// One page of products within `tenant_scope`, newest first, each with its license count.
+pub fn list_in(
+    conn: &Connection,
+    tenant_scope: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<(Product, u64)>, u64)> {
+    let total = conn
+        .prepare_cached("SELECT COUNT(*) FROM products WHERE ?1 IS NULL OR tenant_id = ?1")?
+        .query_row([tenant_scope], |r| r.get::<_, i64>(0))? as u64;
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.*, (SELECT COUNT(*) FROM licenses l WHERE l.product_id = p.id) AS key_count
+         FROM products p WHERE ?1 IS NULL OR p.tenant_id = ?1
+         ORDER BY p.created_at DESC, p.id LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = stmt.query_map(params![tenant_scope, limit, offset as i64], |r| {
+        Ok((from_row(r)?, r.get::<_, i64>("key_count")? as u64))
+    })?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+pub fn license_count(conn: &Connection, product_id: &str) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM licenses WHERE product_id = ?1")?
+        .query_row([product_id], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Writes every mutable column of `p` (identity, keys and creation time never change here).
+pub fn update(conn: &Connection, p: &Product) -> Result<()> {
+    conn.execute(
+        "UPDATE products SET name = ?2, product_type = ?3, status = ?4,
+            default_license_type = ?5, default_max_activations = ?6, key_format = ?7,
+            heartbeat_interval_secs = ?8, heartbeat_grace_secs = ?9, heartbeat_cull_dead = ?10,
+            client_secret_sha256 = ?11, client_secret_sealed = ?12, description = ?13,
+            server_var = ?14, require_encryption = ?15, session_ttl_secs = ?16,
+            hwid_reset_cooldown_secs = ?17, portal_settings = ?18, updated_at = ?19
+         WHERE id = ?1",
+        params![
+            p.id,
+            p.name,
+            p.product_type,
+            p.status,
+            p.default_license_type,
+            p.default_max_activations,
+            p.key_format.as_str(),
+            p.heartbeat.map(|h| h.interval_secs),
+            p.heartbeat.map(|h| h.grace_secs).unwrap_or(0),
+            p.heartbeat.map(|h| h.cull_dead).unwrap_or(true),
+            p.client_secret_sha256,
+            p.client_secret_sealed,
+            p.settings.description,
+            p.settings.server_var,
+            p.settings.require_encryption,
+            p.settings.session_ttl_secs,
+            p.settings.hwid_reset_cooldown_secs,
+            p.settings.portal_settings,
+            p.updated_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes the product; its licenses, activations and API keys go with it (cascade).
+pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM products WHERE id = ?1", [id])? > 0)
+}
