@@ -86,6 +86,8 @@ CREATE TABLE licenses (
     updated_at       INTEGER NOT NULL
 );
 CREATE INDEX licenses_tenant_product ON licenses (tenant_id, product_id, created_at);
+CREATE INDEX licenses_tenant_created ON licenses (tenant_id, created_at);
+CREATE INDEX licenses_created ON licenses (created_at);
 CREATE INDEX licenses_order ON licenses (tenant_id, order_id) WHERE order_id IS NOT NULL;
 CREATE INDEX licenses_expiring ON licenses (valid_until) WHERE status = 'ACTIVE' AND valid_until IS NOT NULL;
 
@@ -104,6 +106,7 @@ CREATE TABLE activations (
     UNIQUE (license_id, machine_id)
 );
 CREATE INDEX activations_last_seen ON activations (last_seen_at);
+CREATE INDEX activations_machine ON activations (machine_id);
 
 CREATE TABLE idempotency_keys (
     tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,

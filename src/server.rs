@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::api;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::projects::ProjectsApi;
+use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
 use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -23,7 +24,18 @@ use crate::storage::{self, Db, Writer};
 /// The OpenAPI service of every API operation.
 pub fn openapi(
     state: &AppState,
-) -> OpenApiService<(LicenseApi, ProductApi, HealthApi, OperatorsApi, ProjectsApi), ()> {
+) -> OpenApiService<
+    (
+        LicenseApi,
+        ProductApi,
+        HealthApi,
+        OperatorsApi,
+        ProjectsApi,
+        KeysApi,
+        ApiKeysApi,
+    ),
+    (),
+> {
     OpenApiService::new(
         (
             LicenseApi {
@@ -39,6 +51,12 @@ pub fn openapi(
                 state: state.clone(),
             },
             ProjectsApi {
+                state: state.clone(),
+            },
+            KeysApi {
+                state: state.clone(),
+            },
+            ApiKeysApi {
                 state: state.clone(),
             },
         ),

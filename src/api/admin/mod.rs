@@ -1,7 +1,9 @@
 //! The admin face (key/HWID contract): operators and their sessions, projects, keys, API
 //! keys, logs and stats. Errors use the key/HWID envelope (`api::keyvault_error`).
 
+pub mod api_keys;
 pub mod auth;
+pub mod keys;
 pub mod operators;
 pub mod projects;
 
@@ -15,6 +17,10 @@ pub enum AdminTags {
     Users,
     /// Projects: the products of the vendor API, with their kv_ secrets and settings.
     Projects,
+    /// License keys: generate, search, inspect, ban, revoke, reset HWID.
+    Keys,
+    /// Vendor API keys (shown once).
+    ApiKeys,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).

@@ -79,3 +79,20 @@ pub fn cull_dead(conn: &Connection, product_id: &str, dead_before: i64) -> Resul
     let rows = stmt.query_map(params![product_id, dead_before], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// The machines bound to a license, oldest first.
+pub fn for_license(conn: &Connection, license_id: &str) -> Result<Vec<Activation>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM activations WHERE license_id = ?1 ORDER BY activated_at, id",
+    )?;
+    let rows = stmt.query_map([license_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Unbinds every machine of a license (an HWID reset); returns how many there were.
+pub fn delete_all(conn: &Connection, license_id: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM activations WHERE license_id = ?1",
+        [license_id],
+    )?)
+}

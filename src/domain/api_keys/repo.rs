@@ -68,3 +68,19 @@ pub fn set_last_used(conn: &Connection, id: &str, now: i64) -> Result<()> {
         .execute(params![id, now])?;
     Ok(())
 }
+
+/// API keys within `tenant_scope` (None: every tenant), newest first.
+pub fn list_in(conn: &Connection, tenant_scope: Option<&str>) -> Result<Vec<ApiKey>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at DESC, id",
+    )?;
+    let rows = stmt.query_map([tenant_scope], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Result<Option<ApiKey>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM api_keys WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)")?
+        .query_row(params![id, tenant_scope], from_row)
+        .optional()?)
+}

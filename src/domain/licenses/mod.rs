@@ -113,6 +113,7 @@ pub struct License {
     pub metadata: Option<String>,
     pub note: Option<String>,
     pub revoked_reason: Option<String>,
+    pub hwid_reset_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -210,6 +211,7 @@ pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<
         metadata: new.metadata.clone(),
         note: new.note.clone(),
         revoked_reason: None,
+        hwid_reset_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -337,6 +339,7 @@ mod tests {
             metadata: None,
             note: None,
             revoked_reason: None,
+            hwid_reset_at: None,
             created_at: 0,
             updated_at: 0,
         }

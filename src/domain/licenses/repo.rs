@@ -23,6 +23,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<License> {
         metadata: r.get("metadata")?,
         note: r.get("note")?,
         revoked_reason: r.get("revoked_reason")?,
+        hwid_reset_at: r.get("hwid_reset_at")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
     })
@@ -173,6 +174,130 @@ pub fn insert_idempotency(
             license_id,
             crate::domain::now_ms()
         ],
+    )?;
+    Ok(())
+}
+
+/// A license within `tenant_scope` (None: any tenant, for ADMIN operators).
+pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Result<Option<License>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM licenses WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)")?
+        .query_row(params![id, tenant_scope], from_row)
+        .optional()?)
+}
+
+/// Filters of the admin key list. Text search matches the start of a key or of a bound
+/// HWID (index range scans), or any part of the note.
+#[derive(Debug, Default, Clone)]
+pub struct Search<'a> {
+    pub tenant_scope: Option<&'a str>,
+    pub product_id: Option<&'a str>,
+    pub status: Option<LicenseStatus>,
+    pub plan: Option<super::Plan>,
+    pub text: Option<&'a str>,
+}
+
+/// One page of matching licenses, newest first, each with its activation count and first
+/// bound machine; and the total.
+pub fn search(
+    conn: &Connection,
+    s: &Search<'_>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<(License, u64, Option<String>)>, u64)> {
+    let key_prefix = s.text.map(super::normalize_key);
+    let key_end = key_prefix.as_ref().map(|p| format!("{p}\u{10FFFF}"));
+    let hwid_end = s.text.map(|t| format!("{t}\u{10FFFF}"));
+    let note_like = s.text.map(|t| {
+        format!(
+            "%{}%",
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let filter = "(?1 IS NULL OR l.tenant_id = ?1)
+        AND (?2 IS NULL OR l.product_id = ?2)
+        AND (?3 IS NULL OR l.status = ?3)
+        AND (?4 IS NULL OR l.plan = ?4)
+        AND (?5 IS NULL
+             OR (l.license_key >= ?5 AND l.license_key < ?6)
+             OR l.note LIKE ?9 ESCAPE '\\'
+             OR l.id IN (SELECT license_id FROM activations
+                         WHERE machine_id >= ?7 AND machine_id < ?8))";
+    let args = params![
+        s.tenant_scope,
+        s.product_id,
+        s.status,
+        s.plan,
+        key_prefix,
+        key_end,
+        s.text,
+        hwid_end,
+        note_like,
+    ];
+    let total = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM licenses l WHERE {filter}"))?
+        .query_row(args, |r| r.get::<_, i64>(0))? as u64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT l.*,
+            (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS activation_count,
+            (SELECT machine_id FROM activations a WHERE a.license_id = l.id
+             ORDER BY activated_at LIMIT 1) AS first_machine
+         FROM licenses l WHERE {filter}
+         ORDER BY l.created_at DESC, l.id DESC LIMIT ?10 OFFSET ?11"
+    ))?;
+    let page_args = params![
+        s.tenant_scope,
+        s.product_id,
+        s.status,
+        s.plan,
+        key_prefix,
+        key_end,
+        s.text,
+        hwid_end,
+        note_like,
+        limit,
+        offset as i64,
+    ];
+    let rows = stmt.query_map(page_args, |r| {
+        Ok((
+            from_row(r)?,
+            r.get::<_, i64>("activation_count")? as u64,
+            r.get::<_, Option<String>>("first_machine")?,
+        ))
+    })?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+pub fn set_status(conn: &Connection, id: &str, status: LicenseStatus, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE licenses SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, status, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_max_sessions(conn: &Connection, id: &str, max_sessions: u32, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE licenses SET max_sessions = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, max_sessions, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_note(conn: &Connection, id: &str, note: Option<&str>, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE licenses SET note = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, note, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_hwid_reset_at(conn: &Connection, id: &str, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE licenses SET hwid_reset_at = ?2, updated_at = ?2 WHERE id = ?1",
+        params![id, now],
     )?;
     Ok(())
 }
