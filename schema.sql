@@ -108,6 +108,29 @@ CREATE TABLE activations (
 CREATE INDEX activations_last_seen ON activations (last_seen_at);
 CREATE INDEX activations_machine ON activations (machine_id);
 
+-- Running instances of the key/HWID face: at most max_sessions live per license; a session
+-- not refreshed within its product's session TTL is dead and frees its place.
+CREATE TABLE sessions (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    license_id    TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    machine_id    TEXT NOT NULL,
+    ip            TEXT,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL
+);
+CREATE INDEX sessions_license ON sessions (license_id, last_seen_at);
+
+-- Request ids of encrypted envelopes already accepted, kept until their timestamp window
+-- has passed, so a captured envelope cannot be replayed.
+CREATE TABLE seen_requests (
+    product_id  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (product_id, request_id)
+);
+CREATE INDEX seen_requests_expiry ON seen_requests (expires_at);
+
 CREATE TABLE idempotency_keys (
     tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     idem_key        TEXT NOT NULL,

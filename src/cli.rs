@@ -79,6 +79,13 @@ pub struct ServeArgs {
     /// Admin and portal login attempts per minute, per IP and per account (0 = unlimited).
     #[arg(long, env = "KEYWARD_RATE_LIMIT_LOGIN", default_value_t = 5)]
     pub rate_limit_login: u32,
+    /// /api/validate and /api/telegram calls per minute per license key (0 = unlimited).
+    #[arg(
+        long,
+        env = "KEYWARD_RATE_LIMIT_PER_LICENSE_KEY",
+        default_value_t = 120
+    )]
+    pub rate_limit_per_license_key: u32,
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
@@ -102,6 +109,7 @@ impl Default for ServeArgs {
                 rate_limit_per_api_key: 60_000,
                 rate_limit_failed_auth: 20,
                 rate_limit_login: 5,
+                rate_limit_per_license_key: 120,
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
             },
@@ -120,6 +128,7 @@ impl ServeArgs {
                 per_api_key: self.rate_limit_per_api_key,
                 failed_auth_per_ip: self.rate_limit_failed_auth,
                 login_per_minute: self.rate_limit_login,
+                per_license_key: self.rate_limit_per_license_key,
             },
             max_body_bytes: self.max_body_bytes,
             maintenance_interval: Duration::from_secs(self.maintenance_interval.max(1)),

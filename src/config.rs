@@ -15,6 +15,8 @@ pub struct RateLimits {
     pub failed_auth_per_ip: u32,
     /// Admin and portal login attempts, per IP and per account.
     pub login_per_minute: u32,
+    /// `/api/validate` and `/api/telegram` calls per license key.
+    pub per_license_key: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,7 @@ impl Config {
                 per_api_key: 0,
                 failed_auth_per_ip: 0,
                 login_per_minute: 0,
+                per_license_key: 0,
             },
             max_body_bytes: 256 * 1024,
             maintenance_interval: Duration::from_secs(30),

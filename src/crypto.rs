@@ -170,3 +170,33 @@ pub fn signing_key_from_seed(seed: &[u8]) -> Result<SigningKey, Error> {
         .map_err(|_| Error::Storage("a signing key is not 32 bytes".into()))?;
     Ok(SigningKey::from_bytes(&seed))
 }
+
+/// The key/HWID face's encrypted envelope: base64(12-byte IV ‖ AES-256-GCM ciphertext ‖
+/// 16-byte tag) under the project's payload key, no associated data.
+pub fn envelope_open(key: &[u8], payload_b64: &str) -> Result<Vec<u8>, Error> {
+    let sealed = from_base64(payload_b64.trim())
+        .ok_or_else(|| Error::Invalid("payload is not valid base64".into()))?;
+    if sealed.len() < 12 + 16 {
+        return Err(Error::Invalid(
+            "payload is too short to hold IV, ciphertext and tag".into(),
+        ));
+    }
+    let cipher = Aes256Gcm::new_from_slice(key)
+        .map_err(|_| Error::Storage("a payload key is not 32 bytes".into()))?;
+    let (iv, ct) = sealed.split_at(12);
+    cipher
+        .decrypt(Nonce::from_slice(iv), ct)
+        .map_err(|_| Error::Invalid("payload does not decrypt with this project's key".into()))
+}
+
+pub fn envelope_seal(key: &[u8], plaintext: &[u8]) -> Result<String, Error> {
+    let cipher = Aes256Gcm::new_from_slice(key)
+        .map_err(|_| Error::Storage("a payload key is not 32 bytes".into()))?;
+    let iv = random_bytes::<12>();
+    let ct = cipher
+        .encrypt(Nonce::from_slice(&iv), plaintext)
+        .map_err(|_| Error::Storage("cannot encrypt a payload".into()))?;
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(base64(&out))
+}

@@ -11,6 +11,14 @@ pub enum LicenseProblem {
     Revoked,
     ActivationLimitReached,
     NotActivated,
+    /// Banned by an operator (the vendor face reports it as suspended).
+    Banned,
+    /// The key is bound to other machines and has no free seat (key/HWID face).
+    HwidMismatch,
+    /// Every allowed session is live.
+    SessionLimitReached,
+    /// The client sent a nonce that is not the one it was last given.
+    NonceMismatch,
 }
 
 impl LicenseProblem {
@@ -23,6 +31,14 @@ impl LicenseProblem {
                 "The license has reached its maximum number of activations"
             }
             Self::NotActivated => "The license is not activated on this machine",
+            Self::Banned => "This key is banned",
+            Self::HwidMismatch => "This key is bound to another machine (HWID mismatch)",
+            Self::SessionLimitReached => {
+                "Every session this key allows is in use; close one or wait for it to expire"
+            }
+            Self::NonceMismatch => {
+                "Replay refused: the nonce is not the one this key was last given"
+            }
         }
     }
 }

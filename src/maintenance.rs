@@ -27,6 +27,7 @@ pub async fn run(state: AppState) {
         state.limits.failed_auth_per_ip.forget_idle();
         state.limits.login_per_ip.forget_idle();
         state.limits.login_per_account.forget_idle();
+        state.limits.per_license_key.forget_idle();
     }
 }
 
@@ -37,6 +38,7 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
         .write(|c| {
             let now = now_ms();
             crate::domain::operators::repo::purge_expired_revocations(c, now / 1000)?;
+            crate::domain::sessions::repo::purge_seen_requests(c, now)?;
             let expired = licenses::repo::expire_overdue(c, now)?;
             for (tenant_id, product_id, license_id) in &expired {
                 crate::domain::audit::repo::insert(

@@ -13,6 +13,7 @@ use crate::api;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
+use crate::api::client::validate::ValidateApi;
 use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -22,20 +23,19 @@ use crate::state::AppState;
 use crate::storage::{self, Db, Writer};
 
 /// The OpenAPI service of every API operation.
-pub fn openapi(
-    state: &AppState,
-) -> OpenApiService<
-    (
-        LicenseApi,
-        ProductApi,
-        HealthApi,
-        OperatorsApi,
-        ProjectsApi,
-        KeysApi,
-        ApiKeysApi,
-    ),
-    (),
-> {
+/// Every API of both contracts, in one OpenAPI document.
+pub type Apis = (
+    LicenseApi,
+    ProductApi,
+    HealthApi,
+    OperatorsApi,
+    ProjectsApi,
+    KeysApi,
+    ApiKeysApi,
+    ValidateApi,
+);
+
+pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             LicenseApi {
@@ -57,6 +57,9 @@ pub fn openapi(
                 state: state.clone(),
             },
             ApiKeysApi {
+                state: state.clone(),
+            },
+            ValidateApi {
                 state: state.clone(),
             },
         ),

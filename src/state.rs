@@ -32,6 +32,7 @@ pub struct Limits {
     pub failed_auth_per_ip: Limiter<IpAddr>,
     pub login_per_ip: Limiter<IpAddr>,
     pub login_per_account: Limiter<String>,
+    pub per_license_key: Limiter<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,6 +52,7 @@ impl AppState {
                 failed_auth_per_ip: Limiter::per_minute(r.failed_auth_per_ip),
                 login_per_ip: Limiter::per_minute(r.login_per_minute),
                 login_per_account: Limiter::per_minute(r.login_per_minute),
+                per_license_key: Limiter::per_minute(r.per_license_key),
             },
             password_hashing: tokio::sync::Semaphore::new(2),
             config,

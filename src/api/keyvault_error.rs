@@ -136,8 +136,11 @@ pub fn license_code(problem: LicenseProblem) -> &'static str {
         LicenseProblem::Expired => "KEY_EXPIRED",
         LicenseProblem::Suspended => "KEY_SUSPENDED",
         LicenseProblem::Revoked => "KEY_REVOKED",
-        LicenseProblem::ActivationLimitReached => "HWID_MISMATCH",
+        LicenseProblem::ActivationLimitReached | LicenseProblem::HwidMismatch => "HWID_MISMATCH",
         LicenseProblem::NotActivated => "NOT_ACTIVATED",
+        LicenseProblem::Banned => "KEY_BANNED",
+        LicenseProblem::SessionLimitReached => "MAX_SESSIONS",
+        LicenseProblem::NonceMismatch => "REPLAY",
     }
 }
 

@@ -3,6 +3,7 @@
 //! error mapping and response signing.
 
 pub mod admin;
+pub mod client;
 pub mod keyvault_error;
 pub mod vendor;
 
@@ -167,7 +168,11 @@ fn tidy_parse_error(raw: &str) -> String {
         text.replace_range(start..end, "");
     }
     // Never echo the offending value: it may hold a license key and be 256 KiB long.
-    if let Some(at) = text.find(", found ") {
+    // `fields::named` already says "found a boolean" (no value); no JSON value starts with
+    // "a " or "an ", so such a phrase is kept rather than misread as the number `a…`.
+    if let Some(at) = text.find(", found ")
+        && !(text[at + 8..].starts_with("a ") || text[at + 8..].starts_with("an "))
+    {
         let kind = match text[at + 8..].chars().next() {
             Some('[') => "an array",
             Some('{') => "an object",

@@ -99,6 +99,10 @@ pub fn read_pool(path: &Path, size: u32) -> Result<ReadPool, Error> {
     });
     r2d2::Pool::builder()
         .max_size(size)
+        // r2d2_sqlite's validity check runs `SELECT 1` (parsed and prepared anew) on every
+        // checkout, twice per validation; a local SQLite connection cannot go stale like a
+        // network one, so the check only costs time.
+        .test_on_check_out(false)
         .min_idle(Some(1))
         .build(manager)
         .map_err(|e| Error::Storage(format!("cannot open the read pool: {e}")))

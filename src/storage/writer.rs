@@ -5,6 +5,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +15,10 @@ use crate::error::Error;
 
 /// How many queued messages one transaction takes at most.
 const MAX_BATCH: usize = 512;
+
+/// How long a batch of audit events alone waits for company (see [`linger_for_audit`]).
+const AUDIT_LINGER: Duration = Duration::from_millis(10);
+const LINGER_POLL: Duration = Duration::from_millis(1);
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -117,6 +122,9 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>) {
                 Err(_) => break,
             }
         }
+        if !stopping && batch.iter().all(|m| matches!(m, Message::Audit(_))) {
+            stopping = linger_for_audit(&mut rx, &mut batch);
+        }
         if !batch.is_empty() {
             commit_batch(&conn, batch);
         }
@@ -125,6 +133,30 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>) {
     rx.close();
     // Dropping a job unrun drops its reply sender: its caller gets "not committed".
     while rx.try_recv().is_ok() {}
+}
+
+/// A batch of audit events only has nobody waiting for it, so the writer gathers more for up to
+/// [`AUDIT_LINGER`] before committing. Under a flood of validations this turns thousands of
+/// commits (each an fsync, and each making every reader drop its page cache) into a hundred a
+/// second. A write job that arrives meanwhile ends the wait at the next poll, so it waits at
+/// most [`LINGER_POLL`] longer. Returns true if Shutdown arrived.
+fn linger_for_audit(rx: &mut mpsc::UnboundedReceiver<Message>, batch: &mut Vec<Message>) -> bool {
+    let deadline = Instant::now() + AUDIT_LINGER;
+    while batch.len() < MAX_BATCH && Instant::now() < deadline {
+        std::thread::sleep(LINGER_POLL);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Message::Shutdown) => return true,
+                Ok(job @ Message::Job(_)) => {
+                    batch.push(job);
+                    return false;
+                }
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+    }
+    false
 }
 
 fn commit_batch(conn: &Connection, batch: Vec<Message>) {

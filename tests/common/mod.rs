@@ -281,5 +281,6 @@ pub fn rate_limits(per_ip: u32, per_api_key: u32, failed_auth_per_ip: u32) -> Ra
         per_api_key,
         failed_auth_per_ip,
         login_per_minute: 0,
+        per_license_key: 0,
     }
 }

@@ -125,7 +125,7 @@ pub fn assess(
 ) -> Verdict {
     match license.problem(now) {
         Some(LicenseProblem::Revoked) => return Verdict::Revoked,
-        Some(LicenseProblem::Suspended) => return Verdict::Suspended,
+        Some(LicenseProblem::Suspended | LicenseProblem::Banned) => return Verdict::Suspended,
         Some(LicenseProblem::Expired) => return Verdict::Expired,
         _ => {}
     }

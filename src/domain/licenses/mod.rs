@@ -133,7 +133,8 @@ impl License {
         match self.effective_status(now) {
             LicenseStatus::Active => None,
             LicenseStatus::Expired => Some(LicenseProblem::Expired),
-            LicenseStatus::Suspended | LicenseStatus::Banned => Some(LicenseProblem::Suspended),
+            LicenseStatus::Suspended => Some(LicenseProblem::Suspended),
+            LicenseStatus::Banned => Some(LicenseProblem::Banned),
             LicenseStatus::Revoked => Some(LicenseProblem::Revoked),
         }
     }
@@ -362,7 +363,7 @@ mod tests {
         );
         assert_eq!(
             license(LicenseStatus::Banned, None).problem(now),
-            Some(LicenseProblem::Suspended)
+            Some(LicenseProblem::Banned)
         );
         assert_eq!(license(LicenseStatus::Active, None).problem(now), None);
     }

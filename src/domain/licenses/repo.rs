@@ -301,3 +301,24 @@ pub fn set_hwid_reset_at(conn: &Connection, id: &str, now: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// A key of one product (`key` normalized).
+pub fn find_by_key_in_product(
+    conn: &Connection,
+    product_id: &str,
+    key: &str,
+) -> Result<Option<License>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM licenses WHERE license_key = ?1 AND product_id = ?2")?
+        .query_row([key, product_id], from_row)
+        .optional()?)
+}
+
+/// A key of any product of any tenant: the key/HWID face's `/api/validate` without a project
+/// secret searches all keys (keys are globally unique; the key itself is the credential).
+pub fn find_by_key_everywhere(conn: &Connection, key: &str) -> Result<Option<License>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM licenses WHERE license_key = ?1")?
+        .query_row([key], from_row)
+        .optional()?)
+}

@@ -220,3 +220,20 @@ pub fn update(conn: &Connection, p: &Product) -> Result<()> {
 pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn.execute("DELETE FROM products WHERE id = ?1", [id])? > 0)
 }
+
+/// The product whose kv_ client secret hashes to `sha256`.
+pub fn find_by_client_secret(conn: &Connection, sha256: &[u8]) -> Result<Option<Product>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM products WHERE client_secret_sha256 = ?1")?
+        .query_row([sha256], from_row)
+        .optional()?)
+}
+
+/// A product by id alone, for callers that proved their right to it another way (a license
+/// key found through its secret, an encrypted envelope that opened with its key).
+pub fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Product>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM products WHERE id = ?1")?
+        .query_row([id], from_row)
+        .optional()?)
+}

@@ -1,0 +1,13 @@
+//! The client face (key/HWID contract): `/api/validate` for apps and `/api/telegram` for bots.
+//! No operator authentication: the license key (optionally scoped by the project's `kv_`
+//! secret) is the credential. Errors use the key/HWID envelope.
+
+pub mod validate;
+
+use poem_openapi::Tags;
+
+#[derive(Tags)]
+pub enum ClientTags {
+    /// Validation for apps: HWID binding, sessions, nonce rotation, encrypted envelopes.
+    Validation,
+}

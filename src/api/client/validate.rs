@@ -1,0 +1,442 @@
+//! `POST /api/validate`.
+
+use poem::Request;
+use poem::http::StatusCode;
+use poem_openapi::payload::{Json, Response};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Object, OpenApi, Union};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::ClientTags;
+use crate::api::ClientIp;
+use crate::api::fields::named;
+use crate::api::keyvault_error::{KvError, KvResult};
+use crate::crypto;
+use crate::domain::audit::{self, AuditEvent};
+use crate::domain::licenses::{self, License, Plan};
+use crate::domain::products::{self, Product};
+use crate::domain::sessions::{self, KeyCheck};
+use crate::domain::{ms_to_datetime, now_ms};
+use crate::error::{Error, LicenseProblem};
+use crate::state::AppState;
+
+pub struct ValidateApi {
+    pub state: AppState,
+}
+
+/// How far an envelope's timestamp may be from the server's clock.
+const ENVELOPE_WINDOW_SECS: i64 = 60;
+
+crate::field_names!(
+    KeyField = "key",
+    HwidField = "hwid",
+    SecretField = "secret",
+    NonceField = "nonce",
+    SessionIdField = "sessionId",
+    ClientNonceField = "clientNonce",
+    ProjectIdField = "projectId",
+    PayloadField = "payload",
+);
+
+/// Either a plain request (`key`, `hwid`, optional `secret`, `nonce`, `sessionId`,
+/// `clientNonce`) or an encrypted envelope (`projectId`, `payload`).
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct ValidateRequest {
+    #[oai(deserialize_with = "named::<KeyField, _>", validator(max_length = 100))]
+    pub key: Option<String>,
+    /// Hardware fingerprint, e.g. SHA256(MotherboardUUID + ":" + DiskSerial).
+    #[oai(
+        deserialize_with = "named::<HwidField, _>",
+        validator(max_length = 255)
+    )]
+    pub hwid: Option<String>,
+    /// The project's `kv_` secret: limits the search to that project's keys.
+    #[oai(
+        deserialize_with = "named::<SecretField, _>",
+        validator(max_length = 100)
+    )]
+    pub secret: Option<String>,
+    /// The nonce the previous validation returned; a different one is a replay (403 REPLAY).
+    #[oai(
+        deserialize_with = "named::<NonceField, _>",
+        validator(max_length = 128)
+    )]
+    pub nonce: Option<String>,
+    /// A live session to refresh instead of opening a new one.
+    #[oai(
+        deserialize_with = "named::<SessionIdField, _>",
+        validator(max_length = 64)
+    )]
+    pub session_id: Option<String>,
+    /// Any value: echoed inside the signed answer, so a recorded answer cannot be replayed.
+    #[oai(
+        deserialize_with = "named::<ClientNonceField, _>",
+        validator(max_length = 128)
+    )]
+    pub client_nonce: Option<String>,
+    /// Envelope: the project whose payload key encrypted `payload`.
+    #[oai(
+        deserialize_with = "named::<ProjectIdField, _>",
+        validator(max_length = 64)
+    )]
+    pub project_id: Option<String>,
+    /// Envelope: base64(12-byte IV ‖ AES-256-GCM ciphertext ‖ 16-byte tag) of the JSON
+    /// request plus `timestamp` (Unix seconds) and `requestId`.
+    #[oai(
+        deserialize_with = "named::<PayloadField, _>",
+        validator(max_length = 65536)
+    )]
+    pub payload: Option<String>,
+}
+
+/// The plaintext inside an envelope.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EnvelopeRequest {
+    key: String,
+    hwid: String,
+    nonce: Option<String>,
+    session_id: Option<String>,
+    client_nonce: Option<String>,
+    /// Unix seconds when the client sealed the envelope.
+    timestamp: i64,
+    /// Random, unique per request (16-128 characters).
+    request_id: String,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct Validation {
+    pub valid: bool,
+    pub plan: Option<Plan>,
+    /// null for keys that never expire.
+    pub expires_at: Option<OffsetDateTime>,
+    pub note: Option<String>,
+    /// The project's server variable.
+    pub server_var: Option<String>,
+    /// Present this nonce on the next validation.
+    pub nonce: String,
+    pub session_id: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub client_nonce: Option<String>,
+}
+
+#[derive(Object, Debug)]
+pub struct ValidationOk {
+    pub success: bool,
+    pub data: Validation,
+}
+
+/// The answer to an envelope: the plain answer (success or error envelope) encrypted the same
+/// way. Errors keep their HTTP status.
+#[derive(Object, Debug)]
+pub struct EncryptedReply {
+    pub success: bool,
+    /// base64(12-byte IV ‖ ciphertext ‖ tag) of the plain JSON answer.
+    pub payload: String,
+}
+
+#[derive(Union, Debug)]
+#[oai(one_of)]
+pub enum ValidateBody {
+    Plain(ValidationOk),
+    Encrypted(EncryptedReply),
+}
+
+#[derive(ApiResponse)]
+pub enum ValidateResponse {
+    /// The key is valid on this machine (plain, or encrypted for an envelope request; an
+    /// encrypted error keeps its 4xx status). Signed: `X-Signature` over the exact body.
+    #[oai(status = 200)]
+    Ok(
+        Json<ValidateBody>,
+        /// The project whose key signed the body.
+        #[oai(header = "X-Keyward-Product")]
+        Option<String>,
+    ),
+}
+
+#[OpenApi(tag = "ClientTags::Validation")]
+impl ValidateApi {
+    /// Validate a key on a machine
+    ///
+    /// The first call binds the HWID (and starts a plan's clock); another HWID is refused
+    /// (403 HWID_MISMATCH) once the key's machines are taken. Expired, suspended, banned and
+    /// revoked keys → 403 KEY_EXPIRED / KEY_SUSPENDED / KEY_BANNED / KEY_REVOKED; an unknown
+    /// key → 404. Each call rotates the key's nonce; sessions are limited to `maxSessions`.
+    #[oai(path = "/api/validate", method = "post")]
+    async fn validate(
+        &self,
+        req: &Request,
+        body: Json<ValidateRequest>,
+    ) -> KvResult<Response<ValidateResponse>> {
+        let body = body.0;
+        let ip = ClientIp::of(req).map(|i| i.to_string());
+        if let Some(payload) = body.payload {
+            let project_id = body
+                .project_id
+                .ok_or_else(|| Error::Invalid("projectId is required with payload".into()))?;
+            return self.validate_envelope(&project_id, &payload, ip).await;
+        }
+        let key = body
+            .key
+            .ok_or_else(|| Error::Invalid("field `key` is required".into()))?;
+        let hwid = body
+            .hwid
+            .ok_or_else(|| Error::Invalid("field `hwid` is required".into()))?;
+        let check = KeyCheck {
+            hwid,
+            nonce: body.nonce,
+            session_id: body.session_id,
+            ip,
+        };
+        let (product, validation) = self
+            .run(
+                Lookup::Key {
+                    key,
+                    secret: body.secret,
+                },
+                check,
+                body.client_nonce,
+                false,
+            )
+            .await?;
+        Ok(Response::new(ValidateResponse::Ok(
+            Json(ValidateBody::Plain(ValidationOk {
+                success: true,
+                data: validation,
+            })),
+            Some(product.id),
+        )))
+    }
+}
+
+/// How the key is found.
+enum Lookup {
+    /// By key, within the project named by `secret` when given, else among all keys.
+    Key { key: String, secret: Option<String> },
+    /// By key within a known project (envelopes).
+    InProject { key: String, product_id: String },
+}
+
+impl ValidateApi {
+    async fn validate_envelope(
+        &self,
+        project_id: &str,
+        payload: &str,
+        ip: Option<String>,
+    ) -> KvResult<Response<ValidateResponse>> {
+        let product = self
+            .state
+            .db
+            .read(|c| products::repo::find_by_id(c, project_id))?
+            .ok_or(Error::NotFound("project"))?;
+        let key = self.state.master.open(&product.payload_key_sealed)?;
+        let plaintext = crypto::envelope_open(&key, payload)?;
+        let outcome = self.envelope_outcome(&product, &plaintext, ip).await;
+        // From here on every answer, success or error, is encrypted for the client.
+        let (status, plain) = match outcome {
+            Ok(validation) => {
+                let ok = ValidationOk {
+                    success: true,
+                    data: validation,
+                };
+                let bytes = ok.to_json_string().into_bytes();
+                (StatusCode::OK, bytes)
+            }
+            Err(e) => {
+                let resp = poem::IntoResponse::into_response(KvError::from_error(&e));
+                let status = resp.status();
+                let bytes = resp
+                    .into_body()
+                    .into_vec()
+                    .await
+                    .map_err(|e| Error::Storage(e.to_string()))?;
+                (status, bytes)
+            }
+        };
+        self.state
+            .signing_keys
+            .for_product(&self.state.master, &product)?;
+        let sealed = crypto::envelope_seal(&key, &plain)?;
+        Ok(Response::new(ValidateResponse::Ok(
+            Json(ValidateBody::Encrypted(EncryptedReply {
+                success: status == StatusCode::OK,
+                payload: sealed,
+            })),
+            Some(product.id),
+        ))
+        .status(status))
+    }
+
+    async fn envelope_outcome(
+        &self,
+        product: &Product,
+        plaintext: &[u8],
+        ip: Option<String>,
+    ) -> Result<Validation, Error> {
+        let request: EnvelopeRequest = serde_json::from_slice(plaintext).map_err(|e| {
+            Error::Invalid(format!("the decrypted payload is not a valid request: {e}"))
+        })?;
+        if request.key.len() > 100 || request.hwid.is_empty() || request.hwid.len() > 255 {
+            return Err(Error::Invalid(
+                "key (1-100) and hwid (1-255 characters) are required".into(),
+            ));
+        }
+        if !(16..=128).contains(&request.request_id.len()) {
+            return Err(Error::Invalid("requestId must be 16-128 characters".into()));
+        }
+        let now = now_ms();
+        if (request.timestamp - now / 1000).abs() > ENVELOPE_WINDOW_SECS {
+            return Err(Error::Forbidden(format!(
+                "stale request: timestamp must be within {ENVELOPE_WINDOW_SECS} s of the server clock"
+            )));
+        }
+        let check = KeyCheck {
+            hwid: request.hwid,
+            nonce: request.nonce,
+            session_id: request.session_id,
+            ip,
+        };
+        let lookup = Lookup::InProject {
+            key: request.key,
+            product_id: product.id.clone(),
+        };
+        // The request id is remembered in the same transaction as the validation.
+        let seen = (
+            request.request_id,
+            (now / 1000 + ENVELOPE_WINDOW_SECS + 1) * 1000,
+        );
+        self.run_with(lookup, check, request.client_nonce, true, Some(seen))
+            .await
+            .map(|(_, v)| v)
+    }
+
+    async fn run(
+        &self,
+        lookup: Lookup,
+        check: KeyCheck,
+        client_nonce: Option<String>,
+        encrypted: bool,
+    ) -> Result<(Product, Validation), Error> {
+        self.run_with(lookup, check, client_nonce, encrypted, None)
+            .await
+    }
+
+    async fn run_with(
+        &self,
+        lookup: Lookup,
+        check: KeyCheck,
+        client_nonce: Option<String>,
+        encrypted: bool,
+        seen_request: Option<(String, i64)>,
+    ) -> Result<(Product, Validation), Error> {
+        let raw_key = match &lookup {
+            Lookup::Key { key, .. } | Lookup::InProject { key, .. } => licenses::normalize_key(key),
+        };
+        self.state.limits.per_license_key.check(&raw_key)?;
+        let ip = check.ip.clone();
+        let hwid = check.hwid.clone();
+        let outcome = self
+            .state
+            .db
+            .write(move |c| {
+                let (license, product) = find(c, &lookup, &raw_key)?;
+                if product.settings.require_encryption && !encrypted {
+                    return Ok(Err((
+                        license,
+                        Error::Forbidden(
+                            "This project accepts only encrypted requests (projectId + payload)".into(),
+                        ),
+                    )));
+                }
+                if let Some((request_id, expires_at)) = &seen_request
+                    && !sessions::repo::remember_request(c, &product.id, request_id, *expires_at)?
+                {
+                    return Ok(Err((
+                        license,
+                        Error::License(LicenseProblem::NonceMismatch),
+                    )));
+                }
+                let now = now_ms();
+                match sessions::validate_key(c, &license, &product, &check, now) {
+                    Ok(v) => {
+                        audit::repo::insert(
+                            c,
+                            &AuditEvent::new(&license.tenant_id, "client", "key.validate")
+                                .license(&product.id, &license.id)
+                                .machine(&check.hwid)
+                                .ip(check.ip.as_deref())
+                                .detail(json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted})),
+                        )?;
+                        Ok(Ok((product, v)))
+                    }
+                    Err(e @ Error::License(_)) => Ok(Err((license, e))),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        let (product, validated) = match outcome {
+            Ok(ok) => ok,
+            Err((license, e)) => {
+                let code = match &e {
+                    Error::License(p) => crate::api::keyvault_error::license_code(*p),
+                    _ => "FORBIDDEN",
+                };
+                self.state.db.writer().record(
+                    AuditEvent::new(&license.tenant_id, "client", "key.validate.refused")
+                        .license(&license.product_id, &license.id)
+                        .machine(&hwid)
+                        .ip(ip.as_deref())
+                        .detail(json!({"code": code})),
+                );
+                return Err(e);
+            }
+        };
+        self.state
+            .signing_keys
+            .for_product(&self.state.master, &product)?;
+        let l = &validated.license;
+        Ok((
+            product.clone(),
+            Validation {
+                valid: true,
+                plan: l.plan,
+                expires_at: l.valid_until.map(ms_to_datetime),
+                note: l.note.clone(),
+                server_var: product.settings.server_var.clone(),
+                nonce: validated.nonce,
+                session_id: validated.session_id,
+                client_nonce,
+            },
+        ))
+    }
+}
+
+/// The key and its project, or 404 when the key is unknown (or not in the named project).
+fn find(c: &rusqlite::Connection, lookup: &Lookup, key: &str) -> Result<(License, Product), Error> {
+    let license = match lookup {
+        Lookup::Key {
+            secret: Some(secret),
+            ..
+        } => {
+            let product = products::repo::find_by_client_secret(
+                c,
+                &crypto::sha256(secret.trim().as_bytes()),
+            )?
+            .ok_or(Error::NotFound("key"))?;
+            licenses::repo::find_by_key_in_product(c, &product.id, key)?
+        }
+        Lookup::Key { secret: None, .. } => licenses::repo::find_by_key_everywhere(c, key)?,
+        Lookup::InProject { product_id, .. } => {
+            licenses::repo::find_by_key_in_product(c, product_id, key)?
+        }
+    }
+    .ok_or(Error::NotFound("key"))?;
+    let product = products::repo::find(c, &license.tenant_id, &license.product_id)?
+        .ok_or(Error::NotFound("key"))?;
+    Ok((license, product))
+}

@@ -1,0 +1,115 @@
+//! Sessions and validation rules of the key/HWID face: HWID binding, concurrent-session
+//! limits, and the per-key nonce that makes replayed requests fail.
+
+pub mod repo;
+
+use rusqlite::Connection;
+
+use super::activations::{self, MachineInfo};
+use super::licenses::License;
+use super::products::Product;
+use crate::crypto;
+use crate::error::{Error, LicenseProblem, Result};
+
+/// What an app presents when it validates a key.
+#[derive(Debug, Clone, Default)]
+pub struct KeyCheck {
+    pub hwid: String,
+    /// The nonce the previous validation handed out, if the client takes part in rotation.
+    pub nonce: Option<String>,
+    /// A session to refresh instead of opening a new one.
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+}
+
+pub struct KeyValidated {
+    pub license: License,
+    /// The nonce to present next time.
+    pub nonce: String,
+    pub session_id: String,
+    /// True when this call bound the HWID (and started a plan's clock).
+    pub bound_now: bool,
+}
+
+/// Validates `license` for the machine `check.hwid`: refuses unusable keys, checks the nonce,
+/// binds the HWID on first use (a different HWID on a locked key is refused), opens or
+/// refreshes a session within `maxSessions`, and rotates the nonce. Must run in a writer job.
+pub fn validate_key(
+    conn: &Connection,
+    license: &License,
+    product: &Product,
+    check: &KeyCheck,
+    now: i64,
+) -> Result<KeyValidated> {
+    if let Some(problem) = license.problem(now) {
+        return Err(Error::License(problem));
+    }
+    if let Some(sent) = &check.nonce {
+        let current = repo::current_nonce(conn, &license.id)?;
+        let matches = current
+            .as_deref()
+            .is_some_and(|c| crypto::constant_time_eq(c.as_bytes(), sent.as_bytes()));
+        if !matches {
+            return Err(Error::License(LicenseProblem::NonceMismatch));
+        }
+    }
+    let machine = MachineInfo {
+        machine_id: check.hwid.clone(),
+        ip: check.ip.clone(),
+        ..MachineInfo::default()
+    };
+    let activated = match activations::activate_machine(conn, license, &machine, now) {
+        Ok(a) => a,
+        Err(Error::License(LicenseProblem::ActivationLimitReached)) => {
+            return Err(Error::License(LicenseProblem::HwidMismatch));
+        }
+        Err(e) => return Err(e),
+    };
+    let session_id = open_or_refresh_session(conn, license, product, check, now)?;
+    let nonce = crypto::random_secret(32);
+    repo::set_nonce(conn, &license.id, &nonce)?;
+    Ok(KeyValidated {
+        license: activated.license,
+        nonce,
+        session_id,
+        bound_now: activated.new,
+    })
+}
+
+/// The session this validation runs in: the presented live one, a new one within
+/// `maxSessions`, or, at the limit, the oldest session of the same machine (an app restarted
+/// on the same machine has lost its sessionId and must not lock itself out). Another machine
+/// at the limit is refused.
+fn open_or_refresh_session(
+    conn: &Connection,
+    license: &License,
+    product: &Product,
+    check: &KeyCheck,
+    now: i64,
+) -> Result<String> {
+    let ttl_ms = product.settings.session_ttl_secs as i64 * 1000;
+    repo::drop_dead(conn, &license.id, now - ttl_ms)?;
+    if let Some(id) = &check.session_id
+        && repo::refresh(conn, &license.id, id, now)?
+    {
+        return Ok(id.clone());
+    }
+    let max = license.max_sessions.unwrap_or(1) as u64;
+    if repo::count(conn, &license.id)? >= max {
+        let id = repo::oldest_on_machine(conn, &license.id, &check.hwid)?
+            .ok_or(Error::License(LicenseProblem::SessionLimitReached))?;
+        repo::refresh(conn, &license.id, &id, now)?;
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    repo::insert(
+        conn,
+        &id,
+        &license.tenant_id,
+        &license.id,
+        &check.hwid,
+        check.ip.as_deref(),
+        now,
+    )?;
+    Ok(id)
+}
