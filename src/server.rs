@@ -11,9 +11,10 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::operators::OperatorsApi;
+use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
-use crate::api::client::validate::ValidateApi;
+use crate::api::client::{telegram::TelegramApi, validate::ValidateApi};
 use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -33,6 +34,8 @@ pub type Apis = (
     KeysApi,
     ApiKeysApi,
     ValidateApi,
+    TelegramApi,
+    OverviewApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -60,6 +63,12 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             ValidateApi {
+                state: state.clone(),
+            },
+            TelegramApi {
+                state: state.clone(),
+            },
+            OverviewApi {
                 state: state.clone(),
             },
         ),

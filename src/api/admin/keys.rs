@@ -122,7 +122,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    fn new(l: &License, activation_count: u64, hwid: Option<String>, now: i64) -> Self {
+    pub fn new(l: &License, activation_count: u64, hwid: Option<String>, now: i64) -> Self {
         Self {
             id: l.id.clone(),
             key: l.key.clone(),

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod keys;
 pub mod operators;
+pub mod overview;
 pub mod projects;
 
 use poem_openapi::Tags;
@@ -21,6 +22,8 @@ pub enum AdminTags {
     Keys,
     /// Vendor API keys (shown once).
     ApiKeys,
+    /// Audit logs, statistics and health.
+    Logs,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).

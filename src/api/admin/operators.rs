@@ -98,7 +98,7 @@ pub struct OperatorView {
 }
 
 impl OperatorView {
-    fn new(o: &Operator) -> Self {
+    pub fn new(o: &Operator) -> Self {
         Self {
             id: o.id.clone(),
             email: o.email.clone(),
@@ -616,9 +616,18 @@ fn reachable_operator(
     admin: &Admin,
     id: &str,
 ) -> Result<Operator, Error> {
-    operators::repo::find(c, id)?
+    let target = operators::repo::find(c, id)?
         .filter(|o| admin.reaches(&o.tenant_id))
-        .ok_or(Error::NotFound("operator"))
+        .ok_or(Error::NotFound("operator"))?;
+    // A FULL_ADMIN API key acts within its tenant, but an ADMIN operator reaches every
+    // tenant: a key that could reset an ADMIN's password (or disable or delete one) could
+    // take over every tenant. Only ADMIN operators administer ADMINs.
+    if target.role == Role::Admin && !admin.is_admin_operator() {
+        return Err(Error::Forbidden(
+            "Only ADMIN operators may administer ADMIN operators".into(),
+        ));
+    }
+    Ok(target)
 }
 
 fn is_self(admin: &Admin, target: &Operator) -> bool {

@@ -208,7 +208,7 @@ pub struct ProjectView {
 }
 
 impl ProjectView {
-    fn new(p: &Product, key_count: u64) -> Self {
+    pub fn new(p: &Product, key_count: u64) -> Self {
         Self {
             id: p.id.clone(),
             tenant_id: p.tenant_id.clone(),

@@ -2,6 +2,7 @@
 //! No operator authentication: the license key (optionally scoped by the project's `kv_`
 //! secret) is the credential. Errors use the key/HWID envelope.
 
+pub mod telegram;
 pub mod validate;
 
 use poem_openapi::Tags;
@@ -10,4 +11,6 @@ use poem_openapi::Tags;
 pub enum ClientTags {
     /// Validation for apps: HWID binding, sessions, nonce rotation, encrypted envelopes.
     Validation,
+    /// Telegram bot actions: validate, info, reset_hwid.
+    Telegram,
 }

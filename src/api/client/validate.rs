@@ -112,6 +112,9 @@ struct EnvelopeRequest {
 pub struct Validation {
     pub valid: bool,
     pub plan: Option<Plan>,
+    /// Days of a CUSTOM plan.
+    #[oai(skip_serializing_if_is_none)]
+    pub custom_days: Option<u32>,
     /// null for keys that never expire.
     pub expires_at: Option<OffsetDateTime>,
     pub note: Option<String>,
@@ -193,17 +196,20 @@ impl ValidateApi {
             session_id: body.session_id,
             ip,
         };
-        let (product, validation) = self
-            .run(
-                Lookup::Key {
-                    key,
-                    secret: body.secret,
-                },
-                check,
-                body.client_nonce,
-                false,
-            )
-            .await?;
+        let lookup = Lookup::Key {
+            key,
+            secret: body.secret,
+        };
+        let (product, validation) = validate_key_request(
+            &self.state,
+            "client",
+            lookup,
+            check,
+            body.client_nonce,
+            false,
+            None,
+        )
+        .await?;
         Ok(Response::new(ValidateResponse::Ok(
             Json(ValidateBody::Plain(ValidationOk {
                 success: true,
@@ -215,7 +221,7 @@ impl ValidateApi {
 }
 
 /// How the key is found.
-enum Lookup {
+pub(crate) enum Lookup {
     /// By key, within the project named by `secret` when given, else among all keys.
     Key { key: String, secret: Option<String> },
     /// By key within a known project (envelopes).
@@ -310,114 +316,120 @@ impl ValidateApi {
             request.request_id,
             (now / 1000 + ENVELOPE_WINDOW_SECS + 1) * 1000,
         );
-        self.run_with(lookup, check, request.client_nonce, true, Some(seen))
-            .await
-            .map(|(_, v)| v)
-    }
-
-    async fn run(
-        &self,
-        lookup: Lookup,
-        check: KeyCheck,
-        client_nonce: Option<String>,
-        encrypted: bool,
-    ) -> Result<(Product, Validation), Error> {
-        self.run_with(lookup, check, client_nonce, encrypted, None)
-            .await
-    }
-
-    async fn run_with(
-        &self,
-        lookup: Lookup,
-        check: KeyCheck,
-        client_nonce: Option<String>,
-        encrypted: bool,
-        seen_request: Option<(String, i64)>,
-    ) -> Result<(Product, Validation), Error> {
-        let raw_key = match &lookup {
-            Lookup::Key { key, .. } | Lookup::InProject { key, .. } => licenses::normalize_key(key),
-        };
-        self.state.limits.per_license_key.check(&raw_key)?;
-        let ip = check.ip.clone();
-        let hwid = check.hwid.clone();
-        let outcome = self
-            .state
-            .db
-            .write(move |c| {
-                let (license, product) = find(c, &lookup, &raw_key)?;
-                if product.settings.require_encryption && !encrypted {
-                    return Ok(Err((
-                        license,
-                        Error::Forbidden(
-                            "This project accepts only encrypted requests (projectId + payload)".into(),
-                        ),
-                    )));
-                }
-                if let Some((request_id, expires_at)) = &seen_request
-                    && !sessions::repo::remember_request(c, &product.id, request_id, *expires_at)?
-                {
-                    return Ok(Err((
-                        license,
-                        Error::License(LicenseProblem::NonceMismatch),
-                    )));
-                }
-                let now = now_ms();
-                match sessions::validate_key(c, &license, &product, &check, now) {
-                    Ok(v) => {
-                        audit::repo::insert(
-                            c,
-                            &AuditEvent::new(&license.tenant_id, "client", "key.validate")
-                                .license(&product.id, &license.id)
-                                .machine(&check.hwid)
-                                .ip(check.ip.as_deref())
-                                .detail(json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted})),
-                        )?;
-                        Ok(Ok((product, v)))
-                    }
-                    Err(e @ Error::License(_)) => Ok(Err((license, e))),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
-        let (product, validated) = match outcome {
-            Ok(ok) => ok,
-            Err((license, e)) => {
-                let code = match &e {
-                    Error::License(p) => crate::api::keyvault_error::license_code(*p),
-                    _ => "FORBIDDEN",
-                };
-                self.state.db.writer().record(
-                    AuditEvent::new(&license.tenant_id, "client", "key.validate.refused")
-                        .license(&license.product_id, &license.id)
-                        .machine(&hwid)
-                        .ip(ip.as_deref())
-                        .detail(json!({"code": code})),
-                );
-                return Err(e);
-            }
-        };
-        self.state
-            .signing_keys
-            .for_product(&self.state.master, &product)?;
-        let l = &validated.license;
-        Ok((
-            product.clone(),
-            Validation {
-                valid: true,
-                plan: l.plan,
-                expires_at: l.valid_until.map(ms_to_datetime),
-                note: l.note.clone(),
-                server_var: product.settings.server_var.clone(),
-                nonce: validated.nonce,
-                session_id: validated.session_id,
-                client_nonce,
-            },
-        ))
+        validate_key_request(
+            &self.state,
+            "client",
+            lookup,
+            check,
+            request.client_nonce,
+            true,
+            Some(seen),
+        )
+        .await
+        .map(|(_, v)| v)
     }
 }
 
+/// Validates a key for a machine in one writer job (see `sessions::validate_key`), audits the
+/// outcome and opens the project's signing key for the answer. Shared by `/api/validate` and
+/// `/api/telegram`.
+pub(crate) async fn validate_key_request(
+    state: &AppState,
+    actor: &str,
+    lookup: Lookup,
+    check: KeyCheck,
+    client_nonce: Option<String>,
+    encrypted: bool,
+    seen_request: Option<(String, i64)>,
+) -> Result<(Product, Validation), Error> {
+    let raw_key = match &lookup {
+        Lookup::Key { key, .. } | Lookup::InProject { key, .. } => licenses::normalize_key(key),
+    };
+    state.limits.per_license_key.check(&raw_key)?;
+    let ip = check.ip.clone();
+    let hwid = check.hwid.clone();
+    let job_actor = actor.to_owned();
+    let outcome = state
+        .db
+        .write(move |c| {
+            let (license, product) = find(c, &lookup, &raw_key)?;
+            if product.settings.require_encryption && !encrypted {
+                return Ok(Err((
+                    license,
+                    Error::Forbidden(
+                        "This project accepts only encrypted requests (projectId + payload)".into(),
+                    ),
+                )));
+            }
+            if let Some((request_id, expires_at)) = &seen_request
+                && !sessions::repo::remember_request(c, &product.id, request_id, *expires_at)?
+            {
+                return Ok(Err((
+                    license,
+                    Error::License(LicenseProblem::NonceMismatch),
+                )));
+            }
+            let now = now_ms();
+            match sessions::validate_key(c, &license, &product, &check, now) {
+                Ok(v) => {
+                    audit::repo::insert(
+                        c,
+                        &AuditEvent::new(&license.tenant_id, &job_actor, "key.validate")
+                            .license(&product.id, &license.id)
+                            .machine(&check.hwid)
+                            .ip(check.ip.as_deref())
+                            .detail(json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted})),
+                    )?;
+                    Ok(Ok((product, v)))
+                }
+                Err(e @ Error::License(_)) => Ok(Err((license, e))),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    let (product, validated) = match outcome {
+        Ok(ok) => ok,
+        Err((license, e)) => {
+            let code = match &e {
+                Error::License(p) => crate::api::keyvault_error::license_code(*p),
+                _ => "FORBIDDEN",
+            };
+            state.db.writer().record(
+                AuditEvent::new(&license.tenant_id, actor, "key.validate.refused")
+                    .license(&license.product_id, &license.id)
+                    .machine(&hwid)
+                    .ip(ip.as_deref())
+                    .detail(json!({"code": code})),
+            );
+            return Err(e);
+        }
+    };
+    state.signing_keys.for_product(&state.master, &product)?;
+    let l = &validated.license;
+    Ok((
+        product.clone(),
+        Validation {
+            valid: true,
+            plan: l.plan,
+            custom_days: (l.plan == Some(Plan::Custom))
+                .then_some(l.plan_days)
+                .flatten(),
+            expires_at: l.valid_until.map(ms_to_datetime),
+            note: l.note.clone(),
+            server_var: product.settings.server_var.clone(),
+            nonce: validated.nonce,
+            session_id: validated.session_id,
+            client_nonce,
+        },
+    ))
+}
+
 /// The key and its project, or 404 when the key is unknown (or not in the named project).
-fn find(c: &rusqlite::Connection, lookup: &Lookup, key: &str) -> Result<(License, Product), Error> {
+pub(crate) fn find(
+    c: &rusqlite::Connection,
+    lookup: &Lookup,
+    key: &str,
+) -> Result<(License, Product), Error> {
     let license = match lookup {
         Lookup::Key {
             secret: Some(secret),

@@ -322,3 +322,31 @@ pub fn find_by_key_everywhere(conn: &Connection, key: &str) -> Result<Option<Lic
         .query_row([key], from_row)
         .optional()?)
 }
+
+/// Key counts grouped by a column (`status` or `plan`) within a tenant scope and product.
+pub fn count_by(
+    conn: &Connection,
+    column: CountColumn,
+    tenant_scope: Option<&str>,
+    product_id: Option<&str>,
+) -> Result<Vec<(Option<String>, u64)>> {
+    let col = match column {
+        CountColumn::Status => "status",
+        CountColumn::Plan => "plan",
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {col}, COUNT(*) FROM licenses
+         WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+         GROUP BY {col} ORDER BY {col}"
+    ))?;
+    let rows = stmt.query_map(params![tenant_scope, product_id], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum CountColumn {
+    Status,
+    Plan,
+}

@@ -1,0 +1,366 @@
+//! `/api/logs`, `/api/stats`, `/api/admin` and `/api/heartbeat`.
+
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::AdminTags;
+use super::auth::AdminAuth;
+use super::keys::LogView;
+use crate::api::keyvault_error::KvResult;
+use crate::api::vendor::schemas::{Pagination, page_and_limit};
+use crate::domain::audit::repo::LogFilter;
+use crate::domain::licenses::repo::{CountColumn, Search};
+use crate::domain::{
+    DAY_MS, audit, datetime_to_ms, licenses, ms_to_datetime, now_ms, operators, products,
+};
+use crate::error::Error;
+use crate::state::AppState;
+
+pub struct OverviewApi {
+    pub state: AppState,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename = "LogEntry", rename_all = "camelCase")]
+pub struct LogEntry {
+    #[oai(flatten)]
+    pub log: LogView,
+    pub project_id: Option<String>,
+    pub key_id: Option<String>,
+}
+
+#[derive(Object, Debug)]
+pub struct LogsData {
+    pub logs: Vec<LogEntry>,
+    pub pagination: Pagination,
+}
+
+#[derive(Object, Debug)]
+pub struct LogsOk {
+    pub success: bool,
+    pub data: LogsData,
+}
+
+#[derive(Object, Debug)]
+pub struct CountByName {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Object, Debug)]
+pub struct DailyActivity {
+    /// UTC day (midnight).
+    pub day: OffsetDateTime,
+    pub validations: u64,
+    pub activations: u64,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct Stats {
+    pub total_keys: u64,
+    pub keys_by_status: Vec<CountByName>,
+    /// Keys without a plan (made through the vendor API) count as NONE.
+    pub keys_by_plan: Vec<CountByName>,
+    /// The last 30 days, oldest first; days without activity are included with zeros.
+    pub daily: Vec<DailyActivity>,
+    /// Refused validations and activations of the last 30 days, by reason code.
+    pub failures_by_reason: Vec<CountByName>,
+    pub projects: u64,
+}
+
+#[derive(Object, Debug)]
+pub struct StatsOk {
+    pub success: bool,
+    pub data: Stats,
+}
+
+#[derive(Object, Debug)]
+pub struct AdminOverview {
+    pub users: Vec<super::operators::OperatorView>,
+    pub projects: Vec<super::projects::ProjectView>,
+    pub keys: Vec<super::keys::KeyView>,
+    /// Pagination of `keys`.
+    pub pagination: Pagination,
+}
+
+#[derive(Object, Debug)]
+pub struct AdminOk {
+    pub success: bool,
+    pub data: AdminOverview,
+}
+
+#[derive(Object, Debug)]
+pub struct HeartbeatBody {
+    pub success: bool,
+    /// `ok`, or `degraded` when the database is unreachable.
+    pub status: String,
+    pub database: String,
+    pub version: String,
+    pub timestamp: OffsetDateTime,
+}
+
+#[derive(ApiResponse)]
+pub enum LogsResponse {
+    /// Matching log entries, newest first.
+    #[oai(status = 200)]
+    Ok(Json<LogsOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum StatsResponse {
+    /// Dashboard figures.
+    #[oai(status = 200)]
+    Ok(Json<StatsOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum AdminResponse {
+    /// Every operator and project, and one page of keys.
+    #[oai(status = 200)]
+    Ok(Json<AdminOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum HeartbeatResponse {
+    /// The service and its database work.
+    #[oai(status = 200)]
+    Ok(Json<HeartbeatBody>),
+    /// The database is unreachable.
+    #[oai(status = 503)]
+    Degraded(Json<HeartbeatBody>),
+}
+
+#[OpenApi]
+impl OverviewApi {
+    /// Audit logs
+    ///
+    /// Every action with its actor, IP and HWID. Filter by project, key, action (exact, or a
+    /// prefix ending in '.', e.g. `license.`) and time.
+    #[oai(path = "/api/logs", method = "get", tag = "AdminTags::Logs")]
+    #[allow(clippy::too_many_arguments)]
+    async fn logs(
+        &self,
+        auth: AdminAuth,
+        #[oai(name = "projectId")] project_id: Query<Option<String>>,
+        #[oai(name = "keyId")] key_id: Query<Option<String>>,
+        action: Query<Option<String>>,
+        /// From this instant (RFC 3339).
+        from: Query<Option<OffsetDateTime>>,
+        /// Before this instant (RFC 3339).
+        to: Query<Option<OffsetDateTime>>,
+        page: Query<Option<u32>>,
+        limit: Query<Option<u32>>,
+    ) -> KvResult<LogsResponse> {
+        let admin = auth.admin();
+        let (page, limit) = page_and_limit(page.0, limit.0)?;
+        if action.0.as_ref().is_some_and(|a| a.len() > 64) {
+            return Err(Error::Invalid("action must be at most 64 characters".into()).into());
+        }
+        let filter = LogFilter {
+            tenant_scope: admin.tenant_scope(),
+            product_id: project_id.0.as_deref(),
+            license_id: key_id.0.as_deref(),
+            action: action.0.as_deref(),
+            from: from.0.map(datetime_to_ms),
+            to: to.0.map(datetime_to_ms),
+        };
+        let offset = (page as u64 - 1) * limit as u64;
+        let (events, total) = self
+            .state
+            .db
+            .read_blocking({
+                let filter = LogFilterOwned::from(&filter);
+                move |c| audit::repo::search(c, &filter.borrow(), limit, offset)
+            })
+            .await?;
+        Ok(LogsResponse::Ok(Json(LogsOk {
+            success: true,
+            data: LogsData {
+                logs: events
+                    .iter()
+                    .map(|e| LogEntry {
+                        log: LogView::new(e),
+                        project_id: e.product_id.clone(),
+                        key_id: e.license_id.clone(),
+                    })
+                    .collect(),
+                pagination: Pagination::new(page, limit, total),
+            },
+        })))
+    }
+
+    /// Dashboard statistics
+    ///
+    /// Keys by status and plan, validations and activations per day for the last 30 days,
+    /// failures by reason. Optionally for one project.
+    #[oai(path = "/api/stats", method = "get", tag = "AdminTags::Logs")]
+    async fn stats(
+        &self,
+        auth: AdminAuth,
+        #[oai(name = "projectId")] project_id: Query<Option<String>>,
+    ) -> KvResult<StatsResponse> {
+        let admin = auth.admin();
+        let scope = admin.tenant_scope().map(str::to_owned);
+        let project = project_id.0;
+        let stats = self
+            .state
+            .db
+            .read_blocking(move |c| {
+                let scope = scope.as_deref();
+                let project = project.as_deref();
+                let today = now_ms() / DAY_MS * DAY_MS;
+                let since = today - 29 * DAY_MS;
+                let by_status = licenses::repo::count_by(c, CountColumn::Status, scope, project)?;
+                let by_plan = licenses::repo::count_by(c, CountColumn::Plan, scope, project)?;
+                let activity = audit::repo::daily_activity(c, scope, project, since)?;
+                let failures = audit::repo::failures_by_reason(c, scope, project, since)?;
+                let (_, projects) = products::repo::list_in(c, scope, 1, 0)?;
+                let daily = (0..30)
+                    .map(|i| {
+                        let day = since + i * DAY_MS;
+                        let (v, a) = activity
+                            .iter()
+                            .find(|(d, _, _)| *d == day)
+                            .map(|(_, v, a)| (*v, *a))
+                            .unwrap_or((0, 0));
+                        DailyActivity {
+                            day: ms_to_datetime(day),
+                            validations: v,
+                            activations: a,
+                        }
+                    })
+                    .collect();
+                let named = |rows: Vec<(Option<String>, u64)>| {
+                    rows.into_iter()
+                        .map(|(n, count)| CountByName {
+                            name: n.unwrap_or_else(|| "NONE".into()),
+                            count,
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let total_keys = by_status.iter().map(|(_, n)| n).sum();
+                Ok(Stats {
+                    total_keys,
+                    keys_by_status: named(by_status),
+                    keys_by_plan: named(by_plan),
+                    daily,
+                    failures_by_reason: failures
+                        .into_iter()
+                        .map(|(name, count)| CountByName { name, count })
+                        .collect(),
+                    projects,
+                })
+            })
+            .await?;
+        Ok(StatsResponse::Ok(Json(StatsOk {
+            success: true,
+            data: stats,
+        })))
+    }
+
+    /// Admin overview (ADMIN operators only)
+    ///
+    /// Every operator and project, and one page of all keys.
+    #[oai(path = "/api/admin", method = "get", tag = "AdminTags::Users")]
+    async fn admin(
+        &self,
+        auth: AdminAuth,
+        page: Query<Option<u32>>,
+        limit: Query<Option<u32>>,
+    ) -> KvResult<AdminResponse> {
+        let admin = auth.admin();
+        if !admin.is_admin_operator() {
+            return Err(
+                Error::Forbidden("Only ADMIN operators may see the admin overview".into()).into(),
+            );
+        }
+        let (page, limit) = page_and_limit(page.0, limit.0)?;
+        let offset = (page as u64 - 1) * limit as u64;
+        let (users, projects, keys, total) = self
+            .state
+            .db
+            .read_blocking(move |c| {
+                let (users, _) = operators::repo::list(c, None, u32::MAX, 0)?;
+                let (projects, _) = products::repo::list_in(c, None, u32::MAX, 0)?;
+                let (keys, total) = licenses::repo::search(c, &Search::default(), limit, offset)?;
+                Ok((users, projects, keys, total))
+            })
+            .await?;
+        let now = now_ms();
+        Ok(AdminResponse::Ok(Json(AdminOk {
+            success: true,
+            data: AdminOverview {
+                users: users
+                    .iter()
+                    .map(super::operators::OperatorView::new)
+                    .collect(),
+                projects: projects
+                    .iter()
+                    .map(|(p, n)| super::projects::ProjectView::new(p, *n))
+                    .collect(),
+                keys: keys
+                    .into_iter()
+                    .map(|(l, n, hwid)| super::keys::KeyView::new(&l, n, hwid, now))
+                    .collect(),
+                pagination: Pagination::new(page, limit, total),
+            },
+        })))
+    }
+
+    /// Health check
+    ///
+    /// Service and database status; no authentication.
+    #[oai(path = "/api/heartbeat", method = "get", tag = "AdminTags::Logs")]
+    async fn heartbeat(&self) -> KvResult<HeartbeatResponse> {
+        let ok = self.state.db.ping();
+        let body = Json(HeartbeatBody {
+            success: ok,
+            status: if ok { "ok" } else { "degraded" }.into(),
+            database: if ok { "ok" } else { "unreachable" }.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            timestamp: OffsetDateTime::now_utc(),
+        });
+        Ok(if ok {
+            HeartbeatResponse::Ok(body)
+        } else {
+            HeartbeatResponse::Degraded(body)
+        })
+    }
+}
+
+/// An owned copy of a [`LogFilter`], to move into a blocking read.
+struct LogFilterOwned {
+    tenant_scope: Option<String>,
+    product_id: Option<String>,
+    license_id: Option<String>,
+    action: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+impl LogFilterOwned {
+    fn from(f: &LogFilter<'_>) -> Self {
+        Self {
+            tenant_scope: f.tenant_scope.map(str::to_owned),
+            product_id: f.product_id.map(str::to_owned),
+            license_id: f.license_id.map(str::to_owned),
+            action: f.action.map(str::to_owned),
+            from: f.from,
+            to: f.to,
+        }
+    }
+
+    fn borrow(&self) -> LogFilter<'_> {
+        LogFilter {
+            tenant_scope: self.tenant_scope.as_deref(),
+            product_id: self.product_id.as_deref(),
+            license_id: self.license_id.as_deref(),
+            action: self.action.as_deref(),
+            from: self.from,
+            to: self.to,
+        }
+    }
+}

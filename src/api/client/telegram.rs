@@ -1,0 +1,293 @@
+//! `POST /api/telegram`: the bot forwards a key and the PC's HWID; actions `validate`, `info`
+//! and `reset_hwid`. The Telegram user goes into the audit trail.
+
+use std::time::Duration;
+
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::ClientTags;
+use super::validate::{Lookup, find, validate_key_request};
+use crate::api::ClientIp;
+use crate::api::fields::named;
+use crate::api::keyvault_error::KvResult;
+use crate::crypto;
+use crate::domain::audit::{self, AuditEvent};
+use crate::domain::licenses::{self, LicenseStatus, Plan};
+use crate::domain::sessions::{self, KeyCheck};
+use crate::domain::{activations, ms_to_datetime, now_ms, products};
+use crate::error::Error;
+use crate::state::AppState;
+
+pub struct TelegramApi {
+    pub state: AppState,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum TelegramAction {
+    /// Check key + PC HWID; binds the HWID on first use; returns a nonce.
+    Validate,
+    /// Key information, read-only; with `hwid`, says whether it matches.
+    Info,
+    /// Unbind the HWID (needs the project secret; obeys the project's cooldown).
+    ResetHwid,
+}
+
+crate::field_names!(
+    ActionField = "action",
+    KeyField = "key",
+    HwidField = "hwid",
+    SecretField = "secret",
+    TelegramIdField = "telegram_id",
+    TelegramUsernameField = "telegram_username",
+);
+
+#[derive(Object, Debug)]
+pub struct TelegramRequest {
+    #[oai(deserialize_with = "named::<ActionField, _>")]
+    pub action: TelegramAction,
+    #[oai(
+        deserialize_with = "named::<KeyField, _>",
+        validator(min_length = 1, max_length = 100)
+    )]
+    pub key: String,
+    /// The real PC's HWID, from the client.
+    #[oai(
+        deserialize_with = "named::<HwidField, _>",
+        validator(max_length = 255)
+    )]
+    pub hwid: Option<String>,
+    /// The project's `kv_` secret (required for reset_hwid).
+    #[oai(
+        deserialize_with = "named::<SecretField, _>",
+        validator(max_length = 100)
+    )]
+    pub secret: Option<String>,
+    /// For the audit trail.
+    #[oai(
+        deserialize_with = "named::<TelegramIdField, _>",
+        validator(max_length = 64)
+    )]
+    pub telegram_id: Option<String>,
+    #[oai(
+        deserialize_with = "named::<TelegramUsernameField, _>",
+        validator(max_length = 64)
+    )]
+    pub telegram_username: Option<String>,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct TelegramData {
+    pub valid: bool,
+    pub plan: Option<Plan>,
+    pub custom_days: Option<u32>,
+    #[oai(rename = "expires_at")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// The rotated nonce (validate only).
+    #[oai(skip_serializing_if_is_none)]
+    pub nonce: Option<String>,
+    pub note: Option<String>,
+    /// info only: the key's status now.
+    #[oai(skip_serializing_if_is_none)]
+    pub status: Option<LicenseStatus>,
+    /// info only: whether a machine is bound.
+    #[oai(skip_serializing_if_is_none)]
+    pub hwid_bound: Option<bool>,
+    /// info with `hwid`: whether it is the bound machine.
+    #[oai(skip_serializing_if_is_none)]
+    pub hwid_match: Option<bool>,
+    /// reset_hwid only: what happened.
+    #[oai(skip_serializing_if_is_none)]
+    pub message: Option<String>,
+    /// reset_hwid only: when the next reset is allowed.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_reset_at: Option<OffsetDateTime>,
+}
+
+#[derive(Object, Debug)]
+pub struct TelegramOk {
+    pub success: bool,
+    pub data: TelegramData,
+}
+
+#[derive(ApiResponse)]
+pub enum TelegramResponse {
+    /// The action's result.
+    #[oai(status = 200)]
+    Ok(Json<TelegramOk>),
+}
+
+#[OpenApi(tag = "ClientTags::Telegram")]
+impl TelegramApi {
+    /// Telegram bot actions
+    ///
+    /// `validate` (binds the PC HWID on first use, returns a nonce), `info` (read-only),
+    /// `reset_hwid` (needs `secret`; at most once per the project's cooldown, else 429 with
+    /// Retry-After). Refusals use the same codes as `/api/validate`.
+    #[oai(path = "/api/telegram", method = "post")]
+    async fn telegram(
+        &self,
+        req: &Request,
+        body: Json<TelegramRequest>,
+    ) -> KvResult<TelegramResponse> {
+        let body = body.0;
+        let ip = ClientIp::of(req).map(|i| i.to_string());
+        let actor = format!(
+            "telegram:{}:{}",
+            body.telegram_id.as_deref().unwrap_or("-"),
+            body.telegram_username.as_deref().unwrap_or("-")
+        );
+        let data = match body.action {
+            TelegramAction::Validate => {
+                let hwid = body.hwid.filter(|h| !h.is_empty()).ok_or_else(|| {
+                    Error::Invalid("field `hwid` is required for validate".into())
+                })?;
+                let check = KeyCheck {
+                    hwid,
+                    ip,
+                    ..KeyCheck::default()
+                };
+                let lookup = Lookup::Key {
+                    key: body.key,
+                    secret: body.secret,
+                };
+                let (_, v) =
+                    validate_key_request(&self.state, &actor, lookup, check, None, false, None)
+                        .await?;
+                TelegramData {
+                    valid: true,
+                    plan: v.plan,
+                    custom_days: v.custom_days,
+                    expires_at: v.expires_at,
+                    nonce: Some(v.nonce),
+                    note: v.note,
+                    status: None,
+                    hwid_bound: None,
+                    hwid_match: None,
+                    message: None,
+                    next_reset_at: None,
+                }
+            }
+            TelegramAction::Info => self.info(body.key, body.secret, body.hwid, &actor, ip)?,
+            TelegramAction::ResetHwid => self.reset_hwid(body.key, body.secret, &actor, ip).await?,
+        };
+        Ok(TelegramResponse::Ok(Json(TelegramOk {
+            success: true,
+            data,
+        })))
+    }
+}
+
+impl TelegramApi {
+    fn info(
+        &self,
+        key: String,
+        secret: Option<String>,
+        hwid: Option<String>,
+        actor: &str,
+        ip: Option<String>,
+    ) -> Result<TelegramData, Error> {
+        let normalized = licenses::normalize_key(&key);
+        self.state.limits.per_license_key.check(&normalized)?;
+        let lookup = Lookup::Key { key, secret };
+        let (license, machines) = self.state.db.read(|c| {
+            let (license, _) = find(c, &lookup, &normalized)?;
+            let machines = activations::repo::for_license(c, &license.id)?;
+            Ok((license, machines))
+        })?;
+        self.state.db.writer().record(
+            AuditEvent::new(&license.tenant_id, actor, "key.info")
+                .license(&license.product_id, &license.id)
+                .ip(ip.as_deref()),
+        );
+        let now = now_ms();
+        Ok(TelegramData {
+            valid: license.problem(now).is_none(),
+            plan: license.plan,
+            custom_days: custom_days(&license),
+            expires_at: license.valid_until.map(ms_to_datetime),
+            nonce: None,
+            note: license.note.clone(),
+            status: Some(license.effective_status(now)),
+            hwid_bound: Some(!machines.is_empty()),
+            hwid_match: hwid.map(|h| machines.iter().any(|m| m.machine_id == h)),
+            message: None,
+            next_reset_at: None,
+        })
+    }
+
+    async fn reset_hwid(
+        &self,
+        key: String,
+        secret: Option<String>,
+        actor: &str,
+        ip: Option<String>,
+    ) -> Result<TelegramData, Error> {
+        let secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+            Error::Invalid(
+                "field `secret` (the project's kv_ secret) is required for reset_hwid".into(),
+            )
+        })?;
+        let normalized = licenses::normalize_key(&key);
+        self.state.limits.per_license_key.check(&normalized)?;
+        let actor = actor.to_owned();
+        let (license, next) = self
+            .state
+            .db
+            .write(move |c| {
+                let product = products::repo::find_by_client_secret(
+                    c,
+                    &crypto::sha256(secret.trim().as_bytes()),
+                )?
+                .ok_or(Error::NotFound("key"))?;
+                let license = licenses::repo::find_by_key_in_product(c, &product.id, &normalized)?
+                    .ok_or(Error::NotFound("key"))?;
+                let now = now_ms();
+                let cooldown_ms = product.settings.hwid_reset_cooldown_secs as i64 * 1000;
+                if let Some(last) = license.hwid_reset_at
+                    && last + cooldown_ms > now
+                {
+                    return Err(Error::RateLimited {
+                        retry_after: Duration::from_millis((last + cooldown_ms - now) as u64),
+                        limit: 1,
+                    });
+                }
+                let unbound = activations::repo::delete_all(c, &license.id)?;
+                sessions::repo::delete_for_license(c, &license.id)?;
+                licenses::repo::set_hwid_reset_at(c, &license.id, now)?;
+                audit::repo::insert(
+                    c,
+                    &AuditEvent::new(&license.tenant_id, &actor, "key.reset_hwid")
+                        .license(&product.id, &license.id)
+                        .ip(ip.as_deref())
+                        .detail(json!({"unbound": unbound})),
+                )?;
+                Ok((license, now + cooldown_ms))
+            })
+            .await?;
+        Ok(TelegramData {
+            valid: license.problem(now_ms()).is_none(),
+            plan: license.plan,
+            custom_days: custom_days(&license),
+            expires_at: license.valid_until.map(ms_to_datetime),
+            nonce: None,
+            note: license.note.clone(),
+            status: None,
+            hwid_bound: Some(false),
+            hwid_match: None,
+            message: Some("HWID reset: the key can be activated on a new machine".into()),
+            next_reset_at: Some(ms_to_datetime(next)),
+        })
+    }
+}
+
+fn custom_days(license: &licenses::License) -> Option<u32> {
+    (license.plan == Some(Plan::Custom))
+        .then_some(license.plan_days)
+        .flatten()
+}
