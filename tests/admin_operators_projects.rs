@@ -80,7 +80,12 @@ async fn delete(srv: &TestServer, path: &str, cred: Cred<'_>) -> Answer {
 #[track_caller]
 fn assert_kv_error(a: &Answer, status: u16, code: &str) {
     assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
-    assert_eq!(a.body["success"], Value::Bool(false), "envelope: {}", a.body);
+    assert_eq!(
+        a.body["success"],
+        Value::Bool(false),
+        "envelope: {}",
+        a.body
+    );
     assert!(
         a.body["error"].as_str().is_some_and(|m| !m.is_empty()),
         "a non-empty error string; body: {}",
@@ -432,7 +437,12 @@ async fn duplicate_emails_conflict_regardless_of_case() {
         json!({"email": "dup@example.com", "password": PASSWORD}),
     )
     .await;
-    for email in ["dup@example.com", "DUP@Example.Com", ADMIN_EMAIL, " Admin@EXAMPLE.com"] {
+    for email in [
+        "dup@example.com",
+        "DUP@Example.Com",
+        ADMIN_EMAIL,
+        " Admin@EXAMPLE.com",
+    ] {
         let a = post(
             &srv,
             REGISTER,
@@ -483,12 +493,12 @@ async fn register_refuses_bad_input_naming_the_field_or_rule() {
         Case {
             name: "email of the wrong type",
             body: json!({"email": 42, "password": PASSWORD}),
-            needle: "email",
+            needle: "`email`: expected a string, found a number",
         },
         Case {
             name: "password of the wrong type",
             body: json!({"email": "a@example.com", "password": true}),
-            needle: "password",
+            needle: "`password`: expected a string, found a boolean",
         },
         Case {
             name: "unknown role",
@@ -574,12 +584,17 @@ async fn login_answers_a_token_and_a_strict_httponly_cookie() {
     let me = get(&srv, ME, Cred::Bearer(token)).await;
     assert_status(&me, 200);
     assert_eq!(me.body["data"]["user"]["id"], admin.id.as_str());
-    assert!(
+    // Login audit events are queued; a write (here: logout) commits them before it answers.
+    let a = send(&srv, Method::POST, LOGOUT, Cred::Bearer(token), None, &[]).await;
+    assert_status(&a, 200);
+    assert_eq!(
         count(
             &srv,
-            "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.login'",
-            []
-        ) >= 1
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.login' AND actor = ?1",
+            [format!("operator:{}", admin.id)]
+        ),
+        2,
+        "the setup login and this one"
     );
 }
 
@@ -631,7 +646,7 @@ async fn login_cookie_is_secure_behind_a_trusted_https_proxy_only() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_email_get_the_same_401() {
-    let (srv, _admin) = server_with_admin().await;
+    let (srv, admin) = server_with_admin().await;
     let wrong = post(
         &srv,
         LOGIN,
@@ -651,6 +666,25 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
     assert_eq!(wrong.raw, unknown.raw, "identical bodies");
     assert!(wrong.header("set-cookie").is_none());
     assert!(unknown.header("set-cookie").is_none());
+    // The failure on a real account is audited (committed by the next write).
+    let a = send(
+        &srv,
+        Method::POST,
+        LOGOUT,
+        Cred::Bearer(&admin.token),
+        None,
+        &[],
+    )
+    .await;
+    assert_status(&a, 200);
+    assert_eq!(
+        count(
+            &srv,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.login.failed' AND actor = ?1",
+            [format!("operator:{}", admin.id)]
+        ),
+        1
+    );
 }
 
 #[tokio::test]
@@ -658,7 +692,13 @@ async fn a_disabled_operator_cannot_log_in_until_re_enabled() {
     let (srv, admin) = server_with_admin().await;
     let (user, _) = user_with_token(&srv, &admin, "user@example.com").await;
     let path = format!("{USERS}/{}", user["id"].as_str().unwrap());
-    let a = patch(&srv, &path, Cred::Bearer(&admin.token), json!({"disabled": true})).await;
+    let a = patch(
+        &srv,
+        &path,
+        Cred::Bearer(&admin.token),
+        json!({"disabled": true}),
+    )
+    .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["user"]["disabled"], true);
 
@@ -672,7 +712,13 @@ async fn a_disabled_operator_cannot_log_in_until_re_enabled() {
     assert_kv_error(&refused, 401, "UNAUTHORIZED");
     assert!(refused.header("set-cookie").is_none());
 
-    let a = patch(&srv, &path, Cred::Bearer(&admin.token), json!({"disabled": false})).await;
+    let a = patch(
+        &srv,
+        &path,
+        Cred::Bearer(&admin.token),
+        json!({"disabled": false}),
+    )
+    .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["user"]["disabled"], false);
     let token = login(&srv, "user@example.com", PASSWORD).await;
@@ -844,7 +890,10 @@ async fn forged_and_malformed_tokens_are_refused() {
         ("empty", String::new()),
     ];
     for (name, token) in &cases {
-        for (via, cred) in [("bearer", Cred::Bearer(token)), ("cookie", Cred::Cookie(token))] {
+        for (via, cred) in [
+            ("bearer", Cred::Bearer(token)),
+            ("cookie", Cred::Cookie(token)),
+        ] {
             let a = get(&srv, ME, cred).await;
             assert_eq!(a.status.as_u16(), 401, "{name} via {via}: {}", a.body);
             assert_kv_error(&a, 401, "UNAUTHORIZED");
@@ -863,6 +912,69 @@ async fn forged_and_malformed_tokens_are_refused() {
     assert_kv_error(&a, 401, "UNAUTHORIZED");
     // The genuine token still works.
     assert_status(&get(&srv, ME, Cred::Bearer(&admin.token)).await, 200);
+}
+
+/// Tokens signed with the server's own key (derived from the master key in the data
+/// directory, as the server derives it) are still refused when expired, without `exp`, for
+/// an operator who does not exist, or under another algorithm.
+#[tokio::test]
+async fn genuine_signatures_do_not_save_expired_orphaned_or_other_algorithm_tokens() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (srv, admin) = server_with_admin().await;
+    let master = keyward::crypto::MasterKey::load_or_create(srv.data_dir()).expect("master key");
+    let key = EncodingKey::from_secret(&master.derive("admin-session-tokens"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mint = |alg: Algorithm, claims: Value| {
+        jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("encode")
+    };
+
+    // The minting is right: a fresh token for the admin is accepted.
+    let good = mint(
+        Algorithm::HS256,
+        json!({"sub": admin.id, "jti": "tok_minted", "iat": now, "exp": now + 600}),
+    );
+    assert_status(&get(&srv, ME, Cred::Bearer(&good)).await, 200);
+
+    let cases = [
+        (
+            "expired",
+            mint(
+                Algorithm::HS256,
+                json!({"sub": admin.id, "jti": "tok_old", "iat": now - 7200, "exp": now - 60}),
+            ),
+        ),
+        (
+            "no exp",
+            mint(
+                Algorithm::HS256,
+                json!({"sub": admin.id, "jti": "tok_forever", "iat": now}),
+            ),
+        ),
+        (
+            "unknown operator",
+            mint(
+                Algorithm::HS256,
+                json!({"sub": "op_ghost", "jti": "tok_ghost", "iat": now, "exp": now + 600}),
+            ),
+        ),
+        (
+            "HS512 with the right key",
+            mint(
+                Algorithm::HS512,
+                json!({"sub": admin.id, "jti": "tok_512", "iat": now, "exp": now + 600}),
+            ),
+        ),
+    ];
+    for (name, token) in &cases {
+        for cred in [Cred::Bearer(token), Cred::Cookie(token)] {
+            let a = get(&srv, ME, cred).await;
+            assert_eq!(a.status.as_u16(), 401, "{name}: {}", a.body);
+            assert_kv_error(&a, 401, "UNAUTHORIZED");
+        }
+    }
 }
 
 #[tokio::test]
@@ -891,7 +1003,12 @@ async fn logout_revokes_the_token_and_clears_the_cookie() {
         ("cookie", Cred::Cookie(&admin.token)),
     ] {
         let a = get(&srv, ME, cred).await;
-        assert_eq!(a.status.as_u16(), 401, "revoked token via {via}: {}", a.body);
+        assert_eq!(
+            a.status.as_u16(),
+            401,
+            "revoked token via {via}: {}",
+            a.body
+        );
         assert_kv_error(&a, 401, "UNAUTHORIZED");
     }
     let again = send(
@@ -934,7 +1051,13 @@ async fn disabling_an_operator_invalidates_their_token_at_once() {
     let path = format!("{USERS}/{}", user["id"].as_str().unwrap());
 
     assert_status(
-        &patch(&srv, &path, Cred::Bearer(&admin.token), json!({"disabled": true})).await,
+        &patch(
+            &srv,
+            &path,
+            Cred::Bearer(&admin.token),
+            json!({"disabled": true}),
+        )
+        .await,
         200,
     );
     for cred in [Cred::Bearer(&token), Cred::Cookie(&token)] {
@@ -956,7 +1079,13 @@ async fn disabling_an_operator_invalidates_their_token_at_once() {
     assert!(disabled_at.is_some());
 
     assert_status(
-        &patch(&srv, &path, Cred::Bearer(&admin.token), json!({"disabled": false})).await,
+        &patch(
+            &srv,
+            &path,
+            Cred::Bearer(&admin.token),
+            json!({"disabled": false}),
+        )
+        .await,
         200,
     );
     let fresh = login(&srv, "user@example.com", PASSWORD).await;
@@ -970,7 +1099,13 @@ async fn a_password_reset_replaces_the_old_password() {
     let path = format!("{USERS}/{}", user["id"].as_str().unwrap());
     let new_password = "a brand new passphrase";
 
-    let short = patch(&srv, &path, Cred::Bearer(&admin.token), json!({"password": "short"})).await;
+    let short = patch(
+        &srv,
+        &path,
+        Cred::Bearer(&admin.token),
+        json!({"password": "short"}),
+    )
+    .await;
     assert_kv_error_naming(&short, 400, "VALIDATION_ERROR", "8-128");
 
     let a = patch(
@@ -1106,6 +1241,18 @@ async fn cookie_authenticated_changes_are_refused_cross_site() {
         assert!(a.header("set-cookie").is_none());
         assert_status(&get(&srv, ME, Cred::Cookie(&admin.token)).await, 200);
     }
+    // The most tempting target: creating an ADMIN with the victim's cookie.
+    let a = send(
+        &srv,
+        Method::POST,
+        REGISTER,
+        Cred::Cookie(&admin.token),
+        Some(json!({"email": "evil@example.com", "password": PASSWORD, "role": "ADMIN"})),
+        &[("Sec-Fetch-Site", "cross-site")],
+    )
+    .await;
+    assert_kv_error(&a, 403, "FORBIDDEN");
+    assert_eq!(operators(&srv), 1, "no operator created");
     // Reads are allowed cross-site.
     let a = send(
         &srv,
@@ -1113,7 +1260,10 @@ async fn cookie_authenticated_changes_are_refused_cross_site() {
         ME,
         Cred::Cookie(&admin.token),
         None,
-        &[("Sec-Fetch-Site", "cross-site"), ("Origin", "http://evil.example")],
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Origin", "http://evil.example"),
+        ],
     )
     .await;
     assert_status(&a, 200);
@@ -1230,7 +1380,12 @@ async fn users_list_is_paginated_and_scoped_to_the_caller() {
     }
     assert_eq!(seen.len(), 3, "pages do not overlap");
     assert_kv_error(
-        &get(&srv, &format!("{USERS}?limit=0"), Cred::Bearer(&admin.token)).await,
+        &get(
+            &srv,
+            &format!("{USERS}?limit=0"),
+            Cred::Bearer(&admin.token),
+        )
+        .await,
         400,
         "VALIDATION_ERROR",
     );
@@ -1439,6 +1594,52 @@ async fn an_api_key_of_another_tenant_cannot_touch_operators() {
     assert_eq!(operators(&srv), 1);
 }
 
+/// A FULL_ADMIN key acts within its tenant; ADMIN operators reach every tenant, so a key
+/// must not be able to take one over (reset its password, disable or delete it).
+#[tokio::test]
+async fn a_full_admin_api_key_cannot_administer_admin_operators() {
+    let (srv, admin) = server_with_admin().await;
+    let key = srv.create_api_key("default", Scope::FullAdmin, None);
+    let path = format!("{USERS}/{}", admin.id);
+    for (name, method, body) in [
+        (
+            "password reset",
+            Method::PATCH,
+            Some(json!({"password": "taken over by a key"})),
+        ),
+        ("disable", Method::PATCH, Some(json!({"disabled": true}))),
+        ("delete", Method::DELETE, None),
+    ] {
+        let a = send(&srv, method, &path, Cred::ApiKey(&key), body, &[]).await;
+        assert_eq!(a.status.as_u16(), 403, "{name}: {}", a.body);
+        assert_kv_error(&a, 403, "FORBIDDEN");
+    }
+    // The ADMIN is untouched: same password, enabled, present.
+    let token = login(&srv, ADMIN_EMAIL, PASSWORD).await;
+    assert_status(&get(&srv, ME, Cred::Bearer(&token)).await, 200);
+    assert_status(&get(&srv, ME, Cred::Bearer(&admin.token)).await, 200);
+
+    // USERs of the key's tenant remain within its reach.
+    let user = register(
+        &srv,
+        Cred::ApiKey(&key),
+        json!({"email": "staff@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let user_path = format!("{USERS}/{}", user["id"].as_str().unwrap());
+    assert_status(
+        &patch(
+            &srv,
+            &user_path,
+            Cred::ApiKey(&key),
+            json!({"password": "a reset by the key"}),
+        )
+        .await,
+        200,
+    );
+    assert_status(&delete(&srv, &user_path, Cred::ApiKey(&key)).await, 200);
+}
+
 // ---- projects ---------------------------------------------------------------------------
 
 /// Creates a project; returns the `project` object (asserting 201).
@@ -1496,7 +1697,12 @@ async fn creating_a_project_generates_its_slug_secrets_and_defaults() {
     assert_eq!(b64_len(p["publicKey"].as_str().expect("public key")), 32);
 
     // The same name again gets the next free slug; secrets differ.
-    let q = create_project(&srv, Cred::Bearer(&admin.token), json!({"name": "My Game!"})).await;
+    let q = create_project(
+        &srv,
+        Cred::Bearer(&admin.token),
+        json!({"name": "My Game!"}),
+    )
+    .await;
     assert_eq!(q["slug"], "my-game-2");
     assert_ne!(q["secret"], p["secret"]);
     assert_ne!(q["encryptionKey"], p["encryptionKey"]);
@@ -1595,7 +1801,12 @@ async fn a_project_secret_is_stored_only_as_its_hash_and_sealed() {
         );
     }
     // Yet the project can show it again.
-    let a = get(&srv, &format!("{PROJECTS}/{id}"), Cred::Bearer(&admin.token)).await;
+    let a = get(
+        &srv,
+        &format!("{PROJECTS}/{id}"),
+        Cred::Bearer(&admin.token),
+    )
+    .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["project"]["secret"], secret.as_str());
 }
@@ -1654,14 +1865,24 @@ async fn the_project_list_hides_secrets_and_details_show_them() {
     assert_eq!(page2.body["data"]["projects"].as_array().unwrap().len(), 1);
     assert_eq!(page2.body["data"]["pagination"]["totalPages"], 2);
 
-    let a = get(&srv, &format!("{PROJECTS}/{id}"), Cred::Bearer(&admin.token)).await;
+    let a = get(
+        &srv,
+        &format!("{PROJECTS}/{id}"),
+        Cred::Bearer(&admin.token),
+    )
+    .await;
     assert_status(&a, 200);
     let detail = &a.body["data"]["project"];
     assert_eq!(detail["secret"], p["secret"]);
     assert_eq!(detail["encryptionKey"], p["encryptionKey"]);
     assert_eq!(detail["keyCount"], 1);
     assert_kv_error(
-        &get(&srv, &format!("{PROJECTS}/prod_nope"), Cred::Bearer(&admin.token)).await,
+        &get(
+            &srv,
+            &format!("{PROJECTS}/prod_nope"),
+            Cred::Bearer(&admin.token),
+        )
+        .await,
         404,
         "NOT_FOUND",
     );
@@ -1677,7 +1898,13 @@ async fn regenerating_the_secret_replaces_the_stored_hash() {
     let old_hash: Vec<u8> = Sha256::digest(old.as_bytes()).to_vec();
 
     // A PATCH without the flag keeps the secret.
-    let a = patch(&srv, &path, Cred::Bearer(&admin.token), json!({"name": "Rotate"})).await;
+    let a = patch(
+        &srv,
+        &path,
+        Cred::Bearer(&admin.token),
+        json!({"name": "Rotate"}),
+    )
+    .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["project"]["secret"], old.as_str());
 
@@ -1831,8 +2058,8 @@ async fn project_settings_can_be_patched() {
         },
     ];
     for case in cases {
-        let before = get(&srv, &path, Cred::Bearer(&admin.token)).await.body["data"]["project"]
-            .clone();
+        let before =
+            get(&srv, &path, Cred::Bearer(&admin.token)).await.body["data"]["project"].clone();
         let a = patch(&srv, &path, Cred::Bearer(&admin.token), case.body).await;
         match case.expect {
             Some(expect) => {
@@ -1841,9 +2068,9 @@ async fn project_settings_can_be_patched() {
                 for (field, value) in expect.as_object().unwrap() {
                     assert_eq!(&project[field], value, "{}: {field}", case.name);
                 }
-                let stored = get(&srv, &path, Cred::Bearer(&admin.token)).await.body["data"]
-                    ["project"]
-                    .clone();
+                let stored =
+                    get(&srv, &path, Cred::Bearer(&admin.token)).await.body["data"]["project"]
+                        .clone();
                 for (field, value) in expect.as_object().unwrap() {
                     assert_eq!(&stored[field], value, "{}: stored {field}", case.name);
                 }
@@ -1851,9 +2078,9 @@ async fn project_settings_can_be_patched() {
             None => {
                 assert_eq!(a.status.as_u16(), 400, "{}: {}", case.name, a.body);
                 assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", case.needle);
-                let after = get(&srv, &path, Cred::Bearer(&admin.token)).await.body["data"]
-                    ["project"]
-                    .clone();
+                let after =
+                    get(&srv, &path, Cred::Bearer(&admin.token)).await.body["data"]["project"]
+                        .clone();
                 assert_eq!(after, before, "{}: nothing changed", case.name);
             }
         }
@@ -2015,7 +2242,10 @@ async fn projects_are_isolated_by_workspace() {
     assert_eq!(a.body["data"]["pagination"]["total"], 1);
 
     for (name, a) in [
-        ("GET", get(&srv, &admins_path, Cred::Bearer(&user_token)).await),
+        (
+            "GET",
+            get(&srv, &admins_path, Cred::Bearer(&user_token)).await,
+        ),
         (
             "PATCH",
             patch(
@@ -2064,7 +2294,10 @@ async fn projects_are_isolated_by_workspace() {
     assert!(ids.contains(users["id"].as_str().unwrap()));
     assert!(ids.contains(admins["id"].as_str().unwrap()));
     let users_path = format!("{PROJECTS}/{}", users["id"].as_str().unwrap());
-    assert_status(&get(&srv, &users_path, Cred::Bearer(&admin.token)).await, 200);
+    assert_status(
+        &get(&srv, &users_path, Cred::Bearer(&admin.token)).await,
+        200,
+    );
 
     // A FULL_ADMIN key sees only its tenant's.
     let key = srv.create_api_key("default", Scope::FullAdmin, None);
@@ -2096,7 +2329,11 @@ async fn projects_require_an_admin_credential() {
 
     let requests = [
         (Method::GET, PROJECTS.to_owned(), None),
-        (Method::POST, PROJECTS.to_owned(), Some(json!({"name": "X"}))),
+        (
+            Method::POST,
+            PROJECTS.to_owned(),
+            Some(json!({"name": "X"})),
+        ),
         (Method::GET, path.clone(), None),
         (Method::PATCH, path.clone(), Some(json!({"name": "X"}))),
         (Method::DELETE, format!("{path}?confirm=guarded"), None),
@@ -2105,8 +2342,18 @@ async fn projects_require_an_admin_credential() {
         for (name, cred, status, code) in [
             ("no credential", Cred::None, 401, "UNAUTHORIZED"),
             ("bad bearer", Cred::Bearer("nope"), 401, "UNAUTHORIZED"),
-            ("unknown API key", Cred::ApiKey("kw_nope"), 401, "UNAUTHORIZED"),
-            ("VALIDATE_ONLY key", Cred::ApiKey(&validate_only), 403, "FORBIDDEN"),
+            (
+                "unknown API key",
+                Cred::ApiKey("kw_nope"),
+                401,
+                "UNAUTHORIZED",
+            ),
+            (
+                "VALIDATE_ONLY key",
+                Cred::ApiKey(&validate_only),
+                403,
+                "FORBIDDEN",
+            ),
             ("READ_ONLY key", Cred::ApiKey(&read_only), 403, "FORBIDDEN"),
         ] {
             let a = send(&srv, method.clone(), path, cred, body.clone(), &[]).await;
@@ -2372,6 +2619,17 @@ async fn bad_project_input_is_refused_naming_the_field() {
         assert_eq!(a.status.as_u16(), 415, "{method} text/plain: {}", a.body);
         assert_kv_error(&a, 415, "UNSUPPORTED_MEDIA_TYPE");
     }
+    // A method the path does not have.
+    let a = send(
+        &srv,
+        Method::PUT,
+        &path,
+        Cred::Bearer(&admin.token),
+        Some(json!({"name": "x"})),
+        &[],
+    )
+    .await;
+    assert_kv_error(&a, 405, "METHOD_NOT_ALLOWED");
     // Bad pagination on the list.
     for query in ["?page=0", "?limit=501", "?page=x"] {
         let a = get(
@@ -2451,9 +2709,7 @@ async fn the_openapi_document_lists_the_admin_operations_with_their_security() {
     }
     let login = &doc["paths"]["/api/auth/login"]["post"];
     assert!(
-        login["security"]
-            .as_array()
-            .is_none_or(|s| s.is_empty()),
+        login["security"].as_array().is_none_or(|s| s.is_empty()),
         "login needs no credential"
     );
     assert!(

@@ -20,7 +20,7 @@ use crate::domain::licenses::{
     self, License, LicenseStatus, LicenseTier, LicenseType, NewLicense, Plan,
 };
 use crate::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
-use crate::domain::{ms_to_datetime, now_ms};
+use crate::domain::{ms_to_datetime, now_ms, sessions};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -196,6 +196,18 @@ impl LogView {
 }
 
 #[derive(Object, Debug)]
+#[oai(rename = "KeySession", rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub hwid: String,
+    pub ip: Option<String>,
+    pub started_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    /// False once the project's session TTL has passed without a refresh.
+    pub live: bool,
+}
+
+#[derive(Object, Debug)]
 pub struct KeysData {
     pub keys: Vec<KeyView>,
     pub pagination: Pagination,
@@ -222,6 +234,7 @@ pub struct GeneratedOk {
 pub struct KeyDetailData {
     pub key: KeyView,
     pub activations: Vec<ActivationInfo>,
+    pub sessions: Vec<SessionView>,
     /// The 50 most recent log entries of this key, newest first.
     pub logs: Vec<LogView>,
 }
@@ -298,7 +311,7 @@ impl KeysApi {
             data: KeysData {
                 keys: rows
                     .into_iter()
-                    .map(|(l, n, hwid)| KeyView::new(&l, n, hwid, now))
+                    .map(|r| KeyView::new(&r.license, r.activation_count, r.first_machine, now))
                     .collect(),
                 pagination: Pagination::new(page, limit, total),
             },
@@ -430,6 +443,7 @@ impl KeysApi {
                 }
                 if body.reset_hwid == Some(true) {
                     let n = activations::repo::delete_all(c, &license.id)?;
+                    sessions::repo::delete_for_license(c, &license.id)?;
                     licenses::repo::set_hwid_reset_at(c, &license.id, now)?;
                     changes.insert("hwidReset".into(), json!(n));
                 }
@@ -495,12 +509,28 @@ fn key_detail(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<KeyDe
     let license = reachable(c, admin, id)?;
     let machines = activations::repo::for_license(c, &license.id)?;
     let logs = audit::repo::for_license(c, &license.tenant_id, &license.id, 50)?;
+    let ttl_ms = products::repo::find(c, &license.tenant_id, &license.product_id)?
+        .map(|p| p.settings.session_ttl_secs as i64 * 1000)
+        .unwrap_or(0);
+    let now = now_ms();
+    let sessions = sessions::repo::for_license(c, &license.id)?
+        .into_iter()
+        .map(|s| SessionView {
+            live: s.last_seen_at >= now - ttl_ms,
+            id: s.id,
+            hwid: s.machine_id,
+            ip: s.ip,
+            started_at: ms_to_datetime(s.created_at),
+            last_seen_at: ms_to_datetime(s.last_seen_at),
+        })
+        .collect();
     let hwid = machines.first().map(|a| a.machine_id.clone());
     Ok(KeyDetailOk {
         success: true,
         data: KeyDetailData {
             key: KeyView::new(&license, machines.len() as u64, hwid, now_ms()),
             activations: machines.iter().map(ActivationInfo::new).collect(),
+            sessions,
             logs: logs.iter().map(LogView::new).collect(),
         },
     })

@@ -303,7 +303,9 @@ impl OverviewApi {
                     .collect(),
                 keys: keys
                     .into_iter()
-                    .map(|(l, n, hwid)| super::keys::KeyView::new(&l, n, hwid, now))
+                    .map(|r| {
+                        super::keys::KeyView::new(&r.license, r.activation_count, r.first_machine, now)
+                    })
                     .collect(),
                 pagination: Pagination::new(page, limit, total),
             },

@@ -186,6 +186,15 @@ pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Resul
         .optional()?)
 }
 
+/// A license as the admin key list shows it.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub license: License,
+    pub activation_count: u64,
+    /// The first bound machine (HWID), if any.
+    pub first_machine: Option<String>,
+}
+
 /// Filters of the admin key list. Text search matches the start of a key or of a bound
 /// HWID (index range scans), or any part of the note.
 #[derive(Debug, Default, Clone)]
@@ -204,7 +213,7 @@ pub fn search(
     s: &Search<'_>,
     limit: u32,
     offset: u64,
-) -> Result<(Vec<(License, u64, Option<String>)>, u64)> {
+) -> Result<(Vec<KeyRow>, u64)> {
     let key_prefix = s.text.map(super::normalize_key);
     let key_end = key_prefix.as_ref().map(|p| format!("{p}\u{10FFFF}"));
     let hwid_end = s.text.map(|t| format!("{t}\u{10FFFF}"));
@@ -261,11 +270,11 @@ pub fn search(
         offset as i64,
     ];
     let rows = stmt.query_map(page_args, |r| {
-        Ok((
-            from_row(r)?,
-            r.get::<_, i64>("activation_count")? as u64,
-            r.get::<_, Option<String>>("first_machine")?,
-        ))
+        Ok(KeyRow {
+            license: from_row(r)?,
+            activation_count: r.get::<_, i64>("activation_count")? as u64,
+            first_machine: r.get("first_machine")?,
+        })
     })?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }

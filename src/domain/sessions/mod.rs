@@ -11,6 +11,16 @@ use super::products::Product;
 use crate::crypto;
 use crate::error::{Error, LicenseProblem, Result};
 
+/// A running instance of an app on an activated machine.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub machine_id: String,
+    pub ip: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
 /// What an app presents when it validates a key.
 #[derive(Debug, Clone, Default)]
 pub struct KeyCheck {

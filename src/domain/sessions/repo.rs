@@ -45,17 +45,20 @@ pub fn delete_for_license(conn: &Connection, license_id: &str) -> Result<usize> 
     Ok(conn.execute("DELETE FROM sessions WHERE license_id = ?1", [license_id])?)
 }
 
-/// Live sessions of a license: (id, machine, ip, created, last seen).
-pub fn for_license(
-    conn: &Connection,
-    license_id: &str,
-) -> Result<Vec<(String, String, Option<String>, i64, i64)>> {
+/// Sessions of a license, most recently seen first (dead ones are dropped lazily).
+pub fn for_license(conn: &Connection, license_id: &str) -> Result<Vec<super::Session>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, machine_id, ip, created_at, last_seen_at FROM sessions
          WHERE license_id = ?1 ORDER BY last_seen_at DESC",
     )?;
     let rows = stmt.query_map([license_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok(super::Session {
+            id: r.get(0)?,
+            machine_id: r.get(1)?,
+            ip: r.get(2)?,
+            created_at: r.get(3)?,
+            last_seen_at: r.get(4)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
