@@ -148,6 +148,8 @@ CREATE TABLE operators (
     password_hash  TEXT NOT NULL,
     role           TEXT NOT NULL,
     disabled_at    INTEGER,
+    -- session tokens issued before this instant (a disable or password reset) are dead
+    sessions_valid_after INTEGER NOT NULL DEFAULT 0,
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL
 );

@@ -168,6 +168,11 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         .ok_or_else(|| Error::Storage("the listener has no address".into()))?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
+    // Build the decoy password hash now, so the first login with an unknown email costs no
+    // more than one with a wrong password.
+    tokio::task::spawn_blocking(|| {
+        crate::domain::operators::decoy_hash();
+    });
     let app = app(state.clone());
     let task = tokio::spawn(async move {
         let served = Server::new_with_acceptor(acceptor)

@@ -1507,7 +1507,8 @@ async fn operator_administration_rules() {
         assert_kv_error(&a, 403, "FORBIDDEN");
     }
 
-    // Resetting one's own password is allowed.
+    // Resetting one's own password is allowed; like any reset it ends the sessions issued
+    // before it, the caller's own included, so the admin logs in again.
     assert_status(
         &patch(
             &srv,
@@ -1518,6 +1519,15 @@ async fn operator_administration_rules() {
         .await,
         200,
     );
+    assert_kv_error(
+        &get(&srv, ME, Cred::Bearer(&admin.token)).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    let admin = Admin {
+        token: login(&srv, ADMIN_EMAIL, "admin's new password").await,
+        ..admin
+    };
 
     // Delete the USER: gone, token dead, audited.
     let a = delete(&srv, &user_path, Cred::Bearer(&admin.token)).await;
@@ -2725,4 +2735,45 @@ async fn the_openapi_document_lists_the_admin_operations_with_their_security() {
             .any(|p| p["name"] == "confirm" && p["in"] == "query"),
         "DELETE documents ?confirm"
     );
+}
+
+#[tokio::test]
+async fn disable_and_password_reset_end_earlier_sessions_for_good() {
+    let (srv, admin) = server_with_admin().await;
+    let (user, user_token) = user_with_token(&srv, &admin, "kept@example.com").await;
+    let user_path = format!("{USERS}/{}", user["id"].as_str().unwrap());
+    // Disable, then re-enable: the token issued before the disable stays dead.
+    for disabled in [true, false] {
+        let a = patch(
+            &srv,
+            &user_path,
+            Cred::Bearer(&admin.token),
+            json!({"disabled": disabled}),
+        )
+        .await;
+        assert_status(&a, 200);
+    }
+    assert_kv_error(
+        &get(&srv, ME, Cred::Bearer(&user_token)).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    // A fresh login works; a password reset then kills that session too.
+    let fresh = login(&srv, "kept@example.com", PASSWORD).await;
+    assert_status(&get(&srv, ME, Cred::Bearer(&fresh)).await, 200);
+    let a = patch(
+        &srv,
+        &user_path,
+        Cred::Bearer(&admin.token),
+        json!({"password": "another passphrase"}),
+    )
+    .await;
+    assert_status(&a, 200);
+    assert_kv_error(
+        &get(&srv, ME, Cred::Bearer(&fresh)).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    let newest = login(&srv, "kept@example.com", "another passphrase").await;
+    assert_status(&get(&srv, ME, Cred::Bearer(&newest)).await, 200);
 }

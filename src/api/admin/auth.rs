@@ -32,16 +32,21 @@ pub struct Claims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// Issue time in milliseconds: compared with the operator's `sessions_valid_after`.
+    #[serde(rename = "iatMs", default)]
+    pub iat_ms: i64,
 }
 
 /// Signs a session token for `operator`; returns it with its claims.
 pub fn issue_token(state: &AppState, operator: &Operator) -> Result<(String, Claims), Error> {
-    let now = now_ms() / 1000;
+    let now_ms = now_ms();
+    let now = now_ms / 1000;
     let claims = Claims {
         sub: operator.id.clone(),
         jti: crate::crypto::new_id("tok"),
         iat: now,
         exp: now + TOKEN_TTL_SECS,
+        iat_ms: now_ms,
     };
     let key = EncodingKey::from_secret(&state.master.derive("admin-session-tokens"));
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
@@ -236,7 +241,12 @@ pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
         ))
     })?;
     let operator = match operator {
-        Some(o) if o.disabled_at.is_none() && !revoked => o,
+        // Disabling or a password reset ends every session issued before it.
+        Some(o)
+            if o.disabled_at.is_none() && !revoked && claims.iat_ms >= o.sessions_valid_after =>
+        {
+            o
+        }
         Some(o) if o.disabled_at.is_some() => {
             return Err(Error::Unauthorized("This account is disabled".into()));
         }

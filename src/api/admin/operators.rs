@@ -22,6 +22,9 @@ use crate::domain::{ms_to_datetime, now_ms, tenants};
 use crate::error::Error;
 use crate::state::AppState;
 
+const SELF_REGISTRATION_DISABLED: &str =
+    "Self-registration is disabled: ask an ADMIN to create your account";
+
 pub struct OperatorsApi {
     pub state: AppState,
 }
@@ -245,13 +248,18 @@ impl OperatorsApi {
         body: Json<RegisterRequest>,
     ) -> KvResult<RegisterResponse> {
         let body = body.0;
+        let caller = admin_from_request(req)?;
+        match &caller {
+            Some(c) => c.require_operator_admin()?,
+            // Rights before input: after setup a stranger learns nothing but "no".
+            None if self.state.db.read(operators::repo::count)? > 0 => {
+                return Err(Error::Forbidden(SELF_REGISTRATION_DISABLED.into()).into());
+            }
+            None => {}
+        }
         let email = body.email.trim().to_ascii_lowercase();
         operators::validate_email(&email)?;
         operators::validate_password(&body.password)?;
-        let caller = admin_from_request(req)?;
-        if let Some(c) = &caller {
-            c.require_operator_admin()?;
-        }
         let role = body.role.unwrap_or(Role::User);
         if let Some(c) = &caller
             && !c.is_admin_operator()
@@ -273,10 +281,7 @@ impl OperatorsApi {
                     (_, true) => "setup".to_owned(),
                     (Some(a), false) => a.actor(),
                     (None, false) => {
-                        return Err(Error::Forbidden(
-                            "Self-registration is disabled: ask an ADMIN to create your account"
-                                .into(),
-                        ));
+                        return Err(Error::Forbidden(SELF_REGISTRATION_DISABLED.into()));
                     }
                 };
                 if operators::repo::find_by_email(c, &email)?.is_some() {
@@ -318,6 +323,7 @@ impl OperatorsApi {
                     password_hash: hash,
                     role,
                     disabled_at: None,
+                    sessions_valid_after: 0,
                     created_at: now,
                     updated_at: now,
                 };

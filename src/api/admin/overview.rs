@@ -304,7 +304,12 @@ impl OverviewApi {
                 keys: keys
                     .into_iter()
                     .map(|r| {
-                        super::keys::KeyView::new(&r.license, r.activation_count, r.first_machine, now)
+                        super::keys::KeyView::new(
+                            &r.license,
+                            r.activation_count,
+                            r.first_machine,
+                            now,
+                        )
                     })
                     .collect(),
                 pagination: Pagination::new(page, limit, total),

@@ -25,6 +25,8 @@ pub struct Operator {
     pub password_hash: String,
     pub role: Role,
     pub disabled_at: Option<i64>,
+    /// Session tokens issued before this instant (ms) no longer work.
+    pub sessions_valid_after: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -11,6 +11,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Operator> {
         password_hash: r.get("password_hash")?,
         role: r.get("role")?,
         disabled_at: r.get("disabled_at")?,
+        sessions_valid_after: r.get("sessions_valid_after")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
     })
@@ -73,7 +74,8 @@ pub fn list(
 
 pub fn set_disabled(conn: &Connection, id: &str, disabled_at: Option<i64>, now: i64) -> Result<()> {
     conn.execute(
-        "UPDATE operators SET disabled_at = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE operators SET disabled_at = ?2, updated_at = ?3,
+            sessions_valid_after = MAX(sessions_valid_after, ?3) WHERE id = ?1",
         params![id, disabled_at, now],
     )?;
     Ok(())
@@ -81,7 +83,8 @@ pub fn set_disabled(conn: &Connection, id: &str, disabled_at: Option<i64>, now: 
 
 pub fn set_password_hash(conn: &Connection, id: &str, hash: &str, now: i64) -> Result<()> {
     conn.execute(
-        "UPDATE operators SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE operators SET password_hash = ?2, updated_at = ?3, sessions_valid_after = ?3
+         WHERE id = ?1",
         params![id, hash, now],
     )?;
     Ok(())
