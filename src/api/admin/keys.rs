@@ -293,18 +293,26 @@ impl KeysApi {
         if text.is_some_and(|t| t.len() > 100) {
             return Err(Error::Invalid("search must be at most 100 characters".into()).into());
         }
-        let filters = licenses::repo::Search {
-            tenant_scope: admin.tenant_scope(),
-            product_id: project_id.0.as_deref(),
-            status: status.0,
-            plan: plan.0,
-            text,
-        };
+        let scope = admin.tenant_scope().map(str::to_owned);
+        let product = project_id.0;
+        let text = text.map(str::to_owned);
+        let (status, plan) = (status.0, plan.0);
         let offset = (page as u64 - 1) * limit as u64;
+        // A search may scan many rows: keep it off the async workers.
         let (rows, total) = self
             .state
             .db
-            .read(|c| licenses::repo::search(c, &filters, limit, offset))?;
+            .read_blocking(move |c| {
+                let filters = licenses::repo::Search {
+                    tenant_scope: scope.as_deref(),
+                    product_id: product.as_deref(),
+                    status,
+                    plan,
+                    text: text.as_deref(),
+                };
+                licenses::repo::search(c, &filters, limit, offset)
+            })
+            .await?;
         let now = now_ms();
         Ok(ListKeysResponse::Ok(Json(KeysOk {
             success: true,

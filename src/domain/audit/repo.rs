@@ -34,19 +34,7 @@ pub fn for_license(
         "SELECT * FROM audit_events WHERE license_id = ?2 AND tenant_id = ?1
          ORDER BY at DESC, id DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![tenant_id, license_id, limit], |r| {
-        Ok(AuditEvent {
-            tenant_id: r.get("tenant_id")?,
-            at: r.get("at")?,
-            actor: r.get("actor")?,
-            action: r.get("action")?,
-            product_id: r.get("product_id")?,
-            license_id: r.get("license_id")?,
-            machine_id: r.get("machine_id")?,
-            ip: r.get("ip")?,
-            detail: r.get("detail")?,
-        })
-    })?;
+    let rows = stmt.query_map(params![tenant_id, license_id, limit], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -234,20 +234,24 @@ pub fn search(
              OR l.note LIKE ?9 ESCAPE '\\'
              OR l.id IN (SELECT license_id FROM activations
                          WHERE machine_id >= ?7 AND machine_id < ?8))";
-    let args = params![
-        s.tenant_scope,
-        s.product_id,
-        s.status,
-        s.plan,
-        key_prefix,
-        key_end,
-        s.text,
-        hwid_end,
-        note_like,
+    let limit = limit as i64;
+    let offset = offset as i64;
+    let args: [&dyn rusqlite::ToSql; 11] = [
+        &s.tenant_scope,
+        &s.product_id,
+        &s.status,
+        &s.plan,
+        &key_prefix,
+        &key_end,
+        &s.text,
+        &hwid_end,
+        &note_like,
+        &limit,
+        &offset,
     ];
     let total = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM licenses l WHERE {filter}"))?
-        .query_row(args, |r| r.get::<_, i64>(0))? as u64;
+        .query_row(&args[..9], |r| r.get::<_, i64>(0))? as u64;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT l.*,
             (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS activation_count,
@@ -256,20 +260,7 @@ pub fn search(
          FROM licenses l WHERE {filter}
          ORDER BY l.created_at DESC, l.id DESC LIMIT ?10 OFFSET ?11"
     ))?;
-    let page_args = params![
-        s.tenant_scope,
-        s.product_id,
-        s.status,
-        s.plan,
-        key_prefix,
-        key_end,
-        s.text,
-        hwid_end,
-        note_like,
-        limit,
-        offset as i64,
-    ];
-    let rows = stmt.query_map(page_args, |r| {
+    let rows = stmt.query_map(&args[..], |r| {
         Ok(KeyRow {
             license: from_row(r)?,
             activation_count: r.get::<_, i64>("activation_count")? as u64,
