@@ -107,3 +107,19 @@ pub fn read_pool(path: &Path, size: u32) -> Result<ReadPool, Error> {
         .build(manager)
         .map_err(|e| Error::Storage(format!("cannot open the read pool: {e}")))
 }
+
+/// Runs `f` inside a nested savepoint of the current write job and undoes what it wrote if it
+/// fails. A job that records a refusal (and so commits) uses it to keep nothing of the refused
+/// operation: a validation refused for its session limit must not leave the machine bound.
+pub fn undo_on_error<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    conn.execute_batch("SAVEPOINT undo_on_error")?;
+    let outcome = f(conn);
+    if outcome.is_err() {
+        conn.execute_batch("ROLLBACK TO undo_on_error")?;
+    }
+    conn.execute_batch("RELEASE undo_on_error")?;
+    outcome
+}

@@ -189,7 +189,8 @@ impl ValidateApi {
             .ok_or_else(|| Error::Invalid("field `key` is required".into()))?;
         let hwid = body
             .hwid
-            .ok_or_else(|| Error::Invalid("field `hwid` is required".into()))?;
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| Error::Invalid("field `hwid` is required (1-255 characters)".into()))?;
         let check = KeyCheck {
             hwid,
             nonce: body.nonce,
@@ -370,7 +371,12 @@ pub(crate) async fn validate_key_request(
                 )));
             }
             let now = now_ms();
-            match sessions::validate_key(c, &license, &product, &check, now) {
+            // A refusal is audited and committed, but nothing the refused validation wrote
+            // (a newly bound machine, a started plan clock) is kept.
+            let validated = crate::storage::undo_on_error(c, |c| {
+                sessions::validate_key(c, &license, &product, &check, now)
+            });
+            match validated {
                 Ok(v) => {
                     audit::repo::insert(
                         c,

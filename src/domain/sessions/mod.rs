@@ -86,10 +86,10 @@ pub fn validate_key(
     })
 }
 
-/// The session this validation runs in: the presented live one, a new one within
-/// `maxSessions`, or, at the limit, the oldest session of the same machine (an app restarted
-/// on the same machine has lost its sessionId and must not lock itself out). Another machine
-/// at the limit is refused.
+/// The session this validation runs in: the presented live one (if it is this machine's), a
+/// new one within `maxSessions`, or, at the limit, the oldest session of the same machine (an
+/// app restarted on the same machine has lost its sessionId and must not lock itself out).
+/// Another machine at the limit is refused, even presenting another machine's sessionId.
 fn open_or_refresh_session(
     conn: &Connection,
     license: &License,
@@ -100,7 +100,7 @@ fn open_or_refresh_session(
     let ttl_ms = product.settings.session_ttl_secs as i64 * 1000;
     repo::drop_dead(conn, &license.id, now - ttl_ms)?;
     if let Some(id) = &check.session_id
-        && repo::refresh(conn, &license.id, id, now)?
+        && repo::refresh(conn, &license.id, id, &check.hwid, now)?
     {
         return Ok(id.clone());
     }
@@ -108,7 +108,7 @@ fn open_or_refresh_session(
     if repo::count(conn, &license.id)? >= max {
         let id = repo::oldest_on_machine(conn, &license.id, &check.hwid)?
             .ok_or(Error::License(LicenseProblem::SessionLimitReached))?;
-        repo::refresh(conn, &license.id, &id, now)?;
+        repo::refresh(conn, &license.id, &id, &check.hwid, now)?;
         return Ok(id);
     }
     let id = uuid::Uuid::new_v4().to_string();

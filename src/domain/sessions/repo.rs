@@ -15,11 +15,21 @@ pub fn count(conn: &Connection, license_id: &str) -> Result<u64> {
         .query_row([license_id], |r| r.get::<_, i64>(0))? as u64)
 }
 
-/// True if the session exists for this license (and was refreshed).
-pub fn refresh(conn: &Connection, license_id: &str, id: &str, now: i64) -> Result<bool> {
+/// True if the session exists for this license on this machine (and was refreshed). A
+/// session id presented from another machine refreshes nothing.
+pub fn refresh(
+    conn: &Connection,
+    license_id: &str,
+    id: &str,
+    machine_id: &str,
+    now: i64,
+) -> Result<bool> {
     Ok(conn
-        .prepare_cached("UPDATE sessions SET last_seen_at = ?3 WHERE id = ?2 AND license_id = ?1")?
-        .execute(params![license_id, id, now])?
+        .prepare_cached(
+            "UPDATE sessions SET last_seen_at = ?3
+             WHERE id = ?2 AND license_id = ?1 AND machine_id = ?4",
+        )?
+        .execute(params![license_id, id, now, machine_id])?
         > 0)
 }
 

@@ -1,0 +1,2293 @@
+//! The key/HWID face against a real server: `/api/keys`, `/api/api-keys`, `/api/validate`
+//! (plain and AES-256-GCM envelope: HWID binding, plan clocks, sessions, nonce rotation,
+//! signatures), `/api/telegram`, `/api/logs`, `/api/stats`, `/api/admin`, `/api/heartbeat`,
+//! rate limits, bad input, the cross-face view (a key made here validates through the vendor
+//! API and vice versa) and the contract's own Python example.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aes_gcm::aead::Aead;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{Answer, TestServer, signature_verifies};
+use reqwest::Method;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const REGISTER: &str = "/api/auth/register";
+const LOGIN: &str = "/api/auth/login";
+const PROJECTS: &str = "/api/projects";
+const KEYS: &str = "/api/keys";
+const API_KEYS: &str = "/api/api-keys";
+const VALIDATE: &str = "/api/validate";
+const TELEGRAM: &str = "/api/telegram";
+const LOGS: &str = "/api/logs";
+const STATS: &str = "/api/stats";
+const VENDOR_VALIDATE: &str = "/api/v1/license/validate";
+
+const ADMIN_EMAIL: &str = "admin@example.com";
+const PASSWORD: &str = "correct horse battery";
+
+// ---- harness ----------------------------------------------------------------------------
+
+/// A server with its first operator (ADMIN) logged in.
+struct Kv {
+    srv: TestServer,
+    /// The ADMIN's session token.
+    admin: String,
+}
+
+impl Kv {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut keyward::Config)) -> Self {
+        let srv = TestServer::start_with(tune).await;
+        let a = send(
+            &srv,
+            Method::POST,
+            REGISTER,
+            None,
+            Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD})),
+        )
+        .await;
+        assert_status(&a, 201);
+        let admin = login(&srv, ADMIN_EMAIL).await;
+        Self { srv, admin }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Answer {
+        send(&self.srv, Method::GET, path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        send(&self.srv, Method::POST, path, Some(token), Some(body)).await
+    }
+
+    async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        send(&self.srv, Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> Answer {
+        send(&self.srv, Method::DELETE, path, Some(token), None).await
+    }
+
+    /// An unauthenticated POST (what apps and bots send).
+    async fn public(&self, path: &str, body: Value) -> Answer {
+        send(&self.srv, Method::POST, path, None, Some(body)).await
+    }
+
+    async fn validate(&self, body: Value) -> Answer {
+        self.public(VALIDATE, body).await
+    }
+
+    async fn telegram(&self, body: Value) -> Answer {
+        self.public(TELEGRAM, body).await
+    }
+
+    /// A USER operator in a workspace of its own, logged in.
+    async fn user(&self, email: &str) -> String {
+        let a = self
+            .post(
+                REGISTER,
+                &self.admin,
+                json!({"email": email, "password": PASSWORD, "role": "USER"}),
+            )
+            .await;
+        assert_status(&a, 201);
+        assert_eq!(a.body["data"]["user"]["role"], "USER");
+        login(&self.srv, email).await
+    }
+
+    /// Creates a project; returns `data.project` (with `id`, `secret`, `encryptionKey`,
+    /// `publicKey`).
+    async fn project(&self, token: &str, name: &str) -> Value {
+        let a = self.post(PROJECTS, token, json!({"name": name})).await;
+        assert_status(&a, 201);
+        let p = a.body["data"]["project"].clone();
+        assert!(
+            p["id"].is_string() && p["secret"].is_string(),
+            "project: {p}"
+        );
+        p
+    }
+
+    async fn patch_project(&self, token: &str, id: &str, body: Value) -> Value {
+        let a = self.patch(&format!("{PROJECTS}/{id}"), token, body).await;
+        assert_status(&a, 200);
+        a.body["data"]["project"].clone()
+    }
+
+    /// Generates keys; returns `data.keys` (asserting 201).
+    async fn keys(&self, token: &str, body: Value) -> Vec<Value> {
+        let a = self.post(KEYS, token, body).await;
+        assert_status(&a, 201);
+        assert_eq!(a.body["success"], true);
+        a.body["data"]["keys"].as_array().expect("keys").clone()
+    }
+
+    /// One key of `plan` in `project_id`.
+    async fn key(&self, project_id: &str, plan: &str) -> Value {
+        self.keys(&self.admin, json!({"plan": plan, "projectId": project_id}))
+            .await
+            .remove(0)
+    }
+
+    /// GET /api/keys/:id as the ADMIN; returns `data`.
+    async fn detail(&self, key_id: &str) -> Value {
+        let a = self.get(&format!("{KEYS}/{key_id}"), &self.admin).await;
+        assert_status(&a, 200);
+        a.body["data"].clone()
+    }
+
+    /// GET /api/keys with a query string; returns `data`.
+    async fn list(&self, token: &str, query: &str) -> Value {
+        let a = self.get(&format!("{KEYS}?{query}"), token).await;
+        assert_status(&a, 200);
+        a.body["data"].clone()
+    }
+
+    /// An API key of the ADMIN's workspace (through the admin API): (id, whole key).
+    async fn api_key(&self, scope: &str) -> (String, String) {
+        let a = self
+            .post(
+                API_KEYS,
+                &self.admin,
+                json!({"name": "app", "scope": scope}),
+            )
+            .await;
+        assert_status(&a, 201);
+        (
+            str_of(&a.body["data"]["apiKey"]["id"]),
+            str_of(&a.body["data"]["key"]),
+        )
+    }
+
+    /// Validates `key` on `hwid` and asserts success; returns `data`.
+    async fn validate_ok(&self, key: &str, hwid: &str) -> Value {
+        let a = self.validate(json!({"key": key, "hwid": hwid})).await;
+        assert_status(&a, 200);
+        a.body["data"].clone()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        self.srv.db()
+    }
+
+    fn count(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        self.db()
+            .query_row(sql, params, |r| r.get(0))
+            .expect("count query")
+    }
+}
+
+async fn send(
+    srv: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut req = srv.client.request(method, format!("{}{}", srv.url, path));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    TestServer::decode(req.send().await.expect("request sent")).await
+}
+
+async fn login(srv: &TestServer, email: &str) -> String {
+    let a = send(
+        srv,
+        Method::POST,
+        LOGIN,
+        None,
+        Some(json!({"email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_status(&a, 200);
+    str_of(&a.body["data"]["token"])
+}
+
+#[track_caller]
+fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("a string, found {v}"))
+        .to_owned()
+}
+
+#[track_caller]
+fn assert_status(a: &Answer, status: u16) {
+    assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
+}
+
+/// Asserts the key/HWID envelope `{"success":false,"error":"<non-empty>","code":<code>}`.
+#[track_caller]
+fn assert_kv_error(a: &Answer, status: u16, code: &str) {
+    assert_status(a, status);
+    assert_error_body(&a.body, code);
+}
+
+#[track_caller]
+fn assert_error_body(body: &Value, code: &str) {
+    assert_eq!(body["success"], Value::Bool(false), "envelope: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "a non-empty error string: {body}"
+    );
+    assert_eq!(body["code"], code, "error code: {body}");
+}
+
+/// As [`assert_kv_error`], and the message names `needle`.
+#[track_caller]
+fn assert_kv_error_naming(a: &Answer, status: u16, code: &str, needle: &str) {
+    assert_kv_error(a, status, code);
+    let message = a.body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "the message names {needle:?}: {message:?}"
+    );
+}
+
+fn ids(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|k| str_of(&k["id"]))
+        .collect()
+}
+
+fn parse_time(v: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(v.as_str().expect("a timestamp"), &Rfc3339)
+        .unwrap_or_else(|e| panic!("RFC 3339 timestamp {v}: {e}"))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("formats")
+}
+
+/// `count` of the entry named `name` in a `[{name, count}]` list (0 when absent).
+fn named_count(list: &Value, name: &str) -> u64 {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .find(|e| e["name"] == name)
+        .map_or(0, |e| e["count"].as_u64().expect("a count"))
+}
+
+/// Polls `check` until it holds (audit events of refusals are written behind the answer).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..150 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+// ---- envelope ---------------------------------------------------------------------------
+
+/// base64(12-byte IV ‖ AES-256-GCM ciphertext ‖ 16-byte tag), no associated data.
+fn seal(key_b64: &str, plaintext: &[u8]) -> String {
+    let key = B64.decode(key_b64).expect("base64 key");
+    let cipher = Aes256Gcm::new_from_slice(&key).expect("a 32-byte key");
+    let iv: [u8; 12] = rand::random();
+    let mut out = iv.to_vec();
+    out.extend(
+        cipher
+            .encrypt(Nonce::from_slice(&iv), plaintext)
+            .expect("encrypts"),
+    );
+    B64.encode(out)
+}
+
+/// Decrypts an answer's `payload` and parses the JSON inside.
+#[track_caller]
+fn unseal(key_b64: &str, payload: &Value) -> Value {
+    let key = B64.decode(key_b64).expect("base64 key");
+    let sealed = B64
+        .decode(payload.as_str().expect("a payload string"))
+        .expect("payload is base64");
+    assert!(sealed.len() > 28, "IV + tag at least");
+    let cipher = Aes256Gcm::new_from_slice(&key).expect("a 32-byte key");
+    let plain = cipher
+        .decrypt(Nonce::from_slice(&sealed[..12]), &sealed[12..])
+        .expect("the answer decrypts with the project's key");
+    serde_json::from_slice(&plain).expect("the decrypted answer is JSON")
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The plaintext of an envelope: `{key, hwid, timestamp, requestId}` plus `extra`.
+fn envelope_plaintext(key: &str, hwid: &str, extra: Value) -> Value {
+    let mut m = json!({
+        "key": key,
+        "hwid": hwid,
+        "timestamp": OffsetDateTime::now_utc().unix_timestamp(),
+        "requestId": request_id(),
+    });
+    if let (Some(m), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    m
+}
+
+impl Kv {
+    /// Sends an envelope for `project`; returns the answer and, when it carries a payload,
+    /// the decrypted inner answer.
+    async fn envelope(&self, project: &Value, plaintext: &Value) -> (Answer, Option<Value>) {
+        let enc = str_of(&project["encryptionKey"]);
+        let payload = seal(&enc, plaintext.to_string().as_bytes());
+        let a = self
+            .validate(json!({"projectId": project["id"], "payload": payload}))
+            .await;
+        let inner = a.body.get("payload").map(|p| unseal(&enc, p));
+        (a, inner)
+    }
+}
+
+// ---- /api/keys --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn generating_keys_obeys_counts_plans_ranges_and_project_defaults() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let pid = str_of(&p["id"]);
+
+    let keys = kv
+        .keys(&kv.admin, json!({"plan": "WEEKLY", "projectId": pid}))
+        .await;
+    assert_eq!(keys.len(), 1, "count defaults to 1");
+    let k = &keys[0];
+    assert_eq!(k["status"], "ACTIVE");
+    assert_eq!(k["plan"], "WEEKLY");
+    assert_eq!(k["projectId"], pid.as_str());
+    assert_eq!(k["maxActivations"], 1, "HWID locked by default: {k}");
+    assert_eq!(k["hwidLocked"], true);
+    assert_eq!(k["maxSessions"], 1);
+    assert_eq!(k["expiresAt"], Value::Null, "the clock starts at first use");
+    assert_eq!(k["hwid"], Value::Null);
+    assert_eq!(k["activations"], 0);
+    assert_eq!(k["note"], Value::Null);
+    let key = str_of(&k["key"]);
+    let groups: Vec<&str> = key.split('-').collect();
+    assert!(
+        groups.len() == 4
+            && groups.iter().all(|g| g.len() == 4
+                && g.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())),
+        "format XXXX-XXXX-XXXX-XXXX: {key}"
+    );
+
+    let fifty = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "MONTHLY", "count": 50, "projectId": pid, "note": "batch"}),
+        )
+        .await;
+    assert_eq!(fifty.len(), 50);
+    let distinct: BTreeSet<String> = fifty.iter().map(|k| str_of(&k["key"])).collect();
+    assert_eq!(distinct.len(), 50, "50 distinct keys");
+    assert!(fifty.iter().all(|k| k["note"] == "batch"));
+
+    let bad = [
+        (json!({"plan": "WEEKLY", "count": 51}), "count"),
+        (json!({"plan": "WEEKLY", "count": 0}), "count"),
+        (json!({"plan": "CUSTOM"}), "customDays"),
+        (json!({"plan": "CUSTOM", "customDays": 0}), "customDays"),
+        (json!({"plan": "CUSTOM", "customDays": 3651}), "customDays"),
+        (json!({"plan": "WEEKLY", "maxSessions": 0}), "maxSessions"),
+        (json!({"plan": "WEEKLY", "maxSessions": 101}), "maxSessions"),
+        (json!({"plan": "WEEKLY", "note": "n".repeat(501)}), "note"),
+        (json!({"plan": "YEARLY"}), "plan"),
+        (json!({"count": 1}), "plan"),
+    ];
+    for (mut body, field) in bad {
+        body["projectId"] = json!(pid);
+        let a = kv.post(KEYS, &kv.admin, body.clone()).await;
+        assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", field);
+    }
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM licenses WHERE product_id = ?1",
+            [&pid]
+        ),
+        51,
+        "refused requests create nothing"
+    );
+
+    for plan in ["DAILY", "WEEKLY", "MONTHLY", "LIFETIME"] {
+        let k = kv.key(&pid, plan).await;
+        assert_eq!(k["plan"], plan);
+        assert_eq!(k["customDays"], Value::Null);
+        assert_eq!(k["expiresAt"], Value::Null);
+    }
+    let custom = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "CUSTOM", "customDays": 90, "projectId": pid}),
+        )
+        .await;
+    assert_eq!(custom[0]["plan"], "CUSTOM");
+    assert_eq!(custom[0]["customDays"], 90);
+    for days in [1, 3650] {
+        let k = kv
+            .keys(
+                &kv.admin,
+                json!({"plan": "CUSTOM", "customDays": days, "projectId": pid}),
+            )
+            .await;
+        assert_eq!(k[0]["customDays"], days);
+    }
+    for n in [1, 100] {
+        let k = kv
+            .keys(
+                &kv.admin,
+                json!({"plan": "DAILY", "maxSessions": n, "projectId": pid}),
+            )
+            .await;
+        assert_eq!(k[0]["maxSessions"], n);
+    }
+    let k = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "DAILY", "note": "x".repeat(500), "projectId": pid}),
+        )
+        .await;
+    assert_eq!(k[0]["note"].as_str().map(str::len), Some(500));
+
+    // A project allowing more machines makes keys that are not HWID locked.
+    let p = kv
+        .patch_project(&kv.admin, &pid, json!({"defaultMaxActivations": 3}))
+        .await;
+    assert_eq!(p["defaultMaxActivations"], 3);
+    let k = kv.key(&pid, "WEEKLY").await;
+    assert_eq!(k["maxActivations"], 3);
+    assert_eq!(k["hwidLocked"], false);
+
+    let a = kv
+        .post(
+            KEYS,
+            &kv.admin,
+            json!({"plan": "WEEKLY", "projectId": "prd_doesnotexist0000000"}),
+        )
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn keys_without_a_project_go_to_one_default_project_per_workspace() {
+    let kv = Kv::start().await;
+    let first = kv.keys(&kv.admin, json!({"plan": "WEEKLY"})).await;
+    let second = kv
+        .keys(&kv.admin, json!({"plan": "DAILY", "count": 2}))
+        .await;
+    let default_id = str_of(&first[0]["projectId"]);
+    assert!(second.iter().all(|k| k["projectId"] == default_id.as_str()));
+    let a = kv.get(&format!("{PROJECTS}/{default_id}"), &kv.admin).await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["data"]["project"]["name"], "Default");
+    assert_eq!(a.body["data"]["project"]["keyCount"], 3);
+    assert_eq!(
+        kv.count("SELECT COUNT(*) FROM products WHERE name = 'Default'", []),
+        1,
+        "created once and reused"
+    );
+    assert_eq!(first[0]["maxActivations"], 1);
+    assert_eq!(first[0]["hwidLocked"], true);
+
+    // Another workspace gets a Default project of its own.
+    let user = kv.user("user@example.com").await;
+    let theirs = kv.keys(&user, json!({"plan": "WEEKLY"})).await;
+    assert_ne!(theirs[0]["projectId"], default_id.as_str());
+    assert_eq!(
+        kv.count("SELECT COUNT(*) FROM products WHERE name = 'Default'", []),
+        2
+    );
+}
+
+#[tokio::test]
+async fn listing_keys_filters_searches_and_paginates() {
+    let kv = Kv::start().await;
+    let a = str_of(&kv.project(&kv.admin, "Alpha").await["id"]);
+    let b = str_of(&kv.project(&kv.admin, "Beta").await["id"]);
+    let weekly = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "count": 3, "projectId": a, "note": "VIP client alpha"}),
+        )
+        .await;
+    let monthly = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "MONTHLY", "count": 2, "projectId": a}),
+        )
+        .await;
+    let lifetime = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "LIFETIME", "projectId": b, "note": "reseller"}),
+        )
+        .await;
+
+    let data = kv.list(&kv.admin, &format!("projectId={a}")).await;
+    assert_eq!(data["keys"].as_array().unwrap().len(), 5);
+    assert_eq!(data["pagination"]["total"], 5);
+    assert_eq!(data["pagination"]["page"], 1);
+    assert!(
+        data["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["projectId"] == a.as_str())
+    );
+    let data = kv.list(&kv.admin, "plan=MONTHLY").await;
+    assert_eq!(ids(&data["keys"]), ids(&json!(monthly)));
+    let data = kv
+        .list(&kv.admin, &format!("projectId={a}&plan=WEEKLY"))
+        .await;
+    assert_eq!(ids(&data["keys"]), ids(&json!(weekly)));
+    let data = kv.list(&kv.admin, &format!("projectId={b}")).await;
+    assert_eq!(ids(&data["keys"]), ids(&json!(lifetime)));
+
+    // Status filter.
+    let banned = str_of(&weekly[0]["id"]);
+    let r = kv
+        .patch(
+            &format!("{KEYS}/{banned}"),
+            &kv.admin,
+            json!({"status": "BANNED"}),
+        )
+        .await;
+    assert_status(&r, 200);
+    let data = kv.list(&kv.admin, "status=BANNED").await;
+    assert_eq!(ids(&data["keys"]), BTreeSet::from([banned.clone()]));
+    let data = kv
+        .list(&kv.admin, &format!("status=ACTIVE&projectId={a}"))
+        .await;
+    assert_eq!(data["pagination"]["total"], 4);
+    assert!(!ids(&data["keys"]).contains(&banned));
+
+    // Search by key prefix, in any case.
+    let target = &monthly[1];
+    let prefix = str_of(&target["key"])[..9].to_owned();
+    for q in [prefix.clone(), prefix.to_lowercase()] {
+        let data = kv.list(&kv.admin, &format!("search={q}")).await;
+        assert_eq!(
+            ids(&data["keys"]),
+            BTreeSet::from([str_of(&target["id"])]),
+            "search {q}"
+        );
+    }
+    // Search by the prefix of a bound HWID.
+    let hwid_key = &weekly[1];
+    kv.validate_ok(&str_of(&hwid_key["key"]), "HWIDSEARCH-0001-abcdef")
+        .await;
+    let data = kv.list(&kv.admin, "search=HWIDSEARCH-00").await;
+    assert_eq!(
+        ids(&data["keys"]),
+        BTreeSet::from([str_of(&hwid_key["id"])])
+    );
+    assert_eq!(data["keys"][0]["hwid"], "HWIDSEARCH-0001-abcdef");
+    assert_eq!(data["keys"][0]["activations"], 1);
+    // Search by a part of the note.
+    let data = kv.list(&kv.admin, "search=client%20al").await;
+    assert_eq!(ids(&data["keys"]), ids(&json!(weekly)));
+    let data = kv.list(&kv.admin, "search=sell").await;
+    assert_eq!(ids(&data["keys"]), ids(&json!(lifetime)));
+    let data = kv.list(&kv.admin, "search=nothing-matches-this").await;
+    assert_eq!(data["pagination"]["total"], 0);
+
+    // Pagination: newest first, pages disjoint and complete.
+    let mut seen = BTreeSet::new();
+    for page in 1..=3 {
+        let data = kv
+            .list(&kv.admin, &format!("projectId={a}&limit=2&page={page}"))
+            .await;
+        let p = &data["pagination"];
+        assert_eq!(p["page"], page);
+        assert_eq!(p["limit"], 2);
+        assert_eq!(p["total"], 5);
+        assert_eq!(p["totalPages"], 3);
+        let got = ids(&data["keys"]);
+        assert_eq!(got.len(), if page < 3 { 2 } else { 1 });
+        assert!(got.is_disjoint(&seen), "pages do not overlap");
+        seen.extend(got);
+    }
+    assert_eq!(seen.len(), 5);
+    let all = kv.list(&kv.admin, "").await;
+    let created: Vec<OffsetDateTime> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| parse_time(&k["createdAt"]))
+        .collect();
+    assert!(
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {created:?}"
+    );
+    assert_eq!(created[0], parse_time(&lifetime[0]["createdAt"]));
+
+    for q in [
+        "limit=0",
+        "limit=501",
+        "page=0",
+        "status=WHATEVER",
+        "plan=YEARLY",
+    ] {
+        let r = kv.get(&format!("{KEYS}?{q}"), &kv.admin).await;
+        assert_kv_error(&r, 400, "VALIDATION_ERROR");
+    }
+    let r = kv
+        .get(&format!("{KEYS}?search={}", "a".repeat(101)), &kv.admin)
+        .await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "search");
+}
+
+#[tokio::test]
+async fn key_details_updates_hwid_reset_and_revocation() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let (id, key) = (str_of(&k["id"]), str_of(&k["key"]));
+    let path = format!("{KEYS}/{id}");
+    let h1 = "machine-one-0001";
+    let h2 = "machine-two-0002";
+
+    kv.validate_ok(&key, h1).await;
+    let d = kv.detail(&id).await;
+    assert_eq!(d["key"]["id"], id.as_str());
+    assert_eq!(d["key"]["hwid"], h1);
+    assert_eq!(d["key"]["activations"], 1);
+    assert!(d["key"]["expiresAt"].is_string(), "clock started: {d}");
+    let acts = d["activations"].as_array().expect("activations");
+    assert_eq!(acts.len(), 1);
+    assert_eq!(acts[0]["hwid"], h1);
+    assert_eq!(acts[0]["ip"], "127.0.0.1");
+    let actions: Vec<&str> = d["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter_map(|l| l["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"license.create") && actions.contains(&"key.validate"),
+        "recent logs: {actions:?}"
+    );
+    let validate_log = d["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["action"] == "key.validate")
+        .unwrap();
+    assert_eq!(validate_log["hwid"], h1);
+    assert_eq!(validate_log["ip"], "127.0.0.1");
+
+    // Status changes take effect on validation at once, each with its own code.
+    for (status, code) in [
+        ("BANNED", "KEY_BANNED"),
+        ("SUSPENDED", "KEY_SUSPENDED"),
+        ("EXPIRED", "KEY_EXPIRED"),
+    ] {
+        let r = kv.patch(&path, &kv.admin, json!({"status": status})).await;
+        assert_status(&r, 200);
+        assert_eq!(r.body["data"]["key"]["status"], status);
+        let v = kv.validate(json!({"key": key, "hwid": h1})).await;
+        assert_kv_error(&v, 403, code);
+    }
+    let r = kv
+        .patch(&path, &kv.admin, json!({"status": "ACTIVE"}))
+        .await;
+    assert_eq!(r.body["data"]["key"]["status"], "ACTIVE");
+    kv.validate_ok(&key, h1).await;
+
+    // maxSessions and note.
+    let r = kv.patch(&path, &kv.admin, json!({"maxSessions": 5})).await;
+    assert_eq!(r.body["data"]["key"]["maxSessions"], 5);
+    for n in [0, 101] {
+        let r = kv.patch(&path, &kv.admin, json!({"maxSessions": n})).await;
+        assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "maxSessions");
+    }
+    let r = kv.patch(&path, &kv.admin, json!({"note": "hello"})).await;
+    assert_eq!(r.body["data"]["key"]["note"], "hello");
+    let r = kv.patch(&path, &kv.admin, json!({"note": null})).await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["key"]["note"], Value::Null);
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM licenses WHERE id = ?1 AND note IS NULL",
+            [&id]
+        ),
+        1
+    );
+    let r = kv.patch(&path, &kv.admin, json!({})).await;
+    assert_kv_error(&r, 400, "VALIDATION_ERROR");
+    let r = kv.patch(&path, &kv.admin, json!({"status": "BOGUS"})).await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "status");
+
+    // HWID reset: the key unbinds, and a new machine can bind.
+    let v = kv.validate(json!({"key": key, "hwid": h2})).await;
+    assert_kv_error(&v, 403, "HWID_MISMATCH");
+    let r = kv.patch(&path, &kv.admin, json!({"resetHwid": true})).await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["key"]["hwid"], Value::Null);
+    assert_eq!(r.body["data"]["activations"], json!([]));
+    assert_eq!(
+        r.body["data"]["sessions"],
+        json!([]),
+        "the reset ends sessions"
+    );
+    kv.validate_ok(&key, h2).await;
+    let d = kv.detail(&id).await;
+    assert_eq!(d["key"]["hwid"], h2);
+    let v = kv.validate(json!({"key": key, "hwid": h1})).await;
+    assert_kv_error(&v, 403, "HWID_MISMATCH");
+
+    // DELETE revokes; the row and its history stay; REVOKED is final.
+    let r = kv.delete(&path, &kv.admin).await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["key"]["status"], "REVOKED");
+    let d = kv.detail(&id).await;
+    assert_eq!(d["key"]["status"], "REVOKED");
+    let list = kv.list(&kv.admin, &format!("projectId={pid}")).await;
+    assert!(
+        ids(&list["keys"]).contains(&id),
+        "a revoked key stays listed"
+    );
+    let v = kv.validate(json!({"key": key, "hwid": h2})).await;
+    assert_kv_error(&v, 403, "KEY_REVOKED");
+    for status in ["ACTIVE", "SUSPENDED", "BANNED", "EXPIRED"] {
+        let r = kv.patch(&path, &kv.admin, json!({"status": status})).await;
+        assert_kv_error(&r, 400, "VALIDATION_ERROR");
+    }
+    let r = kv.delete(&path, &kv.admin).await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["key"]["status"], "REVOKED");
+    let actions: Vec<String> = kv
+        .detail(&id)
+        .await
+        .get("logs")
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .map(|l| str_of(&l["action"]))
+        .collect();
+    assert!(actions.iter().any(|a| a == "license.update"));
+    assert_eq!(
+        actions.iter().filter(|a| *a == "license.revoke").count(),
+        1,
+        "revoked once: {actions:?}"
+    );
+
+    let r = kv
+        .get(&format!("{KEYS}/lic_doesnotexist00000000"), &kv.admin)
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn keys_of_another_workspace_are_invisible_and_auth_is_required() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let id = str_of(&k["id"]);
+    let path = format!("{KEYS}/{id}");
+    let user = kv.user("user@example.com").await;
+
+    assert_kv_error(&kv.get(&path, &user).await, 404, "NOT_FOUND");
+    assert_kv_error(
+        &kv.patch(&path, &user, json!({"status": "BANNED"})).await,
+        404,
+        "NOT_FOUND",
+    );
+    assert_kv_error(&kv.delete(&path, &user).await, 404, "NOT_FOUND");
+    let data = kv.list(&user, "").await;
+    assert_eq!(data["keys"], json!([]));
+    assert_eq!(data["pagination"]["total"], 0);
+    let data = kv.list(&user, &format!("projectId={pid}")).await;
+    assert_eq!(data["pagination"]["total"], 0);
+    let data = kv
+        .list(&user, &format!("search={}", &str_of(&k["key"])[..9]))
+        .await;
+    assert_eq!(data["pagination"]["total"], 0);
+    let r = kv
+        .post(KEYS, &user, json!({"plan": "WEEKLY", "projectId": pid}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    // Nothing changed.
+    let d = kv.detail(&id).await;
+    assert_eq!(d["key"]["status"], "ACTIVE");
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM licenses WHERE product_id = ?1",
+            [&pid]
+        ),
+        1
+    );
+
+    // The USER's own keys are theirs; the ADMIN sees every workspace.
+    let mine = kv.keys(&user, json!({"plan": "DAILY"})).await;
+    let mine_id = str_of(&mine[0]["id"]);
+    assert_eq!(
+        ids(&kv.list(&user, "").await["keys"]),
+        BTreeSet::from([mine_id.clone()])
+    );
+    assert_status(&kv.get(&format!("{KEYS}/{mine_id}"), &kv.admin).await, 200);
+    assert_eq!(kv.list(&kv.admin, "").await["pagination"]["total"], 2);
+
+    // No credential, or a bad one → 401.
+    for (method, p) in [
+        (Method::GET, KEYS.to_owned()),
+        (Method::POST, KEYS.to_owned()),
+        (Method::GET, path.clone()),
+        (Method::PATCH, path.clone()),
+        (Method::DELETE, path.clone()),
+        (Method::GET, API_KEYS.to_owned()),
+        (Method::GET, LOGS.to_owned()),
+        (Method::GET, STATS.to_owned()),
+        (Method::GET, "/api/admin".to_owned()),
+    ] {
+        let body =
+            matches!(method, Method::POST | Method::PATCH).then(|| json!({"plan": "WEEKLY"}));
+        let a = send(&kv.srv, method.clone(), &p, None, body.clone()).await;
+        assert_kv_error(&a, 401, "UNAUTHORIZED");
+        let a = send(&kv.srv, method, &p, Some("not-a-token"), body).await;
+        assert_kv_error(&a, 401, "UNAUTHORIZED");
+    }
+}
+
+// ---- cross-face and /api/api-keys -------------------------------------------------------
+
+#[tokio::test]
+async fn keys_and_vendor_licenses_are_one_domain() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let pid = str_of(&p["id"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let key = str_of(&k["key"]);
+    let hwid = "cross-face-machine-01";
+    let (_, validator) = kv.api_key("VALIDATE_ONLY").await;
+
+    // Bound through /api/validate, valid through the vendor API for that machine.
+    kv.validate_ok(&key, hwid).await;
+    let a = kv
+        .srv
+        .post(
+            VENDOR_VALIDATE,
+            &validator,
+            json!({"licenseKey": key, "machineId": hwid}),
+        )
+        .await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["valid"], true, "{}", a.body);
+    assert_eq!(a.body["code"], "VALID");
+    assert!(signature_verifies(
+        &str_of(&p["publicKey"]),
+        &a.raw,
+        a.header("x-signature").expect("signed")
+    ));
+    let a = kv
+        .srv
+        .post(
+            VENDOR_VALIDATE,
+            &validator,
+            json!({"licenseKey": key, "machineId": "another-machine-02"}),
+        )
+        .await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["valid"], false);
+
+    // A vendor license shows in /api/keys and validates on the key/HWID face.
+    let (_, creator) = kv.api_key("CREATE_LICENSE").await;
+    let lic = kv
+        .srv
+        .create_license(&creator, &pid, json!({"customerName": "Buyer"}))
+        .await;
+    let vendor_key = str_of(&lic["key"]);
+    let data = kv.list(&kv.admin, &format!("projectId={pid}")).await;
+    let listed = data["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == vendor_key.as_str())
+        .unwrap_or_else(|| panic!("vendor license {vendor_key} in /api/keys: {data}"))
+        .clone();
+    assert_eq!(listed["status"], "ACTIVE");
+    assert_eq!(listed["plan"], Value::Null);
+    let data = kv
+        .list(&kv.admin, &format!("search={}", &vendor_key[..9]))
+        .await;
+    assert_eq!(data["pagination"]["total"], 1);
+    let v = kv.validate_ok(&vendor_key, "vendor-made-machine-1").await;
+    assert_eq!(v["valid"], true);
+    let d = kv.detail(&str_of(&listed["id"])).await;
+    assert_eq!(d["key"]["hwid"], "vendor-made-machine-1");
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_revocable_and_tenant_scoped() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    kv.validate_ok(&key, "api-key-machine-01").await;
+
+    let a = kv
+        .post(
+            API_KEYS,
+            &kv.admin,
+            json!({"name": "shop", "scope": "VALIDATE_ONLY"}),
+        )
+        .await;
+    assert_status(&a, 201);
+    let whole = str_of(&a.body["data"]["key"]);
+    let info = &a.body["data"]["apiKey"];
+    let id = str_of(&info["id"]);
+    let prefix = str_of(&info["prefix"]);
+    assert!(whole.starts_with("kw_"), "kw_ key: {whole}");
+    assert!(
+        whole.starts_with(&prefix) && prefix.len() < whole.len() && prefix.len() >= 6,
+        "readable prefix {prefix} of {whole}"
+    );
+    assert_eq!(info["scope"], "VALIDATE_ONLY");
+    assert_eq!(info["name"], "shop");
+    assert_eq!(info["revokedAt"], Value::Null);
+
+    let list = kv.get(API_KEYS, &kv.admin).await;
+    assert_status(&list, 200);
+    let text = String::from_utf8_lossy(&list.raw).into_owned();
+    assert!(!text.contains(&whole), "the whole key is never listed");
+    let entry = list.body["data"]["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .expect("listed")
+        .clone();
+    assert_eq!(entry["prefix"], prefix.as_str());
+    assert!(entry.get("key").is_none());
+
+    let body = json!({"licenseKey": key, "machineId": "api-key-machine-01"});
+    let a = kv.srv.post(VENDOR_VALIDATE, &whole, body.clone()).await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["valid"], true);
+
+    // Another workspace cannot see or revoke it.
+    let user = kv.user("user@example.com").await;
+    let r = kv.delete(&format!("{API_KEYS}/{id}"), &user).await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    let theirs = kv.get(API_KEYS, &user).await;
+    assert_eq!(theirs.body["data"]["apiKeys"], json!([]));
+    let a = kv.srv.post(VENDOR_VALIDATE, &whole, body.clone()).await;
+    assert_status(&a, 200);
+
+    // Revoked: refused at once.
+    let r = kv.delete(&format!("{API_KEYS}/{id}"), &kv.admin).await;
+    assert_status(&r, 200);
+    assert!(r.body["data"]["apiKey"]["revokedAt"].is_string());
+    let a = kv.srv.post(VENDOR_VALIDATE, &whole, body).await;
+    assert_status(&a, 401);
+    assert_eq!(a.body["success"], false);
+
+    let r = kv
+        .post(
+            API_KEYS,
+            &kv.admin,
+            json!({"name": "x", "scope": "GOD_MODE"}),
+        )
+        .await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "scope");
+    let r = kv
+        .post(API_KEYS, &kv.admin, json!({"scope": "VALIDATE_ONLY"}))
+        .await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "name");
+}
+
+// ---- /api/validate, plain ---------------------------------------------------------------
+
+#[tokio::test]
+async fn validate_binds_the_hwid_starts_the_clock_and_answers_the_contract() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let pid = str_of(&p["id"]);
+    let p = kv
+        .patch_project(&kv.admin, &pid, json!({"serverVar": "srv-var-42"}))
+        .await;
+    assert_eq!(p["serverVar"], "srv-var-42");
+    let k = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "projectId": pid, "note": "VIP client"}),
+        )
+        .await
+        .remove(0);
+    let key = str_of(&k["key"]);
+    let hwid = "sha256-of-machine-one";
+
+    let a = kv
+        .validate(json!({"key": key, "hwid": hwid, "clientNonce": "client-nonce-123"}))
+        .await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["success"], true);
+    let d = &a.body["data"];
+    assert_eq!(d["valid"], true);
+    assert_eq!(d["plan"], "WEEKLY");
+    assert_eq!(d["note"], "VIP client");
+    assert_eq!(d["serverVar"], "srv-var-42");
+    assert_eq!(d["clientNonce"], "client-nonce-123");
+    assert!(d["nonce"].as_str().is_some_and(|n| n.len() >= 16), "{d}");
+    let session = str_of(&d["sessionId"]);
+    assert!(uuid::Uuid::parse_str(&session).is_ok(), "uuid: {session}");
+    let expires = parse_time(&d["expiresAt"]);
+    let week = OffsetDateTime::now_utc() + time::Duration::days(7);
+    assert!(
+        (expires - week).abs() < time::Duration::minutes(1),
+        "expiresAt {expires} ≈ now + 7 days"
+    );
+    // Signed over the exact body with the project's key, and only over it.
+    let public_key = str_of(&p["publicKey"]);
+    let sig = a.header("x-signature").expect("X-Signature").to_owned();
+    assert!(signature_verifies(&public_key, &a.raw, &sig));
+    let mut tampered = a.raw.clone();
+    let at = tampered.iter().position(|b| *b == b'7').unwrap_or(10);
+    tampered[at] ^= 1;
+    assert!(!signature_verifies(&public_key, &tampered, &sig));
+
+    // The clock does not restart; the same machine keeps working.
+    let again = kv.validate_ok(&key, hwid).await;
+    assert_eq!(parse_time(&again["expiresAt"]), expires);
+    assert!(again.get("clientNonce").is_none());
+    let lower = kv.validate_ok(&key.to_lowercase(), hwid).await;
+    assert_eq!(lower["valid"], true, "keys are matched case-insensitively");
+    let d = kv.detail(&str_of(&k["id"])).await;
+    assert_eq!(parse_time(&d["key"]["expiresAt"]), expires);
+
+    // Another machine on a HWID-locked key.
+    let a = kv
+        .validate(json!({"key": key, "hwid": "some-other-machine"}))
+        .await;
+    assert_kv_error(&a, 403, "HWID_MISMATCH");
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM activations WHERE license_id = ?1",
+            [str_of(&k["id"])]
+        ),
+        1
+    );
+
+    // LIFETIME never expires.
+    let life = str_of(&kv.key(&pid, "LIFETIME").await["key"]);
+    let d = kv.validate_ok(&life, hwid).await;
+    assert_eq!(d["plan"], "LIFETIME");
+    assert_eq!(d.get("expiresAt"), Some(&Value::Null));
+    // CUSTOM runs its days.
+    let custom = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "CUSTOM", "customDays": 90, "projectId": pid}),
+        )
+        .await
+        .remove(0);
+    let d = kv.validate_ok(&str_of(&custom["key"]), hwid).await;
+    let expected = OffsetDateTime::now_utc() + time::Duration::days(90);
+    assert!((parse_time(&d["expiresAt"]) - expected).abs() < time::Duration::minutes(1));
+    assert_eq!(d["customDays"], 90);
+
+    let a = kv
+        .validate(json!({"key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "hwid": hwid}))
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_project_secret_limits_validation_to_that_projects_keys() {
+    let kv = Kv::start().await;
+    let a = kv.project(&kv.admin, "Alpha").await;
+    let b = kv.project(&kv.admin, "Beta").await;
+    let ka = str_of(&kv.key(&str_of(&a["id"]), "WEEKLY").await["key"]);
+    let kb = str_of(&kv.key(&str_of(&b["id"]), "WEEKLY").await["key"]);
+    let hwid = "secret-scope-machine";
+
+    let r = kv
+        .validate(json!({"key": ka, "hwid": hwid, "secret": a["secret"]}))
+        .await;
+    assert_status(&r, 200);
+    let r = kv
+        .validate(json!({"key": kb, "hwid": hwid, "secret": a["secret"]}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    let r = kv
+        .validate(json!({"key": ka, "hwid": hwid, "secret": "kv_wrong_secret_value"}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    // The key of B was not touched by the refused lookup.
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM activations a JOIN licenses l ON l.id = a.license_id
+             WHERE l.license_key = ?1",
+            [&kb]
+        ),
+        0
+    );
+    // Without a secret every key is searched.
+    let r = kv.validate(json!({"key": kb, "hwid": hwid})).await;
+    assert_status(&r, 200);
+}
+
+#[tokio::test]
+async fn unusable_keys_are_refused_with_distinct_codes() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let hwid = "status-codes-machine";
+    let mut codes = BTreeSet::new();
+
+    // Expired: the plan ran out.
+    let k = kv.key(&pid, "DAILY").await;
+    kv.validate_ok(&str_of(&k["key"]), hwid).await;
+    kv.db()
+        .execute(
+            "UPDATE licenses SET valid_until = ?2 WHERE id = ?1",
+            rusqlite::params![str_of(&k["id"]), now_ms() - 60_000],
+        )
+        .unwrap();
+    let r = kv.validate(json!({"key": k["key"], "hwid": hwid})).await;
+    assert_kv_error(&r, 403, "KEY_EXPIRED");
+    codes.insert("KEY_EXPIRED");
+    assert_eq!(
+        kv.detail(&str_of(&k["id"])).await["key"]["status"],
+        "EXPIRED"
+    );
+
+    for (status, code) in [
+        ("SUSPENDED", "KEY_SUSPENDED"),
+        ("BANNED", "KEY_BANNED"),
+        ("REVOKED", "KEY_REVOKED"),
+    ] {
+        let k = kv.key(&pid, "WEEKLY").await;
+        kv.validate_ok(&str_of(&k["key"]), hwid).await;
+        let r = kv
+            .patch(
+                &format!("{KEYS}/{}", str_of(&k["id"])),
+                &kv.admin,
+                json!({"status": status}),
+            )
+            .await;
+        assert_status(&r, 200);
+        let r = kv.validate(json!({"key": k["key"], "hwid": hwid})).await;
+        assert_kv_error(&r, 403, code);
+        codes.insert(code);
+    }
+    assert_eq!(codes.len(), 4, "four distinct codes");
+    // A revoked key never bound is refused as revoked too (not bound by the attempt).
+    let k = kv.key(&pid, "WEEKLY").await;
+    let r = kv
+        .delete(&format!("{KEYS}/{}", str_of(&k["id"])), &kv.admin)
+        .await;
+    assert_status(&r, 200);
+    let r = kv.validate(json!({"key": k["key"], "hwid": hwid})).await;
+    assert_kv_error(&r, 403, "KEY_REVOKED");
+    assert_eq!(
+        kv.detail(&str_of(&k["id"])).await["key"]["hwid"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn the_nonce_rotates_and_an_old_one_is_a_replay() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let hwid = "nonce-machine-0001";
+
+    let n1 = str_of(&kv.validate_ok(&key, hwid).await["nonce"]);
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "nonce": n1}))
+        .await;
+    assert_status(&r, 200);
+    let n2 = str_of(&r.body["data"]["nonce"]);
+    assert_ne!(n1, n2, "rotated");
+    for stale in [n1.as_str(), "made-up-nonce"] {
+        let r = kv
+            .validate(json!({"key": key, "hwid": hwid, "nonce": stale}))
+            .await;
+        assert_kv_error(&r, 403, "REPLAY");
+    }
+    // Refusals do not rotate it: the last one handed out still works.
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "nonce": n2}))
+        .await;
+    assert_status(&r, 200);
+    let n3 = str_of(&r.body["data"]["nonce"]);
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "nonce": n2}))
+        .await;
+    assert_kv_error(&r, 403, "REPLAY");
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "nonce": n3}))
+        .await;
+    assert_status(&r, 200);
+}
+
+#[tokio::test]
+async fn sessions_are_limited_refreshed_taken_over_and_expire() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+
+    // A key allowing 2 machines and 2 sessions: a third machine is refused by the machine
+    // limit, which is checked first.
+    kv.patch_project(&kv.admin, &pid, json!({"defaultMaxActivations": 2}))
+        .await;
+    let two = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "maxSessions": 2, "projectId": pid}),
+        )
+        .await
+        .remove(0);
+    assert_eq!(two["maxActivations"], 2);
+    kv.validate_ok(&str_of(&two["key"]), "machine-AAAA-0001")
+        .await;
+    kv.validate_ok(&str_of(&two["key"]), "machine-BBBB-0002")
+        .await;
+    let r = kv
+        .validate(json!({"key": two["key"], "hwid": "machine-CCCC-0003"}))
+        .await;
+    assert_kv_error(&r, 403, "HWID_MISMATCH");
+
+    // A key allowing 3 machines but 2 sessions.
+    kv.patch_project(&kv.admin, &pid, json!({"defaultMaxActivations": 3}))
+        .await;
+    let k = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "maxSessions": 2, "projectId": pid}),
+        )
+        .await
+        .remove(0);
+    let (id, key) = (str_of(&k["id"]), str_of(&k["key"]));
+    let (a, b, c) = (
+        "machine-AAAA-0001",
+        "machine-BBBB-0002",
+        "machine-CCCC-0003",
+    );
+    let sa = str_of(&kv.validate_ok(&key, a).await["sessionId"]);
+    let sb = str_of(&kv.validate_ok(&key, b).await["sessionId"]);
+    assert_ne!(sa, sb);
+    let r = kv.validate(json!({"key": key, "hwid": c})).await;
+    assert_kv_error(&r, 403, "MAX_SESSIONS");
+    let sessions = |kv: &Kv| kv.count("SELECT COUNT(*) FROM sessions WHERE license_id = ?1", [&id]);
+    assert_eq!(sessions(&kv), 2);
+    // A refused validation binds nothing.
+    let d = kv.detail(&id).await;
+    let bound: BTreeSet<String> = d["activations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| str_of(&x["hwid"]))
+        .collect();
+    assert_eq!(
+        bound,
+        BTreeSet::from([a.to_owned(), b.to_owned()]),
+        "the machine refused for MAX_SESSIONS is not bound"
+    );
+
+    // Presenting a live sessionId refreshes it.
+    let r = kv
+        .validate(json!({"key": key, "hwid": a, "sessionId": sa}))
+        .await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["sessionId"], sa.as_str());
+    // A session belongs to its machine: another machine presenting it gets no place.
+    let r = kv
+        .validate(json!({"key": key, "hwid": c, "sessionId": sa}))
+        .await;
+    assert_kv_error(&r, 403, "MAX_SESSIONS");
+    // The same machine without its sessionId, at the limit, takes over its own session.
+    let r = kv.validate(json!({"key": key, "hwid": a})).await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["sessionId"], sa.as_str());
+    let r = kv.validate(json!({"key": key, "hwid": b})).await;
+    assert_eq!(r.body["data"]["sessionId"], sb.as_str());
+    assert_eq!(sessions(&kv), 2);
+
+    // Sessions not refreshed within the TTL free their places.
+    let p = kv
+        .patch_project(&kv.admin, &pid, json!({"sessionTtlSeconds": 30}))
+        .await;
+    assert_eq!(p["sessionTtlSeconds"], 30);
+    kv.db()
+        .execute(
+            "UPDATE sessions SET last_seen_at = last_seen_at - 60000 WHERE license_id = ?1",
+            [&id],
+        )
+        .unwrap();
+    let r = kv.validate(json!({"key": key, "hwid": c})).await;
+    assert_status(&r, 200);
+    let sc = str_of(&r.body["data"]["sessionId"]);
+    assert!(sc != sa && sc != sb);
+    // A's session died: presenting it opens a new one.
+    let r = kv
+        .validate(json!({"key": key, "hwid": a, "sessionId": sa}))
+        .await;
+    assert_status(&r, 200);
+    assert_ne!(r.body["data"]["sessionId"], sa.as_str());
+    assert_eq!(sessions(&kv), 2);
+    let r = kv.validate(json!({"key": key, "hwid": b})).await;
+    assert_kv_error(&r, 403, "MAX_SESSIONS");
+}
+
+#[tokio::test]
+async fn concurrent_validations_never_double_book_machines_or_sessions() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    kv.patch_project(&kv.admin, &pid, json!({"defaultMaxActivations": 3}))
+        .await;
+    let k = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "maxSessions": 2, "projectId": pid}),
+        )
+        .await
+        .remove(0);
+    let id = str_of(&k["id"]);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let client = kv.srv.client.clone();
+        let url = format!("{}{VALIDATE}", kv.srv.url);
+        let body = json!({"key": k["key"], "hwid": format!("racing-machine-{i:04}")});
+        set.spawn(async move {
+            TestServer::decode(client.post(url).json(&body).send().await.expect("sent")).await
+        });
+    }
+    let mut ok = 0;
+    while let Some(a) = set.join_next().await {
+        let a = a.expect("task");
+        match a.status.as_u16() {
+            200 => ok += 1,
+            _ => {
+                assert_status(&a, 403);
+                let code = a.body["code"].as_str().unwrap_or_default();
+                assert!(
+                    code == "MAX_SESSIONS" || code == "HWID_MISMATCH",
+                    "{}",
+                    a.body
+                );
+            }
+        }
+    }
+    assert_eq!(ok, 2, "exactly maxSessions validations win");
+    assert_eq!(
+        kv.count("SELECT COUNT(*) FROM sessions WHERE license_id = ?1", [&id]),
+        2
+    );
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM activations WHERE license_id = ?1",
+            [&id]
+        ),
+        2,
+        "only the machines that got a session are bound"
+    );
+}
+
+#[tokio::test]
+async fn a_project_requiring_encryption_refuses_plain_requests() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Secure").await;
+    let pid = str_of(&p["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let p2 = kv
+        .patch_project(&kv.admin, &pid, json!({"requireEncryption": true}))
+        .await;
+    assert_eq!(p2["requireEncryption"], true);
+    let r = kv
+        .validate(json!({"key": key, "hwid": "plain-machine-0001"}))
+        .await;
+    assert_kv_error(&r, 403, "FORBIDDEN");
+    assert_eq!(
+        kv.count("SELECT COUNT(*) FROM activations", []),
+        0,
+        "the plain request bound nothing"
+    );
+    let r = kv
+        .telegram(json!({"action": "validate", "key": key, "hwid": "plain-machine-0001"}))
+        .await;
+    assert_kv_error(&r, 403, "FORBIDDEN");
+
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(&key, "sealed-machine-0001", json!({})),
+        )
+        .await;
+    assert_status(&a, 200);
+    let inner = inner.expect("an encrypted answer");
+    assert_eq!(inner["success"], true);
+    assert_eq!(inner["data"]["valid"], true);
+}
+
+// ---- /api/validate, envelope ------------------------------------------------------------
+
+#[tokio::test]
+async fn the_encrypted_envelope_round_trips_and_refuses_replays() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let pid = str_of(&p["id"]);
+    let p = kv
+        .patch_project(&kv.admin, &pid, json!({"serverVar": "sealed-var"}))
+        .await;
+    assert_eq!(p["serverVar"], "sealed-var");
+    let p = kv.get(&format!("{PROJECTS}/{pid}"), &kv.admin).await.body["data"]["project"].clone();
+    let enc = str_of(&p["encryptionKey"]);
+    assert_eq!(B64.decode(&enc).unwrap().len(), 32, "AES-256 key");
+    let public_key = str_of(&p["publicKey"]);
+    let k = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "projectId": pid, "note": "sealed note"}),
+        )
+        .await
+        .remove(0);
+    let key = str_of(&k["key"]);
+    let hwid = "envelope-machine-01";
+
+    let plain = envelope_plaintext(&key, hwid, json!({"clientNonce": "cn-1"}));
+    let (a, inner) = kv.envelope(&p, &plain).await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["success"], true);
+    assert!(a.body.get("data").is_none(), "nothing in clear: {}", a.body);
+    assert!(signature_verifies(
+        &public_key,
+        &a.raw,
+        a.header("x-signature").expect("the reply is signed")
+    ));
+    let inner = inner.expect("encrypted answer");
+    assert_eq!(inner["success"], true);
+    let d = &inner["data"];
+    assert_eq!(d["valid"], true);
+    assert_eq!(d["plan"], "WEEKLY");
+    assert_eq!(d["note"], "sealed note");
+    assert_eq!(d["serverVar"], "sealed-var");
+    assert_eq!(d["clientNonce"], "cn-1");
+    assert!(d["expiresAt"].is_string());
+    let nonce = str_of(&d["nonce"]);
+    let session = str_of(&d["sessionId"]);
+
+    // The next call presents the rotated nonce and the session.
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(
+                &key,
+                hwid,
+                json!({"nonce": nonce, "sessionId": session, "clientNonce": "cn-2"}),
+            ),
+        )
+        .await;
+    assert_status(&a, 200);
+    let inner = inner.unwrap();
+    assert_eq!(inner["data"]["sessionId"], session.as_str());
+    assert_eq!(inner["data"]["clientNonce"], "cn-2");
+    assert_ne!(inner["data"]["nonce"], nonce.as_str());
+    // The old nonce is a replay, answered encrypted with its status.
+    let (a, inner) = kv
+        .envelope(&p, &envelope_plaintext(&key, hwid, json!({"nonce": nonce})))
+        .await;
+    assert_status(&a, 403);
+    assert_eq!(a.body["success"], false);
+    assert_error_body(&inner.unwrap(), "REPLAY");
+
+    // A stale timestamp.
+    let mut stale = envelope_plaintext(&key, hwid, json!({}));
+    stale["timestamp"] = json!(OffsetDateTime::now_utc().unix_timestamp() - 120);
+    let (a, inner) = kv.envelope(&p, &stale).await;
+    assert_status(&a, 403);
+    assert_eq!(a.body["success"], false);
+    assert!(
+        a.body.get("error").is_none(),
+        "the refusal is encrypted: {}",
+        a.body
+    );
+    let inner = inner.expect("encrypted refusal");
+    assert_error_body(&inner, "FORBIDDEN");
+    assert!(
+        inner["error"].as_str().unwrap().contains("stale"),
+        "mentions stale: {inner}"
+    );
+    assert!(signature_verifies(
+        &public_key,
+        &a.raw,
+        a.header("x-signature").expect("refusals are signed too")
+    ));
+    // A timestamp from the future is just as stale.
+    stale["timestamp"] = json!(OffsetDateTime::now_utc().unix_timestamp() + 120);
+    stale["requestId"] = json!(request_id());
+    let (a, _) = kv.envelope(&p, &stale).await;
+    assert_status(&a, 403);
+
+    // A repeated request id.
+    let once = envelope_plaintext(&key, hwid, json!({}));
+    let (a, _) = kv.envelope(&p, &once).await;
+    assert_status(&a, 200);
+    let (a, inner) = kv.envelope(&p, &once).await;
+    assert_status(&a, 403);
+    assert_error_body(&inner.unwrap(), "REPLAY");
+
+    // Errors keep their HTTP status inside the envelope.
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext("ZZZZ-ZZZZ-ZZZZ-ZZZZ", hwid, json!({})),
+        )
+        .await;
+    assert_status(&a, 404);
+    assert_error_body(&inner.unwrap(), "NOT_FOUND");
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(&key, "another-machine-99", json!({})),
+        )
+        .await;
+    assert_status(&a, 403);
+    assert_error_body(&inner.unwrap(), "HWID_MISMATCH");
+    let mut short_id = envelope_plaintext(&key, hwid, json!({}));
+    short_id["requestId"] = json!("short");
+    let (a, inner) = kv.envelope(&p, &short_id).await;
+    assert_status(&a, 400);
+    assert_error_body(&inner.unwrap(), "VALIDATION_ERROR");
+    // A key of another project is not found through this project's envelope.
+    let other = kv.project(&kv.admin, "Other").await;
+    let other_key = str_of(&kv.key(&str_of(&other["id"]), "WEEKLY").await["key"]);
+    let (a, _) = kv
+        .envelope(&p, &envelope_plaintext(&other_key, hwid, json!({})))
+        .await;
+    assert_status(&a, 404);
+
+    // Envelopes the server cannot open are refused in clear.
+    let wrong_key = B64.encode([7u8; 32]);
+    let payload = seal(
+        &wrong_key,
+        envelope_plaintext(&key, hwid, json!({}))
+            .to_string()
+            .as_bytes(),
+    );
+    let a = kv
+        .validate(json!({"projectId": pid, "payload": payload}))
+        .await;
+    assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    assert!(a.body.get("payload").is_none());
+    let a = kv
+        .validate(json!({"projectId": pid, "payload": "%%% not base64 %%%"}))
+        .await;
+    assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    let a = kv
+        .validate(json!({"projectId": pid, "payload": B64.encode([1u8; 10])}))
+        .await;
+    assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    let payload = seal(
+        &enc,
+        envelope_plaintext(&key, hwid, json!({}))
+            .to_string()
+            .as_bytes(),
+    );
+    let a = kv
+        .validate(json!({"projectId": "prd_doesnotexist0000000", "payload": payload}))
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+}
+
+// ---- /api/telegram ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn telegram_validates_informs_and_resets_the_hwid_within_the_cooldown() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Bot").await;
+    let pid = str_of(&p["id"]);
+    let secret = str_of(&p["secret"]);
+    let k = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "MONTHLY", "projectId": pid, "note": "tg"}),
+        )
+        .await
+        .remove(0);
+    let (id, key) = (str_of(&k["id"]), str_of(&k["key"]));
+    let pc = "telegram-pc-hwid-01";
+    let who = json!({"telegram_id": "123456789", "telegram_username": "johndoe"});
+    let with = |mut body: Value| {
+        for (k, v) in who.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+
+    let r = kv
+        .telegram(with(json!({"action": "validate", "key": key})))
+        .await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "hwid");
+    let r = kv
+        .telegram(with(
+            json!({"action": "validate", "key": key, "hwid": pc, "secret": secret}),
+        ))
+        .await;
+    assert_status(&r, 200);
+    let d = &r.body["data"];
+    assert_eq!(d["valid"], true);
+    assert_eq!(d["plan"], "MONTHLY");
+    assert_eq!(d["note"], "tg");
+    assert!(d["expires_at"].is_string(), "clock started: {d}");
+    assert!(d.get("customDays").is_some(), "{d}");
+    assert!(d["nonce"].is_string());
+    assert_eq!(kv.detail(&id).await["key"]["hwid"], pc);
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate'
+             AND actor = 'telegram:123456789:johndoe' AND license_id = ?1",
+            [&id]
+        ),
+        1,
+        "the Telegram user is the audit actor"
+    );
+
+    // info is read-only.
+    let nonce_before: Option<String> = kv
+        .db()
+        .query_row(
+            "SELECT current_nonce FROM licenses WHERE id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let r = kv
+        .telegram(json!({"action": "info", "key": key, "hwid": pc}))
+        .await;
+    assert_status(&r, 200);
+    let d = &r.body["data"];
+    assert_eq!(d["valid"], true);
+    assert_eq!(d["status"], "ACTIVE");
+    assert_eq!(d["hwidBound"], true);
+    assert_eq!(d["hwidMatch"], true);
+    assert!(d.get("nonce").is_none(), "info hands out no nonce: {d}");
+    let r = kv
+        .telegram(json!({"action": "info", "key": key, "hwid": "not-this-pc-0001"}))
+        .await;
+    assert_eq!(r.body["data"]["hwidMatch"], false);
+    let r = kv.telegram(json!({"action": "info", "key": key})).await;
+    assert!(r.body["data"].get("hwidMatch").is_none());
+    let nonce_after: Option<String> = kv
+        .db()
+        .query_row(
+            "SELECT current_nonce FROM licenses WHERE id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nonce_before, nonce_after, "info rotates nothing");
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM activations WHERE license_id = ?1",
+            [&id]
+        ),
+        1
+    );
+    let r = kv
+        .telegram(json!({"action": "info", "key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ"}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+
+    // reset_hwid: needs the secret; once per cooldown.
+    let r = kv
+        .telegram(with(json!({"action": "reset_hwid", "key": key})))
+        .await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "secret");
+    let r = kv
+        .telegram(json!({"action": "reset_hwid", "key": key, "secret": "kv_wrong"}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    assert_eq!(kv.detail(&id).await["key"]["hwid"], pc, "nothing reset yet");
+    let r = kv
+        .telegram(with(
+            json!({"action": "reset_hwid", "key": key, "secret": secret}),
+        ))
+        .await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["data"]["hwidBound"], false);
+    assert_eq!(kv.detail(&id).await["key"]["hwid"], Value::Null);
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.reset_hwid'
+             AND actor = 'telegram:123456789:johndoe' AND license_id = ?1",
+            [&id]
+        ),
+        1
+    );
+    // A new PC can bind now.
+    let r = kv
+        .telegram(json!({"action": "validate", "key": key, "hwid": "telegram-pc-hwid-02"}))
+        .await;
+    assert_status(&r, 200);
+    let r = kv
+        .telegram(json!({"action": "reset_hwid", "key": key, "secret": secret}))
+        .await;
+    assert_kv_error(&r, 429, "RATE_LIMITED");
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (86_000..=86_400).contains(&retry),
+        "the default cooldown is a day: {retry}"
+    );
+    assert_eq!(
+        kv.detail(&id).await["key"]["hwid"],
+        "telegram-pc-hwid-02",
+        "the refused reset changed nothing"
+    );
+
+    // Without a cooldown a second reset works.
+    let p = kv
+        .patch_project(&kv.admin, &pid, json!({"hwidResetCooldownSeconds": 0}))
+        .await;
+    assert_eq!(p["hwidResetCooldownSeconds"], 0);
+    let r = kv
+        .telegram(json!({"action": "reset_hwid", "key": key, "secret": secret}))
+        .await;
+    assert_status(&r, 200);
+    let r = kv
+        .telegram(json!({"action": "reset_hwid", "key": key, "secret": secret}))
+        .await;
+    assert_status(&r, 200);
+
+    // The anonymous actor is still recorded.
+    assert!(
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE actor = 'telegram:-:-' AND license_id = ?1",
+            [&id]
+        ) >= 1
+    );
+
+    let r = kv
+        .telegram(json!({"action": "explode", "key": key, "hwid": pc}))
+        .await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "action");
+    let r = kv.telegram(json!({"key": key, "hwid": pc})).await;
+    assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "action");
+}
+
+// ---- /api/logs, /api/stats, /api/admin, /api/heartbeat ---------------------------------
+
+#[tokio::test]
+async fn logs_filter_by_project_key_action_and_time_and_paginate() {
+    let kv = Kv::start().await;
+    let start = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let p1 = str_of(&kv.project(&kv.admin, "One").await["id"]);
+    let p2 = str_of(&kv.project(&kv.admin, "Two").await["id"]);
+    let k1 = kv.key(&p1, "WEEKLY").await;
+    let _k1b = kv.key(&p1, "WEEKLY").await;
+    let k2 = kv.key(&p2, "WEEKLY").await;
+    let (k1_id, k1_key) = (str_of(&k1["id"]), str_of(&k1["key"]));
+    kv.validate_ok(&k1_key, "logs-machine-0001").await;
+    kv.validate_ok(&k1_key, "logs-machine-0001").await;
+    kv.validate_ok(&str_of(&k2["key"]), "logs-machine-0001")
+        .await;
+    let r = kv
+        .validate(json!({"key": k1_key, "hwid": "logs-machine-0002"}))
+        .await;
+    assert_kv_error(&r, 403, "HWID_MISMATCH");
+    eventually("the refusal's audit event", || {
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate.refused'",
+            [],
+        ) == 1
+    })
+    .await;
+
+    let logs = |query: String| {
+        let kv = &kv;
+        async move {
+            let a = kv.get(&format!("{LOGS}?{query}"), &kv.admin).await;
+            assert_status(&a, 200);
+            a.body["data"].clone()
+        }
+    };
+    let data = logs(format!("projectId={p1}&limit=500")).await;
+    let entries = data["logs"].as_array().unwrap();
+    assert!(entries.iter().all(|l| l["projectId"] == p1.as_str()));
+    let count_of = |entries: &Vec<Value>, action: &str| {
+        entries.iter().filter(|l| l["action"] == action).count()
+    };
+    assert_eq!(count_of(entries, "license.create"), 2);
+    assert_eq!(count_of(entries, "key.validate"), 2);
+    assert_eq!(count_of(entries, "project.create"), 1);
+    assert_eq!(data["pagination"]["total"], entries.len());
+
+    let data = logs(format!("keyId={k1_id}")).await;
+    let entries = data["logs"].as_array().unwrap();
+    assert!(entries.iter().all(|l| l["keyId"] == k1_id.as_str()));
+    assert_eq!(count_of(entries, "license.create"), 1);
+    assert_eq!(count_of(entries, "key.validate"), 2);
+    assert_eq!(count_of(entries, "key.validate.refused"), 1);
+    let refused = entries
+        .iter()
+        .find(|l| l["action"] == "key.validate.refused")
+        .unwrap();
+    assert_eq!(refused["hwid"], "logs-machine-0002");
+    assert_eq!(refused["ip"], "127.0.0.1");
+    assert_eq!(refused["detail"]["code"], "HWID_MISMATCH");
+    assert_eq!(refused["actor"], "client");
+    let created = entries
+        .iter()
+        .find(|l| l["action"] == "license.create")
+        .unwrap();
+    assert!(created["actor"].as_str().unwrap().starts_with("operator:"));
+
+    // Action: exact, or a prefix ending in '.'.
+    let data = logs("action=key.validate".into()).await;
+    let entries = data["logs"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|l| l["action"] == "key.validate"));
+    let data = logs("action=key.".into()).await;
+    let entries = data["logs"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert!(
+        entries
+            .iter()
+            .all(|l| l["action"].as_str().unwrap().starts_with("key."))
+    );
+    let data = logs("action=license.create".into()).await;
+    assert_eq!(data["pagination"]["total"], 3);
+    let data = logs("action=key".into()).await;
+    assert_eq!(
+        data["pagination"]["total"], 0,
+        "no prefix match without the dot"
+    );
+
+    // Time.
+    let later = rfc3339(OffsetDateTime::now_utc() + time::Duration::hours(1));
+    assert_eq!(
+        logs(format!("from={later}")).await["pagination"]["total"],
+        0
+    );
+    let data = logs(format!("to={}&limit=500", rfc3339(start))).await;
+    assert!(
+        data["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["action"] != "license.create"),
+        "nothing after `to`"
+    );
+    let data = logs(format!("from={}&action=license.create", rfc3339(start))).await;
+    assert_eq!(data["pagination"]["total"], 3);
+    let all_total = logs(String::new()).await["pagination"]["total"]
+        .as_u64()
+        .unwrap();
+
+    // Pagination: newest first, disjoint pages.
+    let first = logs("limit=3&page=1".into()).await;
+    let second = logs("limit=3&page=2".into()).await;
+    assert_eq!(first["logs"].as_array().unwrap().len(), 3);
+    assert_eq!(first["pagination"]["total"], all_total);
+    assert_eq!(
+        first["pagination"]["totalPages"],
+        all_total.div_ceil(3),
+        "{}",
+        first["pagination"]
+    );
+    let t0 = parse_time(&first["logs"][0]["at"]);
+    let t_last = parse_time(&second["logs"][0]["at"]);
+    assert!(t0 >= t_last, "newest first");
+    assert_ne!(first["logs"], second["logs"]);
+
+    for q in ["from=yesterday", "limit=0", "page=0"] {
+        let a = kv.get(&format!("{LOGS}?{q}"), &kv.admin).await;
+        assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    }
+    let a = kv
+        .get(&format!("{LOGS}?action={}", "a".repeat(65)), &kv.admin)
+        .await;
+    assert_kv_error(&a, 400, "VALIDATION_ERROR");
+
+    // Another workspace sees none of it.
+    let user = kv.user("user@example.com").await;
+    for q in [
+        String::new(),
+        format!("projectId={p1}"),
+        format!("keyId={k1_id}"),
+        "action=key.".into(),
+    ] {
+        let a = kv.get(&format!("{LOGS}?{q}"), &user).await;
+        assert_status(&a, 200);
+        assert!(
+            a.body["data"]["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["projectId"] != p1.as_str()
+                    && l["projectId"] != p2.as_str()
+                    && l["keyId"].is_null()),
+            "{q}: {}",
+            a.body
+        );
+    }
+    let a = kv.get(&format!("{LOGS}?projectId={p1}"), &user).await;
+    assert_eq!(a.body["data"]["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn stats_count_keys_validations_and_failures() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let weekly = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "count": 3, "projectId": pid}),
+        )
+        .await;
+    let lifetime = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "LIFETIME", "count": 2, "projectId": pid}),
+        )
+        .await;
+    let custom = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "CUSTOM", "customDays": 90, "projectId": pid}),
+        )
+        .await;
+    let r = kv
+        .patch(
+            &format!("{KEYS}/{}", str_of(&weekly[0]["id"])),
+            &kv.admin,
+            json!({"status": "BANNED"}),
+        )
+        .await;
+    assert_status(&r, 200);
+    let r = kv
+        .delete(&format!("{KEYS}/{}", str_of(&lifetime[0]["id"])), &kv.admin)
+        .await;
+    assert_status(&r, 200);
+
+    let h = "stats-machine-0001";
+    kv.validate_ok(&str_of(&weekly[1]["key"]), h).await;
+    kv.validate_ok(&str_of(&weekly[1]["key"]), h).await;
+    kv.validate_ok(&str_of(&custom[0]["key"]), h).await;
+    let r = kv
+        .validate(json!({"key": weekly[1]["key"], "hwid": "stats-machine-0002"}))
+        .await;
+    assert_kv_error(&r, 403, "HWID_MISMATCH");
+    let r = kv
+        .validate(json!({"key": weekly[0]["key"], "hwid": h}))
+        .await;
+    assert_kv_error(&r, 403, "KEY_BANNED");
+    eventually("the refusals' audit events", || {
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate.refused'",
+            [],
+        ) == 2
+    })
+    .await;
+
+    for query in [String::new(), format!("?projectId={pid}")] {
+        let a = kv.get(&format!("{STATS}{query}"), &kv.admin).await;
+        assert_status(&a, 200);
+        let s = &a.body["data"];
+        assert_eq!(s["totalKeys"], 6, "{s}");
+        assert_eq!(named_count(&s["keysByStatus"], "ACTIVE"), 4, "{s}");
+        assert_eq!(named_count(&s["keysByStatus"], "BANNED"), 1);
+        assert_eq!(named_count(&s["keysByStatus"], "REVOKED"), 1);
+        assert_eq!(named_count(&s["keysByPlan"], "WEEKLY"), 3);
+        assert_eq!(named_count(&s["keysByPlan"], "LIFETIME"), 2);
+        assert_eq!(named_count(&s["keysByPlan"], "CUSTOM"), 1);
+        assert_eq!(named_count(&s["keysByPlan"], "MONTHLY"), 0);
+        let daily = s["daily"].as_array().expect("daily");
+        assert_eq!(daily.len(), 30);
+        let today = daily.last().unwrap();
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(parse_time(&today["day"]).date(), now.date(), "ends today");
+        assert_eq!(
+            parse_time(&daily[0]["day"]).date(),
+            now.date() - time::Duration::days(29)
+        );
+        assert_eq!(today["validations"], 3, "{today}");
+        assert_eq!(today["activations"], 2, "{today}");
+        assert!(daily[..29].iter().all(|d| d["validations"] == 0));
+        assert_eq!(
+            named_count(&s["failuresByReason"], "HWID_MISMATCH"),
+            1,
+            "{s}"
+        );
+        assert_eq!(named_count(&s["failuresByReason"], "KEY_BANNED"), 1);
+        assert_eq!(s["projects"], 1);
+    }
+
+    let user = kv.user("user@example.com").await;
+    let a = kv.get(STATS, &user).await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["data"]["totalKeys"], 0);
+    assert_eq!(a.body["data"]["failuresByReason"], json!([]));
+}
+
+#[tokio::test]
+async fn admin_overview_is_for_admins_and_heartbeat_is_public() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let key = kv.key(&pid, "WEEKLY").await;
+    let user = kv.user("user@example.com").await;
+    let theirs = kv.keys(&user, json!({"plan": "DAILY"})).await;
+
+    let a = kv.get("/api/admin", &kv.admin).await;
+    assert_status(&a, 200);
+    let d = &a.body["data"];
+    let emails: BTreeSet<String> = d["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| str_of(&u["email"]))
+        .collect();
+    assert_eq!(
+        emails,
+        BTreeSet::from([ADMIN_EMAIL.to_owned(), "user@example.com".to_owned()])
+    );
+    assert!(ids(&d["projects"]).contains(&pid));
+    assert!(ids(&d["projects"]).contains(&str_of(&theirs[0]["projectId"])));
+    assert_eq!(
+        ids(&d["keys"]),
+        BTreeSet::from([str_of(&key["id"]), str_of(&theirs[0]["id"])])
+    );
+    assert_eq!(d["pagination"]["total"], 2);
+    let a = kv.get("/api/admin?limit=1&page=2", &kv.admin).await;
+    assert_eq!(a.body["data"]["keys"].as_array().unwrap().len(), 1);
+    assert!(
+        !String::from_utf8_lossy(&a.raw).contains("passwordHash"),
+        "no password hashes"
+    );
+
+    let a = kv.get("/api/admin", &user).await;
+    assert_kv_error(&a, 403, "FORBIDDEN");
+
+    let a = send(&kv.srv, Method::GET, "/api/heartbeat", None, None).await;
+    assert_status(&a, 200);
+    assert_eq!(a.body["success"], true);
+    assert_eq!(a.body["status"], "ok");
+    assert_eq!(a.body["database"], "ok");
+}
+
+// ---- rate limits and bad input ----------------------------------------------------------
+
+#[tokio::test]
+async fn validations_are_rate_limited_per_key() {
+    let kv = Kv::start_with(|c| c.rate_limits.per_license_key = 3).await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let other = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    for _ in 0..3 {
+        kv.validate_ok(&key, "limited-machine-01").await;
+    }
+    let r = kv
+        .validate(json!({"key": key, "hwid": "limited-machine-01"}))
+        .await;
+    assert_kv_error(&r, 429, "RATE_LIMITED");
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+    // Written any other way, it is the same key.
+    let r = kv
+        .validate(json!({"key": format!(" {} ", key.to_lowercase()), "hwid": "limited-machine-01"}))
+        .await;
+    assert_kv_error(&r, 429, "RATE_LIMITED");
+    let r = kv.telegram(json!({"action": "info", "key": key})).await;
+    assert_kv_error(&r, 429, "RATE_LIMITED");
+    // Other keys are not affected.
+    kv.validate_ok(&other, "limited-machine-02").await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_error_envelope_never_a_500() {
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+
+    let json_cases = [
+        (json!({"hwid": "machine-0001"}), "key"),
+        (json!({"key": key}), "hwid"),
+        (json!({"key": 1234, "hwid": "machine-0001"}), "key"),
+        (json!({"key": key, "hwid": ["x"]}), "hwid"),
+        (json!({"payload": "abcd"}), "projectId"),
+        (
+            json!({"key": "K".repeat(101), "hwid": "machine-0001"}),
+            "key",
+        ),
+        (json!({"key": key, "hwid": "h".repeat(256)}), "hwid"),
+        (
+            json!({"key": key, "hwid": "machine-0001", "nonce": 5}),
+            "nonce",
+        ),
+        (json!({}), "key"),
+        (json!({"key": key, "hwid": ""}), "hwid"),
+    ];
+    for (body, field) in json_cases {
+        let a = kv.validate(body.clone()).await;
+        assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", field);
+    }
+    let raw = |path: &'static str, ct: &'static str, body: Vec<u8>| {
+        let kv = &kv;
+        async move { kv.srv.call_raw(Method::POST, path, None, ct, body).await }
+    };
+    for body in [&b"{\"key\": "[..], b"not json", b"[1,2,3]", b"null", b""] {
+        let a = raw(VALIDATE, "application/json", body.to_vec()).await;
+        assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    }
+    let a = raw(
+        VALIDATE,
+        "text/plain",
+        json!({"key": key, "hwid": "machine-0001"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_kv_error(&a, 415, "UNSUPPORTED_MEDIA_TYPE");
+    let huge = json!({"key": key, "hwid": "h".repeat(300 * 1024)}).to_string();
+    let a = raw(VALIDATE, "application/json", huge.into_bytes()).await;
+    assert_kv_error(&a, 413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        kv.count("SELECT COUNT(*) FROM activations", []),
+        0,
+        "nothing bound"
+    );
+
+    // /api/keys
+    for (body, field) in [
+        (json!({"plan": "FOREVER"}), "plan"),
+        (json!({"plan": "WEEKLY", "count": "5"}), "count"),
+        (json!({"plan": "WEEKLY", "count": -1}), "count"),
+        (json!({"plan": "WEEKLY", "count": 2.5}), "count"),
+        (
+            json!({"plan": "WEEKLY", "maxSessions": "two"}),
+            "maxSessions",
+        ),
+        (json!({"plan": "WEEKLY", "note": 12}), "note"),
+        (json!({"plan": 7}), "plan"),
+    ] {
+        let a = kv.post(KEYS, &kv.admin, body).await;
+        assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", field);
+    }
+    let a = send(&kv.srv, Method::POST, KEYS, Some(&kv.admin), None).await;
+    assert!(
+        matches!(a.status.as_u16(), 400 | 415),
+        "no body: {}",
+        a.body
+    );
+    assert_eq!(a.body["success"], false);
+    assert_eq!(
+        kv.count("SELECT COUNT(*) FROM licenses", []),
+        1,
+        "no key was made by bad input"
+    );
+
+    // /api/telegram
+    for (body, field) in [
+        (json!({"key": key, "hwid": "machine-0001"}), "action"),
+        (json!({"action": "validate", "hwid": "machine-0001"}), "key"),
+        (json!({"action": 3, "key": key}), "action"),
+    ] {
+        let a = kv.telegram(body).await;
+        assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", field);
+    }
+    let a = raw(TELEGRAM, "application/json", b"{oops".to_vec()).await;
+    assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    let a = raw(TELEGRAM, "text/plain", b"action=validate".to_vec()).await;
+    assert_kv_error(&a, 415, "UNSUPPORTED_MEDIA_TYPE");
+}
+
+// ---- the contract's Python example ------------------------------------------------------
+
+#[tokio::test]
+async fn the_contracts_python_example_works_unchanged() {
+    // `cargo test` sets up what it needs on a fresh machine: the example's one dependency.
+    let import = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import requests"])
+            .output()
+    };
+    match import() {
+        Ok(out) if out.status.success() => {}
+        Ok(_) => {
+            let install = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--user", "requests"])
+                .output()
+                .expect("python3 -m pip runs");
+            let again = import().expect("python3 runs");
+            assert!(
+                again.status.success(),
+                "the contract's Python example needs `requests`, and `pip install requests` \
+                 failed: {}",
+                String::from_utf8_lossy(&install.stderr)
+            );
+        }
+        Err(e) => panic!("python3 is required to run the contract's Python example: {e}"),
+    }
+
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let k = kv.key(&str_of(&p["id"]), "WEEKLY").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract_example.py");
+    let run = |key: String| {
+        let url = format!("{}/api/validate", kv.srv.url);
+        let secret = str_of(&p["secret"]);
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .arg(script)
+                .args([url, secret, key])
+                .env("PYTHONIOENCODING", "utf-8")
+                .env("NO_PROXY", "127.0.0.1,localhost")
+                .env("no_proxy", "127.0.0.1,localhost")
+                .output()
+                .expect("python3 runs")
+        })
+    };
+    let out = run(str_of(&k["key"])).await.expect("joined");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit status {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("License valid! Plan: WEEKLY"),
+        "stdout: {stdout}"
+    );
+    assert!(stdout.contains("Server Nonce: "), "stdout: {stdout}");
+    // The example's fallback HWID is now bound to the key.
+    let d = kv.detail(&str_of(&k["id"])).await;
+    assert_eq!(d["key"]["activations"], 1);
+
+    // A key the server does not know: the example reports the failure.
+    let out = run("ZZZZ-ZZZZ-ZZZZ-ZZZZ".into()).await.expect("joined");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(stdout.contains("Validation failed"), "stdout: {stdout}");
+}
