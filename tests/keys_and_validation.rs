@@ -2291,3 +2291,55 @@ async fn the_contracts_python_example_works_unchanged() {
     assert!(!out.status.success());
     assert!(stdout.contains("Validation failed"), "stdout: {stdout}");
 }
+
+#[tokio::test]
+async fn lists_and_stats_report_expiry_as_of_now_before_the_sweep() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Clock").await;
+    let pid = str_of(&p["id"]);
+    let overdue = kv.key(&pid, "WEEKLY").await;
+    let fine = kv.key(&pid, "WEEKLY").await;
+    // Past its expiry, but the maintenance sweep has not rewritten its stored status yet.
+    kv.srv
+        .db()
+        .execute(
+            "UPDATE licenses SET valid_until = 1000 WHERE id = ?1",
+            [str_of(&overdue["id"])],
+        )
+        .unwrap();
+    let expired = kv
+        .list(&kv.admin, &format!("projectId={pid}&status=EXPIRED"))
+        .await;
+    let ids: Vec<String> = expired["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| str_of(&k["id"]))
+        .collect();
+    assert_eq!(ids, vec![str_of(&overdue["id"])]);
+    let active = kv
+        .list(&kv.admin, &format!("projectId={pid}&status=ACTIVE"))
+        .await;
+    let ids: Vec<String> = active["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| str_of(&k["id"]))
+        .collect();
+    assert_eq!(ids, vec![str_of(&fine["id"])]);
+    let stats = kv
+        .get(&format!("/api/stats?projectId={pid}"), &kv.admin)
+        .await;
+    assert_status(&stats, 200);
+    let by_status = &stats.body["data"]["keysByStatus"];
+    let count = |name: &str| {
+        by_status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["count"].as_u64().unwrap())
+            .unwrap_or(0)
+    };
+    assert_eq!((count("ACTIVE"), count("EXPIRED")), (1, 1), "{by_status}");
+}

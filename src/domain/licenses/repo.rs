@@ -227,7 +227,8 @@ pub fn search(
     });
     let filter = "(?1 IS NULL OR l.tenant_id = ?1)
         AND (?2 IS NULL OR l.product_id = ?2)
-        AND (?3 IS NULL OR l.status = ?3)
+        AND (?3 IS NULL OR (CASE WHEN l.status = 'ACTIVE' AND l.valid_until <= ?12
+                                 THEN 'EXPIRED' ELSE l.status END) = ?3)
         AND (?4 IS NULL OR l.plan = ?4)
         AND (?5 IS NULL
              OR (l.license_key >= ?5 AND l.license_key < ?6)
@@ -236,7 +237,9 @@ pub fn search(
                          WHERE machine_id >= ?7 AND machine_id < ?8))";
     let limit = limit as i64;
     let offset = offset as i64;
-    let args: [&dyn rusqlite::ToSql; 11] = [
+    // Statuses as of now: an ACTIVE key past its expiry is EXPIRED before the sweep says so.
+    let now = crate::domain::now_ms();
+    let args: [&dyn rusqlite::ToSql; 12] = [
         &s.tenant_scope,
         &s.product_id,
         &s.status,
@@ -248,10 +251,11 @@ pub fn search(
         &note_like,
         &limit,
         &offset,
+        &now,
     ];
     let total = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM licenses l WHERE {filter}"))?
-        .query_row(&args[..9], |r| r.get::<_, i64>(0))? as u64;
+        .query_row(&args[..], |r| r.get::<_, i64>(0))? as u64;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT l.*,
             (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS activation_count,
@@ -330,16 +334,21 @@ pub fn count_by(
     tenant_scope: Option<&str>,
     product_id: Option<&str>,
 ) -> Result<Vec<(Option<String>, u64)>> {
+    // Statuses as of now, like everywhere else (see `License::effective_status`).
     let col = match column {
-        CountColumn::Status => "status",
+        CountColumn::Status => {
+            "CASE WHEN status = 'ACTIVE' AND valid_until <= ?3 THEN 'EXPIRED' ELSE status END"
+        }
         CountColumn::Plan => "plan",
     };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {col}, COUNT(*) FROM licenses
+        "SELECT {col} AS grouped, COUNT(*) FROM licenses
          WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-         GROUP BY {col} ORDER BY {col}"
+           AND ?3 IS NOT NULL
+         GROUP BY grouped ORDER BY grouped"
     ))?;
-    let rows = stmt.query_map(params![tenant_scope, product_id], |r| {
+    let now = crate::domain::now_ms();
+    let rows = stmt.query_map(params![tenant_scope, product_id, now], |r| {
         Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
