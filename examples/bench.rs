@@ -1,0 +1,855 @@
+//! Load generator for the performance budget of DESIGN.md ("Performance budget"): the
+//! throughput of `GET /api/health` and `POST /api/v1/license/validate`, their ratio, validate
+//! latency at full and at half load, and durable activations per second.
+//!
+//! ```text
+//! cargo run --release --example bench
+//! cargo run --release --example bench -- --connections 64 --duration 10
+//! BENCH_CONNECTIONS=16 cargo run --release --example bench
+//! ```
+//!
+//! Keyward runs in this process on 127.0.0.1:0 with a temporary data directory, exactly as
+//! `keyward serve` would (rate limits off; `synchronous=FULL`, as always). The load comes
+//! from a minimal HTTP/1.1 keep-alive client over plain TCP sockets sending pre-serialized
+//! requests: its own cost per request is small and the same in every phase, so the ratios
+//! compare the server's work rather than a client library's. The server and the client
+//! share this machine's cores; the figures are meant as ratios measured in one run.
+//!
+//! Exits with status 1 when a figure misses its budget.
+
+use std::error::Error;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use keyward::Config;
+use keyward::domain::api_keys::{self, Scope};
+use keyward::domain::licenses::{self, LicenseTier, LicenseType, NewLicense};
+use keyward::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
+use keyward::domain::tenants;
+use keyward::state::AppState;
+// `net` and `io-util` are not among Keyward's own tokio features; poem's `server` feature and
+// reqwest turn them on, and Cargo unifies features across the dependency graph.
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+
+/// Budget lines of DESIGN.md.
+const RATIO_BUDGET: f64 = 0.35;
+const RATIO_GOAL: f64 = 0.50;
+const P99_HALF_LOAD_BUDGET_MS: f64 = 5.0;
+const ACTIVATIONS_BUDGET: f64 = 5_000.0;
+
+#[derive(Parser, Debug)]
+#[command(about = "Loads an in-process Keyward on loopback and prints the performance budget")]
+struct Args {
+    /// Concurrent keep-alive connections in every phase.
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 32)]
+    connections: usize,
+    /// Seconds each phase is measured.
+    #[arg(long, env = "BENCH_DURATION", default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of unmeasured load before each phase (connections, caches, pools warm up).
+    #[arg(long, env = "BENCH_WARMUP", default_value_t = 1.0)]
+    warmup: f64,
+    /// Licenses prepared for the activation phase; each is activated once, from a new machine.
+    /// The phase ends early if they run out.
+    #[arg(long, env = "BENCH_ACTIVATION_LICENSES", default_value_t = 100_000)]
+    activation_licenses: usize,
+    /// Worker threads of the load generator's own runtime (the server's runtime gets one
+    /// worker per core, as `keyward serve` does).
+    #[arg(long, env = "BENCH_CLIENT_THREADS", default_value_t = 1)]
+    client_threads: usize,
+}
+
+fn main() -> Result<ExitCode, Box<dyn Error>> {
+    let args = Args::parse();
+    if args.connections == 0
+        || args.duration <= 0.0
+        || args.warmup < 0.0
+        || args.client_threads == 0
+    {
+        return Err("connections, duration and client threads must be positive".into());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // Two runtimes: the server's is configured like `keyward serve` (#[tokio::main], one
+    // worker per core); the client's is separate so its tasks never sit in the server's run
+    // queues and delay requests, which would make the server look slower than it is.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .thread_name("keyward")
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+
+    let dir = tempfile::tempdir()?;
+    let running = server_rt.block_on(keyward::start(Config::for_data_dir(dir.path())))?;
+    let outcome = run(
+        &args,
+        cores,
+        running.addr,
+        &running.state,
+        &server_rt,
+        &client_rt,
+    );
+    // Stop gracefully whatever happened, so queued writes are committed before the temp dir goes.
+    server_rt.block_on(running.stop())?;
+    Ok(if outcome? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Sets up the fixtures, runs the four phases and prints the table; false if a budget is missed.
+fn run(
+    args: &Args,
+    cores: usize,
+    addr: SocketAddr,
+    state: &AppState,
+    server_rt: &Runtime,
+    client_rt: &Runtime,
+) -> Result<bool, Box<dyn Error>> {
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let duration = Duration::from_secs_f64(args.duration);
+    let host = addr.to_string();
+
+    println!("Keyward load benchmark");
+    println!(
+        "  {cores} cores available; server runtime {cores} workers, client runtime {} thread(s)",
+        args.client_threads
+    );
+    let (journal, sync) = server_rt.block_on(state.db.write(|c| {
+        let journal: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        Ok((journal, sync))
+    }))?;
+    let sync_name = match sync {
+        0 => "OFF",
+        1 => "NORMAL",
+        2 => "FULL",
+        3 => "EXTRA",
+        _ => "unknown",
+    };
+    println!("  writer connection: journal_mode={journal}, synchronous={sync_name}");
+
+    let setup = Instant::now();
+    let fixture = create_fixtures(server_rt, state, args.activation_licenses)?;
+    println!(
+        "  fixtures: 1 product, 1 API key, {} licenses made through the domain in {:.1} s",
+        fixture.activation_keys.len() + 1,
+        setup.elapsed().as_secs_f64()
+    );
+
+    // The machine that the validate phases ask about is activated over HTTP, like an app does.
+    let validate_machine = "bench-validate-machine-0001";
+    let activate_once = post_json(
+        &host,
+        "/api/v1/license/activate",
+        &fixture.api_key,
+        &serde_json::json!({"licenseKey": fixture.validate_key, "machineId": validate_machine})
+            .to_string(),
+    );
+    let validate = post_json(
+        &host,
+        "/api/v1/license/validate",
+        &fixture.api_key,
+        &serde_json::json!({
+            "licenseKey": fixture.validate_key,
+            "machineId": validate_machine,
+            "nonce": "bench-nonce-0123456789abcdef",
+        })
+        .to_string(),
+    );
+    client_rt.block_on(sanity_check(addr, &activate_once, &validate))?;
+    let health = get(&host, "/api/health");
+
+    let load = Load {
+        addr,
+        connections: args.connections,
+        warmup,
+        duration,
+    };
+    println!(
+        "  load: {} keep-alive connections, {:.1} s warm-up + {:.1} s measured per phase",
+        args.connections,
+        warmup.as_secs_f64(),
+        duration.as_secs_f64()
+    );
+    println!();
+
+    println!("[1/4] GET /api/health, closed loop …");
+    let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
+    println!("[2/4] POST /api/v1/license/validate, closed loop …");
+    let validate_r =
+        client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+    let half_rate = validate_r.rate() / 2.0;
+    println!(
+        "[3/4] POST /api/v1/license/validate, open loop at {} req/s …",
+        thousands(half_rate)
+    );
+    let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
+    println!("[4/4] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    let activation_requests: Vec<Vec<u8>> = fixture
+        .activation_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let body = serde_json::json!({
+                "licenseKey": key,
+                "machineId": format!("bench-machine-{i:010}"),
+                "machineName": "bench host",
+                "osName": "Linux",
+                "appVersion": "1.0.0",
+                "nonce": format!("nonce-{i}"),
+            });
+            post_json(
+                &host,
+                "/api/v1/license/activate",
+                &fixture.api_key,
+                &body.to_string(),
+            )
+        })
+        .collect();
+    let activate_r =
+        client_rt.block_on(load.closed_loop(Requests::each(activation_requests), ACTIVATED))?;
+
+    // Every acknowledged activation must be a committed row: count them (plus the one above).
+    let rows: i64 = server_rt.block_on(state.db.read_blocking(|c| {
+        Ok(c.query_row("SELECT COUNT(*) FROM activations", [], |r| r.get(0))?)
+    }))?;
+
+    let ratio = validate_r.rate() / health_r.rate();
+    let ratio_ok = ratio >= RATIO_BUDGET && health_r.clean() && validate_r.clean();
+    let half_p99 = half_r.percentile_ms(0.99);
+    let half_ok = half_p99 <= P99_HALF_LOAD_BUDGET_MS && half_r.clean();
+    let activations_ok = activate_r.rate() >= ACTIVATIONS_BUDGET && activate_r.clean();
+
+    println!();
+    println!(
+        "{:<40} {:>16}   {:<22} verdict",
+        "figure", "measured", "budget"
+    );
+    println!("{}", "-".repeat(90));
+    println!("{:<40} {:>16}", "cores", cores);
+    row(
+        "GET /api/health",
+        &format!("{} req/s", thousands(health_r.rate())),
+        "",
+        "",
+    );
+    row(
+        "POST /license/validate",
+        &format!("{} req/s", thousands(validate_r.rate())),
+        "",
+        "",
+    );
+    row(
+        "validate / health",
+        &format!("{:.1} %", ratio * 100.0),
+        &format!(
+            ">= {:.0} % (goal {:.0} %)",
+            RATIO_BUDGET * 100.0,
+            RATIO_GOAL * 100.0
+        ),
+        verdict(ratio_ok),
+    );
+    row(
+        "validate latency p50 / p99 (full load)",
+        &format!(
+            "{:.2} / {:.2} ms",
+            validate_r.percentile_ms(0.50),
+            validate_r.percentile_ms(0.99)
+        ),
+        "",
+        "",
+    );
+    row(
+        &format!("validate p99 at half load ({} req/s)", thousands(half_rate)),
+        &format!("{half_p99:.2} ms"),
+        &format!("<= {P99_HALF_LOAD_BUDGET_MS:.0} ms"),
+        verdict(half_ok),
+    );
+    row(
+        "  (achieved rate; p50 at half load)",
+        &format!("{} req/s", thousands(half_r.rate())),
+        &format!("p50 {:.2} ms", half_r.percentile_ms(0.50)),
+        "",
+    );
+    row(
+        "durable activations (synchronous=FULL)",
+        &format!("{} /s", thousands(activate_r.rate())),
+        &format!(">= {} /s", thousands(ACTIVATIONS_BUDGET)),
+        verdict(activations_ok),
+    );
+    row(
+        "  activation latency p50 / p99",
+        &format!(
+            "{:.2} / {:.2} ms",
+            activate_r.percentile_ms(0.50),
+            activate_r.percentile_ms(0.99)
+        ),
+        "",
+        "",
+    );
+    println!("{}", "-".repeat(90));
+    if activate_r.exhausted {
+        println!(
+            "note: the {} prepared licenses ran out after {:.1} s; raise --activation-licenses",
+            fixture.activation_keys.len(),
+            activate_r.window.as_secs_f64()
+        );
+    }
+    // Every 200 of the activation phase (warm-up included), plus the validate machine.
+    let acknowledged = activate_r.acknowledged_total + 1;
+    println!(
+        "activations acknowledged with 200: {acknowledged}; activation rows in the database: {rows}"
+    );
+    for (name, r) in [
+        ("health", &health_r),
+        ("validate", &validate_r),
+        ("validate at half load", &half_r),
+        ("activate", &activate_r),
+    ] {
+        if !r.clean() {
+            println!(
+                "ERRORS in {name}: {} (first: {})",
+                r.errors,
+                r.first_error.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    let durable = rows as u64 >= acknowledged;
+    if !durable {
+        println!("FAIL: fewer activation rows than acknowledged activations");
+    }
+    let all_ok = ratio_ok && half_ok && activations_ok && durable;
+    println!("overall: {}", verdict(all_ok));
+    Ok(all_ok)
+}
+
+fn row(name: &str, measured: &str, budget: &str, verdict: &str) {
+    println!("{name:<40} {measured:>16}   {budget:<22} {verdict}");
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+/// `12345.6` → `12,346`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---- fixtures ---------------------------------------------------------------------------
+
+struct Fixture {
+    api_key: String,
+    validate_key: String,
+    activation_keys: Vec<String>,
+}
+
+fn bench_license() -> NewLicense {
+    NewLicense {
+        license_type: LicenseType::Perpetual,
+        tier: LicenseTier::Personal,
+        max_activations: 1,
+        max_sessions: None,
+        valid_until: None,
+        plan: None,
+        plan_days: None,
+        customer_email: Some("buyer@example.com".into()),
+        customer_name: None,
+        order_id: None,
+        metadata: None,
+        note: None,
+    }
+}
+
+/// A product, a VALIDATE_ONLY API key (what an app embeds) and licenses, made through the
+/// domain and committed by the server's own writer, as the CLI and the tests make them.
+fn create_fixtures(
+    rt: &Runtime,
+    state: &AppState,
+    activation_licenses: usize,
+) -> Result<Fixture, Box<dyn Error>> {
+    let master = state.master.clone();
+    let (product, api_key, validate_key) = rt.block_on(state.db.write(move |c| {
+        let tenant = tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
+            .ok_or(keyward::error::Error::NotFound("default tenant"))?;
+        let product = products::create(
+            c,
+            &master,
+            &tenant.id,
+            NewProduct {
+                name: "Bench App".into(),
+                slug: "bench-app".into(),
+                product_type: ProductType::Desktop,
+                default_license_type: LicenseType::Perpetual,
+                default_max_activations: 1,
+                key_format: KeyFormat::parse(products::DEFAULT_KEY_FORMAT)?,
+                heartbeat: None,
+            },
+        )?;
+        let (_, api_key) = api_keys::create(
+            c,
+            &tenant.id,
+            "bench",
+            Scope::ValidateOnly,
+            Some(&product.id),
+        )?;
+        let license = licenses::create(c, &product, &bench_license())?;
+        Ok((product, api_key, license.key))
+    }))?;
+    // Chunks keep each writer job (one savepoint) a reasonable size.
+    let mut activation_keys = Vec::with_capacity(activation_licenses);
+    while activation_keys.len() < activation_licenses {
+        let chunk = (activation_licenses - activation_keys.len()).min(10_000);
+        let product: Product = product.clone();
+        let mut keys = rt.block_on(state.db.write(move |c| {
+            (0..chunk)
+                .map(|_| licenses::create(c, &product, &bench_license()).map(|l| l.key))
+                .collect::<Result<Vec<_>, _>>()
+        }))?;
+        activation_keys.append(&mut keys);
+    }
+    Ok(Fixture {
+        api_key,
+        validate_key,
+        activation_keys,
+    })
+}
+
+/// One activation and one validation, checked in full before any load: a benchmark of
+/// error responses would be worthless.
+async fn sanity_check(
+    addr: SocketAddr,
+    activate: &[u8],
+    validate: &[u8],
+) -> Result<(), Box<dyn Error>> {
+    let mut conn = Conn::connect(addr).await?;
+    let r = conn.exchange(activate).await?;
+    if r.status != 200 || !contains(r.body, ACTIVATED) {
+        return Err(format!(
+            "activation failed: {} {}",
+            r.status,
+            String::from_utf8_lossy(r.body)
+        )
+        .into());
+    }
+    let r = conn.exchange(validate).await?;
+    if r.status != 200 || !contains(r.body, VALID) {
+        return Err(format!(
+            "validation failed: {} {}",
+            r.status,
+            String::from_utf8_lossy(r.body)
+        )
+        .into());
+    }
+    if !contains(&r.head.to_ascii_lowercase(), b"\r\nx-signature: ") {
+        return Err("the validation response carries no X-Signature header".into());
+    }
+    Ok(())
+}
+
+// ---- load phases ------------------------------------------------------------------------
+
+/// Bytes a successful body must contain: status 200 alone is not success for validate,
+/// which answers 200 with `"valid":false` too.
+const HEALTH_OK: &[u8] = br#""status":"ok""#;
+const VALID: &[u8] = br#""valid":true"#;
+const ACTIVATED: &[u8] = br#""success":true"#;
+
+/// What the connections send.
+#[derive(Clone)]
+enum Requests {
+    /// The same request again and again (health, validate).
+    Repeat(Arc<[u8]>),
+    /// Each request once, handed out in order across all connections (activations).
+    Each(Arc<[Vec<u8>]>, Arc<AtomicUsize>),
+}
+
+impl Requests {
+    fn repeat(request: Vec<u8>) -> Self {
+        Self::Repeat(Arc::from(request))
+    }
+
+    fn each(requests: Vec<Vec<u8>>) -> Self {
+        Self::Each(Arc::from(requests), Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// The next request to send; None when a list of single-use requests is used up.
+    fn next(&self) -> Option<&[u8]> {
+        match self {
+            Self::Repeat(r) => Some(r),
+            Self::Each(list, next) => list
+                .get(next.fetch_add(1, Ordering::Relaxed))
+                .map(Vec::as_slice),
+        }
+    }
+}
+
+/// What one connection saw during a phase.
+#[derive(Default)]
+struct ConnStats {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// Successful responses over the whole phase, warm-up included (for the durability check).
+    acknowledged: u64,
+    latencies_us: Vec<u32>,
+    /// When a single-use request list ran out for this connection.
+    ran_out: Option<Instant>,
+}
+
+impl ConnStats {
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(what);
+    }
+}
+
+/// A phase's figures.
+struct PhaseResult {
+    completed: u64,
+    errors: u64,
+    first_error: Option<String>,
+    acknowledged_total: u64,
+    window: Duration,
+    exhausted: bool,
+    /// Sorted.
+    latencies_us: Vec<u32>,
+}
+
+impl PhaseResult {
+    fn from_stats(stats: Vec<ConnStats>, measure_from: Instant, end: Instant) -> Self {
+        let ran_out = stats.iter().filter_map(|s| s.ran_out).max();
+        let exhausted = ran_out.is_some_and(|t| t < end);
+        let window_end = ran_out.map_or(end, |t| t.min(end));
+        let mut latencies_us: Vec<u32> = stats
+            .iter()
+            .flat_map(|s| s.latencies_us.iter().copied())
+            .collect();
+        latencies_us.sort_unstable();
+        Self {
+            completed: stats.iter().map(|s| s.ok).sum(),
+            errors: stats.iter().map(|s| s.errors).sum(),
+            first_error: stats.into_iter().find_map(|s| s.first_error),
+            acknowledged_total: 0,
+            window: window_end.saturating_duration_since(measure_from),
+            exhausted,
+            latencies_us,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.completed as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    fn clean(&self) -> bool {
+        self.errors == 0 && self.completed > 0
+    }
+
+    /// Nearest-rank percentile, in milliseconds.
+    fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize)
+            .clamp(1, self.latencies_us.len());
+        self.latencies_us[rank - 1] as f64 / 1000.0
+    }
+}
+
+struct Load {
+    addr: SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Load {
+    /// Every connection sends its next request as soon as the previous answer arrived: the
+    /// server's maximum throughput at this concurrency. Responses completed inside the
+    /// measured window count; latency is send-to-last-byte.
+    async fn closed_loop(
+        &self,
+        requests: Requests,
+        expect: &'static [u8],
+    ) -> io::Result<PhaseResult> {
+        let conns = self.connect_all().await?;
+        let measure_from = Instant::now() + self.warmup;
+        let end = measure_from + self.duration;
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|mut conn| {
+                let requests = requests.clone();
+                tokio::spawn(async move {
+                    let mut stats = ConnStats::default();
+                    loop {
+                        let sent = Instant::now();
+                        if sent >= end {
+                            break;
+                        }
+                        let Some(request) = requests.next() else {
+                            stats.ran_out = Some(sent);
+                            break;
+                        };
+                        match conn.exchange(request).await {
+                            Ok(r) if r.status == 200 && contains(r.body, expect) => {
+                                stats.acknowledged += 1;
+                                let done = Instant::now();
+                                if done >= measure_from && done <= end {
+                                    stats.ok += 1;
+                                    stats.latencies_us.push(micros(done - sent));
+                                }
+                            }
+                            Ok(r) => stats.error(format!(
+                                "{} {}",
+                                r.status,
+                                String::from_utf8_lossy(r.body)
+                            )),
+                            Err(e) => {
+                                // The connection is out of step or gone: stop using it.
+                                stats.error(format!("connection: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        let stats = join_all(tasks).await?;
+        let acknowledged_total = stats.iter().map(|s| s.acknowledged).sum();
+        Ok(PhaseResult {
+            acknowledged_total,
+            ..PhaseResult::from_stats(stats, measure_from, end)
+        })
+    }
+
+    /// Open loop at a fixed arrival rate, spread evenly over the connections: request k of
+    /// connection c is due at `start + (k·connections + c) / rate`, whether or not the server
+    /// kept up. This is the honest way to ask "what is p99 at half load": reducing the number
+    /// of connections instead would stay closed-loop, where a slow answer also delays the next
+    /// request, so the server's queueing hides from the figures (coordinated omission).
+    ///
+    /// Latency runs from the due time when the connection was late because the previous
+    /// answer came late (queueing the server caused), and from the actual send otherwise, so
+    /// the ~1 ms granularity of tokio's timer does not count against the server.
+    async fn open_loop(
+        &self,
+        request: Arc<[u8]>,
+        expect: &'static [u8],
+        rate: f64,
+    ) -> io::Result<PhaseResult> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(io::Error::other("no validate throughput to halve"));
+        }
+        let conns = self.connect_all().await?;
+        let start = Instant::now() + Duration::from_millis(20);
+        let measure_from = start + self.warmup;
+        let end = measure_from + self.duration;
+        let n = self.connections as f64;
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(c, mut conn)| {
+                let request = request.clone();
+                tokio::spawn(async move {
+                    let mut stats = ConnStats::default();
+                    for k in 0u64.. {
+                        let due = start + Duration::from_secs_f64((k as f64 * n + c as f64) / rate);
+                        if due >= end {
+                            break;
+                        }
+                        let origin = if Instant::now() < due {
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        } else {
+                            due
+                        };
+                        match conn.exchange(&request).await {
+                            Ok(r) if r.status == 200 && contains(r.body, expect) => {
+                                let done = Instant::now();
+                                if done >= measure_from && done <= end {
+                                    stats.ok += 1;
+                                    stats.latencies_us.push(micros(done - origin));
+                                }
+                            }
+                            Ok(r) => stats.error(format!(
+                                "{} {}",
+                                r.status,
+                                String::from_utf8_lossy(r.body)
+                            )),
+                            Err(e) => {
+                                stats.error(format!("connection: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        let stats = join_all(tasks).await?;
+        Ok(PhaseResult::from_stats(stats, measure_from, end))
+    }
+
+    async fn connect_all(&self) -> io::Result<Vec<Conn>> {
+        let mut conns = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            conns.push(Conn::connect(self.addr).await?);
+        }
+        Ok(conns)
+    }
+}
+
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<ConnStats>>) -> io::Result<Vec<ConnStats>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.map_err(io::Error::other)?);
+    }
+    Ok(out)
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+// ---- a minimal HTTP/1.1 keep-alive client -------------------------------------------------
+
+fn get(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+}
+
+fn post_json(host: &str, path: &str, api_key: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {api_key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One response, borrowed from the connection's buffer.
+struct Response<'a> {
+    status: u16,
+    /// Status line and headers, up to and including the blank line.
+    head: &'a [u8],
+    body: &'a [u8],
+}
+
+/// One keep-alive connection; requests are sent one at a time (no pipelining), as HTTP
+/// clients do.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        // Requests are single small writes; Nagle would only add delay.
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Sends a complete request and reads the complete response: the status line, the headers
+    /// (only Content-Length matters; Keyward sends no chunked bodies for these endpoints) and
+    /// exactly Content-Length body bytes.
+    async fn exchange(&mut self, request: &[u8]) -> io::Result<Response<'_>> {
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        let head_len = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let (status, content_length) = parse_head(&self.buf[..head_len])?;
+        while self.buf.len() < head_len + content_length {
+            self.fill().await?;
+        }
+        if self.buf.len() > head_len + content_length {
+            return Err(io::Error::other(
+                "more bytes than one response: the stream is out of step",
+            ));
+        }
+        Ok(Response {
+            status,
+            head: &self.buf[..head_len],
+            body: &self.buf[head_len..],
+        })
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The status code and Content-Length of a response head.
+fn parse_head(head: &[u8]) -> io::Result<(u16, usize)> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let text = std::str::from_utf8(head).map_err(|_| bad("response head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| bad("malformed status line"))?;
+    let mut content_length = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = value.trim().parse().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(bad("chunked responses are not supported by this client"));
+        } else if name.eq_ignore_ascii_case("connection")
+            && value.trim().eq_ignore_ascii_case("close")
+        {
+            return Err(bad("the server closes the connection (no keep-alive)"));
+        }
+    }
+    Ok((
+        status,
+        content_length.ok_or_else(|| bad("response without Content-Length"))?,
+    ))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
