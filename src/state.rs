@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 
@@ -22,6 +23,11 @@ pub struct Inner {
     pub master: MasterKey,
     pub signing_keys: SigningKeys,
     pub limits: Limits,
+    /// API keys and products are read by every validation and change rarely: short-lived
+    /// copies spare two queries per request. Changes made through this process forget the
+    /// copy at once; changes made by another process (the CLI) show within [`ROW_CACHE_TTL`].
+    pub api_key_cache: RowCache<crate::domain::api_keys::ApiKey>,
+    pub product_cache: RowCache<Product>,
     /// argon2id costs ~19 MiB and tens of milliseconds: at most two run at once.
     pub password_hashing: tokio::sync::Semaphore,
 }
@@ -59,7 +65,52 @@ impl AppState {
             db,
             master,
             signing_keys: SigningKeys::default(),
+            api_key_cache: RowCache::new(ROW_CACHE_TTL),
+            product_cache: RowCache::new(ROW_CACHE_TTL),
         }))
+    }
+}
+
+/// How long a cached row is trusted before it is read again.
+pub const ROW_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// A small map of recently read rows, each trusted for a fixed time.
+pub struct RowCache<T> {
+    ttl: Duration,
+    rows: RwLock<HashMap<String, (Arc<T>, Instant)>>,
+}
+
+impl<T> RowCache<T> {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            rows: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The row, if it was read less than the TTL ago.
+    pub fn get(&self, key: &str) -> Option<Arc<T>> {
+        let rows = self.rows.read().ok()?;
+        let (row, at) = rows.get(key)?;
+        (at.elapsed() < self.ttl).then(|| row.clone())
+    }
+
+    pub fn put(&self, key: &str, row: T) -> Arc<T> {
+        let row = Arc::new(row);
+        if let Ok(mut rows) = self.rows.write() {
+            // Bounded: a flood of distinct keys empties the map rather than growing it.
+            if rows.len() >= 10_000 {
+                rows.clear();
+            }
+            rows.insert(key.to_owned(), (row.clone(), Instant::now()));
+        }
+        row
+    }
+
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut rows) = self.rows.write() {
+            rows.remove(key);
+        }
     }
 }
 

@@ -199,6 +199,7 @@ impl ApiKeysApi {
     async fn revoke(&self, auth: AdminAuth, id: Path<String>) -> KvResult<RevokeApiKeyResponse> {
         let admin = auth.admin();
         let id = id.0;
+        let state = self.state.clone();
         let key = self
             .state
             .db
@@ -217,6 +218,8 @@ impl ApiKeysApi {
                     .ok_or(Error::NotFound("API key"))
             })
             .await?;
+        // Revoked means revoked now, not when the cached copy ages out.
+        state.api_key_cache.forget(&key.prefix);
         Ok(RevokeApiKeyResponse::Ok(Json(ApiKeyOk {
             success: true,
             data: ApiKeyData {

@@ -551,6 +551,8 @@ impl ProjectsApi {
                 Ok((p, n))
             })
             .await?;
+        // Validation must see the new settings at once, not when the cached copy ages out.
+        self.state.product_cache.forget(&product.id);
         Ok(ProjectResponse::Ok(Json(ProjectOk {
             success: true,
             data: ProjectData {
@@ -573,6 +575,7 @@ impl ProjectsApi {
     ) -> KvResult<DeleteProjectResponse> {
         let admin = auth.admin();
         let id = id.0;
+        self.state.product_cache.forget(&id);
         let confirm = confirm.0;
         let deleted = self
             .state

@@ -85,7 +85,24 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
         return Err(Error::Storage("application state missing".into()));
     };
     let ip = ClientIp::of(req);
-    let key = state.db.read(|c| api_keys::verify(c, presented.trim()))?;
+    let presented = presented.trim();
+    let key = match api_keys::prefix_of(presented) {
+        None => None,
+        Some(prefix) => {
+            let row = match state.api_key_cache.get(prefix) {
+                Some(row) => Some(row),
+                None => {
+                    let row = state.db.read(|c| api_keys::repo::find_by_prefix(c, prefix))?;
+                    row.map(|k| {
+                        note_use(state, &k);
+                        state.api_key_cache.put(prefix, k)
+                    })
+                }
+            };
+            row.filter(|k| api_keys::matches(k, presented))
+                .map(|k| (*k).clone())
+        }
+    };
     let Some(key) = key else {
         // Each wrong key costs the IP one token of a small allowance: guessing stops early.
         if let Some(ip) = ip {
@@ -100,7 +117,6 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
         )));
     }
     state.limits.per_api_key.check(&key.id)?;
-    note_use(state, &key);
     Ok(Caller {
         tenant_id: key.tenant_id,
         api_key_id: key.id,
@@ -110,7 +126,8 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
     })
 }
 
-/// Records the key's last use, at most once a minute per key so busy keys cost no writes.
+/// Records the key's last use when its row is (re)read, at most once a minute per key, so busy
+/// keys cost no writes.
 fn note_use(state: &AppState, key: &api_keys::ApiKey) {
     let now = now_ms();
     if key.last_used_at.is_some_and(|t| now - t < 60_000) {

@@ -101,11 +101,13 @@ pub fn verify(conn: &Connection, presented: &str) -> Result<Option<ApiKey>> {
     let Some(key) = repo::find_by_prefix(conn, prefix)? else {
         return Ok(None);
     };
+    Ok(matches(&key, presented).then_some(key))
+}
+
+/// True when `presented` is this live key (hash compared in constant time).
+pub fn matches(key: &ApiKey, presented: &str) -> bool {
     let digest = crypto::sha256(presented.as_bytes());
-    if !crypto::constant_time_eq(&digest, &key.secret_sha256) || key.revoked_at.is_some() {
-        return Ok(None);
-    }
-    Ok(Some(key))
+    crypto::constant_time_eq(&digest, &key.secret_sha256) && key.revoked_at.is_none()
 }
 
 #[cfg(test)]

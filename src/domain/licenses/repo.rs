@@ -359,3 +359,15 @@ pub enum CountColumn {
     Status,
     Plan,
 }
+
+/// The tenant's license with this (normalized) key, with its activation count: the one
+/// statement the validation hot path needs for the license.
+pub fn find_by_key_with_usage(conn: &Connection, tenant_id: &str, key: &str) -> Result<Option<(License, u64)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT l.*, (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS used
+             FROM licenses l WHERE l.license_key = ?1 AND l.tenant_id = ?2",
+        )?
+        .query_row([key, tenant_id], |r| Ok((from_row(r)?, r.get::<_, i64>("used")? as u64)))
+        .optional()?)
+}
