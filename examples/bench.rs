@@ -187,18 +187,18 @@ fn run(
     );
     println!();
 
-    println!("[1/4] GET /api/health, closed loop …");
+    println!("[1/6] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/4] POST /api/v1/license/validate, closed loop …");
+    println!("[2/6] POST /api/v1/license/validate, closed loop …");
     let validate_r =
         client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
     let half_rate = validate_r.rate() / 2.0;
     println!(
-        "[3/4] POST /api/v1/license/validate, open loop at {} req/s …",
+        "[3/6] POST /api/v1/license/validate, open loop at {} req/s …",
         thousands(half_rate)
     );
     let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
-    println!("[4/4] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    println!("[4/6] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
         .iter()
@@ -222,6 +222,49 @@ fn run(
         .collect();
     let activate_r =
         client_rt.block_on(load.closed_loop(Requests::each(activation_requests), ACTIVATED))?;
+
+    // The key/HWID face. Every /api/validate writes (nonce rotation, session refresh), so it is
+    // bound by group commit rather than by reads. The same machine validates again and again
+    // without a sessionId, as a restarted app does, and takes over its own session.
+    println!("[5/6] POST /api/validate (key/HWID face, plain), closed loop …");
+    let kv_plain = post_json(
+        &host,
+        "/api/validate",
+        "",
+        &serde_json::json!({
+            "key": fixture.kv_key,
+            "hwid": "bench-kv-hwid-0001",
+            "secret": fixture.project_secret,
+            "clientNonce": "bench-client-nonce",
+        })
+        .to_string(),
+    );
+    let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::repeat(kv_plain), VALID))?;
+    println!("[6/6] POST /api/validate (AES-256-GCM envelope), closed loop …");
+    // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
+    let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
+        as usize)
+        .max(1000))
+        .map(|i| {
+            let inner = serde_json::json!({
+                "key": fixture.kv_key,
+                "hwid": "bench-kv-hwid-0001",
+                "timestamp": time::OffsetDateTime::now_utc().unix_timestamp(),
+                "requestId": format!("bench-request-{i:012}"),
+            });
+            let payload =
+                keyward::crypto::envelope_seal(&fixture.payload_key, inner.to_string().as_bytes())
+                    .unwrap_or_default();
+            post_json(
+                &host,
+                "/api/validate",
+                "",
+                &serde_json::json!({"projectId": fixture.project_id, "payload": payload})
+                    .to_string(),
+            )
+        })
+        .collect();
+    let kv_sealed_r = client_rt.block_on(load.closed_loop(Requests::each(sealed), ACTIVATED))?;
 
     // Every acknowledged activation must be a committed row: count them (plus the one above).
     let rows: i64 = server_rt.block_on(state.db.read_blocking(|c| {
@@ -301,6 +344,34 @@ fn run(
         "",
         "",
     );
+    row(
+        "POST /api/validate (key/HWID, plain)",
+        &format!("{} req/s", thousands(kv_plain_r.rate())),
+        &format!(
+            "{:.1} % of health",
+            kv_plain_r.rate() / health_r.rate() * 100.0
+        ),
+        "",
+    );
+    row(
+        "POST /api/validate (encrypted envelope)",
+        &format!("{} req/s", thousands(kv_sealed_r.rate())),
+        &format!(
+            "{:.1} % of health",
+            kv_sealed_r.rate() / health_r.rate() * 100.0
+        ),
+        "",
+    );
+    row(
+        "  key/HWID validate p50 / p99 (plain)",
+        &format!(
+            "{:.2} / {:.2} ms",
+            kv_plain_r.percentile_ms(0.50),
+            kv_plain_r.percentile_ms(0.99)
+        ),
+        "",
+        "",
+    );
     println!("{}", "-".repeat(90));
     if activate_r.exhausted {
         println!(
@@ -319,6 +390,8 @@ fn run(
         ("validate", &validate_r),
         ("validate at half load", &half_r),
         ("activate", &activate_r),
+        ("key/HWID validate", &kv_plain_r),
+        ("key/HWID validate, encrypted", &kv_sealed_r),
     ] {
         if !r.clean() {
             println!(
@@ -364,6 +437,11 @@ struct Fixture {
     api_key: String,
     validate_key: String,
     activation_keys: Vec<String>,
+    /// Key/HWID face: a key of the same product, its project id, `kv_` secret and payload key.
+    kv_key: String,
+    project_id: String,
+    project_secret: String,
+    payload_key: Vec<u8>,
 }
 
 fn bench_license() -> NewLicense {
@@ -418,6 +496,14 @@ fn create_fixtures(
         let license = licenses::create(c, &product, &bench_license())?;
         Ok((product, api_key, license.key))
     }))?;
+    let kv_product = product.clone();
+    let kv_key = rt.block_on(
+        state
+            .db
+            .write(move |c| Ok(licenses::create(c, &kv_product, &bench_license())?.key)),
+    )?;
+    let project_secret = String::from_utf8(state.master.open(&product.client_secret_sealed)?)?;
+    let payload_key = state.master.open(&product.payload_key_sealed)?;
     // Chunks keep each writer job (one savepoint) a reasonable size.
     let mut activation_keys = Vec::with_capacity(activation_licenses);
     while activation_keys.len() < activation_licenses {
@@ -434,6 +520,10 @@ fn create_fixtures(
         api_key,
         validate_key,
         activation_keys,
+        kv_key,
+        project_id: product.id.clone(),
+        project_secret,
+        payload_key,
     })
 }
 

@@ -250,7 +250,6 @@ async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
 /// Request-body fields report their own name when they are missing or of the wrong type
 /// (poem-openapi alone only names the object). Used through `deserialize_with`.
 pub mod fields {
-    use poem_openapi::registry::MetaSchemaRef;
     use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult};
     use serde_json::Value;
 
@@ -287,7 +286,10 @@ pub mod fields {
     /// True when `T` (or the `T` inside an `Option`) is a JSON string in the schema, dates
     /// included.
     fn expects_string<T: ParseFromJSON>() -> bool {
-        matches!(T::schema_ref(), MetaSchemaRef::Inline(schema) if schema.ty == "string")
+        // By name: building the schema allocates, and this runs for every field of every
+        // request. Strings and date-times are "string…", optional ones "optional_string…".
+        let name = T::name();
+        name.starts_with("string") || name.starts_with("optional_string")
     }
 
     /// Declares marker types naming JSON fields: `field_names!(LicenseKey = "licenseKey");`.

@@ -92,7 +92,9 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
             let row = match state.api_key_cache.get(prefix) {
                 Some(row) => Some(row),
                 None => {
-                    let row = state.db.read(|c| api_keys::repo::find_by_prefix(c, prefix))?;
+                    let row = state
+                        .db
+                        .read(|c| api_keys::repo::find_by_prefix(c, prefix))?;
                     row.map(|k| {
                         note_use(state, &k);
                         state.api_key_cache.put(prefix, k)

@@ -3,19 +3,34 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::Activation;
 use crate::error::Result;
 
+/// Column positions of `SELECT *` (see `licenses::repo::COLUMNS`).
+pub const COLUMNS: [&str; 11] = [
+    "id",
+    "tenant_id",
+    "license_id",
+    "machine_id",
+    "machine_name",
+    "os_name",
+    "os_version",
+    "app_version",
+    "ip",
+    "activated_at",
+    "last_seen_at",
+];
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Activation> {
     Ok(Activation {
-        id: r.get("id")?,
-        tenant_id: r.get("tenant_id")?,
-        license_id: r.get("license_id")?,
-        machine_id: r.get("machine_id")?,
-        machine_name: r.get("machine_name")?,
-        os_name: r.get("os_name")?,
-        os_version: r.get("os_version")?,
-        app_version: r.get("app_version")?,
-        ip: r.get("ip")?,
-        activated_at: r.get("activated_at")?,
-        last_seen_at: r.get("last_seen_at")?,
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        license_id: r.get(2)?,
+        machine_id: r.get(3)?,
+        machine_name: r.get(4)?,
+        os_name: r.get(5)?,
+        os_version: r.get(6)?,
+        app_version: r.get(7)?,
+        ip: r.get(8)?,
+        activated_at: r.get(9)?,
+        last_seen_at: r.get(10)?,
     })
 }
 

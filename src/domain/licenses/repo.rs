@@ -3,29 +3,57 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{License, LicenseStatus};
 use crate::error::Result;
 
+/// Column positions of `SELECT *` / `l.*` (the table's order in schema.sql; migrations only
+/// append). Read by position: looking names up costs a scan of all columns per field, on the
+/// validation hot path. `tests::positions_match_the_schema` guards the order.
+pub const COLUMNS: [&str; 22] = [
+    "id",
+    "tenant_id",
+    "product_id",
+    "license_key",
+    "license_type",
+    "tier",
+    "status",
+    "max_activations",
+    "max_sessions",
+    "valid_until",
+    "plan",
+    "plan_days",
+    "customer_email",
+    "customer_name",
+    "order_id",
+    "metadata",
+    "note",
+    "revoked_reason",
+    "current_nonce",
+    "hwid_reset_at",
+    "created_at",
+    "updated_at",
+];
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<License> {
     Ok(License {
-        id: r.get("id")?,
-        tenant_id: r.get("tenant_id")?,
-        product_id: r.get("product_id")?,
-        key: r.get("license_key")?,
-        license_type: r.get("license_type")?,
-        tier: r.get("tier")?,
-        status: r.get("status")?,
-        max_activations: r.get("max_activations")?,
-        max_sessions: r.get("max_sessions")?,
-        valid_until: r.get("valid_until")?,
-        plan: r.get("plan")?,
-        plan_days: r.get("plan_days")?,
-        customer_email: r.get("customer_email")?,
-        customer_name: r.get("customer_name")?,
-        order_id: r.get("order_id")?,
-        metadata: r.get("metadata")?,
-        note: r.get("note")?,
-        revoked_reason: r.get("revoked_reason")?,
-        hwid_reset_at: r.get("hwid_reset_at")?,
-        created_at: r.get("created_at")?,
-        updated_at: r.get("updated_at")?,
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        product_id: r.get(2)?,
+        key: r.get(3)?,
+        license_type: r.get(4)?,
+        tier: r.get(5)?,
+        status: r.get(6)?,
+        max_activations: r.get(7)?,
+        max_sessions: r.get(8)?,
+        valid_until: r.get(9)?,
+        plan: r.get(10)?,
+        plan_days: r.get(11)?,
+        customer_email: r.get(12)?,
+        customer_name: r.get(13)?,
+        order_id: r.get(14)?,
+        metadata: r.get(15)?,
+        note: r.get(16)?,
+        revoked_reason: r.get(17)?,
+        hwid_reset_at: r.get(19)?,
+        created_at: r.get(20)?,
+        updated_at: r.get(21)?,
     })
 }
 
@@ -362,12 +390,38 @@ pub enum CountColumn {
 
 /// The tenant's license with this (normalized) key, with its activation count: the one
 /// statement the validation hot path needs for the license.
-pub fn find_by_key_with_usage(conn: &Connection, tenant_id: &str, key: &str) -> Result<Option<(License, u64)>> {
+pub fn find_by_key_with_usage(
+    conn: &Connection,
+    tenant_id: &str,
+    key: &str,
+) -> Result<Option<(License, u64)>> {
     Ok(conn
         .prepare_cached(
             "SELECT l.*, (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS used
              FROM licenses l WHERE l.license_key = ?1 AND l.tenant_id = ?2",
         )?
-        .query_row([key, tenant_id], |r| Ok((from_row(r)?, r.get::<_, i64>("used")? as u64)))
+        .query_row([key, tenant_id], |r| {
+            Ok((from_row(r)?, r.get::<_, i64>("used")? as u64))
+        })
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn positions_match_the_schema() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../../schema.sql"))
+            .unwrap();
+        for (table, expected) in [
+            ("licenses", &super::COLUMNS[..]),
+            (
+                "activations",
+                &crate::domain::activations::repo::COLUMNS[..],
+            ),
+        ] {
+            let stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+            assert_eq!(stmt.column_names(), expected, "{table}");
+        }
+    }
 }
