@@ -242,57 +242,72 @@ pub fn search(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<KeyRow>, u64)> {
-    let key_prefix = s.text.map(super::normalize_key);
-    let key_end = key_prefix.as_ref().map(|p| format!("{p}\u{10FFFF}"));
-    let hwid_end = s.text.map(|t| format!("{t}\u{10FFFF}"));
-    let note_like = s.text.map(|t| {
-        format!(
+    // Only the filters in use appear in the SQL, so SQLite can pick an index for them (an
+    // `?1 IS NULL OR …` condition defeats the planner); the statement cache keeps one plan
+    // per combination.
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(t) = s.tenant_scope {
+        conditions.push("l.tenant_id = ?");
+        args.push(Box::new(t.to_owned()));
+    }
+    if let Some(p) = s.product_id {
+        conditions.push("l.product_id = ?");
+        args.push(Box::new(p.to_owned()));
+    }
+    if let Some(status) = s.status {
+        // Statuses as of now: an ACTIVE key past its expiry is EXPIRED before the sweep.
+        conditions.push(
+            "(CASE WHEN l.status = 'ACTIVE' AND l.valid_until <= ? THEN 'EXPIRED' ELSE l.status END) = ?",
+        );
+        args.push(Box::new(crate::domain::now_ms()));
+        args.push(Box::new(status));
+    }
+    if let Some(plan) = s.plan {
+        conditions.push("l.plan = ?");
+        args.push(Box::new(plan));
+    }
+    if let Some(text) = s.text {
+        // Each alternative on its own index (key range, HWID range), joined by UNION; the
+        // note is matched anywhere (a scan, bounded by the other filters).
+        conditions.push(
+            "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
+                      UNION SELECT license_id FROM activations WHERE machine_id >= ? AND machine_id < ?
+                      UNION SELECT id FROM licenses WHERE note LIKE ? ESCAPE '\\')",
+        );
+        let key = super::normalize_key(text);
+        args.push(Box::new(key.clone()));
+        args.push(Box::new(format!("{key}\u{10FFFF}")));
+        args.push(Box::new(text.to_owned()));
+        args.push(Box::new(format!("{text}\u{10FFFF}")));
+        args.push(Box::new(format!(
             "%{}%",
-            t.replace('\\', "\\\\")
+            text.replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_")
-        )
-    });
-    let filter = "(?1 IS NULL OR l.tenant_id = ?1)
-        AND (?2 IS NULL OR l.product_id = ?2)
-        AND (?3 IS NULL OR (CASE WHEN l.status = 'ACTIVE' AND l.valid_until <= ?12
-                                 THEN 'EXPIRED' ELSE l.status END) = ?3)
-        AND (?4 IS NULL OR l.plan = ?4)
-        AND (?5 IS NULL
-             OR (l.license_key >= ?5 AND l.license_key < ?6)
-             OR l.note LIKE ?9 ESCAPE '\\'
-             OR l.id IN (SELECT license_id FROM activations
-                         WHERE machine_id >= ?7 AND machine_id < ?8))";
-    let limit = limit as i64;
-    let offset = offset as i64;
-    // Statuses as of now: an ACTIVE key past its expiry is EXPIRED before the sweep says so.
-    let now = crate::domain::now_ms();
-    let args: [&dyn rusqlite::ToSql; 12] = [
-        &s.tenant_scope,
-        &s.product_id,
-        &s.status,
-        &s.plan,
-        &key_prefix,
-        &key_end,
-        &s.text,
-        &hwid_end,
-        &note_like,
-        &limit,
-        &offset,
-        &now,
-    ];
+        )));
+    }
+    let filter = if conditions.is_empty() {
+        "1".to_owned()
+    } else {
+        conditions.join(" AND ")
+    };
     let total = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM licenses l WHERE {filter}"))?
-        .query_row(&args[..], |r| r.get::<_, i64>(0))? as u64;
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT l.*,
             (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS activation_count,
             (SELECT machine_id FROM activations a WHERE a.license_id = l.id
              ORDER BY activated_at LIMIT 1) AS first_machine
          FROM licenses l WHERE {filter}
-         ORDER BY l.created_at DESC, l.id DESC LIMIT ?10 OFFSET ?11"
+         ORDER BY l.created_at DESC, l.id DESC LIMIT ? OFFSET ?"
     ))?;
-    let rows = stmt.query_map(&args[..], |r| {
+    args.push(Box::new(limit as i64));
+    args.push(Box::new(offset as i64));
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         Ok(KeyRow {
             license: from_row(r)?,
             activation_count: r.get::<_, i64>("activation_count")? as u64,
