@@ -95,7 +95,10 @@ impl Db {
 pub fn read_pool(path: &Path, size: u32) -> Result<ReadPool, Error> {
     let manager = SqliteConnectionManager::file(path).with_init(|c| {
         c.busy_timeout(Duration::from_secs(5))?;
-        c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA query_only = ON;")
+        // Memory-mapped reads skip a copy per page on the validation path.
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA query_only = ON; PRAGMA mmap_size = 268435456;",
+        )
     });
     r2d2::Pool::builder()
         .max_size(size)

@@ -111,7 +111,10 @@ fn open_or_refresh_session(
         repo::refresh(conn, &license.id, &id, &check.hwid, now)?;
         return Ok(id);
     }
-    let id = uuid::Uuid::new_v4().to_string();
+    // A v4 UUID from the thread CSPRNG (uuid's own v4 asks the OS for every id).
+    let id = uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string();
     repo::insert(
         conn,
         &id,
