@@ -102,7 +102,6 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
                 }
             };
             row.filter(|k| api_keys::matches(k, presented))
-                .map(|k| (*k).clone())
         }
     };
     let Some(key) = key else {
@@ -120,10 +119,10 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
     }
     state.limits.per_api_key.check(&key.id)?;
     Ok(Caller {
-        tenant_id: key.tenant_id,
-        api_key_id: key.id,
+        tenant_id: key.tenant_id.clone(),
+        api_key_id: key.id.clone(),
         scope: key.scope,
-        product_id: key.product_id,
+        product_id: key.product_id.clone(),
         ip: ip.map(|i| i.to_string()),
     })
 }

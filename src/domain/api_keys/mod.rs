@@ -93,17 +93,6 @@ pub fn create(
     Ok((key, plaintext))
 }
 
-/// The live key matching `presented`, compared in constant time, or None.
-pub fn verify(conn: &Connection, presented: &str) -> Result<Option<ApiKey>> {
-    let Some(prefix) = prefix_of(presented) else {
-        return Ok(None);
-    };
-    let Some(key) = repo::find_by_prefix(conn, prefix)? else {
-        return Ok(None);
-    };
-    Ok(matches(&key, presented).then_some(key))
-}
-
 /// True when `presented` is this live key (hash compared in constant time).
 pub fn matches(key: &ApiKey, presented: &str) -> bool {
     let digest = crypto::sha256(presented.as_bytes());

@@ -432,10 +432,9 @@ pub fn find_by_key_with_usage(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn positions_match_the_schema() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!("../../../schema.sql"))
-            .unwrap();
+    fn positions_match_the_schema() -> Result<(), rusqlite::Error> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        conn.execute_batch(include_str!("../../../schema.sql"))?;
         for (table, expected) in [
             ("licenses", &super::COLUMNS[..]),
             (
@@ -443,8 +442,9 @@ mod tests {
                 &crate::domain::activations::repo::COLUMNS[..],
             ),
         ] {
-            let stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+            let stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
             assert_eq!(stmt.column_names(), expected, "{table}");
         }
+        Ok(())
     }
 }

@@ -314,8 +314,8 @@ mod tests {
     }
 
     #[test]
-    fn generated_keys_follow_the_template() {
-        let format = KeyFormat::parse("tt-XXXX-XXXX-XXXX-XXXX").unwrap();
+    fn generated_keys_follow_the_template() -> Result<()> {
+        let format = KeyFormat::parse("tt-XXXX-XXXX-XXXX-XXXX")?;
         let key = format.generate();
         assert_eq!(key.len(), 22);
         assert!(key.starts_with("TT-"));
@@ -327,5 +327,6 @@ mod tests {
             }
         }
         assert_ne!(format.generate(), key);
+        Ok(())
     }
 }
