@@ -199,6 +199,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
 /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), Error> {
+    // Handlers are installed before the address is printed: a supervisor that reads the
+    // address and at once sends SIGTERM must get a graceful stop, not the default kill.
+    let signals = ShutdownSignals::install()?;
     let running = start(config).await?;
     println!(
         "Keyward {} listening on http://{}",
@@ -207,28 +210,48 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     );
     println!("  API docs:   http://{}/api/docs", running.addr);
     println!("  data dir:   {}", running.state.config.data_dir.display());
-    shutdown_signal().await;
+    signals.recv().await;
     println!("shutting down: finishing requests and committing queued writes…");
     running.stop().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+#[cfg(unix)]
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl ShutdownSignals {
+    fn install() -> Result<Self, Error> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| {
+            signal(kind).map_err(|e| Error::Storage(format!("cannot install signal handler: {e}")))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+}
+
+#[cfg(not(unix))]
+struct ShutdownSignals;
+
+#[cfg(not(unix))]
+impl ShutdownSignals {
+    fn install() -> Result<Self, Error> {
+        Ok(Self)
+    }
+
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
