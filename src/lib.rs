@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod web;
 
 pub use config::Config;
 pub use server::{Running, start};

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{Endpoint, EndpointExt, Route, Server, get, handler, web::Html};
+use poem::{Endpoint, EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -86,11 +86,6 @@ Admin and key/HWID API (`/api/*`): an operator session token (`Authorization: Be
 `keyward_token` cookie set by login) or a FULL_ADMIN API key. Errors: \
 `{\"success\":false,\"error\":\"…\",\"code\":\"…\"}`.";
 
-#[handler]
-fn landing() -> Html<&'static str> {
-    Html(include_str!("../assets/landing.html"))
-}
-
 pub fn app(state: AppState) -> impl Endpoint {
     let api = openapi(&state);
     let spec = api.spec_endpoint();
@@ -102,8 +97,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/api/docs", docs)
         .nest_no_strip("/api", api)
         .around(move |ep, req| api::guard(ep, req, guard_state.clone()));
-    Route::new()
-        .at("/", get(landing))
+    crate::web::mount(Route::new())
         .nest_no_strip("/api", api_routes)
         .with(poem::middleware::CookieJarManager::new())
         .data(state)

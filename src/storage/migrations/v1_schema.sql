@@ -1,0 +1,177 @@
+-- Keyward schema, version 1 (the latest). A fresh database is created from this file;
+-- later versions are numbered migrations in src/storage/migrations.rs, tracked in user_version.
+-- Every row carries tenant_id: every query is scoped by the caller's tenant.
+-- Times are integer milliseconds since the Unix epoch (UTC).
+
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    slug        TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE products (
+    id                       TEXT PRIMARY KEY,
+    tenant_id                TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name                     TEXT NOT NULL,
+    slug                     TEXT NOT NULL,
+    product_type             TEXT NOT NULL,
+    status                   TEXT NOT NULL,
+    default_license_type     TEXT NOT NULL,
+    default_max_activations  INTEGER NOT NULL,
+    key_format               TEXT NOT NULL,
+    -- heartbeat policy: NULL interval means no heartbeats are expected
+    heartbeat_interval_secs  INTEGER,
+    heartbeat_grace_secs     INTEGER NOT NULL DEFAULT 0,
+    heartbeat_cull_dead      INTEGER NOT NULL DEFAULT 1,
+    signing_public_key       BLOB NOT NULL,
+    -- AES-256-GCM(master key): 12-byte nonce || ciphertext || tag
+    signing_secret_sealed    BLOB NOT NULL,
+    -- the key/HWID face calls a product a project: its kv_ client secret (looked up by hash,
+    -- kept sealed so operators can copy it) and its AES-256-GCM payload key
+    description              TEXT,
+    client_secret_sha256     BLOB NOT NULL UNIQUE,
+    client_secret_sealed     BLOB NOT NULL,
+    payload_key_sealed       BLOB NOT NULL,
+    server_var               TEXT,
+    require_encryption       INTEGER NOT NULL DEFAULT 0,
+    session_ttl_secs         INTEGER NOT NULL DEFAULT 300,
+    hwid_reset_cooldown_secs INTEGER NOT NULL DEFAULT 86400,
+    portal_settings          TEXT,
+    created_at               INTEGER NOT NULL,
+    updated_at               INTEGER NOT NULL,
+    UNIQUE (tenant_id, slug)
+);
+
+CREATE TABLE api_keys (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    -- the readable, non-secret head of the key ("kw_ab12cd34"); the rest is only hashed
+    prefix        TEXT NOT NULL UNIQUE,
+    secret_sha256 BLOB NOT NULL,
+    scope         TEXT NOT NULL,
+    product_id    TEXT REFERENCES products(id) ON DELETE CASCADE,
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER,
+    revoked_at    INTEGER
+);
+CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
+
+CREATE TABLE licenses (
+    id               TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    product_id       TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+    -- normalized: trimmed and upper-cased, so lookups ignore case and whitespace
+    license_key      TEXT NOT NULL UNIQUE,
+    license_type     TEXT NOT NULL,
+    tier             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    max_activations  INTEGER NOT NULL,
+    max_sessions     INTEGER,
+    valid_until      INTEGER,
+    -- a plan key without valid_until starts its clock (plan_days) at its first activation
+    plan             TEXT,
+    plan_days        INTEGER,
+    customer_email   TEXT,
+    customer_name    TEXT,
+    order_id         TEXT,
+    metadata         TEXT,
+    note             TEXT,
+    revoked_reason   TEXT,
+    -- anti-replay of the key/HWID face: the nonce handed out by the last validation
+    current_nonce    TEXT,
+    hwid_reset_at    INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX licenses_tenant_product ON licenses (tenant_id, product_id, created_at);
+CREATE INDEX licenses_tenant_created ON licenses (tenant_id, created_at);
+CREATE INDEX licenses_created ON licenses (created_at);
+CREATE INDEX licenses_order ON licenses (tenant_id, order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX licenses_expiring ON licenses (valid_until) WHERE status = 'ACTIVE' AND valid_until IS NOT NULL;
+
+CREATE TABLE activations (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    license_id    TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    machine_id    TEXT NOT NULL,
+    machine_name  TEXT,
+    os_name       TEXT,
+    os_version    TEXT,
+    app_version   TEXT,
+    ip            TEXT,
+    activated_at  INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    UNIQUE (license_id, machine_id)
+);
+CREATE INDEX activations_last_seen ON activations (last_seen_at);
+CREATE INDEX activations_machine ON activations (machine_id);
+
+-- Running instances of the key/HWID face: at most max_sessions live per license; a session
+-- not refreshed within its product's session TTL is dead and frees its place.
+CREATE TABLE sessions (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    license_id    TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    machine_id    TEXT NOT NULL,
+    ip            TEXT,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL
+);
+CREATE INDEX sessions_license ON sessions (license_id, last_seen_at);
+
+-- Request ids of encrypted envelopes already accepted, kept until their timestamp window
+-- has passed, so a captured envelope cannot be replayed.
+CREATE TABLE seen_requests (
+    product_id  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (product_id, request_id)
+);
+CREATE INDEX seen_requests_expiry ON seen_requests (expires_at);
+
+CREATE TABLE idempotency_keys (
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    idem_key        TEXT NOT NULL,
+    request_sha256  BLOB NOT NULL,
+    license_id      TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, idem_key)
+);
+
+-- People who log into the admin panel. ADMINs see every tenant; USERs their own.
+CREATE TABLE operators (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    email          TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash  TEXT NOT NULL,
+    role           TEXT NOT NULL,
+    disabled_at    INTEGER,
+    -- session tokens issued before this instant (a disable or password reset) are dead
+    sessions_valid_after INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+
+-- Admin tokens made unusable before their expiry (logout).
+CREATE TABLE revoked_tokens (
+    jti         TEXT PRIMARY KEY,
+    expires_at  INTEGER NOT NULL
+);
+
+-- Append-only trail; no foreign keys so history outlives what it describes.
+CREATE TABLE audit_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    product_id  TEXT,
+    license_id  TEXT,
+    machine_id  TEXT,
+    ip          TEXT,
+    detail      TEXT
+);
+CREATE INDEX audit_tenant_time ON audit_events (tenant_id, at);
+CREATE INDEX audit_license_time ON audit_events (license_id, at) WHERE license_id IS NOT NULL;
