@@ -86,6 +86,15 @@ pub struct ServeArgs {
         default_value_t = 120
     )]
     pub rate_limit_per_license_key: u32,
+    /// /api/v1/updates/check calls per license key per 15 minutes (0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_UPDATE_CHECKS", default_value_t = 60)]
+    pub rate_limit_update_checks: u32,
+    /// /api/v1/updates/download calls per hour, per license key and per IP (0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_DOWNLOADS", default_value_t = 10)]
+    pub rate_limit_downloads: u32,
+    /// Largest accepted release bundle, in bytes (streamed to disk, not held in memory).
+    #[arg(long, env = "KEYWARD_MAX_BUNDLE_BYTES", default_value_t = crate::config::DEFAULT_MAX_BUNDLE_BYTES)]
+    pub max_bundle_bytes: u64,
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
@@ -110,6 +119,9 @@ impl Default for ServeArgs {
                 rate_limit_failed_auth: 20,
                 rate_limit_login: 5,
                 rate_limit_per_license_key: 120,
+                rate_limit_update_checks: 60,
+                rate_limit_downloads: 10,
+                max_bundle_bytes: crate::config::DEFAULT_MAX_BUNDLE_BYTES,
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
             },
@@ -129,8 +141,11 @@ impl ServeArgs {
                 failed_auth_per_ip: self.rate_limit_failed_auth,
                 login_per_minute: self.rate_limit_login,
                 per_license_key: self.rate_limit_per_license_key,
+                update_checks_per_15_min: self.rate_limit_update_checks,
+                downloads_per_hour: self.rate_limit_downloads,
             },
             max_body_bytes: self.max_body_bytes,
+            max_bundle_bytes: self.max_bundle_bytes,
             maintenance_interval: Duration::from_secs(self.maintenance_interval.max(1)),
             read_pool_size: 8,
         }

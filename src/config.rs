@@ -17,7 +17,13 @@ pub struct RateLimits {
     pub login_per_minute: u32,
     /// `/api/validate` and `/api/telegram` calls per license key.
     pub per_license_key: u32,
+    /// Update checks per license key per 15 minutes.
+    pub update_checks_per_15_min: u32,
+    /// Bundle downloads per hour, per license key and per IP.
+    pub downloads_per_hour: u32,
 }
+
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -28,6 +34,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
+    /// Largest release bundle accepted (uploads stream to disk, so this bounds disk, not RAM).
+    pub max_bundle_bytes: u64,
     /// How often expired licenses are marked and dead machines culled.
     pub maintenance_interval: Duration,
     pub read_pool_size: u32,
@@ -46,8 +54,11 @@ impl Config {
                 failed_auth_per_ip: 0,
                 login_per_minute: 0,
                 per_license_key: 0,
+                update_checks_per_15_min: 0,
+                downloads_per_hour: 0,
             },
             max_body_bytes: 256 * 1024,
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             maintenance_interval: Duration::from_secs(30),
             read_pool_size: 8,
         }

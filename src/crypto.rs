@@ -166,6 +166,47 @@ pub fn sign(secret: &SigningKey, message: &[u8]) -> String {
     B64.encode(secret.sign(message).to_bytes())
 }
 
+/// Ed25519 over a file's exact bytes, base64, without holding the file in memory. Ed25519
+/// hashes the message twice (once for the nonce, once for the challenge), so the file is
+/// read twice; the signature is the ordinary one `openssl pkeyutl -verify -rawin` accepts.
+pub fn sign_file(secret: &SigningKey, path: &std::path::Path) -> Result<String, Error> {
+    use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign_byupdate};
+    use std::io::Read;
+
+    let expanded = ExpandedSecretKey::from(&secret.to_bytes());
+    let failure = std::sync::Mutex::new(None::<std::io::Error>);
+    let feed = |digest: &mut sha2::Sha512| -> Result<(), ed25519_dalek::SignatureError> {
+        use sha2::Digest;
+        let mut read = || -> std::io::Result<()> {
+            let mut file = std::fs::File::open(path)?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                digest.update(&buf[..n]);
+            }
+        };
+        read().map_err(|e| {
+            if let Ok(mut slot) = failure.lock() {
+                *slot = Some(e);
+            }
+            ed25519_dalek::SignatureError::new()
+        })
+    };
+    let signature = raw_sign_byupdate::<sha2::Sha512, _>(&expanded, feed, &secret.verifying_key())
+        .map_err(|_| {
+            let cause = failure
+                .lock()
+                .ok()
+                .and_then(|mut slot| slot.take())
+                .map_or_else(|| "unknown".to_owned(), |e| e.to_string());
+            Error::Storage(format!("cannot sign {}: {cause}", path.display()))
+        })?;
+    Ok(B64.encode(signature.to_bytes()))
+}
+
 pub fn signing_key_from_seed(seed: &[u8]) -> Result<SigningKey, Error> {
     let seed: [u8; 32] = seed
         .try_into()

@@ -60,6 +60,12 @@ pub enum Error {
     Conflict(String),
     #[error("{}", .0.message())]
     License(LicenseProblem),
+    /// The license presented as a credential (`X-License-Key`) may not be used now.
+    #[error("{}", .0.message())]
+    LicenseRefused(LicenseProblem),
+    /// A body (an uploaded bundle) over its size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// An idempotency key reused with a different request body.
     #[error("{0}")]
     IdempotencyMismatch(String),

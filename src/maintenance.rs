@@ -28,6 +28,9 @@ pub async fn run(state: AppState) {
         state.limits.login_per_ip.forget_idle();
         state.limits.login_per_account.forget_idle();
         state.limits.per_license_key.forget_idle();
+        state.limits.update_checks_per_license.forget_idle();
+        state.limits.downloads_per_license.forget_idle();
+        state.limits.downloads_per_ip.forget_idle();
     }
 }
 

@@ -13,9 +13,12 @@ use crate::api;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
+use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
 use crate::api::client::{telegram::TelegramApi, validate::ValidateApi};
-use crate::api::vendor::{health::HealthApi, license::LicenseApi, products::ProductApi};
+use crate::api::vendor::{
+    health::HealthApi, license::LicenseApi, products::ProductApi, updates::UpdatesApi,
+};
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::error::Error;
@@ -36,6 +39,8 @@ pub type Apis = (
     ValidateApi,
     TelegramApi,
     OverviewApi,
+    ReleasesApi,
+    UpdatesApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -69,6 +74,12 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             OverviewApi {
+                state: state.clone(),
+            },
+            ReleasesApi {
+                state: state.clone(),
+            },
+            UpdatesApi {
                 state: state.clone(),
             },
         ),
@@ -151,6 +162,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (db, writer, master) = open(&config)?;
     let bind = config.bind;
     let state = AppState::new(config, db, master);
+    state.bundles.prepare()?;
     let acceptor = TcpListener::bind(bind)
         .into_acceptor()
         .await

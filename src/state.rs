@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::domain::products::Product;
+use crate::domain::releases::bundles::BundleStore;
 use crate::error::Error;
 use crate::ratelimit::Limiter;
 use crate::storage::Db;
@@ -23,6 +24,8 @@ pub struct Inner {
     pub master: MasterKey,
     pub signing_keys: SigningKeys,
     pub limits: Limits,
+    /// Release bundles, files in the data directory named by their SHA-256.
+    pub bundles: BundleStore,
     /// API keys and products are read by every validation and change rarely: short-lived
     /// copies spare two queries per request. Changes made through this process forget the
     /// copy at once; changes made by another process (the CLI) show within [`ROW_CACHE_TTL`].
@@ -39,6 +42,9 @@ pub struct Limits {
     pub login_per_ip: Limiter<IpAddr>,
     pub login_per_account: Limiter<String>,
     pub per_license_key: Limiter<String>,
+    pub update_checks_per_license: Limiter<String>,
+    pub downloads_per_license: Limiter<String>,
+    pub downloads_per_ip: Limiter<IpAddr>,
 }
 
 impl std::ops::Deref for AppState {
@@ -59,7 +65,17 @@ impl AppState {
                 login_per_ip: Limiter::per_minute(r.login_per_minute),
                 login_per_account: Limiter::per_minute(r.login_per_minute),
                 per_license_key: Limiter::per_minute(r.per_license_key),
+                update_checks_per_license: Limiter::per_window(
+                    r.update_checks_per_15_min,
+                    Duration::from_secs(15 * 60),
+                ),
+                downloads_per_license: Limiter::per_window(
+                    r.downloads_per_hour,
+                    Duration::from_secs(3600),
+                ),
+                downloads_per_ip: Limiter::per_window(r.downloads_per_hour, Duration::from_secs(3600)),
             },
+            bundles: BundleStore::new(&config.data_dir),
             password_hashing: tokio::sync::Semaphore::new(2),
             config,
             db,

@@ -60,7 +60,7 @@ pub enum KvError {
         /// Seconds to wait before retrying.
         #[oai(header = "Retry-After")]
         u64,
-        /// Requests allowed per minute.
+        /// Requests allowed per window (a minute, unless the operation says otherwise).
         #[oai(header = "X-RateLimit-Limit")]
         u32,
     ),
@@ -85,6 +85,8 @@ impl KvError {
             Error::Forbidden(_) => Self::Forbidden(body("FORBIDDEN", msg)),
             Error::Conflict(_) => Self::Conflict(body("CONFLICT", msg)),
             Error::License(problem) => Self::Forbidden(body(license_code(*problem), msg)),
+            Error::LicenseRefused(problem) => Self::Forbidden(body(license_code(*problem), msg)),
+            Error::TooLarge(_) => Self::PayloadTooLarge(body("PAYLOAD_TOO_LARGE", msg)),
             Error::IdempotencyMismatch(_) => Self::Conflict(body("CONFLICT", msg)),
             Error::RateLimited { retry_after, limit } => Self::TooManyRequests(
                 body("RATE_LIMITED", msg),

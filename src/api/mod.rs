@@ -104,6 +104,11 @@ pub async fn guard<E: Endpoint>(
     state: AppState,
 ) -> poem::Result<Response> {
     let face = Face::of(req.uri().path());
+    let credential = if req.uri().path().starts_with("/api/v1/updates/") {
+        "X-License-Key"
+    } else {
+        "X-API-Key"
+    };
     let ip = client_ip(&req, &state.config);
     if let Some(ip) = ip {
         req.extensions_mut().insert(ClientIp(ip));
@@ -111,7 +116,9 @@ pub async fn guard<E: Endpoint>(
             return Ok(face.error(&e));
         }
     }
-    if let Err(resp) = limit_body(&mut req, state.config.max_body_bytes, face).await {
+    if !streams_its_body(&req)
+        && let Err(resp) = limit_body(&mut req, state.config.max_body_bytes, face).await
+    {
         return Ok(resp);
     }
     // A panic is a bug, but it must still answer the face's envelope, never a dropped socket.
@@ -125,16 +132,16 @@ pub async fn guard<E: Endpoint>(
         Err(e) if e.is_from_response() => Ok(e.into_response()),
         Err(e) => {
             let status = e.status();
-            let message = framework_message(&e, status, face);
+            let message = framework_message(&e, status, face, credential);
             Ok(face.framework_error(status, message))
         }
     }
 }
 
-fn framework_message(e: &poem::Error, status: StatusCode, face: Face) -> String {
+fn framework_message(e: &poem::Error, status: StatusCode, face: Face, credential: &str) -> String {
     match status {
         StatusCode::UNAUTHORIZED if face == Face::Vendor => {
-            "Missing or invalid X-API-Key header".into()
+            format!("Missing or invalid {credential} header")
         }
         StatusCode::UNAUTHORIZED => {
             "Authentication required: log in, or send Authorization: Bearer <token>".into()
@@ -184,6 +191,19 @@ fn tidy_parse_error(raw: &str) -> String {
         text.replace_range(at.., &format!(", found {kind}"));
     }
     format!("Invalid request: {text}")
+}
+
+/// Bundle uploads are streamed to disk by their handlers, which enforce the bundle size limit
+/// themselves; every other body is buffered under the JSON limit.
+fn streams_its_body(req: &Request) -> bool {
+    if req.method() != Method::POST {
+        return false;
+    }
+    let parts: Vec<&str> = req.uri().path().trim_end_matches('/').split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "api", "projects", _, "releases"] | ["", "api", "releases", _, "deltas"]
+    )
 }
 
 /// Buffers a JSON body up to `max` bytes, refusing larger ones with 413 whether or not the

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod licenses;
 pub mod operators;
 pub mod products;
+pub mod releases;
 pub mod sessions;
 pub mod tenants;
 

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod operators;
 pub mod overview;
 pub mod projects;
+pub mod releases;
 
 use poem_openapi::Tags;
 
@@ -22,6 +23,8 @@ pub enum AdminTags {
     Keys,
     /// Vendor API keys (shown once).
     ApiKeys,
+    /// Signed software releases: upload, publish, yank, delta bundles.
+    Releases,
     /// Audit logs, statistics and health.
     Logs,
 }

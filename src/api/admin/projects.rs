@@ -19,7 +19,7 @@ use crate::domain::licenses::LicenseType;
 use crate::domain::products::{
     self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductStatus, ProductType,
 };
-use crate::domain::{ms_to_datetime, now_ms, tenants};
+use crate::domain::{ms_to_datetime, now_ms, releases, tenants};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -577,6 +577,7 @@ impl ProjectsApi {
         let id = id.0;
         self.state.product_cache.forget(&id);
         let confirm = confirm.0;
+        let store = self.state.bundles.clone();
         let deleted = self
             .state
             .db
@@ -589,7 +590,15 @@ impl ProjectsApi {
                     )));
                 }
                 let n = products::repo::license_count(c, &p.id)?;
+                let bundles = releases::repo::bundles_of_product(c, &p.id)?;
                 products::repo::delete(c, &p.id)?;
+                // Releases went with the product (cascade); their files go unless another
+                // product's release has the same bytes.
+                for sha in bundles {
+                    if !releases::repo::bundle_in_use(c, &sha)? {
+                        store.remove(&sha);
+                    }
+                }
                 audit::repo::insert(
                     c,
                     &AuditEvent::new(&p.tenant_id, &admin.actor(), "project.delete")

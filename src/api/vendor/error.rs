@@ -47,7 +47,9 @@ pub enum VendorError {
     /// Missing, unknown or revoked API key (`UNAUTHORIZED`).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorEnvelope>),
-    /// The API key's scope does not allow this operation (`FORBIDDEN`).
+    /// The API key's scope does not allow this operation (`FORBIDDEN`), or the license
+    /// presented in `X-License-Key` is not active (`LICENSE_EXPIRED`, `LICENSE_SUSPENDED`,
+    /// `LICENSE_REVOKED`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorEnvelope>),
     /// No such license, product or machine in the API key's tenant (`*_NOT_FOUND`).
@@ -72,7 +74,7 @@ pub enum VendorError {
         /// Seconds to wait before retrying.
         #[oai(header = "Retry-After")]
         u64,
-        /// Requests allowed per minute.
+        /// Requests allowed per window (a minute, unless the operation says otherwise).
         #[oai(header = "X-RateLimit-Limit")]
         u32,
     ),
@@ -96,6 +98,10 @@ impl VendorError {
             Error::License(problem) => {
                 Self::BadRequest(ErrorEnvelope::new(license_code(*problem), msg))
             }
+            Error::LicenseRefused(problem) => {
+                Self::Forbidden(ErrorEnvelope::new(license_code(*problem), msg))
+            }
+            Error::TooLarge(_) => Self::PayloadTooLarge(ErrorEnvelope::new("PAYLOAD_TOO_LARGE", msg)),
             Error::IdempotencyMismatch(_) => {
                 Self::Unprocessable(ErrorEnvelope::new("IDEMPOTENCY_KEY_REUSED", msg))
             }

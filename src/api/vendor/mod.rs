@@ -7,6 +7,7 @@ pub mod health;
 pub mod license;
 pub mod products;
 pub mod schemas;
+pub mod updates;
 
 use poem_openapi::Tags;
 

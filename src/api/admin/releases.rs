@@ -1,0 +1,799 @@
+//! Releases, managed from the admin panel or a CI pipeline (a FULL_ADMIN API key): upload a
+//! bundle as a multipart stream, publish, yank, delete drafts, add delta bundles.
+
+use std::marker::PhantomData;
+
+use poem::web::Multipart;
+use poem::{FromRequest, IntoResponse, Request, RequestBody};
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Json, Payload};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Multipart as MultipartForm,
+    Object, OpenApi,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::io::AsyncReadExt;
+
+use super::AdminTags;
+use super::auth::{Admin, AdminAuth};
+use crate::api::fields::named;
+use crate::api::keyvault_error::{KvError, KvResult};
+use crate::crypto;
+use crate::domain::audit::{self, AuditEvent};
+use crate::domain::products::{self, Product};
+use crate::domain::releases::bundles::Received;
+use crate::domain::releases::{
+    self, Bundle, Channel, Delta, NewRelease, Release, ReleaseStatus, repo,
+};
+use crate::domain::{ms_to_datetime, now_ms};
+use crate::error::Error;
+use crate::state::AppState;
+
+pub struct ReleasesApi {
+    pub state: AppState,
+}
+
+/// The form of `POST /api/projects/{id}/releases` (documentation of the multipart body; the
+/// handler streams it, see [`BundleUpload`]).
+#[derive(MultipartForm, Debug)]
+pub struct ReleaseUploadForm {
+    /// Semantic version, unique per project (`1.4.0`, `2.0.0-beta.1`).
+    pub version: String,
+    /// stable (default), rc, beta, alpha or nightly.
+    pub channel: Option<String>,
+    /// Release notes (at most 64 KiB).
+    pub changelog: Option<String>,
+    /// `true` or `false` (default).
+    #[oai(rename = "isCritical")]
+    pub is_critical: Option<bool>,
+    /// `true` or `false` (default).
+    #[oai(rename = "requiresMigration")]
+    pub requires_migration: Option<bool>,
+    /// The bundle file. Streamed to disk, hashed and signed; its size limit is the server's
+    /// `--max-bundle-bytes`.
+    pub bundle: Upload,
+}
+
+/// The form of `POST /api/releases/{id}/deltas`.
+#[derive(MultipartForm, Debug)]
+pub struct DeltaUploadForm {
+    /// The older version this bundle upgrades from.
+    #[oai(rename = "fromVersion")]
+    pub from_version: String,
+    /// The delta bundle file.
+    pub bundle: Upload,
+}
+
+/// A multipart body documented as `F` but handed to the handler unparsed, so the bundle
+/// streams to disk after authentication instead of being buffered whole in a temp file.
+pub struct BundleUpload<F> {
+    form: Multipart,
+    _doc: PhantomData<F>,
+}
+
+impl<'a, F: Payload> ApiExtractor<'a> for BundleUpload<F> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        F::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "multipart/form-data",
+                schema: F::schema_ref(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let multipart = req
+            .content_type()
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+        if !multipart {
+            return Err(poem::Error::from_response(
+                KvError::from_status(
+                    poem::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Unsupported media type: send the release as multipart/form-data".into(),
+                )
+                .into_response(),
+            ));
+        }
+        let form = <Multipart as FromRequest>::from_request(req, body).await.map_err(|e| {
+            poem::Error::from_response(
+                KvError::from_error(&Error::Invalid(format!("malformed multipart body: {e}")))
+                    .into_response(),
+            )
+        })?;
+        Ok(Self {
+            form,
+            _doc: PhantomData,
+        })
+    }
+}
+
+crate::field_names!(
+    ChangelogField = "changelog",
+    ChannelField = "channel",
+    IsCriticalField = "isCritical",
+    RequiresMigrationField = "requiresMigration",
+);
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct UpdateReleaseRequest {
+    #[oai(deserialize_with = "named::<ChannelField, _>")]
+    pub channel: Option<Channel>,
+    #[oai(
+        deserialize_with = "named::<ChangelogField, _>",
+        validator(max_length = 65536)
+    )]
+    pub changelog: MaybeUndefined<String>,
+    #[oai(deserialize_with = "named::<IsCriticalField, _>")]
+    pub is_critical: Option<bool>,
+    #[oai(deserialize_with = "named::<RequiresMigrationField, _>")]
+    pub requires_migration: Option<bool>,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename = "ReleaseDelta", rename_all = "camelCase")]
+pub struct DeltaView {
+    pub from_version: String,
+    pub bundle_filename: String,
+    pub bundle_size: u64,
+    pub bundle_sha256: String,
+    pub signature: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl DeltaView {
+    fn new(d: &Delta) -> Self {
+        Self {
+            from_version: d.from_version.clone(),
+            bundle_filename: d.bundle.filename.clone(),
+            bundle_size: d.bundle.size,
+            bundle_sha256: d.bundle.sha256.clone(),
+            signature: d.bundle.signature.clone(),
+            created_at: ms_to_datetime(d.created_at),
+        }
+    }
+}
+
+#[derive(Object, Debug)]
+#[oai(rename = "Release", rename_all = "camelCase")]
+pub struct ReleaseView {
+    pub id: String,
+    pub project_id: String,
+    pub version: String,
+    pub channel: Channel,
+    pub changelog: String,
+    /// DRAFT (not offered), PUBLISHED (offered), YANKED (withdrawn, kept for the record).
+    pub status: ReleaseStatus,
+    pub is_critical: bool,
+    pub requires_migration: bool,
+    pub bundle_filename: String,
+    pub bundle_size: u64,
+    /// Hex SHA-256 of the bundle.
+    pub bundle_sha256: String,
+    /// Ed25519 over the bundle's exact bytes with the project's key, base64.
+    pub signature: String,
+    pub created_at: OffsetDateTime,
+    pub published_at: Option<OffsetDateTime>,
+    pub yanked_at: Option<OffsetDateTime>,
+    pub deltas: Vec<DeltaView>,
+}
+
+impl ReleaseView {
+    fn new(r: &Release, deltas: &[Delta]) -> Self {
+        Self {
+            id: r.id.clone(),
+            project_id: r.product_id.clone(),
+            version: r.version.clone(),
+            channel: r.channel,
+            changelog: r.changelog.clone(),
+            status: r.status,
+            is_critical: r.is_critical,
+            requires_migration: r.requires_migration,
+            bundle_filename: r.bundle.filename.clone(),
+            bundle_size: r.bundle.size,
+            bundle_sha256: r.bundle.sha256.clone(),
+            signature: r.bundle.signature.clone(),
+            created_at: ms_to_datetime(r.created_at),
+            published_at: r.published_at.map(ms_to_datetime),
+            yanked_at: r.yanked_at.map(ms_to_datetime),
+            deltas: deltas.iter().map(DeltaView::new).collect(),
+        }
+    }
+}
+
+#[derive(Object, Debug)]
+pub struct ReleasesData {
+    pub releases: Vec<ReleaseView>,
+}
+
+#[derive(Object, Debug)]
+pub struct ReleasesOk {
+    pub success: bool,
+    pub data: ReleasesData,
+}
+
+#[derive(Object, Debug)]
+pub struct ReleaseData {
+    pub release: ReleaseView,
+}
+
+#[derive(Object, Debug)]
+pub struct ReleaseOk {
+    pub success: bool,
+    pub data: ReleaseData,
+}
+
+#[derive(Object, Debug)]
+pub struct ReleaseDeletedData {
+    pub message: String,
+}
+
+#[derive(Object, Debug)]
+pub struct ReleaseDeletedOk {
+    pub success: bool,
+    pub data: ReleaseDeletedData,
+}
+
+#[derive(ApiResponse)]
+pub enum ListReleasesResponse {
+    /// The project's releases, newest first.
+    #[oai(status = 200)]
+    Ok(Json<ReleasesOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum UploadReleaseResponse {
+    /// Stored, hashed and signed; the release is a DRAFT until published.
+    #[oai(status = 201)]
+    Created(Json<ReleaseOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReleaseResponse {
+    /// The release.
+    #[oai(status = 200)]
+    Ok(Json<ReleaseOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteReleaseResponse {
+    /// The draft and (unless another release shares it) its bundle are gone.
+    #[oai(status = 200)]
+    Ok(Json<ReleaseDeletedOk>),
+}
+
+fn ok(release: &Release, deltas: &[Delta]) -> Json<ReleaseOk> {
+    Json(ReleaseOk {
+        success: true,
+        data: ReleaseData {
+            release: ReleaseView::new(release, deltas),
+        },
+    })
+}
+
+#[OpenApi(tag = "AdminTags::Releases")]
+impl ReleasesApi {
+    /// List a project's releases
+    #[oai(path = "/api/projects/:id/releases", method = "get")]
+    async fn list(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ListReleasesResponse> {
+        let admin = auth.admin();
+        let releases = self.state.db.read(|c| {
+            let product = reachable_project(c, &admin, &id)?;
+            repo::list_for_product(c, &product.id)?
+                .into_iter()
+                .map(|r| {
+                    let deltas = repo::deltas_of(c, &r.id)?;
+                    Ok(ReleaseView::new(&r, &deltas))
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })?;
+        Ok(ListReleasesResponse::Ok(Json(ReleasesOk {
+            success: true,
+            data: ReleasesData { releases },
+        })))
+    }
+
+    /// Upload a release
+    ///
+    /// A `multipart/form-data` body: `version`, `channel`, `changelog`, `isCritical`,
+    /// `requiresMigration` and the file `bundle`. The bundle streams to disk, is hashed
+    /// (SHA-256) and signed with the project's Ed25519 key. The release starts as a DRAFT.
+    /// From a CI pipeline: `curl -H "X-API-Key: $FULL_ADMIN_KEY" -F version=1.4.0
+    /// -F channel=stable -F changelog=@CHANGES.md -F bundle=@app.tar.gz
+    /// $URL/api/projects/$PROJECT/releases`.
+    #[oai(path = "/api/projects/:id/releases", method = "post")]
+    async fn upload(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+        form: BundleUpload<ReleaseUploadForm>,
+    ) -> KvResult<UploadReleaseResponse> {
+        let admin = auth.admin();
+        let product = self
+            .state
+            .db
+            .read(|c| reachable_project(c, &admin, &id))?;
+        let mut form = form.form;
+        let mut fields = ReleaseFields::default();
+        let mut received: Option<(Received, Option<String>)> = None;
+        let read = self
+            .read_release_form(&mut form, &product, &mut fields, &mut received)
+            .await;
+        let Some((bundle_file, uploaded_name)) = received else {
+            read?;
+            return Err(Error::Invalid(
+                "bundle is required: attach the file as the form field `bundle`".into(),
+            )
+            .into());
+        };
+        let checked = read.and_then(|()| {
+            let version = fields
+                .version
+                .take()
+                .ok_or_else(|| Error::Invalid("version is required".into()))?;
+            Ok(NewRelease {
+                version,
+                channel: fields.channel.unwrap_or(Channel::Stable),
+                changelog: fields.changelog.take().unwrap_or_default(),
+                is_critical: fields.is_critical.unwrap_or(false),
+                requires_migration: fields.requires_migration.unwrap_or(false),
+            })
+        });
+        let new = match checked {
+            Ok(new) => new,
+            Err(e) => {
+                self.state.bundles.discard(bundle_file).await;
+                return Err(e.into());
+            }
+        };
+        let filename = releases::safe_filename(uploaded_name.as_deref(), &product.slug, &new.version);
+        let bundle = match self.sign(&product, &bundle_file, filename).await {
+            Ok(bundle) => bundle,
+            Err(e) => {
+                self.state.bundles.discard(bundle_file).await;
+                return Err(e.into());
+            }
+        };
+        let temp_path = bundle_file.temp_path.clone();
+        let store = self.state.bundles.clone();
+        let actor = admin.actor();
+        let stored = self
+            .state
+            .db
+            .write(move |c| {
+                let release = releases::create(c, &product.tenant_id, &product.id, new, bundle)?;
+                // In the writer, so it is ordered with deletions that free the same file.
+                store.install(&bundle_file)?;
+                audit::repo::insert(
+                    c,
+                    &AuditEvent::new(&product.tenant_id, &actor, "release.upload")
+                        .product(&product.id)
+                        .detail(json!({
+                            "releaseId": release.id,
+                            "version": release.version,
+                            "channel": release.channel.as_str(),
+                            "bundleSize": release.bundle.size,
+                            "bundleSha256": release.bundle.sha256,
+                        })),
+                )?;
+                Ok(release)
+            })
+            .await;
+        match stored {
+            Ok(release) => Ok(UploadReleaseResponse::Created(ok(&release, &[]))),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp_path).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Get a release
+    #[oai(path = "/api/releases/:id", method = "get")]
+    async fn get(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
+        let admin = auth.admin();
+        let (release, deltas) = self.state.db.read(|c| {
+            let r = reachable_release(c, &admin, &id)?;
+            let deltas = repo::deltas_of(c, &r.id)?;
+            Ok((r, deltas))
+        })?;
+        Ok(ReleaseResponse::Ok(ok(&release, &deltas)))
+    }
+
+    /// Change a release's channel, changelog or flags
+    #[oai(path = "/api/releases/:id", method = "patch")]
+    async fn update(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+        body: Json<UpdateReleaseRequest>,
+    ) -> KvResult<ReleaseResponse> {
+        let admin = auth.admin();
+        let id = id.0;
+        let body = body.0;
+        let (release, deltas) = self
+            .state
+            .db
+            .write(move |c| {
+                let mut r = reachable_release(c, &admin, &id)?;
+                if r.status == ReleaseStatus::Yanked {
+                    return Err(Error::Conflict("a yanked release is kept as it was".into()));
+                }
+                if let Some(channel) = body.channel {
+                    r.channel = channel;
+                }
+                match body.changelog {
+                    MaybeUndefined::Value(text) => r.changelog = text,
+                    MaybeUndefined::Null => r.changelog.clear(),
+                    MaybeUndefined::Undefined => {}
+                }
+                if let Some(v) = body.is_critical {
+                    r.is_critical = v;
+                }
+                if let Some(v) = body.requires_migration {
+                    r.requires_migration = v;
+                }
+                repo::update_details(c, &r)?;
+                audit::repo::insert(
+                    c,
+                    &release_event(&r, &admin, "release.update"),
+                )?;
+                let deltas = repo::deltas_of(c, &r.id)?;
+                Ok((r, deltas))
+            })
+            .await?;
+        Ok(ReleaseResponse::Ok(ok(&release, &deltas)))
+    }
+
+    /// Publish a draft
+    ///
+    /// The release is offered to licensed apps from now on (`publishedAt` is set).
+    #[oai(path = "/api/releases/:id/publish", method = "post")]
+    async fn publish(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
+        self.transition(auth.admin(), id.0, "release.publish", releases::publish)
+            .await
+    }
+
+    /// Yank a published release
+    ///
+    /// Withdrawn from update checks and downloads at once; kept for the record.
+    #[oai(path = "/api/releases/:id/yank", method = "post")]
+    async fn yank(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
+        self.transition(auth.admin(), id.0, "release.yank", releases::yank)
+            .await
+    }
+
+    /// Delete a draft
+    ///
+    /// Only drafts: a published release is yanked instead, so the record stays.
+    #[oai(path = "/api/releases/:id", method = "delete")]
+    async fn delete(&self, auth: AdminAuth, id: Path<String>) -> KvResult<DeleteReleaseResponse> {
+        let admin = auth.admin();
+        let id = id.0;
+        let store = self.state.bundles.clone();
+        self.state
+            .db
+            .write(move |c| {
+                let r = reachable_release(c, &admin, &id)?;
+                releases::ensure_deletable(&r)?;
+                let bundles = repo::bundles_of_release(c, &r.id)?;
+                repo::delete(c, &r.id)?;
+                for sha in bundles {
+                    if !repo::bundle_in_use(c, &sha)? {
+                        store.remove(&sha);
+                    }
+                }
+                audit::repo::insert(c, &release_event(&r, &admin, "release.delete"))?;
+                Ok(())
+            })
+            .await?;
+        Ok(DeleteReleaseResponse::Ok(Json(ReleaseDeletedOk {
+            success: true,
+            data: ReleaseDeletedData {
+                message: "Draft deleted".into(),
+            },
+        })))
+    }
+
+    /// Add a delta bundle
+    ///
+    /// A `multipart/form-data` body with `fromVersion` and the file `bundle`: clients that
+    /// download this release with `from_version` equal to `fromVersion` get this smaller
+    /// bundle (signed like any other).
+    #[oai(path = "/api/releases/:id/deltas", method = "post")]
+    async fn add_delta(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+        form: BundleUpload<DeltaUploadForm>,
+    ) -> KvResult<UploadReleaseResponse> {
+        let admin = auth.admin();
+        let (release, product) = self.state.db.read(|c| {
+            let r = reachable_release(c, &admin, &id)?;
+            let p = products::repo::find(c, &r.tenant_id, &r.product_id)?
+                .ok_or(Error::NotFound("release"))?;
+            Ok((r, p))
+        })?;
+        let mut form = form.form;
+        let mut from_version = None;
+        let mut received: Option<(Received, Option<String>)> = None;
+        let read: Result<(), Error> = async {
+            while let Some(field) = next_field(&mut form).await? {
+                match field.name().unwrap_or_default() {
+                    "fromVersion" => {
+                        let text = text_field(field, "fromVersion", 64).await?;
+                        let v = releases::parse_version("fromVersion", &text)?;
+                        self.state
+                            .db
+                            .read(|c| releases::check_delta(c, &release, &v))?;
+                        from_version = Some(v);
+                    }
+                    "bundle" => self.receive_bundle(field, &mut received).await?,
+                    other => {
+                        return Err(unknown_field(other, "fromVersion and bundle"));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let Some((bundle_file, uploaded_name)) = received else {
+            read?;
+            return Err(Error::Invalid(
+                "bundle is required: attach the file as the form field `bundle`".into(),
+            )
+            .into());
+        };
+        let from = match read.and_then(|()| {
+            from_version.ok_or_else(|| Error::Invalid("fromVersion is required".into()))
+        }) {
+            Ok(v) => v,
+            Err(e) => {
+                self.state.bundles.discard(bundle_file).await;
+                return Err(e.into());
+            }
+        };
+        let filename = releases::safe_filename(uploaded_name.as_deref(), &product.slug, &from);
+        let bundle = match self.sign(&product, &bundle_file, filename).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.state.bundles.discard(bundle_file).await;
+                return Err(e.into());
+            }
+        };
+        let temp_path = bundle_file.temp_path.clone();
+        let store = self.state.bundles.clone();
+        let actor = admin.actor();
+        let stored = self
+            .state
+            .db
+            .write(move |c| {
+                let r = repo::find_in(c, Some(&release.tenant_id), &release.id)?
+                    .ok_or(Error::NotFound("release"))?;
+                releases::check_delta(c, &r, &from)?;
+                let delta = Delta {
+                    release_id: r.id.clone(),
+                    from_version: from.to_string(),
+                    bundle,
+                    created_at: now_ms(),
+                };
+                repo::insert_delta(c, &delta)?;
+                store.install(&bundle_file)?;
+                audit::repo::insert(
+                    c,
+                    &AuditEvent::new(&r.tenant_id, &actor, "release.delta")
+                        .product(&r.product_id)
+                        .detail(json!({
+                            "releaseId": r.id,
+                            "version": r.version,
+                            "fromVersion": delta.from_version,
+                            "bundleSize": delta.bundle.size,
+                        })),
+                )?;
+                let deltas = repo::deltas_of(c, &r.id)?;
+                Ok((r, deltas))
+            })
+            .await;
+        match stored {
+            Ok((r, deltas)) => Ok(UploadReleaseResponse::Created(ok(&r, &deltas))),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp_path).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct ReleaseFields {
+    version: Option<semver::Version>,
+    channel: Option<Channel>,
+    changelog: Option<String>,
+    is_critical: Option<bool>,
+    requires_migration: Option<bool>,
+}
+
+impl ReleasesApi {
+    /// Reads the form field by field; text fields are checked as they arrive, so a bad
+    /// version sent before the bundle is refused before a byte of the bundle is stored.
+    async fn read_release_form(
+        &self,
+        form: &mut Multipart,
+        product: &Product,
+        fields: &mut ReleaseFields,
+        received: &mut Option<(Received, Option<String>)>,
+    ) -> Result<(), Error> {
+        while let Some(field) = next_field(form).await? {
+            match field.name().unwrap_or_default() {
+                "version" => {
+                    let text = text_field(field, "version", 64).await?;
+                    let version = releases::parse_version("version", &text)?;
+                    self.state
+                        .db
+                        .read(|c| releases::ensure_new_version(c, &product.id, &version))?;
+                    fields.version = Some(version);
+                }
+                "channel" => {
+                    let text = text_field(field, "channel", 16).await?;
+                    fields.channel = Some(releases::parse_channel("channel", &text)?);
+                }
+                "changelog" => {
+                    let text =
+                        text_field(field, "changelog", releases::MAX_CHANGELOG_BYTES).await?;
+                    fields.changelog = Some(text);
+                }
+                "isCritical" => {
+                    fields.is_critical = Some(bool_field(field, "isCritical").await?);
+                }
+                "requiresMigration" => {
+                    fields.requires_migration =
+                        Some(bool_field(field, "requiresMigration").await?);
+                }
+                "bundle" => self.receive_bundle(field, received).await?,
+                other => {
+                    return Err(unknown_field(
+                        other,
+                        "version, channel, changelog, isCritical, requiresMigration and bundle",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive_bundle(
+        &self,
+        field: poem::web::Field,
+        received: &mut Option<(Received, Option<String>)>,
+    ) -> Result<(), Error> {
+        if received.is_some() {
+            return Err(Error::Invalid("send one `bundle` file per request".into()));
+        }
+        let name = field.file_name().map(str::to_owned);
+        let file = self
+            .state
+            .bundles
+            .receive(field.into_async_read(), self.state.config.max_bundle_bytes)
+            .await?;
+        *received = Some((file, name));
+        Ok(())
+    }
+
+    /// Signs a received bundle with the product's key (off the async runtime: the file is
+    /// read twice).
+    async fn sign(
+        &self,
+        product: &Product,
+        file: &Received,
+        filename: String,
+    ) -> Result<Bundle, Error> {
+        let key = self
+            .state
+            .signing_keys
+            .for_product(&self.state.master, product)?;
+        let path = file.temp_path.clone();
+        let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key, &path))
+            .await
+            .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
+        Ok(Bundle {
+            filename,
+            size: file.size,
+            sha256: file.sha256.clone(),
+            signature,
+        })
+    }
+
+    async fn transition(
+        &self,
+        admin: Admin,
+        id: String,
+        action: &'static str,
+        change: fn(&rusqlite::Connection, &Release) -> Result<bool, Error>,
+    ) -> KvResult<ReleaseResponse> {
+        let (release, deltas) = self
+            .state
+            .db
+            .write(move |c| {
+                let r = reachable_release(c, &admin, &id)?;
+                if change(c, &r)? {
+                    audit::repo::insert(c, &release_event(&r, &admin, action))?;
+                }
+                let r = repo::find_in(c, Some(&r.tenant_id), &r.id)?
+                    .ok_or(Error::NotFound("release"))?;
+                let deltas = repo::deltas_of(c, &r.id)?;
+                Ok((r, deltas))
+            })
+            .await?;
+        Ok(ReleaseResponse::Ok(ok(&release, &deltas)))
+    }
+}
+
+async fn next_field(form: &mut Multipart) -> Result<Option<poem::web::Field>, Error> {
+    form.next_field()
+        .await
+        .map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))
+}
+
+async fn text_field(field: poem::web::Field, name: &str, max: usize) -> Result<String, Error> {
+    let mut bytes = Vec::new();
+    field
+        .into_async_read()
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))?;
+    if bytes.len() > max {
+        return Err(Error::Invalid(format!(
+            "{name} must be at most {max} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name} must be UTF-8 text")))
+}
+
+async fn bool_field(field: poem::web::Field, name: &str) -> Result<bool, Error> {
+    match text_field(field, name, 8).await?.trim() {
+        "true" | "1" | "on" => Ok(true),
+        "false" | "0" | "off" | "" => Ok(false),
+        _ => Err(Error::Invalid(format!("{name} must be true or false"))),
+    }
+}
+
+fn unknown_field(name: &str, expected: &str) -> Error {
+    if name.is_empty() {
+        return Error::Invalid(format!("a form field has no name; expected {expected}"));
+    }
+    let shown: String = name.chars().take(40).collect();
+    Error::Invalid(format!("unknown form field `{shown}`; expected {expected}"))
+}
+
+fn reachable_project(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Product, Error> {
+    products::repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("project"))
+}
+
+fn reachable_release(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Release, Error> {
+    repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("release"))
+}
+
+fn release_event(r: &Release, admin: &Admin, action: &str) -> AuditEvent {
+    AuditEvent::new(&r.tenant_id, &admin.actor(), action)
+        .product(&r.product_id)
+        .detail(json!({"releaseId": r.id, "version": r.version, "channel": r.channel.as_str()}))
+}
