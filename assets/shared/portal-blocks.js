@@ -1,0 +1,186 @@
+// Keyward — rendering of a project's portal dashboard blocks. The user portal renders the real
+// dashboard with it, and the admin panel's Portal Dashboard Editor renders its live preview with
+// the very same code, so what the vendor sees is what its users get.
+
+import { h, copyButton, fmtDate, statusBadge, titleCase } from './ui.js';
+
+export const BLOCK_TYPES = {
+  key_info: { label: 'Key info', description: 'License status, plan, expiry, sessions' },
+  copy_key: { label: 'Copy key', description: 'Button to copy the license key mask' },
+  download_loader: { label: 'Download loader', description: 'Loader download with HWID gating' },
+  hwid_status: { label: 'HWID status', description: 'HWID binding status indicator' },
+  custom_button: { label: 'Custom button', description: 'External link (Discord, website…)' },
+  custom_text: { label: 'Custom text', description: 'A paragraph of your own text' },
+};
+
+export const DEFAULT_BLOCKS = [
+  { type: 'key_info' }, { type: 'hwid_status' }, { type: 'download_loader' }, { type: 'copy_key' },
+];
+
+/** Only http(s) links leave the portal; anything else (javascript:, data:) is dropped. */
+export function safeUrl(url) {
+  if (typeof url !== 'string' || !url.trim()) return null;
+  try {
+    const u = new URL(url.trim());
+    return u.protocol === 'https:' || u.protocol === 'http:' ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Keeps known block types and the fields each one uses. */
+export function normalizeBlocks(blocks) {
+  if (!Array.isArray(blocks)) return [];
+  const out = [];
+  for (const b of blocks) {
+    if (!b || typeof b !== 'object' || !BLOCK_TYPES[b.type]) continue;
+    if (b.type === 'custom_button') out.push({ type: b.type, label: String(b.label ?? ''), url: String(b.url ?? '') });
+    else if (b.type === 'custom_text') out.push({ type: b.type, text: String(b.text ?? '') });
+    else out.push({ type: b.type });
+  }
+  return out;
+}
+
+/** The access level of a /api/portal/me answer: 'none' | 'inactive' | 'unbound' | 'full'. */
+export function accessLevel(me) {
+  const a = (me && me.access) || {};
+  if (!a.hasKey) return 'none';
+  if (!a.keyActive) return 'inactive';
+  if (a.fullAccess || a.hwidBound) return 'full';
+  return 'unbound';
+}
+
+/** A sample /api/portal/me answer for the editor's preview at one access level. */
+export function sampleMe(level, loaderUrl) {
+  const hasKey = level !== 'none';
+  const bound = level === 'full';
+  return {
+    user: { id: 'preview', username: 'player123' },
+    key: hasKey ? {
+      mask: 'A1B2-****-****-G7H8', plan: 'MONTHLY', status: level === 'inactive' ? 'EXPIRED' : 'ACTIVE',
+      hwidLocked: bound, expiresAt: new Date(Date.now() + 24 * 864e5).toISOString(), maxSessions: 2, activeSessions: bound ? 1 : 0,
+    } : null,
+    access: {
+      hasKey, keyActive: hasKey && level !== 'inactive', hwidBound: bound, fullAccess: bound,
+      canDownloadLoader: hasKey && level !== 'inactive',
+      loaderUrl: hasKey && level !== 'inactive' ? (loaderUrl || 'https://example.com/loader.exe') : undefined,
+    },
+  };
+}
+
+function card(type, title, ...children) {
+  return h('section', { class: 'pblock', 'data-test': `block-${type}`, 'data-block': type },
+    title ? h('h3', {}, title) : null, children);
+}
+
+function locked(type, title, text) {
+  return h('section', { class: 'pblock locked', 'data-test': `block-${type}`, 'data-block': type, 'data-locked': 'true' },
+    title ? h('h3', {}, title) : null,
+    h('div', { class: 'lock-note' }, h('span', { 'aria-hidden': 'true' }, '🔒'), h('span', {}, text)));
+}
+
+const LOCK_BIND = 'Available once your machine is bound: download the loader and start it.';
+
+function renderKeyInfo(me) {
+  const k = me.key;
+  if (!k) return locked('key_info', 'License', 'No license key on your account yet.');
+  const sessions = k.maxSessions !== undefined && k.maxSessions !== null
+    ? `${k.activeSessions ?? 0} / ${k.maxSessions}` : '—';
+  return card('key_info', 'License',
+    h('dl', { class: 'props' },
+      h('dt', {}, 'Status'), h('dd', {}, statusBadge(k.status, 'key-status')),
+      h('dt', {}, 'Plan'), h('dd', { 'data-test': 'key-plan' }, k.plan ? titleCase(k.plan) : '—'),
+      h('dt', {}, 'Expires'), h('dd', { 'data-test': 'key-expires' },
+        k.expiresAt ? fmtDate(k.expiresAt) : (k.plan === 'LIFETIME' ? 'Never' : 'Starts at first activation')),
+      h('dt', {}, 'Sessions'), h('dd', { 'data-test': 'key-sessions' }, sessions),
+      h('dt', {}, 'Key'), h('dd', { class: 'mono', 'data-test': 'key-mask' }, k.mask || '—')));
+}
+
+function renderCopyKey(me, level, ctx) {
+  if (!me.key) return locked('copy_key', 'Your key', 'No license key on your account yet.');
+  if (level === 'unbound') return locked('copy_key', 'Your key', LOCK_BIND);
+  return card('copy_key', 'Your key',
+    h('div', { class: 'btn-row' },
+      h('span', { class: 'key-mask', 'data-test': 'copy-key-mask' }, me.key.mask),
+      ctx.preview ? h('button', { type: 'button', class: 'btn btn-sm', disabled: true }, 'Copy')
+        : copyButton(me.key.mask, { test: 'copy-key' })));
+}
+
+function renderLoader(me, level, ctx) {
+  const a = me.access || {};
+  if (level === 'none') return locked('download_loader', 'Loader', 'Activate a license key to download the loader.');
+  if (level === 'inactive') return locked('download_loader', 'Loader', 'Your key is not active, so the loader is unavailable.');
+  const url = safeUrl(a.loaderUrl);
+  const link = url
+    ? h('a', { class: 'btn btn-primary', href: url, rel: 'noopener noreferrer', 'data-test': 'download-loader', ...(ctx.preview ? { tabindex: '-1', 'aria-disabled': 'true' } : {}) }, '⬇ Download the loader')
+    : h('p', { class: 'muted', 'data-test': 'loader-unavailable' }, 'The loader is not available for download yet.');
+  if (ctx.preview && url) link.addEventListener('click', (e) => e.preventDefault());
+  if (level === 'unbound') {
+    return card('download_loader', 'Loader',
+      h('ol', { class: 'steps' },
+        h('li', { class: 'done' }, h('span', { class: 'n' }, '1'), 'License key activated'),
+        h('li', { class: 'current' }, h('span', { class: 'n' }, '2'), 'Download the loader and start it to bind your machine'),
+        h('li', {}, h('span', { class: 'n' }, '3'), 'Full access')),
+      a.canDownloadLoader === false ? h('p', { class: 'muted' }, 'The loader is not available for download yet.') : link);
+  }
+  return card('download_loader', 'Loader',
+    h('p', { class: 'muted' }, 'Your machine is bound. Download the latest loader any time.'),
+    a.canDownloadLoader === false ? h('p', { class: 'muted' }, 'The loader is not available for download yet.') : link);
+}
+
+function renderHwid(me, level) {
+  if (level === 'none') return locked('hwid_status', 'Machine', 'Activate a license key first.');
+  const bound = !!(me.access && me.access.hwidBound);
+  return card('hwid_status', 'Machine',
+    h('div', { class: `status-dot ${bound ? 'ok' : 'warn'}`, 'data-test': 'hwid-state', 'data-bound': bound ? 'true' : 'false' },
+      bound ? 'Machine bound' : 'No machine bound yet'),
+    h('p', { class: 'muted small' }, bound
+      ? 'Your key is locked to this machine\u2019s hardware ID.'
+      : 'Start the loader on your computer: it binds your key to that machine.'));
+}
+
+function renderButton(b, level, ctx) {
+  const url = safeUrl(b.url);
+  const label = b.label && b.label.trim() ? b.label.trim() : 'Link';
+  if (level !== 'full') return locked('custom_button', null, `${label}: ${LOCK_BIND.charAt(0).toLowerCase()}${LOCK_BIND.slice(1)}`);
+  const el = url
+    ? h('a', { class: 'btn', href: url, target: '_blank', rel: 'noopener noreferrer', 'data-test': 'custom-button' }, label, h('span', { 'aria-hidden': 'true' }, ' ↗'))
+    : h('span', { class: 'muted', 'data-test': 'custom-button-invalid' }, `${label} (no valid link set)`);
+  if (ctx.preview && url) el.addEventListener('click', (e) => e.preventDefault());
+  return card('custom_button', null, el);
+}
+
+function renderText(b, level) {
+  if (level !== 'full') return locked('custom_text', null, LOCK_BIND);
+  return card('custom_text', null, h('p', { class: 'pblock-text', 'data-test': 'custom-text' }, b.text || ''));
+}
+
+/**
+ * Renders the dashboard into a fragment.
+ * ctx: {preview: bool, activateForm: () => Element} — the portal passes its activation form;
+ * the editor passes a disabled stand-in.
+ */
+export function renderDashboard(blocks, me, ctx = {}) {
+  // No saved configuration → the default blocks; a saved empty list stays empty.
+  const list = normalizeBlocks(Array.isArray(blocks) ? blocks : DEFAULT_BLOCKS);
+  const level = accessLevel(me);
+  const wrap = h('div', { class: 'pblocks', 'data-test': 'portal-blocks', 'data-access': level });
+  if (level === 'none' || level === 'inactive') {
+    if (ctx.activateForm) wrap.appendChild(ctx.activateForm(level));
+    if (level === 'none') return wrap;
+  }
+  for (const b of list) {
+    let el = null;
+    switch (b.type) {
+      case 'key_info': el = renderKeyInfo(me); break;
+      case 'copy_key': el = renderCopyKey(me, level, ctx); break;
+      case 'download_loader': el = renderLoader(me, level, ctx); break;
+      case 'hwid_status': el = renderHwid(me, level); break;
+      case 'custom_button': el = renderButton(b, level, ctx); break;
+      case 'custom_text': el = renderText(b, level); break;
+      default: break;
+    }
+    if (el) wrap.appendChild(el);
+  }
+  return wrap;
+}
