@@ -73,7 +73,10 @@ impl AppState {
                     r.downloads_per_hour,
                     Duration::from_secs(3600),
                 ),
-                downloads_per_ip: Limiter::per_window(r.downloads_per_hour, Duration::from_secs(3600)),
+                downloads_per_ip: Limiter::per_window(
+                    r.downloads_per_hour,
+                    Duration::from_secs(3600),
+                ),
             },
             bundles: BundleStore::new(&config.data_dir),
             password_hashing: tokio::sync::Semaphore::new(2),

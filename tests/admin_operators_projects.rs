@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use base64::Engine;
-use common::{Answer, TestServer};
+use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming};
 use keyward::domain::api_keys::Scope;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -74,35 +74,6 @@ async fn patch(srv: &TestServer, path: &str, cred: Cred<'_>, body: Value) -> Ans
 
 async fn delete(srv: &TestServer, path: &str, cred: Cred<'_>) -> Answer {
     send(srv, Method::DELETE, path, cred, None, &[]).await
-}
-
-/// Asserts the key/HWID envelope: `{"success":false,"error":"<non-empty>","code":<code>}`.
-#[track_caller]
-fn assert_kv_error(a: &Answer, status: u16, code: &str) {
-    assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
-    assert_eq!(
-        a.body["success"],
-        Value::Bool(false),
-        "envelope: {}",
-        a.body
-    );
-    assert!(
-        a.body["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "a non-empty error string; body: {}",
-        a.body
-    );
-    assert_eq!(a.body["code"], code, "error code; body: {}", a.body);
-}
-
-/// As [`assert_kv_error`], and the message names `needle` (a field or rule).
-#[track_caller]
-fn assert_kv_error_naming(a: &Answer, status: u16, code: &str, needle: &str) {
-    assert_kv_error(a, status, code);
-    let message = a.body["error"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(needle),
-        "the message names {needle:?}: {message:?}"
-    );
 }
 
 #[track_caller]

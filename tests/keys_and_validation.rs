@@ -13,7 +13,7 @@ use aes_gcm::aead::Aead;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Answer, TestServer, signature_verifies};
+use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming, signature_verifies};
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -229,13 +229,6 @@ fn assert_status(a: &Answer, status: u16) {
     assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
 }
 
-/// Asserts the key/HWID envelope `{"success":false,"error":"<non-empty>","code":<code>}`.
-#[track_caller]
-fn assert_kv_error(a: &Answer, status: u16, code: &str) {
-    assert_status(a, status);
-    assert_error_body(&a.body, code);
-}
-
 #[track_caller]
 fn assert_error_body(body: &Value, code: &str) {
     assert_eq!(body["success"], Value::Bool(false), "envelope: {body}");
@@ -244,17 +237,6 @@ fn assert_error_body(body: &Value, code: &str) {
         "a non-empty error string: {body}"
     );
     assert_eq!(body["code"], code, "error code: {body}");
-}
-
-/// As [`assert_kv_error`], and the message names `needle`.
-#[track_caller]
-fn assert_kv_error_naming(a: &Answer, status: u16, code: &str, needle: &str) {
-    assert_kv_error(a, status, code);
-    let message = a.body["error"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(needle),
-        "the message names {needle:?}: {message:?}"
-    );
 }
 
 fn ids(list: &Value) -> BTreeSet<String> {

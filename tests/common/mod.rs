@@ -282,5 +282,36 @@ pub fn rate_limits(per_ip: u32, per_api_key: u32, failed_auth_per_ip: u32) -> Ra
         failed_auth_per_ip,
         login_per_minute: 0,
         per_license_key: 0,
+        update_checks_per_15_min: 0,
+        downloads_per_hour: 0,
     }
+}
+
+/// Asserts the key/HWID envelope: `{"success":false,"error":"<non-empty>","code":<code>}`.
+#[track_caller]
+pub fn assert_kv_error(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
+    assert_eq!(
+        a.body["success"],
+        Value::Bool(false),
+        "envelope: {}",
+        a.body
+    );
+    assert!(
+        a.body["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "a non-empty error string; body: {}",
+        a.body
+    );
+    assert_eq!(a.body["code"], code, "error code; body: {}", a.body);
+}
+
+/// As [`assert_kv_error`], and the message names `needle` (a field or rule).
+#[track_caller]
+pub fn assert_kv_error_naming(a: &Answer, status: u16, code: &str, needle: &str) {
+    assert_kv_error(a, status, code);
+    let message = a.body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "the message names {needle:?}: {message:?}"
+    );
 }

@@ -100,9 +100,11 @@ impl<'a, F: Payload> ApiExtractor<'a> for BundleUpload<F> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let multipart = req
-            .content_type()
-            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+        let multipart = req.content_type().is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
         if !multipart {
             return Err(poem::Error::from_response(
                 KvError::from_status(
@@ -112,12 +114,14 @@ impl<'a, F: Payload> ApiExtractor<'a> for BundleUpload<F> {
                 .into_response(),
             ));
         }
-        let form = <Multipart as FromRequest>::from_request(req, body).await.map_err(|e| {
-            poem::Error::from_response(
-                KvError::from_error(&Error::Invalid(format!("malformed multipart body: {e}")))
-                    .into_response(),
-            )
-        })?;
+        let form = <Multipart as FromRequest>::from_request(req, body)
+            .await
+            .map_err(|e| {
+                poem::Error::from_response(
+                    KvError::from_error(&Error::Invalid(format!("malformed multipart body: {e}")))
+                        .into_response(),
+                )
+            })?;
         Ok(Self {
             form,
             _doc: PhantomData,
@@ -327,10 +331,7 @@ impl ReleasesApi {
         form: BundleUpload<ReleaseUploadForm>,
     ) -> KvResult<UploadReleaseResponse> {
         let admin = auth.admin();
-        let product = self
-            .state
-            .db
-            .read(|c| reachable_project(c, &admin, &id))?;
+        let product = self.state.db.read(|c| reachable_project(c, &admin, &id))?;
         let mut form = form.form;
         let mut fields = ReleaseFields::default();
         let mut received: Option<(Received, Option<String>)> = None;
@@ -364,7 +365,8 @@ impl ReleasesApi {
                 return Err(e.into());
             }
         };
-        let filename = releases::safe_filename(uploaded_name.as_deref(), &product.slug, &new.version);
+        let filename =
+            releases::safe_filename(uploaded_name.as_deref(), &product.slug, &new.version);
         let bundle = match self.sign(&product, &bundle_file, filename).await {
             Ok(bundle) => bundle,
             Err(e) => {
@@ -452,10 +454,7 @@ impl ReleasesApi {
                     r.requires_migration = v;
                 }
                 repo::update_details(c, &r)?;
-                audit::repo::insert(
-                    c,
-                    &release_event(&r, &admin, "release.update"),
-                )?;
+                audit::repo::insert(c, &release_event(&r, &admin, "release.update"))?;
                 let deltas = repo::deltas_of(c, &r.id)?;
                 Ok((r, deltas))
             })
@@ -664,8 +663,7 @@ impl ReleasesApi {
                     fields.is_critical = Some(bool_field(field, "isCritical").await?);
                 }
                 "requiresMigration" => {
-                    fields.requires_migration =
-                        Some(bool_field(field, "requiresMigration").await?);
+                    fields.requires_migration = Some(bool_field(field, "requiresMigration").await?);
                 }
                 "bundle" => self.receive_bundle(field, received).await?,
                 other => {

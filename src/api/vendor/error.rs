@@ -101,7 +101,9 @@ impl VendorError {
             Error::LicenseRefused(problem) => {
                 Self::Forbidden(ErrorEnvelope::new(license_code(*problem), msg))
             }
-            Error::TooLarge(_) => Self::PayloadTooLarge(ErrorEnvelope::new("PAYLOAD_TOO_LARGE", msg)),
+            Error::TooLarge(_) => {
+                Self::PayloadTooLarge(ErrorEnvelope::new("PAYLOAD_TOO_LARGE", msg))
+            }
             Error::IdempotencyMismatch(_) => {
                 Self::Unprocessable(ErrorEnvelope::new("IDEMPOTENCY_KEY_REUSED", msg))
             }

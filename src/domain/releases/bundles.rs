@@ -95,7 +95,9 @@ impl BundleStore {
             }
             // Durable before anything refers to it: an acknowledged release never loses
             // its bytes in a crash.
-            file.sync_all().await.map_err(io_error("sync an upload file"))?;
+            file.sync_all()
+                .await
+                .map_err(io_error("sync an upload file"))?;
             Ok(Received {
                 temp_path: temp_path.clone(),
                 size,
@@ -114,7 +116,8 @@ impl BundleStore {
     pub fn install(&self, received: &Received) -> Result<()> {
         let target = self.path(&received.sha256)?;
         if target.exists() {
-            std::fs::remove_file(&received.temp_path).map_err(io_error("drop a duplicate upload"))?;
+            std::fs::remove_file(&received.temp_path)
+                .map_err(io_error("drop a duplicate upload"))?;
             return Ok(());
         }
         std::fs::rename(&received.temp_path, &target).map_err(io_error("store a bundle"))?;

@@ -121,9 +121,8 @@ pub fn parse_version(field: &str, text: &str) -> Result<Version> {
 }
 
 pub fn parse_channel(field: &str, text: &str) -> Result<Channel> {
-    Channel::parse(text.trim()).ok_or_else(|| {
-        Error::Invalid(format!("{field} must be one of {}", Channel::choices()))
-    })
+    Channel::parse(text.trim())
+        .ok_or_else(|| Error::Invalid(format!("{field} must be one of {}", Channel::choices())))
 }
 
 pub fn validate_changelog(text: &str) -> Result<()> {

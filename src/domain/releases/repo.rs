@@ -71,9 +71,7 @@ pub fn insert(conn: &Connection, r: &Release) -> Result<()> {
 /// A release within reach of an operator (`None` = every tenant).
 pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Result<Option<Release>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT * FROM releases WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
-        )?
+        .prepare_cached("SELECT * FROM releases WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)")?
         .query_row(params![id, tenant_scope], from_row)
         .optional()?)
 }
@@ -89,7 +87,7 @@ pub fn find_in_product(conn: &Connection, product_id: &str, id: &str) -> Result<
 /// Every release of a product, newest first.
 pub fn list_for_product(conn: &Connection, product_id: &str) -> Result<Vec<Release>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT * FROM releases WHERE product_id = ?1 ORDER BY created_at DESC, id DESC",
+        "SELECT * FROM releases WHERE product_id = ?1 ORDER BY created_at DESC, rowid DESC",
     )?;
     let rows = stmt.query_map([product_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -97,9 +95,8 @@ pub fn list_for_product(conn: &Connection, product_id: &str) -> Result<Vec<Relea
 
 /// The published releases of a product: what an update check chooses from.
 pub fn published_for_product(conn: &Connection, product_id: &str) -> Result<Vec<Release>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT * FROM releases WHERE product_id = ?1 AND status = 'PUBLISHED'",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT * FROM releases WHERE product_id = ?1 AND status = 'PUBLISHED'")?;
     let rows = stmt.query_map([product_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -162,19 +159,20 @@ pub fn insert_delta(conn: &Connection, d: &Delta) -> Result<()> {
     Ok(())
 }
 
-pub fn find_delta(conn: &Connection, release_id: &str, from_version: &str) -> Result<Option<Delta>> {
+pub fn find_delta(
+    conn: &Connection,
+    release_id: &str,
+    from_version: &str,
+) -> Result<Option<Delta>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT * FROM release_deltas WHERE release_id = ?1 AND from_version = ?2",
-        )?
+        .prepare_cached("SELECT * FROM release_deltas WHERE release_id = ?1 AND from_version = ?2")?
         .query_row(params![release_id, from_version], delta_from_row)
         .optional()?)
 }
 
 pub fn deltas_of(conn: &Connection, release_id: &str) -> Result<Vec<Delta>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT * FROM release_deltas WHERE release_id = ?1 ORDER BY created_at",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT * FROM release_deltas WHERE release_id = ?1 ORDER BY created_at")?;
     let rows = stmt.query_map([release_id], delta_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
