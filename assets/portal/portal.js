@@ -3,7 +3,7 @@
 
 import { api, ApiError } from '../shared/api.js';
 import { h, mount, field, formError, onSubmit, toast } from '../shared/ui.js';
-import { renderDashboard, accessLevel } from '../shared/portal-blocks.js';
+import { renderDashboard, accessLevel, accessNotice } from '../shared/portal-blocks.js';
 
 const root = document.getElementById('portal');
 const segs = location.pathname.split('/').filter(Boolean); // ['p', slug, ...rest]
@@ -146,12 +146,7 @@ function dashboard(notice) {
   document.title = brandTitle();
   const level = accessLevel(me);
   const blocks = Array.isArray(me.blocks) ? me.blocks : (info.portal && Array.isArray(info.portal.blocks) ? info.portal.blocks : undefined);
-  const status = {
-    none: ['info', 'Activate a license key to get started.'],
-    inactive: ['warn', `Your key is ${(me.key && me.key.status ? me.key.status.toLowerCase() : 'not active')}. Contact support or activate another key.`],
-    unbound: ['info', 'Almost there: download the loader and start it to bind your machine.'],
-    full: null,
-  }[level];
+  const status = accessNotice(me);
   mount(root,
     topbar(me.user),
     h('main', { class: 'portal-main', 'data-test': 'portal-dashboard', 'data-access': level },

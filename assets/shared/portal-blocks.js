@@ -2,7 +2,7 @@
 // dashboard with it, and the admin panel's Portal Dashboard Editor renders its live preview with
 // the very same code, so what the vendor sees is what its users get.
 
-import { h, copyButton, fmtDate, statusBadge, titleCase } from './ui.js';
+import { h, s, copyButton, fmtDate, statusBadge, titleCase } from './ui.js';
 
 export const BLOCK_TYPES = {
   key_info: { label: 'Key info', description: 'License status, plan, expiry, sessions' },
@@ -50,6 +50,18 @@ export function accessLevel(me) {
   return 'unbound';
 }
 
+/** The note shown above the blocks for an access level: [kind, text] or null. */
+export function accessNotice(me) {
+  const level = accessLevel(me);
+  if (level === 'none') return ['info', 'Activate a license key to get started.'];
+  if (level === 'inactive') {
+    const st = me.key && me.key.status ? me.key.status.toLowerCase() : 'not active';
+    return ['warn', `Your key is ${st}. Contact support or activate another key.`];
+  }
+  if (level === 'unbound') return ['info', 'Almost there: download the loader and start it to bind your machine.'];
+  return null;
+}
+
 /** A sample /api/portal/me answer for the editor's preview at one access level. */
 export function sampleMe(level, loaderUrl) {
   const hasKey = level !== 'none';
@@ -76,7 +88,12 @@ function card(type, title, ...children) {
 function locked(type, title, text) {
   return h('section', { class: 'pblock locked', 'data-test': `block-${type}`, 'data-block': type, 'data-locked': 'true' },
     title ? h('h3', {}, title) : null,
-    h('div', { class: 'lock-note' }, h('span', { 'aria-hidden': 'true' }, '🔒'), h('span', {}, text)));
+    h('div', { class: 'lock-note' }, lockIcon(), h('span', {}, text)));
+}
+
+function lockIcon() {
+  return s('svg', { viewBox: '0 0 24 24', fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round', 'aria-hidden': 'true' },
+    s('rect', { x: '5', y: '11', width: '14', height: '10', rx: '2' }), s('path', { d: 'M8 11V7a4 4 0 0 1 8 0v4' }));
 }
 
 const LOCK_BIND = 'Available once your machine is bound: download the loader and start it.';
@@ -102,8 +119,7 @@ function renderCopyKey(me, level, ctx) {
   return card('copy_key', 'Your key',
     h('div', { class: 'btn-row' },
       h('span', { class: 'key-mask', 'data-test': 'copy-key-mask' }, me.key.mask),
-      ctx.preview ? h('button', { type: 'button', class: 'btn btn-sm', disabled: true }, 'Copy')
-        : copyButton(me.key.mask, { test: 'copy-key' })));
+      copyButton(me.key.mask, { test: 'copy-key' })));
 }
 
 function renderLoader(me, level, ctx) {
@@ -112,7 +128,7 @@ function renderLoader(me, level, ctx) {
   if (level === 'inactive') return locked('download_loader', 'Loader', 'Your key is not active, so the loader is unavailable.');
   const url = safeUrl(a.loaderUrl);
   const link = url
-    ? h('a', { class: 'btn btn-primary', href: url, rel: 'noopener noreferrer', 'data-test': 'download-loader', ...(ctx.preview ? { tabindex: '-1', 'aria-disabled': 'true' } : {}) }, '⬇ Download the loader')
+    ? h('a', { class: 'btn btn-primary', href: url, rel: 'noopener noreferrer', 'data-test': 'download-loader' }, 'Download the loader')
     : h('p', { class: 'muted', 'data-test': 'loader-unavailable' }, 'The loader is not available for download yet.');
   if (ctx.preview && url) link.addEventListener('click', (e) => e.preventDefault());
   if (level === 'unbound') {

@@ -73,8 +73,11 @@ function barCard(title, list, test, label) {
 }
 
 /** Grouped bar chart, drawn as SVG; scales to its container through its viewBox. */
-function chart(daily) {
-  const W = 760; const H = 240; const padL = 40; const padR = 8; const padT = 10; const padB = 26;
+function chart(allDays) {
+  // On a phone the last 14 days, drawn larger, stay readable.
+  const narrow = window.matchMedia('(max-width: 600px)').matches;
+  const daily = narrow ? allDays.slice(-14) : allDays;
+  const W = narrow ? 360 : 760; const H = narrow ? 220 : 240; const padL = 40; const padR = 8; const padT = 10; const padB = 26;
   const max = Math.max(1, ...daily.map((d) => Math.max(d.validations, d.activations)));
   const nice = niceMax(max);
   const innerW = W - padL - padR; const innerH = H - padT - padB;
@@ -96,7 +99,7 @@ function chart(daily) {
       s('title', {}, `${dayLabel}: ${d.validations} validations`)));
     bars.push(s('rect', { class: 'series-2', x: x0 + bw, y: y(d.activations), width: bw, height: Math.max(0, innerH + padT - y(d.activations)), rx: 1.5 },
       s('title', {}, `${dayLabel}: ${d.activations} activations`)));
-    if (i % 5 === 0 || i === daily.length - 1) {
+    if (i % (narrow ? 4 : 5) === 0 || i === daily.length - 1) {
       labels.push(s('text', { class: 'axis-label', x: padL + i * step + step / 2, y: H - 6, 'text-anchor': 'middle' }, dayLabel));
     }
   });

@@ -125,7 +125,7 @@ export function detailText(detail) {
   if (detail === null || detail === undefined) return h('span', { class: 'muted' }, '—');
   if (typeof detail !== 'object') return String(detail);
   const parts = Object.entries(detail).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`);
-  return h('span', { class: 'small mono' }, parts.join(' · '));
+  return h('span', { class: 'small mono detail' }, parts.join(' · '));
 }
 
 function section(title, test, rows, headers, cells, emptyText, extra) {

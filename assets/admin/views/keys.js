@@ -87,7 +87,7 @@ export async function render(root, ctx) {
           h('td', { 'data-label': 'Note' }, k.note ? h('span', { class: 'small' }, k.note) : h('span', { class: 'muted' }, '—')),
           h('td', { class: 'actions' },
             copyButton(k.key, { test: 'key-copy', label: 'Copy' }), ' ',
-            h('a', { class: 'btn btn-sm', href: `#/keys/${encodeURIComponent(k.id)}`, 'data-test': 'key-open' }, 'Manage')))))),
+            h('a', { class: 'btn btn-sm', href: `#/keys/${encodeURIComponent(k.id)}`, 'data-test': 'key-open' }, 'Manage'))))))),
       pager(data.pagination, (n) => { filters.page = n; load(); results.scrollIntoView({ block: 'start' }); }, 'keys-pager'));
   }
 

@@ -6,7 +6,7 @@ import { h, mount, loading, empty, field, timeEl, showError, clearErrors } from 
 import { pageHead, failInto, loadProjects, projectName, pager, hrefFor, handledAuth } from '../state.js';
 import { detailText } from './key-detail.js';
 
-const ACTIONS = ['', 'key.', 'key.validate', 'license.', 'license.create', 'portal.', 'auth.', 'project.', 'release.', 'api_key.', 'operator.'];
+const ACTIONS = ['', 'key.', 'key.validate', 'license.', 'license.create', 'portal.', 'operator.', 'project.', 'release.', 'apikey.'];
 
 // datetime-local value (local time) ↔ RFC 3339.
 const toLocalInput = (iso) => {
@@ -17,6 +17,15 @@ const toLocalInput = (iso) => {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 };
 const fromLocalInput = (v) => (v ? new Date(v).toISOString() : '');
+
+const shortId = (v) => (v.length > 14 ? `${v.slice(0, 8)}…${v.slice(-4)}` : v);
+// "operator:op_abc…" → "operator …abc1"; "client", "portal:…" as they are, shortened.
+function actorLabel(actor) {
+  if (!actor) return '—';
+  const i = actor.indexOf(':');
+  if (i < 0) return actor;
+  return `${actor.slice(0, i)} ${shortId(actor.slice(i + 1))}`;
+}
 
 export async function render(root, { query }) {
   const filters = {
@@ -66,11 +75,11 @@ export async function render(root, { query }) {
           h('tbody', {}, logs.map((l) => h('tr', { 'data-test': 'log-row' },
             h('td', { 'data-label': 'When', class: 'nowrap' }, timeEl(l.at)),
             h('td', { 'data-label': 'Action' }, h('span', { class: 'mono small' }, l.action)),
-            h('td', { 'data-label': 'Actor', class: 'small' }, l.actor),
+            h('td', { 'data-label': 'Actor', class: 'small nowrap', title: l.actor }, actorLabel(l.actor)),
             h('td', { 'data-label': 'Project' }, l.projectId ? projectName(l.projectId) : '—'),
-            h('td', { 'data-label': 'Key' }, l.keyId ? h('a', { href: `#/keys/${encodeURIComponent(l.keyId)}`, class: 'mono small' }, l.keyId) : '—'),
-            h('td', { 'data-label': 'IP', class: 'small' }, l.ip || '—'),
-            h('td', { 'data-label': 'HWID', class: 'mono small' }, l.hwid || '—'),
+            h('td', { 'data-label': 'Key' }, l.keyId ? h('a', { href: `#/keys/${encodeURIComponent(l.keyId)}`, class: 'mono small', title: l.keyId }, shortId(l.keyId)) : '—'),
+            h('td', { 'data-label': 'IP', class: 'small nowrap' }, l.ip || '—'),
+            h('td', { 'data-label': 'HWID', class: 'mono small', title: l.hwid || '' }, l.hwid ? shortId(l.hwid) : '—'),
             h('td', { 'data-label': 'Detail' }, detailText(l.detail))))))),
         pager(data.pagination, (n) => { filters.page = n; load(); }, 'logs-pager'));
     } catch (err) {

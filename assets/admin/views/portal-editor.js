@@ -5,7 +5,7 @@
 
 import { api } from '../../shared/api.js';
 import { h, mount, field, checkbox, toast, setBusy, showError, clearErrors, formError } from '../../shared/ui.js';
-import { BLOCK_TYPES, DEFAULT_BLOCKS, normalizeBlocks, renderDashboard, sampleMe, safeUrl } from '../../shared/portal-blocks.js';
+import { BLOCK_TYPES, DEFAULT_BLOCKS, normalizeBlocks, renderDashboard, sampleMe, safeUrl, accessNotice } from '../../shared/portal-blocks.js';
 
 const MIME = 'application/x-keyward-block';
 
@@ -76,7 +76,7 @@ export function render(root, project, onChange) {
     const li = h('li', { class: 'block-item', draggable: 'true', 'data-index': String(i), 'data-type': b.type, 'data-test': 'block-item' },
       h('div', { class: 'block-head' },
         h('span', { class: 'grip', 'aria-hidden': 'true', title: 'Drag to reorder' }, '⋮⋮'),
-        h('span', { class: 'block-title' }, info.label, h('span', { class: 'muted small' }, ` — ${info.description}`)),
+        h('span', { class: 'block-title' }, info.label, h('span', { class: 'desc' }, info.description)),
         btn('↑', 'block-up', 'Move up', () => moveBlock(i, i - 1, 'block-up'), i === 0),
         btn('↓', 'block-down', 'Move down', () => moveBlock(i, i + 1, 'block-down'), i === model.blocks.length - 1),
         btn('✕', 'block-remove', 'Remove', () => removeBlock(i))),
@@ -160,6 +160,7 @@ export function render(root, project, onChange) {
   });
   listEl.addEventListener('dragleave', (e) => { if (!listEl.contains(e.relatedTarget)) clearMarks(); });
   listEl.addEventListener('drop', (e) => {
+    trash.hidden = true;
     const data = e.dataTransfer.getData(MIME);
     if (!data) return;
     e.preventDefault();
@@ -185,7 +186,8 @@ export function render(root, project, onChange) {
   });
 
   /* ----- preview ----- */
-  const previewBody = h('div', { 'data-test': 'portal-preview-body' });
+  // The preview is a picture of the portal: nothing in it can be focused or clicked.
+  const previewBody = h('div', { 'data-test': 'portal-preview-body', inert: true });
   const levelField = field({ label: 'Preview as', name: 'previewLevel', type: 'select', value: previewLevel, test: 'preview-level',
     options: [['none', 'A user without a key'], ['unbound', 'Key active, machine not bound'], ['full', 'Full access (machine bound)'], ['inactive', 'Key expired or banned']] });
   levelField.querySelector('select').addEventListener('change', (e) => { previewLevel = e.target.value; paintPreview(); });
@@ -198,8 +200,14 @@ export function render(root, project, onChange) {
     mount(previewBody,
       model.enabled ? null : h('div', { class: 'alert alert-warn' }, 'The portal is disabled: users cannot reach it.'),
       h('div', { class: 'portal-hero' }, h('h1', {}, model.title || project.name), model.welcome ? h('p', {}, model.welcome) : null),
+      accessNote(me),
       renderDashboard(model.blocks, me, { preview: true, activateForm: activate }));
   }
+
+  const accessNote = (me) => {
+    const note = accessNotice(me);
+    return note ? h('div', { class: `alert alert-${note[0]}`, 'data-test': 'preview-access-note' }, note[1]) : null;
+  };
 
   /* ----- save ----- */
   const saveError = formError('portal-save-error');
