@@ -12,8 +12,25 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Rewrites the request validator's wording ("Invalid request: field `count` verification
+ * failed. maximum(50, exclusive: false)") into a sentence that still names the field.
+ */
+export function humanize(msg) {
+  const m = /field `([^`]+)` verification failed\.?\s*(\w+)\(([^,)]+)/.exec(msg);
+  if (!m) return msg.replace(/^Invalid request:\s*/, '');
+  const [, name, rule, n] = m;
+  const what = {
+    maximum: `must be at most ${n}`, minimum: `must be at least ${n}`,
+    maxLength: `must be at most ${n} characters`, minLength: n.trim() === '1' ? 'is required' : `must be at least ${n} characters`,
+    maxItems: `may have at most ${n} items`, minItems: `needs at least ${n} items`,
+    pattern: 'has an invalid format',
+  }[rule] || 'is invalid';
+  return `${name} ${what}`;
+}
+
 function messageOf(body, status) {
-  if (body && typeof body.error === 'string') return body.error;
+  if (body && typeof body.error === 'string') return humanize(body.error);
   // The vendor face nests its error: {"error":{"code","message"}}.
   if (body && body.error && typeof body.error.message === 'string') return body.error.message;
   if (status === 0) return 'The server cannot be reached. Check your connection and try again.';

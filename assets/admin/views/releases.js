@@ -66,8 +66,8 @@ export async function render(root, project) {
     actions.unshift(info);
     return h('tr', { 'data-test': 'release-row', 'data-id': r.id, 'data-status': r.status },
       h('td', { 'data-label': 'Version' }, h('strong', { class: 'mono' }, r.version),
-        r.isCritical ? h('span', { class: 'badge badge-danger plain', title: 'Critical update' }, ' critical') : null,
-        r.requiresMigration ? h('span', { class: 'badge badge-warn plain', title: 'Requires migration' }, ' migration') : null),
+        r.isCritical ? [' ', h('span', { class: 'badge badge-danger plain', title: 'Critical update', 'data-test': 'release-critical-badge' }, 'critical')] : null,
+        r.requiresMigration ? [' ', h('span', { class: 'badge badge-warn plain', title: 'Requires migration' }, 'migration')] : null),
       h('td', { 'data-label': 'Channel' }, h('span', { class: 'badge plain' }, r.channel)),
       h('td', { 'data-label': 'Status' }, statusBadge(r.status, 'release-status')),
       h('td', { 'data-label': 'Bundle', class: 'small' }, r.bundleFilename ? `${r.bundleFilename} · ${fmtBytes(r.bundleSize)}` : '—'),
