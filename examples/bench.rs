@@ -64,6 +64,9 @@ struct Args {
     /// worker per core, as `keyward serve` does).
     #[arg(long, env = "BENCH_CLIENT_THREADS", default_value_t = 1)]
     client_threads: usize,
+    /// Size of the release bundle uploaded and downloaded in the update phase, in MiB.
+    #[arg(long, env = "BENCH_BUNDLE_MIB", default_value_t = 1024)]
+    bundle_mib: usize,
 }
 
 fn main() -> Result<ExitCode, Box<dyn Error>> {
@@ -187,9 +190,9 @@ fn run(
     );
     println!();
 
-    println!("[1/6] GET /api/health, closed loop …");
+    println!("[1/8] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/6] POST /api/v1/license/validate, closed loop …");
+    println!("[2/8] POST /api/v1/license/validate, closed loop …");
     let validate_r =
         client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
     let half_rate = validate_r.rate() / 2.0;
@@ -198,7 +201,7 @@ fn run(
         thousands(half_rate)
     );
     let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
-    println!("[4/6] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    println!("[4/8] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
         .iter()
@@ -226,7 +229,7 @@ fn run(
     // The key/HWID face. Every /api/validate writes (nonce rotation, session refresh), so it is
     // bound by group commit rather than by reads. The same machine validates again and again
     // without a sessionId, as a restarted app does, and takes over its own session.
-    println!("[5/6] POST /api/validate (key/HWID face, plain), closed loop …");
+    println!("[5/8] POST /api/validate (key/HWID face, plain), closed loop …");
     let kv_plain = post_json(
         &host,
         "/api/validate",
@@ -240,7 +243,7 @@ fn run(
         .to_string(),
     );
     let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::repeat(kv_plain), VALID))?;
-    println!("[6/6] POST /api/validate (AES-256-GCM envelope), closed loop …");
+    println!("[6/8] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
     let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
         as usize)
@@ -265,6 +268,32 @@ fn run(
         })
         .collect();
     let kv_sealed_r = client_rt.block_on(load.closed_loop(Requests::each(sealed), ACTIVATED))?;
+
+    // Software updates: a large bundle up (hashed and signed on the way in) and down, then
+    // update checks against the published release.
+    println!(
+        "[7/8] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
+        args.bundle_mib
+    );
+    let admin_key = create_admin_key(server_rt, state)?;
+    let rss_before = peak_rss_bytes();
+    let bundle = client_rt.block_on(bundle_round_trip(
+        &format!("http://{host}"),
+        &fixture.project_id,
+        &admin_key,
+        &fixture.validate_key,
+        args.bundle_mib,
+    ))?;
+    let rss_growth = peak_rss_bytes().saturating_sub(rss_before);
+    println!("[8/8] GET /api/v1/updates/check (X-License-Key), closed loop …");
+    let check = format!(
+        "GET /api/v1/updates/check?current_version=1.0.0&channel=stable HTTP/1.1\r\n\
+         Host: {host}\r\nX-License-Key: {}\r\n\r\n",
+        fixture.validate_key
+    )
+    .into_bytes();
+    let check_r =
+        client_rt.block_on(load.closed_loop(Requests::repeat(check), UPDATE_AVAILABLE))?;
 
     // Every acknowledged activation must be a committed row: count them (plus the one above).
     let rows: i64 = server_rt.block_on(state.db.read_blocking(|c| {
@@ -372,6 +401,34 @@ fn run(
         "",
         "",
     );
+    row(
+        "GET /api/v1/updates/check",
+        &format!("{} req/s", thousands(check_r.rate())),
+        &format!(
+            "{:.1} % of health",
+            check_r.rate() / health_r.rate() * 100.0
+        ),
+        "",
+    );
+    let mb = (args.bundle_mib * 1024 * 1024) as f64 / 1e6;
+    row(
+        &format!("bundle upload, {} MiB (hash + sign)", args.bundle_mib),
+        &format!("{:.0} MB/s", mb / bundle.upload.as_secs_f64()),
+        &format!("{:.1} s", bundle.upload.as_secs_f64()),
+        "",
+    );
+    row(
+        &format!("bundle download, {} MiB", args.bundle_mib),
+        &format!("{:.0} MB/s", mb / bundle.download.as_secs_f64()),
+        &format!("{:.1} s", bundle.download.as_secs_f64()),
+        "",
+    );
+    row(
+        "  peak memory growth during both",
+        &format!("{} MiB", rss_growth >> 20),
+        "flat (not the bundle size)",
+        "",
+    );
     println!("{}", "-".repeat(90));
     if activate_r.exhausted {
         println!(
@@ -392,6 +449,7 @@ fn run(
         ("activate", &activate_r),
         ("key/HWID validate", &kv_plain_r),
         ("key/HWID validate, encrypted", &kv_sealed_r),
+        ("update check", &check_r),
     ] {
         if !r.clean() {
             println!(
@@ -566,6 +624,7 @@ async fn sanity_check(
 const HEALTH_OK: &[u8] = br#""status":"ok""#;
 const VALID: &[u8] = br#""valid":true"#;
 const ACTIVATED: &[u8] = br#""success":true"#;
+const UPDATE_AVAILABLE: &[u8] = br#""update_available":true"#;
 
 /// What the connections send.
 #[derive(Clone)]
@@ -822,6 +881,100 @@ async fn join_all(tasks: Vec<tokio::task::JoinHandle<ConnStats>>) -> io::Result<
 
 fn micros(d: Duration) -> u32 {
     d.as_micros().min(u32::MAX as u128) as u32
+}
+
+// ---- software updates ----------------------------------------------------------------------
+
+struct BundleTimes {
+    upload: Duration,
+    download: Duration,
+}
+
+fn create_admin_key(rt: &Runtime, state: &AppState) -> Result<String, Box<dyn Error>> {
+    Ok(rt.block_on(state.db.write(|c| {
+        let tenant = tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
+            .ok_or(keyward::error::Error::NotFound("default tenant"))?;
+        Ok(api_keys::create(c, &tenant.id, "bench ci", Scope::FullAdmin, None)?.1)
+    }))?)
+}
+
+/// Uploads a generated bundle as a stream (a CI pipeline's upload), publishes it, and
+/// downloads it as a licensed app does, checking the byte count. Neither side holds the
+/// bundle in memory.
+async fn bundle_round_trip(
+    url: &str,
+    project_id: &str,
+    admin_key: &str,
+    license_key: &str,
+    mib: usize,
+) -> Result<BundleTimes, Box<dyn Error>> {
+    use futures_util::StreamExt;
+    const MIB: usize = 1024 * 1024;
+    let chunk: Vec<u8> = (0..MIB).map(|i| (i % 253) as u8).collect();
+    let stream =
+        futures_util::stream::iter((0..mib).map(move |_| Ok::<_, io::Error>(chunk.clone())));
+    let form = reqwest::multipart::Form::new()
+        .text("version", "1.1.0")
+        .part(
+            "bundle",
+            reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::wrap_stream(stream),
+                (mib * MIB) as u64,
+            )
+            .file_name("bench.bin"),
+        );
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let uploaded: serde_json::Value = http
+        .post(format!("{url}/api/projects/{project_id}/releases"))
+        .header("X-API-Key", admin_key)
+        .multipart(form)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let upload = started.elapsed();
+    let release_id = uploaded["data"]["release"]["id"]
+        .as_str()
+        .ok_or_else(|| format!("upload refused: {uploaded}"))?
+        .to_owned();
+    http.post(format!("{url}/api/releases/{release_id}/publish"))
+        .header("X-API-Key", admin_key)
+        .send()
+        .await?
+        .error_for_status()?;
+
+    let started = Instant::now();
+    let resp = http
+        .get(format!(
+            "{url}/api/v1/updates/download?release_id={release_id}"
+        ))
+        .header("X-License-Key", license_key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut body = resp.bytes_stream();
+    let mut got = 0usize;
+    while let Some(part) = body.next().await {
+        got += part?.len();
+    }
+    let download = started.elapsed();
+    if got != mib * MIB {
+        return Err(format!("downloaded {got} bytes of {}", mib * MIB).into());
+    }
+    Ok(BundleTimes { upload, download })
+}
+
+/// Peak resident memory of this process so far (Linux), 0 elsewhere.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 // ---- a minimal HTTP/1.1 keep-alive client -------------------------------------------------
