@@ -155,10 +155,9 @@ function renderHwid(me, level) {
       : 'Start the loader on your computer: it binds your key to that machine.'));
 }
 
-function renderButton(b, level, ctx) {
+function renderButton(b, ctx) {
   const url = safeUrl(b.url);
   const label = b.label && b.label.trim() ? b.label.trim() : 'Link';
-  if (level !== 'full') return locked('custom_button', null, `${label}: ${LOCK_BIND.charAt(0).toLowerCase()}${LOCK_BIND.slice(1)}`);
   const el = url
     ? h('a', { class: 'btn', href: url, target: '_blank', rel: 'noopener noreferrer', 'data-test': 'custom-button' }, label, h('span', { 'aria-hidden': 'true' }, ' ↗'))
     : h('span', { class: 'muted', 'data-test': 'custom-button-invalid' }, `${label} (no valid link set)`);
@@ -166,8 +165,7 @@ function renderButton(b, level, ctx) {
   return card('custom_button', null, el);
 }
 
-function renderText(b, level) {
-  if (level !== 'full') return locked('custom_text', null, LOCK_BIND);
+function renderText(b) {
   return card('custom_text', null, h('p', { class: 'pblock-text', 'data-test': 'custom-text' }, b.text || ''));
 }
 
@@ -192,8 +190,8 @@ export function renderDashboard(blocks, me, ctx = {}) {
       case 'copy_key': el = renderCopyKey(me, level, ctx); break;
       case 'download_loader': el = renderLoader(me, level, ctx); break;
       case 'hwid_status': el = renderHwid(me, level); break;
-      case 'custom_button': el = renderButton(b, level, ctx); break;
-      case 'custom_text': el = renderText(b, level); break;
+      case 'custom_button': el = renderButton(b, ctx); break;
+      case 'custom_text': el = renderText(b); break;
       default: break;
     }
     if (el) wrap.appendChild(el);
