@@ -1155,3 +1155,81 @@ async fn deleting_a_project_takes_its_releases_and_bundles() {
     assert_eq!(f.count("SELECT COUNT(*) FROM releases"), 0);
     assert!(f.stored_bundles().is_empty());
 }
+
+/// The README's `openssl` recipe verifies a downloaded bundle with the public key alone, and
+/// refuses it after one flipped byte.
+#[tokio::test]
+async fn openssl_verifies_bundles_as_the_readme_shows() {
+    use base64::Engine;
+    let f = fixture().await;
+    let bytes = bundle_bytes("openssl", 50_000);
+    let release = f.release("1.1.0", "stable", bytes.clone()).await;
+    let dl = f
+        .updates(&format!(
+            "/api/v1/updates/download?release_id={}",
+            release["id"].as_str().expect("id")
+        ))
+        .await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let work = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| work.path().join(name);
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend(b64.decode(&f.public_key).expect("base64"));
+    std::fs::write(path("pubkey.der"), der).expect("write");
+    std::fs::write(path("bundle.bin"), &dl.raw).expect("write");
+    std::fs::write(
+        path("bundle.sig"),
+        b64.decode(dl.header("x-bundle-signature").expect("signature"))
+            .expect("base64"),
+    )
+    .expect("write");
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(work.path())
+            .output()
+            .expect("openssl is installed (.ci/run installs it)")
+    };
+    let pem = openssl(&[
+        "pkey",
+        "-pubin",
+        "-inform",
+        "DER",
+        "-in",
+        "pubkey.der",
+        "-out",
+        "pubkey.pem",
+    ]);
+    assert!(
+        pem.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pem.stderr)
+    );
+    let verify = [
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        "pubkey.pem",
+        "-rawin",
+        "-in",
+        "bundle.bin",
+        "-sigfile",
+        "bundle.sig",
+    ];
+    let ok = openssl(&verify);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let mut tampered = dl.raw.clone();
+    tampered[4242] ^= 0x80;
+    std::fs::write(path("bundle.bin"), tampered).expect("write");
+    assert!(
+        !openssl(&verify).status.success(),
+        "a flipped byte must fail verification"
+    );
+}
