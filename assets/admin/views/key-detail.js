@@ -117,8 +117,18 @@ function paint(root, detail) {
       h('span', { class: `badge ${s.live ? 'badge-ok' : ''}` }, s.live ? 'Live' : 'Ended')],
     'No sessions yet.'),
     section('Recent activity', 'key-logs', detail.logs, ['When', 'Action', 'Actor', 'IP', 'Detail'], (l) => [
-      timeEl(l.at), h('span', { class: 'mono small' }, l.action), l.actor, l.ip || '—', detailText(l.detail)],
+      timeEl(l.at), h('span', { class: 'mono small' }, l.action), h('span', { title: l.actor }, actorLabel(l.actor)), l.ip || '—', detailText(l.detail)],
     'No activity recorded yet.', h('a', { href: hrefFor('/logs', { keyId: k.id }), class: 'btn btn-sm' }, 'All logs of this key')));
+}
+
+export const shortId = (v) => (v.length > 14 ? `${v.slice(0, 8)}…${v.slice(-4)}` : v);
+
+/** "operator:op_abc…" → "operator op_abc1…h36"; "client" as it is. */
+export function actorLabel(actor) {
+  if (!actor) return '—';
+  const i = actor.indexOf(':');
+  if (i < 0) return actor;
+  return `${actor.slice(0, i)} ${shortId(actor.slice(i + 1))}`;
 }
 
 export function detailText(detail) {

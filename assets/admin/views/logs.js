@@ -4,7 +4,7 @@
 import { api } from '../../shared/api.js';
 import { h, mount, loading, empty, field, timeEl, showError, clearErrors } from '../../shared/ui.js';
 import { pageHead, failInto, loadProjects, projectName, pager, hrefFor, handledAuth } from '../state.js';
-import { detailText } from './key-detail.js';
+import { detailText, actorLabel, shortId } from './key-detail.js';
 
 const ACTIONS = ['', 'key.', 'key.validate', 'license.', 'license.create', 'portal.', 'operator.', 'project.', 'release.', 'apikey.'];
 
@@ -17,15 +17,6 @@ const toLocalInput = (iso) => {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 };
 const fromLocalInput = (v) => (v ? new Date(v).toISOString() : '');
-
-const shortId = (v) => (v.length > 14 ? `${v.slice(0, 8)}…${v.slice(-4)}` : v);
-// "operator:op_abc…" → "operator …abc1"; "client", "portal:…" as they are, shortened.
-function actorLabel(actor) {
-  if (!actor) return '—';
-  const i = actor.indexOf(':');
-  if (i < 0) return actor;
-  return `${actor.slice(0, i)} ${shortId(actor.slice(i + 1))}`;
-}
 
 export async function render(root, { query }) {
   const filters = {
