@@ -16,6 +16,7 @@ use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
 use crate::api::client::{telegram::TelegramApi, validate::ValidateApi};
+use crate::api::portal::PortalApi;
 use crate::api::vendor::{
     health::HealthApi, license::LicenseApi, products::ProductApi, updates::UpdatesApi,
 };
@@ -41,6 +42,7 @@ pub type Apis = (
     OverviewApi,
     ReleasesApi,
     UpdatesApi,
+    PortalApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -80,6 +82,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             UpdatesApi {
+                state: state.clone(),
+            },
+            PortalApi {
                 state: state.clone(),
             },
         ),

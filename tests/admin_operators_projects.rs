@@ -2015,8 +2015,10 @@ async fn project_settings_can_be_patched() {
         },
         Case {
             name: "portal settings object",
-            body: json!({"portalSettings": {"blocks": ["key_info", "hwid_status"]}}),
-            expect: Some(json!({"portalSettings": {"blocks": ["key_info", "hwid_status"]}})),
+            body: json!({"portalSettings": {"title": "Members", "blocks": [{"type": "key_info"}, {"type": "hwid_status"}]}}),
+            expect: Some(
+                json!({"portalSettings": {"enabled": true, "title": "Members", "welcome": null, "loaderUrl": null, "blocks": [{"type": "key_info"}, {"type": "hwid_status"}]}}),
+            ),
             needle: "",
         },
         Case {
@@ -2077,7 +2079,11 @@ async fn project_settings_can_be_patched() {
     assert_eq!(server_var.as_deref(), Some("wss://eu.example/ws"));
     assert_eq!(ttl, 30);
     let portal: Value = serde_json::from_str(&portal.expect("portal settings")).unwrap();
-    assert_eq!(portal, json!({"blocks": ["key_info", "hwid_status"]}));
+    assert_eq!(portal["title"], "Members");
+    assert_eq!(
+        portal["blocks"],
+        json!([{"type": "key_info"}, {"type": "hwid_status"}])
+    );
 }
 
 #[tokio::test]
@@ -2128,7 +2134,7 @@ async fn deleting_a_project_needs_its_slug_and_removes_its_keys_and_activations(
         ("no confirmation", String::new()),
         ("empty confirmation", "?confirm=".to_owned()),
         ("wrong confirmation", "?confirm=kept".to_owned()),
-        ("the name instead of the slug", "?confirm=Doomed".to_owned()),
+        ("the name in other letters", "?confirm=DOOMED".to_owned()),
     ] {
         let a = delete(&srv, &format!("{path}{query}"), Cred::Bearer(&admin.token)).await;
         assert_eq!(a.status.as_u16(), 400, "{name}: {}", a.body);

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod client;
 pub mod keyvault_error;
+pub mod portal;
 pub mod vendor;
 
 use std::net::IpAddr;

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod licenses;
 pub mod operators;
+pub mod portal_users;
 pub mod products;
 pub mod releases;
 pub mod sessions;

@@ -197,6 +197,25 @@ pub enum LoginResponse {
     Ok(Json<LoginOk>, #[oai(header = "Set-Cookie")] String),
 }
 
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct SetupState {
+    pub setup_required: bool,
+}
+
+#[derive(Object, Debug)]
+pub struct SetupOk {
+    pub success: bool,
+    pub data: SetupState,
+}
+
+#[derive(ApiResponse)]
+pub enum SetupResponse {
+    /// Whether the first operator still has to be created.
+    #[oai(status = 200)]
+    Ok(Json<SetupOk>),
+}
+
 #[derive(ApiResponse)]
 pub enum LogoutResponse {
     /// The token is unusable from now on and the cookie is cleared.
@@ -459,6 +478,21 @@ impl OperatorsApi {
         ))
     }
 
+    /// Whether setup is still open
+    ///
+    /// `setupRequired` is true while no operator exists: the admin panel then shows its
+    /// setup screen, and `POST /api/auth/register` creates the first ADMIN.
+    #[oai(path = "/api/auth/setup", method = "get")]
+    async fn setup(&self) -> KvResult<SetupResponse> {
+        let operators = self.state.db.read(operators::repo::count)?;
+        Ok(SetupResponse::Ok(Json(SetupOk {
+            success: true,
+            data: SetupState {
+                setup_required: operators == 0,
+            },
+        })))
+    }
+
     /// The current operator (or API key)
     #[oai(path = "/api/auth/me", method = "get")]
     async fn me(&self, auth: AdminAuth) -> KvResult<MeResponse> {
@@ -641,7 +675,7 @@ fn is_self(admin: &Admin, target: &Operator) -> bool {
 }
 
 /// HTTPS as seen by the browser: TLS here, or a trusted proxy saying so.
-fn is_https(req: &Request, state: &AppState) -> bool {
+pub(crate) fn is_https(req: &Request, state: &AppState) -> bool {
     if req.uri().scheme_str() == Some("https") {
         return true;
     }

@@ -19,7 +19,7 @@ use crate::domain::licenses::LicenseType;
 use crate::domain::products::{
     self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductStatus, ProductType,
 };
-use crate::domain::{ms_to_datetime, now_ms, releases, tenants};
+use crate::domain::{ms_to_datetime, now_ms, portal_users, releases, tenants};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -193,6 +193,8 @@ pub struct ProjectView {
     pub heartbeat_interval_seconds: Option<u32>,
     pub heartbeat_grace_seconds: u32,
     pub keep_dead_machines: bool,
+    /// The portal's configuration: `enabled`, `title`, `welcome`, `loaderUrl` and `blocks`
+    /// (`{type, label?, url?, text?, requires?}`), defaults filled in.
     pub portal_settings: Option<serde_json::Value>,
     /// Ed25519 public key (base64 of 32 bytes): verifies signed answers and bundles.
     pub public_key: String,
@@ -227,11 +229,8 @@ impl ProjectView {
             heartbeat_interval_seconds: p.heartbeat.map(|h| h.interval_secs),
             heartbeat_grace_seconds: p.heartbeat.map(|h| h.grace_secs).unwrap_or(0),
             keep_dead_machines: p.heartbeat.is_some_and(|h| !h.cull_dead),
-            portal_settings: p
-                .settings
-                .portal_settings
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok()),
+            // The effective settings: a project that never saved any has the default portal.
+            portal_settings: serde_json::to_value(portal_users::settings_of(p)).ok(),
             public_key: crypto::base64(&p.signing_public_key),
             key_count,
             secret: None,
@@ -475,7 +474,14 @@ impl ProjectsApi {
             MaybeUndefined::Value(v) if v.to_string().len() > 64 * 1024 => {
                 return Err(Error::Invalid("portalSettings must be at most 64 KiB".into()).into());
             }
-            other => other.clone().map_value(|v| v.to_string()),
+            MaybeUndefined::Value(v) => {
+                let parsed = portal_users::parse_settings(v)?;
+                MaybeUndefined::Value(
+                    serde_json::to_string(&parsed).map_err(|e| Error::Storage(e.to_string()))?,
+                )
+            }
+            MaybeUndefined::Null => MaybeUndefined::Null,
+            MaybeUndefined::Undefined => MaybeUndefined::Undefined,
         };
         let master = self.state.master.clone();
         let id = id.0;
@@ -570,7 +576,7 @@ impl ProjectsApi {
         &self,
         auth: AdminAuth,
         id: Path<String>,
-        /// The project's slug, repeated as confirmation.
+        /// The project's slug or its exact name, repeated as confirmation.
         confirm: Query<Option<String>>,
     ) -> KvResult<DeleteProjectResponse> {
         let admin = auth.admin();
@@ -583,7 +589,11 @@ impl ProjectsApi {
             .db
             .write(move |c| {
                 let p = reachable(c, &admin, &id)?;
-                if confirm.as_deref() != Some(p.slug.as_str()) {
+                // Either the slug or the exact name confirms: the person deleting typed it.
+                let named = confirm
+                    .as_deref()
+                    .is_some_and(|c| c == p.slug || c == p.name);
+                if !named {
                     return Err(Error::Invalid(format!(
                         "confirm the deletion by naming the project: ?confirm={}",
                         p.slug

@@ -1,0 +1,782 @@
+//! The per-project user portal API: `/api/portal/info|register|login|me|activate|logout|loader`.
+
+mod common;
+
+use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming};
+use keyward::domain::api_keys::Scope;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Fixture {
+    srv: TestServer,
+    admin: String,
+    project: String,
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(tune: impl FnOnce(&mut keyward::config::Config)) -> Fixture {
+    let srv = TestServer::start_with(tune).await;
+    let product = srv.create_product("default", "game");
+    let admin = srv.create_api_key("default", Scope::FullAdmin, None);
+    Fixture {
+        srv,
+        admin,
+        project: product.id,
+    }
+}
+
+enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+impl Fixture {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+    ) -> Answer {
+        self.send_with(method, path, auth, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self
+            .srv
+            .client
+            .request(method, format!("{}{path}", self.srv.url));
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(t) => req = req.bearer_auth(t),
+            Auth::Cookie(t) => req = req.header("Cookie", format!("portal_token={t}")),
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        TestServer::decode(req.send().await.expect("sent")).await
+    }
+
+    async fn register(&self, username: &str, password: &str) -> Answer {
+        self.send(
+            Method::POST,
+            "/api/portal/register",
+            Auth::None,
+            Some(json!({"username": username, "password": password, "projectId": self.project})),
+        )
+        .await
+    }
+
+    /// Registers and returns the session token.
+    async fn user(&self, username: &str) -> String {
+        let a = self.register(username, "correct horse").await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body["data"]["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn me(&self, token: &str) -> Value {
+        let a = self
+            .send(Method::GET, "/api/portal/me", Auth::Bearer(token), None)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body["data"].clone()
+    }
+
+    async fn activate(&self, token: &str, key: &str) -> Answer {
+        self.send(
+            Method::POST,
+            "/api/portal/activate",
+            Auth::Bearer(token),
+            Some(json!({"key": key})),
+        )
+        .await
+    }
+
+    /// A key of the project made through the admin API (HWID locked, MONTHLY).
+    async fn key(&self, project: &str) -> (String, String) {
+        let a = self
+            .srv
+            .post(
+                "/api/keys",
+                &self.admin,
+                json!({"plan": "MONTHLY", "count": 1, "projectId": project}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let k = &a.body["data"]["keys"][0];
+        (
+            k["id"].as_str().expect("id").to_owned(),
+            k["key"].as_str().expect("key").to_owned(),
+        )
+    }
+
+    async fn portal_settings(&self, settings: Value) {
+        let a = self
+            .srv
+            .call(
+                Method::PATCH,
+                &format!("/api/projects/{}", self.project),
+                Some(&self.admin),
+                Some(json!({"portalSettings": settings})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn every_project_has_a_portal_until_it_is_disabled() {
+    let f = fixture().await;
+    let a = f
+        .send(Method::GET, "/api/portal/info?slug=game", Auth::None, None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["data"]["project"]["id"], f.project.as_str());
+    assert_eq!(a.body["data"]["project"]["slug"], "game");
+    let blocks: Vec<&str> = a.body["data"]["portal"]["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|b| b["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        blocks,
+        ["key_info", "hwid_status", "copy_key", "download_loader"]
+    );
+
+    f.portal_settings(json!({
+        "title": "Game members",
+        "welcome": "Hello",
+        "blocks": [{"type": "custom_text", "text": "News"}, {"type": "custom_button", "label": "Discord", "url": "https://discord.gg/x"}]
+    }))
+    .await;
+    let a = f
+        .send(Method::GET, "/api/portal/info?slug=game", Auth::None, None)
+        .await;
+    assert_eq!(a.body["data"]["portal"]["title"], "Game members");
+    assert_eq!(
+        a.body["data"]["portal"]["blocks"][1]["url"],
+        "https://discord.gg/x"
+    );
+
+    for path in [
+        "/api/portal/info?slug=nope",
+        "/api/portal/info?slug=",
+        &format!("/api/portal/info?slug={}", "s".repeat(500)),
+    ] {
+        let a = f.send(Method::GET, path, Auth::None, None).await;
+        assert_kv_error(&a, 404, "NOT_FOUND");
+    }
+    let a = f
+        .send(Method::GET, "/api/portal/info", Auth::None, None)
+        .await;
+    assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", "slug");
+
+    f.portal_settings(json!({"enabled": false})).await;
+    let a = f
+        .send(Method::GET, "/api/portal/info?slug=game", Auth::None, None)
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+    let a = f.register("player1", "correct horse").await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_slug_shared_by_two_workspaces_is_told_apart_by_tenant() {
+    let f = fixture().await;
+    f.srv.create_tenant("acme");
+    let theirs = f.srv.create_product("acme", "game");
+    let pick = |path: &'static str| f.send(Method::GET, path, Auth::None, None);
+    assert_eq!(
+        pick("/api/portal/info?slug=game").await.body["data"]["project"]["id"],
+        f.project.as_str()
+    );
+    assert_eq!(
+        pick("/api/portal/info?slug=game&tenant=acme").await.body["data"]["project"]["id"],
+        theirs.id.as_str()
+    );
+    assert_kv_error(
+        &pick("/api/portal/info?slug=game&tenant=nobody").await,
+        404,
+        "NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn registration_checks_its_input() {
+    let f = fixture().await;
+    let a = f.register("player_1", "correct horse").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let d = &a.body["data"];
+    assert!(d["token"].as_str().is_some_and(|t| t.len() > 40));
+    assert_eq!(d["user"]["username"], "player_1");
+    assert_eq!(d["user"]["projectId"], f.project.as_str());
+    assert!(d["user"]["keyId"].is_null());
+    let cookie = a.header("set-cookie").expect("cookie");
+    assert!(cookie.starts_with("portal_token=pt_"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let hash: String = f
+        .srv
+        .db()
+        .query_row("SELECT password_hash FROM portal_users", [], |r| r.get(0))
+        .expect("row");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let sessions: Vec<u8> = f
+        .srv
+        .db()
+        .query_row("SELECT token_sha256 FROM portal_sessions", [], |r| r.get(0))
+        .expect("row");
+    assert_eq!(sessions.len(), 32, "only the token's hash is stored");
+
+    let project = f.project.clone();
+    let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
+        (
+            "taken, any case",
+            json!({"username": "PLAYER_1", "password": "correct horse", "projectId": project}),
+            409,
+            "CONFLICT",
+            "taken",
+        ),
+        (
+            "short username",
+            json!({"username": "ab", "password": "correct horse", "projectId": project}),
+            400,
+            "VALIDATION_ERROR",
+            "username",
+        ),
+        (
+            "odd username",
+            json!({"username": "a b<c>", "password": "correct horse", "projectId": project}),
+            400,
+            "VALIDATION_ERROR",
+            "username",
+        ),
+        (
+            "short password",
+            json!({"username": "player2", "password": "short", "projectId": project}),
+            400,
+            "VALIDATION_ERROR",
+            "password",
+        ),
+        (
+            "unknown project",
+            json!({"username": "player2", "password": "correct horse", "projectId": "prod_nope"}),
+            404,
+            "NOT_FOUND",
+            "ortal",
+        ),
+        (
+            "missing project",
+            json!({"username": "player2", "password": "correct horse"}),
+            400,
+            "VALIDATION_ERROR",
+            "projectId",
+        ),
+        (
+            "number username",
+            json!({"username": 12345, "password": "correct horse", "projectId": project}),
+            400,
+            "VALIDATION_ERROR",
+            "username",
+        ),
+        (
+            "huge username",
+            json!({"username": "u".repeat(5000), "password": "correct horse", "projectId": project}),
+            400,
+            "VALIDATION_ERROR",
+            "username",
+        ),
+    ];
+    for (name, body, status, code, needle) in cases {
+        let a = f
+            .send(Method::POST, "/api/portal/register", Auth::None, Some(body))
+            .await;
+        assert_eq!(a.status.as_u16(), status, "{name}: {}", a.body);
+        assert_kv_error_naming(&a, status, code, needle);
+    }
+    let malformed = f
+        .srv
+        .call_raw(
+            Method::POST,
+            "/api/portal/register",
+            None,
+            "application/json",
+            b"{\"username\":".to_vec(),
+        )
+        .await;
+    assert_kv_error(&malformed, 400, "VALIDATION_ERROR");
+    let count: i64 = f
+        .srv
+        .db()
+        .query_row("SELECT COUNT(*) FROM portal_users", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(count, 1, "refusals change nothing");
+
+    // The same name in another project's portal is another person.
+    let other = f.srv.create_product("default", "other");
+    let a = f
+        .send(
+            Method::POST,
+            "/api/portal/register",
+            Auth::None,
+            Some(
+                json!({"username": "player_1", "password": "correct horse", "projectId": other.id}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+}
+
+#[tokio::test]
+async fn login_answers_the_same_for_unknown_users_and_wrong_passwords() {
+    let f = fixture().await;
+    f.user("player1").await;
+    let login = |username: &str, password: &str, project: &str| {
+        f.send(
+            Method::POST,
+            "/api/portal/login",
+            Auth::None,
+            Some(json!({"username": username, "password": password, "projectId": project})),
+        )
+    };
+    let ok = login("Player1", "correct horse", &f.project).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert!(
+        ok.header("set-cookie")
+            .is_some_and(|c| c.contains("HttpOnly"))
+    );
+    let token = ok.body["data"]["token"].as_str().expect("token");
+    assert_eq!(f.me(token).await["user"]["username"], "player1");
+
+    let wrong = login("player1", "wrong password", &f.project).await;
+    let unknown = login("nobody", "correct horse", &f.project).await;
+    let elsewhere = login("player1", "correct horse", "prod_elsewhere").await;
+    for a in [&wrong, &unknown, &elsewhere] {
+        assert_kv_error(a, 401, "UNAUTHORIZED");
+    }
+    assert_eq!(wrong.body["error"], unknown.body["error"]);
+}
+
+#[tokio::test]
+async fn register_and_login_are_rate_limited() {
+    let f = fixture_with(|c| c.rate_limits.login_per_minute = 2).await;
+    f.user("player1").await;
+    let a = f.register("player2", "correct horse").await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let a = f
+        .send(
+            Method::POST,
+            "/api/portal/login",
+            Auth::None,
+            Some(
+                json!({"username": "player1", "password": "correct horse", "projectId": f.project}),
+            ),
+        )
+        .await;
+    assert_kv_error(&a, 429, "RATE_LIMITED");
+    assert!(a.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn access_grows_from_no_key_to_key_to_a_bound_machine() {
+    let f = fixture().await;
+    f.portal_settings(json!({
+        "blocks": [
+            {"type": "key_info"},
+            {"type": "download_loader"},
+            {"type": "custom_button", "label": "VIP Discord", "url": "https://discord.gg/vip", "requires": "full"},
+            {"type": "custom_text", "text": "Welcome"}
+        ]
+    }))
+    .await;
+    let token = f.user("player1").await;
+
+    // No key: only "activate a key".
+    let me = f.me(&token).await;
+    assert!(me["key"].is_null());
+    assert_eq!(
+        me["access"],
+        json!({"hasKey": false, "keyActive": false, "hwidBound": false, "fullAccess": false, "canDownloadLoader": false, "level": "none"})
+    );
+    let locked: Vec<bool> = me["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|b| b["locked"] == true)
+        .collect();
+    assert_eq!(locked, [true, true, true, false]);
+    assert!(
+        me["blocks"][2].get("url").is_none(),
+        "a locked link is withheld"
+    );
+
+    // A key: key info and the loader prompt (no loader published yet).
+    let (key_id, key) = f.key(&f.project).await;
+    let a = f
+        .activate(&token, &format!("  {}  ", key.to_lowercase()))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let d = &a.body["data"];
+    assert_eq!(d["message"], "Key activated successfully!");
+    assert_eq!(d["needsHwidBinding"], true);
+    assert_eq!(d["key"]["plan"], "MONTHLY");
+    assert_eq!(d["key"]["status"], "ACTIVE");
+    let mask = d["key"]["mask"].as_str().expect("mask");
+    let groups: Vec<&str> = key.split('-').collect();
+    assert!(
+        mask.starts_with(groups[0]) && mask.ends_with(groups[groups.len() - 1]),
+        "{mask}"
+    );
+    assert!(mask.contains("****") && !mask.contains(groups[1]), "{mask}");
+    assert!(
+        !a.raw.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the whole key is never shown"
+    );
+
+    let me = f.me(&token).await;
+    assert_eq!(me["user"]["projectId"], f.project.as_str());
+    assert_eq!(me["key"]["mask"], mask);
+    assert_eq!(me["key"]["hwidLocked"], false);
+    assert_eq!(me["access"]["level"], "key");
+    assert_eq!(
+        me["access"]["canDownloadLoader"], false,
+        "nothing to download yet"
+    );
+    assert_eq!(me["blocks"][2]["locked"], true);
+
+    // A published stable release is the loader.
+    let upload = f
+        .srv
+        .client
+        .post(format!("{}/api/projects/{}/releases", f.srv.url, f.project))
+        .header("X-API-Key", &f.admin)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("version", "1.0.0")
+                .part(
+                    "bundle",
+                    reqwest::multipart::Part::bytes(vec![42u8; 4096]).file_name("Loader.exe"),
+                ),
+        )
+        .send()
+        .await
+        .expect("upload");
+    let upload = TestServer::decode(upload).await;
+    let release = upload.body["data"]["release"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    f.srv
+        .call(
+            Method::POST,
+            &format!("/api/releases/{release}/publish"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    let me = f.me(&token).await;
+    assert_eq!(me["access"]["canDownloadLoader"], true);
+    assert_eq!(me["access"]["loaderUrl"], "/api/portal/loader");
+    let loader = f
+        .send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_eq!(loader.status, StatusCode::OK);
+    assert_eq!(loader.raw, vec![42u8; 4096]);
+    assert_eq!(
+        loader.header("content-disposition"),
+        Some("attachment; filename=\"Loader.exe\"")
+    );
+
+    // The loader binds the machine through /api/validate: full access.
+    let v = f
+        .srv
+        .call(
+            Method::POST,
+            "/api/validate",
+            None,
+            Some(json!({"key": key, "hwid": "machine-0001"})),
+        )
+        .await;
+    assert_eq!(v.status, StatusCode::OK, "{}", v.body);
+    let me = f.me(&token).await;
+    assert_eq!(me["key"]["hwidLocked"], true);
+    assert_eq!(me["access"]["fullAccess"], true);
+    assert_eq!(me["access"]["level"], "full");
+    assert_eq!(me["key"]["activeSessions"], 1);
+    assert!(
+        me["key"]["expiresAt"].is_string(),
+        "the plan's clock started at binding"
+    );
+    assert_eq!(me["blocks"][2]["locked"], false);
+    assert_eq!(me["blocks"][2]["url"], "https://discord.gg/vip");
+
+    // The vendor bans the key: the portal shows it and the loader is closed.
+    let ban = f
+        .srv
+        .call(
+            Method::PATCH,
+            &format!("/api/keys/{key_id}"),
+            Some(&f.admin),
+            Some(json!({"status": "BANNED"})),
+        )
+        .await;
+    assert_eq!(ban.status, StatusCode::OK, "{}", ban.body);
+    let me = f.me(&token).await;
+    assert_eq!(me["key"]["status"], "BANNED");
+    assert_eq!(me["access"]["keyActive"], false);
+    assert_eq!(me["access"]["level"], "none");
+    assert!(me["access"].get("loaderUrl").is_none());
+    let refused = f
+        .send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_kv_error(&refused, 403, "FORBIDDEN");
+
+    let downloads: i64 = f
+        .srv
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'portal.loader.download'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(downloads, 1);
+}
+
+#[tokio::test]
+async fn keys_link_to_one_account_of_their_own_project() {
+    let f = fixture().await;
+    let alice = f.user("alice").await;
+    let bob = f.user("bob").await;
+    let (_, key) = f.key(&f.project).await;
+    assert_eq!(f.activate(&alice, &key).await.status, StatusCode::OK);
+    // Activating again is fine; someone else is refused.
+    assert_eq!(f.activate(&alice, &key).await.status, StatusCode::OK);
+    assert_kv_error_naming(
+        &f.activate(&bob, &key).await,
+        409,
+        "CONFLICT",
+        "another account",
+    );
+
+    let other = f.srv.create_product("default", "other");
+    let (_, foreign) = f.key(&other.id).await;
+    assert_kv_error_naming(
+        &f.activate(&bob, &foreign).await,
+        400,
+        "VALIDATION_ERROR",
+        "key",
+    );
+    assert_kv_error_naming(
+        &f.activate(&bob, "NOPE-NOPE-NOPE").await,
+        400,
+        "VALIDATION_ERROR",
+        "key",
+    );
+    assert_kv_error_naming(
+        &f.activate(&bob, "   ").await,
+        400,
+        "VALIDATION_ERROR",
+        "key",
+    );
+    let huge = f.activate(&bob, &"K".repeat(5000)).await;
+    assert_kv_error_naming(&huge, 400, "VALIDATION_ERROR", "key");
+    let wrong_type = f
+        .send(
+            Method::POST,
+            "/api/portal/activate",
+            Auth::Bearer(&bob),
+            Some(json!({"key": 42})),
+        )
+        .await;
+    assert_kv_error_naming(&wrong_type, 400, "VALIDATION_ERROR", "key");
+
+    // Unusable keys say why.
+    let (banned_id, banned) = f.key(&f.project).await;
+    f.srv
+        .call(
+            Method::PATCH,
+            &format!("/api/keys/{banned_id}"),
+            Some(&f.admin),
+            Some(json!({"status": "BANNED"})),
+        )
+        .await;
+    assert_kv_error(&f.activate(&bob, &banned).await, 403, "KEY_BANNED");
+    let (revoked_id, revoked) = f.key(&f.project).await;
+    f.srv
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{revoked_id}"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert_kv_error(&f.activate(&bob, &revoked).await, 403, "KEY_REVOKED");
+    assert!(f.me(&bob).await["key"].is_null(), "nothing was linked");
+}
+
+#[tokio::test]
+async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
+    let f = fixture().await;
+    let token = f.user("player1").await;
+    for auth in [
+        Auth::None,
+        Auth::Bearer("pt_forged"),
+        Auth::Cookie("pt_forged"),
+    ] {
+        let a = f.send(Method::GET, "/api/portal/me", auth, None).await;
+        assert_kv_error(&a, 401, "UNAUTHORIZED");
+    }
+    let a = f
+        .send_with(
+            Method::GET,
+            "/api/portal/me",
+            Auth::None,
+            None,
+            &[("Authorization", "Basic x")],
+        )
+        .await;
+    assert_kv_error(&a, 401, "UNAUTHORIZED");
+
+    // The cookie works from the portal page…
+    let a = f
+        .send(Method::GET, "/api/portal/me", Auth::Cookie(&token), None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    // …but a cross-site page cannot make changes with it.
+    let (_, key) = f.key(&f.project).await;
+    let a = f
+        .send_with(
+            Method::POST,
+            "/api/portal/activate",
+            Auth::Cookie(&token),
+            Some(json!({"key": key})),
+            &[("Sec-Fetch-Site", "cross-site")],
+        )
+        .await;
+    assert_kv_error(&a, 403, "FORBIDDEN");
+
+    let out = f
+        .send(
+            Method::POST,
+            "/api/portal/logout",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    let a = f
+        .send(Method::GET, "/api/portal/me", Auth::Bearer(&token), None)
+        .await;
+    assert_kv_error(&a, 401, "UNAUTHORIZED");
+    let a = f
+        .send(
+            Method::POST,
+            "/api/portal/logout",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_kv_error(&a, 401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn the_loader_needs_a_key_and_a_release() {
+    let f = fixture().await;
+    let token = f.user("player1").await;
+    let a = f
+        .send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_kv_error(&a, 403, "FORBIDDEN");
+    let (_, key) = f.key(&f.project).await;
+    f.activate(&token, &key).await;
+    let a = f
+        .send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+    let a = f
+        .send(Method::GET, "/api/portal/loader", Auth::None, None)
+        .await;
+    assert_kv_error(&a, 401, "UNAUTHORIZED");
+
+    // An external loader URL is handed out instead, at the same access level.
+    f.portal_settings(json!({"loaderUrl": "https://cdn.example.com/loader.exe"}))
+        .await;
+    let me = f.me(&token).await;
+    assert_eq!(
+        me["access"]["loaderUrl"],
+        "https://cdn.example.com/loader.exe"
+    );
+}
+
+#[tokio::test]
+async fn portal_settings_are_validated_when_saved() {
+    let f = fixture().await;
+    let cases = [
+        (json!({"blocks": [{"type": "banner"}]}), "banner"),
+        (
+            json!({"blocks": [{"type": "custom_button", "label": "x", "url": "javascript:alert(1)"}]}),
+            "blocks[0].url",
+        ),
+        (
+            json!({"blocks": [{"type": "custom_text"}]}),
+            "blocks[0].text",
+        ),
+        (json!({"loaderUrl": "file:///etc/passwd"}), "loaderUrl"),
+        (json!({"title": "t".repeat(101)}), "title"),
+        (json!({"blocks": "key_info"}), "portalSettings"),
+    ];
+    for (settings, needle) in cases {
+        let a = f
+            .srv
+            .call(
+                Method::PATCH,
+                &format!("/api/projects/{}", f.project),
+                Some(&f.admin),
+                Some(json!({"portalSettings": settings})),
+            )
+            .await;
+        assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", needle);
+    }
+}
