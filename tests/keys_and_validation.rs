@@ -2325,3 +2325,55 @@ async fn lists_and_stats_report_expiry_as_of_now_before_the_sweep() {
     };
     assert_eq!((count("ACTIVE"), count("EXPIRED")), (1, 1), "{by_status}");
 }
+
+/// Counting every match over a large table would cost more than the page: the count stops a
+/// good way past the page asked for and says so (`totalCapped`).
+#[tokio::test]
+async fn key_counts_stop_at_a_cap_past_the_page() {
+    use keyward::domain::licenses::{self, LicenseTier, LicenseType, NewLicense};
+    let srv = TestServer::start().await;
+    let product = srv.create_product("default", "many");
+    let admin = srv.create_api_key("default", keyward::domain::api_keys::Scope::FullAdmin, None);
+    let mut conn = srv.db();
+    let tx = conn.transaction().expect("tx");
+    let new = NewLicense {
+        license_type: LicenseType::Perpetual,
+        tier: LicenseTier::Personal,
+        max_activations: 1,
+        max_sessions: None,
+        valid_until: None,
+        plan: None,
+        plan_days: None,
+        customer_email: None,
+        customer_name: None,
+        order_id: None,
+        metadata: None,
+        note: None,
+    };
+    for _ in 0..10_050 {
+        licenses::create(&tx, &product, &new).expect("license");
+    }
+    tx.commit().expect("commit");
+
+    let first = srv.get("/api/keys?limit=50", &admin).await;
+    let p = &first.body["data"]["pagination"];
+    assert_eq!(p["total"], 10_000, "{p}");
+    assert_eq!(p["totalCapped"], true, "{p}");
+    assert_eq!(
+        first.body["data"]["keys"].as_array().map(Vec::len),
+        Some(50)
+    );
+    // Far out, the count reaches the end and is exact again.
+    let far = srv.get("/api/keys?limit=50&page=200", &admin).await;
+    let p = &far.body["data"]["pagination"];
+    assert_eq!(p["total"], 10_050, "{p}");
+    assert!(p.get("totalCapped").is_none(), "{p}");
+    let last = srv.get("/api/keys?limit=50&page=202", &admin).await;
+    assert_eq!(last.body["data"]["keys"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        srv.get("/api/keys?limit=50&page=201", &admin).await.body["data"]["keys"]
+            .as_array()
+            .map(Vec::len),
+        Some(50)
+    );
+}

@@ -74,12 +74,14 @@ export function pageHead(title, sub, actions, crumbs) {
 /** Renders a pager under a list. onPage(n) is called with the new page number. */
 export function pager(pagination, onPage, test = 'pager') {
   if (!pagination) return null;
-  const { page, totalPages, total, limit } = pagination;
+  const { page, totalPages, total, limit, totalCapped } = pagination;
+  // A capped count means "at least": the server stopped counting past the page asked for.
+  const more = totalCapped ? '+' : '';
   const from = total === 0 ? 0 : (page - 1) * limit + 1;
   const to = Math.min(total, page * limit);
   const prev = h('button', { type: 'button', class: 'btn btn-sm', disabled: page <= 1, 'data-test': `${test}-prev`, onclick: () => onPage(page - 1) }, '← Previous');
-  const next = h('button', { type: 'button', class: 'btn btn-sm', disabled: page >= totalPages, 'data-test': `${test}-next`, onclick: () => onPage(page + 1) }, 'Next →');
+  const next = h('button', { type: 'button', class: 'btn btn-sm', disabled: !totalCapped && page >= totalPages, 'data-test': `${test}-next`, onclick: () => onPage(page + 1) }, 'Next →');
   return h('div', { class: 'pager', 'data-test': test },
-    h('span', { 'data-test': `${test}-info` }, total === 0 ? 'No results' : `${from.toLocaleString()}–${to.toLocaleString()} of ${Number(total).toLocaleString()}`),
-    h('div', { class: 'btn-row' }, prev, h('span', {}, `Page ${page} of ${Math.max(1, totalPages)}`), next));
+    h('span', { 'data-test': `${test}-info` }, total === 0 ? 'No results' : `${from.toLocaleString()}–${to.toLocaleString()} of ${Number(total).toLocaleString()}${more}`),
+    h('div', { class: 'btn-row' }, prev, h('span', {}, `Page ${page} of ${Math.max(1, totalPages).toLocaleString()}${more}`), next));
 }

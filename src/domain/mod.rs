@@ -30,6 +30,16 @@ pub fn datetime_to_ms(t: OffsetDateTime) -> i64 {
 
 pub const DAY_MS: i64 = 86_400_000;
 
+/// A row count that stops at a cap: `capped` means "at least `total`".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub total: u64,
+    pub capped: bool,
+}
+
+/// Counting stops here unless the page asked for lies further out.
+pub const COUNT_CAP: u64 = 10_000;
+
 /// An enum stored as its upper-case name in a TEXT column and shown as the same name in both
 /// API faces (it also derives `poem_openapi::Enum` for the OpenAPI document).
 macro_rules! text_enum {

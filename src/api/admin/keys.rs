@@ -321,7 +321,7 @@ impl KeysApi {
                     .into_iter()
                     .map(|r| KeyView::new(&r.license, r.activation_count, r.first_machine, now))
                     .collect(),
-                pagination: Pagination::new(page, limit, total),
+                pagination: Pagination::counted(page, limit, total),
             },
         })))
     }

@@ -312,7 +312,7 @@ impl OverviewApi {
                         )
                     })
                     .collect(),
-                pagination: Pagination::new(page, limit, total),
+                pagination: Pagination::counted(page, limit, total),
             },
         })))
     }

@@ -128,6 +128,10 @@ pub struct Pagination {
     pub limit: u32,
     pub total: u64,
     pub total_pages: u64,
+    /// Present and true when counting stopped at `total`: there are at least that many
+    /// (exact counts over a million rows would cost more than the page itself).
+    #[oai(skip_serializing_if_is_none)]
+    pub total_capped: Option<bool>,
 }
 
 impl Pagination {
@@ -137,9 +141,20 @@ impl Pagination {
             limit,
             total,
             total_pages: total.div_ceil(limit as u64),
+            total_capped: None,
+        }
+    }
+
+    /// A total that may be a lower bound (see `total_capped`).
+    pub fn counted(page: u32, limit: u32, count: Counted) -> Self {
+        Self {
+            total_capped: count.capped.then_some(true),
+            ..Self::new(page, limit, count.total)
         }
     }
 }
+
+pub use crate::domain::Counted;
 
 /// A product as API clients see it; `publicKey` verifies signed responses and bundles.
 #[derive(Object, Debug, Clone)]

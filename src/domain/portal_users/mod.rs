@@ -288,9 +288,7 @@ pub fn parse_settings(value: &serde_json::Value) -> Result<PortalSettings> {
                 let url = block.url.as_deref().unwrap_or_default();
                 check_url(&at("url"), url)?;
             }
-            BlockType::CustomText
-                if block.text.as_deref().is_none_or(|t| t.trim().is_empty()) =>
-            {
+            BlockType::CustomText if block.text.as_deref().is_none_or(|t| t.trim().is_empty()) => {
                 return Err(Error::Invalid(format!(
                     "{} is required for a custom_text",
                     at("text")
