@@ -48,7 +48,7 @@ async function boot() {
     showShell();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      if (await setupOpen()) showSetup();
+      if (await setupOpen().catch(() => false)) showSetup();
       else showLogin();
     } else {
       mount(app, h('div', { class: 'auth-wrap' }, h('div', { class: 'auth-card', 'data-test': 'boot-error' },
@@ -58,17 +58,10 @@ async function boot() {
   }
 }
 
-/**
- * Whether the first-run setup is still open. The register endpoint answers an invalid body with
- * 400 while no operator exists, and with 403 once one does; the probe creates nothing.
- */
+/** Whether the first-run setup is still open (no operator exists yet): GET /api/auth/setup. */
 async function setupOpen() {
-  try {
-    await api.post('/api/auth/register', { email: '', password: '' });
-    return false;
-  } catch (err) {
-    return err instanceof ApiError && err.status === 400;
-  }
+  const data = await api.get('/api/auth/setup');
+  return !!(data && data.setupRequired);
 }
 
 function authPage(...children) {

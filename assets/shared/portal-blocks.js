@@ -13,8 +13,9 @@ export const BLOCK_TYPES = {
   custom_text: { label: 'Custom text', description: 'A paragraph of your own text' },
 };
 
+/** The server's default layout (a project whose portal was never saved). */
 export const DEFAULT_BLOCKS = [
-  { type: 'key_info' }, { type: 'hwid_status' }, { type: 'download_loader' }, { type: 'copy_key' },
+  { type: 'key_info' }, { type: 'hwid_status' }, { type: 'copy_key' }, { type: 'download_loader' },
 ];
 
 /** Only http(s) links leave the portal; anything else (javascript:, data:) is dropped. */
@@ -28,17 +29,49 @@ export function safeUrl(url) {
   }
 }
 
-/** Keeps known block types and the fields each one uses. */
+/**
+ * The loader link: the portal's own download (a same-origin path such as `/api/portal/loader`)
+ * or an external http(s) URL set in the project.
+ */
+export function loaderHref(url) {
+  if (typeof url === 'string' && /^\/(?![/\\])/.test(url.trim())) return url.trim();
+  return safeUrl(url);
+}
+
+const LEVELS = ['none', 'key', 'full'];
+
+/**
+ * Keeps known block types and the fields each one uses, plus the access level a block
+ * `requires` (HWID gating, set through the API) so that saving from the editor keeps it.
+ */
 export function normalizeBlocks(blocks) {
   if (!Array.isArray(blocks)) return [];
   const out = [];
   for (const b of blocks) {
     if (!b || typeof b !== 'object' || !BLOCK_TYPES[b.type]) continue;
-    if (b.type === 'custom_button') out.push({ type: b.type, label: String(b.label ?? ''), url: String(b.url ?? '') });
-    else if (b.type === 'custom_text') out.push({ type: b.type, text: String(b.text ?? '') });
-    else out.push({ type: b.type });
+    let o;
+    if (b.type === 'custom_button') o = { type: b.type, label: String(b.label ?? ''), url: String(b.url ?? '') };
+    else if (b.type === 'custom_text') o = { type: b.type, text: String(b.text ?? '') };
+    else o = { type: b.type };
+    if (LEVELS.includes(b.requires) && b.requires !== DEFAULT_REQUIRES[b.type]) o.requires = b.requires;
+    out.push(o);
   }
   return out;
+}
+
+/** What a block needs unless `requires` says otherwise (as the server decides). */
+const DEFAULT_REQUIRES = {
+  key_info: 'key', copy_key: 'key', download_loader: 'key', hwid_status: 'key', custom_button: 'none', custom_text: 'none',
+};
+
+/** The server's access level ('none' | 'key' | 'full') of a page level. */
+const SERVER_LEVEL = { none: 'none', inactive: 'none', unbound: 'key', full: 'full' };
+
+/** Whether a custom block is above the user's access (the API then withholds its link). */
+function gated(b, level) {
+  if (b.locked === true) return true;
+  const needs = LEVELS.includes(b.requires) ? b.requires : DEFAULT_REQUIRES[b.type];
+  return LEVELS.indexOf(SERVER_LEVEL[level]) < LEVELS.indexOf(needs);
 }
 
 /** The access level of a /api/portal/me answer: 'none' | 'inactive' | 'unbound' | 'full'. */
@@ -75,7 +108,7 @@ export function sampleMe(level, loaderUrl) {
     access: {
       hasKey, keyActive: hasKey && level !== 'inactive', hwidBound: bound, fullAccess: bound,
       canDownloadLoader: hasKey && level !== 'inactive',
-      loaderUrl: hasKey && level !== 'inactive' ? (loaderUrl || 'https://example.com/loader.exe') : undefined,
+      loaderUrl: hasKey && level !== 'inactive' ? (loaderUrl || '/api/portal/loader') : undefined,
     },
   };
 }
@@ -95,6 +128,8 @@ function lockIcon() {
   return s('svg', { viewBox: '0 0 24 24', fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round', 'aria-hidden': 'true' },
     s('rect', { x: '5', y: '11', width: '14', height: '10', rx: '2' }), s('path', { d: 'M8 11V7a4 4 0 0 1 8 0v4' }));
 }
+
+const BLOCK_TITLES = { key_info: 'License', copy_key: 'Your key', download_loader: 'Loader', hwid_status: 'Machine' };
 
 const LOCK_BIND = 'Available once your machine is bound: download the loader and start it.';
 
@@ -126,7 +161,7 @@ function renderLoader(me, level, ctx) {
   const a = me.access || {};
   if (level === 'none') return locked('download_loader', 'Loader', 'Activate a license key to download the loader.');
   if (level === 'inactive') return locked('download_loader', 'Loader', 'Your key is not active, so the loader is unavailable.');
-  const url = safeUrl(a.loaderUrl);
+  const url = loaderHref(a.loaderUrl);
   const link = url
     ? h('a', { class: 'btn btn-primary', href: url, rel: 'noopener noreferrer', 'data-test': 'download-loader' }, 'Download the loader')
     : h('p', { class: 'muted', 'data-test': 'loader-unavailable' }, 'The loader is not available for download yet.');
@@ -155,7 +190,12 @@ function renderHwid(me, level) {
       : 'Start the loader on your computer: it binds your key to that machine.'));
 }
 
-function renderButton(b, ctx) {
+function gatedNote(b) {
+  return (b.requires === 'full') ? LOCK_BIND : 'Activate a license key to see this.';
+}
+
+function renderButton(b, ctx, level) {
+  if (gated(b, level)) return locked('custom_button', null, gatedNote(b));
   const url = safeUrl(b.url);
   const label = b.label && b.label.trim() ? b.label.trim() : 'Link';
   const el = url
@@ -165,7 +205,8 @@ function renderButton(b, ctx) {
   return card('custom_button', null, el);
 }
 
-function renderText(b) {
+function renderText(b, level) {
+  if (gated(b, level)) return locked('custom_text', null, gatedNote(b));
   return card('custom_text', null, h('p', { class: 'pblock-text', 'data-test': 'custom-text' }, b.text || ''));
 }
 
@@ -176,7 +217,9 @@ function renderText(b) {
  */
 export function renderDashboard(blocks, me, ctx = {}) {
   // No saved configuration → the default blocks; a saved empty list stays empty.
-  const list = normalizeBlocks(Array.isArray(blocks) ? blocks : DEFAULT_BLOCKS);
+  const known = (Array.isArray(blocks) ? blocks : DEFAULT_BLOCKS).filter((b) => b && typeof b === 'object' && BLOCK_TYPES[b.type]);
+  // The API marks the blocks above the user's access `locked` (and withholds their links).
+  const list = normalizeBlocks(known).map((b, i) => (known[i].locked === true ? { ...b, locked: true } : b));
   const level = accessLevel(me);
   const wrap = h('div', { class: 'pblocks', 'data-test': 'portal-blocks', 'data-access': level });
   if (level === 'none' || level === 'inactive') {
@@ -185,13 +228,18 @@ export function renderDashboard(blocks, me, ctx = {}) {
   }
   for (const b of list) {
     let el = null;
+    // A key block the vendor gated to full access (`requires: "full"`) waits for the binding.
+    if (b.locked && level === 'unbound' && DEFAULT_REQUIRES[b.type] === 'key') {
+      wrap.appendChild(locked(b.type, BLOCK_TITLES[b.type], LOCK_BIND));
+      continue;
+    }
     switch (b.type) {
       case 'key_info': el = renderKeyInfo(me); break;
       case 'copy_key': el = renderCopyKey(me, level, ctx); break;
       case 'download_loader': el = renderLoader(me, level, ctx); break;
       case 'hwid_status': el = renderHwid(me, level); break;
-      case 'custom_button': el = renderButton(b, ctx); break;
-      case 'custom_text': el = renderText(b); break;
+      case 'custom_button': el = renderButton(b, ctx, level); break;
+      case 'custom_text': el = renderText(b, level); break;
       default: break;
     }
     if (el) wrap.appendChild(el);

@@ -95,6 +95,7 @@ pub struct Browser {
     http: reqwest::Client,
     session: String,
     shots: PathBuf,
+    phone: std::sync::atomic::AtomicBool,
     // Last: dropped after the client.
     driver: ChromeDriver,
 }
@@ -168,6 +169,7 @@ impl Browser {
             http,
             session,
             shots,
+            phone: std::sync::atomic::AtomicBool::new(false),
             driver,
         };
         b.cdp(
@@ -223,17 +225,32 @@ impl Browser {
         body["value"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Sets the viewport: a phone (mobile emulation) or back to the desktop window.
+    /// Sets the viewport: a phone, 375 CSS px wide (mobile emulation), or the desktop window.
     pub async fn phone(&self, on: bool) {
-        if on {
-            self.cdp(
-                "Emulation.setDeviceMetricsOverride",
-                json!({"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": true}),
-            )
-            .await;
-        } else {
-            self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+        self.phone.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.viewport(None).await;
+    }
+
+    /// Applies the current viewport, `height` CSS px tall when given.
+    async fn viewport(&self, height: Option<f64>) {
+        let phone = self.phone.load(std::sync::atomic::Ordering::Relaxed);
+        match (phone, height) {
+            (false, None) => {
+                self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+                    .await;
+            }
+            (phone, height) => {
+                let (w, h, dpr) = if phone {
+                    (375.0, 812.0, 2)
+                } else {
+                    (f64::from(DESKTOP.0), f64::from(DESKTOP.1), 1)
+                };
+                self.cdp(
+                    "Emulation.setDeviceMetricsOverride",
+                    json!({"width": w, "height": height.unwrap_or(h), "deviceScaleFactor": dpr, "mobile": phone}),
+                )
                 .await;
+            }
         }
     }
 
@@ -261,7 +278,7 @@ impl Browser {
     /// Polls `script` (a function body returning a value) until it returns something truthy.
     pub async fn wait_js(&self, what: &str, script: &str, args: Vec<Value>) -> Value {
         let deadline = Instant::now() + TIMEOUT;
-        let mut last = Value::Null;
+        let mut last;
         loop {
             match self.c.execute(script, args.clone()).await {
                 Ok(v) => {
@@ -281,7 +298,10 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 self.failure_shot(what).await;
-                panic!("timed out waiting for {what} (last: {last}); url {:?}", self.url().await);
+                panic!(
+                    "timed out waiting for {what} (last: {last}); url {:?}",
+                    self.url().await
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -360,7 +380,9 @@ impl Browser {
     /// Replaces the value of the visible field matching `css` by typing `text`.
     pub async fn fill_css(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        el.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        el.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
         el.send_keys(text)
             .await
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
@@ -418,18 +440,45 @@ impl Browser {
         .await;
     }
 
-    /// Saves a screenshot of the viewport as `target/screenshots/<name>.png`.
+    /// Saves a screenshot of the whole page (up to 2,400 CSS px tall) as
+    /// `target/screenshots/<name>.png`, without toasts, focus ring or caret.
     pub async fn shot(&self, name: &str) -> PathBuf {
-        // Let transitions and the focus ring settle, and hide the caret.
-        self.js(
-            "document.activeElement && document.activeElement.blur && document.activeElement.blur();",
-            vec![],
-        )
-        .await;
-        let png = self.c.screenshot().await.expect("screenshot");
+        let size = self
+            .js(
+                "document.querySelectorAll('[data-test=toast]').forEach((e) => e.remove());\
+                 if (document.activeElement && document.activeElement.blur) document.activeElement.blur();\
+                 window.scrollTo(0, 0);\
+                 const d = document.documentElement;\
+                 return Math.max(d.scrollHeight, document.body.scrollHeight, window.innerHeight);",
+                vec![],
+            )
+            .await;
+        let height = size.as_f64().unwrap_or(900.0).min(2400.0);
+        // A viewport as tall as the page, so 100vh layouts (the sidebar) look as they do.
+        let tall = height > self.inner_height().await;
+        if tall {
+            self.viewport(Some(height)).await;
+        }
+        let shot = self
+            .cdp("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        if tall {
+            self.viewport(None).await;
+        }
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64 screenshot");
         let path = self.shots.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
+    }
+
+    async fn inner_height(&self) -> f64 {
+        self.js("return window.innerHeight;", vec![])
+            .await
+            .as_f64()
+            .unwrap_or(0.0)
     }
 
     /// The page loaded nothing from another origin, links no script or style elsewhere, and
@@ -464,7 +513,11 @@ impl Browser {
             v["csp"].is_array(),
             "{page}: the CSP listener was not installed: {v}"
         );
-        assert_eq!(v["csp"], json!([]), "{page}: Content-Security-Policy violations");
+        assert_eq!(
+            v["csp"],
+            json!([]),
+            "{page}: Content-Security-Policy violations"
+        );
         assert!(
             v["resources"].as_u64().unwrap_or(0) > 0,
             "{page}: no resource timing entries at all: {v}"
@@ -478,7 +531,9 @@ impl Browser {
             .filter_map(|e| e["message"].as_str().map(str::to_owned))
             // The pages call the API and show its refusals (401 before sign-in, 400/403/404 of
             // the form error checks): Chromium logs each failed request; they are expected.
-            .filter(|m| !m.contains("Failed to load resource: the server responded with a status of 4"))
+            .filter(|m| {
+                !m.contains("Failed to load resource: the server responded with a status of 4")
+            })
             .collect();
         assert!(
             severe.is_empty(),

@@ -117,10 +117,15 @@ function dailyTable(daily) {
   return details;
 }
 
+/** The top of the axis: four grid steps of a whole, round size (1, 2, 5, 10, 25, 50 …). */
 function niceMax(v) {
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return Math.max(4, m * p);
-  return v;
+  const raw = Math.max(1, v / 4);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) {
+    const stepSize = m * p;
+    if (stepSize >= raw && Number.isInteger(stepSize)) return stepSize * 4;
+  }
+  return Math.ceil(raw) * 4;
 }
 function compact(v) {
   if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;

@@ -26,7 +26,7 @@ export function render(root, project, onChange) {
     checkbox({ label: 'Portal enabled', name: 'enabled', checked: model.enabled, hint: `End users sign up at /p/${project.slug}.`, test: 'portal-enabled' }),
     field({ label: 'Title', name: 'title', value: model.title, maxlength: 120, test: 'portal-title' }),
     field({ label: 'Welcome text', name: 'welcome', type: 'textarea', rows: 2, value: model.welcome, maxlength: 1000, test: 'portal-welcome' }),
-    field({ label: 'Loader download URL', name: 'loaderUrl', type: 'url', value: model.loaderUrl, placeholder: 'https://…', hint: 'Shown to users with an active key. Leave empty to hide the download.', test: 'portal-loader-url' }));
+    field({ label: 'Loader download URL', name: 'loaderUrl', type: 'url', value: model.loaderUrl, placeholder: 'https://…', hint: 'Shown to users with an active key. Leave empty to serve the newest published stable release of this project (Releases tab).', test: 'portal-loader-url' }));
   form.addEventListener('input', (e) => {
     const t = e.target;
     if (!t.name) return;
@@ -192,8 +192,10 @@ export function render(root, project, onChange) {
     options: [['none', 'A user without a key'], ['unbound', 'Key active, machine not bound'], ['full', 'Full access (machine bound)'], ['inactive', 'Key expired or banned']] });
   levelField.querySelector('select').addEventListener('change', (e) => { previewLevel = e.target.value; paintPreview(); });
   function paintPreview() {
-    const me = sampleMe(previewLevel, safeUrl(model.loaderUrl));
-    if (!safeUrl(model.loaderUrl)) { me.access.loaderUrl = undefined; me.access.canDownloadLoader = false; }
+    // Empty → the portal's own download of the newest stable release; a bad URL → none.
+    const external = model.loaderUrl.trim();
+    const me = sampleMe(previewLevel, external ? safeUrl(external) : '/api/portal/loader');
+    if (external && !safeUrl(external)) { me.access.loaderUrl = undefined; me.access.canDownloadLoader = false; }
     const activate = () => h('section', { class: 'pblock', 'data-test': 'preview-activate' }, h('h3', {}, 'Activate a license key'),
       h('div', { class: 'btn-row' }, h('input', { type: 'text', disabled: true, placeholder: 'XXXX-XXXX-XXXX-XXXX', 'aria-label': 'License key (preview)' }),
         h('button', { type: 'button', class: 'btn btn-primary', disabled: true }, 'Activate')));

@@ -1,0 +1,583 @@
+//! The admin panel and the user portal in a real headless Chromium (WebDriver through
+//! chromedriver), against a real server: first-run setup → login → project → keys → portal
+//! layout → release → a portal user registers, activates a key, the app binds the HWID, the
+//! loader downloads → the admin bans the key → the portal shows it. Also: form errors next to
+//! their field, no sideways scrolling at 375 px, no external resources, no CSP violations.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian: `chromium chromium-driver`);
+//! without them the tests fail, they never skip. Screenshots land in `target/screenshots/`;
+//! `UPDATE_SCREENSHOTS=1 cargo test --test browser` also refreshes the README's in `docs/screenshots/`.
+
+mod common;
+#[path = "browser/driver.rs"]
+mod driver;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::TestServer;
+use driver::{Browser, t};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const EMAIL: &str = "owner@example.com";
+const PASSWORD: &str = "correct horse battery";
+const HWID: &str = "HWID-7F3A-BROWSER-TEST-0001";
+
+/// The README shows these four screenshots (copied to `docs/screenshots/`).
+const README_SHOTS: [&str; 4] = ["dashboard", "keys", "portal-editor", "portal-full"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_panel_and_user_portal_end_to_end() {
+    let started = Instant::now();
+    let srv = TestServer::start().await;
+    let b = Browser::start(&srv.url).await;
+
+    /* ---------- First run: the setup screen creates the first operator ---------- */
+    b.goto("/").await;
+    b.el("setup-form").await;
+    b.assert_clean("setup").await;
+    b.shot("setup").await;
+    b.fill("setup-email", EMAIL).await;
+    b.fill("setup-password", PASSWORD).await;
+    b.fill("setup-password2", "something else").await;
+    b.click("setup-submit").await;
+    b.wait_text("error-password2", "do not match").await;
+    b.fill("setup-password2", PASSWORD).await;
+    b.click("setup-submit").await;
+    b.el("view-dashboard").await;
+    b.wait_text("current-user", EMAIL).await;
+
+    /* ---------- Sign out, a wrong password, sign in ---------- */
+    b.click("logout").await;
+    b.el("login-form").await;
+    b.fill("login-email", EMAIL).await;
+    b.fill("login-password", "wrong password").await;
+    b.click("login-submit").await;
+    b.wait_js(
+        "the login error",
+        "const e = document.querySelector(arguments[0]); return e && e.textContent.trim().length > 3;",
+        vec![json!(t("login-error"))],
+    )
+    .await;
+    b.shot("login-error").await;
+    b.fill("login-password", PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    // Setup never shows again.
+    b.goto("/").await;
+    b.el("view-dashboard").await;
+
+    /* ---------- Create a project (the empty name is refused next to the field) ---------- */
+    b.click("nav-projects").await;
+    b.el("projects-empty").await;
+    b.click("project-new").await;
+    b.el("project-create-dialog").await;
+    b.click("project-create-submit").await;
+    b.wait_js(
+        "the name error",
+        "const e = document.querySelector(arguments[0]); return e && e.textContent.trim();",
+        vec![json!(t("error-name"))],
+    )
+    .await;
+    b.fill("project-name", "Starfall").await;
+    b.fill("project-description", "A space game").await;
+    b.click("project-create-submit").await;
+    b.el("credentials").await;
+    let project_id = b.text("project-id").await;
+    assert!(!project_id.is_empty(), "the project id is shown");
+    b.assert_clean("project credentials").await;
+    b.click("tab-settings").await;
+    b.el("project-settings-form").await;
+    b.shot("project-settings").await;
+    b.click("nav-projects").await;
+    b.el("projects-table").await;
+    b.shot("projects").await;
+
+    /* ---------- Generate keys in the dialog and copy them all ---------- */
+    b.click("nav-keys").await;
+    b.el("keys-empty").await;
+    b.click("keys-generate").await;
+    b.el("generate-dialog").await;
+    b.select("generate-project", &project_id).await;
+    b.fill("generate-count", "60").await;
+    b.click("generate-submit").await;
+    b.wait_text("error-count", "50").await;
+    b.fill("generate-count", "3").await;
+    b.fill("generate-note", "browser test batch").await;
+    b.click("generate-submit").await;
+    b.el("generate-done").await;
+    let keys: Vec<String> = b
+        .js(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.textContent.trim());",
+            vec![json!(t("generated-key"))],
+        )
+        .await
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(keys.len(), 3, "three keys shown: {keys:?}");
+    b.shot("keys-generated").await;
+    b.click("generate-copy-all").await;
+    b.wait_text("generate-copy-all", "Copied").await;
+    let clip = b
+        .js_async(
+            "const done = arguments[0]; navigator.clipboard.readText().then(done, (e) => done('ERR ' + e));",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        clip.as_str().unwrap_or_default().trim(),
+        keys.join("\n"),
+        "copy all puts every key on the clipboard"
+    );
+    b.click("generate-close").await;
+    b.wait_gone(&t("generate-dialog")).await;
+    b.wait_js(
+        "three key rows",
+        "return document.querySelectorAll(arguments[0]).length === 3;",
+        vec![json!(t("key-row"))],
+    )
+    .await;
+    b.assert_clean("keys").await;
+    b.shot("keys-new").await;
+    let key = keys[0].clone();
+    let key_id = b
+        .js(
+            "return [...document.querySelectorAll(arguments[0])]\
+               .find((r) => r.querySelector('[data-test=key-link]').textContent.trim() === arguments[1])\
+               .getAttribute('data-id');",
+            vec![json!(t("key-row")), json!(key)],
+        )
+        .await
+        .as_str()
+        .expect("the key's row")
+        .to_owned();
+
+    /* ---------- The dashboard ---------- */
+    b.click("nav-dashboard").await;
+    b.el("stats").await;
+    b.wait_text("stat-total-keys", "3").await;
+    b.assert_clean("dashboard").await;
+    b.shot("dashboard-new").await;
+
+    /* ---------- Portal Dashboard Editor ---------- */
+    b.goto(&format!("/#/projects/{project_id}/portal")).await;
+    b.el("portal-editor").await;
+    let items = "[data-test=block-list] [data-test=block-item]";
+    assert_eq!(
+        order(&b, items).await,
+        json!(["key_info", "hwid_status", "copy_key", "download_loader"]),
+        "the default blocks"
+    );
+    b.fill("portal-title", "Starfall members").await;
+    b.fill(
+        "portal-welcome",
+        "Your Starfall license, machine and downloads.",
+    )
+    .await;
+    // Keyboard alternatives: add a text block at the end, move it to the top, remove one.
+    b.click("palette-custom_text").await;
+    b.fill_css(
+        &format!("{items}[data-index=\"4\"] {}", t("block-text")),
+        "Season 2 is live: update the loader.",
+    )
+    .await;
+    for from in (1..=4).rev() {
+        b.click_css(&format!("{items}[data-index=\"{from}\"] {}", t("block-up")))
+            .await;
+    }
+    b.wait_text("editor-announce", "position 1").await;
+    b.click_css(&format!("{items}[data-index=\"3\"] {}", t("block-remove")))
+        .await;
+    assert_eq!(
+        order(&b, items).await,
+        json!(["custom_text", "key_info", "hwid_status", "download_loader"])
+    );
+    // Drag and drop: a palette block into the list, one item out onto the remove area.
+    b.drag(&t("palette-copy_key"), &t("block-list"), true).await;
+    b.drag(&t("palette-custom_button"), &t("block-list"), true)
+        .await;
+    b.drag(&t("palette-key_info"), &t("block-list"), true).await;
+    assert_eq!(
+        order(&b, items).await,
+        json!([
+            "custom_text",
+            "key_info",
+            "hwid_status",
+            "download_loader",
+            "copy_key",
+            "custom_button",
+            "key_info"
+        ])
+    );
+    b.drag(
+        &format!("{items}[data-index=\"6\"]"),
+        &t("block-trash"),
+        false,
+    )
+    .await;
+    b.fill_css(
+        &format!("{items}[data-index=\"5\"] {}", t("block-button-label")),
+        "Discord",
+    )
+    .await;
+    // A bad link is refused next to the field before anything is saved.
+    b.fill_css(
+        &format!("{items}[data-index=\"5\"] {}", t("block-button-url")),
+        "discord.gg/starfall",
+    )
+    .await;
+    b.click("portal-save").await;
+    b.wait_text("portal-save-error", "valid link").await;
+    b.fill_css(
+        &format!("{items}[data-index=\"5\"] {}", t("block-button-url")),
+        "https://discord.example/starfall",
+    )
+    .await;
+    let expected = json!([
+        "custom_text",
+        "key_info",
+        "hwid_status",
+        "download_loader",
+        "copy_key",
+        "custom_button"
+    ]);
+    assert_eq!(order(&b, items).await, expected);
+    b.select("preview-level", "full").await;
+    assert_eq!(
+        order(&b, "[data-test=portal-preview-body] [data-block]").await,
+        expected,
+        "the live preview follows the list"
+    );
+    b.el("portal-dirty").await;
+    b.click("portal-save").await;
+    b.wait_text("toast", "Portal saved").await;
+    b.wait_gone(&t("portal-dirty")).await;
+    let info = srv
+        .call(
+            reqwest::Method::GET,
+            "/api/portal/info?slug=starfall",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    let saved: Vec<&str> = info.body["data"]["portal"]["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|b| b["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(json!(saved), expected, "the saved layout: {}", info.body);
+    assert_eq!(info.body["data"]["portal"]["title"], "Starfall members");
+    b.assert_clean("portal editor").await;
+    b.shot("portal-editor").await;
+
+    /* ---------- Upload and publish a release (the loader) ---------- */
+    let bundle = srv.data_dir().join("starfall-loader-1.0.0.zip");
+    let bundle_bytes: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    std::fs::write(&bundle, &bundle_bytes).expect("bundle file");
+    b.click("tab-releases").await;
+    b.el("releases-empty").await;
+    b.click("release-new").await;
+    b.el("release-dialog").await;
+    b.fill("release-version", "1.0.0").await;
+    b.fill("release-changelog", "First public build.").await;
+    b.find(&t("release-bundle"))
+        .await
+        .send_keys(bundle.to_str().expect("utf-8 path"))
+        .await
+        .expect("choose the bundle");
+    // Watch the progress bar while the upload runs.
+    b.js(
+        "window.__progress = [];\
+         new MutationObserver(() => { const p = document.querySelector('[data-test=release-progress] [role=progressbar]');\
+           if (p) window.__progress.push(p.getAttribute('aria-valuenow')); })\
+           .observe(document.body, {subtree: true, attributes: true, childList: true});",
+        vec![],
+    )
+    .await;
+    b.click("release-upload").await;
+    b.wait_gone(&t("release-dialog")).await;
+    let progress = b.js("return window.__progress;", vec![]).await;
+    assert!(
+        progress
+            .as_array()
+            .is_some_and(|p| p.iter().any(|v| v == "100")),
+        "the progress bar reached 100 %: {progress}"
+    );
+    b.wait_attr("release-row", "data-status", "DRAFT").await;
+    b.click("release-publish").await;
+    b.el("release-publish-dialog").await;
+    b.click("confirm-ok").await;
+    b.wait_attr("release-row", "data-status", "PUBLISHED").await;
+    b.assert_clean("releases").await;
+    b.shot("releases").await;
+
+    /* ---------- The portal: register (errors first), activate a key ---------- */
+    b.goto("/p/starfall").await;
+    b.el("portal-login-form").await;
+    b.assert_clean("portal sign-in").await;
+    b.shot("portal-sign-in").await;
+    b.fill("login-username", "nobody").await;
+    b.fill("login-password", "wrong password").await;
+    b.click("login-submit").await;
+    b.wait_js(
+        "the portal login error",
+        "const e = document.querySelector(arguments[0]); return e && e.textContent.trim().length > 3;",
+        vec![json!(t("login-error"))],
+    )
+    .await;
+    b.click("goto-register").await;
+    b.el("portal-register-form").await;
+    assert!(b.url().await.ends_with("/p/starfall/register"));
+    b.fill("register-username", "player_one").await;
+    b.fill("register-password", "short").await;
+    b.fill("register-password2", "short").await;
+    b.click("register-submit").await;
+    let short = b.wait_text("error-password", "8").await;
+    assert!(short.to_lowercase().contains("password"), "{short}");
+    b.shot("portal-register-error").await;
+    b.fill("register-password", PASSWORD).await;
+    b.fill("register-password2", PASSWORD).await;
+    b.click("register-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "none").await;
+    b.el("block-activate").await;
+    assert!(
+        b.all(&t("block-key_info")).await.is_empty(),
+        "no key, no key blocks"
+    );
+    b.assert_clean("portal without a key").await;
+    b.shot("portal-no-key").await;
+    b.fill("activate-key", "NOPE-NOPE-NOPE-NOPE").await;
+    b.click("activate-submit").await;
+    b.wait_text("error-key", "no such key").await;
+    b.fill("activate-key", &key.to_lowercase()).await;
+    b.click("activate-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "unbound")
+        .await;
+    b.wait_text("portal-notice", "bind your machine").await;
+    b.wait_attr("hwid-state", "data-bound", "false").await;
+    b.wait_attr("block-copy_key", "data-locked", "true").await;
+    assert_eq!(
+        order(&b, "[data-test=portal-blocks] [data-block]").await,
+        expected,
+        "the portal follows the saved layout"
+    );
+    let href = b
+        .el("download-loader")
+        .await
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("the loader link");
+    let (status, bytes) = b.fetch(&href).await;
+    assert_eq!(
+        (status, bytes),
+        (200, bundle_bytes.len() as u64),
+        "the loader downloads while the key waits for its machine ({href})"
+    );
+    let page_text = b
+        .js("return document.body.innerText;", vec![])
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !page_text.contains(&key),
+        "the portal shows only the key mask"
+    );
+    b.assert_clean("portal, key not bound").await;
+    b.shot("portal-unbound").await;
+
+    /* ---------- The app validates: the HWID binds ---------- */
+    let v = srv
+        .call(
+            reqwest::Method::POST,
+            "/api/validate",
+            None,
+            Some(json!({"key": key, "hwid": HWID})),
+        )
+        .await;
+    assert_eq!(v.status, StatusCode::OK, "validate: {}", v.body);
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.body);
+    // Two more customers' apps, for the dashboard's figures.
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        for _ in 0..i + 1 {
+            let v = srv
+                .call(
+                    reqwest::Method::POST,
+                    "/api/validate",
+                    None,
+                    Some(json!({"key": k, "hwid": format!("HWID-CUSTOMER-{i}")})),
+                )
+                .await;
+            assert_eq!(v.status, StatusCode::OK, "validate: {}", v.body);
+        }
+    }
+
+    b.c.refresh().await.expect("reload the portal");
+    b.wait_attr("portal-dashboard", "data-access", "full").await;
+    b.wait_attr("hwid-state", "data-bound", "true").await;
+    let mask = b.text("copy-key-mask").await;
+    assert!(
+        mask.contains('*') && mask.len() == key.len() && mask[..4] == key[..4],
+        "a key mask: {mask}"
+    );
+    b.wait_text("custom-text", "Season 2").await;
+    let discord = b
+        .el("custom-button")
+        .await
+        .attr("href")
+        .await
+        .expect("href")
+        .unwrap_or_default();
+    assert_eq!(discord, "https://discord.example/starfall");
+    let href = b
+        .el("download-loader")
+        .await
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("the loader link");
+    let (status, bytes) = b.fetch(&href).await;
+    assert_eq!(
+        (status, bytes),
+        (200, bundle_bytes.len() as u64),
+        "the loader downloads"
+    );
+    b.assert_clean("portal, full access").await;
+    b.shot("portal-full").await;
+
+    /* ---------- The admin bans the key in the key's page ---------- */
+    b.goto(&format!("/#/keys/{key_id}")).await;
+    b.wait_text("key-hwid", HWID).await;
+    b.el("key-activations-row").await;
+    b.assert_clean("key detail").await;
+    b.shot("key-detail").await;
+    b.click("key-ban").await;
+    b.el("key-ban-dialog").await;
+    b.click("confirm-ok").await;
+    b.wait_attr("key-status", "data-status", "BANNED").await;
+
+    let v = srv
+        .call(
+            reqwest::Method::POST,
+            "/api/validate",
+            None,
+            Some(json!({"key": key, "hwid": HWID})),
+        )
+        .await;
+    assert_ne!(
+        v.status,
+        StatusCode::OK,
+        "a banned key does not validate: {}",
+        v.body
+    );
+
+    /* ---------- The dashboard and the keys table with some activity ---------- */
+    b.goto("/#/dashboard").await;
+    b.el("chart-svg").await;
+    b.wait_text("stat-validations-value", "6").await;
+    b.wait_text("stat-activations-value", "3").await;
+    b.wait_text("stat-failures-value", "1").await;
+    b.shot("dashboard").await;
+    b.goto("/#/keys").await;
+    b.wait_js(
+        "the banned key in the table",
+        "return !!document.querySelector('[data-test=key-row][data-status=BANNED]');",
+        vec![],
+    )
+    .await;
+    b.shot("keys").await;
+
+    /* ---------- The portal shows the ban ---------- */
+    b.goto("/p/starfall").await;
+    b.wait_attr("portal-dashboard", "data-access", "inactive")
+        .await;
+    b.wait_text("portal-access-note", "banned").await;
+    b.wait_attr("block-download_loader", "data-locked", "true")
+        .await;
+    assert!(
+        b.all(&t("download-loader")).await.is_empty(),
+        "no loader link for a banned key"
+    );
+    let (status, _) = b.fetch("/api/portal/loader").await;
+    assert_eq!(status, 403, "the loader is refused to a banned key");
+    b.el("portal-activate-form").await;
+    b.assert_clean("portal, key banned").await;
+    b.shot("portal-banned").await;
+
+    /* ---------- 375 px wide: nothing scrolls sideways ---------- */
+    b.phone(true).await;
+    for (path, ready, name) in [
+        ("/p/starfall".to_owned(), "portal-dashboard", "phone-portal"),
+        ("/#/dashboard".to_owned(), "stats", "phone-dashboard"),
+        ("/#/keys".to_owned(), "keys-table", "phone-keys"),
+        (format!("/#/keys/{key_id}"), "key-info", "phone-key-detail"),
+        ("/#/projects".to_owned(), "projects-table", "phone-projects"),
+        (
+            format!("/#/projects/{project_id}/portal"),
+            "portal-editor",
+            "phone-portal-editor",
+        ),
+        (
+            format!("/#/projects/{project_id}/releases"),
+            "releases-table",
+            "phone-releases",
+        ),
+    ] {
+        b.goto(&path).await;
+        b.el(ready).await;
+        b.assert_no_hscroll(name).await;
+        b.assert_clean(name).await;
+        b.shot(name).await;
+    }
+    b.goto("/p/starfall").await;
+    b.click("portal-logout").await;
+    b.el("portal-login-form").await;
+    b.assert_no_hscroll("phone-portal-sign-in").await;
+    b.assert_clean("phone-portal-sign-in").await;
+    b.shot("phone-portal-sign-in").await;
+    b.click("goto-register").await;
+    b.el("portal-register-form").await;
+    b.assert_no_hscroll("phone-portal-register").await;
+    b.assert_clean("phone-portal-register").await;
+    b.phone(false).await;
+
+    b.close().await;
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        publish_readme_shots();
+    }
+    eprintln!(
+        "browser scenario done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The `data-type` (editor items) or `data-block` (dashboard blocks) of every match, in order.
+async fn order(b: &Browser, css: &str) -> Value {
+    b.js(
+        "return [...document.querySelectorAll(arguments[0])]\
+           .map((e) => e.getAttribute('data-type') || e.getAttribute('data-block'));",
+        vec![json!(css)],
+    )
+    .await
+}
+
+/// Copies the screenshots the README shows to `docs/screenshots/` (run with
+/// `UPDATE_SCREENSHOTS=1` to refresh them).
+fn publish_readme_shots() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&docs).expect("docs/screenshots");
+    for name in README_SHOTS {
+        let from = driver::screenshot_dir().join(format!("{name}.png"));
+        std::fs::copy(&from, docs.join(format!("{name}.png")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+}
