@@ -28,6 +28,7 @@ pub async fn run(state: AppState) {
         state.limits.login_per_ip.forget_idle();
         state.limits.login_per_account.forget_idle();
         state.limits.per_license_key.forget_idle();
+        state.abuse.sweep();
     }
 }
 

@@ -89,5 +89,7 @@ fn serve(path: &str, req: &Request) -> Response {
     } else {
         mime.to_owned()
     };
-    builder.content_type(content_type).body(file.data.into_owned())
+    builder
+        .content_type(content_type)
+        .body(file.data.into_owned())
 }

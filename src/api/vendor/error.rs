@@ -47,7 +47,8 @@ pub enum VendorError {
     /// Missing, unknown or revoked API key (`UNAUTHORIZED`).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorEnvelope>),
-    /// The API key's scope does not allow this operation (`FORBIDDEN`).
+    /// The API key's scope does not allow this operation (`FORBIDDEN`), or the client's
+    /// address is blocked for suspected abuse (`IP_BLOCKED`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorEnvelope>),
     /// No such license, product or machine in the API key's tenant (`*_NOT_FOUND`).
@@ -92,6 +93,7 @@ impl VendorError {
             )),
             Error::Unauthorized(_) => Self::Unauthorized(ErrorEnvelope::new("UNAUTHORIZED", msg)),
             Error::Forbidden(_) => Self::Forbidden(ErrorEnvelope::new("FORBIDDEN", msg)),
+            Error::IpBlocked { .. } => Self::Forbidden(ErrorEnvelope::new("IP_BLOCKED", msg)),
             Error::Conflict(_) => Self::BadRequest(ErrorEnvelope::new("CONFLICT", msg)),
             Error::License(problem) => {
                 Self::BadRequest(ErrorEnvelope::new(license_code(*problem), msg))
