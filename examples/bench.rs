@@ -1,6 +1,7 @@
 //! Load generator for the performance budget of DESIGN.md ("Performance budget"): the
 //! throughput of `GET /api/health` and `POST /api/v1/license/validate`, their ratio, validate
-//! latency at full and at half load, and durable activations per second.
+//! latency at full and at half load, durable activations per second, and the validate rate with
+//! abuse detection off against on (issue 6: within 10 %).
 //!
 //! ```text
 //! cargo run --release --example bench
@@ -43,6 +44,8 @@ const RATIO_BUDGET: f64 = 0.35;
 const RATIO_GOAL: f64 = 0.50;
 const P99_HALF_LOAD_BUDGET_MS: f64 = 5.0;
 const ACTIVATIONS_BUDGET: f64 = 5_000.0;
+/// Issue 6: validate with abuse detection on stays within 10 % of its rate with it off.
+const DETECTION_BUDGET: f64 = 0.90;
 
 #[derive(Parser, Debug)]
 #[command(about = "Loads an in-process Keyward on loopback and prints the performance budget")]
@@ -187,18 +190,32 @@ fn run(
     );
     println!();
 
-    println!("[1/6] GET /api/health, closed loop …");
+    println!("[1/8] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/6] POST /api/v1/license/validate, closed loop …");
+    println!("[2/8] POST /api/v1/license/validate, closed loop …");
     let validate_r =
         client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+    // Abuse detection's cost: the same phase with detection off, then on again, so a drift
+    // of the machine over time does not count for or against it (on = mean of both runs).
+    println!("[3/8] POST /api/v1/license/validate, abuse detection off …");
+    state.abuse.set_enabled(false);
+    let validate_off_r =
+        client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+    state.abuse.set_enabled(true);
+    println!("[4/8] POST /api/v1/license/validate, abuse detection on again …");
+    let validate_on2_r =
+        client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+    let detection_on_rate = (validate_r.rate() + validate_on2_r.rate()) / 2.0;
+    let detection_ratio = detection_on_rate / validate_off_r.rate();
+    let detection_ok =
+        detection_ratio >= DETECTION_BUDGET && validate_off_r.clean() && validate_on2_r.clean();
     let half_rate = validate_r.rate() / 2.0;
     println!(
-        "[3/6] POST /api/v1/license/validate, open loop at {} req/s …",
+        "[5/8] POST /api/v1/license/validate, open loop at {} req/s …",
         thousands(half_rate)
     );
     let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
-    println!("[4/6] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    println!("[6/8] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
         .iter()
@@ -226,7 +243,7 @@ fn run(
     // The key/HWID face. Every /api/validate writes (nonce rotation, session refresh), so it is
     // bound by group commit rather than by reads. The same machine validates again and again
     // without a sessionId, as a restarted app does, and takes over its own session.
-    println!("[5/6] POST /api/validate (key/HWID face, plain), closed loop …");
+    println!("[7/8] POST /api/validate (key/HWID face, plain), closed loop …");
     let kv_plain = post_json(
         &host,
         "/api/validate",
@@ -240,7 +257,7 @@ fn run(
         .to_string(),
     );
     let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::repeat(kv_plain), VALID))?;
-    println!("[6/6] POST /api/validate (AES-256-GCM envelope), closed loop …");
+    println!("[8/8] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
     let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
         as usize)
@@ -293,6 +310,30 @@ fn run(
     row(
         "POST /license/validate",
         &format!("{} req/s", thousands(validate_r.rate())),
+        "",
+        "",
+    );
+    row(
+        "validate, abuse detection off",
+        &format!("{} req/s", thousands(validate_off_r.rate())),
+        "",
+        "",
+    );
+    row(
+        "validate, detection on (mean of 2)",
+        &format!("{} req/s", thousands(detection_on_rate)),
+        &format!(">= {:.0} % of off", DETECTION_BUDGET * 100.0),
+        "",
+    );
+    row(
+        "  detection on / off",
+        &format!("{:.1} %", detection_ratio * 100.0),
+        &format!(">= {:.0} %", DETECTION_BUDGET * 100.0),
+        verdict(detection_ok),
+    );
+    row(
+        "  abuse reports dropped (queue full)",
+        &format!("{}", state.abuse.dropped()),
         "",
         "",
     );
@@ -388,6 +429,8 @@ fn run(
     for (name, r) in [
         ("health", &health_r),
         ("validate", &validate_r),
+        ("validate, detection off", &validate_off_r),
+        ("validate, detection on again", &validate_on2_r),
         ("validate at half load", &half_r),
         ("activate", &activate_r),
         ("key/HWID validate", &kv_plain_r),
@@ -405,7 +448,7 @@ fn run(
     if !durable {
         println!("FAIL: fewer activation rows than acknowledged activations");
     }
-    let all_ok = ratio_ok && half_ok && activations_ok && durable;
+    let all_ok = ratio_ok && half_ok && activations_ok && durable && detection_ok;
     println!("overall: {}", verdict(all_ok));
     Ok(all_ok)
 }

@@ -680,10 +680,17 @@ impl LicenseApi {
             .write(move |c| {
                 let (license, product) = license_by_key(c, &job_caller, &key)?;
                 activations::heartbeat(c, &license, &machine_id, now_ms())?;
-                Ok(product)
+                Ok((license, product))
             })
             .await;
-        let product = self.unknown_key_seen(&caller, outcome)?;
+        let (license, product) = self.unknown_key_seen(&caller, outcome)?;
+        self.state.abuse.license_used(
+            caller.client_ip,
+            &license,
+            Some(&body.machine_id),
+            None,
+            None,
+        );
         self.open_signing_key(&product)?;
         Ok(HeartbeatResponse::Ok(
             Json(HeartbeatOk {

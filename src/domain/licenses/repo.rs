@@ -128,7 +128,7 @@ pub fn list_by_order(
             r.get::<_, i64>(0)
         })? as u64;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT * FROM licenses WHERE {filter} ORDER BY created_at, id LIMIT ?4 OFFSET ?5"
+        "SELECT * FROM licenses WHERE {filter} ORDER BY created_at, rowid LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = stmt.query_map(
         params![tenant_id, order_id, only_product, limit, offset as i64],
