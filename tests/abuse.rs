@@ -830,6 +830,12 @@ async fn flags_are_listed_filtered_resolved_and_tenant_scoped() {
             .await;
         assert_eq!(a.status, 200, "{state}: {}", a.body);
         assert_eq!(a.body["data"]["state"], state);
+        assert_eq!(
+            a.body["data"]["resolvedBy"].is_null(),
+            state == "OPEN",
+            "{state}: {}",
+            a.body
+        );
         let stats = srv.get("/api/stats", &f.admin).await;
         assert_eq!(stats.body["data"]["openAbuseFlags"], open_left, "{state}");
     }
@@ -913,6 +919,11 @@ async fn bad_input_is_refused_with_the_envelope_never_a_500() {
             json!({"webhookUrl": "not a url"}),
         ),
         (Method::PATCH, policy.clone(), json!({"webhookUrl": 42})),
+        (
+            Method::PATCH,
+            policy.clone(),
+            json!({"rotateWebhookSecret": true}),
+        ),
         (
             Method::PATCH,
             policy.clone(),

@@ -490,6 +490,12 @@ impl AbuseApi {
                 let mut policy = AbusePolicy::from_stored(stored.as_deref());
                 apply_patch(&mut policy, &patch);
                 policy.validate()?;
+                if patch.rotate_webhook_secret == Some(true) && policy.webhook_url.is_none() {
+                    return Err(Error::Invalid(
+                        "rotateWebhookSecret needs a webhookUrl (set one in the same request)"
+                            .into(),
+                    ));
+                }
                 let mut secret_sealed = abuse::repo::webhook_secret_sealed(c, &product.id)?;
                 let mut new_secret = None;
                 if policy.webhook_url.is_none() {

@@ -360,18 +360,20 @@ impl Detector {
                         .max(policy.sharing_hwids.window_ms())
                         .max(policy.sharing_machine_names.window_ms()),
                 );
-                let mut crossed = None;
+                // Every signal that crossed on this event goes into one finding, and each
+                // crossed window restarts (a full window that is not restarted stops counting).
+                let mut crossed = Vec::new();
                 if let Some(ip) = ip
                     && let Some(n) = w.ips.see(&ip, at, &policy.sharing_ips)
                     && n >= policy.sharing_ips.count as usize
                 {
-                    crossed = Some(("distinctIps", n, policy.sharing_ips));
+                    crossed.push(("distinctIps", n, policy.sharing_ips));
                 }
                 if let Some(hwid) = &hwid
                     && let Some(n) = w.hwids.see(hwid.as_str(), at, &policy.sharing_hwids)
                     && n >= policy.sharing_hwids.count as usize
                 {
-                    crossed = crossed.or(Some(("distinctHwids", n, policy.sharing_hwids)));
+                    crossed.push(("distinctHwids", n, policy.sharing_hwids));
                 }
                 if let Some(name) = &machine_name
                     && let Some(n) = w
@@ -379,21 +381,20 @@ impl Detector {
                         .see(name.as_str(), at, &policy.sharing_machine_names)
                     && n >= policy.sharing_machine_names.count as usize
                 {
-                    crossed = crossed.or(Some((
-                        "distinctMachineNames",
-                        n,
-                        policy.sharing_machine_names,
-                    )));
+                    crossed.push(("distinctMachineNames", n, policy.sharing_machine_names));
                 }
-                if let Some((signal, n, t)) = crossed {
+                if let Some((signal, n, t)) = crossed.first().copied() {
                     let mut ev = window_evidence(signal, n, &t, None, at);
+                    ev["signals"] = json!(crossed.iter().map(|c| c.0).collect::<Vec<_>>());
                     ev["ips"] = json!(w.ips.sample());
                     ev["hwids"] = json!(w.hwids.sample());
                     ev["machineNames"] = json!(w.names.sample());
-                    match signal {
-                        "distinctIps" => w.ips = Distinct::default(),
-                        "distinctHwids" => w.hwids = Distinct::default(),
-                        _ => w.names = Distinct::default(),
+                    for (signal, _, _) in &crossed {
+                        match *signal {
+                            "distinctIps" => w.ips = Distinct::default(),
+                            "distinctHwids" => w.hwids = Distinct::default(),
+                            _ => w.names = Distinct::default(),
+                        }
                     }
                     found.push(finding(
                         AbuseKind::KeySharing,
@@ -679,6 +680,28 @@ mod tests {
         assert!(found.iter().all(|f| f.kind == AbuseKind::KeySharing));
         assert_eq!(found[0].evidence["signal"], "distinctIps");
         assert_eq!(found[0].evidence["ips"].as_array().map(Vec::len), Some(10));
+    }
+
+    #[test]
+    fn signals_crossing_together_make_one_finding_and_all_restart() {
+        let policy = AbusePolicy {
+            sharing_ips: Threshold::new(3, 600),
+            sharing_hwids: Threshold::new(3, 600),
+            ..AbusePolicy::default()
+        };
+        let mut d = Detector::new();
+        let mut found = Vec::new();
+        for i in 0..9 {
+            found.extend(d.observe(
+                used(i * 1000, &format!("10.0.0.{i}"), &format!("h-{i}")),
+                &policy,
+            ));
+        }
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(
+            found[0].evidence["signals"],
+            json!(["distinctIps", "distinctHwids"])
+        );
     }
 
     #[test]

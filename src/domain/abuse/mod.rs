@@ -72,7 +72,7 @@ pub struct Threshold {
 }
 
 impl Threshold {
-    const fn new(count: u32, window_secs: u32) -> Self {
+    pub const fn new(count: u32, window_secs: u32) -> Self {
         Self { count, window_secs }
     }
 
@@ -491,7 +491,14 @@ pub fn change_state(
         )));
     }
     let resolved = (state != FlagState::Open).then_some(now);
-    repo::set_state(conn, &flag.id, state, resolved, Some(actor), now)?;
+    repo::set_state(
+        conn,
+        &flag.id,
+        state,
+        resolved,
+        resolved.map(|_| actor),
+        now,
+    )?;
     let mut detail = json!({"flagId": flag.id, "from": flag.state.as_str(), "to": state.as_str()});
     if state == FlagState::Dismissed {
         change.lifted_blocks = repo::lift_blocks_of_flag(conn, &flag.id, actor, now)?;
