@@ -1,6 +1,7 @@
 //! Load generator for the performance budget of DESIGN.md ("Performance budget"): the
 //! throughput of `GET /api/health` and `POST /api/v1/license/validate`, their ratio, validate
-//! latency at full and at half load, and durable activations per second.
+//! latency at full and at half load, durable activations per second, and the validate rate with
+//! abuse detection off against on (issue 6: within 10 %).
 //!
 //! ```text
 //! cargo run --release --example bench
@@ -43,6 +44,8 @@ const RATIO_BUDGET: f64 = 0.35;
 const RATIO_GOAL: f64 = 0.50;
 const P99_HALF_LOAD_BUDGET_MS: f64 = 5.0;
 const ACTIVATIONS_BUDGET: f64 = 5_000.0;
+/// Issue 6: validate with abuse detection on stays within 10 % of its rate with it off.
+const DETECTION_BUDGET: f64 = 0.90;
 
 #[derive(Parser, Debug)]
 #[command(about = "Loads an in-process Keyward on loopback and prints the performance budget")]
@@ -190,18 +193,55 @@ fn run(
     );
     println!();
 
-    println!("[1/8] GET /api/health, closed loop …");
+    println!("[1/9] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/8] POST /api/v1/license/validate, closed loop …");
+    println!("[2/9] POST /api/v1/license/validate, closed loop …");
     let validate_r =
         client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+    // Abuse detection's cost: the same phase with detection off and on, interleaved three
+    // times, so that drift over the run (the database grows by an audit row per validation;
+    // other work on a shared machine comes and goes) falls on both sides alike.
+    println!("[3/9] POST /api/v1/license/validate, abuse detection off/on interleaved x3 …");
+    let pair_load = Load {
+        warmup: Duration::from_millis(300),
+        ..load
+    };
+    let (mut off_runs, mut on_runs) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for on in [false, true] {
+            state.abuse.set_enabled(on);
+            let r = client_rt
+                .block_on(pair_load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+            if on {
+                on_runs.push(r)
+            } else {
+                off_runs.push(r)
+            }
+        }
+    }
+    state.abuse.set_enabled(true);
+    let pooled = |runs: &[PhaseResult]| {
+        let done: u64 = runs.iter().map(|r| r.completed).sum();
+        let secs: f64 = runs.iter().map(|r| r.window.as_secs_f64()).sum();
+        done as f64 / secs.max(1e-9)
+    };
+    let (detection_off_rate, detection_on_rate) = (pooled(&off_runs), pooled(&on_runs));
+    let detection_ratio = detection_on_rate / detection_off_rate;
+    let pairs_clean = off_runs.iter().chain(&on_runs).all(PhaseResult::clean);
+    let detection_ok = detection_ratio >= DETECTION_BUDGET && pairs_clean;
+    let per_run = |runs: &[PhaseResult]| {
+        runs.iter()
+            .map(|r| thousands(r.rate()))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     let half_rate = validate_r.rate() / 2.0;
     println!(
-        "[3/6] POST /api/v1/license/validate, open loop at {} req/s …",
+        "[4/9] POST /api/v1/license/validate, open loop at {} req/s …",
         thousands(half_rate)
     );
     let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
-    println!("[4/8] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    println!("[5/9] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
         .iter()
@@ -229,7 +269,7 @@ fn run(
     // The key/HWID face. Every /api/validate writes (nonce rotation, session refresh), so it is
     // bound by group commit rather than by reads. The same machine validates again and again
     // without a sessionId, as a restarted app does, and takes over its own session.
-    println!("[5/8] POST /api/validate (key/HWID face, plain), closed loop …");
+    println!("[6/9] POST /api/validate (key/HWID face, plain), closed loop …");
     let kv_plain = post_json(
         &host,
         "/api/validate",
@@ -243,7 +283,7 @@ fn run(
         .to_string(),
     );
     let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::repeat(kv_plain), VALID))?;
-    println!("[6/8] POST /api/validate (AES-256-GCM envelope), closed loop …");
+    println!("[7/9] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
     let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
         as usize)
@@ -272,7 +312,7 @@ fn run(
     // Software updates: a large bundle up (hashed and signed on the way in) and down, then
     // update checks against the published release.
     println!(
-        "[7/8] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
+        "[8/9] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
         args.bundle_mib
     );
     let admin_key = create_admin_key(server_rt, state)?;
@@ -285,7 +325,7 @@ fn run(
         args.bundle_mib,
     ))?;
     let rss_growth = peak_rss_bytes().saturating_sub(rss_before);
-    println!("[8/8] GET /api/v1/updates/check (X-License-Key), closed loop …");
+    println!("[9/9] GET /api/v1/updates/check (X-License-Key), closed loop …");
     let check = format!(
         "GET /api/v1/updates/check?current_version=1.0.0&channel=stable HTTP/1.1\r\n\
          Host: {host}\r\nX-License-Key: {}\r\n\r\n",
@@ -322,6 +362,30 @@ fn run(
     row(
         "POST /license/validate",
         &format!("{} req/s", thousands(validate_r.rate())),
+        "",
+        "",
+    );
+    row(
+        "validate, abuse detection off (3 runs)",
+        &format!("{} req/s", thousands(detection_off_rate)),
+        &per_run(&off_runs),
+        "",
+    );
+    row(
+        "validate, abuse detection on (3 runs)",
+        &format!("{} req/s", thousands(detection_on_rate)),
+        &per_run(&on_runs),
+        "",
+    );
+    row(
+        "  detection on / off",
+        &format!("{:.1} %", detection_ratio * 100.0),
+        &format!(">= {:.0} %", DETECTION_BUDGET * 100.0),
+        verdict(detection_ok),
+    );
+    row(
+        "  abuse reports dropped (queue full)",
+        &format!("{}", state.abuse.dropped()),
         "",
         "",
     );
@@ -463,7 +527,7 @@ fn run(
     if !durable {
         println!("FAIL: fewer activation rows than acknowledged activations");
     }
-    let all_ok = ratio_ok && half_ok && activations_ok && durable;
+    let all_ok = ratio_ok && half_ok && activations_ok && durable && detection_ok;
     println!("overall: {}", verdict(all_ok));
     Ok(all_ok)
 }

@@ -101,6 +101,17 @@ pub struct ServeArgs {
     /// Seconds between sweeps that expire licenses and cull dead machines.
     #[arg(long, env = "KEYWARD_MAINTENANCE_INTERVAL", default_value_t = 30)]
     pub maintenance_interval: u64,
+    /// Abuse detection: `on` (default) or `off` for the whole server.
+    #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off)]
+    pub abuse_detection: bool,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        other => Err(format!("{other:?}: expected on or off")),
+    }
 }
 
 impl Default for ServeArgs {
@@ -124,6 +135,7 @@ impl Default for ServeArgs {
                 max_bundle_bytes: crate::config::DEFAULT_MAX_BUNDLE_BYTES,
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
+                abuse_detection: true,
             },
         }
     }
@@ -148,6 +160,8 @@ impl ServeArgs {
             max_bundle_bytes: self.max_bundle_bytes,
             maintenance_interval: Duration::from_secs(self.maintenance_interval.max(1)),
             read_pool_size: 8,
+            abuse_detection: self.abuse_detection,
+            webhook_retry_base: Duration::from_secs(5),
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct Config {
     /// How often expired licenses are marked and dead machines culled.
     pub maintenance_interval: Duration,
     pub read_pool_size: u32,
+    /// Abuse detection on (default) or off for the whole server (`KEYWARD_ABUSE_DETECTION`).
+    pub abuse_detection: bool,
+    /// First retry delay of an abuse webhook; each further retry waits twice as long.
+    pub webhook_retry_base: Duration,
 }
 
 impl Config {
@@ -61,6 +65,8 @@ impl Config {
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             maintenance_interval: Duration::from_secs(30),
             read_pool_size: 8,
+            abuse_detection: true,
+            webhook_retry_base: Duration::from_secs(5),
         }
     }
 }

@@ -71,6 +71,10 @@ pub enum Error {
     IdempotencyMismatch(String),
     #[error("Too many requests; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration, limit: u32 },
+    /// The client's address is blocked for suspected abuse (until the block expires or an
+    /// operator lifts it).
+    #[error("Requests from this address are blocked for suspected abuse; retry in {} s", retry_after.as_secs().max(1))]
+    IpBlocked { retry_after: Duration },
     /// The database or the file system failed; details go to the log, not to the caller.
     #[error("storage failure: {0}")]
     Storage(String),

@@ -1,6 +1,7 @@
 //! Keyward: a self-hosted license-key server in one executable. `server::start` builds and
 //! runs the whole application in-process, which is how tests and examples use it.
 
+pub mod abuse;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -31,6 +31,7 @@ pub async fn run(state: AppState) {
         state.limits.update_checks_per_license.forget_idle();
         state.limits.downloads_per_license.forget_idle();
         state.limits.downloads_per_ip.forget_idle();
+        state.abuse.sweep();
     }
 }
 

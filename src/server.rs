@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api;
+use crate::api::admin::abuse::AbuseApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -43,6 +44,7 @@ pub type Apis = (
     ReleasesApi,
     UpdatesApi,
     PortalApi,
+    AbuseApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -85,6 +87,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             PortalApi {
+                state: state.clone(),
+            },
+            AbuseApi {
                 state: state.clone(),
             },
         ),
@@ -179,6 +184,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         .ok_or_else(|| Error::Storage("the listener has no address".into()))?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
+    let abuse_tasks = crate::abuse::start(&state);
     // Build the decoy password hash now, so the first login with an unknown email costs no
     // more than one with a wrong password.
     tokio::task::spawn_blocking(|| {
@@ -196,6 +202,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             )
             .await;
         maintenance.abort();
+        for t in &abuse_tasks {
+            t.abort();
+        }
         // Every handler has returned; commit whatever is still queued, then stop the writer.
         let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
         served.map_err(|e| Error::Storage(format!("server error: {e}")))

@@ -33,6 +33,8 @@ pub struct Inner {
     pub product_cache: RowCache<Product>,
     /// argon2id costs ~19 MiB and tens of milliseconds: at most two run at once.
     pub password_hashing: tokio::sync::Semaphore,
+    /// Abuse detection: reports from handlers, the IP block list.
+    pub abuse: crate::abuse::Abuse,
 }
 
 pub struct Limits {
@@ -80,6 +82,7 @@ impl AppState {
             },
             bundles: BundleStore::new(&config.data_dir),
             password_hashing: tokio::sync::Semaphore::new(2),
+            abuse: crate::abuse::Abuse::new(config.abuse_detection),
             config,
             db,
             master,

@@ -14,7 +14,7 @@ pub struct KvErrorBody {
     /// For people: what was wrong, naming the field or rule.
     pub error: String,
     /// Machine-readable: VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT,
-    /// KEY_EXPIRED, KEY_SUSPENDED, KEY_REVOKED, RATE_LIMITED, INTERNAL_ERROR…
+    /// KEY_EXPIRED, KEY_SUSPENDED, KEY_REVOKED, IP_BLOCKED, RATE_LIMITED, INTERNAL_ERROR…
     pub code: String,
 }
 
@@ -35,7 +35,8 @@ pub enum KvError {
     /// Missing, invalid, expired or revoked token or credentials (`UNAUTHORIZED`).
     #[oai(status = 401)]
     Unauthorized(Json<KvErrorBody>),
-    /// Not allowed for this caller or this key (`FORBIDDEN`, `KEY_*`).
+    /// Not allowed for this caller or this key (`FORBIDDEN`, `KEY_*`), or the client's address
+    /// is blocked for suspected abuse (`IP_BLOCKED`).
     #[oai(status = 403)]
     Forbidden(Json<KvErrorBody>),
     /// No such object in the caller's reach (`NOT_FOUND`).
@@ -83,6 +84,7 @@ impl KvError {
             }
             Error::Unauthorized(_) => Self::Unauthorized(body("UNAUTHORIZED", msg)),
             Error::Forbidden(_) => Self::Forbidden(body("FORBIDDEN", msg)),
+            Error::IpBlocked { .. } => Self::Forbidden(body("IP_BLOCKED", msg)),
             Error::Conflict(_) => Self::Conflict(body("CONFLICT", msg)),
             Error::License(problem) => Self::Forbidden(body(license_code(*problem), msg)),
             Error::LicenseRefused(problem) => Self::Forbidden(body(license_code(*problem), msg)),

@@ -113,7 +113,18 @@ pub async fn guard<E: Endpoint>(
     let ip = client_ip(&req, &state.config);
     if let Some(ip) = ip {
         req.extensions_mut().insert(ClientIp(ip));
+        // Before any key lookup, and before the rate limit (a blocked client's requests need
+        // not count against anything).
+        if blockable(req.uri().path())
+            && let Some(until) = state.abuse.blocks.blocked_until(ip)
+        {
+            let left = (until - crate::domain::now_ms()).max(1000) as u64;
+            return Ok(face.error(&Error::IpBlocked {
+                retry_after: std::time::Duration::from_millis(left),
+            }));
+        }
         if let Err(e) = state.limits.per_ip.check(&ip) {
+            state.abuse.rate_limited(Some(ip), None);
             return Ok(face.error(&e));
         }
     }
@@ -129,14 +140,37 @@ pub async fn guard<E: Endpoint>(
         return Ok(face.error(&Error::Storage("a request handler panicked".into())));
     };
     match outcome {
-        Ok(resp) => Ok(sign_if_asked(resp.into_response(), &state).await),
-        Err(e) if e.is_from_response() => Ok(e.into_response()),
+        Ok(resp) => {
+            let resp = resp.into_response();
+            // Every other 429 (per API key, per license key, failed credentials, HWID reset
+            // cooldown) counts towards the address's flood signal.
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                state.abuse.rate_limited(ip, None);
+            }
+            Ok(sign_if_asked(resp, &state).await)
+        }
+        Err(e) if e.is_from_response() => {
+            let resp = e.into_response();
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                state.abuse.rate_limited(ip, None);
+            }
+            Ok(resp)
+        }
         Err(e) => {
             let status = e.status();
             let message = framework_message(&e, status, face, credential);
             Ok(face.framework_error(status, message))
         }
     }
+}
+
+/// Paths an IP block applies to: licensing and client traffic. The admin API and its login
+/// stay reachable, so an operator behind a blocked address can still lift the block.
+fn blockable(path: &str) -> bool {
+    (path.starts_with("/api/v1/") && path != "/api/v1/updates/public-key")
+        || path == "/api/validate"
+        || path == "/api/telegram"
+        || path.starts_with("/api/portal/")
 }
 
 fn framework_message(e: &poem::Error, status: StatusCode, face: Face, credential: &str) -> String {

@@ -1,6 +1,7 @@
 //! The domain: one folder per concept, each with its types and rules (`mod.rs`) and its SQL
 //! (`repo.rs`). Nothing outside a `repo.rs` writes SQL.
 
+pub mod abuse;
 pub mod activations;
 pub mod api_keys;
 pub mod audit;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 3;
+pub const LATEST_VERSION: i64 = 4;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -18,6 +18,7 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v2_releases.sql"),
     include_str!("migrations/v3_portal.sql"),
+    include_str!("migrations/v4_abuse.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -89,7 +90,12 @@ mod tests {
             let described = cols.query_map([], |r| {
                 let mut parts = Vec::new();
                 for i in 0..r.as_ref().column_count() {
-                    parts.push(format!("{:?}", r.get_ref(i)?));
+                    parts.push(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    });
                 }
                 Ok(parts.join(" "))
             })?;
@@ -114,7 +120,13 @@ mod tests {
 
         let version: i64 = upgraded.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         assert_eq!(version, LATEST_VERSION);
-        assert_eq!(shape(&upgraded)?, shape(&fresh)?);
+        let (upgraded, fresh) = (shape(&upgraded)?, shape(&fresh)?);
+        let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
+        let only_fresh: Vec<_> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
+        assert!(
+            only_upgraded.is_empty() && only_fresh.is_empty() && upgraded == fresh,
+            "only after upgrading: {only_upgraded:#?}\nonly in schema.sql: {only_fresh:#?}"
+        );
         Ok(())
     }
 }

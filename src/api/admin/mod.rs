@@ -1,6 +1,7 @@
 //! The admin face (key/HWID contract): operators and their sessions, projects, keys, API
 //! keys, logs and stats. Errors use the key/HWID envelope (`api::keyvault_error`).
 
+pub mod abuse;
 pub mod api_keys;
 pub mod auth;
 pub mod keys;
@@ -27,6 +28,8 @@ pub enum AdminTags {
     Releases,
     /// Audit logs, statistics and health.
     Logs,
+    /// Abuse detection: flags with their evidence, IP blocks.
+    Abuse,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).

@@ -69,6 +69,8 @@ pub struct Stats {
     /// Refused validations and activations of the last 30 days, by reason code.
     pub failures_by_reason: Vec<CountByName>,
     pub projects: u64,
+    /// Abuse flags still OPEN (the dashboard badge).
+    pub open_abuse_flags: u64,
 }
 
 #[derive(Object, Debug)]
@@ -218,6 +220,7 @@ impl OverviewApi {
                 let activity = audit::repo::daily_activity(c, scope, project, since)?;
                 let failures = audit::repo::failures_by_reason(c, scope, project, since)?;
                 let (_, projects) = products::repo::list_in(c, scope, 1, 0)?;
+                let open_abuse_flags = crate::domain::abuse::repo::count_open(c, scope, project)?;
                 let daily = (0..30)
                     .map(|i| {
                         let day = since + i * DAY_MS;
@@ -252,6 +255,7 @@ impl OverviewApi {
                         .map(|(name, count)| CountByName { name, count })
                         .collect(),
                     projects,
+                    open_abuse_flags,
                 })
             })
             .await?;

@@ -195,11 +195,18 @@ impl TelegramApi {
         let normalized = licenses::normalize_key(&key);
         self.state.limits.per_license_key.check(&normalized)?;
         let lookup = Lookup::Key { key, secret };
-        let (license, machines) = self.state.db.read(|c| {
+        let found = self.state.db.read(|c| {
             let (license, _) = find(c, &lookup, &normalized)?;
             let machines = activations::repo::for_license(c, &license.id)?;
             Ok((license, machines))
-        })?;
+        });
+        if let Err(Error::NotFound("key")) = &found {
+            self.state.abuse.unknown_key(
+                ip.as_deref().and_then(|i| i.parse().ok()),
+                lookup.abuse_scope_hint().resolve(),
+            );
+        }
+        let (license, machines) = found?;
         self.state.db.writer().record(
             AuditEvent::new(&license.tenant_id, actor, "key.info")
                 .license(&license.product_id, &license.id)
@@ -236,7 +243,9 @@ impl TelegramApi {
         let normalized = licenses::normalize_key(&key);
         self.state.limits.per_license_key.check(&normalized)?;
         let actor = actor.to_owned();
-        let (license, next) = self
+        let client_ip: Option<std::net::IpAddr> = ip.as_deref().and_then(|i| i.parse().ok());
+        let secret_hint = super::validate::ScopeHint::Secret(secret.clone());
+        let outcome = self
             .state
             .db
             .write(move |c| {
@@ -269,7 +278,20 @@ impl TelegramApi {
                 )?;
                 Ok((license, now + cooldown_ms))
             })
-            .await?;
+            .await;
+        if let Err(Error::NotFound("key")) = &outcome {
+            self.state
+                .abuse
+                .unknown_key(client_ip, secret_hint.resolve());
+        }
+        let (license, next) = outcome?;
+        self.state.abuse.report(
+            client_ip,
+            crate::abuse::Scope::of_license(&license),
+            crate::domain::abuse::detector::Seen::HwidReset {
+                license_id: license.id.clone(),
+            },
+        );
         Ok(TelegramData {
             valid: license.problem(now_ms()).is_none(),
             plan: license.plan,

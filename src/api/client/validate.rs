@@ -14,6 +14,7 @@ use crate::api::ClientIp;
 use crate::api::fields::named;
 use crate::api::keyvault_error::{KvError, KvResult};
 use crate::crypto;
+use crate::domain::abuse::detector::SeatLimit;
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::licenses::{self, License, Plan};
 use crate::domain::products::{self, Product};
@@ -348,7 +349,9 @@ pub(crate) async fn validate_key_request(
     };
     state.limits.per_license_key.check(&raw_key)?;
     let ip = check.ip.clone();
+    let client_ip: Option<std::net::IpAddr> = ip.as_deref().and_then(|i| i.parse().ok());
     let hwid = check.hwid.clone();
+    let unknown_scope = lookup.abuse_scope_hint();
     let job_actor = actor.to_owned();
     let outcome = state
         .db
@@ -392,10 +395,39 @@ pub(crate) async fn validate_key_request(
                 Err(e) => Err(e),
             }
         })
-        .await?;
+        .await;
+    let outcome = match outcome {
+        Err(e @ Error::NotFound("key")) => {
+            state.abuse.unknown_key(client_ip, unknown_scope.resolve());
+            return Err(e);
+        }
+        other => other?,
+    };
     let (product, validated) = match outcome {
-        Ok(ok) => ok,
+        Ok(ok) => {
+            state.abuse.license_used(
+                client_ip,
+                &ok.1.license,
+                Some(&hwid),
+                None,
+                Some(&ok.1.session_id),
+            );
+            ok
+        }
         Err((license, e)) => {
+            state
+                .abuse
+                .license_used(client_ip, &license, Some(&hwid), None, None);
+            let seat = match &e {
+                Error::License(LicenseProblem::HwidMismatch) => Some(SeatLimit::Activations),
+                Error::License(LicenseProblem::SessionLimitReached) => Some(SeatLimit::Sessions),
+                _ => None,
+            };
+            if let Some(limit) = seat {
+                state
+                    .abuse
+                    .seat_refused(client_ip, &license, Some(&hwid), limit);
+            }
             let code = match &e {
                 Error::License(p) => crate::api::keyvault_error::license_code(*p),
                 _ => "FORBIDDEN",
@@ -428,6 +460,38 @@ pub(crate) async fn validate_key_request(
             client_nonce,
         },
     ))
+}
+
+/// Where a report of an unknown key belongs, kept cheap until it is needed.
+pub(crate) enum ScopeHint {
+    Secret(String),
+    Product(String),
+    Nothing,
+}
+
+impl ScopeHint {
+    pub(crate) fn resolve(self) -> crate::abuse::Scope {
+        match self {
+            // Hashed only on the failure path; the project is looked up off the request path.
+            Self::Secret(s) => {
+                crate::abuse::Scope::ClientSecret(crypto::sha256(s.trim().as_bytes()))
+            }
+            Self::Product(p) => crate::abuse::Scope::ProductId(p),
+            Self::Nothing => crate::abuse::Scope::Unknown,
+        }
+    }
+}
+
+impl Lookup {
+    pub(crate) fn abuse_scope_hint(&self) -> ScopeHint {
+        match self {
+            Lookup::Key {
+                secret: Some(s), ..
+            } => ScopeHint::Secret(s.clone()),
+            Lookup::Key { secret: None, .. } => ScopeHint::Nothing,
+            Lookup::InProject { product_id, .. } => ScopeHint::Product(product_id.clone()),
+        }
+    }
 }
 
 /// The key and its project, or 404 when the key is unknown (or not in the named project).

@@ -599,6 +599,9 @@ impl PortalApi {
             .read(|c| licenses::repo::find_by_key_in_product(c, &user.product_id, &key))?;
         let Some(license) = found else {
             // Each unknown key costs the IP one token of a small allowance: no guessing.
+            self.state
+                .abuse
+                .unknown_key(ip, crate::abuse::Scope::ProductId(user.product_id.clone()));
             if let Some(ip) = ip {
                 self.state.limits.failed_auth_per_ip.check(&ip)?;
             }

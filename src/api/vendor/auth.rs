@@ -21,11 +21,21 @@ pub struct Caller {
     /// Keys restricted to one product see nothing of the others.
     pub product_id: Option<String>,
     pub ip: Option<String>,
+    /// The same address, parsed (for abuse reports).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl Caller {
     pub fn actor(&self) -> String {
         format!("api_key:{}", self.api_key_id)
+    }
+
+    /// Where an abuse report about this caller's request belongs.
+    pub fn abuse_scope(&self) -> crate::abuse::Scope {
+        crate::abuse::Scope::Tenant {
+            tenant_id: self.tenant_id.clone(),
+            product_id: self.product_id.clone(),
+        }
     }
 
     pub fn sees_product(&self, product_id: &str) -> bool {
@@ -117,13 +127,19 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
             key.scope, needed
         )));
     }
-    state.limits.per_api_key.check(&key.id)?;
+    if let Err(e) = state.limits.per_api_key.check(&key.id) {
+        state
+            .abuse
+            .rate_limited(None, Some((key.tenant_id.as_str(), key.id.as_str())));
+        return Err(e);
+    }
     Ok(Caller {
         tenant_id: key.tenant_id.clone(),
         api_key_id: key.id.clone(),
         scope: key.scope,
         product_id: key.product_id.clone(),
         ip: ip.map(|i| i.to_string()),
+        client_ip: ip,
     })
 }
 

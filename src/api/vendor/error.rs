@@ -47,9 +47,10 @@ pub enum VendorError {
     /// Missing, unknown or revoked API key (`UNAUTHORIZED`).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorEnvelope>),
-    /// The API key's scope does not allow this operation (`FORBIDDEN`), or the license
+    /// The API key's scope does not allow this operation (`FORBIDDEN`), the license
     /// presented in `X-License-Key` is not active (`LICENSE_EXPIRED`, `LICENSE_SUSPENDED`,
-    /// `LICENSE_REVOKED`).
+    /// `LICENSE_REVOKED`), or the client's address is blocked for suspected abuse
+    /// (`IP_BLOCKED`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorEnvelope>),
     /// No such license, product or machine in the API key's tenant (`*_NOT_FOUND`).
@@ -94,6 +95,7 @@ impl VendorError {
             )),
             Error::Unauthorized(_) => Self::Unauthorized(ErrorEnvelope::new("UNAUTHORIZED", msg)),
             Error::Forbidden(_) => Self::Forbidden(ErrorEnvelope::new("FORBIDDEN", msg)),
+            Error::IpBlocked { .. } => Self::Forbidden(ErrorEnvelope::new("IP_BLOCKED", msg)),
             Error::Conflict(_) => Self::BadRequest(ErrorEnvelope::new("CONFLICT", msg)),
             Error::License(problem) => {
                 Self::BadRequest(ErrorEnvelope::new(license_code(*problem), msg))

@@ -17,12 +17,13 @@ use super::schemas::{
 };
 use crate::api::fields::named;
 use crate::crypto;
+use crate::domain::abuse::detector::{SeatLimit, Seen};
 use crate::domain::activations::{self, MachineInfo};
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::{self, License, LicenseTier, LicenseType, NewLicense, Verdict};
 use crate::domain::products::{self, Product, ProductStatus};
 use crate::domain::{datetime_to_ms, now_ms};
-use crate::error::Error;
+use crate::error::{Error, LicenseProblem};
 use crate::state::AppState;
 
 pub struct LicenseApi {
@@ -468,10 +469,36 @@ impl LicenseApi {
                     Err(e) => Err(e),
                 }
             })
-            .await?;
+            .await;
+        let outcome = self.unknown_key_seen(&caller, outcome)?;
+        let abuse = &self.state.abuse;
         let (activated, product, used) = match outcome {
-            Ok(ok) => ok,
+            Ok(ok) => {
+                abuse.license_used(
+                    caller.client_ip,
+                    &ok.0.license,
+                    Some(&body.machine_id),
+                    body.machine_name.as_deref(),
+                    None,
+                );
+                ok
+            }
             Err((problem, license)) => {
+                abuse.license_used(
+                    caller.client_ip,
+                    &license,
+                    Some(&body.machine_id),
+                    body.machine_name.as_deref(),
+                    None,
+                );
+                if problem == LicenseProblem::ActivationLimitReached {
+                    abuse.seat_refused(
+                        caller.client_ip,
+                        &license,
+                        Some(&body.machine_id),
+                        SeatLimit::Activations,
+                    );
+                }
                 self.state.db.writer().record(
                     event(&caller, "license.activate.refused", &license)
                         .machine(&body.machine_id)
@@ -532,6 +559,9 @@ impl LicenseApi {
             Ok(Some((license, product, activation, used)))
         })?;
         let Some((license, product, activation, used)) = found else {
+            self.state
+                .abuse
+                .unknown_key(caller.client_ip, caller.abuse_scope());
             self.state.db.writer().record(
                 AuditEvent::new(&caller.tenant_id, &caller.actor(), "license.validate")
                     .machine(&body.machine_id)
@@ -553,6 +583,13 @@ impl LicenseApi {
             ));
         };
         let verdict = activations::assess(&license, &product, activation.as_ref(), now);
+        self.state.abuse.license_used(
+            caller.client_ip,
+            &license,
+            Some(&body.machine_id),
+            None,
+            None,
+        );
         self.state.db.writer().record(
             event(&caller, "license.validate", &license)
                 .machine(&body.machine_id)
@@ -586,19 +623,32 @@ impl LicenseApi {
         let caller = auth.0;
         let key = licenses::normalize_key(&body.license_key);
         let machine_id = body.0.machine_id;
-        self.state
+        let job_caller = caller.clone();
+        let job_machine = machine_id.clone();
+        let outcome = self
+            .state
             .db
             .write(move |c| {
-                let (license, _) = license_by_key(c, &caller, &key)?;
-                if !activations::repo::delete(c, &license.id, &machine_id)? {
+                let (license, _) = license_by_key(c, &job_caller, &key)?;
+                if !activations::repo::delete(c, &license.id, &job_machine)? {
                     return Err(Error::NotFound("activation"));
                 }
                 crate::domain::audit::repo::insert(
                     c,
-                    &event(&caller, "license.deactivate", &license).machine(&machine_id),
-                )
+                    &event(&job_caller, "license.deactivate", &license).machine(&job_machine),
+                )?;
+                Ok(license)
             })
-            .await?;
+            .await;
+        let license = self.unknown_key_seen(&caller, outcome)?;
+        self.state.abuse.report(
+            caller.client_ip,
+            crate::abuse::Scope::of_license(&license),
+            Seen::Deactivated {
+                license_id: license.id.clone(),
+                hwid: machine_id,
+            },
+        );
         Ok(DeactivateResponse::Ok(Json(MessageOk {
             success: true,
             message: "License deactivated on this machine".into(),
@@ -623,15 +673,24 @@ impl LicenseApi {
         };
         let key = licenses::normalize_key(raw_key);
         let machine_id = body.machine_id.clone();
-        let product = self
+        let job_caller = caller.clone();
+        let outcome = self
             .state
             .db
             .write(move |c| {
-                let (license, product) = license_by_key(c, &caller, &key)?;
+                let (license, product) = license_by_key(c, &job_caller, &key)?;
                 activations::heartbeat(c, &license, &machine_id, now_ms())?;
-                Ok(product)
+                Ok((license, product))
             })
-            .await?;
+            .await;
+        let (license, product) = self.unknown_key_seen(&caller, outcome)?;
+        self.state.abuse.license_used(
+            caller.client_ip,
+            &license,
+            Some(&body.machine_id),
+            None,
+            None,
+        );
         self.open_signing_key(&product)?;
         Ok(HeartbeatResponse::Ok(
             Json(HeartbeatOk {
@@ -663,7 +722,8 @@ impl LicenseApi {
             return Err(Error::Invalid("nonce must be at most 128 characters".into()).into());
         }
         let key = licenses::normalize_key(&key.0);
-        let (license, product) = self.state.db.read(|c| license_by_key(c, &caller, &key))?;
+        let found = self.state.db.read(|c| license_by_key(c, &caller, &key));
+        let (license, product) = self.unknown_key_seen(&caller, found)?;
         self.state
             .db
             .writer()
@@ -889,6 +949,16 @@ impl LicenseApi {
 }
 
 impl LicenseApi {
+    /// Passes `outcome` through, reporting a key that does not exist to abuse detection.
+    fn unknown_key_seen<T>(&self, caller: &Caller, outcome: Result<T, Error>) -> Result<T, Error> {
+        if let Err(Error::NotFound("license")) = &outcome {
+            self.state
+                .abuse
+                .unknown_key(caller.client_ip, caller.abuse_scope());
+        }
+        outcome
+    }
+
     fn open_signing_key(&self, product: &Product) -> Result<(), Error> {
         self.state
             .signing_keys

@@ -58,6 +58,9 @@ fn licensed(req: &Request, presented: &str) -> Result<License, Error> {
             .read(|c| licenses::repo::find_by_key_everywhere(c, &key))?
     };
     let Some(license) = found else {
+        state
+            .abuse
+            .unknown_key(ClientIp::of(req), crate::abuse::Scope::Unknown);
         // Each wrong key costs the IP one token of a small allowance: guessing stops early.
         if let Some(ip) = ClientIp::of(req) {
             state.limits.failed_auth_per_ip.check(&ip)?;
