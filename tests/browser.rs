@@ -481,6 +481,26 @@ async fn admin_panel_and_user_portal_end_to_end() {
     );
 
     /* ---------- The dashboard and the keys table with some activity ---------- */
+    // Refusals reach the audit log through the background writer: wait for it.
+    let deadline = Instant::now() + driver::TIMEOUT;
+    loop {
+        let refused = b
+            .js_async(
+                "const done = arguments[0];\
+                 fetch('/api/stats', {credentials: 'same-origin'}).then((r) => r.json())\
+                   .then((j) => done(j.data.failuresByReason.reduce((n, x) => n + x.count, 0)), () => done(0));",
+                vec![],
+            )
+            .await;
+        if refused.as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused validation never reached the stats"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     b.goto("/#/dashboard").await;
     b.el("chart-svg").await;
     b.wait_text("stat-validations-value", "6").await;
