@@ -237,6 +237,15 @@ async fn admin_panel_and_user_portal_end_to_end() {
         "https://discord.example/starfall",
     )
     .await;
+    // HWID gating: the button only for users whose machine is bound.
+    b.select_css(
+        &format!("{items}[data-index=\"5\"] {}", t("block-requires")),
+        "full",
+    )
+    .await;
+    b.select("preview-level", "unbound").await;
+    b.wait_attr("block-custom_button", "data-locked", "true")
+        .await;
     let expected = json!([
         "custom_text",
         "key_info",
@@ -273,6 +282,11 @@ async fn admin_panel_and_user_portal_end_to_end() {
         .collect();
     assert_eq!(json!(saved), expected, "the saved layout: {}", info.body);
     assert_eq!(info.body["data"]["portal"]["title"], "Starfall members");
+    assert_eq!(
+        info.body["data"]["portal"]["blocks"][5]["requires"], "full",
+        "the button's gating is saved: {}",
+        info.body
+    );
     b.assert_clean("portal editor").await;
     b.shot("portal-editor").await;
 
@@ -364,6 +378,12 @@ async fn admin_panel_and_user_portal_end_to_end() {
     b.wait_text("portal-notice", "bind your machine").await;
     b.wait_attr("hwid-state", "data-bound", "false").await;
     b.wait_attr("block-copy_key", "data-locked", "true").await;
+    b.wait_attr("block-custom_button", "data-locked", "true")
+        .await;
+    assert!(
+        b.all(&t("custom-button")).await.is_empty(),
+        "the gated button's link is withheld until the machine is bound"
+    );
     assert_eq!(
         order(&b, "[data-test=portal-blocks] [data-block]").await,
         expected,

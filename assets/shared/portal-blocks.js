@@ -60,7 +60,7 @@ export function normalizeBlocks(blocks) {
 }
 
 /** What a block needs unless `requires` says otherwise (as the server decides). */
-const DEFAULT_REQUIRES = {
+export const DEFAULT_REQUIRES = {
   key_info: 'key', copy_key: 'key', download_loader: 'key', hwid_status: 'key', custom_button: 'none', custom_text: 'none',
 };
 
@@ -229,7 +229,7 @@ export function renderDashboard(blocks, me, ctx = {}) {
   for (const b of list) {
     let el = null;
     // A key block the vendor gated to full access (`requires: "full"`) waits for the binding.
-    if (b.locked && level === 'unbound' && DEFAULT_REQUIRES[b.type] === 'key') {
+    if ((b.locked || b.requires === 'full') && level === 'unbound' && DEFAULT_REQUIRES[b.type] === 'key') {
       wrap.appendChild(locked(b.type, BLOCK_TITLES[b.type], LOCK_BIND));
       continue;
     }

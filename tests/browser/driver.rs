@@ -393,11 +393,15 @@ impl Browser {
     }
 
     pub async fn select(&self, name: &str, value: &str) {
-        self.el(name)
+        self.select_css(&t(name), value).await;
+    }
+
+    pub async fn select_css(&self, css: &str, value: &str) {
+        self.find(css)
             .await
             .select_by_value(value)
             .await
-            .unwrap_or_else(|e| panic!("select {value} in {name}: {e}"));
+            .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
     }
 
     pub async fn text(&self, name: &str) -> String {

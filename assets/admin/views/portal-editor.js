@@ -5,7 +5,7 @@
 
 import { api } from '../../shared/api.js';
 import { h, mount, field, checkbox, toast, setBusy, showError, clearErrors, formError } from '../../shared/ui.js';
-import { BLOCK_TYPES, DEFAULT_BLOCKS, normalizeBlocks, renderDashboard, sampleMe, safeUrl, accessNotice } from '../../shared/portal-blocks.js';
+import { BLOCK_TYPES, DEFAULT_BLOCKS, DEFAULT_REQUIRES, normalizeBlocks, renderDashboard, sampleMe, safeUrl, accessNotice } from '../../shared/portal-blocks.js';
 
 const MIME = 'application/x-keyward-block';
 
@@ -73,6 +73,17 @@ export function render(root, project, onChange) {
       text.querySelector('textarea').addEventListener('input', (e) => { b.text = e.target.value; changed(); });
       fields.push(text);
     }
+    // HWID gating: who sees the block (the API withholds a locked block's link, and the
+    // portal shows it locked).
+    const levels = DEFAULT_REQUIRES[b.type] === 'none'
+      ? [['none', 'Every signed-in user'], ['key', 'Users with an active key'], ['full', 'Users whose machine is bound']]
+      : [['key', 'Users with an active key'], ['full', 'Users whose machine is bound']];
+    const requires = field({ label: 'Shown to', name: `requires-${i}`, type: 'select', options: levels, value: b.requires || DEFAULT_REQUIRES[b.type], test: 'block-requires', cls: 'field-compact' });
+    requires.querySelector('select').addEventListener('change', (e) => {
+      if (e.target.value === DEFAULT_REQUIRES[b.type]) delete b.requires; else b.requires = e.target.value;
+      changed();
+    });
+    fields.push(requires);
     const li = h('li', { class: 'block-item', draggable: 'true', 'data-index': String(i), 'data-type': b.type, 'data-test': 'block-item' },
       h('div', { class: 'block-head' },
         h('span', { class: 'grip', 'aria-hidden': 'true', title: 'Drag to reorder' }, '⋮⋮'),
@@ -90,7 +101,7 @@ export function render(root, project, onChange) {
       li.classList.add('dragging');
     });
     li.addEventListener('dragend', () => { li.classList.remove('dragging'); clearMarks(); });
-    li.querySelectorAll('input, textarea').forEach((inp) => {
+    li.querySelectorAll('input, textarea, select').forEach((inp) => {
       inp.addEventListener('focus', () => { li.draggable = false; });
       inp.addEventListener('blur', () => { li.draggable = true; });
     });
