@@ -780,3 +780,98 @@ async fn portal_settings_are_validated_when_saved() {
         assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", needle);
     }
 }
+
+/// HWID gating of downloads: the loader is offered only through a `download_loader` block, at
+/// the level that block requires.
+#[tokio::test]
+async fn the_loader_follows_its_blocks_access_level() {
+    let f = fixture().await;
+    let upload = f
+        .srv
+        .client
+        .post(format!("{}/api/projects/{}/releases", f.srv.url, f.project))
+        .header("X-API-Key", &f.admin)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("version", "1.0.0")
+                .part(
+                    "bundle",
+                    reqwest::multipart::Part::bytes(vec![7u8; 100]).file_name("L.exe"),
+                ),
+        )
+        .send()
+        .await
+        .expect("upload");
+    let release = TestServer::decode(upload).await.body["data"]["release"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    f.srv
+        .call(
+            Method::POST,
+            &format!("/api/releases/{release}/publish"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    let token = f.user("player1").await;
+    let (_, key) = f.key(&f.project).await;
+    f.activate(&token, &key).await;
+
+    // Only for bound machines.
+    f.portal_settings(
+        json!({"blocks": [{"type": "key_info"}, {"type": "download_loader", "requires": "full"}]}),
+    )
+    .await;
+    let me = f.me(&token).await;
+    assert_eq!(me["access"]["canDownloadLoader"], false);
+    assert!(me["access"].get("loaderUrl").is_none());
+    assert_kv_error_naming(
+        &f.send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await,
+        403,
+        "FORBIDDEN",
+        "bound",
+    );
+    f.srv
+        .call(
+            Method::POST,
+            "/api/validate",
+            None,
+            Some(json!({"key": key, "hwid": "machine-0001"})),
+        )
+        .await;
+    assert_eq!(f.me(&token).await["access"]["canDownloadLoader"], true);
+    assert_eq!(
+        f.send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    // No download block in the layout: no loader at all.
+    f.portal_settings(json!({"blocks": [{"type": "key_info"}]}))
+        .await;
+    assert_eq!(f.me(&token).await["access"]["canDownloadLoader"], false);
+    assert_kv_error(
+        &f.send(
+            Method::GET,
+            "/api/portal/loader",
+            Auth::Bearer(&token),
+            None,
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+    );
+}

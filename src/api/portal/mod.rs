@@ -675,17 +675,24 @@ impl PortalApi {
     #[oai(path = "/api/portal/loader", method = "get")]
     async fn loader(&self, req: &Request, auth: PortalAuth) -> KvResult<PortalLoaderResponse> {
         let user = auth.user;
-        let (level, release) = self.state.db.read(|c| {
+        let level = self.state.db.read(|c| {
             let product = products::repo::find_by_id(c, &user.product_id)?
                 .ok_or(Error::NotFound("portal"))?;
             let level = access_of(c, &user, &product)?.level;
-            Ok((level, newest_stable(c, &product.id)?))
+            let needed = loader_level(&portal_users::settings_of(&product));
+            Ok((level, needed, newest_stable(c, &product.id)?))
         })?;
-        if !level.reaches(AccessLevel::Key) {
-            return Err(Error::Forbidden(
-                "activate an active key on your account to download the loader".into(),
-            )
-            .into());
+        let (level, needed, release) = (level.0, level.1, level.2);
+        let Some(needed) = needed else {
+            return Err(Error::NotFound("loader").into());
+        };
+        if !level.reaches(needed) {
+            let why = if needed == AccessLevel::Full {
+                "the loader is available once your key is bound to a machine"
+            } else {
+                "activate an active key on your account to download the loader"
+            };
+            return Err(Error::Forbidden(why.into()).into());
         }
         let release = release.ok_or(Error::NotFound("loader"))?;
         let path = self.state.bundles.path(&release.bundle.sha256)?;
@@ -850,6 +857,17 @@ fn access_of(
     })
 }
 
+/// The access level the layout's `download_loader` block requires; None when the layout has
+/// no such block (then the loader is not offered at all).
+fn loader_level(settings: &PortalSettings) -> Option<AccessLevel> {
+    settings
+        .blocks
+        .iter()
+        .filter(|b| b.block_type == BlockType::DownloadLoader)
+        .map(Block::needs)
+        .min_by_key(|level| level.rank())
+}
+
 fn newest_stable(c: &rusqlite::Connection, product_id: &str) -> Result<Option<Release>, Error> {
     let published = releases::repo::published_for_product(c, product_id)?;
     let floor = semver::Version::new(0, 0, 0);
@@ -891,7 +909,10 @@ fn dashboard(c: &rusqlite::Connection, user: &PortalUser) -> Result<PortalMeData
         Some(external) => Some(external.to_owned()),
         None => newest_stable(c, &product.id)?.map(|_| LOADER_PATH.to_owned()),
     };
-    let can_download = facts.level.reaches(AccessLevel::Key) && loader_url.is_some();
+    // The loader is offered only through a `download_loader` block, at the level that block
+    // requires (HWID gating).
+    let can_download = loader_level(&settings).is_some_and(|needed| facts.level.reaches(needed))
+        && loader_url.is_some();
     Ok(PortalMeData {
         user: PortalMeUser {
             id: user.id.clone(),

@@ -153,7 +153,7 @@ text_enum! {
 }
 
 impl AccessLevel {
-    fn rank(self) -> u8 {
+    pub fn rank(self) -> u8 {
         match self {
             AccessLevel::Anyone => 0,
             AccessLevel::Key => 1,
