@@ -536,6 +536,46 @@ async fn admin_panel_and_user_portal_end_to_end() {
     .await;
     b.shot("keys").await;
 
+    /* ---------- Abuse: key guessing is flagged, shown with its evidence, dismissed ---------- */
+    for i in 0..40 {
+        let guess = srv
+            .call(
+                reqwest::Method::POST,
+                "/api/validate",
+                None,
+                Some(
+                    json!({"key": format!("GUESS-{i:04}-XXXX-XXXX"), "hwid": "guesser-hwid-0001"}),
+                ),
+            )
+            .await;
+        assert_eq!(guess.status, StatusCode::NOT_FOUND, "{}", guess.body);
+    }
+    b.wait_js(
+        "the key-guessing flag",
+        "return fetch('/api/stats', {credentials: 'same-origin'}).then((r) => r.json())\
+           .then((j) => j.data.openAbuseFlags >= 1);",
+        vec![],
+    )
+    .await;
+    b.goto("/#/dashboard").await;
+    b.wait_text("abuse-badge", "open abuse flag").await;
+    b.el("nav-abuse-badge").await;
+    b.click("abuse-badge").await;
+    b.el("abuse-table").await;
+    b.click("abuse-view").await;
+    b.el("abuse-dialog").await;
+    b.wait_text("abuse-evidence", "Key guessing").await;
+    b.assert_clean("abuse flag evidence").await;
+    b.shot("abuse-flag").await;
+    b.click("abuse-dismiss").await;
+    b.el("abuse-empty").await;
+    b.goto("/#/abuse/blocks").await;
+    b.el("blocks-empty").await;
+    b.goto("/#/abuse/policy").await;
+    b.el("policy-form").await;
+    b.assert_clean("abuse policy").await;
+    b.shot("abuse-policy").await;
+
     /* ---------- The portal shows the ban ---------- */
     b.goto("/p/starfall").await;
     b.wait_attr("portal-dashboard", "data-access", "inactive")
@@ -570,6 +610,11 @@ async fn admin_panel_and_user_portal_end_to_end() {
             format!("/#/projects/{project_id}/releases"),
             "releases-table",
             "phone-releases",
+        ),
+        (
+            "/#/abuse/policy".to_owned(),
+            "policy-form",
+            "phone-abuse-policy",
         ),
     ] {
         b.goto(&path).await;

@@ -16,6 +16,7 @@ const ICONS = {
   logs: 'M5 4h14v16H5z M8 8h8 M8 12h8 M8 16h5',
   users: 'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-7 9a7 7 0 0 1 14 0 M17 11a3 3 0 1 0 0-6 M22 20a5 5 0 0 0-4-5',
   admin: 'M12 2l8 4v6c0 5-3.5 8.5-8 10-4.5-1.5-8-5-8-10V6l8-4z',
+  abuse: 'M12 3l9 16H3L12 3z M12 10v4 M12 17h.01',
   menu: 'M4 6h16M4 12h16M4 18h16',
 };
 function icon(name) {
@@ -32,6 +33,7 @@ const ROUTES = [
   { name: 'keys', label: 'License keys', icon: 'keys', load: () => import('./views/keys.js') },
   { name: 'api-keys', label: 'API keys', icon: 'apikeys', load: () => import('./views/apikeys.js') },
   { name: 'logs', label: 'Audit logs', icon: 'logs', load: () => import('./views/logs.js') },
+  { name: 'abuse', label: 'Abuse', icon: 'abuse', load: () => import('./views/abuse.js') },
   { name: 'users', label: 'Operators', icon: 'users', admin: true, load: () => import('./views/users.js') },
   { name: 'admin', label: 'Admin overview', icon: 'admin', admin: true, load: () => import('./views/admin.js') },
 ];
@@ -157,11 +159,34 @@ function showShell() {
   sidebarEl.addEventListener('click', (e) => { if (e.target.closest('a')) closeMenu(); });
   sidebarEl.addEventListener('keydown', (e) => { if (e.key === 'Escape' && sidebarEl.classList.contains('open')) { closeMenu(); menuBtn.focus(); } });
   mainEl = h('main', { class: 'main', id: 'main', tabindex: '-1', 'data-test': 'main' });
+  abuseCheckedAt = 0;
+  refreshAbuseBadge();
   mount(app,
     h('a', { class: 'skip-link', href: '#main', onclick: (e) => { e.preventDefault(); mainEl.focus(); } }, 'Skip to content'),
     h('div', { class: 'topbar' }, brand(), menuBtn),
     h('div', { class: 'shell' }, sidebarEl, scrimEl, mainEl));
   route();
+}
+
+/** The number of open abuse flags beside "Abuse" in the menu. Views that learn the count
+ * (dashboard, abuse page) announce it with a `kw:abuse-count` event; otherwise it is read from
+ * GET /api/stats at most once a minute while navigating. */
+let abuseCheckedAt = 0;
+function showAbuseCount(n) {
+  const link = navEl && navEl.querySelector('[data-route="abuse"]');
+  if (!link) return;
+  const old = link.querySelector('.nav-badge');
+  if (old) old.remove();
+  if (n) link.appendChild(h('span', { class: 'nav-badge', 'data-test': 'nav-abuse-badge', 'aria-label': `${n} open` }, String(n)));
+}
+window.addEventListener('kw:abuse-count', (e) => { abuseCheckedAt = Date.now(); showAbuseCount(e.detail); });
+async function refreshAbuseBadge() {
+  if (Date.now() - abuseCheckedAt < 60_000) return;
+  abuseCheckedAt = Date.now();
+  try {
+    const st = await api.get('/api/stats');
+    showAbuseCount(st.openAbuseFlags || 0);
+  } catch { /* the badge is a hint; the pages report errors themselves */ }
 }
 
 function navLink(r) {
@@ -186,6 +211,7 @@ async function route() {
     return;
   }
   document.title = `${r.label} · Keyward`;
+  refreshAbuseBadge();
   mount(mainEl, loading());
   try {
     const mod = await r.load();

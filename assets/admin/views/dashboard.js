@@ -21,6 +21,7 @@ export async function render(root, { query }) {
 
   try {
     const st = await api.get('/api/stats', { query: { projectId } });
+    if (!projectId) window.dispatchEvent(new CustomEvent('kw:abuse-count', { detail: st.openAbuseFlags || 0 }));
     mount(body, ...renderStats(st));
   } catch (err) {
     failInto(body, err);
@@ -50,7 +51,14 @@ function renderStats(st) {
         'Validations and activations of your keys will appear here.')
       : chart(daily),
     dailyTable(daily));
+  // Open abuse flags: a badge that leads to the evidence (only when there is something to see).
+  const abuse = st.openAbuseFlags
+    ? h('a', { class: 'alert alert-error abuse-alert', href: '#/abuse', 'data-test': 'abuse-badge' },
+      h('strong', {}, `${fmtNumber(st.openAbuseFlags)} open abuse flag${st.openAbuseFlags === 1 ? '' : 's'}`),
+      ' — shared or attacked keys were found. Review the evidence →')
+    : null;
   return [
+    abuse,
     stats,
     chartCard,
     h('div', { class: 'grid grid-2' },
