@@ -1,4 +1,4 @@
--- Keyward schema, version 4 (the latest). A fresh database is created from this file;
+-- Keyward schema, version 5 (the latest). A fresh database is created from this file;
 -- later versions are numbered migrations in src/storage/migrations.rs, tracked in user_version.
 -- Every row carries tenant_id: every query is scoped by the caller's tenant.
 -- Times are integer milliseconds since the Unix epoch (UTC).
@@ -304,3 +304,37 @@ CREATE TABLE abuse_webhook_deliveries (
 );
 CREATE INDEX abuse_deliveries_due ON abuse_webhook_deliveries (next_attempt_at)
     WHERE delivered_at IS NULL AND failed_at IS NULL;
+
+-- Searching key notes without scanning every license (added in version 5). A trigram full-text index of
+-- the notes (any 3+ character substring, case-insensitive); its rows are mapped to license ids
+-- through license_note_rows (license rowids are not stable across VACUUM, these are).
+CREATE VIRTUAL TABLE license_notes USING fts5(note, license_id UNINDEXED, tokenize = 'trigram');
+CREATE TABLE license_note_rows (
+    license_id  TEXT PRIMARY KEY,
+    fts_rowid   INTEGER NOT NULL
+);
+
+CREATE TRIGGER licenses_note_insert AFTER INSERT ON licenses
+WHEN new.note IS NOT NULL AND new.note <> ''
+BEGIN
+    INSERT INTO license_notes (note, license_id) VALUES (new.note, new.id);
+    INSERT INTO license_note_rows (license_id, fts_rowid) VALUES (new.id, last_insert_rowid());
+END;
+
+CREATE TRIGGER licenses_note_delete AFTER DELETE ON licenses
+BEGIN
+    DELETE FROM license_notes
+        WHERE rowid = (SELECT fts_rowid FROM license_note_rows WHERE license_id = old.id);
+    DELETE FROM license_note_rows WHERE license_id = old.id;
+END;
+
+CREATE TRIGGER licenses_note_update AFTER UPDATE OF note ON licenses
+BEGIN
+    DELETE FROM license_notes
+        WHERE rowid = (SELECT fts_rowid FROM license_note_rows WHERE license_id = old.id);
+    DELETE FROM license_note_rows WHERE license_id = old.id;
+    INSERT INTO license_notes (note, license_id)
+        SELECT new.note, new.id WHERE new.note IS NOT NULL AND new.note <> '';
+    INSERT INTO license_note_rows (license_id, fts_rowid)
+        SELECT new.id, last_insert_rowid() WHERE new.note IS NOT NULL AND new.note <> '';
+END;

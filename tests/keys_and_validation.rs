@@ -2377,3 +2377,66 @@ async fn key_counts_stop_at_a_cap_past_the_page() {
         Some(50)
     );
 }
+
+/// Notes are found through their trigram index: any substring, any case, quotes included;
+/// an edited note is found by its new text only, and a deleted key leaves nothing behind.
+#[tokio::test]
+async fn note_search_follows_edits_and_deletions() {
+    let kv = Kv::start().await;
+    let p = str_of(&kv.project(&kv.admin, "Notes").await["id"]);
+    let keys = kv
+        .keys(
+            &kv.admin,
+            json!({"plan": "WEEKLY", "count": 2, "projectId": p, "note": "Reseller \"North\" batch-7"}),
+        )
+        .await;
+    let first = str_of(&keys[0]["id"]);
+    let found = |q: &'static str| {
+        let kv = &kv;
+        async move { ids(&kv.list(&kv.admin, &format!("search={q}")).await["keys"]) }
+    };
+    assert_eq!(found("batch-7").await, ids(&json!(keys)));
+    assert_eq!(
+        found("%22north%22").await,
+        ids(&json!(keys)),
+        "quotes are literal"
+    );
+    assert_eq!(
+        found("H-").await,
+        ids(&json!(keys)),
+        "two characters: matched without trigrams"
+    );
+    assert!(found("batch_7").await.is_empty(), "`_` is not a wildcard");
+
+    let r = kv
+        .patch(
+            &format!("{KEYS}/{first}"),
+            &kv.admin,
+            json!({"note": "Gift for Ada"}),
+        )
+        .await;
+    assert_status(&r, 200);
+    assert_eq!(found("gift%20for").await, BTreeSet::from([first.clone()]));
+    assert_eq!(
+        found("batch-7").await.len(),
+        1,
+        "the old note is gone from the index"
+    );
+
+    let r = send(
+        &kv.srv,
+        Method::DELETE,
+        &format!("/api/projects/{p}?confirm=notes"),
+        Some(&kv.admin),
+        None,
+    )
+    .await;
+    assert_status(&r, 200);
+    let rows: i64 = kv
+        .srv
+        .db()
+        .query_row("SELECT COUNT(*) FROM license_note_rows", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 0, "deleted keys leave no note rows");
+    assert!(found("gift").await.is_empty());
+}

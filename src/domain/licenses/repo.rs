@@ -268,24 +268,35 @@ pub fn search(
         args.push(Box::new(plan));
     }
     if let Some(text) = s.text {
-        // Each alternative on its own index (key range, HWID range), joined by UNION; the
-        // note is matched anywhere (a scan, bounded by the other filters).
-        conditions.push(
+        // Each alternative on its own index, joined by UNION: key range, HWID range, and the
+        // notes' trigram index (any substring of 3+ characters). Shorter texts match notes
+        // by a scan of the notes index alone.
+        let by_trigrams = text.chars().count() >= 3;
+        conditions.push(if by_trigrams {
             "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
                       UNION SELECT license_id FROM activations WHERE machine_id >= ? AND machine_id < ?
-                      UNION SELECT id FROM licenses WHERE note LIKE ? ESCAPE '\\')",
-        );
+                      UNION SELECT license_id FROM license_notes WHERE license_notes MATCH ?)"
+        } else {
+            "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
+                      UNION SELECT license_id FROM activations WHERE machine_id >= ? AND machine_id < ?
+                      UNION SELECT license_id FROM license_notes WHERE note LIKE ? ESCAPE '\\')"
+        });
         let key = super::normalize_key(text);
         args.push(Box::new(key.clone()));
         args.push(Box::new(format!("{key}\u{10FFFF}")));
         args.push(Box::new(text.to_owned()));
         args.push(Box::new(format!("{text}\u{10FFFF}")));
-        args.push(Box::new(format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )));
+        if by_trigrams {
+            // One FTS5 phrase: the text as typed, its quotes doubled.
+            args.push(Box::new(format!("\"{}\"", text.replace('"', "\"\""))));
+        } else {
+            args.push(Box::new(format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )));
+        }
     }
     let filter = if conditions.is_empty() {
         "1".to_owned()
