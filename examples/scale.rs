@@ -91,8 +91,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             "/api/keys?search=hwid-00077&limit=50".into(),
         ),
         (
-            "search note text",
+            "search note text (11 % match)",
             "/api/keys?search=batch-7&limit=50".into(),
+        ),
+        (
+            "search note text (0.1 % match)",
+            "/api/keys?search=batch-999&limit=50".into(),
         ),
     ];
     let mut rows = Vec::new();
