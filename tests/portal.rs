@@ -124,6 +124,41 @@ impl Fixture {
         )
     }
 
+    /// Uploads and publishes `bytes` as stable release 1.0.0: the portal's loader.
+    async fn publish_loader(&self, bytes: Vec<u8>, filename: &str) {
+        let form = reqwest::multipart::Form::new()
+            .text("version", "1.0.0")
+            .part(
+                "bundle",
+                reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()),
+            );
+        let upload = self
+            .srv
+            .client
+            .post(format!(
+                "{}/api/projects/{}/releases",
+                self.srv.url, self.project
+            ))
+            .header("X-API-Key", &self.admin)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let upload = TestServer::decode(upload).await;
+        assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
+        let release = upload.body["data"]["release"]["id"].as_str().expect("id");
+        let published = self
+            .srv
+            .call(
+                Method::POST,
+                &format!("/api/releases/{release}/publish"),
+                Some(&self.admin),
+                None,
+            )
+            .await;
+        assert_eq!(published.status, StatusCode::OK, "{}", published.body);
+    }
+
     async fn portal_settings(&self, settings: Value) {
         let a = self
             .srv
@@ -462,35 +497,7 @@ async fn access_grows_from_no_key_to_key_to_a_bound_machine() {
     assert_eq!(me["blocks"][2]["locked"], true);
 
     // A published stable release is the loader.
-    let upload = f
-        .srv
-        .client
-        .post(format!("{}/api/projects/{}/releases", f.srv.url, f.project))
-        .header("X-API-Key", &f.admin)
-        .multipart(
-            reqwest::multipart::Form::new()
-                .text("version", "1.0.0")
-                .part(
-                    "bundle",
-                    reqwest::multipart::Part::bytes(vec![42u8; 4096]).file_name("Loader.exe"),
-                ),
-        )
-        .send()
-        .await
-        .expect("upload");
-    let upload = TestServer::decode(upload).await;
-    let release = upload.body["data"]["release"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    f.srv
-        .call(
-            Method::POST,
-            &format!("/api/releases/{release}/publish"),
-            Some(&f.admin),
-            None,
-        )
-        .await;
+    f.publish_loader(vec![42u8; 4096], "Loader.exe").await;
     let me = f.me(&token).await;
     assert_eq!(me["access"]["canDownloadLoader"], true);
     assert_eq!(me["access"]["loaderUrl"], "/api/portal/loader");
@@ -786,34 +793,7 @@ async fn portal_settings_are_validated_when_saved() {
 #[tokio::test]
 async fn the_loader_follows_its_blocks_access_level() {
     let f = fixture().await;
-    let upload = f
-        .srv
-        .client
-        .post(format!("{}/api/projects/{}/releases", f.srv.url, f.project))
-        .header("X-API-Key", &f.admin)
-        .multipart(
-            reqwest::multipart::Form::new()
-                .text("version", "1.0.0")
-                .part(
-                    "bundle",
-                    reqwest::multipart::Part::bytes(vec![7u8; 100]).file_name("L.exe"),
-                ),
-        )
-        .send()
-        .await
-        .expect("upload");
-    let release = TestServer::decode(upload).await.body["data"]["release"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    f.srv
-        .call(
-            Method::POST,
-            &format!("/api/releases/{release}/publish"),
-            Some(&f.admin),
-            None,
-        )
-        .await;
+    f.publish_loader(vec![7u8; 100], "L.exe").await;
     let token = f.user("player1").await;
     let (_, key) = f.key(&f.project).await;
     f.activate(&token, &key).await;
