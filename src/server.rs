@@ -173,6 +173,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let bind = config.bind;
     let state = AppState::new(config, db, master);
     state.bundles.prepare()?;
+    let swept = state.db.read(|c| {
+        state
+            .bundles
+            .sweep_unreferenced(|sha| crate::domain::releases::repo::bundle_in_use(c, sha))
+    })?;
+    if swept > 0 {
+        tracing::info!("removed {swept} bundle file(s) no release refers to");
+    }
     let acceptor = TcpListener::bind(bind)
         .into_acceptor()
         .await

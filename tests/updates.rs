@@ -1233,3 +1233,23 @@ async fn openssl_verifies_bundles_as_the_readme_shows() {
         "a flipped byte must fail verification"
     );
 }
+
+/// A bundle file nothing refers to (its release never committed) is removed at the next start;
+/// referenced bundles and the upload area's leftovers are handled too.
+#[tokio::test]
+async fn unreferenced_bundle_files_are_removed_at_start() {
+    let mut f = fixture().await;
+    let kept = bundle_bytes("kept", 1000);
+    f.release("1.0.0", "stable", kept.clone()).await;
+    let bundles = f.srv.data_dir().join("bundles");
+    let orphan = "ab".repeat(32);
+    std::fs::write(bundles.join(&orphan), b"left by a failed commit").expect("write");
+    std::fs::write(bundles.join("tmp").join("upload-interrupted"), b"partial").expect("write");
+    std::fs::write(bundles.join("README.txt"), b"not ours").expect("write");
+    f.srv.restart().await;
+    assert_eq!(
+        f.stored_bundles(),
+        vec![sha256_hex(&kept), "README.txt".to_owned()]
+    );
+    assert_eq!(f.uploads_in_progress(), 0);
+}

@@ -46,6 +46,26 @@ impl BundleStore {
         Ok(())
     }
 
+    /// Removes stored bundles nothing refers to: a release whose commit failed after its file
+    /// was renamed into place, or files a crash left between the two. Run at start, before
+    /// any upload can be in flight.
+    pub fn sweep_unreferenced(&self, in_use: impl Fn(&str) -> Result<bool>) -> Result<usize> {
+        let mut removed = 0;
+        let entries = std::fs::read_dir(&self.dir).map_err(io_error("list the bundle store"))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(sha) = name.to_str() else { continue };
+            if self.path(sha).is_err() || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            if !in_use(sha)? {
+                self.remove(sha);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Where the bundle with this hash lives. Hashes are checked to be hex, so a stored value
     /// can never point outside the store.
     pub fn path(&self, sha256: &str) -> Result<PathBuf> {
