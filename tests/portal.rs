@@ -403,7 +403,10 @@ async fn login_answers_the_same_for_unknown_users_and_wrong_passwords() {
     let wrong = login("player1", "wrong password", &f.project).await;
     let unknown = login("nobody", "correct horse", &f.project).await;
     let elsewhere = login("player1", "correct horse", "prod_elsewhere").await;
-    for a in [&wrong, &unknown, &elsewhere] {
+    // Accounts belong to one project: the same credentials at another project's portal fail.
+    let other = f.srv.create_product("default", "other-game");
+    let other_portal = login("player1", "correct horse", &other.id).await;
+    for a in [&wrong, &unknown, &elsewhere, &other_portal] {
         assert_kv_error(a, 401, "UNAUTHORIZED");
     }
     assert_eq!(wrong.body["error"], unknown.body["error"]);
