@@ -236,8 +236,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         env!("CARGO_PKG_VERSION"),
         running.addr
     );
-    println!("  API docs:   http://{}/api/docs", running.addr);
-    println!("  data dir:   {}", running.state.config.data_dir.display());
+    println!("  admin panel: http://{}/", running.addr);
+    println!("  API docs:    http://{}/api/docs", running.addr);
+    println!("  data dir:    {}", running.state.config.data_dir.display());
     signals.recv().await;
     println!("shutting down: finishing requests and committing queued writes…");
     running.stop().await
