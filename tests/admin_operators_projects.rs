@@ -2754,3 +2754,31 @@ async fn disable_and_password_reset_end_earlier_sessions_for_good() {
     let newest = login(&srv, "kept@example.com", "another passphrase").await;
     assert_status(&get(&srv, ME, Cred::Bearer(&newest)).await, 200);
 }
+
+/// `GET /api/auth/setup` tells the panel whether to show its setup screen: open until the
+/// first operator exists, closed afterwards; it needs no credential and ignores a wrong one.
+#[tokio::test]
+async fn setup_is_reported_open_until_the_first_operator_exists() {
+    let srv = TestServer::start().await;
+    let before = get(&srv, "/api/auth/setup", Cred::None).await;
+    assert_status(&before, 200);
+    assert_eq!(
+        before.body,
+        json!({"success": true, "data": {"setupRequired": true}})
+    );
+    let a = post(
+        &srv,
+        REGISTER,
+        Cred::None,
+        json!({"email": "boss@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_status(&a, 201);
+    for cred in [Cred::None, Cred::Bearer("forged")] {
+        let after = get(&srv, "/api/auth/setup", cred).await;
+        assert_status(&after, 200);
+        assert_eq!(after.body["data"]["setupRequired"], false);
+    }
+    let wrong_method = post(&srv, "/api/auth/setup", Cred::None, json!({})).await;
+    assert_kv_error(&wrong_method, 405, "METHOD_NOT_ALLOWED");
+}

@@ -302,6 +302,15 @@ async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
     Response::from_parts(parts, bytes.into())
 }
 
+/// A release bundle as a response body, streamed in large reads: the default 4 KiB chunks
+/// cost a system call and a frame per 4 KiB of a multi-gigabyte file.
+pub fn bundle_body(reader: impl tokio::io::AsyncRead + Send + 'static) -> poem::Body {
+    poem::Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(
+        reader,
+        256 * 1024,
+    ))
+}
+
 /// Request-body fields report their own name when they are missing or of the wrong type
 /// (poem-openapi alone only names the object). Used through `deserialize_with`.
 pub mod fields {

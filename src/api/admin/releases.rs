@@ -338,52 +338,27 @@ impl ReleasesApi {
         let read = self
             .read_release_form(&mut form, &product, &mut fields, &mut received)
             .await;
-        let Some((bundle_file, uploaded_name)) = received else {
-            read?;
-            return Err(Error::Invalid(
-                "bundle is required: attach the file as the form field `bundle`".into(),
-            )
-            .into());
-        };
-        let checked = read.and_then(|()| {
-            let version = fields
-                .version
-                .take()
-                .ok_or_else(|| Error::Invalid("version is required".into()))?;
-            Ok(NewRelease {
-                version,
-                channel: fields.channel.unwrap_or(Channel::Stable),
-                changelog: fields.changelog.take().unwrap_or_default(),
-                is_critical: fields.is_critical.unwrap_or(false),
-                requires_migration: fields.requires_migration.unwrap_or(false),
+        let (new, bundle_file, bundle) = self
+            .signed_bundle(&product, read, received, || {
+                let version = fields
+                    .version
+                    .take()
+                    .ok_or_else(|| Error::Invalid("version is required".into()))?;
+                let named = version.clone();
+                let new = NewRelease {
+                    version,
+                    channel: fields.channel.unwrap_or(Channel::Stable),
+                    changelog: fields.changelog.take().unwrap_or_default(),
+                    is_critical: fields.is_critical.unwrap_or(false),
+                    requires_migration: fields.requires_migration.unwrap_or(false),
+                };
+                Ok((new, named))
             })
-        });
-        let new = match checked {
-            Ok(new) => new,
-            Err(e) => {
-                self.state.bundles.discard(bundle_file).await;
-                return Err(e.into());
-            }
-        };
-        let filename =
-            releases::safe_filename(uploaded_name.as_deref(), &product.slug, &new.version);
-        let bundle = match self.sign(&product, &bundle_file, filename).await {
-            Ok(bundle) => bundle,
-            Err(e) => {
-                self.state.bundles.discard(bundle_file).await;
-                return Err(e.into());
-            }
-        };
-        let temp_path = bundle_file.temp_path.clone();
-        let store = self.state.bundles.clone();
+            .await?;
         let actor = admin.actor();
-        let stored = self
-            .state
-            .db
-            .write(move |c| {
+        let release = self
+            .record_with_bundle(bundle_file, move |c| {
                 let release = releases::create(c, &product.tenant_id, &product.id, new, bundle)?;
-                // In the writer, so it is ordered with deletions that free the same file.
-                store.install(&bundle_file)?;
                 audit::repo::insert(
                     c,
                     &AuditEvent::new(&product.tenant_id, &actor, "release.upload")
@@ -398,14 +373,8 @@ impl ReleasesApi {
                 )?;
                 Ok(release)
             })
-            .await;
-        match stored {
-            Ok(release) => Ok(UploadReleaseResponse::Created(ok(&release, &[]))),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&temp_path).await;
-                Err(e.into())
-            }
-        }
+            .await?;
+        Ok(UploadReleaseResponse::Created(ok(&release, &[])))
     }
 
     /// Get a release
@@ -554,37 +523,16 @@ impl ReleasesApi {
             Ok(())
         }
         .await;
-        let Some((bundle_file, uploaded_name)) = received else {
-            read?;
-            return Err(Error::Invalid(
-                "bundle is required: attach the file as the form field `bundle`".into(),
-            )
-            .into());
-        };
-        let from = match read.and_then(|()| {
-            from_version.ok_or_else(|| Error::Invalid("fromVersion is required".into()))
-        }) {
-            Ok(v) => v,
-            Err(e) => {
-                self.state.bundles.discard(bundle_file).await;
-                return Err(e.into());
-            }
-        };
-        let filename = releases::safe_filename(uploaded_name.as_deref(), &product.slug, &from);
-        let bundle = match self.sign(&product, &bundle_file, filename).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.state.bundles.discard(bundle_file).await;
-                return Err(e.into());
-            }
-        };
-        let temp_path = bundle_file.temp_path.clone();
-        let store = self.state.bundles.clone();
+        let (from, bundle_file, bundle) = self
+            .signed_bundle(&product, read, received, || {
+                let from =
+                    from_version.ok_or_else(|| Error::Invalid("fromVersion is required".into()))?;
+                Ok((from.clone(), from))
+            })
+            .await?;
         let actor = admin.actor();
-        let stored = self
-            .state
-            .db
-            .write(move |c| {
+        let (r, deltas) = self
+            .record_with_bundle(bundle_file, move |c| {
                 let r = repo::find_in(c, Some(&release.tenant_id), &release.id)?
                     .ok_or(Error::NotFound("release"))?;
                 releases::check_delta(c, &r, &from)?;
@@ -595,7 +543,6 @@ impl ReleasesApi {
                     created_at: now_ms(),
                 };
                 repo::insert_delta(c, &delta)?;
-                store.install(&bundle_file)?;
                 audit::repo::insert(
                     c,
                     &AuditEvent::new(&r.tenant_id, &actor, "release.delta")
@@ -610,14 +557,8 @@ impl ReleasesApi {
                 let deltas = repo::deltas_of(c, &r.id)?;
                 Ok((r, deltas))
             })
-            .await;
-        match stored {
-            Ok((r, deltas)) => Ok(UploadReleaseResponse::Created(ok(&r, &deltas))),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&temp_path).await;
-                Err(e.into())
-            }
-        }
+            .await?;
+        Ok(UploadReleaseResponse::Created(ok(&r, &deltas)))
     }
 }
 
@@ -695,28 +636,78 @@ impl ReleasesApi {
         Ok(())
     }
 
-    /// Signs a received bundle with the product's key (off the async runtime: the file is
-    /// read twice).
-    async fn sign(
+    /// The end of reading an upload form: the bundle must have come, the other fields must
+    /// check out (`fields` gives what they make and the version naming the download), and the
+    /// bundle is signed with the product's key off the async runtime (the file is read
+    /// twice). Any refusal drops the received file.
+    async fn signed_bundle<T>(
         &self,
         product: &Product,
-        file: &Received,
-        filename: String,
-    ) -> Result<Bundle, Error> {
-        let key = self
+        read: Result<(), Error>,
+        received: Option<(Received, Option<String>)>,
+        fields: impl FnOnce() -> Result<(T, semver::Version), Error>,
+    ) -> Result<(T, Received, Bundle), Error> {
+        let Some((file, uploaded_name)) = received else {
+            read?;
+            return Err(Error::Invalid(
+                "bundle is required: attach the file as the form field `bundle`".into(),
+            ));
+        };
+        let outcome = async {
+            read?;
+            let (made, version) = fields()?;
+            let key = self
+                .state
+                .signing_keys
+                .for_product(&self.state.master, product)?;
+            let path = file.temp_path.clone();
+            let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key, &path))
+                .await
+                .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
+            let bundle = Bundle {
+                filename: releases::safe_filename(
+                    uploaded_name.as_deref(),
+                    &product.slug,
+                    &version,
+                ),
+                size: file.size,
+                sha256: file.sha256.clone(),
+                signature,
+            };
+            Ok((made, bundle))
+        }
+        .await;
+        match outcome {
+            Ok((made, bundle)) => Ok((made, file, bundle)),
+            Err(e) => {
+                self.state.bundles.discard(file).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `job` in the writer and moves the bundle into the store in the same job, ordered
+    /// with deletions that free the same file; if the job fails the received file is dropped.
+    async fn record_with_bundle<R: Send + 'static>(
+        &self,
+        file: Received,
+        job: impl FnOnce(&rusqlite::Connection) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let temp_path = file.temp_path.clone();
+        let store = self.state.bundles.clone();
+        let stored = self
             .state
-            .signing_keys
-            .for_product(&self.state.master, product)?;
-        let path = file.temp_path.clone();
-        let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key, &path))
-            .await
-            .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
-        Ok(Bundle {
-            filename,
-            size: file.size,
-            sha256: file.sha256.clone(),
-            signature,
-        })
+            .db
+            .write(move |c| {
+                let out = job(c)?;
+                store.install(&file)?;
+                Ok(out)
+            })
+            .await;
+        if stored.is_err() {
+            let _ = tokio::fs::remove_file(&temp_path).await;
+        }
+        stored
     }
 
     async fn transition(

@@ -535,7 +535,7 @@ impl PortalApi {
         let Some(user) = found.filter(|_| matches) else {
             return Err(Error::Unauthorized("Invalid username or password".into()).into());
         };
-        let token = self
+        let (token, user) = self
             .state
             .db
             .write(move |c| {
@@ -549,13 +549,13 @@ impl PortalApi {
                 Ok((token, user))
             })
             .await?;
-        let cookie = session_cookie(req, &self.state, &token.0);
+        let cookie = session_cookie(req, &self.state, &token);
         Ok(PortalLoginResponse::Ok(
             Json(PortalSessionOk {
                 success: true,
                 data: PortalSessionData {
-                    user: PortalUserView::new(&token.1),
-                    token: token.0,
+                    user: PortalUserView::new(&user),
+                    token,
                 },
             }),
             cookie,
@@ -675,14 +675,13 @@ impl PortalApi {
     #[oai(path = "/api/portal/loader", method = "get")]
     async fn loader(&self, req: &Request, auth: PortalAuth) -> KvResult<PortalLoaderResponse> {
         let user = auth.user;
-        let level = self.state.db.read(|c| {
+        let (level, needed, release) = self.state.db.read(|c| {
             let product = products::repo::find_by_id(c, &user.product_id)?
                 .ok_or(Error::NotFound("portal"))?;
             let level = access_of(c, &user, &product)?.level;
             let needed = loader_level(&portal_users::settings_of(&product));
             Ok((level, needed, newest_stable(c, &product.id)?))
         })?;
-        let (level, needed, release) = (level.0, level.1, level.2);
         let Some(needed) = needed else {
             return Err(Error::NotFound("loader").into());
         };
@@ -707,9 +706,7 @@ impl PortalApi {
                 .detail(json!({"releaseId": release.id, "version": release.version})),
         );
         Ok(PortalLoaderResponse::Ok(
-            Binary(Body::from_bytes_stream(
-                tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
-            )),
+            Binary(crate::api::bundle_body(file)),
             release.bundle.size,
             release.bundle.sha256.clone(),
             release.bundle.signature.clone(),
@@ -870,14 +867,7 @@ fn loader_level(settings: &PortalSettings) -> Option<AccessLevel> {
 
 fn newest_stable(c: &rusqlite::Connection, product_id: &str) -> Result<Option<Release>, Error> {
     let published = releases::repo::published_for_product(c, product_id)?;
-    let floor = semver::Version::new(0, 0, 0);
-    let newest = releases::newest_update(&published, &floor, Channel::Stable).cloned();
-    // 0.0.0 itself is never "newer than 0.0.0": take it when it is all there is.
-    Ok(newest.or_else(|| {
-        published
-            .into_iter()
-            .find(|r| r.channel == Channel::Stable && r.version == "0.0.0")
-    }))
+    Ok(releases::newest(&published, Channel::Stable, None).cloned())
 }
 
 fn dashboard(c: &rusqlite::Connection, user: &PortalUser) -> Result<PortalMeData, Error> {

@@ -384,7 +384,7 @@ impl UpdatesApi {
         let etag = format!("\"{}\"", bundle.sha256);
         match wanted {
             None => Ok(DownloadResponse::Full(
-                Binary(stream(file)),
+                Binary(crate::api::bundle_body(file)),
                 size,
                 bundle.sha256,
                 bundle.signature,
@@ -398,7 +398,7 @@ impl UpdatesApi {
                     .map_err(|e| Error::Storage(format!("cannot seek a bundle: {e}")))?;
                 let len = end - start + 1;
                 Ok(DownloadResponse::Partial(
-                    Binary(stream(file.take(len))),
+                    Binary(crate::api::bundle_body(file.take(len))),
                     len,
                     format!("bytes {start}-{end}/{size}"),
                     bundle.sha256,
@@ -436,15 +436,6 @@ impl UpdatesApi {
                 })),
         );
     }
-}
-
-/// Streams a bundle in large reads: the default 4 KiB chunks cost a system call and a frame
-/// per 4 KiB of a multi-gigabyte file.
-fn stream(reader: impl tokio::io::AsyncRead + Send + 'static) -> Body {
-    Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(
-        reader,
-        256 * 1024,
-    ))
 }
 
 /// A published release of the license's product; anything else (another product's, a draft,

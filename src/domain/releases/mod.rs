@@ -156,11 +156,20 @@ pub fn newest_update<'a>(
     current: &Version,
     channel: Channel,
 ) -> Option<&'a Release> {
+    newest(releases, channel, Some(current))
+}
+
+/// The newest published release on `channel` or a more stable one, above `floor` if given.
+pub fn newest<'a>(
+    releases: &'a [Release],
+    channel: Channel,
+    floor: Option<&Version>,
+) -> Option<&'a Release> {
     releases
         .iter()
         .filter(|r| r.is_served() && channel.offers(r.channel))
         .filter_map(|r| r.semver().map(|v| (v, r)))
-        .filter(|(v, _)| v.cmp_precedence(current) == Ordering::Greater)
+        .filter(|(v, _)| floor.is_none_or(|f| v.cmp_precedence(f) == Ordering::Greater))
         .max_by(|(a, _), (b, _)| a.cmp_precedence(b))
         .map(|(_, r)| r)
 }
@@ -225,7 +234,7 @@ pub fn publish(conn: &Connection, release: &Release) -> Result<bool> {
             "a yanked release cannot be published again; publish a new version".into(),
         )),
         ReleaseStatus::Draft => {
-            repo::set_status(conn, &release.id, ReleaseStatus::Published, now_ms())?;
+            repo::mark_published(conn, &release.id, now_ms())?;
             Ok(true)
         }
     }
@@ -239,7 +248,7 @@ pub fn yank(conn: &Connection, release: &Release) -> Result<bool> {
             "a draft was never published: delete it instead of yanking it".into(),
         )),
         ReleaseStatus::Published => {
-            repo::set_status(conn, &release.id, ReleaseStatus::Yanked, now_ms())?;
+            repo::mark_yanked(conn, &release.id, now_ms())?;
             Ok(true)
         }
     }

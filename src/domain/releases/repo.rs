@@ -1,6 +1,6 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Bundle, Delta, Release, ReleaseStatus};
+use super::{Bundle, Delta, Release};
 use crate::error::Result;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
@@ -107,15 +107,18 @@ pub fn versions_of(conn: &Connection, product_id: &str) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn set_status(conn: &Connection, id: &str, status: ReleaseStatus, now: i64) -> Result<()> {
-    let column = match status {
-        ReleaseStatus::Published => "published_at",
-        ReleaseStatus::Yanked => "yanked_at",
-        ReleaseStatus::Draft => "created_at",
-    };
+pub fn mark_published(conn: &Connection, id: &str, now: i64) -> Result<()> {
     conn.execute(
-        &format!("UPDATE releases SET status = ?2, {column} = ?3 WHERE id = ?1"),
-        params![id, status, now],
+        "UPDATE releases SET status = 'PUBLISHED', published_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+pub fn mark_yanked(conn: &Connection, id: &str, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE releases SET status = 'YANKED', yanked_at = ?2 WHERE id = ?1",
+        params![id, now],
     )?;
     Ok(())
 }
