@@ -539,15 +539,14 @@ impl LicenseApi {
         let body = body.0;
         let key = licenses::normalize_key(&body.license_key);
         let now = now_ms();
-        // The hot path: one pooled connection, two statements, the product from the cache.
+        // The hot path: one pooled connection, one statement, the product from the cache.
         let found = self.state.db.read(|c| {
-            let Some((license, used)) =
-                licenses::repo::find_by_key_with_usage(c, &caller.tenant_id, &key)?
-                    .filter(|(l, _)| caller.sees_product(&l.product_id))
+            let Some((license, used, activation)) =
+                licenses::repo::find_for_validation(c, &caller.tenant_id, &key, &body.machine_id)?
+                    .filter(|(l, _, _)| caller.sees_product(&l.product_id))
             else {
                 return Ok(None);
             };
-            let activation = activations::repo::find(c, &license.id, &body.machine_id)?;
             let product = match self.state.product_cache.get(&license.product_id) {
                 Some(p) => p,
                 None => {

@@ -19,18 +19,31 @@ pub const COLUMNS: [&str; 11] = [
 ];
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Activation> {
+    columns_from(r, 0)
+}
+
+/// An activation whose `SELECT *` columns start at `base` of a joined row; None when the
+/// (left) join found none.
+pub fn from_row_at(r: &Row<'_>, base: usize) -> rusqlite::Result<Option<Activation>> {
+    if r.get_ref(base)?.data_type() == rusqlite::types::Type::Null {
+        return Ok(None);
+    }
+    columns_from(r, base).map(Some)
+}
+
+fn columns_from(r: &Row<'_>, base: usize) -> rusqlite::Result<Activation> {
     Ok(Activation {
-        id: r.get(0)?,
-        tenant_id: r.get(1)?,
-        license_id: r.get(2)?,
-        machine_id: r.get(3)?,
-        machine_name: r.get(4)?,
-        os_name: r.get(5)?,
-        os_version: r.get(6)?,
-        app_version: r.get(7)?,
-        ip: r.get(8)?,
-        activated_at: r.get(9)?,
-        last_seen_at: r.get(10)?,
+        id: r.get(base)?,
+        tenant_id: r.get(base + 1)?,
+        license_id: r.get(base + 2)?,
+        machine_id: r.get(base + 3)?,
+        machine_name: r.get(base + 4)?,
+        os_name: r.get(base + 5)?,
+        os_version: r.get(base + 6)?,
+        app_version: r.get(base + 7)?,
+        ip: r.get(base + 8)?,
+        activated_at: r.get(base + 9)?,
+        last_seen_at: r.get(base + 10)?,
     })
 }
 
