@@ -194,9 +194,24 @@ async fn send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> Answer {
+    send_with(srv, method, path, token, body, &[]).await
+}
+
+/// As [`send`], with extra request headers.
+async fn send_with(
+    srv: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut req = srv.client.request(method, format!("{}{}", srv.url, path));
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     if let Some(b) = body {
         req = req.json(&b);
@@ -1931,6 +1946,203 @@ async fn logs_filter_by_project_key_action_and_time_and_paginate() {
     }
     let a = kv.get(&format!("{LOGS}?projectId={p1}"), &user).await;
     assert_eq!(a.body["data"]["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn admin_actions_are_audited_with_the_callers_ip() {
+    // The operator works through a trusted proxy (127.0.0.1) that names the client in
+    // X-Forwarded-For: the trail records that client, as the rate limits see it.
+    let kv = Kv::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let call =
+        |method: Method, path: String, token: String, body: Option<Value>, ip: &'static str| {
+            let kv = &kv;
+            async move {
+                let via = [("X-Forwarded-For", ip)];
+                send_with(&kv.srv, method, &path, Some(&token), body, &via).await
+            }
+        };
+    let admin = kv.admin.clone();
+
+    let a = call(
+        Method::POST,
+        PROJECTS.into(),
+        admin.clone(),
+        Some(json!({"name": "Audited"})),
+        "203.0.113.1",
+    )
+    .await;
+    assert_status(&a, 201);
+    let pid = str_of(&a.body["data"]["project"]["id"]);
+    let a = call(
+        Method::POST,
+        KEYS.into(),
+        admin.clone(),
+        Some(json!({"plan": "WEEKLY", "count": 2, "projectId": pid})),
+        "203.0.113.2",
+    )
+    .await;
+    assert_status(&a, 201);
+    let keys = a.body["data"]["keys"].as_array().expect("keys").clone();
+    let (k0, k1) = (str_of(&keys[0]["id"]), str_of(&keys[1]["id"]));
+    let a = call(
+        Method::PATCH,
+        format!("{PROJECTS}/{pid}"),
+        admin.clone(),
+        Some(json!({"name": "Audited 2"})),
+        "203.0.113.3",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::PATCH,
+        format!("{KEYS}/{k0}"),
+        admin.clone(),
+        Some(json!({"status": "BANNED"})),
+        "203.0.113.4",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::DELETE,
+        format!("{KEYS}/{k1}"),
+        admin.clone(),
+        None,
+        "203.0.113.5",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::POST,
+        API_KEYS.into(),
+        admin.clone(),
+        Some(json!({"name": "ci", "scope": "READ_ONLY"})),
+        "203.0.113.6",
+    )
+    .await;
+    assert_status(&a, 201);
+    let api_key_id = str_of(&a.body["data"]["apiKey"]["id"]);
+    let a = call(
+        Method::DELETE,
+        format!("{API_KEYS}/{api_key_id}"),
+        admin.clone(),
+        None,
+        "203.0.113.7",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::POST,
+        REGISTER.into(),
+        admin.clone(),
+        Some(json!({"email": "user@example.com", "password": PASSWORD, "role": "USER"})),
+        "203.0.113.8",
+    )
+    .await;
+    assert_status(&a, 201);
+    let user_id = str_of(&a.body["data"]["user"]["id"]);
+    let a = call(
+        Method::PATCH,
+        format!("/api/users/{user_id}"),
+        admin.clone(),
+        Some(json!({"disabled": true})),
+        "203.0.113.9",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::DELETE,
+        format!("/api/users/{user_id}"),
+        admin.clone(),
+        None,
+        "203.0.113.10",
+    )
+    .await;
+    assert_status(&a, 200);
+    let doomed = kv.project(&kv.admin, "Doomed").await;
+    let a = call(
+        Method::DELETE,
+        format!(
+            "{PROJECTS}/{}?confirm={}",
+            str_of(&doomed["id"]),
+            str_of(&doomed["slug"])
+        ),
+        admin.clone(),
+        None,
+        "203.0.113.11",
+    )
+    .await;
+    assert_status(&a, 200);
+    let second = login(&kv.srv, ADMIN_EMAIL).await;
+    let a = call(
+        Method::POST,
+        "/api/auth/logout".into(),
+        second,
+        None,
+        "203.0.113.12",
+    )
+    .await;
+    assert_status(&a, 200);
+    // A bot's info call records the HWID it was given.
+    let a = send_with(
+        &kv.srv,
+        Method::POST,
+        TELEGRAM,
+        None,
+        Some(json!({"action": "info", "key": keys[0]["key"], "hwid": "tg-info-pc-01"})),
+        &[("X-Forwarded-For", "203.0.113.13")],
+    )
+    .await;
+    assert_status(&a, 200);
+
+    eventually("the info call's audit event", || {
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.info'",
+            [],
+        ) == 1
+    })
+    .await;
+
+    let logs = kv.get(&format!("{LOGS}?limit=500"), &kv.admin).await;
+    assert_status(&logs, 200);
+    let entries = logs.body["data"]["logs"].as_array().expect("logs").clone();
+    let find = |action: &str, ip: &str| {
+        entries
+            .iter()
+            .find(|l| l["action"] == action && l["ip"] == ip)
+            .unwrap_or_else(|| panic!("{action} from {ip} in {entries:#?}"))
+            .clone()
+    };
+    for (action, ip) in [
+        ("project.create", "203.0.113.1"),
+        ("license.create", "203.0.113.2"),
+        ("project.update", "203.0.113.3"),
+        ("license.update", "203.0.113.4"),
+        ("license.revoke", "203.0.113.5"),
+        ("apikey.create", "203.0.113.6"),
+        ("apikey.revoke", "203.0.113.7"),
+        ("operator.create", "203.0.113.8"),
+        ("operator.update", "203.0.113.9"),
+        ("operator.delete", "203.0.113.10"),
+        ("project.delete", "203.0.113.11"),
+        ("operator.logout", "203.0.113.12"),
+    ] {
+        let e = find(action, ip);
+        assert!(
+            e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("operator:")),
+            "{e}"
+        );
+    }
+    // Without a forwarding header the peer itself is the client.
+    find("project.create", "127.0.0.1");
+    let info = find("key.info", "203.0.113.13");
+    assert_eq!(info["hwid"], "tg-info-pc-01");
+    // No admin action is left without an address.
+    assert!(
+        entries.iter().all(|l| !l["ip"].is_null()),
+        "every event has an IP: {entries:#?}"
+    );
 }
 
 #[tokio::test]

@@ -207,11 +207,13 @@ impl TelegramApi {
             );
         }
         let (license, machines) = found?;
-        self.state.db.writer().record(
-            AuditEvent::new(&license.tenant_id, actor, "key.info")
-                .license(&license.product_id, &license.id)
-                .ip(ip.as_deref()),
-        );
+        let mut event = AuditEvent::new(&license.tenant_id, actor, "key.info")
+            .license(&license.product_id, &license.id)
+            .ip(ip.as_deref());
+        if let Some(hwid) = hwid.as_deref().filter(|h| !h.is_empty()) {
+            event = event.machine(hwid);
+        }
+        self.state.db.writer().record(event);
         let now = now_ms();
         Ok(TelegramData {
             valid: license.problem(now).is_none(),
