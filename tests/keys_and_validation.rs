@@ -1788,6 +1788,45 @@ async fn telegram_validates_informs_and_resets_the_hwid_within_the_cooldown() {
     assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "action");
 }
 
+#[tokio::test]
+async fn a_telegram_validate_leaves_the_apps_nonce_chain_intact() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Chain").await;
+    let secret = str_of(&p["secret"]);
+    let key = str_of(&kv.key(&str_of(&p["id"]), "WEEKLY").await["key"]);
+    let pc = "nonce-chain-pc-0001";
+    let bot = json!({"action": "validate", "key": key, "hwid": pc, "secret": secret});
+
+    // The bot's first check binds the PC and starts a chain the app can pick up.
+    let r = kv.telegram(bot.clone()).await;
+    assert_status(&r, 200);
+    let n0 = str_of(&r.body["data"]["nonce"]);
+    let r = kv
+        .validate(json!({"key": key, "hwid": pc, "nonce": n0}))
+        .await;
+    assert_status(&r, 200);
+    let n1 = str_of(&r.body["data"]["nonce"]);
+    assert_ne!(n1, n0);
+
+    // Later checks read the chain without moving it.
+    for _ in 0..2 {
+        let r = kv.telegram(bot.clone()).await;
+        assert_status(&r, 200);
+        assert_eq!(r.body["data"]["nonce"], n1.as_str());
+    }
+    let r = kv
+        .validate(json!({"key": key, "hwid": pc, "nonce": n1}))
+        .await;
+    assert_status(&r, 200);
+    let n2 = str_of(&r.body["data"]["nonce"]);
+    assert_ne!(n2, n1);
+    // The app's own rotation still refuses the nonce it has used.
+    let r = kv
+        .validate(json!({"key": key, "hwid": pc, "nonce": n1}))
+        .await;
+    assert_kv_error(&r, 403, "REPLAY");
+}
+
 // ---- /api/logs, /api/stats, /api/admin, /api/heartbeat ---------------------------------
 
 #[tokio::test]

@@ -197,6 +197,7 @@ impl ValidateApi {
             nonce: body.nonce,
             session_id: body.session_id,
             ip,
+            rotates_nonce: true,
         };
         let lookup = Lookup::Key {
             key,
@@ -308,6 +309,7 @@ impl ValidateApi {
             nonce: request.nonce,
             session_id: request.session_id,
             ip,
+            rotates_nonce: true,
         };
         let lookup = Lookup::InProject {
             key: request.key,
