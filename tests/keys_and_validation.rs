@@ -1242,6 +1242,79 @@ async fn the_nonce_rotates_and_an_old_one_is_a_replay() {
 }
 
 #[tokio::test]
+async fn refusals_for_a_known_project_are_signed_like_successes() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Signed").await;
+    let (pid, secret) = (str_of(&p["id"]), str_of(&p["secret"]));
+    let public_key = str_of(&p["publicKey"]);
+    let other_key = str_of(&kv.project(&kv.admin, "Other").await["publicKey"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let key = str_of(&k["key"]);
+    kv.validate_ok(&key, "signed-machine-01").await;
+
+    #[track_caller]
+    fn assert_signed(a: &Answer, public_key: &str, pid: &str) {
+        let sig = a
+            .header("x-signature")
+            .unwrap_or_else(|| panic!("a signed refusal: {}", a.body));
+        assert!(signature_verifies(public_key, &a.raw, sig), "{}", a.body);
+        assert_eq!(a.header("x-keyward-product"), Some(pid));
+    }
+
+    let a = kv
+        .validate(json!({"key": key, "hwid": "signed-machine-02"}))
+        .await;
+    assert_kv_error(&a, 403, "HWID_MISMATCH");
+    assert_signed(&a, &public_key, &pid);
+    // Over the exact body, with this project's key only.
+    let sig = a.header("x-signature").unwrap_or_default();
+    let mut tampered = a.raw.clone();
+    tampered[2] ^= 1;
+    assert!(!signature_verifies(&public_key, &tampered, sig));
+    assert!(!signature_verifies(&other_key, &a.raw, sig));
+
+    let a = kv
+        .validate(json!({"key": key, "hwid": "signed-machine-01", "nonce": "made-up-nonce"}))
+        .await;
+    assert_kv_error(&a, 403, "REPLAY");
+    assert_signed(&a, &public_key, &pid);
+
+    let r = kv
+        .patch(
+            &format!("{KEYS}/{}", str_of(&k["id"])),
+            &kv.admin,
+            json!({"status": "BANNED"}),
+        )
+        .await;
+    assert_status(&r, 200);
+    let a = kv
+        .validate(json!({"key": key, "hwid": "signed-machine-01", "secret": secret}))
+        .await;
+    assert_kv_error(&a, 403, "KEY_BANNED");
+    assert_signed(&a, &public_key, &pid);
+
+    // A 404 inside the project a valid secret names is that project's answer.
+    let a = kv
+        .validate(
+            json!({"key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "hwid": "signed-machine-01", "secret": secret}),
+        )
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+    assert_signed(&a, &public_key, &pid);
+    // Without a usable secret no project is known, so nothing can sign.
+    for body in [
+        json!({"key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "hwid": "signed-machine-01"}),
+        json!({"key": key, "hwid": "signed-machine-01", "secret": "kv_wrong_secret_value"}),
+        json!({"key": key}),
+    ] {
+        let a = kv.validate(body).await;
+        assert!(a.status.is_client_error(), "{}", a.body);
+        assert!(a.header("x-signature").is_none(), "{}", a.body);
+        assert!(a.header("x-keyward-product").is_none(), "{}", a.body);
+    }
+}
+
+#[tokio::test]
 async fn sessions_are_limited_refreshed_taken_over_and_expire() {
     let kv = Kv::start().await;
     let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
@@ -1607,6 +1680,68 @@ async fn the_encrypted_envelope_round_trips_and_refuses_replays() {
         .validate(json!({"projectId": "prd_doesnotexist0000000", "payload": payload}))
         .await;
     assert_kv_error(&a, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn an_envelope_may_carry_its_projects_secret() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Sealed").await;
+    let other = kv.project(&kv.admin, "Other").await;
+    let k = kv.key(&str_of(&p["id"]), "WEEKLY").await;
+    let key = str_of(&k["key"]);
+    let hwid = "envelope-secret-pc-01";
+
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(&key, hwid, json!({"secret": p["secret"]})),
+        )
+        .await;
+    assert_status(&a, 200);
+    let inner = inner.expect("encrypted answer");
+    assert_eq!(inner["success"], true, "{inner}");
+    assert_eq!(inner["data"]["valid"], true);
+
+    // Any other secret is answered exactly as a plain request with a wrong secret.
+    let plain = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": "kv_wrong_secret_value"}))
+        .await;
+    assert_kv_error(&plain, 404, "NOT_FOUND");
+    let plain_other = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": other["secret"]}))
+        .await;
+    assert_eq!(plain_other.status, plain.status);
+    assert_eq!(plain_other.body, plain.body);
+    for wrong in [
+        other["secret"].clone(),
+        json!("kv_wrong_secret_value"),
+        json!(""),
+    ] {
+        let (a, inner) = kv
+            .envelope(
+                &p,
+                &envelope_plaintext(&key, hwid, json!({"secret": wrong})),
+            )
+            .await;
+        assert_eq!(a.status, plain.status, "{wrong}: {}", a.body);
+        assert_eq!(a.body["success"], false);
+        assert_eq!(inner.expect("encrypted refusal"), plain.body, "{wrong}");
+    }
+    // Too long a secret is bad input, as in the plain request.
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(&key, hwid, json!({"secret": "k".repeat(101)})),
+        )
+        .await;
+    assert_status(&a, 400);
+    assert_error_body(&inner.expect("encrypted refusal"), "VALIDATION_ERROR");
+    // Fields outside the plain request are still refused.
+    let (a, inner) = kv
+        .envelope(&p, &envelope_plaintext(&key, hwid, json!({"admin": true})))
+        .await;
+    assert_status(&a, 400);
+    assert_error_body(&inner.expect("encrypted refusal"), "VALIDATION_ERROR");
 }
 
 // ---- /api/telegram ----------------------------------------------------------------------
