@@ -2459,6 +2459,53 @@ async fn admin_overview_is_for_admins_and_heartbeat_is_public() {
     assert_eq!(a.body["database"], "ok");
 }
 
+#[tokio::test]
+async fn admin_overview_pages_users_and_projects_too() {
+    let kv = Kv::start().await;
+    kv.user("one@example.com").await;
+    kv.user("two@example.com").await;
+    for name in ["P1", "P2", "P3"] {
+        kv.project(&kv.admin, name).await;
+    }
+    let overview = |query: &str| {
+        let kv = &kv;
+        let path = format!("/api/admin?{query}");
+        async move {
+            let a = kv.get(&path, &kv.admin).await;
+            assert_status(&a, 200);
+            a.body["data"].clone()
+        }
+    };
+    let d = overview("").await;
+    assert_eq!(d["users"].as_array().unwrap().len(), 3);
+    assert_eq!(d["projects"].as_array().unwrap().len(), 3);
+    assert_eq!(d["usersPagination"]["total"], 3);
+    assert_eq!(d["projectsPagination"]["total"], 3);
+    assert_eq!(d["usersPagination"]["limit"], 50, "the default page size");
+
+    let first = overview("limit=2").await;
+    let second = overview("limit=2&usersPage=2&projectsPage=2").await;
+    for (list, pagination) in [
+        ("users", "usersPagination"),
+        ("projects", "projectsPagination"),
+    ] {
+        assert_eq!(first[list].as_array().unwrap().len(), 2, "{list}");
+        assert_eq!(second[list].as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(first[pagination]["totalPages"], 2, "{list}");
+        assert_eq!(second[pagination]["page"], 2, "{list}");
+        let mut all = ids(&first[list]);
+        all.extend(ids(&second[list]));
+        assert_eq!(all, ids(&d[list]), "{list}: the pages cover the list");
+    }
+    // Keys keep their own `page`.
+    assert_eq!(second["pagination"]["page"], 1);
+
+    for q in ["usersPage=0", "projectsPage=0", "limit=501", "usersPage=x"] {
+        let a = kv.get(&format!("/api/admin?{q}"), &kv.admin).await;
+        assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    }
+}
+
 // ---- rate limits and bad input ----------------------------------------------------------
 
 #[tokio::test]
