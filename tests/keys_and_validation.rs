@@ -2707,6 +2707,164 @@ async fn the_contracts_python_example_works_unchanged() {
     assert!(stdout.contains("Validation failed"), "stdout: {stdout}");
 }
 
+/// Fails (never skips) unless python3 can import `modules`: the envelope examples are what a
+/// vendor copies, so they must run. `.ci/run` installs them.
+fn require_python_modules(modules: &str) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "the envelope examples need the Python modules {modules} \
+             (pip install {}; .ci/run installs them): {}",
+            modules.replace(',', ""),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("python3 is required to run the envelope examples: {e}"),
+    }
+}
+
+/// Runs `python3 args…` off the runtime, with local addresses kept off any proxy.
+async fn python(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(args)
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("joined")
+}
+
+/// `envelope_client.py` prints one line per validation: `<status> <decrypted JSON answer>`.
+fn envelope_lines(stdout: &str) -> Vec<(u16, Value)> {
+    stdout
+        .lines()
+        .map(|line| {
+            let (status, json) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("`<status> <json>`: {line:?}"));
+            (
+                status.parse().expect("an HTTP status"),
+                serde_json::from_str(json).expect("a JSON answer"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_python_envelope_client_validates_then_presents_the_rotated_nonce() {
+    require_python_modules("cryptography");
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let pid = str_of(&p["id"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/envelope_client.py");
+    let args = |hwid: &str| {
+        vec![
+            script.to_owned(),
+            kv.srv.url.clone(),
+            pid.clone(),
+            str_of(&p["encryptionKey"]),
+            str_of(&k["key"]),
+            hwid.to_owned(),
+        ]
+    };
+
+    let out = python(args("py-envelope-pc-01")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit status {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = envelope_lines(&stdout);
+    assert_eq!(lines.len(), 2, "two validations: {stdout}");
+    let (first, second) = (&lines[0], &lines[1]);
+    assert_eq!(first.0, 200);
+    assert_eq!(first.1["data"]["valid"], true, "{stdout}");
+    assert_eq!(first.1["data"]["plan"], "WEEKLY");
+    assert_eq!(second.0, 200, "the rotated nonce is accepted: {stdout}");
+    assert_eq!(second.1["data"]["sessionId"], first.1["data"]["sessionId"]);
+    assert_ne!(second.1["data"]["nonce"], first.1["data"]["nonce"]);
+    assert_eq!(
+        kv.detail(&str_of(&k["id"])).await["key"]["hwid"],
+        "py-envelope-pc-01"
+    );
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate'
+             AND license_id = ?1 AND json_extract(detail, '$.encrypted') = 1",
+            [str_of(&k["id"])]
+        ),
+        2,
+        "both calls went through the envelope"
+    );
+
+    // A refusal arrives encrypted with its status, and the script exits non-zero.
+    let out = python(args("py-envelope-pc-02")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}");
+    let lines = envelope_lines(&stdout);
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0].0, 403);
+    assert_error_body(&lines[0].1, "HWID_MISMATCH");
+}
+
+#[tokio::test]
+async fn the_readmes_python_envelope_example_runs_as_written() {
+    require_python_modules("cryptography, requests");
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("In Python with `cryptography`")
+        .expect("the README's Python envelope example");
+    let block = &readme[start..];
+    let code_start = block.find("```python\n").expect("a python block") + "```python\n".len();
+    let code = &block[code_start..];
+    let code = &code[..code.find("\n```").expect("the block ends")];
+
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Readme").await;
+    let k = kv.key(&str_of(&p["id"]), "WEEKLY").await;
+    let mut program = code.to_owned();
+    for (placeholder, value) in [
+        ("http://localhost:3002", kv.srv.url.clone()),
+        ("prod_…", str_of(&p["id"])),
+        ("…encryptionKey…", str_of(&p["encryptionKey"])),
+        ("A1B2-C3D4-E5F6-G7H8", str_of(&k["key"])),
+    ] {
+        assert_eq!(
+            program.matches(placeholder).count(),
+            1,
+            "{placeholder:?} once in the README example"
+        );
+        program = program.replace(placeholder, &value);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("readme_envelope.py");
+    std::fs::write(&path, program).expect("write");
+    let out = python(vec![path.display().to_string()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("200 {") && stdout.contains("'valid': True"),
+        "stdout: {stdout}"
+    );
+    assert_eq!(
+        kv.detail(&str_of(&k["id"])).await["key"]["hwid"],
+        "sha256-of-hardware-id"
+    );
+}
+
 #[tokio::test]
 async fn lists_and_stats_report_expiry_as_of_now_before_the_sweep() {
     let kv = Kv::start().await;
