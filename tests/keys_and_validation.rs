@@ -1113,6 +1113,80 @@ async fn validate_binds_the_hwid_starts_the_clock_and_answers_the_contract() {
 }
 
 #[tokio::test]
+async fn plan_clocks_run_from_the_first_validation() {
+    const DAY_MS: i64 = 86_400_000;
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Clocks").await["id"]);
+    let hwid = "plan-clock-machine-01";
+    for (plan, custom_days, days) in [
+        ("DAILY", None, 1),
+        ("WEEKLY", None, 7),
+        ("MONTHLY", None, 30),
+        ("CUSTOM", Some(45), 45),
+    ] {
+        let mut body = json!({"plan": plan, "projectId": pid});
+        if let Some(n) = custom_days {
+            body["customDays"] = json!(n);
+        }
+        let k = kv.keys(&kv.admin, body).await.remove(0);
+        let id = str_of(&k["id"]);
+        assert_eq!(
+            kv.detail(&id).await["key"]["expiresAt"],
+            Value::Null,
+            "{plan}: generating the key starts no clock"
+        );
+        let before = now_ms();
+        let d = kv.validate_ok(&str_of(&k["key"]), hwid).await;
+        let after = now_ms();
+        let expires = (parse_time(&d["expiresAt"]).unix_timestamp_nanos() / 1_000_000) as i64;
+        let span = days * DAY_MS;
+        assert!(
+            (before + span..=after + span).contains(&expires),
+            "{plan}: expiresAt {} is {days} d after the binding validation ({before}..{after} ms)",
+            d["expiresAt"]
+        );
+        assert_eq!(kv.detail(&id).await["key"]["expiresAt"], d["expiresAt"]);
+        let again = kv.validate_ok(&str_of(&k["key"]), hwid).await;
+        assert_eq!(
+            again["expiresAt"], d["expiresAt"],
+            "{plan}: the clock does not restart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_regenerated_secret_retires_the_old_one() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Rotate").await;
+    let pid = str_of(&p["id"]);
+    let old = str_of(&p["secret"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let hwid = "rotated-secret-pc-01";
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": old}))
+        .await;
+    assert_status(&r, 200);
+
+    let new = str_of(
+        &kv.patch_project(&kv.admin, &pid, json!({"regenerateSecret": true}))
+            .await["secret"],
+    );
+    assert_ne!(new, old);
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": old}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    let r = kv
+        .telegram(json!({"action": "reset_hwid", "key": key, "secret": old}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": new}))
+        .await;
+    assert_status(&r, 200);
+}
+
+#[tokio::test]
 async fn a_project_secret_limits_validation_to_that_projects_keys() {
     let kv = Kv::start().await;
     let a = kv.project(&kv.admin, "Alpha").await;
@@ -1962,6 +2036,50 @@ async fn a_telegram_validate_leaves_the_apps_nonce_chain_intact() {
     assert_kv_error(&r, 403, "REPLAY");
 }
 
+#[tokio::test]
+async fn telegram_validate_and_reset_hwid_are_rate_limited_per_key() {
+    let kv = Kv::start_with(|c| c.rate_limits.per_license_key = 2).await;
+    let p = kv.project(&kv.admin, "Limited").await;
+    let pid = str_of(&p["id"]);
+    let secret = str_of(&p["secret"]);
+    // No reset cooldown: only the per-key limit can refuse.
+    kv.patch_project(&kv.admin, &pid, json!({"hwidResetCooldownSeconds": 0}))
+        .await;
+    let limited = |r: &Answer| {
+        assert_kv_error(r, 429, "RATE_LIMITED");
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert_eq!(
+            r.header("x-ratelimit-limit"),
+            Some("2"),
+            "the per-key limit"
+        );
+    };
+
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let validate = json!({"action": "validate", "key": key, "hwid": "tg-limit-pc-01"});
+    for _ in 0..2 {
+        assert_status(&kv.telegram(validate.clone()).await, 200);
+    }
+    limited(&kv.telegram(validate).await);
+    // One allowance per key, whoever spends it.
+    limited(
+        &kv.validate(json!({"key": key, "hwid": "tg-limit-pc-01"}))
+            .await,
+    );
+
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let reset = json!({"action": "reset_hwid", "key": key, "secret": secret});
+    for _ in 0..2 {
+        assert_status(&kv.telegram(reset.clone()).await, 200);
+    }
+    limited(&kv.telegram(reset).await);
+}
+
 // ---- /api/logs, /api/stats, /api/admin, /api/heartbeat ---------------------------------
 
 #[tokio::test]
@@ -2537,6 +2655,59 @@ async fn validations_are_rate_limited_per_key() {
     assert_kv_error(&r, 429, "RATE_LIMITED");
     // Other keys are not affected.
     kv.validate_ok(&other, "limited-machine-02").await;
+}
+
+#[tokio::test]
+async fn validate_and_telegram_are_rate_limited_per_ip() {
+    // The operator sets up from the proxy itself; apps and bots come through it as other
+    // addresses, each with an allowance of its own.
+    let kv = Kv::start_with(|c| {
+        c.rate_limits.per_ip = 10;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let pid = str_of(&kv.project(&kv.admin, "Flooded").await["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let from = |path: &'static str, body: Value, ip: &'static str| {
+        let kv = &kv;
+        async move {
+            send_with(
+                &kv.srv,
+                Method::POST,
+                path,
+                None,
+                Some(body),
+                &[("X-Forwarded-For", ip)],
+            )
+            .await
+        }
+    };
+    let limited = |r: &Answer| {
+        assert_kv_error(r, 429, "RATE_LIMITED");
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert_eq!(r.header("x-ratelimit-limit"), Some("10"));
+    };
+    let validate = json!({"key": key, "hwid": "per-ip-machine-01"});
+    let telegram = json!({"action": "validate", "key": key, "hwid": "per-ip-machine-01"});
+
+    for _ in 0..10 {
+        assert_status(&from(VALIDATE, validate.clone(), "203.0.113.20").await, 200);
+    }
+    limited(&from(VALIDATE, validate.clone(), "203.0.113.20").await);
+    // The allowance is the address's: its bot calls are refused too.
+    limited(&from(TELEGRAM, telegram.clone(), "203.0.113.20").await);
+
+    for _ in 0..10 {
+        assert_status(&from(TELEGRAM, telegram.clone(), "203.0.113.21").await, 200);
+    }
+    limited(&from(TELEGRAM, telegram.clone(), "203.0.113.21").await);
+    // Other addresses are served.
+    assert_status(&from(VALIDATE, validate, "203.0.113.22").await, 200);
 }
 
 #[tokio::test]
