@@ -1101,6 +1101,44 @@ async fn a_password_reset_replaces_the_old_password() {
     assert_status(&get(&srv, ME, Cred::Bearer(&token)).await, 200);
 }
 
+/// OWASP's argon2id recommendation, as `operators::argon2` sets it: 19 MiB, 2 passes, 1 lane.
+const OWASP_ARGON2ID: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
+
+#[tokio::test]
+async fn passwords_are_stored_as_argon2id_with_owasp_parameters() {
+    let (srv, admin) = server_with_admin().await;
+    let (user, _) = user_with_token(&srv, &admin, "user@example.com").await;
+    let user_id = user["id"].as_str().expect("id").to_owned();
+    let hash_of = |id: &str| -> String {
+        srv.db()
+            .query_row(
+                "SELECT password_hash FROM operators WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .expect("operator row")
+    };
+    let (admin_hash, user_hash) = (hash_of(&admin.id), hash_of(&user_id));
+    for hash in [&admin_hash, &user_hash] {
+        assert!(hash.starts_with(OWASP_ARGON2ID), "parameters: {hash}");
+        assert!(!hash.contains(PASSWORD));
+    }
+    assert_ne!(admin_hash, user_hash, "salted: one password, two hashes");
+
+    // A reset hashes the new password the same way.
+    let a = patch(
+        &srv,
+        &format!("{USERS}/{user_id}"),
+        Cred::Bearer(&admin.token),
+        json!({"password": "a brand new passphrase"}),
+    )
+    .await;
+    assert_status(&a, 200);
+    let reset = hash_of(&user_id);
+    assert_ne!(reset, user_hash);
+    assert!(reset.starts_with(OWASP_ARGON2ID), "parameters: {reset}");
+}
+
 // ---- cross-site protection --------------------------------------------------------------
 
 #[tokio::test]

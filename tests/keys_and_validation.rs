@@ -194,9 +194,24 @@ async fn send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> Answer {
+    send_with(srv, method, path, token, body, &[]).await
+}
+
+/// As [`send`], with extra request headers.
+async fn send_with(
+    srv: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut req = srv.client.request(method, format!("{}{}", srv.url, path));
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     if let Some(b) = body {
         req = req.json(&b);
@@ -1098,6 +1113,80 @@ async fn validate_binds_the_hwid_starts_the_clock_and_answers_the_contract() {
 }
 
 #[tokio::test]
+async fn plan_clocks_run_from_the_first_validation() {
+    const DAY_MS: i64 = 86_400_000;
+    let kv = Kv::start().await;
+    let pid = str_of(&kv.project(&kv.admin, "Clocks").await["id"]);
+    let hwid = "plan-clock-machine-01";
+    for (plan, custom_days, days) in [
+        ("DAILY", None, 1),
+        ("WEEKLY", None, 7),
+        ("MONTHLY", None, 30),
+        ("CUSTOM", Some(45), 45),
+    ] {
+        let mut body = json!({"plan": plan, "projectId": pid});
+        if let Some(n) = custom_days {
+            body["customDays"] = json!(n);
+        }
+        let k = kv.keys(&kv.admin, body).await.remove(0);
+        let id = str_of(&k["id"]);
+        assert_eq!(
+            kv.detail(&id).await["key"]["expiresAt"],
+            Value::Null,
+            "{plan}: generating the key starts no clock"
+        );
+        let before = now_ms();
+        let d = kv.validate_ok(&str_of(&k["key"]), hwid).await;
+        let after = now_ms();
+        let expires = (parse_time(&d["expiresAt"]).unix_timestamp_nanos() / 1_000_000) as i64;
+        let span = days * DAY_MS;
+        assert!(
+            (before + span..=after + span).contains(&expires),
+            "{plan}: expiresAt {} is {days} d after the binding validation ({before}..{after} ms)",
+            d["expiresAt"]
+        );
+        assert_eq!(kv.detail(&id).await["key"]["expiresAt"], d["expiresAt"]);
+        let again = kv.validate_ok(&str_of(&k["key"]), hwid).await;
+        assert_eq!(
+            again["expiresAt"], d["expiresAt"],
+            "{plan}: the clock does not restart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_regenerated_secret_retires_the_old_one() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Rotate").await;
+    let pid = str_of(&p["id"]);
+    let old = str_of(&p["secret"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let hwid = "rotated-secret-pc-01";
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": old}))
+        .await;
+    assert_status(&r, 200);
+
+    let new = str_of(
+        &kv.patch_project(&kv.admin, &pid, json!({"regenerateSecret": true}))
+            .await["secret"],
+    );
+    assert_ne!(new, old);
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": old}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    let r = kv
+        .telegram(json!({"action": "reset_hwid", "key": key, "secret": old}))
+        .await;
+    assert_kv_error(&r, 404, "NOT_FOUND");
+    let r = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": new}))
+        .await;
+    assert_status(&r, 200);
+}
+
+#[tokio::test]
 async fn a_project_secret_limits_validation_to_that_projects_keys() {
     let kv = Kv::start().await;
     let a = kv.project(&kv.admin, "Alpha").await;
@@ -1224,6 +1313,79 @@ async fn the_nonce_rotates_and_an_old_one_is_a_replay() {
         .validate(json!({"key": key, "hwid": hwid, "nonce": n3}))
         .await;
     assert_status(&r, 200);
+}
+
+#[tokio::test]
+async fn refusals_for_a_known_project_are_signed_like_successes() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Signed").await;
+    let (pid, secret) = (str_of(&p["id"]), str_of(&p["secret"]));
+    let public_key = str_of(&p["publicKey"]);
+    let other_key = str_of(&kv.project(&kv.admin, "Other").await["publicKey"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let key = str_of(&k["key"]);
+    kv.validate_ok(&key, "signed-machine-01").await;
+
+    #[track_caller]
+    fn assert_signed(a: &Answer, public_key: &str, pid: &str) {
+        let sig = a
+            .header("x-signature")
+            .unwrap_or_else(|| panic!("a signed refusal: {}", a.body));
+        assert!(signature_verifies(public_key, &a.raw, sig), "{}", a.body);
+        assert_eq!(a.header("x-keyward-product"), Some(pid));
+    }
+
+    let a = kv
+        .validate(json!({"key": key, "hwid": "signed-machine-02"}))
+        .await;
+    assert_kv_error(&a, 403, "HWID_MISMATCH");
+    assert_signed(&a, &public_key, &pid);
+    // Over the exact body, with this project's key only.
+    let sig = a.header("x-signature").unwrap_or_default();
+    let mut tampered = a.raw.clone();
+    tampered[2] ^= 1;
+    assert!(!signature_verifies(&public_key, &tampered, sig));
+    assert!(!signature_verifies(&other_key, &a.raw, sig));
+
+    let a = kv
+        .validate(json!({"key": key, "hwid": "signed-machine-01", "nonce": "made-up-nonce"}))
+        .await;
+    assert_kv_error(&a, 403, "REPLAY");
+    assert_signed(&a, &public_key, &pid);
+
+    let r = kv
+        .patch(
+            &format!("{KEYS}/{}", str_of(&k["id"])),
+            &kv.admin,
+            json!({"status": "BANNED"}),
+        )
+        .await;
+    assert_status(&r, 200);
+    let a = kv
+        .validate(json!({"key": key, "hwid": "signed-machine-01", "secret": secret}))
+        .await;
+    assert_kv_error(&a, 403, "KEY_BANNED");
+    assert_signed(&a, &public_key, &pid);
+
+    // A 404 inside the project a valid secret names is that project's answer.
+    let a = kv
+        .validate(
+            json!({"key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "hwid": "signed-machine-01", "secret": secret}),
+        )
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+    assert_signed(&a, &public_key, &pid);
+    // Without a usable secret no project is known, so nothing can sign.
+    for body in [
+        json!({"key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "hwid": "signed-machine-01"}),
+        json!({"key": key, "hwid": "signed-machine-01", "secret": "kv_wrong_secret_value"}),
+        json!({"key": key}),
+    ] {
+        let a = kv.validate(body).await;
+        assert!(a.status.is_client_error(), "{}", a.body);
+        assert!(a.header("x-signature").is_none(), "{}", a.body);
+        assert!(a.header("x-keyward-product").is_none(), "{}", a.body);
+    }
 }
 
 #[tokio::test]
@@ -1594,6 +1756,68 @@ async fn the_encrypted_envelope_round_trips_and_refuses_replays() {
     assert_kv_error(&a, 404, "NOT_FOUND");
 }
 
+#[tokio::test]
+async fn an_envelope_may_carry_its_projects_secret() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Sealed").await;
+    let other = kv.project(&kv.admin, "Other").await;
+    let k = kv.key(&str_of(&p["id"]), "WEEKLY").await;
+    let key = str_of(&k["key"]);
+    let hwid = "envelope-secret-pc-01";
+
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(&key, hwid, json!({"secret": p["secret"]})),
+        )
+        .await;
+    assert_status(&a, 200);
+    let inner = inner.expect("encrypted answer");
+    assert_eq!(inner["success"], true, "{inner}");
+    assert_eq!(inner["data"]["valid"], true);
+
+    // Any other secret is answered exactly as a plain request with a wrong secret.
+    let plain = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": "kv_wrong_secret_value"}))
+        .await;
+    assert_kv_error(&plain, 404, "NOT_FOUND");
+    let plain_other = kv
+        .validate(json!({"key": key, "hwid": hwid, "secret": other["secret"]}))
+        .await;
+    assert_eq!(plain_other.status, plain.status);
+    assert_eq!(plain_other.body, plain.body);
+    for wrong in [
+        other["secret"].clone(),
+        json!("kv_wrong_secret_value"),
+        json!(""),
+    ] {
+        let (a, inner) = kv
+            .envelope(
+                &p,
+                &envelope_plaintext(&key, hwid, json!({"secret": wrong})),
+            )
+            .await;
+        assert_eq!(a.status, plain.status, "{wrong}: {}", a.body);
+        assert_eq!(a.body["success"], false);
+        assert_eq!(inner.expect("encrypted refusal"), plain.body, "{wrong}");
+    }
+    // Too long a secret is bad input, as in the plain request.
+    let (a, inner) = kv
+        .envelope(
+            &p,
+            &envelope_plaintext(&key, hwid, json!({"secret": "k".repeat(101)})),
+        )
+        .await;
+    assert_status(&a, 400);
+    assert_error_body(&inner.expect("encrypted refusal"), "VALIDATION_ERROR");
+    // Fields outside the plain request are still refused.
+    let (a, inner) = kv
+        .envelope(&p, &envelope_plaintext(&key, hwid, json!({"admin": true})))
+        .await;
+    assert_status(&a, 400);
+    assert_error_body(&inner.expect("encrypted refusal"), "VALIDATION_ERROR");
+}
+
 // ---- /api/telegram ----------------------------------------------------------------------
 
 #[tokio::test]
@@ -1773,6 +1997,89 @@ async fn telegram_validates_informs_and_resets_the_hwid_within_the_cooldown() {
     assert_kv_error_naming(&r, 400, "VALIDATION_ERROR", "action");
 }
 
+#[tokio::test]
+async fn a_telegram_validate_leaves_the_apps_nonce_chain_intact() {
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Chain").await;
+    let secret = str_of(&p["secret"]);
+    let key = str_of(&kv.key(&str_of(&p["id"]), "WEEKLY").await["key"]);
+    let pc = "nonce-chain-pc-0001";
+    let bot = json!({"action": "validate", "key": key, "hwid": pc, "secret": secret});
+
+    // The bot's first check binds the PC and starts a chain the app can pick up.
+    let r = kv.telegram(bot.clone()).await;
+    assert_status(&r, 200);
+    let n0 = str_of(&r.body["data"]["nonce"]);
+    let r = kv
+        .validate(json!({"key": key, "hwid": pc, "nonce": n0}))
+        .await;
+    assert_status(&r, 200);
+    let n1 = str_of(&r.body["data"]["nonce"]);
+    assert_ne!(n1, n0);
+
+    // Later checks read the chain without moving it.
+    for _ in 0..2 {
+        let r = kv.telegram(bot.clone()).await;
+        assert_status(&r, 200);
+        assert_eq!(r.body["data"]["nonce"], n1.as_str());
+    }
+    let r = kv
+        .validate(json!({"key": key, "hwid": pc, "nonce": n1}))
+        .await;
+    assert_status(&r, 200);
+    let n2 = str_of(&r.body["data"]["nonce"]);
+    assert_ne!(n2, n1);
+    // The app's own rotation still refuses the nonce it has used.
+    let r = kv
+        .validate(json!({"key": key, "hwid": pc, "nonce": n1}))
+        .await;
+    assert_kv_error(&r, 403, "REPLAY");
+}
+
+#[tokio::test]
+async fn telegram_validate_and_reset_hwid_are_rate_limited_per_key() {
+    let kv = Kv::start_with(|c| c.rate_limits.per_license_key = 2).await;
+    let p = kv.project(&kv.admin, "Limited").await;
+    let pid = str_of(&p["id"]);
+    let secret = str_of(&p["secret"]);
+    // No reset cooldown: only the per-key limit can refuse.
+    kv.patch_project(&kv.admin, &pid, json!({"hwidResetCooldownSeconds": 0}))
+        .await;
+    let limited = |r: &Answer| {
+        assert_kv_error(r, 429, "RATE_LIMITED");
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert_eq!(
+            r.header("x-ratelimit-limit"),
+            Some("2"),
+            "the per-key limit"
+        );
+    };
+
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let validate = json!({"action": "validate", "key": key, "hwid": "tg-limit-pc-01"});
+    for _ in 0..2 {
+        assert_status(&kv.telegram(validate.clone()).await, 200);
+    }
+    limited(&kv.telegram(validate).await);
+    // One allowance per key, whoever spends it.
+    limited(
+        &kv.validate(json!({"key": key, "hwid": "tg-limit-pc-01"}))
+            .await,
+    );
+
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let reset = json!({"action": "reset_hwid", "key": key, "secret": secret});
+    for _ in 0..2 {
+        assert_status(&kv.telegram(reset.clone()).await, 200);
+    }
+    limited(&kv.telegram(reset).await);
+}
+
 // ---- /api/logs, /api/stats, /api/admin, /api/heartbeat ---------------------------------
 
 #[tokio::test]
@@ -1934,6 +2241,203 @@ async fn logs_filter_by_project_key_action_and_time_and_paginate() {
 }
 
 #[tokio::test]
+async fn admin_actions_are_audited_with_the_callers_ip() {
+    // The operator works through a trusted proxy (127.0.0.1) that names the client in
+    // X-Forwarded-For: the trail records that client, as the rate limits see it.
+    let kv = Kv::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let call =
+        |method: Method, path: String, token: String, body: Option<Value>, ip: &'static str| {
+            let kv = &kv;
+            async move {
+                let via = [("X-Forwarded-For", ip)];
+                send_with(&kv.srv, method, &path, Some(&token), body, &via).await
+            }
+        };
+    let admin = kv.admin.clone();
+
+    let a = call(
+        Method::POST,
+        PROJECTS.into(),
+        admin.clone(),
+        Some(json!({"name": "Audited"})),
+        "203.0.113.1",
+    )
+    .await;
+    assert_status(&a, 201);
+    let pid = str_of(&a.body["data"]["project"]["id"]);
+    let a = call(
+        Method::POST,
+        KEYS.into(),
+        admin.clone(),
+        Some(json!({"plan": "WEEKLY", "count": 2, "projectId": pid})),
+        "203.0.113.2",
+    )
+    .await;
+    assert_status(&a, 201);
+    let keys = a.body["data"]["keys"].as_array().expect("keys").clone();
+    let (k0, k1) = (str_of(&keys[0]["id"]), str_of(&keys[1]["id"]));
+    let a = call(
+        Method::PATCH,
+        format!("{PROJECTS}/{pid}"),
+        admin.clone(),
+        Some(json!({"name": "Audited 2"})),
+        "203.0.113.3",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::PATCH,
+        format!("{KEYS}/{k0}"),
+        admin.clone(),
+        Some(json!({"status": "BANNED"})),
+        "203.0.113.4",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::DELETE,
+        format!("{KEYS}/{k1}"),
+        admin.clone(),
+        None,
+        "203.0.113.5",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::POST,
+        API_KEYS.into(),
+        admin.clone(),
+        Some(json!({"name": "ci", "scope": "READ_ONLY"})),
+        "203.0.113.6",
+    )
+    .await;
+    assert_status(&a, 201);
+    let api_key_id = str_of(&a.body["data"]["apiKey"]["id"]);
+    let a = call(
+        Method::DELETE,
+        format!("{API_KEYS}/{api_key_id}"),
+        admin.clone(),
+        None,
+        "203.0.113.7",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::POST,
+        REGISTER.into(),
+        admin.clone(),
+        Some(json!({"email": "user@example.com", "password": PASSWORD, "role": "USER"})),
+        "203.0.113.8",
+    )
+    .await;
+    assert_status(&a, 201);
+    let user_id = str_of(&a.body["data"]["user"]["id"]);
+    let a = call(
+        Method::PATCH,
+        format!("/api/users/{user_id}"),
+        admin.clone(),
+        Some(json!({"disabled": true})),
+        "203.0.113.9",
+    )
+    .await;
+    assert_status(&a, 200);
+    let a = call(
+        Method::DELETE,
+        format!("/api/users/{user_id}"),
+        admin.clone(),
+        None,
+        "203.0.113.10",
+    )
+    .await;
+    assert_status(&a, 200);
+    let doomed = kv.project(&kv.admin, "Doomed").await;
+    let a = call(
+        Method::DELETE,
+        format!(
+            "{PROJECTS}/{}?confirm={}",
+            str_of(&doomed["id"]),
+            str_of(&doomed["slug"])
+        ),
+        admin.clone(),
+        None,
+        "203.0.113.11",
+    )
+    .await;
+    assert_status(&a, 200);
+    let second = login(&kv.srv, ADMIN_EMAIL).await;
+    let a = call(
+        Method::POST,
+        "/api/auth/logout".into(),
+        second,
+        None,
+        "203.0.113.12",
+    )
+    .await;
+    assert_status(&a, 200);
+    // A bot's info call records the HWID it was given.
+    let a = send_with(
+        &kv.srv,
+        Method::POST,
+        TELEGRAM,
+        None,
+        Some(json!({"action": "info", "key": keys[0]["key"], "hwid": "tg-info-pc-01"})),
+        &[("X-Forwarded-For", "203.0.113.13")],
+    )
+    .await;
+    assert_status(&a, 200);
+
+    eventually("the info call's audit event", || {
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.info'",
+            [],
+        ) == 1
+    })
+    .await;
+
+    let logs = kv.get(&format!("{LOGS}?limit=500"), &kv.admin).await;
+    assert_status(&logs, 200);
+    let entries = logs.body["data"]["logs"].as_array().expect("logs").clone();
+    let find = |action: &str, ip: &str| {
+        entries
+            .iter()
+            .find(|l| l["action"] == action && l["ip"] == ip)
+            .unwrap_or_else(|| panic!("{action} from {ip} in {entries:#?}"))
+            .clone()
+    };
+    for (action, ip) in [
+        ("project.create", "203.0.113.1"),
+        ("license.create", "203.0.113.2"),
+        ("project.update", "203.0.113.3"),
+        ("license.update", "203.0.113.4"),
+        ("license.revoke", "203.0.113.5"),
+        ("apikey.create", "203.0.113.6"),
+        ("apikey.revoke", "203.0.113.7"),
+        ("operator.create", "203.0.113.8"),
+        ("operator.update", "203.0.113.9"),
+        ("operator.delete", "203.0.113.10"),
+        ("project.delete", "203.0.113.11"),
+        ("operator.logout", "203.0.113.12"),
+    ] {
+        let e = find(action, ip);
+        assert!(
+            e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("operator:")),
+            "{e}"
+        );
+    }
+    // Without a forwarding header the peer itself is the client.
+    find("project.create", "127.0.0.1");
+    let info = find("key.info", "203.0.113.13");
+    assert_eq!(info["hwid"], "tg-info-pc-01");
+    // No admin action is left without an address.
+    assert!(
+        entries.iter().all(|l| !l["ip"].is_null()),
+        "every event has an IP: {entries:#?}"
+    );
+}
+
+#[tokio::test]
 async fn stats_count_keys_validations_and_failures() {
     let kv = Kv::start().await;
     let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
@@ -2073,6 +2577,53 @@ async fn admin_overview_is_for_admins_and_heartbeat_is_public() {
     assert_eq!(a.body["database"], "ok");
 }
 
+#[tokio::test]
+async fn admin_overview_pages_users_and_projects_too() {
+    let kv = Kv::start().await;
+    kv.user("one@example.com").await;
+    kv.user("two@example.com").await;
+    for name in ["P1", "P2", "P3"] {
+        kv.project(&kv.admin, name).await;
+    }
+    let overview = |query: &str| {
+        let kv = &kv;
+        let path = format!("/api/admin?{query}");
+        async move {
+            let a = kv.get(&path, &kv.admin).await;
+            assert_status(&a, 200);
+            a.body["data"].clone()
+        }
+    };
+    let d = overview("").await;
+    assert_eq!(d["users"].as_array().unwrap().len(), 3);
+    assert_eq!(d["projects"].as_array().unwrap().len(), 3);
+    assert_eq!(d["usersPagination"]["total"], 3);
+    assert_eq!(d["projectsPagination"]["total"], 3);
+    assert_eq!(d["usersPagination"]["limit"], 50, "the default page size");
+
+    let first = overview("limit=2").await;
+    let second = overview("limit=2&usersPage=2&projectsPage=2").await;
+    for (list, pagination) in [
+        ("users", "usersPagination"),
+        ("projects", "projectsPagination"),
+    ] {
+        assert_eq!(first[list].as_array().unwrap().len(), 2, "{list}");
+        assert_eq!(second[list].as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(first[pagination]["totalPages"], 2, "{list}");
+        assert_eq!(second[pagination]["page"], 2, "{list}");
+        let mut all = ids(&first[list]);
+        all.extend(ids(&second[list]));
+        assert_eq!(all, ids(&d[list]), "{list}: the pages cover the list");
+    }
+    // Keys keep their own `page`.
+    assert_eq!(second["pagination"]["page"], 1);
+
+    for q in ["usersPage=0", "projectsPage=0", "limit=501", "usersPage=x"] {
+        let a = kv.get(&format!("/api/admin?{q}"), &kv.admin).await;
+        assert_kv_error(&a, 400, "VALIDATION_ERROR");
+    }
+}
+
 // ---- rate limits and bad input ----------------------------------------------------------
 
 #[tokio::test]
@@ -2104,6 +2655,59 @@ async fn validations_are_rate_limited_per_key() {
     assert_kv_error(&r, 429, "RATE_LIMITED");
     // Other keys are not affected.
     kv.validate_ok(&other, "limited-machine-02").await;
+}
+
+#[tokio::test]
+async fn validate_and_telegram_are_rate_limited_per_ip() {
+    // The operator sets up from the proxy itself; apps and bots come through it as other
+    // addresses, each with an allowance of its own.
+    let kv = Kv::start_with(|c| {
+        c.rate_limits.per_ip = 10;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let pid = str_of(&kv.project(&kv.admin, "Flooded").await["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let from = |path: &'static str, body: Value, ip: &'static str| {
+        let kv = &kv;
+        async move {
+            send_with(
+                &kv.srv,
+                Method::POST,
+                path,
+                None,
+                Some(body),
+                &[("X-Forwarded-For", ip)],
+            )
+            .await
+        }
+    };
+    let limited = |r: &Answer| {
+        assert_kv_error(r, 429, "RATE_LIMITED");
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert_eq!(r.header("x-ratelimit-limit"), Some("10"));
+    };
+    let validate = json!({"key": key, "hwid": "per-ip-machine-01"});
+    let telegram = json!({"action": "validate", "key": key, "hwid": "per-ip-machine-01"});
+
+    for _ in 0..10 {
+        assert_status(&from(VALIDATE, validate.clone(), "203.0.113.20").await, 200);
+    }
+    limited(&from(VALIDATE, validate.clone(), "203.0.113.20").await);
+    // The allowance is the address's: its bot calls are refused too.
+    limited(&from(TELEGRAM, telegram.clone(), "203.0.113.20").await);
+
+    for _ in 0..10 {
+        assert_status(&from(TELEGRAM, telegram.clone(), "203.0.113.21").await, 200);
+    }
+    limited(&from(TELEGRAM, telegram.clone(), "203.0.113.21").await);
+    // Other addresses are served.
+    assert_status(&from(VALIDATE, validate, "203.0.113.22").await, 200);
 }
 
 #[tokio::test]
@@ -2272,6 +2876,164 @@ async fn the_contracts_python_example_works_unchanged() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!out.status.success());
     assert!(stdout.contains("Validation failed"), "stdout: {stdout}");
+}
+
+/// Fails (never skips) unless python3 can import `modules`: the envelope examples are what a
+/// vendor copies, so they must run. `.ci/run` installs them.
+fn require_python_modules(modules: &str) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "the envelope examples need the Python modules {modules} \
+             (pip install {}; .ci/run installs them): {}",
+            modules.replace(',', ""),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("python3 is required to run the envelope examples: {e}"),
+    }
+}
+
+/// Runs `python3 args…` off the runtime, with local addresses kept off any proxy.
+async fn python(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(args)
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("joined")
+}
+
+/// `envelope_client.py` prints one line per validation: `<status> <decrypted JSON answer>`.
+fn envelope_lines(stdout: &str) -> Vec<(u16, Value)> {
+    stdout
+        .lines()
+        .map(|line| {
+            let (status, json) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("`<status> <json>`: {line:?}"));
+            (
+                status.parse().expect("an HTTP status"),
+                serde_json::from_str(json).expect("a JSON answer"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_python_envelope_client_validates_then_presents_the_rotated_nonce() {
+    require_python_modules("cryptography");
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Game").await;
+    let pid = str_of(&p["id"]);
+    let k = kv.key(&pid, "WEEKLY").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/envelope_client.py");
+    let args = |hwid: &str| {
+        vec![
+            script.to_owned(),
+            kv.srv.url.clone(),
+            pid.clone(),
+            str_of(&p["encryptionKey"]),
+            str_of(&k["key"]),
+            hwid.to_owned(),
+        ]
+    };
+
+    let out = python(args("py-envelope-pc-01")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit status {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = envelope_lines(&stdout);
+    assert_eq!(lines.len(), 2, "two validations: {stdout}");
+    let (first, second) = (&lines[0], &lines[1]);
+    assert_eq!(first.0, 200);
+    assert_eq!(first.1["data"]["valid"], true, "{stdout}");
+    assert_eq!(first.1["data"]["plan"], "WEEKLY");
+    assert_eq!(second.0, 200, "the rotated nonce is accepted: {stdout}");
+    assert_eq!(second.1["data"]["sessionId"], first.1["data"]["sessionId"]);
+    assert_ne!(second.1["data"]["nonce"], first.1["data"]["nonce"]);
+    assert_eq!(
+        kv.detail(&str_of(&k["id"])).await["key"]["hwid"],
+        "py-envelope-pc-01"
+    );
+    assert_eq!(
+        kv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate'
+             AND license_id = ?1 AND json_extract(detail, '$.encrypted') = 1",
+            [str_of(&k["id"])]
+        ),
+        2,
+        "both calls went through the envelope"
+    );
+
+    // A refusal arrives encrypted with its status, and the script exits non-zero.
+    let out = python(args("py-envelope-pc-02")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}");
+    let lines = envelope_lines(&stdout);
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0].0, 403);
+    assert_error_body(&lines[0].1, "HWID_MISMATCH");
+}
+
+#[tokio::test]
+async fn the_readmes_python_envelope_example_runs_as_written() {
+    require_python_modules("cryptography, requests");
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("In Python with `cryptography`")
+        .expect("the README's Python envelope example");
+    let block = &readme[start..];
+    let code_start = block.find("```python\n").expect("a python block") + "```python\n".len();
+    let code = &block[code_start..];
+    let code = &code[..code.find("\n```").expect("the block ends")];
+
+    let kv = Kv::start().await;
+    let p = kv.project(&kv.admin, "Readme").await;
+    let k = kv.key(&str_of(&p["id"]), "WEEKLY").await;
+    let mut program = code.to_owned();
+    for (placeholder, value) in [
+        ("http://localhost:3002", kv.srv.url.clone()),
+        ("prod_…", str_of(&p["id"])),
+        ("…encryptionKey…", str_of(&p["encryptionKey"])),
+        ("A1B2-C3D4-E5F6-G7H8", str_of(&k["key"])),
+    ] {
+        assert_eq!(
+            program.matches(placeholder).count(),
+            1,
+            "{placeholder:?} once in the README example"
+        );
+        program = program.replace(placeholder, &value);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("readme_envelope.py");
+    std::fs::write(&path, program).expect("write");
+    let out = python(vec![path.display().to_string()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("200 {") && stdout.contains("'valid': True"),
+        "stdout: {stdout}"
+    );
+    assert_eq!(
+        kv.detail(&str_of(&k["id"])).await["key"]["hwid"],
+        "sha256-of-hardware-id"
+    );
 }
 
 #[tokio::test]

@@ -154,7 +154,8 @@ pub async fn guard<E: Endpoint>(
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 state.abuse.rate_limited(ip, None);
             }
-            Ok(resp)
+            // Refusals that name their product are signed like successes.
+            Ok(sign_if_asked(resp, &state).await)
         }
         Err(e) => {
             let status = e.status();

@@ -17,7 +17,7 @@ use crate::domain::abuse::repo::FlagFilter;
 use crate::domain::abuse::{
     self, AbuseKind, AbusePolicy, Flag, FlagState, IpBlock, SubjectType, Threshold,
 };
-use crate::domain::audit::{self, AuditEvent};
+use crate::domain::audit;
 use crate::domain::{ms_to_datetime, now_ms, products};
 use crate::error::Error;
 use crate::state::AppState;
@@ -361,7 +361,7 @@ impl AbuseApi {
             .db
             .write(move |c| {
                 let flag = reachable_flag(c, &admin, &id)?;
-                let change = abuse::change_state(c, &flag, state, &admin.actor(), now_ms())?;
+                let change = abuse::change_state(c, &flag, state, &admin.caller(), now_ms())?;
                 Ok((reachable_flag(c, &admin, &id)?, change))
             })
             .await?;
@@ -421,7 +421,7 @@ impl AbuseApi {
             .write(move |c| {
                 let block = abuse::repo::find_block_in(c, admin.tenant_scope(), &id)?
                     .ok_or(Error::NotFound("block"))?;
-                abuse::lift_block(c, &block, &admin.actor(), now_ms())?;
+                abuse::lift_block(c, &block, &admin.caller(), now_ms())?;
                 abuse::repo::find_block_in(c, admin.tenant_scope(), &id)?
                     .ok_or(Error::NotFound("block"))
             })
@@ -514,13 +514,13 @@ impl AbuseApi {
                 let json = serde_json::to_string(&policy)
                     .map_err(|e| Error::Storage(format!("cannot encode the policy: {e}")))?;
                 abuse::repo::set_policy(c, &product.id, &json, now)?;
-                let mut event =
-                    AuditEvent::new(&product.tenant_id, &admin.actor(), "abuse.policy.update")
-                        .product(&product.id)
-                        .detail(json!({
-                            "policy": serde_json::from_str::<Value>(&json).unwrap_or(Value::Null),
-                            "webhookSecretRotated": new_secret.is_some(),
-                        }));
+                let mut event = admin
+                    .event(&product.tenant_id, "abuse.policy.update")
+                    .product(&product.id)
+                    .detail(json!({
+                        "policy": serde_json::from_str::<Value>(&json).unwrap_or(Value::Null),
+                        "webhookSecretRotated": new_secret.is_some(),
+                    }));
                 event.at = now;
                 audit::repo::insert(c, &event)?;
                 Ok((product.id, policy, secret_sealed.is_some(), new_secret))

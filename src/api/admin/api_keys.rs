@@ -12,7 +12,7 @@ use super::auth::AdminAuth;
 use crate::api::fields::named;
 use crate::api::keyvault_error::KvResult;
 use crate::domain::api_keys::{self, ApiKey, Scope};
-use crate::domain::audit::{self, AuditEvent};
+use crate::domain::audit;
 use crate::domain::{ms_to_datetime, now_ms, products};
 use crate::error::Error;
 use crate::state::AppState;
@@ -179,7 +179,7 @@ impl ApiKeysApi {
                     api_keys::create(c, &tenant_id, &body.name, body.scope, body.project_id.as_deref())?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&tenant_id, &admin.actor(), "apikey.create")
+                    &admin.event(&tenant_id, "apikey.create")
                         .detail(json!({"apiKeyId": key.id, "scope": key.scope.as_str(), "projectId": key.product_id})),
                 )?;
                 Ok((key, plaintext))
@@ -210,7 +210,8 @@ impl ApiKeysApi {
                     api_keys::repo::revoke(c, &key.tenant_id, &key.id, now_ms())?;
                     audit::repo::insert(
                         c,
-                        &AuditEvent::new(&key.tenant_id, &admin.actor(), "apikey.revoke")
+                        &admin
+                            .event(&key.tenant_id, "apikey.revoke")
                             .detail(json!({"apiKeyId": key.id})),
                     )?;
                 }

@@ -12,9 +12,11 @@ use poem_openapi::registry::Registry;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
 use serde::{Deserialize, Serialize};
 
+use crate::api::ClientIp;
 use crate::api::keyvault_error::KvError;
 use crate::api::vendor::auth::authenticate;
 use crate::domain::api_keys::Scope;
+use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;
 use crate::domain::operators::{self, Operator, Role};
 use crate::error::Error;
@@ -79,6 +81,8 @@ pub struct Admin {
     pub tenant_id: String,
     /// Set when the caller came with a session token (logout revokes it).
     pub session: Option<Claims>,
+    /// The client IP the request came from (trusted-proxy aware), for the audit trail.
+    pub ip: Option<String>,
 }
 
 impl Admin {
@@ -114,6 +118,20 @@ impl Admin {
             Principal::Operator(o) => format!("operator:{}", o.id),
             Principal::ApiKey { id } => format!("api_key:{id}"),
         }
+    }
+
+    /// The caller as the audit trail names it: actor and IP.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            actor: self.actor(),
+            ip: self.ip.clone(),
+        }
+    }
+
+    /// An audit event done by this caller, with its IP: admin handlers start every event
+    /// here, so none can forget the address.
+    pub fn event(&self, tenant_id: &str, action: &str) -> AuditEvent {
+        self.caller().event(tenant_id, action)
     }
 }
 
@@ -190,6 +208,12 @@ impl<'a> ApiExtractor<'a> for AdminAuth {
 /// The admin caller of a request, if it brings a credential; an error if the credential is
 /// wrong. Used directly by operations where authentication is optional (register).
 pub fn admin_from_request(req: &Request) -> Result<Option<Admin>, Error> {
+    let admin = credential_admin(req)?;
+    let ip = ClientIp::of(req).map(|i| i.to_string());
+    Ok(admin.map(|a| Admin { ip, ..a }))
+}
+
+fn credential_admin(req: &Request) -> Result<Option<Admin>, Error> {
     let state = state_of(req)?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     if let Some(auth) = header("authorization") {
@@ -206,6 +230,7 @@ pub fn admin_from_request(req: &Request) -> Result<Option<Admin>, Error> {
             },
             tenant_id: caller.tenant_id,
             session: None,
+            ip: None,
         }));
     }
     let cookie = req
@@ -260,6 +285,8 @@ pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
         tenant_id: operator.tenant_id.clone(),
         principal: Principal::Operator(operator),
         session: Some(claims),
+        // Filled in by `admin_from_request`, which has the request.
+        ip: None,
     })
 }
 

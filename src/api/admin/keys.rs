@@ -15,7 +15,7 @@ use crate::api::keyvault_error::KvResult;
 use crate::api::vendor::schemas::{Pagination, page_and_limit};
 use crate::crypto::MasterKey;
 use crate::domain::activations::{self, Activation};
-use crate::domain::audit::{self, AuditEvent};
+use crate::domain::audit;
 use crate::domain::licenses::{
     self, License, LicenseStatus, LicenseTier, LicenseType, NewLicense, Plan,
 };
@@ -382,7 +382,8 @@ impl KeysApi {
                     let license = licenses::create(c, &product, &new)?;
                     audit::repo::insert(
                         c,
-                        &AuditEvent::new(&product.tenant_id, &admin.actor(), "license.create")
+                        &admin
+                            .event(&product.tenant_id, "license.create")
                             .license(&product.id, &license.id)
                             .detail(json!({"plan": body.plan.as_str()})),
                     )?;
@@ -472,7 +473,8 @@ impl KeysApi {
                 }
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&license.tenant_id, &admin.actor(), "license.update")
+                    &admin
+                        .event(&license.tenant_id, "license.update")
                         .license(&license.product_id, &license.id)
                         .detail(serde_json::Value::Object(changes)),
                 )?;
@@ -498,7 +500,8 @@ impl KeysApi {
                     licenses::revoke(c, &license, Some("revoked from the admin panel"))?;
                     audit::repo::insert(
                         c,
-                        &AuditEvent::new(&license.tenant_id, &admin.actor(), "license.revoke")
+                        &admin
+                            .event(&license.tenant_id, "license.revoke")
                             .license(&license.product_id, &license.id),
                     )?;
                 }
@@ -570,7 +573,9 @@ fn default_project(
     )?;
     audit::repo::insert(
         c,
-        &AuditEvent::new(&admin.tenant_id, &admin.actor(), "project.create").product(&product.id),
+        &admin
+            .event(&admin.tenant_id, "project.create")
+            .product(&product.id),
     )?;
     Ok(product)
 }

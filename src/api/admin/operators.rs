@@ -449,13 +449,13 @@ impl OperatorsApi {
     async fn logout(&self, req: &Request, auth: AdminAuth) -> KvResult<LogoutResponse> {
         let admin = auth.admin();
         if let Some(claims) = admin.session.clone() {
-            let actor = admin.actor();
+            let caller = admin.caller();
             let tenant = admin.tenant_id.clone();
             self.state
                 .db
                 .write(move |c| {
                     operators::repo::revoke_token(c, &claims.jti, claims.exp)?;
-                    audit::repo::insert(c, &AuditEvent::new(&tenant, &actor, "operator.logout"))
+                    audit::repo::insert(c, &caller.event(&tenant, "operator.logout"))
                 })
                 .await?;
         }
@@ -571,33 +571,34 @@ impl OperatorsApi {
             None => None,
         };
         let id = id.0;
-        let operator =
-            self.state
-                .db
-                .write(move |c| {
-                    let target = reachable_operator(c, &admin, &id)?;
-                    if body.disabled == Some(true) && is_self(&admin, &target) {
-                        return Err(Error::Invalid("you cannot disable yourself".into()));
-                    }
-                    let now = now_ms();
-                    if let Some(disabled) = body.disabled {
-                        operators::repo::set_disabled(c, &target.id, disabled.then_some(now), now)?;
-                    }
-                    if let Some(hash) = &hash {
-                        operators::repo::set_password_hash(c, &target.id, hash, now)?;
-                    }
-                    audit::repo::insert(
-                        c,
-                        &AuditEvent::new(&target.tenant_id, &admin.actor(), "operator.update")
-                            .detail(json!({
-                                "operatorId": target.id,
-                                "disabled": body.disabled,
-                                "passwordReset": hash.is_some(),
-                            })),
-                    )?;
-                    operators::repo::find(c, &target.id)?.ok_or(Error::NotFound("operator"))
-                })
-                .await?;
+        let operator = self
+            .state
+            .db
+            .write(move |c| {
+                let target = reachable_operator(c, &admin, &id)?;
+                if body.disabled == Some(true) && is_self(&admin, &target) {
+                    return Err(Error::Invalid("you cannot disable yourself".into()));
+                }
+                let now = now_ms();
+                if let Some(disabled) = body.disabled {
+                    operators::repo::set_disabled(c, &target.id, disabled.then_some(now), now)?;
+                }
+                if let Some(hash) = &hash {
+                    operators::repo::set_password_hash(c, &target.id, hash, now)?;
+                }
+                audit::repo::insert(
+                    c,
+                    &admin
+                        .event(&target.tenant_id, "operator.update")
+                        .detail(json!({
+                            "operatorId": target.id,
+                            "disabled": body.disabled,
+                            "passwordReset": hash.is_some(),
+                        })),
+                )?;
+                operators::repo::find(c, &target.id)?.ok_or(Error::NotFound("operator"))
+            })
+            .await?;
         Ok(UserResponse::Ok(Json(UserOk {
             success: true,
             data: UserData {
@@ -622,7 +623,8 @@ impl OperatorsApi {
                 operators::repo::delete(c, &target.id)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&target.tenant_id, &admin.actor(), "operator.delete")
+                    &admin
+                        .event(&target.tenant_id, "operator.delete")
                         .detail(json!({"operatorId": target.id, "email": target.email})),
                 )
             })

@@ -79,13 +79,21 @@ pub struct StatsOk {
     pub data: Stats,
 }
 
+/// The contract names three lists; each is a page (of `limit` rows), so the answer stays
+/// bounded however many operators, projects and keys a server holds.
 #[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
 pub struct AdminOverview {
+    /// Page `usersPage` of the operators, oldest first.
     pub users: Vec<super::operators::OperatorView>,
+    /// Page `projectsPage` of the projects, newest first.
     pub projects: Vec<super::projects::ProjectView>,
+    /// Page `page` of the keys, newest first.
     pub keys: Vec<super::keys::KeyView>,
     /// Pagination of `keys`.
     pub pagination: Pagination,
+    pub users_pagination: Pagination,
+    pub projects_pagination: Pagination,
 }
 
 #[derive(Object, Debug)]
@@ -120,7 +128,7 @@ pub enum StatsResponse {
 
 #[derive(ApiResponse)]
 pub enum AdminResponse {
-    /// Every operator and project, and one page of keys.
+    /// A page of the operators, of the projects and of the keys.
     #[oai(status = 200)]
     Ok(Json<AdminOk>),
 }
@@ -267,13 +275,17 @@ impl OverviewApi {
 
     /// Admin overview (ADMIN operators only)
     ///
-    /// Every operator and project, and one page of all keys.
+    /// Operators, projects and keys of every workspace, each list paged on its own: `page`
+    /// for keys, `usersPage` and `projectsPage` for the others, `limit` rows each (1-500,
+    /// default 50).
     #[oai(path = "/api/admin", method = "get", tag = "AdminTags::Users")]
     async fn admin(
         &self,
         auth: AdminAuth,
         page: Query<Option<u32>>,
         limit: Query<Option<u32>>,
+        #[oai(name = "usersPage")] users_page: Query<Option<u32>>,
+        #[oai(name = "projectsPage")] projects_page: Query<Option<u32>>,
     ) -> KvResult<AdminResponse> {
         let admin = auth.admin();
         if !admin.is_admin_operator() {
@@ -282,15 +294,23 @@ impl OverviewApi {
             );
         }
         let (page, limit) = page_and_limit(page.0, limit.0)?;
-        let offset = (page as u64 - 1) * limit as u64;
-        let (users, projects, keys, total) = self
+        let users_page = page_number(users_page.0, "usersPage")?;
+        let projects_page = page_number(projects_page.0, "projectsPage")?;
+        let offset_of = |page: u32| (page as u64 - 1) * limit as u64;
+        let (users_offset, projects_offset, offset) = (
+            offset_of(users_page),
+            offset_of(projects_page),
+            offset_of(page),
+        );
+        let ((users, users_total), (projects, projects_total), (keys, total)) = self
             .state
             .db
             .read_blocking(move |c| {
-                let (users, _) = operators::repo::list(c, None, u32::MAX, 0)?;
-                let (projects, _) = products::repo::list_in(c, None, u32::MAX, 0)?;
-                let (keys, total) = licenses::repo::search(c, &Search::default(), limit, offset)?;
-                Ok((users, projects, keys, total))
+                Ok((
+                    operators::repo::list(c, None, limit, users_offset)?,
+                    products::repo::list_in(c, None, limit, projects_offset)?,
+                    licenses::repo::search(c, &Search::default(), limit, offset)?,
+                ))
             })
             .await?;
         let now = now_ms();
@@ -317,6 +337,8 @@ impl OverviewApi {
                     })
                     .collect(),
                 pagination: Pagination::counted(page, limit, total),
+                users_pagination: Pagination::new(users_page, limit, users_total),
+                projects_pagination: Pagination::new(projects_page, limit, projects_total),
             },
         })))
     }
@@ -339,6 +361,14 @@ impl OverviewApi {
         } else {
             HeartbeatResponse::Degraded(body)
         })
+    }
+}
+
+/// A 1-based page number from the query (default 1).
+fn page_number(page: Option<u32>, name: &str) -> Result<u32, Error> {
+    match page.unwrap_or(1) {
+        0 => Err(Error::Invalid(format!("{name} must be 1 or more"))),
+        n => Ok(n),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::api::fields::named;
 use crate::api::keyvault_error::KvResult;
 use crate::api::vendor::schemas::{Pagination, page_and_limit};
 use crate::crypto;
-use crate::domain::audit::{self, AuditEvent};
+use crate::domain::audit;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{
     self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductStatus, ProductType,
@@ -389,7 +389,7 @@ impl ProjectsApi {
                 cull_dead: !body.keep_dead_machines.unwrap_or(false),
             });
         let master = self.state.master.clone();
-        let actor = admin.actor();
+        let caller = admin.caller();
         let product = self
             .state
             .db
@@ -417,7 +417,9 @@ impl ProjectsApi {
                 products::repo::update(c, &product)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&tenant_id, &actor, "project.create").product(&product.id),
+                    &caller
+                        .event(&tenant_id, "project.create")
+                        .product(&product.id),
                 )?;
                 Ok(product)
             })
@@ -545,7 +547,8 @@ impl ProjectsApi {
                 products::repo::update(c, &p)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&p.tenant_id, &admin.actor(), "project.update")
+                    &admin
+                        .event(&p.tenant_id, "project.update")
                         .product(&p.id)
                         .detail(json!({
                             "secretRotated": rotated,
@@ -611,7 +614,8 @@ impl ProjectsApi {
                 }
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&p.tenant_id, &admin.actor(), "project.delete")
+                    &admin
+                        .event(&p.tenant_id, "project.delete")
                         .product(&p.id)
                         .detail(json!({"name": p.name, "slug": p.slug, "deletedKeys": n})),
                 )?;

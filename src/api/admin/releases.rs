@@ -355,13 +355,14 @@ impl ReleasesApi {
                 Ok((new, named))
             })
             .await?;
-        let actor = admin.actor();
+        let caller = admin.caller();
         let release = self
             .record_with_bundle(bundle_file, move |c| {
                 let release = releases::create(c, &product.tenant_id, &product.id, new, bundle)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&product.tenant_id, &actor, "release.upload")
+                    &caller
+                        .event(&product.tenant_id, "release.upload")
                         .product(&product.id)
                         .detail(json!({
                             "releaseId": release.id,
@@ -530,7 +531,7 @@ impl ReleasesApi {
                 Ok((from.clone(), from))
             })
             .await?;
-        let actor = admin.actor();
+        let caller = admin.caller();
         let (r, deltas) = self
             .record_with_bundle(bundle_file, move |c| {
                 let r = repo::find_in(c, Some(&release.tenant_id), &release.id)?
@@ -545,7 +546,8 @@ impl ReleasesApi {
                 repo::insert_delta(c, &delta)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&r.tenant_id, &actor, "release.delta")
+                    &caller
+                        .event(&r.tenant_id, "release.delta")
                         .product(&r.product_id)
                         .detail(json!({
                             "releaseId": r.id,
@@ -782,7 +784,8 @@ fn reachable_release(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Resul
 }
 
 fn release_event(r: &Release, admin: &Admin, action: &str) -> AuditEvent {
-    AuditEvent::new(&r.tenant_id, &admin.actor(), action)
+    admin
+        .event(&r.tenant_id, action)
         .product(&r.product_id)
         .detail(json!({"releaseId": r.id, "version": r.version, "channel": r.channel.as_str()}))
 }

@@ -29,7 +29,8 @@ pub struct TelegramApi {
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 pub enum TelegramAction {
-    /// Check key + PC HWID; binds the HWID on first use; returns a nonce.
+    /// Check key + PC HWID; binds the HWID on first use; returns the key's current nonce
+    /// without rotating it.
     Validate,
     /// Key information, read-only; with `hwid`, says whether it matches.
     Info,
@@ -88,7 +89,8 @@ pub struct TelegramData {
     pub custom_days: Option<u32>,
     #[oai(rename = "expires_at")]
     pub expires_at: Option<OffsetDateTime>,
-    /// The rotated nonce (validate only).
+    /// validate only: the key's current nonce, the one the app presents next (a bot's
+    /// validation does not rotate it).
     #[oai(skip_serializing_if_is_none)]
     pub nonce: Option<String>,
     pub note: Option<String>,
@@ -126,8 +128,8 @@ pub enum TelegramResponse {
 impl TelegramApi {
     /// Telegram bot actions
     ///
-    /// `validate` (binds the PC HWID on first use, returns a nonce), `info` (read-only),
-    /// `reset_hwid` (needs `secret`; at most once per the project's cooldown, else 429 with
+    /// `validate` (binds the PC HWID on first use, returns the key's current nonce without
+    /// rotating it: the app's chain stays intact), `info` (read-only), `reset_hwid` (needs `secret`; at most once per the project's cooldown, else 429 with
     /// Retry-After). Refusals use the same codes as `/api/validate`.
     #[oai(path = "/api/telegram", method = "post")]
     async fn telegram(
@@ -147,9 +149,11 @@ impl TelegramApi {
                 let hwid = body.hwid.filter(|h| !h.is_empty()).ok_or_else(|| {
                     Error::Invalid("field `hwid` is required for validate".into())
                 })?;
+                // The bot reads on the app's behalf: the app's nonce chain stays intact.
                 let check = KeyCheck {
                     hwid,
                     ip,
+                    rotates_nonce: false,
                     ..KeyCheck::default()
                 };
                 let lookup = Lookup::Key {
@@ -207,11 +211,13 @@ impl TelegramApi {
             );
         }
         let (license, machines) = found?;
-        self.state.db.writer().record(
-            AuditEvent::new(&license.tenant_id, actor, "key.info")
-                .license(&license.product_id, &license.id)
-                .ip(ip.as_deref()),
-        );
+        let mut event = AuditEvent::new(&license.tenant_id, actor, "key.info")
+            .license(&license.product_id, &license.id)
+            .ip(ip.as_deref());
+        if let Some(hwid) = hwid.as_deref().filter(|h| !h.is_empty()) {
+            event = event.machine(hwid);
+        }
+        self.state.db.writer().record(event);
         let now = now_ms();
         Ok(TelegramData {
             valid: license.problem(now).is_none(),

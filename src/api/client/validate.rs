@@ -3,16 +3,17 @@
 use poem::Request;
 use poem::http::StatusCode;
 use poem_openapi::payload::{Json, Response};
-use poem_openapi::types::ToJSON;
+use poem_openapi::registry::{MetaHeader, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ClientTags;
-use crate::api::ClientIp;
 use crate::api::fields::named;
 use crate::api::keyvault_error::{KvError, KvResult};
+use crate::api::{ClientIp, SIGNED_BY_HEADER};
 use crate::crypto;
 use crate::domain::abuse::detector::SeatLimit;
 use crate::domain::audit::{self, AuditEvent};
@@ -93,12 +94,15 @@ pub struct ValidateRequest {
     pub payload: Option<String>,
 }
 
-/// The plaintext inside an envelope.
+/// The plaintext inside an envelope: the plain request plus `timestamp` and `requestId`.
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EnvelopeRequest {
     key: String,
     hwid: String,
+    /// Optional, as in a plain request; the envelope already names the project, so a secret
+    /// that is not that project's is answered like a plain request's wrong secret.
+    secret: Option<String>,
     nonce: Option<String>,
     session_id: Option<String>,
     client_nonce: Option<String>,
@@ -171,19 +175,21 @@ impl ValidateApi {
     /// (403 HWID_MISMATCH) once the key's machines are taken. Expired, suspended, banned and
     /// revoked keys → 403 KEY_EXPIRED / KEY_SUSPENDED / KEY_BANNED / KEY_REVOKED; an unknown
     /// key → 404. Each call rotates the key's nonce; sessions are limited to `maxSessions`.
+    /// Answers are signed (`X-Signature`, the project's Ed25519 key, over the exact body), and
+    /// so are refusals whenever the key's project is known.
     #[oai(path = "/api/validate", method = "post")]
     async fn validate(
         &self,
         req: &Request,
         body: Json<ValidateRequest>,
-    ) -> KvResult<Response<ValidateResponse>> {
+    ) -> Result<Response<ValidateResponse>, Refusal> {
         let body = body.0;
         let ip = ClientIp::of(req).map(|i| i.to_string());
         if let Some(payload) = body.payload {
             let project_id = body
                 .project_id
                 .ok_or_else(|| Error::Invalid("projectId is required with payload".into()))?;
-            return self.validate_envelope(&project_id, &payload, ip).await;
+            return Ok(self.validate_envelope(&project_id, &payload, ip).await?);
         }
         let key = body
             .key
@@ -197,6 +203,7 @@ impl ValidateApi {
             nonce: body.nonce,
             session_id: body.session_id,
             ip,
+            rotates_nonce: true,
         };
         let lookup = Lookup::Key {
             key,
@@ -222,12 +229,92 @@ impl ValidateApi {
     }
 }
 
+/// A refusal of `/api/validate` in the key/HWID error envelope. When the key's project is
+/// known it names it, so the guard signs the refusal like a success: an app can then tell a
+/// genuine "banned" or "HWID mismatch" from one forged by whoever sits on its network path.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: KvError,
+    /// The project whose key signs the body (`X-Keyward-Product`).
+    pub signed_by: Option<String>,
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        KvError::from_error(&err).into()
+    }
+}
+
+impl From<KvError> for Refusal {
+    fn from(error: KvError) -> Self {
+        Self {
+            error,
+            signed_by: None,
+        }
+    }
+}
+
+/// Telegram answers are not signed: its refusals drop the project.
+impl From<Refusal> for KvError {
+    fn from(refusal: Refusal) -> Self {
+        refusal.error
+    }
+}
+
+impl ApiResponse for Refusal {
+    fn meta() -> MetaResponses {
+        let mut meta = KvError::meta();
+        // Only refusals about a key (403) or within a named project (404) can be signed.
+        for response in &mut meta.responses {
+            if matches!(response.status, Some(403 | 404)) {
+                response.headers.push(MetaHeader {
+                    name: SIGNED_BY_HEADER.to_owned(),
+                    description: Some(
+                        "The project whose key signed the body (X-Signature), when the key's \
+                         project is known"
+                            .to_owned(),
+                    ),
+                    required: false,
+                    deprecated: false,
+                    schema: String::schema_ref(),
+                });
+            }
+        }
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        KvError::register(registry);
+    }
+}
+
+impl poem::IntoResponse for Refusal {
+    fn into_response(self) -> poem::Response {
+        let mut resp = self.error.into_response();
+        if let Some(value) = self.signed_by.and_then(|p| p.parse().ok()) {
+            resp.headers_mut().insert(SIGNED_BY_HEADER, value);
+        }
+        resp
+    }
+}
+
+impl From<Refusal> for poem::Error {
+    fn from(refusal: Refusal) -> Self {
+        poem::Error::from_response(poem::IntoResponse::into_response(refusal))
+    }
+}
+
 /// How the key is found.
 pub(crate) enum Lookup {
     /// By key, within the project named by `secret` when given, else among all keys.
     Key { key: String, secret: Option<String> },
-    /// By key within a known project (envelopes).
-    InProject { key: String, product_id: String },
+    /// By key within a known project (envelopes); a `secret`, if given, must be that
+    /// project's.
+    InProject {
+        key: String,
+        product_id: String,
+        secret: Option<String>,
+    },
 }
 
 impl ValidateApi {
@@ -256,7 +343,7 @@ impl ValidateApi {
                 (StatusCode::OK, bytes)
             }
             Err(e) => {
-                let resp = poem::IntoResponse::into_response(KvError::from_error(&e));
+                let resp = poem::IntoResponse::into_response(e);
                 let status = resp.status();
                 let bytes = resp
                     .into_body()
@@ -285,33 +372,40 @@ impl ValidateApi {
         product: &Product,
         plaintext: &[u8],
         ip: Option<String>,
-    ) -> Result<Validation, Error> {
+    ) -> Result<Validation, KvError> {
         let request: EnvelopeRequest = serde_json::from_slice(plaintext).map_err(|e| {
             Error::Invalid(format!("the decrypted payload is not a valid request: {e}"))
         })?;
         if request.key.len() > 100 || request.hwid.is_empty() || request.hwid.len() > 255 {
             return Err(Error::Invalid(
                 "key (1-100) and hwid (1-255 characters) are required".into(),
-            ));
+            )
+            .into());
+        }
+        if request.secret.as_ref().is_some_and(|s| s.len() > 100) {
+            return Err(Error::Invalid("secret must be at most 100 characters".into()).into());
         }
         if !(16..=128).contains(&request.request_id.len()) {
-            return Err(Error::Invalid("requestId must be 16-128 characters".into()));
+            return Err(Error::Invalid("requestId must be 16-128 characters".into()).into());
         }
         let now = now_ms();
         if (request.timestamp - now / 1000).abs() > ENVELOPE_WINDOW_SECS {
             return Err(Error::Forbidden(format!(
                 "stale request: timestamp must be within {ENVELOPE_WINDOW_SECS} s of the server clock"
-            )));
+            ))
+            .into());
         }
         let check = KeyCheck {
             hwid: request.hwid,
             nonce: request.nonce,
             session_id: request.session_id,
             ip,
+            rotates_nonce: true,
         };
         let lookup = Lookup::InProject {
             key: request.key,
             product_id: product.id.clone(),
+            secret: request.secret,
         };
         // The request id is remembered in the same transaction as the validation.
         let seen = (
@@ -329,12 +423,14 @@ impl ValidateApi {
         )
         .await
         .map(|(_, v)| v)
+        // The envelope is signed as a whole by `validate_envelope`.
+        .map_err(|refusal| refusal.error)
     }
 }
 
 /// Validates a key for a machine in one writer job (see `sessions::validate_key`), audits the
-/// outcome and opens the project's signing key for the answer. Shared by `/api/validate` and
-/// `/api/telegram`.
+/// outcome and opens the project's signing key for the answer, or for the refusal when the
+/// key's project is known. Shared by `/api/validate` and `/api/telegram`.
 pub(crate) async fn validate_key_request(
     state: &AppState,
     actor: &str,
@@ -343,7 +439,7 @@ pub(crate) async fn validate_key_request(
     client_nonce: Option<String>,
     encrypted: bool,
     seen_request: Option<(String, i64)>,
-) -> Result<(Product, Validation), Error> {
+) -> Result<(Product, Validation), Refusal> {
     let raw_key = match &lookup {
         Lookup::Key { key, .. } | Lookup::InProject { key, .. } => licenses::normalize_key(key),
     };
@@ -360,6 +456,7 @@ pub(crate) async fn validate_key_request(
             if product.settings.require_encryption && !encrypted {
                 return Ok(Err((
                     license,
+                    product,
                     Error::Forbidden(
                         "This project accepts only encrypted requests (projectId + payload)".into(),
                     ),
@@ -370,6 +467,7 @@ pub(crate) async fn validate_key_request(
             {
                 return Ok(Err((
                     license,
+                    product,
                     Error::License(LicenseProblem::NonceMismatch),
                 )));
             }
@@ -391,15 +489,25 @@ pub(crate) async fn validate_key_request(
                     )?;
                     Ok(Ok((product, v)))
                 }
-                Err(e @ Error::License(_)) => Ok(Err((license, e))),
+                Err(e @ Error::License(_)) => Ok(Err((license, product, e))),
                 Err(e) => Err(e),
             }
         })
         .await;
     let outcome = match outcome {
         Err(e @ Error::NotFound("key")) => {
-            state.abuse.unknown_key(client_ip, unknown_scope.resolve());
-            return Err(e);
+            let scope = unknown_scope.resolve();
+            // A secret naming a real project makes the 404 that project's answer.
+            let project = match &scope {
+                crate::abuse::Scope::ClientSecret(hash) => state
+                    .db
+                    .read(|c| products::repo::find_by_client_secret(c, hash))
+                    .ok()
+                    .flatten(),
+                _ => None,
+            };
+            state.abuse.unknown_key(client_ip, scope);
+            return Err(refusal(state, e, project.as_ref()));
         }
         other => other?,
     };
@@ -414,7 +522,7 @@ pub(crate) async fn validate_key_request(
             );
             ok
         }
-        Err((license, e)) => {
+        Err((license, product, e)) => {
             state
                 .abuse
                 .license_used(client_ip, &license, Some(&hwid), None, None);
@@ -439,7 +547,7 @@ pub(crate) async fn validate_key_request(
                     .ip(ip.as_deref())
                     .detail(json!({"code": code})),
             );
-            return Err(e);
+            return Err(refusal(state, e, Some(&product)));
         }
     };
     state.signing_keys.for_product(&state.master, &product)?;
@@ -460,6 +568,23 @@ pub(crate) async fn validate_key_request(
             client_nonce,
         },
     ))
+}
+
+/// The refusal of `err`, to be signed with `project`'s key when the project is known. If the
+/// key cannot be opened the refusal goes out unsigned rather than as a 500: a client that
+/// checks signatures rejects it either way.
+fn refusal(state: &AppState, err: Error, project: Option<&Product>) -> Refusal {
+    let signed_by = project.and_then(|p| match state.signing_keys.for_product(&state.master, p) {
+        Ok(_) => Some(p.id.clone()),
+        Err(e) => {
+            tracing::error!("cannot open the signing key of product {}: {e}", p.id);
+            None
+        }
+    });
+    Refusal {
+        error: KvError::from_error(&err),
+        signed_by,
+    }
 }
 
 /// Where a report of an unknown key belongs, kept cheap until it is needed.
@@ -513,7 +638,18 @@ pub(crate) fn find(
             licenses::repo::find_by_key_in_product(c, &product.id, key)?
         }
         Lookup::Key { secret: None, .. } => licenses::repo::find_by_key_everywhere(c, key)?,
-        Lookup::InProject { product_id, .. } => {
+        Lookup::InProject {
+            product_id, secret, ..
+        } => {
+            if let Some(secret) = secret {
+                let named = products::repo::find_by_client_secret(
+                    c,
+                    &crypto::sha256(secret.trim().as_bytes()),
+                )?;
+                if named.is_none_or(|p| p.id != *product_id) {
+                    return Err(Error::NotFound("key"));
+                }
+            }
             licenses::repo::find_by_key_in_product(c, product_id, key)?
         }
     }

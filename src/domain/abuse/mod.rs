@@ -16,7 +16,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditEvent, Caller};
 use super::licenses::{self, LicenseStatus};
 use super::text_enum;
 use crate::error::{Error, Result};
@@ -475,9 +475,10 @@ pub fn change_state(
     conn: &Connection,
     flag: &Flag,
     state: FlagState,
-    actor: &str,
+    by: &Caller,
     now: i64,
 ) -> Result<StateChange> {
+    let actor = by.actor.as_str();
     let mut change = StateChange::default();
     if flag.state == state {
         return Ok(change);
@@ -519,7 +520,9 @@ pub fn change_state(
         detail["liftedBlocks"] = json!(change.lifted_blocks);
         detail["reactivatedLicense"] = json!(change.reactivated_license);
     }
-    let mut event = AuditEvent::new(&flag.tenant_id, actor, "abuse.flag.update").detail(detail);
+    let mut event = by
+        .event(&flag.tenant_id, "abuse.flag.update")
+        .detail(detail);
     event.at = now;
     event.product_id = flag.product_id.clone();
     event.license_id = flag.license_id.clone();
@@ -528,14 +531,16 @@ pub fn change_state(
 }
 
 /// Lifts a block (idempotent); audited. Must run in a writer job.
-pub fn lift_block(conn: &Connection, block: &IpBlock, actor: &str, now: i64) -> Result<bool> {
+pub fn lift_block(conn: &Connection, block: &IpBlock, by: &Caller, now: i64) -> Result<bool> {
     if block.lifted_at.is_some() {
         return Ok(false);
     }
-    repo::lift_block(conn, &block.id, actor, now)?;
-    let mut event = AuditEvent::new(&block.tenant_id, actor, "abuse.ip.unblock")
-        .ip(Some(&block.target()))
-        .detail(json!({"blockId": block.id, "flagId": block.flag_id}));
+    repo::lift_block(conn, &block.id, &by.actor, now)?;
+    // The event's IP is the operator's, like every admin action's; the unblocked address is
+    // in the detail.
+    let mut event = by
+        .event(&block.tenant_id, "abuse.ip.unblock")
+        .detail(json!({"blockId": block.id, "flagId": block.flag_id, "address": block.target()}));
     event.at = now;
     event.product_id = block.product_id.clone();
     audit::repo::insert(conn, &event)?;

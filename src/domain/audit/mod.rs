@@ -3,6 +3,20 @@
 
 pub mod repo;
 
+/// Who acts and from which address, as the audit trail records it. Handlers build events from
+/// it, so the caller's IP reaches every event without each handler remembering to add it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: String,
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    pub fn event(&self, tenant_id: &str, action: &str) -> AuditEvent {
+        AuditEvent::new(tenant_id, &self.actor, action).ip(self.ip.as_deref())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     pub tenant_id: String,

@@ -30,6 +30,10 @@ pub struct KeyCheck {
     /// A session to refresh instead of opening a new one.
     pub session_id: Option<String>,
     pub ip: Option<String>,
+    /// True when the app itself validates. A third party checking the key for it (a Telegram
+    /// bot) leaves the nonce as it is: the nonce is the app's anti-replay chain, and a read by
+    /// someone else must not make the app's next request a replay.
+    pub rotates_nonce: bool,
 }
 
 pub struct KeyValidated {
@@ -43,7 +47,8 @@ pub struct KeyValidated {
 
 /// Validates `license` for the machine `check.hwid`: refuses unusable keys, checks the nonce,
 /// binds the HWID on first use (a different HWID on a locked key is refused), opens or
-/// refreshes a session within `maxSessions`, and rotates the nonce. Must run in a writer job.
+/// refreshes a session within `maxSessions`, and rotates the nonce (see
+/// [`KeyCheck::rotates_nonce`]). Must run in a writer job.
 pub fn validate_key(
     conn: &Connection,
     license: &License,
@@ -76,8 +81,20 @@ pub fn validate_key(
         Err(e) => return Err(e),
     };
     let session_id = open_or_refresh_session(conn, license, product, check, now)?;
-    let nonce = crypto::random_secret(32);
-    repo::set_nonce(conn, &license.id, &nonce)?;
+    let current = if check.rotates_nonce {
+        None
+    } else {
+        repo::current_nonce(conn, &license.id)?
+    };
+    let nonce = match current {
+        Some(nonce) => nonce,
+        // A key no app has validated yet has no chain to break: start one.
+        None => {
+            let nonce = crypto::random_secret(32);
+            repo::set_nonce(conn, &license.id, &nonce)?;
+            nonce
+        }
+    };
     Ok(KeyValidated {
         license: activated.license,
         nonce,
