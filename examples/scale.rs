@@ -95,6 +95,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             "/api/keys?search=batch-7&limit=50".into(),
         ),
         (
+            "search note text (1.1 % match)",
+            "/api/keys?search=batch-99&limit=50".into(),
+        ),
+        (
             "search note text (0.1 % match)",
             "/api/keys?search=batch-999&limit=50".into(),
         ),

@@ -234,13 +234,30 @@ pub struct Search<'a> {
     pub text: Option<&'a str>,
 }
 
-/// One page of matching licenses, newest first, each with its activation count and first
-/// bound machine; and the total.
+/// A note text matched by more keys than this is searched by walking the keys newest first
+/// and testing each (a page fills after a short walk); a rarer one by collecting its matches
+/// from the trigram index first (a walk would cross most of the table to fill a page).
+const NOTE_WALK_THRESHOLD: i64 = 5_000;
+
+/// One page of matching licenses, newest first (ties in creation order), each with its
+/// activation count and first bound machine; and the total.
 pub fn search(
     conn: &Connection,
     s: &Search<'_>,
     limit: u32,
     offset: u64,
+) -> Result<(Vec<KeyRow>, crate::domain::Counted)> {
+    search_with(conn, s, limit, offset, NOTE_WALK_THRESHOLD)
+}
+
+/// [`search`] with the note-walk threshold as a parameter, so tests can hold both plans to
+/// the same answers.
+fn search_with(
+    conn: &Connection,
+    s: &Search<'_>,
+    limit: u32,
+    offset: u64,
+    note_walk_threshold: i64,
 ) -> Result<(Vec<KeyRow>, crate::domain::Counted)> {
     // Only the filters in use appear in the SQL, so SQLite can pick an index for them (an
     // `?1 IS NULL OR …` condition defeats the planner); the statement cache keeps one plan
@@ -267,35 +284,48 @@ pub fn search(
         conditions.push("l.plan = ?");
         args.push(Box::new(plan));
     }
+    // Text matches the start of the key, the start of a bound HWID, or any part of the note.
+    let mut walk_text = false;
     if let Some(text) = s.text {
-        // Each alternative on its own index, joined by UNION: key range, HWID range, and the
-        // notes' trigram index (any substring of 3+ characters). Shorter texts match notes
-        // by a scan of the notes index alone.
-        let by_trigrams = text.chars().count() >= 3;
-        conditions.push(if by_trigrams {
-            "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
-                      UNION SELECT license_id FROM activations WHERE machine_id >= ? AND machine_id < ?
-                      UNION SELECT license_id FROM license_notes WHERE license_notes MATCH ?)"
-        } else {
-            "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
-                      UNION SELECT license_id FROM activations WHERE machine_id >= ? AND machine_id < ?
-                      UNION SELECT license_id FROM license_notes WHERE note LIKE ? ESCAPE '\\')"
-        });
         let key = super::normalize_key(text);
+        // Too short for trigrams: every note would be scanned either way, so walk.
+        let rare_notes = if text.chars().count() >= 3 {
+            let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+            rare_note_matches(conn, &phrase, note_walk_threshold)?
+        } else {
+            None
+        };
+        walk_text = rare_notes.is_none();
         args.push(Box::new(key.clone()));
         args.push(Box::new(format!("{key}\u{10FFFF}")));
         args.push(Box::new(text.to_owned()));
         args.push(Box::new(format!("{text}\u{10FFFF}")));
-        if by_trigrams {
-            // One FTS5 phrase: the text as typed, its quotes doubled.
-            args.push(Box::new(format!("\"{}\"", text.replace('"', "\"\""))));
-        } else {
-            args.push(Box::new(format!(
-                "%{}%",
-                text.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )));
+        match rare_notes {
+            Some(ids) => {
+                // Each alternative on its own index, joined by UNION: key range, HWID range
+                // and the (few) licenses whose notes matched, found once above.
+                conditions.push(
+                    "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
+                              UNION SELECT license_id FROM activations
+                                    WHERE machine_id >= ? AND machine_id < ?
+                              UNION SELECT value FROM json_each(?))",
+                );
+                args.push(Box::new(serde_json::Value::from(ids).to_string()));
+            }
+            None => {
+                conditions.push(
+                    "(l.license_key >= ? AND l.license_key < ?
+                      OR l.id IN (SELECT license_id FROM activations
+                                  WHERE machine_id >= ? AND machine_id < ?)
+                      OR l.note LIKE ? ESCAPE '\\')",
+                );
+                args.push(Box::new(format!(
+                    "%{}%",
+                    text.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )));
+            }
         }
     }
     let filter = if conditions.is_empty() {
@@ -305,37 +335,51 @@ pub fn search(
     };
     // Pages are walked newest first along the creation-time index and filtered on the way:
     // most filters match often, so a page fills after a short walk, where sorting every
-    // match would cost a scan of the table.
-    let walk = match (s.tenant_scope, s.text) {
-        (_, Some(_)) => "",
-        (Some(_), None) => "INDEXED BY licenses_tenant_created",
-        (None, None) => "INDEXED BY licenses_created",
+    // match would cost a scan of the table. Rare note texts are the exception (above).
+    let walk = match (s.tenant_scope, s.text.is_some() && !walk_text) {
+        (_, true) => "",
+        (Some(_), false) => "INDEXED BY licenses_tenant_created",
+        (None, false) => "INDEXED BY licenses_created",
     };
-    // Counting every match of a filter over a million keys costs more than the page; the
-    // count stops a good way past the page asked for, and says so.
+    // Counting every match over a million keys costs more than the page; the count stops a
+    // good way past the page asked for, and says so. A common note text is not counted at
+    // all: the page is asked for one row more, which tells whether another page follows.
     let cap = crate::domain::COUNT_CAP.max(offset + 10 * limit as u64);
-    args.push(Box::new(cap as i64 + 1));
-    let counted = conn
-        .prepare_cached(&format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM licenses l WHERE {filter} LIMIT ?)"
-        ))?
-        .query_row(rusqlite::params_from_iter(args.iter()), |r| {
-            r.get::<_, i64>(0)
-        })? as u64;
-    args.pop();
-    let total = crate::domain::Counted {
-        total: counted.min(cap),
-        capped: counted > cap,
+    let count = |args: &mut Vec<Box<dyn rusqlite::ToSql>>| -> Result<crate::domain::Counted> {
+        args.push(Box::new(cap as i64 + 1));
+        let counted = conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM licenses l WHERE {filter} LIMIT ?)"
+            ))?
+            .query_row(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
+        args.pop();
+        Ok(crate::domain::Counted {
+            total: counted.min(cap),
+            capped: counted > cap,
+        })
     };
+    let counted = if walk_text {
+        None
+    } else {
+        Some(count(&mut args)?)
+    };
+    // The page's rows are found on the index alone, and only they are read whole: an
+    // offset walked with whole rows (and their activation subqueries) costs a read per
+    // skipped row.
+    let fetch = if walk_text { limit + 1 } else { limit };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT l.*,
             (SELECT COUNT(*) FROM activations a WHERE a.license_id = l.id) AS activation_count,
             (SELECT machine_id FROM activations a WHERE a.license_id = l.id
              ORDER BY activated_at LIMIT 1) AS first_machine
-         FROM licenses l {walk} WHERE {filter}
-         ORDER BY l.created_at DESC, l.id DESC LIMIT ? OFFSET ?"
+         FROM licenses l
+         WHERE l.rowid IN (SELECT l.rowid FROM licenses l {walk} WHERE {filter}
+                           ORDER BY l.created_at DESC, l.rowid DESC LIMIT ? OFFSET ?)
+         ORDER BY l.created_at DESC, l.rowid DESC"
     ))?;
-    args.push(Box::new(limit as i64));
+    args.push(Box::new(fetch as i64));
     args.push(Box::new(offset as i64));
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         Ok(KeyRow {
@@ -344,7 +388,41 @@ pub fn search(
             first_machine: r.get("first_machine")?,
         })
     })?;
-    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+    let mut rows: Vec<KeyRow> = rows.collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    let total = match counted {
+        Some(counted) => counted,
+        // Past the last page the walk saw nothing to count from: count (rarely asked).
+        None if rows.is_empty() && offset > 0 => {
+            args.truncate(args.len() - 2);
+            count(&mut args)?
+        }
+        None => {
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            crate::domain::Counted {
+                total: offset + rows.len() as u64 + u64::from(more),
+                capped: more,
+            }
+        }
+    };
+    Ok((rows, total))
+}
+
+/// The licenses whose notes contain `phrase` (an FTS5 phrase), unless there are more than
+/// `threshold` (None; the search stops there).
+fn rare_note_matches(
+    conn: &Connection,
+    phrase: &str,
+    threshold: i64,
+) -> Result<Option<Vec<String>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT license_id FROM license_notes WHERE license_notes MATCH ?1 LIMIT ?2",
+    )?;
+    let ids = stmt
+        .query_map(params![phrase, threshold.saturating_add(1)], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok((ids.len() as i64 <= threshold).then_some(ids))
 }
 
 pub fn set_status(conn: &Connection, id: &str, status: LicenseStatus, now: i64) -> Result<()> {
@@ -479,6 +557,76 @@ mod tests {
             let stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
             assert_eq!(stmt.column_names(), expected, "{table}");
         }
+        Ok(())
+    }
+
+    /// A common note text is searched by walking the keys, a rare one through the trigram
+    /// index: both must give the same pages, and the walk's total must never overstate.
+    #[test]
+    fn both_note_search_plans_give_the_same_pages() -> Result<(), Box<dyn std::error::Error>> {
+        use super::{Search, search_with};
+        let conn = rusqlite::Connection::open_in_memory()?;
+        conn.execute_batch(include_str!("../../../schema.sql"))?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+        for i in 0..240i64 {
+            let id = format!("lic_{i:04}");
+            // Equal creation times in runs of three: ties are ordered by insertion.
+            conn.execute(
+                "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type,
+                    tier, status, max_activations, max_sessions, plan, note, created_at,
+                    updated_at)
+                 VALUES (?1, ?2, 'p1', ?3, 'SUBSCRIPTION', 'PERSONAL', 'ACTIVE', 1, 1,
+                    'LIFETIME', ?4, ?5, ?5)",
+                rusqlite::params![
+                    id,
+                    if i % 4 == 0 { "t2" } else { "t1" },
+                    format!("AB-{i:04}"),
+                    format!("order 100% batch_{} of {}", i % 7, i % 3),
+                    1_000 + i / 3
+                ],
+            )?;
+            if i % 5 == 0 {
+                conn.execute(
+                    "INSERT INTO activations (id, tenant_id, license_id, machine_id,
+                        activated_at, last_seen_at) VALUES (?1, 't1', ?2, ?3, 1, 1)",
+                    rusqlite::params![format!("act_{i}"), id, format!("hw-{i:04}")],
+                )?;
+            }
+        }
+        let page_ids = |rows: &[super::KeyRow]| -> Vec<String> {
+            rows.iter().map(|r| r.license.id.clone()).collect()
+        };
+        for text in [
+            "batch_3", "0% b", "of 2", "h_1 of", "hw-00", "AB-01", "ab-0", "batch_9",
+        ] {
+            for tenant in [None, Some("t1")] {
+                let s = Search {
+                    tenant_scope: tenant,
+                    text: Some(text),
+                    ..Search::default()
+                };
+                for (limit, offset) in [(10, 0), (7, 14), (50, 0), (10, 230)] {
+                    let (set, set_total) = search_with(&conn, &s, limit, offset, i64::MAX)?;
+                    let (walk, walk_total) = search_with(&conn, &s, limit, offset, -1)?;
+                    let case = format!("{text:?} tenant {tenant:?} limit {limit} offset {offset}");
+                    assert_eq!(page_ids(&set), page_ids(&walk), "{case}");
+                    assert!(!set_total.capped, "{case}");
+                    if walk_total.capped {
+                        assert!(walk_total.total <= set_total.total, "{case}");
+                        assert_eq!(walk_total.total, offset + limit as u64 + 1, "{case}");
+                    } else {
+                        assert_eq!(walk_total.total, set_total.total, "{case}");
+                    }
+                }
+            }
+        }
+        // The walk found what the index found: a sanity check that the texts match at all.
+        let s = Search {
+            text: Some("batch_3"),
+            ..Search::default()
+        };
+        let (_, total) = search_with(&conn, &s, 50, 0, i64::MAX)?;
+        assert_eq!(total.total, (0..240).filter(|i| i % 7 == 3).count() as u64);
         Ok(())
     }
 }
