@@ -413,6 +413,28 @@ fn run(
         ),
         verdict(ratio_ok),
     );
+    // Where the ratio goes: each answer's CPU time on the whole machine (server, load
+    // generator and kernel alike), and the share of validate's budgeted time that the
+    // signature every answer must carry takes by itself.
+    let per_answer_us = |rate: f64| cores as f64 * 1e6 / rate.max(1e-9);
+    let budget_us = per_answer_us(health_r.rate() * RATIO_BUDGET);
+    let sign_us = signing_cost_us()?;
+    row(
+        "  CPU time per answer: health / validate",
+        &format!(
+            "{:.0} / {:.0} µs",
+            per_answer_us(health_r.rate()),
+            per_answer_us(validate_r.rate())
+        ),
+        &format!("validate <= {budget_us:.0} µs"),
+        "",
+    );
+    row(
+        "  Ed25519 signature of one answer",
+        &format!("{sign_us:.1} µs"),
+        &format!("{:.0} % of that budget", sign_us / budget_us * 100.0),
+        "",
+    );
     row(
         "validate latency p50 / p99 (full load)",
         &format!(
@@ -544,6 +566,22 @@ fn run(
     let all_ok = ratio_ok && half_ok && activations_ok && durable && detection_ok;
     println!("overall: {}", verdict(all_ok));
     Ok(all_ok)
+}
+
+/// One core's time for the Ed25519 signature of a validate answer's size, in µs.
+fn signing_cost_us() -> Result<f64, Box<dyn Error>> {
+    let (_, seed) = keyward::crypto::generate_signing_key();
+    let key = keyward::crypto::signing_key_from_seed(&seed)?;
+    let answer = vec![b'x'; 700];
+    let rounds = 5_000;
+    let started = Instant::now();
+    let mut signed = 0;
+    for _ in 0..rounds {
+        signed += keyward::crypto::sign(&key, &answer).len();
+    }
+    let us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    std::hint::black_box(signed);
+    Ok(us)
 }
 
 fn row(name: &str, measured: &str, budget: &str, verdict: &str) {
