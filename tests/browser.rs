@@ -536,6 +536,17 @@ async fn admin_panel_and_user_portal_end_to_end() {
     .await;
     b.shot("keys").await;
 
+    // The admin overview pages each of its three lists; the setup made one operator, one
+    // project and three keys.
+    b.goto("/#/admin").await;
+    b.wait_text("admin-stat-users", "1").await;
+    b.wait_text("admin-stat-projects", "1").await;
+    b.wait_text("admin-stat-keys", "3").await;
+    assert_eq!(b.all("[data-test=admin-users-row]").await.len(), 1);
+    assert_eq!(b.all("[data-test=admin-projects-row]").await.len(), 1);
+    assert_eq!(b.all("[data-test=admin-keys-row]").await.len(), 3);
+    b.assert_clean("admin overview").await;
+
     /* ---------- Abuse: key guessing is flagged, shown with its evidence, dismissed ---------- */
     for i in 0..40 {
         let guess = srv
