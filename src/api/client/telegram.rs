@@ -14,7 +14,6 @@ use super::validate::{Lookup, find, validate_key_request};
 use crate::api::ClientIp;
 use crate::api::fields::named;
 use crate::api::keyvault_error::KvResult;
-use crate::crypto;
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::licenses::{self, LicenseStatus, Plan};
 use crate::domain::sessions::{self, KeyCheck};
@@ -255,11 +254,8 @@ impl TelegramApi {
             .state
             .db
             .write(move |c| {
-                let product = products::repo::find_by_client_secret(
-                    c,
-                    &crypto::sha256(secret.trim().as_bytes()),
-                )?
-                .ok_or(Error::NotFound("key"))?;
+                let product =
+                    products::repo::find_by_secret(c, &secret)?.ok_or(Error::NotFound("key"))?;
                 let license = licenses::repo::find_by_key_in_product(c, &product.id, &normalized)?
                     .ok_or(Error::NotFound("key"))?;
                 let now = now_ms();

@@ -630,11 +630,8 @@ pub(crate) fn find(
             secret: Some(secret),
             ..
         } => {
-            let product = products::repo::find_by_client_secret(
-                c,
-                &crypto::sha256(secret.trim().as_bytes()),
-            )?
-            .ok_or(Error::NotFound("key"))?;
+            let product =
+                products::repo::find_by_secret(c, secret)?.ok_or(Error::NotFound("key"))?;
             licenses::repo::find_by_key_in_product(c, &product.id, key)?
         }
         Lookup::Key { secret: None, .. } => licenses::repo::find_by_key_everywhere(c, key)?,
@@ -642,10 +639,7 @@ pub(crate) fn find(
             product_id, secret, ..
         } => {
             if let Some(secret) = secret {
-                let named = products::repo::find_by_client_secret(
-                    c,
-                    &crypto::sha256(secret.trim().as_bytes()),
-                )?;
+                let named = products::repo::find_by_secret(c, secret)?;
                 if named.is_none_or(|p| p.id != *product_id) {
                     return Err(Error::NotFound("key"));
                 }

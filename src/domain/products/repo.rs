@@ -229,6 +229,12 @@ pub fn find_by_client_secret(conn: &Connection, sha256: &[u8]) -> Result<Option<
         .optional()?)
 }
 
+/// The product whose kv_ client secret is `secret` as a client sent it (surrounding
+/// whitespace ignored).
+pub fn find_by_secret(conn: &Connection, secret: &str) -> Result<Option<Product>> {
+    find_by_client_secret(conn, &crate::crypto::sha256(secret.trim().as_bytes()))
+}
+
 /// A product by id alone, for callers that proved their right to it another way (a license
 /// key found through its secret, an encrypted envelope that opened with its key).
 pub fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Product>> {
