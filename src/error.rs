@@ -1,5 +1,5 @@
 //! The one domain error type. Each HTTP face maps it to its own envelope in one place
-//! (`api::vendor::error` for the vendor contract).
+//! (`api::v1::error` for the vendor contract).
 
 use std::time::Duration;
 

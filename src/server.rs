@@ -18,7 +18,7 @@ use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
 use crate::api::client::{telegram::TelegramApi, validate::ValidateApi};
 use crate::api::portal::PortalApi;
-use crate::api::vendor::{
+use crate::api::v1::{
     health::HealthApi, license::LicenseApi, products::ProductApi, updates::UpdatesApi,
 };
 use crate::config::Config;

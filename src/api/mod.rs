@@ -6,7 +6,7 @@ pub mod admin;
 pub mod client;
 pub mod keyvault_error;
 pub mod portal;
-pub mod vendor;
+pub mod v1;
 
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -81,7 +81,7 @@ impl Face {
 
     pub fn error(self, err: &Error) -> Response {
         match self {
-            Face::Vendor => vendor::error::VendorError::from_error(err).into_response(),
+            Face::Vendor => v1::error::VendorError::from_error(err).into_response(),
             Face::KeyVault => keyvault_error::KvError::from_error(err).into_response(),
         }
     }
@@ -90,7 +90,7 @@ impl Face {
     pub fn framework_error(self, status: StatusCode, message: String) -> Response {
         match self {
             Face::Vendor => {
-                vendor::error::VendorError::from_status(status, message).into_response()
+                v1::error::VendorError::from_status(status, message).into_response()
             }
             Face::KeyVault => keyvault_error::KvError::from_status(status, message).into_response(),
         }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ClientIp;
 use crate::api::keyvault_error::KvError;
-use crate::api::vendor::auth::authenticate;
+use crate::api::v1::auth::authenticate;
 use crate::domain::api_keys::Scope;
 use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;

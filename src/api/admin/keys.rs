@@ -12,7 +12,7 @@ use super::AdminTags;
 use super::auth::{Admin, AdminAuth};
 use crate::api::fields::named;
 use crate::api::keyvault_error::KvResult;
-use crate::api::vendor::schemas::{Pagination, page_and_limit};
+use crate::api::v1::schemas::{Pagination, page_and_limit};
 use crate::crypto::MasterKey;
 use crate::domain::activations::{self, Activation};
 use crate::domain::audit;

@@ -14,7 +14,7 @@ use super::auth::{
 use crate::api::ClientIp;
 use crate::api::fields::named;
 use crate::api::keyvault_error::KvResult;
-use crate::api::vendor::schemas::{Pagination, page_and_limit};
+use crate::api::v1::schemas::{Pagination, page_and_limit};
 use crate::domain::api_keys::Scope;
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::operators::{self, Operator, Role};
