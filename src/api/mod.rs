@@ -4,11 +4,12 @@
 
 pub mod admin;
 pub mod client;
-pub mod keyvault_error;
 pub mod portal;
+pub mod shared;
 pub mod v1;
 
-use std::net::IpAddr;
+pub use shared::client_ip::{ClientIp, client_ip};
+
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
@@ -17,48 +18,13 @@ use std::sync::Arc;
 use poem::http::{Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
-use crate::config::Config;
 use crate::error::Error;
 use crate::state::AppState;
-
-/// The client's IP, as [`client_ip`] decided it; set on every API request.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-impl ClientIp {
-    pub fn of(req: &Request) -> Option<IpAddr> {
-        req.extensions().get::<ClientIp>().map(|c| c.0)
-    }
-}
 
 /// A response naming a product in this header gets an `X-Signature` header: the product's
 /// Ed25519 signature (base64) over the exact response body.
 pub const SIGNED_BY_HEADER: &str = "X-Keyward-Product";
 pub const SIGNATURE_HEADER: &str = "X-Signature";
-
-/// The socket peer, unless the peer is a configured trusted proxy: then the right-most
-/// `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
-    if !config.trusted_proxies.contains(&peer) {
-        return Some(peer);
-    }
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !config.trusted_proxies.contains(ip))
-            .unwrap_or(peer),
-    )
-}
 
 /// Which contract a path belongs to, and so which error envelope it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +48,7 @@ impl Face {
     pub fn error(self, err: &Error) -> Response {
         match self {
             Face::Vendor => v1::error::VendorError::from_error(err).into_response(),
-            Face::KeyVault => keyvault_error::KvError::from_error(err).into_response(),
+            Face::KeyVault => shared::keyvault_error::KvError::from_error(err).into_response(),
         }
     }
 
@@ -92,7 +58,7 @@ impl Face {
             Face::Vendor => {
                 v1::error::VendorError::from_status(status, message).into_response()
             }
-            Face::KeyVault => keyvault_error::KvError::from_status(status, message).into_response(),
+            Face::KeyVault => shared::keyvault_error::KvError::from_status(status, message).into_response(),
         }
     }
 }
@@ -303,70 +269,3 @@ async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
     Response::from_parts(parts, bytes.into())
 }
 
-/// A release bundle as a response body, streamed in large reads: the default 4 KiB chunks
-/// cost a system call and a frame per 4 KiB of a multi-gigabyte file.
-pub fn bundle_body(reader: impl tokio::io::AsyncRead + Send + 'static) -> poem::Body {
-    poem::Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(
-        reader,
-        256 * 1024,
-    ))
-}
-
-/// Request-body fields report their own name when they are missing or of the wrong type
-/// (poem-openapi alone only names the object). Used through `deserialize_with`.
-pub mod fields {
-    use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult};
-    use serde_json::Value;
-
-    pub trait FieldName {
-        const NAME: &'static str;
-    }
-
-    pub fn named<F: FieldName, T: ParseFromJSON>(value: Option<Value>) -> ParseResult<T> {
-        let missing = matches!(value, None | Some(Value::Null));
-        // poem-openapi turns numbers and booleans into strings (`"machineId": 12345678` would
-        // activate machine "12345678"); the contract says string, so a wrong type is refused.
-        if let Some(found @ (Value::Number(_) | Value::Bool(_))) = &value
-            && expects_string::<T>()
-        {
-            let kind = if found.is_number() {
-                "number"
-            } else {
-                "boolean"
-            };
-            return Err(ParseError::custom(format!(
-                "field `{}`: expected a string, found a {kind}",
-                F::NAME
-            )));
-        }
-        T::parse_from_json(value).map_err(|e| {
-            if missing {
-                ParseError::custom(format!("field `{}` is required", F::NAME))
-            } else {
-                ParseError::custom(format!("field `{}`: {}", F::NAME, e.into_message()))
-            }
-        })
-    }
-
-    /// True when `T` (or the `T` inside an `Option`) is a JSON string in the schema, dates
-    /// included.
-    fn expects_string<T: ParseFromJSON>() -> bool {
-        // By name: building the schema allocates, and this runs for every field of every
-        // request. Strings and date-times are "string…", optional ones "optional_string…".
-        let name = T::name();
-        name.starts_with("string") || name.starts_with("optional_string")
-    }
-
-    /// Declares marker types naming JSON fields: `field_names!(LicenseKey = "licenseKey");`.
-    #[macro_export]
-    macro_rules! field_names {
-        ($($ty:ident = $name:literal),+ $(,)?) => {
-            $(
-                pub struct $ty;
-                impl $crate::api::fields::FieldName for $ty {
-                    const NAME: &'static str = $name;
-                }
-            )+
-        };
-    }
-}

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use super::AdminTags;
 use super::auth::AdminAuth;
-use crate::api::fields::named;
-use crate::api::keyvault_error::KvResult;
+use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::KvResult;
 use crate::domain::api_keys::{self, ApiKey, Scope};
 use crate::domain::audit;
 use crate::domain::{ms_to_datetime, now_ms, products};

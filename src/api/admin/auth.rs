@@ -3,7 +3,6 @@
 //! extractor in a handler's signature proves it; [`Admin`] says what the caller may reach.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use poem::http::Method;
 use poem::{IntoResponse, Request};
 
 use poem::RequestBody;
@@ -13,8 +12,9 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, Security
 use serde::{Deserialize, Serialize};
 
 use crate::api::ClientIp;
-use crate::api::keyvault_error::KvError;
-use crate::api::v1::auth::authenticate;
+use crate::api::shared::keyvault_error::KvError;
+use crate::api::shared::api_key::authenticate;
+pub use crate::api::shared::csrf::refuse_cross_site;
 use crate::domain::api_keys::Scope;
 use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;
@@ -288,30 +288,4 @@ pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
         // Filled in by `admin_from_request`, which has the request.
         ip: None,
     })
-}
-
-/// Cookies ride along on cross-site requests; state changes made with one must come from the
-/// panel's own origin (Sec-Fetch-Site, else Origin against Host).
-pub fn refuse_cross_site(req: &Request) -> Result<(), Error> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return Ok(());
-    }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let cross_site = Error::Forbidden(
-        "Cross-site request refused: cookie-authenticated changes must come from the admin panel"
-            .into(),
-    );
-    if let Some(site) = header("sec-fetch-site") {
-        return match site {
-            "same-origin" | "none" => Ok(()),
-            _ => Err(cross_site),
-        };
-    }
-    if let (Some(origin), Some(host)) = (header("origin"), header("host")) {
-        let origin_host = origin.split("://").nth(1).unwrap_or("");
-        if origin_host != host {
-            return Err(cross_site);
-        }
-    }
-    Ok(())
 }

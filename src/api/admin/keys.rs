@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use super::AdminTags;
 use super::auth::{Admin, AdminAuth};
-use crate::api::fields::named;
-use crate::api::keyvault_error::KvResult;
+use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::KvResult;
 use crate::api::v1::schemas::{Pagination, page_and_limit};
 use crate::crypto::MasterKey;
 use crate::domain::activations::{self, Activation};

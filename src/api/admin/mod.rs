@@ -1,5 +1,5 @@
 //! The admin face (key/HWID contract): operators and their sessions, projects, keys, API
-//! keys, logs and stats. Errors use the key/HWID envelope (`api::keyvault_error`).
+//! keys, logs and stats. Errors use the key/HWID envelope (`api::shared::keyvault_error`).
 
 pub mod abuse;
 pub mod api_keys;

@@ -12,8 +12,9 @@ use super::auth::{
     Admin, AdminAuth, Principal, TOKEN_COOKIE, TOKEN_TTL_SECS, admin_from_request, issue_token,
 };
 use crate::api::ClientIp;
-use crate::api::fields::named;
-use crate::api::keyvault_error::KvResult;
+use crate::api::shared::csrf::is_https;
+use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::KvResult;
 use crate::api::v1::schemas::{Pagination, page_and_limit};
 use crate::domain::api_keys::Scope;
 use crate::domain::audit::{self, AuditEvent};
@@ -676,16 +677,3 @@ fn is_self(admin: &Admin, target: &Operator) -> bool {
     matches!(&admin.principal, Principal::Operator(o) if o.id == target.id)
 }
 
-/// HTTPS as seen by the browser: TLS here, or a trusted proxy saying so.
-pub(crate) fn is_https(req: &Request, state: &AppState) -> bool {
-    if req.uri().scheme_str() == Some("https") {
-        return true;
-    }
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    peer.is_some_and(|p| state.config.trusted_proxies.contains(&p))
-        && req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-}

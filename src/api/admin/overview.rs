@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::AdminTags;
 use super::auth::AdminAuth;
 use super::keys::LogView;
-use crate::api::keyvault_error::KvResult;
+use crate::api::shared::keyvault_error::KvResult;
 use crate::api::v1::schemas::{Pagination, page_and_limit};
 use crate::domain::audit::repo::LogFilter;
 use crate::domain::licenses::repo::{CountColumn, Search};

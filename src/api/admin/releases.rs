@@ -20,8 +20,8 @@ use tokio::io::AsyncReadExt;
 
 use super::AdminTags;
 use super::auth::{Admin, AdminAuth};
-use crate::api::fields::named;
-use crate::api::keyvault_error::{KvError, KvResult};
+use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::{KvError, KvResult};
 use crate::crypto;
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::products::{self, Product};

@@ -11,8 +11,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ClientTags;
-use crate::api::fields::named;
-use crate::api::keyvault_error::{KvError, KvResult};
+use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::{KvError, KvResult};
 use crate::api::{ClientIp, SIGNED_BY_HEADER};
 use crate::crypto;
 use crate::domain::abuse::detector::SeatLimit;
@@ -537,7 +537,7 @@ pub(crate) async fn validate_key_request(
                     .seat_refused(client_ip, &license, Some(&hwid), limit);
             }
             let code = match &e {
-                Error::License(p) => crate::api::keyvault_error::license_code(*p),
+                Error::License(p) => crate::api::shared::keyvault_error::license_code(*p),
                 _ => "FORBIDDEN",
             };
             state.db.writer().record(

@@ -15,9 +15,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::api::ClientIp;
-use crate::api::admin::auth::refuse_cross_site;
-use crate::api::fields::named;
-use crate::api::keyvault_error::{KvError, KvResult};
+use crate::api::shared::csrf::refuse_cross_site;
+use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::{KvError, KvResult};
 use crate::crypto;
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::{self, License, Plan};
@@ -652,7 +652,7 @@ impl PortalApi {
             .db
             .write(move |c| portal_users::repo::delete_session(c, &token))
             .await?;
-        let secure = if crate::api::admin::operators::is_https(req, &self.state) {
+        let secure = if crate::api::shared::csrf::is_https(req, &self.state) {
             "; Secure"
         } else {
             ""
@@ -706,7 +706,7 @@ impl PortalApi {
                 .detail(json!({"releaseId": release.id, "version": release.version})),
         );
         Ok(PortalLoaderResponse::Ok(
-            Binary(crate::api::bundle_body(file)),
+            Binary(crate::api::shared::body::bundle_body(file)),
             release.bundle.size,
             release.bundle.sha256.clone(),
             release.bundle.signature.clone(),
@@ -757,7 +757,7 @@ fn actor(user: &PortalUser) -> String {
 
 fn session_cookie(req: &Request, state: &AppState, token: &str) -> String {
     let max_age = portal_users::SESSION_TTL_MS / 1000;
-    let secure = if crate::api::admin::operators::is_https(req, state) {
+    let secure = if crate::api::shared::csrf::is_https(req, state) {
         "; Secure"
     } else {
         ""

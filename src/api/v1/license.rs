@@ -15,7 +15,7 @@ use super::error::{ErrorDetail, VendorError, VendorResult};
 use super::schemas::{
     ActivationView, LicenseCreated, LicensePublic, Pagination, VendorStatus, page_and_limit,
 };
-use crate::api::fields::named;
+use crate::api::shared::fields::named;
 use crate::crypto;
 use crate::domain::abuse::detector::{SeatLimit, Seen};
 use crate::domain::activations::{self, MachineInfo};

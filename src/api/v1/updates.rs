@@ -384,7 +384,7 @@ impl UpdatesApi {
         let etag = format!("\"{}\"", bundle.sha256);
         match wanted {
             None => Ok(DownloadResponse::Full(
-                Binary(crate::api::bundle_body(file)),
+                Binary(crate::api::shared::body::bundle_body(file)),
                 size,
                 bundle.sha256,
                 bundle.signature,
@@ -398,7 +398,7 @@ impl UpdatesApi {
                     .map_err(|e| Error::Storage(format!("cannot seek a bundle: {e}")))?;
                 let len = end - start + 1;
                 Ok(DownloadResponse::Partial(
-                    Binary(crate::api::bundle_body(file.take(len))),
+                    Binary(crate::api::shared::body::bundle_body(file.take(len))),
                     len,
                     format!("bytes {start}-{end}/{size}"),
                     bundle.sha256,
