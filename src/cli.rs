@@ -351,7 +351,12 @@ fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error
             let product = in_transaction(&mut conn, |c| {
                 let tenant = find_tenant(c, &tenant)?;
                 let p = products::create(c, &master, &tenant.id, new)?;
-                let event = AuditEvent::new(&tenant.id, "cli", "product.create").product(&p.id);
+                let event = AuditEvent::new(
+                    &tenant.id,
+                    "cli",
+                    crate::domain::audit::AuditAction::ProductCreate,
+                )
+                .product(&p.id);
                 Ok((p, event))
             })?;
             println!("{}", product.id);
@@ -408,8 +413,12 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
                 };
                 let (key, plaintext) =
                     api_keys::create(c, &tenant.id, &name, scope, product_id.as_deref())?;
-                let event = AuditEvent::new(&tenant.id, "cli", "apikey.create")
-                    .detail(serde_json::json!({"apiKeyId": key.id, "scope": scope.as_str()}));
+                let event = AuditEvent::new(
+                    &tenant.id,
+                    "cli",
+                    crate::domain::audit::AuditAction::ApiKeyCreate,
+                )
+                .detail(serde_json::json!({"apiKeyId": key.id, "scope": scope.as_str()}));
                 Ok((plaintext, event))
             })?;
             println!("{plaintext}");
@@ -444,8 +453,12 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
                 let tenant = find_tenant(c, &tenant)?;
                 let revoked =
                     api_keys::repo::revoke(c, &tenant.id, &id_or_prefix, crate::domain::now_ms())?;
-                let event = AuditEvent::new(&tenant.id, "cli", "apikey.revoke")
-                    .detail(serde_json::json!({"apiKey": id_or_prefix}));
+                let event = AuditEvent::new(
+                    &tenant.id,
+                    "cli",
+                    crate::domain::audit::AuditAction::ApiKeyRevoke,
+                )
+                .detail(serde_json::json!({"apiKey": id_or_prefix}));
                 Ok((revoked, event))
             })?;
             if revoked {
@@ -464,7 +477,11 @@ fn tenant(data_dir: &std::path::Path, cmd: TenantCommand) -> Result<i32, Error> 
         TenantCommand::Create { slug, name } => {
             let t = in_transaction(&mut conn, |c| {
                 let t = tenants::repo::create(c, &slug, &name)?;
-                let event = AuditEvent::new(&t.id, "cli", "tenant.create");
+                let event = AuditEvent::new(
+                    &t.id,
+                    "cli",
+                    crate::domain::audit::AuditAction::TenantCreate,
+                );
                 Ok((t, event))
             })?;
             println!("{}", t.id);

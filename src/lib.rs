@@ -11,6 +11,7 @@ pub mod error;
 pub mod maintenance;
 pub mod ratelimit;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod storage;
 pub mod web;

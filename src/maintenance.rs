@@ -48,8 +48,12 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
             for (tenant_id, product_id, license_id) in &expired {
                 crate::domain::audit::repo::insert(
                     c,
-                    &AuditEvent::new(tenant_id, "system", "license.expire")
-                        .license(product_id, license_id),
+                    &AuditEvent::new(
+                        tenant_id,
+                        "system",
+                        crate::domain::audit::AuditAction::LicenseExpire,
+                    )
+                    .license(product_id, license_id),
                 )?;
             }
             let mut culled = 0;
@@ -61,10 +65,14 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                     culled += 1;
                     crate::domain::audit::repo::insert(
                         c,
-                        &AuditEvent::new(&dead.tenant_id, "system", "machine.cull")
-                            .license(&product.id, &dead.license_id)
-                            .machine(&dead.machine_id)
-                            .detail(json!({"lastSeenAt": dead.last_seen_at})),
+                        &AuditEvent::new(
+                            &dead.tenant_id,
+                            "system",
+                            crate::domain::audit::AuditAction::MachineCull,
+                        )
+                        .license(&product.id, &dead.license_id)
+                        .machine(&dead.machine_id)
+                        .detail(json!({"lastSeenAt": dead.last_seen_at})),
                     )?;
                 }
             }

@@ -21,10 +21,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use crate::error::Error;
 use crate::state::AppState;
 
-/// A response naming a product in this header gets an `X-Signature` header: the product's
-/// Ed25519 signature (base64) over the exact response body.
-pub const SIGNED_BY_HEADER: &str = "X-Keyward-Product";
-pub const SIGNATURE_HEADER: &str = "X-Signature";
+pub use shared::signed::{SIGNATURE_HEADER, SIGNED_BY_HEADER};
 
 /// Which contract a path belongs to, and so which error envelope it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +52,10 @@ impl Face {
     /// A framework-level refusal (unparsable body, missing header, unknown route…).
     pub fn framework_error(self, status: StatusCode, message: String) -> Response {
         match self {
-            Face::Vendor => {
-                v1::error::VendorError::from_status(status, message).into_response()
+            Face::Vendor => v1::error::VendorError::from_status(status, message).into_response(),
+            Face::KeyVault => {
+                shared::keyvault_error::KvError::from_status(status, message).into_response()
             }
-            Face::KeyVault => shared::keyvault_error::KvError::from_status(status, message).into_response(),
         }
     }
 }
@@ -113,7 +110,7 @@ pub async fn guard<E: Endpoint>(
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 state.abuse.rate_limited(ip, None);
             }
-            Ok(sign_if_asked(resp, &state).await)
+            Ok(sign_if_asked(resp, &state, face).await)
         }
         Err(e) if e.is_from_response() => {
             let resp = e.into_response();
@@ -121,7 +118,7 @@ pub async fn guard<E: Endpoint>(
                 state.abuse.rate_limited(ip, None);
             }
             // Refusals that name their product are signed like successes.
-            Ok(sign_if_asked(resp, &state).await)
+            Ok(sign_if_asked(resp, &state, face).await)
         }
         Err(e) => {
             let status = e.status();
@@ -241,7 +238,14 @@ async fn limit_body(req: &mut Request, max: usize, face: Face) -> Result<(), Res
     }
 }
 
-async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
+/// Signs a refusal that names its product (a service's error carrying the product id). Success
+/// answers are signed by their [`shared::signed::SignedJson`] payload and pass through. A
+/// response that asks to be signed and cannot be is replaced by the face's error: never sent
+/// unsigned.
+async fn sign_if_asked(resp: Response, state: &AppState, face: Face) -> Response {
+    if resp.headers().contains_key(SIGNATURE_HEADER) {
+        return resp;
+    }
     let Some(product_id) = resp
         .headers()
         .get(SIGNED_BY_HEADER)
@@ -250,22 +254,26 @@ async fn sign_if_asked(resp: Response, state: &AppState) -> Response {
     else {
         return resp;
     };
-    let Some(key) = state.signing_keys.get(&product_id) else {
-        tracing::error!("no signing key opened for product {product_id}; response left unsigned");
-        return resp;
+    let signer = match crate::service::Signer::of_product_id(state, &product_id) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot sign an answer of product {product_id}: {e}");
+            return face.error(&e);
+        }
     };
     let (mut parts, body) = resp.into_parts();
     let bytes = match body.into_bytes().await {
         Ok(b) => b,
         Err(e) => {
             tracing::error!("cannot read a response body to sign it: {e}");
-            return Face::Vendor.error(&Error::Storage("response lost".into()));
+            return face.error(&Error::Storage("response lost".into()));
         }
     };
-    let signature = crate::crypto::sign(&key, &bytes);
-    if let Ok(value) = signature.parse() {
-        parts.headers.insert(SIGNATURE_HEADER, value);
+    match signer.sign(&bytes).parse() {
+        Ok(value) => {
+            parts.headers.insert(SIGNATURE_HEADER, value);
+            Response::from_parts(parts, bytes.into())
+        }
+        Err(_) => face.error(&Error::Storage("a signature is not a header value".into())),
     }
-    Response::from_parts(parts, bytes.into())
 }
-

@@ -13,6 +13,9 @@ pub mod releases;
 pub mod sessions;
 pub mod tenants;
 
+mod ids;
+pub use ids::*;
+
 use time::OffsetDateTime;
 
 /// Milliseconds since the Unix epoch, the unit every stored time uses.

@@ -515,7 +515,10 @@ impl AbuseApi {
                     .map_err(|e| Error::Storage(format!("cannot encode the policy: {e}")))?;
                 abuse::repo::set_policy(c, &product.id, &json, now)?;
                 let mut event = admin
-                    .event(&product.tenant_id, "abuse.policy.update")
+                    .event(
+                        &product.tenant_id,
+                        crate::domain::audit::AuditAction::AbusePolicyUpdate,
+                    )
                     .product(&product.id)
                     .detail(json!({
                         "policy": serde_json::from_str::<Value>(&json).unwrap_or(Value::Null),

@@ -179,7 +179,7 @@ impl ApiKeysApi {
                     api_keys::create(c, &tenant_id, &body.name, body.scope, body.project_id.as_deref())?;
                 audit::repo::insert(
                     c,
-                    &admin.event(&tenant_id, "apikey.create")
+                    &admin.event(&tenant_id, crate::domain::audit::AuditAction::ApiKeyCreate)
                         .detail(json!({"apiKeyId": key.id, "scope": key.scope.as_str(), "projectId": key.product_id})),
                 )?;
                 Ok((key, plaintext))
@@ -211,7 +211,10 @@ impl ApiKeysApi {
                     audit::repo::insert(
                         c,
                         &admin
-                            .event(&key.tenant_id, "apikey.revoke")
+                            .event(
+                                &key.tenant_id,
+                                crate::domain::audit::AuditAction::ApiKeyRevoke,
+                            )
                             .detail(json!({"apiKeyId": key.id})),
                     )?;
                 }

@@ -12,9 +12,9 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, Security
 use serde::{Deserialize, Serialize};
 
 use crate::api::ClientIp;
-use crate::api::shared::keyvault_error::KvError;
 use crate::api::shared::api_key::authenticate;
 pub use crate::api::shared::csrf::refuse_cross_site;
+use crate::api::shared::keyvault_error::KvError;
 use crate::domain::api_keys::Scope;
 use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;
@@ -130,7 +130,7 @@ impl Admin {
 
     /// An audit event done by this caller, with its IP: admin handlers start every event
     /// here, so none can forget the address.
-    pub fn event(&self, tenant_id: &str, action: &str) -> AuditEvent {
+    pub fn event(&self, tenant_id: &str, action: crate::domain::audit::AuditAction) -> AuditEvent {
         self.caller().event(tenant_id, action)
     }
 }
@@ -223,12 +223,13 @@ fn credential_admin(req: &Request) -> Result<Option<Admin>, Error> {
         return session_admin(state, token.trim()).map(Some);
     }
     if let Some(key) = header("x-api-key") {
-        let caller = authenticate(req, key, Scope::FullAdmin)?;
+        let ctx = authenticate(req, key, Scope::FullAdmin)?;
+        let crate::service::Actor::ApiKey { id, .. } = &ctx.actor else {
+            return Err(Error::Unauthorized("Invalid or revoked API key".into()));
+        };
         return Ok(Some(Admin {
-            principal: Principal::ApiKey {
-                id: caller.api_key_id,
-            },
-            tenant_id: caller.tenant_id,
+            principal: Principal::ApiKey { id: id.to_string() },
+            tenant_id: ctx.tenant.to_string(),
             session: None,
             ip: None,
         }));

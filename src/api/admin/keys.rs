@@ -383,7 +383,10 @@ impl KeysApi {
                     audit::repo::insert(
                         c,
                         &admin
-                            .event(&product.tenant_id, "license.create")
+                            .event(
+                                &product.tenant_id,
+                                crate::domain::audit::AuditAction::LicenseCreate,
+                            )
                             .license(&product.id, &license.id)
                             .detail(json!({"plan": body.plan.as_str()})),
                     )?;
@@ -474,7 +477,10 @@ impl KeysApi {
                 audit::repo::insert(
                     c,
                     &admin
-                        .event(&license.tenant_id, "license.update")
+                        .event(
+                            &license.tenant_id,
+                            crate::domain::audit::AuditAction::LicenseUpdate,
+                        )
                         .license(&license.product_id, &license.id)
                         .detail(serde_json::Value::Object(changes)),
                 )?;
@@ -501,7 +507,10 @@ impl KeysApi {
                     audit::repo::insert(
                         c,
                         &admin
-                            .event(&license.tenant_id, "license.revoke")
+                            .event(
+                                &license.tenant_id,
+                                crate::domain::audit::AuditAction::LicenseRevoke,
+                            )
                             .license(&license.product_id, &license.id),
                     )?;
                 }
@@ -574,7 +583,10 @@ fn default_project(
     audit::repo::insert(
         c,
         &admin
-            .event(&admin.tenant_id, "project.create")
+            .event(
+                &admin.tenant_id,
+                crate::domain::audit::AuditAction::ProductCreate,
+            )
             .product(&product.id),
     )?;
     Ok(product)

@@ -350,9 +350,13 @@ impl OperatorsApi {
                 operators::repo::insert(c, &operator)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&operator.tenant_id, &actor, "operator.create")
-                        .ip(ip.as_deref())
-                        .detail(json!({"operatorId": operator.id, "role": operator.role.as_str()})),
+                    &AuditEvent::new(
+                        &operator.tenant_id,
+                        &actor,
+                        crate::domain::audit::AuditAction::OperatorCreate,
+                    )
+                    .ip(ip.as_deref())
+                    .detail(json!({"operatorId": operator.id, "role": operator.role.as_str()})),
                 )?;
                 Ok(operator)
             })
@@ -406,7 +410,7 @@ impl OperatorsApi {
                         AuditEvent::new(
                             &o.tenant_id,
                             &format!("operator:{}", o.id),
-                            "operator.login.failed",
+                            crate::domain::audit::AuditAction::OperatorLoginFailed,
                         )
                         .ip(ip_text.as_deref()),
                     );
@@ -419,7 +423,7 @@ impl OperatorsApi {
             AuditEvent::new(
                 &operator.tenant_id,
                 &format!("operator:{}", operator.id),
-                "operator.login",
+                crate::domain::audit::AuditAction::OperatorLogin,
             )
             .ip(ip_text.as_deref()),
         );
@@ -456,7 +460,10 @@ impl OperatorsApi {
                 .db
                 .write(move |c| {
                     operators::repo::revoke_token(c, &claims.jti, claims.exp)?;
-                    audit::repo::insert(c, &caller.event(&tenant, "operator.logout"))
+                    audit::repo::insert(
+                        c,
+                        &caller.event(&tenant, crate::domain::audit::AuditAction::OperatorLogout),
+                    )
                 })
                 .await?;
         }
@@ -590,7 +597,10 @@ impl OperatorsApi {
                 audit::repo::insert(
                     c,
                     &admin
-                        .event(&target.tenant_id, "operator.update")
+                        .event(
+                            &target.tenant_id,
+                            crate::domain::audit::AuditAction::OperatorUpdate,
+                        )
                         .detail(json!({
                             "operatorId": target.id,
                             "disabled": body.disabled,
@@ -625,7 +635,10 @@ impl OperatorsApi {
                 audit::repo::insert(
                     c,
                     &admin
-                        .event(&target.tenant_id, "operator.delete")
+                        .event(
+                            &target.tenant_id,
+                            crate::domain::audit::AuditAction::OperatorDelete,
+                        )
                         .detail(json!({"operatorId": target.id, "email": target.email})),
                 )
             })
@@ -676,4 +689,3 @@ fn reachable_operator(
 fn is_self(admin: &Admin, target: &Operator) -> bool {
     matches!(&admin.principal, Principal::Operator(o) if o.id == target.id)
 }
-

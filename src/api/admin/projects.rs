@@ -418,7 +418,7 @@ impl ProjectsApi {
                 audit::repo::insert(
                     c,
                     &caller
-                        .event(&tenant_id, "project.create")
+                        .event(&tenant_id, crate::domain::audit::AuditAction::ProductCreate)
                         .product(&product.id),
                 )?;
                 Ok(product)
@@ -548,7 +548,10 @@ impl ProjectsApi {
                 audit::repo::insert(
                     c,
                     &admin
-                        .event(&p.tenant_id, "project.update")
+                        .event(
+                            &p.tenant_id,
+                            crate::domain::audit::AuditAction::ProductUpdate,
+                        )
                         .product(&p.id)
                         .detail(json!({
                             "secretRotated": rotated,
@@ -615,7 +618,10 @@ impl ProjectsApi {
                 audit::repo::insert(
                     c,
                     &admin
-                        .event(&p.tenant_id, "project.delete")
+                        .event(
+                            &p.tenant_id,
+                            crate::domain::audit::AuditAction::ProductDelete,
+                        )
                         .product(&p.id)
                         .detail(json!({"name": p.name, "slug": p.slug, "deletedKeys": n})),
                 )?;

@@ -362,7 +362,10 @@ impl ReleasesApi {
                 audit::repo::insert(
                     c,
                     &caller
-                        .event(&product.tenant_id, "release.upload")
+                        .event(
+                            &product.tenant_id,
+                            crate::domain::audit::AuditAction::ReleaseUpload,
+                        )
                         .product(&product.id)
                         .detail(json!({
                             "releaseId": release.id,
@@ -424,7 +427,10 @@ impl ReleasesApi {
                     r.requires_migration = v;
                 }
                 repo::update_details(c, &r)?;
-                audit::repo::insert(c, &release_event(&r, &admin, "release.update"))?;
+                audit::repo::insert(
+                    c,
+                    &release_event(&r, &admin, crate::domain::audit::AuditAction::ReleaseUpdate),
+                )?;
                 let deltas = repo::deltas_of(c, &r.id)?;
                 Ok((r, deltas))
             })
@@ -437,8 +443,13 @@ impl ReleasesApi {
     /// The release is offered to licensed apps from now on (`publishedAt` is set).
     #[oai(path = "/api/releases/:id/publish", method = "post")]
     async fn publish(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
-        self.transition(auth.admin(), id.0, "release.publish", releases::publish)
-            .await
+        self.transition(
+            auth.admin(),
+            id.0,
+            crate::domain::audit::AuditAction::ReleasePublish,
+            releases::publish,
+        )
+        .await
     }
 
     /// Yank a published release
@@ -446,8 +457,13 @@ impl ReleasesApi {
     /// Withdrawn from update checks and downloads at once; kept for the record.
     #[oai(path = "/api/releases/:id/yank", method = "post")]
     async fn yank(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
-        self.transition(auth.admin(), id.0, "release.yank", releases::yank)
-            .await
+        self.transition(
+            auth.admin(),
+            id.0,
+            crate::domain::audit::AuditAction::ReleaseYank,
+            releases::yank,
+        )
+        .await
     }
 
     /// Delete a draft
@@ -470,7 +486,10 @@ impl ReleasesApi {
                         store.remove(&sha);
                     }
                 }
-                audit::repo::insert(c, &release_event(&r, &admin, "release.delete"))?;
+                audit::repo::insert(
+                    c,
+                    &release_event(&r, &admin, crate::domain::audit::AuditAction::ReleaseDelete),
+                )?;
                 Ok(())
             })
             .await?;
@@ -547,7 +566,10 @@ impl ReleasesApi {
                 audit::repo::insert(
                     c,
                     &caller
-                        .event(&r.tenant_id, "release.delta")
+                        .event(
+                            &r.tenant_id,
+                            crate::domain::audit::AuditAction::ReleaseDelta,
+                        )
                         .product(&r.product_id)
                         .detail(json!({
                             "releaseId": r.id,
@@ -716,7 +738,7 @@ impl ReleasesApi {
         &self,
         admin: Admin,
         id: String,
-        action: &'static str,
+        action: crate::domain::audit::AuditAction,
         change: fn(&rusqlite::Connection, &Release) -> Result<bool, Error>,
     ) -> KvResult<ReleaseResponse> {
         let (release, deltas) = self
@@ -783,7 +805,11 @@ fn reachable_release(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Resul
     repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("release"))
 }
 
-fn release_event(r: &Release, admin: &Admin, action: &str) -> AuditEvent {
+fn release_event(
+    r: &Release,
+    admin: &Admin,
+    action: crate::domain::audit::AuditAction,
+) -> AuditEvent {
     admin
         .event(&r.tenant_id, action)
         .product(&r.product_id)

@@ -210,9 +210,13 @@ impl TelegramApi {
             );
         }
         let (license, machines) = found?;
-        let mut event = AuditEvent::new(&license.tenant_id, actor, "key.info")
-            .license(&license.product_id, &license.id)
-            .ip(ip.as_deref());
+        let mut event = AuditEvent::new(
+            &license.tenant_id,
+            actor,
+            crate::domain::audit::AuditAction::KeyInfo,
+        )
+        .license(&license.product_id, &license.id)
+        .ip(ip.as_deref());
         if let Some(hwid) = hwid.as_deref().filter(|h| !h.is_empty()) {
             event = event.machine(hwid);
         }
@@ -273,10 +277,14 @@ impl TelegramApi {
                 licenses::repo::set_hwid_reset_at(c, &license.id, now)?;
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&license.tenant_id, &actor, "key.reset_hwid")
-                        .license(&product.id, &license.id)
-                        .ip(ip.as_deref())
-                        .detail(json!({"unbound": unbound})),
+                    &AuditEvent::new(
+                        &license.tenant_id,
+                        &actor,
+                        crate::domain::audit::AuditAction::KeyResetHwid,
+                    )
+                    .license(&product.id, &license.id)
+                    .ip(ip.as_deref())
+                    .detail(json!({"unbound": unbound})),
                 )?;
                 Ok((license, now + cooldown_ms))
             })

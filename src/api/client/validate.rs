@@ -481,7 +481,7 @@ pub(crate) async fn validate_key_request(
                 Ok(v) => {
                     audit::repo::insert(
                         c,
-                        &AuditEvent::new(&license.tenant_id, &job_actor, "key.validate")
+                        &AuditEvent::new(&license.tenant_id, &job_actor, crate::domain::audit::AuditAction::KeyValidate)
                             .license(&product.id, &license.id)
                             .machine(&check.hwid)
                             .ip(check.ip.as_deref())
@@ -541,11 +541,15 @@ pub(crate) async fn validate_key_request(
                 _ => "FORBIDDEN",
             };
             state.db.writer().record(
-                AuditEvent::new(&license.tenant_id, actor, "key.validate.refused")
-                    .license(&license.product_id, &license.id)
-                    .machine(&hwid)
-                    .ip(ip.as_deref())
-                    .detail(json!({"code": code})),
+                AuditEvent::new(
+                    &license.tenant_id,
+                    actor,
+                    crate::domain::audit::AuditAction::KeyValidateRefused,
+                )
+                .license(&license.product_id, &license.id)
+                .machine(&hwid)
+                .ip(ip.as_deref())
+                .detail(json!({"code": code})),
             );
             return Err(refusal(state, e, Some(&product)));
         }

@@ -480,9 +480,13 @@ impl PortalApi {
                 let token = portal_users::open_session(c, &user)?;
                 crate::domain::audit::repo::insert(
                     c,
-                    &AuditEvent::new(&user.tenant_id, &actor(&user), "portal.register")
-                        .product(&user.product_id)
-                        .ip(ip.as_deref()),
+                    &AuditEvent::new(
+                        &user.tenant_id,
+                        &actor(&user),
+                        crate::domain::audit::AuditAction::PortalRegister,
+                    )
+                    .product(&user.product_id)
+                    .ip(ip.as_deref()),
                 )?;
                 Ok((user, token))
             })
@@ -542,9 +546,13 @@ impl PortalApi {
                 let token = portal_users::open_session(c, &user)?;
                 crate::domain::audit::repo::insert(
                     c,
-                    &AuditEvent::new(&user.tenant_id, &actor(&user), "portal.login")
-                        .product(&user.product_id)
-                        .ip(ip.as_deref()),
+                    &AuditEvent::new(
+                        &user.tenant_id,
+                        &actor(&user),
+                        crate::domain::audit::AuditAction::PortalLogin,
+                    )
+                    .product(&user.product_id)
+                    .ip(ip.as_deref()),
                 )?;
                 Ok((token, user))
             })
@@ -616,9 +624,13 @@ impl PortalApi {
                 portal_users::link_license(c, &job_user, &license)?;
                 crate::domain::audit::repo::insert(
                     c,
-                    &AuditEvent::new(&job_user.tenant_id, &actor(&job_user), "portal.activate")
-                        .license(&license.product_id, &license.id)
-                        .ip(ip_text.as_deref()),
+                    &AuditEvent::new(
+                        &job_user.tenant_id,
+                        &actor(&job_user),
+                        crate::domain::audit::AuditAction::PortalActivate,
+                    )
+                    .license(&license.product_id, &license.id)
+                    .ip(ip_text.as_deref()),
                 )?;
                 let bound = activations::repo::count(c, &license.id)? > 0;
                 Ok((license, bound))
@@ -700,10 +712,14 @@ impl PortalApi {
         })?;
         let ip = ClientIp::of(req).map(|i| i.to_string());
         self.state.db.writer().record(
-            AuditEvent::new(&user.tenant_id, &actor(&user), "portal.loader.download")
-                .product(&user.product_id)
-                .ip(ip.as_deref())
-                .detail(json!({"releaseId": release.id, "version": release.version})),
+            AuditEvent::new(
+                &user.tenant_id,
+                &actor(&user),
+                crate::domain::audit::AuditAction::PortalLoaderDownload,
+            )
+            .product(&user.product_id)
+            .ip(ip.as_deref())
+            .detail(json!({"releaseId": release.id, "version": release.version})),
         );
         Ok(PortalLoaderResponse::Ok(
             Binary(crate::api::shared::body::bundle_body(file)),

@@ -3,15 +3,16 @@
 use poem::Request;
 
 use crate::api::ClientIp;
-use crate::api::v1::auth::Caller;
 use crate::domain::api_keys::{self, Scope};
 use crate::domain::now_ms;
+use crate::domain::{ApiKeyId, ProductId, TenantId};
 use crate::error::Error;
+use crate::service::Ctx;
 use crate::state::AppState;
 
 /// Proves `presented` is a live API key with at least `needed` scope, within its rate limit.
 /// Faces map the error to their envelope.
-pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Caller, Error> {
+pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Ctx, Error> {
     let Some(state) = req.data::<AppState>() else {
         return Err(Error::Storage("application state missing".into()));
     };
@@ -54,14 +55,13 @@ pub fn authenticate(req: &Request, presented: &str, needed: Scope) -> Result<Cal
             .rate_limited(None, Some((key.tenant_id.as_str(), key.id.as_str())));
         return Err(e);
     }
-    Ok(Caller {
-        tenant_id: key.tenant_id.clone(),
-        api_key_id: key.id.clone(),
-        scope: key.scope,
-        product_id: key.product_id.clone(),
-        ip: ip.map(|i| i.to_string()),
-        client_ip: ip,
-    })
+    Ok(Ctx::api_key(
+        ApiKeyId::from(key.id.as_str()),
+        key.scope,
+        TenantId::from(key.tenant_id.as_str()),
+        key.product_id.as_deref().map(ProductId::from),
+        ip,
+    ))
 }
 
 /// Records the key's last use when its row is (re)read, at most once a minute per key, so busy

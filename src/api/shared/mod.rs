@@ -9,3 +9,4 @@ pub mod csrf;
 pub mod fields;
 pub mod keyvault_error;
 pub mod pagination;
+pub mod signed;

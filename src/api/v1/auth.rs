@@ -23,6 +23,23 @@ pub struct Caller {
     pub client_ip: Option<std::net::IpAddr>,
 }
 
+impl From<crate::service::Ctx> for Caller {
+    fn from(ctx: crate::service::Ctx) -> Self {
+        let (api_key_id, scope) = match &ctx.actor {
+            crate::service::Actor::ApiKey { id, scope } => (id.to_string(), *scope),
+            _ => (String::new(), Scope::ValidateOnly),
+        };
+        Self {
+            tenant_id: ctx.tenant.to_string(),
+            api_key_id,
+            scope,
+            product_id: ctx.products.filter().map(str::to_owned),
+            ip: ctx.ip_text(),
+            client_ip: ctx.ip,
+        }
+    }
+}
+
 impl Caller {
     pub fn actor(&self) -> String {
         format!("api_key:{}", self.api_key_id)
@@ -75,15 +92,21 @@ pub struct CreateScope(pub Caller);
 pub struct ReadScope(pub Caller);
 
 async fn validate_only(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::ValidateOnly).map_err(refuse)
+    authenticate(req, &key.key, Scope::ValidateOnly)
+        .map(Caller::from)
+        .map_err(refuse)
 }
 
 async fn create_license(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::CreateLicense).map_err(refuse)
+    authenticate(req, &key.key, Scope::CreateLicense)
+        .map(Caller::from)
+        .map_err(refuse)
 }
 
 async fn read_only(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::ReadOnly).map_err(refuse)
+    authenticate(req, &key.key, Scope::ReadOnly)
+        .map(Caller::from)
+        .map_err(refuse)
 }
 
 fn refuse(err: Error) -> poem::Error {

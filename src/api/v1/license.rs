@@ -457,9 +457,13 @@ impl LicenseApi {
                         if activated.new {
                             crate::domain::audit::repo::insert(
                                 c,
-                                &event(&job_caller, "license.activate", &license)
-                                    .machine(&machine.machine_id)
-                                    .detail(json!({"machineName": machine.machine_name})),
+                                &event(
+                                    &job_caller,
+                                    crate::domain::audit::AuditAction::LicenseActivate,
+                                    &license,
+                                )
+                                .machine(&machine.machine_id)
+                                .detail(json!({"machineName": machine.machine_name})),
                             )?;
                         }
                         Ok(Ok((activated, product, used)))
@@ -500,9 +504,13 @@ impl LicenseApi {
                     );
                 }
                 self.state.db.writer().record(
-                    event(&caller, "license.activate.refused", &license)
-                        .machine(&body.machine_id)
-                        .detail(json!({"code": super::error::license_code(problem)})),
+                    event(
+                        &caller,
+                        crate::domain::audit::AuditAction::LicenseActivateRefused,
+                        &license,
+                    )
+                    .machine(&body.machine_id)
+                    .detail(json!({"code": super::error::license_code(problem)})),
                 );
                 return Err(Error::License(problem).into());
             }
@@ -562,10 +570,14 @@ impl LicenseApi {
                 .abuse
                 .unknown_key(caller.client_ip, caller.abuse_scope());
             self.state.db.writer().record(
-                AuditEvent::new(&caller.tenant_id, &caller.actor(), "license.validate")
-                    .machine(&body.machine_id)
-                    .ip(caller.ip.as_deref())
-                    .detail(json!({"code": Verdict::NotFound.code()})),
+                AuditEvent::new(
+                    &caller.tenant_id,
+                    &caller.actor(),
+                    crate::domain::audit::AuditAction::LicenseValidate,
+                )
+                .machine(&body.machine_id)
+                .ip(caller.ip.as_deref())
+                .detail(json!({"code": Verdict::NotFound.code()})),
             );
             return Ok(ValidateResponse::Ok(
                 Json(ValidateOk {
@@ -590,9 +602,13 @@ impl LicenseApi {
             None,
         );
         self.state.db.writer().record(
-            event(&caller, "license.validate", &license)
-                .machine(&body.machine_id)
-                .detail(json!({"code": verdict.code()})),
+            event(
+                &caller,
+                crate::domain::audit::AuditAction::LicenseValidate,
+                &license,
+            )
+            .machine(&body.machine_id)
+            .detail(json!({"code": verdict.code()})),
         );
         self.open_signing_key(&product)?;
         Ok(ValidateResponse::Ok(
@@ -634,7 +650,12 @@ impl LicenseApi {
                 }
                 crate::domain::audit::repo::insert(
                     c,
-                    &event(&job_caller, "license.deactivate", &license).machine(&job_machine),
+                    &event(
+                        &job_caller,
+                        crate::domain::audit::AuditAction::LicenseDeactivate,
+                        &license,
+                    )
+                    .machine(&job_machine),
                 )?;
                 Ok(license)
             })
@@ -723,10 +744,11 @@ impl LicenseApi {
         let key = licenses::normalize_key(&key.0);
         let found = self.state.db.read(|c| license_by_key(c, &caller, &key));
         let (license, product) = self.unknown_key_seen(&caller, found)?;
-        self.state
-            .db
-            .writer()
-            .record(event(&caller, "license.check", &license));
+        self.state.db.writer().record(event(
+            &caller,
+            crate::domain::audit::AuditAction::LicenseCheck,
+            &license,
+        ));
         self.open_signing_key(&product)?;
         Ok(CheckResponse::Ok(
             Json(CheckOk {
@@ -857,8 +879,12 @@ impl LicenseApi {
                 if license.status != licenses::LicenseStatus::Revoked {
                     crate::domain::audit::repo::insert(
                         c,
-                        &event(&caller, "license.revoke", &license)
-                            .detail(json!({"reason": reason})),
+                        &event(
+                            &caller,
+                            crate::domain::audit::AuditAction::LicenseRevoke,
+                            &license,
+                        )
+                        .detail(json!({"reason": reason})),
                     )?;
                 }
                 Ok(revoked)
@@ -893,9 +919,12 @@ impl LicenseApi {
                 let renewed = licenses::renew(c, &license, valid_until)?;
                 crate::domain::audit::repo::insert(
                     c,
-                    &event(&caller, "license.renew", &license).detail(
-                        json!({"validUntil": valid_until, "previous": license.valid_until}),
-                    ),
+                    &event(
+                        &caller,
+                        crate::domain::audit::AuditAction::LicenseRenew,
+                        &license,
+                    )
+                    .detail(json!({"validUntil": valid_until, "previous": license.valid_until})),
                 )?;
                 Ok(renewed)
             })
@@ -1012,8 +1041,12 @@ impl LicenseApi {
                 if !created.replayed {
                     crate::domain::audit::repo::insert(
                         c,
-                        &event(&caller, "license.create", &created.license)
-                            .detail(json!({"orderId": new.order_id})),
+                        &event(
+                            &caller,
+                            crate::domain::audit::AuditAction::LicenseCreate,
+                            &created.license,
+                        )
+                        .detail(json!({"orderId": new.order_id})),
                     )?;
                 }
                 Ok(created)
@@ -1069,7 +1102,11 @@ fn license_by_key(
     Ok((license, product))
 }
 
-fn event(caller: &Caller, action: &str, license: &License) -> AuditEvent {
+fn event(
+    caller: &Caller,
+    action: crate::domain::audit::AuditAction,
+    license: &License,
+) -> AuditEvent {
     AuditEvent::new(&caller.tenant_id, &caller.actor(), action)
         .license(&license.product_id, &license.id)
         .ip(caller.ip.as_deref())

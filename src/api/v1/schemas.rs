@@ -123,7 +123,6 @@ impl ActivationView {
     }
 }
 
-
 /// A product as API clients see it; `publicKey` verifies signed responses and bundles.
 #[derive(Object, Debug, Clone)]
 #[oai(rename_all = "camelCase")]

@@ -424,16 +424,20 @@ impl UpdatesApi {
     ) {
         let ip = ip.map(|i| i.to_string());
         self.state.db.writer().record(
-            AuditEvent::new(&license.tenant_id, "license", "update.download")
-                .license(&license.product_id, &license.id)
-                .ip(ip.as_deref())
-                .detail(json!({
-                    "releaseId": release.id,
-                    "version": release.version,
-                    "fromVersion": from.map(ToString::to_string),
-                    "delta": bundle.sha256 != release.bundle.sha256,
-                    "rangeStart": range.map(|(start, _)| start),
-                })),
+            AuditEvent::new(
+                &license.tenant_id,
+                "license",
+                crate::domain::audit::AuditAction::UpdateDownload,
+            )
+            .license(&license.product_id, &license.id)
+            .ip(ip.as_deref())
+            .detail(json!({
+                "releaseId": release.id,
+                "version": release.version,
+                "fromVersion": from.map(ToString::to_string),
+                "delta": bundle.sha256 != release.bundle.sha256,
+                "rangeStart": range.map(|(start, _)| start),
+            })),
         );
     }
 }

@@ -356,7 +356,7 @@ pub fn record_finding(
         resolved_by: None,
     };
     repo::insert_flag(conn, &flag)?;
-    let audit_base = |action: &str| {
+    let audit_base = |action: crate::domain::audit::AuditAction| {
         let mut e = AuditEvent::new(&finding.tenant_id, "system", action);
         e.at = now;
         e.product_id = finding.product_id.clone();
@@ -365,7 +365,7 @@ pub fn record_finding(
     };
     audit::repo::insert(
         conn,
-        &audit_base("abuse.flag").detail(json!({
+        &audit_base(crate::domain::audit::AuditAction::AbuseFlag).detail(json!({
             "flagId": flag.id,
             "kind": finding.kind.as_str(),
             "subject": finding.subject,
@@ -382,7 +382,7 @@ pub fn record_finding(
         licenses::repo::set_status(conn, &license.id, LicenseStatus::Suspended, now)?;
         audit::repo::insert(
             conn,
-            &audit_base("abuse.license.suspend")
+            &audit_base(crate::domain::audit::AuditAction::AbuseLicenseSuspend)
                 .detail(json!({"flagId": flag.id, "kind": finding.kind.as_str()})),
         )?;
         actions.push(json!({"action": "LICENSE_SUSPENDED", "licenseId": license.id, "at": now}));
@@ -409,7 +409,7 @@ pub fn record_finding(
         repo::insert_block(conn, &b)?;
         audit::repo::insert(
             conn,
-            &audit_base("abuse.ip.block")
+            &audit_base(crate::domain::audit::AuditAction::AbuseIpBlock)
                 .ip(Some(&b.target()))
                 .detail(json!({"flagId": flag.id, "blockId": b.id, "expiresAt": b.expires_at})),
         )?;
@@ -521,7 +521,10 @@ pub fn change_state(
         detail["reactivatedLicense"] = json!(change.reactivated_license);
     }
     let mut event = by
-        .event(&flag.tenant_id, "abuse.flag.update")
+        .event(
+            &flag.tenant_id,
+            crate::domain::audit::AuditAction::AbuseFlagUpdate,
+        )
         .detail(detail);
     event.at = now;
     event.product_id = flag.product_id.clone();
@@ -539,7 +542,10 @@ pub fn lift_block(conn: &Connection, block: &IpBlock, by: &Caller, now: i64) -> 
     // The event's IP is the operator's, like every admin action's; the unblocked address is
     // in the detail.
     let mut event = by
-        .event(&block.tenant_id, "abuse.ip.unblock")
+        .event(
+            &block.tenant_id,
+            crate::domain::audit::AuditAction::AbuseIpUnblock,
+        )
         .detail(json!({"blockId": block.id, "flagId": block.flag_id, "address": block.target()}));
     event.at = now;
     event.product_id = block.product_id.clone();

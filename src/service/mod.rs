@@ -1,0 +1,14 @@
+//! The use cases, one function each, shared by every face (the vendor API, the key/HWID
+//! client API, the admin API, the portal) and by the CLI. A service takes the application
+//! state, the caller's [`Ctx`] and a typed input; it scopes every look-up by the context,
+//! owns its writer job, its audit event, its abuse report and its signing, and returns domain
+//! values (or [`Signed`] ones) that each face maps to its own envelope.
+//!
+//! Faces call services and nothing below them: no face reads a `repo`, opens a writer job or
+//! records an audit event (a test greps for it).
+
+pub mod context;
+pub mod signing;
+
+pub use context::{Actor, Ctx};
+pub use signing::{Signed, Signer};
