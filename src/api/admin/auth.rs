@@ -19,7 +19,9 @@ use crate::domain::api_keys::Scope;
 use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;
 use crate::domain::operators::{self, Operator, Role};
+use crate::domain::{OperatorId, TenantId};
 use crate::error::Error;
+use crate::service::Ctx;
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -83,6 +85,9 @@ pub struct Admin {
     pub session: Option<Claims>,
     /// The client IP the request came from (trusted-proxy aware), for the audit trail.
     pub ip: Option<String>,
+    /// What services see: who acts and what it reaches (a product-restricted FULL_ADMIN key
+    /// reaches its product only).
+    pub ctx: Ctx,
 }
 
 impl Admin {
@@ -209,8 +214,16 @@ impl<'a> ApiExtractor<'a> for AdminAuth {
 /// wrong. Used directly by operations where authentication is optional (register).
 pub fn admin_from_request(req: &Request) -> Result<Option<Admin>, Error> {
     let admin = credential_admin(req)?;
-    let ip = ClientIp::of(req).map(|i| i.to_string());
-    Ok(admin.map(|a| Admin { ip, ..a }))
+    let client_ip = ClientIp::of(req);
+    let ip = client_ip.map(|i| i.to_string());
+    Ok(admin.map(|a| Admin {
+        ip,
+        ctx: Ctx {
+            ip: client_ip,
+            ..a.ctx
+        },
+        ..a
+    }))
 }
 
 fn credential_admin(req: &Request) -> Result<Option<Admin>, Error> {
@@ -232,6 +245,7 @@ fn credential_admin(req: &Request) -> Result<Option<Admin>, Error> {
             tenant_id: ctx.tenant.to_string(),
             session: None,
             ip: None,
+            ctx,
         }));
     }
     let cookie = req
@@ -282,11 +296,18 @@ pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
             ));
         }
     };
+    let ctx = Ctx::operator(
+        OperatorId::from(operator.id.as_str()),
+        operator.role,
+        TenantId::from(operator.tenant_id.as_str()),
+        None,
+    );
     Ok(Admin {
         tenant_id: operator.tenant_id.clone(),
         principal: Principal::Operator(operator),
         session: Some(claims),
         // Filled in by `admin_from_request`, which has the request.
         ip: None,
+        ctx,
     })
 }
