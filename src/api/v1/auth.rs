@@ -9,6 +9,7 @@ use super::error::VendorError;
 use crate::api::shared::api_key::authenticate;
 use crate::domain::api_keys::Scope;
 use crate::error::Error;
+use crate::service::Ctx;
 
 /// A request proven to come with a live API key of `tenant_id`.
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ impl Caller {
     key_in = "header",
     checker = "validate_only"
 )]
-pub struct ValidateScope(pub Caller);
+pub struct ValidateScope(pub Ctx);
 
 /// An API key with CREATE_LICENSE scope or above.
 #[derive(SecurityScheme)]
@@ -78,7 +79,7 @@ pub struct ValidateScope(pub Caller);
     key_in = "header",
     checker = "create_license"
 )]
-pub struct CreateScope(pub Caller);
+pub struct CreateScope(pub Ctx);
 
 /// An API key with READ_ONLY scope or above.
 #[derive(SecurityScheme)]
@@ -89,24 +90,18 @@ pub struct CreateScope(pub Caller);
     key_in = "header",
     checker = "read_only"
 )]
-pub struct ReadScope(pub Caller);
+pub struct ReadScope(pub Ctx);
 
-async fn validate_only(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::ValidateOnly)
-        .map(Caller::from)
-        .map_err(refuse)
+async fn validate_only(req: &Request, key: ApiKey) -> poem::Result<Ctx> {
+    authenticate(req, &key.key, Scope::ValidateOnly).map_err(refuse)
 }
 
-async fn create_license(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::CreateLicense)
-        .map(Caller::from)
-        .map_err(refuse)
+async fn create_license(req: &Request, key: ApiKey) -> poem::Result<Ctx> {
+    authenticate(req, &key.key, Scope::CreateLicense).map_err(refuse)
 }
 
-async fn read_only(req: &Request, key: ApiKey) -> poem::Result<Caller> {
-    authenticate(req, &key.key, Scope::ReadOnly)
-        .map(Caller::from)
-        .map_err(refuse)
+async fn read_only(req: &Request, key: ApiKey) -> poem::Result<Ctx> {
+    authenticate(req, &key.key, Scope::ReadOnly).map_err(refuse)
 }
 
 fn refuse(err: Error) -> poem::Error {

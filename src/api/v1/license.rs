@@ -432,7 +432,7 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<ActivateRequest>,
     ) -> VendorResult<ActivateResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let body = body.0;
         let key = licenses::normalize_key(&body.license_key);
         let machine = MachineInfo {
@@ -543,7 +543,7 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<MachineRequest>,
     ) -> VendorResult<ValidateResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let body = body.0;
         let key = licenses::normalize_key(&body.license_key);
         let now = now_ms();
@@ -635,7 +635,7 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<MachineRequest>,
     ) -> VendorResult<DeactivateResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let key = licenses::normalize_key(&body.license_key);
         let machine_id = body.0.machine_id;
         let job_caller = caller.clone();
@@ -686,7 +686,7 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<HeartbeatRequest>,
     ) -> VendorResult<HeartbeatResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let body = body.0;
         let Some(raw_key) = body.key.as_deref().or(body.license_key.as_deref()) else {
             return Err(Error::Invalid("key (or licenseKey) is required".into()).into());
@@ -734,7 +734,7 @@ impl LicenseApi {
         /// Client-chosen value echoed inside the signed response.
         nonce: Query<Option<String>>,
     ) -> VendorResult<CheckResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         if key.0.trim().len() > 100 {
             return Err(Error::Invalid("key must be at most 100 characters".into()).into());
         }
@@ -774,7 +774,7 @@ impl LicenseApi {
         idempotency_key: Header<Option<String>>,
         body: Json<CreateLicenseRequest>,
     ) -> VendorResult<CreateResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let idem = idempotency_key.0;
         if let Some(k) = &idem {
             check_idempotency_key(k)?;
@@ -804,7 +804,7 @@ impl LicenseApi {
         #[oai(name = "X-Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: Json<CreateBulkRequest>,
     ) -> VendorResult<CreateBulkResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let idem = idempotency_key.0;
         if let Some(k) = &idem {
             check_idempotency_key(k)?;
@@ -866,7 +866,7 @@ impl LicenseApi {
         auth: CreateScope,
         body: Json<RevokeRequest>,
     ) -> VendorResult<LicenseResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let body = body.0;
         let target = LicenseRef::from_parts(body.license_id, body.license_key)?;
         let reason = body.reason;
@@ -907,7 +907,7 @@ impl LicenseApi {
         auth: CreateScope,
         body: Json<RenewRequest>,
     ) -> VendorResult<LicenseResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let body = body.0;
         let target = LicenseRef::from_parts(body.license_id, body.license_key)?;
         let valid_until = datetime_to_ms(body.valid_until);
@@ -951,7 +951,7 @@ impl LicenseApi {
         /// Items per page, 1-500 (default 50).
         limit: Query<Option<u32>>,
     ) -> VendorResult<ByOrderResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         if order_id.0.len() > 255 {
             return Err(Error::Invalid("orderId must be at most 255 characters".into()).into());
         }

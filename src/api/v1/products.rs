@@ -5,6 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
+use super::auth::Caller;
 use super::auth::CreateScope;
 use super::error::VendorResult;
 use super::schemas::{Pagination, ProductPublic, page_and_limit};
@@ -58,7 +59,7 @@ impl ProductApi {
         /// Items per page, 1-500 (default 50).
         limit: Query<Option<u32>>,
     ) -> VendorResult<ProductsResponse> {
-        let caller = auth.0;
+        let caller = Caller::from(auth.0);
         let (page, limit) = page_and_limit(page.0, limit.0)?;
         let offset = (page as u64 - 1) * limit as u64;
         let (found, total) = self.state.db.read(|c| {
