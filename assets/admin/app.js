@@ -1,9 +1,9 @@
 // Keyward admin panel — boot, first-run setup, login, the shell (sidebar + main) and the
 // hash router (#/dashboard, #/projects/ID/settings, #/keys?status=ACTIVE …).
 
-import { api, ApiError } from '../shared/api.js';
-import { h, s, mount, loading, field, formError, onSubmit, toast, empty } from '../shared/ui.js';
-import { state, isAdmin, parseHash, navigate } from './state.js';
+import { ApiError, api } from '../shared/api.js';
+import { empty, field, formError, h, loading, mount, onSubmit, s, toast } from '../shared/ui.js';
+import { isAdmin, navigate, parseHash, state } from './state.js';
 
 const app = document.getElementById('app');
 
@@ -14,28 +14,73 @@ const ICONS = {
   keys: 'M14 10a4 4 0 1 0-3.9 4H12v2h2v2h3v-3l-3-3v-2z M8 10a1 1 0 1 0 2 0 1 1 0 0 0-2 0z',
   apikeys: 'M4 6h16v12H4z M7 10h4 M7 14h10',
   logs: 'M5 4h14v16H5z M8 8h8 M8 12h8 M8 16h5',
-  users: 'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-7 9a7 7 0 0 1 14 0 M17 11a3 3 0 1 0 0-6 M22 20a5 5 0 0 0-4-5',
+  users:
+    'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-7 9a7 7 0 0 1 14 0 M17 11a3 3 0 1 0 0-6 M22 20a5 5 0 0 0-4-5',
   admin: 'M12 2l8 4v6c0 5-3.5 8.5-8 10-4.5-1.5-8-5-8-10V6l8-4z',
   abuse: 'M12 3l9 16H3L12 3z M12 10v4 M12 17h.01',
   menu: 'M4 6h16M4 12h16M4 18h16',
 };
 function icon(name) {
-  return s('svg', { viewBox: '0 0 24 24', fill: 'none', stroke: 'currentColor', 'stroke-width': '1.8', 'stroke-linecap': 'round', 'stroke-linejoin': 'round', 'aria-hidden': 'true' },
-    s('path', { d: ICONS[name] }));
+  return s(
+    'svg',
+    {
+      viewBox: '0 0 24 24',
+      fill: 'none',
+      stroke: 'currentColor',
+      'stroke-width': '1.8',
+      'stroke-linecap': 'round',
+      'stroke-linejoin': 'round',
+      'aria-hidden': 'true',
+    },
+    s('path', { d: ICONS[name] }),
+  );
 }
 
-const brand = () => h('a', { class: 'brand', href: '#/dashboard' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, 'K'), 'Keyward');
+const brand = () =>
+  h(
+    'a',
+    { class: 'brand', href: '#/dashboard' },
+    h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, 'K'),
+    'Keyward',
+  );
 
 /* ---------- Views (loaded on demand) ---------- */
 const ROUTES = [
-  { name: 'dashboard', label: 'Dashboard', icon: 'dashboard', load: () => import('./views/dashboard.js') },
-  { name: 'projects', label: 'Projects', icon: 'projects', load: () => import('./views/projects.js') },
+  {
+    name: 'dashboard',
+    label: 'Dashboard',
+    icon: 'dashboard',
+    load: () => import('./views/dashboard.js'),
+  },
+  {
+    name: 'projects',
+    label: 'Projects',
+    icon: 'projects',
+    load: () => import('./views/projects.js'),
+  },
   { name: 'keys', label: 'License keys', icon: 'keys', load: () => import('./views/keys.js') },
-  { name: 'api-keys', label: 'API keys', icon: 'apikeys', load: () => import('./views/apikeys.js') },
+  {
+    name: 'api-keys',
+    label: 'API keys',
+    icon: 'apikeys',
+    load: () => import('./views/apikeys.js'),
+  },
   { name: 'logs', label: 'Audit logs', icon: 'logs', load: () => import('./views/logs.js') },
   { name: 'abuse', label: 'Abuse', icon: 'abuse', load: () => import('./views/abuse.js') },
-  { name: 'users', label: 'Operators', icon: 'users', admin: true, load: () => import('./views/users.js') },
-  { name: 'admin', label: 'Admin overview', icon: 'admin', admin: true, load: () => import('./views/admin.js') },
+  {
+    name: 'users',
+    label: 'Operators',
+    icon: 'users',
+    admin: true,
+    load: () => import('./views/users.js'),
+  },
+  {
+    name: 'admin',
+    label: 'Admin overview',
+    icon: 'admin',
+    admin: true,
+    load: () => import('./views/admin.js'),
+  },
 ];
 
 /* ---------- Boot ---------- */
@@ -53,9 +98,25 @@ async function boot() {
       if (await setupOpen().catch(() => false)) showSetup();
       else showLogin();
     } else {
-      mount(app, h('div', { class: 'auth-wrap' }, h('div', { class: 'auth-card', 'data-test': 'boot-error' },
-        brand(), h('h1', {}, 'Cannot reach the server'), h('p', { class: 'lead' }, err.message),
-        h('button', { class: 'btn btn-primary', type: 'button', onclick: () => location.reload() }, 'Try again'))));
+      mount(
+        app,
+        h(
+          'div',
+          { class: 'auth-wrap' },
+          h(
+            'div',
+            { class: 'auth-card', 'data-test': 'boot-error' },
+            brand(),
+            h('h1', {}, 'Cannot reach the server'),
+            h('p', { class: 'lead' }, err.message),
+            h(
+              'button',
+              { class: 'btn btn-primary', type: 'button', onclick: () => location.reload() },
+              'Try again',
+            ),
+          ),
+        ),
+      );
     }
   }
 }
@@ -63,56 +124,129 @@ async function boot() {
 /** Whether the first-run setup is still open (no operator exists yet): GET /api/auth/setup. */
 async function setupOpen() {
   const data = await api.get('/api/auth/setup');
-  return !!(data && data.setupRequired);
+  return !!data?.setupRequired;
 }
 
 function authPage(...children) {
   document.title = 'Keyward';
-  mount(app, h('main', { class: 'auth-wrap' }, h('div', { class: 'auth-card' }, brand(), children)));
+  mount(
+    app,
+    h('main', { class: 'auth-wrap' }, h('div', { class: 'auth-card' }, brand(), children)),
+  );
 }
 
 function showSetup() {
-  const form = h('form', { novalidate: true, 'data-test': 'setup-form' },
-    field({ label: 'Email', name: 'email', type: 'email', autocomplete: 'username', required: true, test: 'setup-email' }),
-    field({ label: 'Password', name: 'password', type: 'password', autocomplete: 'new-password', required: true, hint: '8 to 128 characters.', test: 'setup-password', minlength: 8 }),
-    field({ label: 'Repeat the password', name: 'password2', type: 'password', autocomplete: 'new-password', required: true, test: 'setup-password2' }),
+  const form = h(
+    'form',
+    { novalidate: true, 'data-test': 'setup-form' },
+    field({
+      label: 'Email',
+      name: 'email',
+      type: 'email',
+      autocomplete: 'username',
+      required: true,
+      test: 'setup-email',
+    }),
+    field({
+      label: 'Password',
+      name: 'password',
+      type: 'password',
+      autocomplete: 'new-password',
+      required: true,
+      hint: '8 to 128 characters.',
+      test: 'setup-password',
+      minlength: 8,
+    }),
+    field({
+      label: 'Repeat the password',
+      name: 'password2',
+      type: 'password',
+      autocomplete: 'new-password',
+      required: true,
+      test: 'setup-password2',
+    }),
     formError('setup-error'),
-    h('button', { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'setup-submit' }, 'Create the administrator'));
+    h(
+      'button',
+      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'setup-submit' },
+      'Create the administrator',
+    ),
+  );
   authPage(
     h('h1', {}, 'Welcome to Keyward'),
-    h('p', { class: 'lead' }, 'No operator exists yet. Create the first administrator account of this server.'),
-    form);
-  onSubmit(form, async (fd) => {
-    const email = String(fd.get('email') || '').trim();
-    const password = String(fd.get('password') || '');
-    if (password !== fd.get('password2')) {
-      throw Object.assign(new Error('The passwords do not match.'), { field: 'password2' });
-    }
-    try {
-      await api.post('/api/auth/register', { email, password });
-    } catch (err) {
-      if (err.status === 403) { showLogin('Setup is already complete. Please sign in.'); return; }
-      throw err;
-    }
-    await login(email, password);
-  }, { password2: 'password2', 'do not match': 'password2' });
+    h(
+      'p',
+      { class: 'lead' },
+      'No operator exists yet. Create the first administrator account of this server.',
+    ),
+    form,
+  );
+  onSubmit(
+    form,
+    async (fd) => {
+      const email = String(fd.get('email') || '').trim();
+      const password = String(fd.get('password') || '');
+      if (password !== fd.get('password2')) {
+        throw Object.assign(new Error('The passwords do not match.'), { field: 'password2' });
+      }
+      try {
+        await api.post('/api/auth/register', { email, password });
+      } catch (err) {
+        if (err.status === 403) {
+          showLogin('Setup is already complete. Please sign in.');
+          return;
+        }
+        throw err;
+      }
+      await login(email, password);
+    },
+    { password2: 'password2', 'do not match': 'password2' },
+  );
   form.querySelector('input').focus();
 }
 
 function showLogin(notice) {
-  const form = h('form', { novalidate: true, 'data-test': 'login-form' },
+  const form = h(
+    'form',
+    { novalidate: true, 'data-test': 'login-form' },
     notice ? h('div', { class: 'alert alert-info', 'data-test': 'login-notice' }, notice) : null,
-    field({ label: 'Email', name: 'email', type: 'email', autocomplete: 'username', required: true, test: 'login-email' }),
-    field({ label: 'Password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, test: 'login-password' }),
+    field({
+      label: 'Email',
+      name: 'email',
+      type: 'email',
+      autocomplete: 'username',
+      required: true,
+      test: 'login-email',
+    }),
+    field({
+      label: 'Password',
+      name: 'password',
+      type: 'password',
+      autocomplete: 'current-password',
+      required: true,
+      test: 'login-password',
+    }),
     formError('login-error'),
-    h('button', { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'login-submit' }, 'Sign in'));
-  authPage(h('h1', {}, 'Sign in'), h('p', { class: 'lead' }, 'Sign in to manage your projects and license keys.'), form);
+    h(
+      'button',
+      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'login-submit' },
+      'Sign in',
+    ),
+  );
+  authPage(
+    h('h1', {}, 'Sign in'),
+    h('p', { class: 'lead' }, 'Sign in to manage your projects and license keys.'),
+    form,
+  );
   onSubmit(form, async (fd) => {
     try {
       await login(String(fd.get('email') || '').trim(), String(fd.get('password') || ''));
     } catch (err) {
       // A wrong password names no field: show it above the button.
-      if (err.status === 401) { form.querySelector('[data-form-error]').textContent = err.message; return; }
+      if (err.status === 401) {
+        form.querySelector('[data-form-error]').textContent = err.message;
+        return;
+      }
       throw err;
     }
   });
@@ -122,49 +256,134 @@ function showLogin(notice) {
 async function login(email, password) {
   await api.post('/api/auth/login', { email, password });
   state.me = await api.get('/api/auth/me');
-  if (!location.hash || location.hash === '#' || location.hash === '#/') history.replaceState(null, '', '#/dashboard');
+  if (!location.hash || location.hash === '#' || location.hash === '#/')
+    history.replaceState(null, '', '#/dashboard');
   showShell();
 }
 
 async function logout() {
-  try { await api.post('/api/auth/logout'); } catch { /* the cookie may be gone already */ }
+  try {
+    await api.post('/api/auth/logout');
+  } catch {
+    /* the cookie may be gone already */
+  }
   state.me = null;
   state.projects = null;
   showLogin('You have signed out.');
 }
 
 /* ---------- Shell ---------- */
-let mainEl; let navEl; let sidebarEl; let scrimEl; let cleanup = null; let routeSeq = 0;
+let mainEl;
+let navEl;
+let sidebarEl;
+let scrimEl;
+let cleanup = null;
+let routeSeq = 0;
 
 function showShell() {
-  const who = state.me.user ? state.me.user.email : (state.me.apiKey ? `API key ${state.me.apiKey.id}` : 'operator');
-  navEl = h('nav', { class: 'nav', 'aria-label': 'Main', 'data-test': 'nav' },
+  const who = state.me.user
+    ? state.me.user.email
+    : state.me.apiKey
+      ? `API key ${state.me.apiKey.id}`
+      : 'operator';
+  navEl = h(
+    'nav',
+    { class: 'nav', 'aria-label': 'Main', 'data-test': 'nav' },
     ROUTES.filter((r) => !r.admin).map(navLink),
-    isAdmin() ? [h('div', { class: 'nav-section' }, 'Administration'), ROUTES.filter((r) => r.admin).map(navLink)] : null);
-  sidebarEl = h('aside', { class: 'sidebar', id: 'sidebar', 'data-test': 'sidebar' },
-    brand(), navEl,
-    h('div', { class: 'sidebar-foot' },
-      h('div', { class: 'who', 'data-test': 'current-user' }, who,
-        state.me.user ? h('div', { class: 'muted small' }, state.me.user.role === 'ADMIN' ? 'Administrator' : 'Operator') : null),
-      h('button', { type: 'button', class: 'btn btn-ghost btn-block', 'data-test': 'logout', onclick: logout }, 'Sign out')));
-  const menuBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-icon', 'aria-label': 'Open the menu', 'aria-controls': 'sidebar', 'aria-expanded': 'false', 'data-test': 'menu-toggle' }, icon('menu'));
+    isAdmin()
+      ? [
+          h('div', { class: 'nav-section' }, 'Administration'),
+          ROUTES.filter((r) => r.admin).map(navLink),
+        ]
+      : null,
+  );
+  sidebarEl = h(
+    'aside',
+    { class: 'sidebar', id: 'sidebar', 'data-test': 'sidebar' },
+    brand(),
+    navEl,
+    h(
+      'div',
+      { class: 'sidebar-foot' },
+      h(
+        'div',
+        { class: 'who', 'data-test': 'current-user' },
+        who,
+        state.me.user
+          ? h(
+              'div',
+              { class: 'muted small' },
+              state.me.user.role === 'ADMIN' ? 'Administrator' : 'Operator',
+            )
+          : null,
+      ),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'btn btn-ghost btn-block',
+          'data-test': 'logout',
+          onclick: logout,
+        },
+        'Sign out',
+      ),
+    ),
+  );
+  const menuBtn = h(
+    'button',
+    {
+      type: 'button',
+      class: 'btn btn-ghost btn-icon',
+      'aria-label': 'Open the menu',
+      'aria-controls': 'sidebar',
+      'aria-expanded': 'false',
+      'data-test': 'menu-toggle',
+    },
+    icon('menu'),
+  );
   scrimEl = h('div', { class: 'scrim', hidden: true });
-  const closeMenu = () => { sidebarEl.classList.remove('open'); scrimEl.hidden = true; menuBtn.setAttribute('aria-expanded', 'false'); };
+  const closeMenu = () => {
+    sidebarEl.classList.remove('open');
+    scrimEl.hidden = true;
+    menuBtn.setAttribute('aria-expanded', 'false');
+  };
   menuBtn.addEventListener('click', () => {
     const open = !sidebarEl.classList.contains('open');
-    sidebarEl.classList.toggle('open', open); scrimEl.hidden = !open; menuBtn.setAttribute('aria-expanded', String(open));
+    sidebarEl.classList.toggle('open', open);
+    scrimEl.hidden = !open;
+    menuBtn.setAttribute('aria-expanded', String(open));
     if (open) sidebarEl.querySelector('a').focus();
   });
   scrimEl.addEventListener('click', closeMenu);
-  sidebarEl.addEventListener('click', (e) => { if (e.target.closest('a')) closeMenu(); });
-  sidebarEl.addEventListener('keydown', (e) => { if (e.key === 'Escape' && sidebarEl.classList.contains('open')) { closeMenu(); menuBtn.focus(); } });
+  sidebarEl.addEventListener('click', (e) => {
+    if (e.target.closest('a')) closeMenu();
+  });
+  sidebarEl.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && sidebarEl.classList.contains('open')) {
+      closeMenu();
+      menuBtn.focus();
+    }
+  });
   mainEl = h('main', { class: 'main', id: 'main', tabindex: '-1', 'data-test': 'main' });
   abuseCheckedAt = 0;
   refreshAbuseBadge();
-  mount(app,
-    h('a', { class: 'skip-link', href: '#main', onclick: (e) => { e.preventDefault(); mainEl.focus(); } }, 'Skip to content'),
+  mount(
+    app,
+    h(
+      'a',
+      {
+        class: 'skip-link',
+        href: '#main',
+        onclick: (e) => {
+          e.preventDefault();
+          mainEl.focus();
+        },
+      },
+      'Skip to content',
+    ),
     h('div', { class: 'topbar' }, brand(), menuBtn),
-    h('div', { class: 'shell' }, sidebarEl, scrimEl, mainEl));
+    h('div', { class: 'shell' }, sidebarEl, scrimEl, mainEl),
+  );
   route();
 }
 
@@ -173,24 +392,41 @@ function showShell() {
  * GET /api/stats at most once a minute while navigating. */
 let abuseCheckedAt = 0;
 function showAbuseCount(n) {
-  const link = navEl && navEl.querySelector('[data-route="abuse"]');
+  const link = navEl?.querySelector('[data-route="abuse"]');
   if (!link) return;
   const old = link.querySelector('.nav-badge');
   if (old) old.remove();
-  if (n) link.appendChild(h('span', { class: 'nav-badge', 'data-test': 'nav-abuse-badge', 'aria-label': `${n} open` }, String(n)));
+  if (n)
+    link.appendChild(
+      h(
+        'span',
+        { class: 'nav-badge', 'data-test': 'nav-abuse-badge', 'aria-label': `${n} open` },
+        String(n),
+      ),
+    );
 }
-window.addEventListener('kw:abuse-count', (e) => { abuseCheckedAt = Date.now(); showAbuseCount(e.detail); });
+window.addEventListener('kw:abuse-count', (e) => {
+  abuseCheckedAt = Date.now();
+  showAbuseCount(e.detail);
+});
 async function refreshAbuseBadge() {
   if (Date.now() - abuseCheckedAt < 60_000) return;
   abuseCheckedAt = Date.now();
   try {
     const st = await api.get('/api/stats');
     showAbuseCount(st.openAbuseFlags || 0);
-  } catch { /* the badge is a hint; the pages report errors themselves */ }
+  } catch {
+    /* the badge is a hint; the pages report errors themselves */
+  }
 }
 
 function navLink(r) {
-  return h('a', { href: `#/${r.name}`, 'data-route': r.name, 'data-test': `nav-${r.name}` }, icon(r.icon), r.label);
+  return h(
+    'a',
+    { href: `#/${r.name}`, 'data-route': r.name, 'data-test': `nav-${r.name}` },
+    icon(r.icon),
+    r.label,
+  );
 }
 
 async function route() {
@@ -199,15 +435,29 @@ async function route() {
   const name = parts[0] || 'dashboard';
   const r = ROUTES.find((x) => x.name === name);
   navEl.querySelectorAll('a').forEach((a) => {
-    if (a.dataset.route === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    if (a.dataset.route === name) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
   });
-  if (typeof cleanup === 'function') { try { cleanup(); } catch { /* ignore */ } }
+  if (typeof cleanup === 'function') {
+    try {
+      cleanup();
+    } catch {
+      /* ignore */
+    }
+  }
   cleanup = null;
   const seq = ++routeSeq;
   if (!r || (r.admin && !isAdmin())) {
     document.title = 'Not found · Keyward';
-    mount(mainEl, empty('Page not found', 'This page does not exist or needs more rights.',
-      h('a', { class: 'btn', href: '#/dashboard' }, 'Go to the dashboard'), 'not-found'));
+    mount(
+      mainEl,
+      empty(
+        'Page not found',
+        'This page does not exist or needs more rights.',
+        h('a', { class: 'btn', href: '#/dashboard' }, 'Go to the dashboard'),
+        'not-found',
+      ),
+    );
     return;
   }
   document.title = `${r.label} · Keyward`;
@@ -221,20 +471,35 @@ async function route() {
     cleanup = await mod.render(view, { parts: parts.slice(1), query, refresh: route });
   } catch (err) {
     if (seq !== routeSeq) return;
-    if (err instanceof ApiError && err.status === 401) { state.onUnauthorized(); return; }
-    mount(mainEl, h('div', { class: 'alert alert-error', role: 'alert', 'data-test': 'error' }, err.message || String(err)));
+    if (err instanceof ApiError && err.status === 401) {
+      state.onUnauthorized();
+      return;
+    }
+    mount(
+      mainEl,
+      h(
+        'div',
+        { class: 'alert alert-error', role: 'alert', 'data-test': 'error' },
+        err.message || String(err),
+      ),
+    );
   }
 }
 
 window.addEventListener('hashchange', () => {
   route();
-  if (mainEl && document.activeElement && document.activeElement !== document.body && !mainEl.contains(document.activeElement)) {
+  if (
+    mainEl &&
+    document.activeElement &&
+    document.activeElement !== document.body &&
+    !mainEl.contains(document.activeElement)
+  ) {
     // Keep focus sensible after navigating from the sidebar.
     mainEl.focus({ preventScroll: true });
   }
   window.scrollTo(0, 0);
 });
 
-export { toast, navigate };
+export { navigate, toast };
 
 boot();

@@ -1,8 +1,8 @@
 // Keyward admin — shared state of the panel (the operator, a cached project list) and routing
 // helpers. Kept apart from app.js so views can import it without import cycles.
 
-import { api, ApiError } from '../shared/api.js';
-import { h, errorBox } from '../shared/ui.js';
+import { ApiError, api } from '../shared/api.js';
+import { errorBox, h } from '../shared/ui.js';
 
 export const state = {
   me: null, // {user, apiKey, tenantId}
@@ -10,7 +10,7 @@ export const state = {
   onUnauthorized: () => {},
 };
 
-export const isAdmin = () => !!(state.me && state.me.user && state.me.user.role === 'ADMIN');
+export const isAdmin = () => !!(state.me?.user && state.me.user.role === 'ADMIN');
 
 /** Parses "#/keys/abc?status=ACTIVE" → {parts: ['keys','abc'], query: URLSearchParams}. */
 export function parseHash() {
@@ -22,7 +22,9 @@ export function parseHash() {
 
 export function hrefFor(path, query) {
   const params = new URLSearchParams();
-  if (query) for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+  if (query)
+    for (const [k, v] of Object.entries(query))
+      if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
   const qs = params.toString();
   return `#${path}${qs ? `?${qs}` : ''}`;
 }
@@ -41,7 +43,9 @@ export async function loadProjects(force = false) {
   state.projects = data.projects || [];
   return state.projects;
 }
-export function invalidateProjects() { state.projects = null; }
+export function invalidateProjects() {
+  state.projects = null;
+}
 
 export function projectName(id) {
   if (!id) return '—';
@@ -51,24 +55,36 @@ export function projectName(id) {
 
 /** Shows an error in `container` (or hands a 401 to the login screen). */
 export function failInto(container, err, test = 'error') {
-  if (err instanceof ApiError && err.status === 401) { state.onUnauthorized(); return; }
+  if (err instanceof ApiError && err.status === 401) {
+    state.onUnauthorized();
+    return;
+  }
   if (err && err.name === 'AbortError') return;
   container.replaceChildren(errorBox(err, test));
 }
 
 /** True when the error was a lost session (and the login screen is being shown). */
 export function handledAuth(err) {
-  if (err instanceof ApiError && err.status === 401) { state.onUnauthorized(); return true; }
+  if (err instanceof ApiError && err.status === 401) {
+    state.onUnauthorized();
+    return true;
+  }
   return false;
 }
 
 export function pageHead(title, sub, actions, crumbs) {
-  return h('div', { class: 'page-head' },
-    h('div', {},
+  return h(
+    'div',
+    { class: 'page-head' },
+    h(
+      'div',
+      {},
       crumbs ? h('div', { class: 'breadcrumb' }, crumbs) : null,
       h('h1', { 'data-test': 'page-title' }, title),
-      sub ? h('p', { class: 'sub' }, sub) : null),
-    actions ? h('div', { class: 'btn-row' }, actions) : null);
+      sub ? h('p', { class: 'sub' }, sub) : null,
+    ),
+    actions ? h('div', { class: 'btn-row' }, actions) : null,
+  );
 }
 
 /** Renders a pager under a list. onPage(n) is called with the new page number. */
@@ -79,9 +95,44 @@ export function pager(pagination, onPage, test = 'pager') {
   const more = totalCapped ? '+' : '';
   const from = total === 0 ? 0 : (page - 1) * limit + 1;
   const to = Math.min(total, page * limit);
-  const prev = h('button', { type: 'button', class: 'btn btn-sm', disabled: page <= 1, 'data-test': `${test}-prev`, onclick: () => onPage(page - 1) }, '← Previous');
-  const next = h('button', { type: 'button', class: 'btn btn-sm', disabled: !totalCapped && page >= totalPages, 'data-test': `${test}-next`, onclick: () => onPage(page + 1) }, 'Next →');
-  return h('div', { class: 'pager', 'data-test': test },
-    h('span', { 'data-test': `${test}-info` }, total === 0 ? 'No results' : `${from.toLocaleString()}–${to.toLocaleString()} of ${Number(total).toLocaleString()}${more}`),
-    h('div', { class: 'btn-row' }, prev, h('span', {}, `Page ${page} of ${Math.max(1, totalPages).toLocaleString()}${more}`), next));
+  const prev = h(
+    'button',
+    {
+      type: 'button',
+      class: 'btn btn-sm',
+      disabled: page <= 1,
+      'data-test': `${test}-prev`,
+      onclick: () => onPage(page - 1),
+    },
+    '← Previous',
+  );
+  const next = h(
+    'button',
+    {
+      type: 'button',
+      class: 'btn btn-sm',
+      disabled: !totalCapped && page >= totalPages,
+      'data-test': `${test}-next`,
+      onclick: () => onPage(page + 1),
+    },
+    'Next →',
+  );
+  return h(
+    'div',
+    { class: 'pager', 'data-test': test },
+    h(
+      'span',
+      { 'data-test': `${test}-info` },
+      total === 0
+        ? 'No results'
+        : `${from.toLocaleString()}–${to.toLocaleString()} of ${Number(total).toLocaleString()}${more}`,
+    ),
+    h(
+      'div',
+      { class: 'btn-row' },
+      prev,
+      h('span', {}, `Page ${page} of ${Math.max(1, totalPages).toLocaleString()}${more}`),
+      next,
+    ),
+  );
 }

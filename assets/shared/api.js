@@ -20,19 +20,23 @@ export function humanize(msg) {
   const m = /field `([^`]+)` verification failed\.?\s*(\w+)\(([^,)]+)/.exec(msg);
   if (!m) return msg.replace(/^Invalid request:\s*/, '');
   const [, name, rule, n] = m;
-  const what = {
-    maximum: `must be at most ${n}`, minimum: `must be at least ${n}`,
-    maxLength: `must be at most ${n} characters`, minLength: n.trim() === '1' ? 'is required' : `must be at least ${n} characters`,
-    maxItems: `may have at most ${n} items`, minItems: `needs at least ${n} items`,
-    pattern: 'has an invalid format',
-  }[rule] || 'is invalid';
+  const what =
+    {
+      maximum: `must be at most ${n}`,
+      minimum: `must be at least ${n}`,
+      maxLength: `must be at most ${n} characters`,
+      minLength: n.trim() === '1' ? 'is required' : `must be at least ${n} characters`,
+      maxItems: `may have at most ${n} items`,
+      minItems: `needs at least ${n} items`,
+      pattern: 'has an invalid format',
+    }[rule] || 'is invalid';
   return `${name} ${what}`;
 }
 
 function messageOf(body, status) {
   if (body && typeof body.error === 'string') return humanize(body.error);
   // The vendor face nests its error: {"error":{"code","message"}}.
-  if (body && body.error && typeof body.error.message === 'string') return body.error.message;
+  if (body?.error && typeof body.error.message === 'string') return body.error.message;
   if (status === 0) return 'The server cannot be reached. Check your connection and try again.';
   if (status === 429) return 'Too many requests. Please wait a moment and try again.';
   if (status >= 500) return 'The server had a problem. Please try again.';
@@ -41,7 +45,7 @@ function messageOf(body, status) {
 
 function codeOf(body, status) {
   if (body && typeof body.code === 'string') return body.code;
-  if (body && body.error && typeof body.error.code === 'string') return body.error.code;
+  if (body?.error && typeof body.error.code === 'string') return body.error.code;
   return status === 0 ? 'NETWORK_ERROR' : `HTTP_${status}`;
 }
 
@@ -62,7 +66,12 @@ export function withQuery(path, query) {
  * body when it has no `data`). `body` is sent as JSON; a FormData body is sent as is.
  */
 export async function request(method, path, { body, query, signal, raw = false } = {}) {
-  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' }, signal };
+  const init = {
+    method,
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json' },
+    signal,
+  };
   if (body !== undefined) {
     if (body instanceof FormData) {
       init.body = body;
@@ -81,13 +90,17 @@ export async function request(method, path, { body, query, signal, raw = false }
   let json = null;
   const text = await res.text();
   if (text) {
-    try { json = JSON.parse(text); } catch { json = null; }
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
   }
   if (!res.ok || (json && json.success === false)) {
     throw new ApiError(res.status, codeOf(json, res.status), messageOf(json, res.status), json);
   }
   if (raw) return json;
-  return json && Object.prototype.hasOwnProperty.call(json, 'data') ? json.data : json;
+  return json && Object.hasOwn(json, 'data') ? json.data : json;
 }
 
 export const api = {
@@ -113,11 +126,17 @@ export function upload(path, formData, onProgress) {
     };
     xhr.onload = () => {
       let json = null;
-      try { json = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { json = null; }
+      try {
+        json = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        json = null;
+      }
       if (xhr.status >= 200 && xhr.status < 300 && !(json && json.success === false)) {
         resolve(json && 'data' in json ? json.data : json);
       } else {
-        reject(new ApiError(xhr.status, codeOf(json, xhr.status), messageOf(json, xhr.status), json));
+        reject(
+          new ApiError(xhr.status, codeOf(json, xhr.status), messageOf(json, xhr.status), json),
+        );
       }
     };
     xhr.onerror = () => reject(new ApiError(0, 'NETWORK_ERROR', messageOf(null, 0), null));

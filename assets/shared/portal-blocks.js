@@ -2,7 +2,7 @@
 // dashboard with it, and the admin panel's Portal Dashboard Editor renders its live preview with
 // the very same code, so what the vendor sees is what its users get.
 
-import { h, s, copyButton, fmtDate, statusBadge, titleCase } from './ui.js';
+import { copyButton, fmtDate, h, s, statusBadge, titleCase } from './ui.js';
 
 export const BLOCK_TYPES = {
   key_info: { label: 'Key info', description: 'License status, plan, expiry, sessions' },
@@ -15,7 +15,10 @@ export const BLOCK_TYPES = {
 
 /** The server's default layout (a project whose portal was never saved). */
 export const DEFAULT_BLOCKS = [
-  { type: 'key_info' }, { type: 'hwid_status' }, { type: 'copy_key' }, { type: 'download_loader' },
+  { type: 'key_info' },
+  { type: 'hwid_status' },
+  { type: 'copy_key' },
+  { type: 'download_loader' },
 ];
 
 /** Only http(s) links leave the portal; anything else (javascript:, data:) is dropped. */
@@ -50,10 +53,12 @@ export function normalizeBlocks(blocks) {
   for (const b of blocks) {
     if (!b || typeof b !== 'object' || !BLOCK_TYPES[b.type]) continue;
     let o;
-    if (b.type === 'custom_button') o = { type: b.type, label: String(b.label ?? ''), url: String(b.url ?? '') };
+    if (b.type === 'custom_button')
+      o = { type: b.type, label: String(b.label ?? ''), url: String(b.url ?? '') };
     else if (b.type === 'custom_text') o = { type: b.type, text: String(b.text ?? '') };
     else o = { type: b.type };
-    if (LEVELS.includes(b.requires) && b.requires !== DEFAULT_REQUIRES[b.type]) o.requires = b.requires;
+    if (LEVELS.includes(b.requires) && b.requires !== DEFAULT_REQUIRES[b.type])
+      o.requires = b.requires;
     out.push(o);
   }
   return out;
@@ -61,7 +66,12 @@ export function normalizeBlocks(blocks) {
 
 /** What a block needs unless `requires` says otherwise (as the server decides). */
 export const DEFAULT_REQUIRES = {
-  key_info: 'key', copy_key: 'key', download_loader: 'key', hwid_status: 'key', custom_button: 'none', custom_text: 'none',
+  key_info: 'key',
+  copy_key: 'key',
+  download_loader: 'key',
+  hwid_status: 'key',
+  custom_button: 'none',
+  custom_text: 'none',
 };
 
 /** The server's access level ('none' | 'key' | 'full') of a page level. */
@@ -76,7 +86,7 @@ function gated(b, level) {
 
 /** The access level of a /api/portal/me answer: 'none' | 'inactive' | 'unbound' | 'full'. */
 export function accessLevel(me) {
-  const a = (me && me.access) || {};
+  const a = me?.access || {};
   if (!a.hasKey) return 'none';
   if (!a.keyActive) return 'inactive';
   if (a.fullAccess || a.hwidBound) return 'full';
@@ -88,10 +98,11 @@ export function accessNotice(me) {
   const level = accessLevel(me);
   if (level === 'none') return ['info', 'Activate a license key to get started.'];
   if (level === 'inactive') {
-    const st = me.key && me.key.status ? me.key.status.toLowerCase() : 'not active';
+    const st = me.key?.status ? me.key.status.toLowerCase() : 'not active';
     return ['warn', `Your key is ${st}. Contact support or activate another key.`];
   }
-  if (level === 'unbound') return ['info', 'Almost there: download the loader and start it to bind your machine.'];
+  if (level === 'unbound')
+    return ['info', 'Almost there: download the loader and start it to bind your machine.'];
   return null;
 }
 
@@ -101,113 +112,247 @@ export function sampleMe(level, loaderUrl) {
   const bound = level === 'full';
   return {
     user: { id: 'preview', username: 'player123' },
-    key: hasKey ? {
-      mask: 'A1B2-****-****-G7H8', plan: 'MONTHLY', status: level === 'inactive' ? 'EXPIRED' : 'ACTIVE',
-      hwidLocked: bound, expiresAt: new Date(Date.now() + 24 * 864e5).toISOString(), maxSessions: 2, activeSessions: bound ? 1 : 0,
-    } : null,
+    key: hasKey
+      ? {
+          mask: 'A1B2-****-****-G7H8',
+          plan: 'MONTHLY',
+          status: level === 'inactive' ? 'EXPIRED' : 'ACTIVE',
+          hwidLocked: bound,
+          expiresAt: new Date(Date.now() + 24 * 864e5).toISOString(),
+          maxSessions: 2,
+          activeSessions: bound ? 1 : 0,
+        }
+      : null,
     access: {
-      hasKey, keyActive: hasKey && level !== 'inactive', hwidBound: bound, fullAccess: bound,
+      hasKey,
+      keyActive: hasKey && level !== 'inactive',
+      hwidBound: bound,
+      fullAccess: bound,
       canDownloadLoader: hasKey && level !== 'inactive',
-      loaderUrl: hasKey && level !== 'inactive' ? (loaderUrl || '/api/portal/loader') : undefined,
+      loaderUrl: hasKey && level !== 'inactive' ? loaderUrl || '/api/portal/loader' : undefined,
     },
   };
 }
 
 function card(type, title, ...children) {
-  return h('section', { class: 'pblock', 'data-test': `block-${type}`, 'data-block': type },
-    title ? h('h3', {}, title) : null, children);
+  return h(
+    'section',
+    { class: 'pblock', 'data-test': `block-${type}`, 'data-block': type },
+    title ? h('h3', {}, title) : null,
+    children,
+  );
 }
 
 function locked(type, title, text) {
-  return h('section', { class: 'pblock locked', 'data-test': `block-${type}`, 'data-block': type, 'data-locked': 'true' },
+  return h(
+    'section',
+    {
+      class: 'pblock locked',
+      'data-test': `block-${type}`,
+      'data-block': type,
+      'data-locked': 'true',
+    },
     title ? h('h3', {}, title) : null,
-    h('div', { class: 'lock-note' }, lockIcon(), h('span', {}, text)));
+    h('div', { class: 'lock-note' }, lockIcon(), h('span', {}, text)),
+  );
 }
 
 function lockIcon() {
-  return s('svg', { viewBox: '0 0 24 24', fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round', 'aria-hidden': 'true' },
-    s('rect', { x: '5', y: '11', width: '14', height: '10', rx: '2' }), s('path', { d: 'M8 11V7a4 4 0 0 1 8 0v4' }));
+  return s(
+    'svg',
+    {
+      viewBox: '0 0 24 24',
+      fill: 'none',
+      stroke: 'currentColor',
+      'stroke-width': '2',
+      'stroke-linecap': 'round',
+      'aria-hidden': 'true',
+    },
+    s('rect', { x: '5', y: '11', width: '14', height: '10', rx: '2' }),
+    s('path', { d: 'M8 11V7a4 4 0 0 1 8 0v4' }),
+  );
 }
 
-const BLOCK_TITLES = { key_info: 'License', copy_key: 'Your key', download_loader: 'Loader', hwid_status: 'Machine' };
+const BLOCK_TITLES = {
+  key_info: 'License',
+  copy_key: 'Your key',
+  download_loader: 'Loader',
+  hwid_status: 'Machine',
+};
 
 const LOCK_BIND = 'Available once your machine is bound: download the loader and start it.';
 
 function renderKeyInfo(me) {
   const k = me.key;
   if (!k) return locked('key_info', 'License', 'No license key on your account yet.');
-  const sessions = k.maxSessions !== undefined && k.maxSessions !== null
-    ? `${k.activeSessions ?? 0} / ${k.maxSessions}` : '—';
-  return card('key_info', 'License',
-    h('dl', { class: 'props' },
-      h('dt', {}, 'Status'), h('dd', {}, statusBadge(k.status, 'key-status')),
-      h('dt', {}, 'Plan'), h('dd', { 'data-test': 'key-plan' }, k.plan ? titleCase(k.plan) : '—'),
-      h('dt', {}, 'Expires'), h('dd', { 'data-test': 'key-expires' },
-        k.expiresAt ? fmtDate(k.expiresAt) : (k.plan === 'LIFETIME' ? 'Never' : 'Starts at first activation')),
-      h('dt', {}, 'Sessions'), h('dd', { 'data-test': 'key-sessions' }, sessions),
-      h('dt', {}, 'Key'), h('dd', { class: 'mono', 'data-test': 'key-mask' }, k.mask || '—')));
+  const sessions =
+    k.maxSessions !== undefined && k.maxSessions !== null
+      ? `${k.activeSessions ?? 0} / ${k.maxSessions}`
+      : '—';
+  return card(
+    'key_info',
+    'License',
+    h(
+      'dl',
+      { class: 'props' },
+      h('dt', {}, 'Status'),
+      h('dd', {}, statusBadge(k.status, 'key-status')),
+      h('dt', {}, 'Plan'),
+      h('dd', { 'data-test': 'key-plan' }, k.plan ? titleCase(k.plan) : '—'),
+      h('dt', {}, 'Expires'),
+      h(
+        'dd',
+        { 'data-test': 'key-expires' },
+        k.expiresAt
+          ? fmtDate(k.expiresAt)
+          : k.plan === 'LIFETIME'
+            ? 'Never'
+            : 'Starts at first activation',
+      ),
+      h('dt', {}, 'Sessions'),
+      h('dd', { 'data-test': 'key-sessions' }, sessions),
+      h('dt', {}, 'Key'),
+      h('dd', { class: 'mono', 'data-test': 'key-mask' }, k.mask || '—'),
+    ),
+  );
 }
 
-function renderCopyKey(me, level, ctx) {
+function renderCopyKey(me, level, _ctx) {
   if (!me.key) return locked('copy_key', 'Your key', 'No license key on your account yet.');
   if (level === 'unbound') return locked('copy_key', 'Your key', LOCK_BIND);
-  return card('copy_key', 'Your key',
-    h('div', { class: 'btn-row' },
+  return card(
+    'copy_key',
+    'Your key',
+    h(
+      'div',
+      { class: 'btn-row' },
       h('span', { class: 'key-mask', 'data-test': 'copy-key-mask' }, me.key.mask),
-      copyButton(me.key.mask, { test: 'copy-key' })));
+      copyButton(me.key.mask, { test: 'copy-key' }),
+    ),
+  );
 }
 
 function renderLoader(me, level, ctx) {
   const a = me.access || {};
-  if (level === 'none') return locked('download_loader', 'Loader', 'Activate a license key to download the loader.');
-  if (level === 'inactive') return locked('download_loader', 'Loader', 'Your key is not active, so the loader is unavailable.');
+  if (level === 'none')
+    return locked('download_loader', 'Loader', 'Activate a license key to download the loader.');
+  if (level === 'inactive')
+    return locked(
+      'download_loader',
+      'Loader',
+      'Your key is not active, so the loader is unavailable.',
+    );
   const url = loaderHref(a.loaderUrl);
   const link = url
-    ? h('a', { class: 'btn btn-primary', href: url, rel: 'noopener noreferrer', 'data-test': 'download-loader' }, 'Download the loader')
-    : h('p', { class: 'muted', 'data-test': 'loader-unavailable' }, 'The loader is not available for download yet.');
+    ? h(
+        'a',
+        {
+          class: 'btn btn-primary',
+          href: url,
+          rel: 'noopener noreferrer',
+          'data-test': 'download-loader',
+        },
+        'Download the loader',
+      )
+    : h(
+        'p',
+        { class: 'muted', 'data-test': 'loader-unavailable' },
+        'The loader is not available for download yet.',
+      );
   if (ctx.preview && url) link.addEventListener('click', (e) => e.preventDefault());
   if (level === 'unbound') {
-    return card('download_loader', 'Loader',
-      h('ol', { class: 'steps' },
+    return card(
+      'download_loader',
+      'Loader',
+      h(
+        'ol',
+        { class: 'steps' },
         h('li', { class: 'done' }, h('span', { class: 'n' }, '1'), 'License key activated'),
-        h('li', { class: 'current' }, h('span', { class: 'n' }, '2'), 'Download the loader and start it to bind your machine'),
-        h('li', {}, h('span', { class: 'n' }, '3'), 'Full access')),
-      a.canDownloadLoader === false ? h('p', { class: 'muted' }, 'The loader is not available for download yet.') : link);
+        h(
+          'li',
+          { class: 'current' },
+          h('span', { class: 'n' }, '2'),
+          'Download the loader and start it to bind your machine',
+        ),
+        h('li', {}, h('span', { class: 'n' }, '3'), 'Full access'),
+      ),
+      a.canDownloadLoader === false
+        ? h('p', { class: 'muted' }, 'The loader is not available for download yet.')
+        : link,
+    );
   }
-  return card('download_loader', 'Loader',
+  return card(
+    'download_loader',
+    'Loader',
     h('p', { class: 'muted' }, 'Your machine is bound. Download the latest loader any time.'),
-    a.canDownloadLoader === false ? h('p', { class: 'muted' }, 'The loader is not available for download yet.') : link);
+    a.canDownloadLoader === false
+      ? h('p', { class: 'muted' }, 'The loader is not available for download yet.')
+      : link,
+  );
 }
 
 function renderHwid(me, level) {
   if (level === 'none') return locked('hwid_status', 'Machine', 'Activate a license key first.');
-  const bound = !!(me.access && me.access.hwidBound);
-  return card('hwid_status', 'Machine',
-    h('div', { class: `status-dot ${bound ? 'ok' : 'warn'}`, 'data-test': 'hwid-state', 'data-bound': bound ? 'true' : 'false' },
-      bound ? 'Machine bound' : 'No machine bound yet'),
-    h('p', { class: 'muted small' }, bound
-      ? 'Your key is locked to this machine\u2019s hardware ID.'
-      : 'Start the loader on your computer: it binds your key to that machine.'));
+  const bound = !!me.access?.hwidBound;
+  return card(
+    'hwid_status',
+    'Machine',
+    h(
+      'div',
+      {
+        class: `status-dot ${bound ? 'ok' : 'warn'}`,
+        'data-test': 'hwid-state',
+        'data-bound': bound ? 'true' : 'false',
+      },
+      bound ? 'Machine bound' : 'No machine bound yet',
+    ),
+    h(
+      'p',
+      { class: 'muted small' },
+      bound
+        ? 'Your key is locked to this machine\u2019s hardware ID.'
+        : 'Start the loader on your computer: it binds your key to that machine.',
+    ),
+  );
 }
 
 function gatedNote(b) {
-  return (b.requires === 'full') ? LOCK_BIND : 'Activate a license key to see this.';
+  return b.requires === 'full' ? LOCK_BIND : 'Activate a license key to see this.';
 }
 
 function renderButton(b, ctx, level) {
   if (gated(b, level)) return locked('custom_button', null, gatedNote(b));
   const url = safeUrl(b.url);
-  const label = b.label && b.label.trim() ? b.label.trim() : 'Link';
+  const label = b.label?.trim() ? b.label.trim() : 'Link';
   const el = url
-    ? h('a', { class: 'btn', href: url, target: '_blank', rel: 'noopener noreferrer', 'data-test': 'custom-button' }, label, h('span', { 'aria-hidden': 'true' }, ' ↗'))
-    : h('span', { class: 'muted', 'data-test': 'custom-button-invalid' }, `${label} (no valid link set)`);
+    ? h(
+        'a',
+        {
+          class: 'btn',
+          href: url,
+          target: '_blank',
+          rel: 'noopener noreferrer',
+          'data-test': 'custom-button',
+        },
+        label,
+        h('span', { 'aria-hidden': 'true' }, ' ↗'),
+      )
+    : h(
+        'span',
+        { class: 'muted', 'data-test': 'custom-button-invalid' },
+        `${label} (no valid link set)`,
+      );
   if (ctx.preview && url) el.addEventListener('click', (e) => e.preventDefault());
   return card('custom_button', null, el);
 }
 
 function renderText(b, level) {
   if (gated(b, level)) return locked('custom_text', null, gatedNote(b));
-  return card('custom_text', null, h('p', { class: 'pblock-text', 'data-test': 'custom-text' }, b.text || ''));
+  return card(
+    'custom_text',
+    null,
+    h('p', { class: 'pblock-text', 'data-test': 'custom-text' }, b.text || ''),
+  );
 }
 
 /**
@@ -217,9 +362,13 @@ function renderText(b, level) {
  */
 export function renderDashboard(blocks, me, ctx = {}) {
   // No saved configuration → the default blocks; a saved empty list stays empty.
-  const known = (Array.isArray(blocks) ? blocks : DEFAULT_BLOCKS).filter((b) => b && typeof b === 'object' && BLOCK_TYPES[b.type]);
+  const known = (Array.isArray(blocks) ? blocks : DEFAULT_BLOCKS).filter(
+    (b) => b && typeof b === 'object' && BLOCK_TYPES[b.type],
+  );
   // The API marks the blocks above the user's access `locked` (and withholds their links).
-  const list = normalizeBlocks(known).map((b, i) => (known[i].locked === true ? { ...b, locked: true } : b));
+  const list = normalizeBlocks(known).map((b, i) =>
+    known[i].locked === true ? { ...b, locked: true } : b,
+  );
   const level = accessLevel(me);
   const wrap = h('div', { class: 'pblocks', 'data-test': 'portal-blocks', 'data-access': level });
   if (level === 'none' || level === 'inactive') {
@@ -229,18 +378,35 @@ export function renderDashboard(blocks, me, ctx = {}) {
   for (const b of list) {
     let el = null;
     // A key block the vendor gated to full access (`requires: "full"`) waits for the binding.
-    if ((b.locked || b.requires === 'full') && level === 'unbound' && DEFAULT_REQUIRES[b.type] === 'key') {
+    if (
+      (b.locked || b.requires === 'full') &&
+      level === 'unbound' &&
+      DEFAULT_REQUIRES[b.type] === 'key'
+    ) {
       wrap.appendChild(locked(b.type, BLOCK_TITLES[b.type], LOCK_BIND));
       continue;
     }
     switch (b.type) {
-      case 'key_info': el = renderKeyInfo(me); break;
-      case 'copy_key': el = renderCopyKey(me, level, ctx); break;
-      case 'download_loader': el = renderLoader(me, level, ctx); break;
-      case 'hwid_status': el = renderHwid(me, level); break;
-      case 'custom_button': el = renderButton(b, ctx, level); break;
-      case 'custom_text': el = renderText(b, level); break;
-      default: break;
+      case 'key_info':
+        el = renderKeyInfo(me);
+        break;
+      case 'copy_key':
+        el = renderCopyKey(me, level, ctx);
+        break;
+      case 'download_loader':
+        el = renderLoader(me, level, ctx);
+        break;
+      case 'hwid_status':
+        el = renderHwid(me, level);
+        break;
+      case 'custom_button':
+        el = renderButton(b, ctx, level);
+        break;
+      case 'custom_text':
+        el = renderText(b, level);
+        break;
+      default:
+        break;
     }
     if (el) wrap.appendChild(el);
   }

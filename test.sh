@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need and is missing (Debian, PyPI, npm), lints the
+# embedded pages, then runs every test. A missing tool fails the run; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+command -v cargo >/dev/null || { echo "cargo is required" >&2; exit 1; }
+command -v python3 >/dev/null || apt_install python3 python3-pip
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+
+# The contract's Python example (requests) and the envelope example (cryptography).
+if ! python3 -c "import requests, cryptography" 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check requests cryptography
+fi
+python3 -c "import requests, cryptography" || { echo "requests/cryptography did not install" >&2; exit 1; }
+
+# The README's bundle verification recipe is tested with openssl.
+command -v openssl >/dev/null || apt_install openssl
+command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }
+
+# The browser tests drive Debian's Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    apt_install chromium chromium-driver
+fi
+[ -x /usr/bin/chromium ] || { echo "/usr/bin/chromium is missing: the browser tests need it" >&2; exit 1; }
+[ -x /usr/bin/chromedriver ] || { echo "/usr/bin/chromedriver is missing: the browser tests need it" >&2; exit 1; }
+
+# The embedded pages: Biome (pinned in package-lock.json) formats and lints assets/.
+npm ci --no-audit --no-fund --silent
+npx --no-install biome ci assets
+
+cargo test --locked "$@"
