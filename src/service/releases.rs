@@ -126,7 +126,14 @@ pub async fn publish(
     ctx: &Ctx,
     id: ReleaseId,
 ) -> Result<ReleaseWithDeltas, Error> {
-    transition(state, ctx, id, AuditAction::ReleasePublish, releases::publish).await
+    transition(
+        state,
+        ctx,
+        id,
+        AuditAction::ReleasePublish,
+        releases::publish,
+    )
+    .await
 }
 
 /// PUBLISHED → YANKED: withdrawn from checks and downloads at once, kept for the record.
@@ -149,8 +156,8 @@ async fn transition(
             if change(c, &r)? {
                 audit::repo::insert(c, &release_event(&ctx, &r, action))?;
             }
-            let r = repo::find_in(c, Some(&r.tenant_id), &r.id)?
-                .ok_or(Error::NotFound("release"))?;
+            let r =
+                repo::find_in(c, Some(&r.tenant_id), &r.id)?.ok_or(Error::NotFound("release"))?;
             with_deltas(c, r)
         })
         .await
@@ -328,7 +335,11 @@ impl ReleaseUpload<'_> {
 
     /// Signs the bundle and records the DRAFT release; `read` is how reading the form ended
     /// (a failure drops the bundle and is the answer).
-    pub async fn finish(self, read: Result<(), Error>, form: ReleaseForm) -> Result<Release, Error> {
+    pub async fn finish(
+        self,
+        read: Result<(), Error>,
+        form: ReleaseForm,
+    ) -> Result<Release, Error> {
         let Self {
             state,
             ctx,

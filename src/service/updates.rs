@@ -159,7 +159,11 @@ pub async fn download(
 
 /// The Ed25519 public key of a product, named by slugs (no authentication: it verifies
 /// signed answers and bundles).
-pub fn public_key(state: &AppState, tenant_slug: &str, product_slug: &str) -> Result<Vec<u8>, Error> {
+pub fn public_key(
+    state: &AppState,
+    tenant_slug: &str,
+    product_slug: &str,
+) -> Result<Vec<u8>, Error> {
     if product_slug.len() > 64 || tenant_slug.len() > 64 {
         return Err(Error::Invalid(
             "product and tenant are slugs of at most 64 characters".into(),

@@ -13,7 +13,9 @@ use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::api::shared::pagination::{Pagination, page_and_limit};
-use crate::domain::abuse::{AbuseKind, AbusePolicy, Flag, FlagState, IpBlock, SubjectType, Threshold};
+use crate::domain::abuse::{
+    AbuseKind, AbusePolicy, Flag, FlagState, IpBlock, SubjectType, Threshold,
+};
 use crate::domain::{FlagId, ProductId, ms_to_datetime, now_ms};
 use crate::service;
 use crate::service::abuse::{FlagQuery, PolicyState};
@@ -341,13 +343,9 @@ impl AbuseApi {
         body: Json<UpdateFlagRequest>,
     ) -> KvResult<FlagResponse> {
         let admin = auth.admin();
-        let flag = service::abuse::update_flag(
-            &self.state,
-            &admin.ctx,
-            FlagId::from(id.0),
-            body.0.state,
-        )
-        .await?;
+        let flag =
+            service::abuse::update_flag(&self.state, &admin.ctx, FlagId::from(id.0), body.0.state)
+                .await?;
         Ok(FlagResponse::Ok(Json(FlagOk {
             success: true,
             data: FlagView::new(&flag),

@@ -36,14 +36,16 @@ pub struct UpdatesApi {
 pub struct LicenseKeyAuth(LicensedApp);
 
 async fn active_license(req: &Request, key: ApiKey) -> poem::Result<LicensedApp> {
-    let state = req.data::<AppState>().ok_or_else(|| {
-        refused(&Error::Storage("application state missing".into()))
-    })?;
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| refused(&Error::Storage("application state missing".into())))?;
     service::updates::authenticate(state, &key.key, ClientIp::of(req)).map_err(|e| refused(&e))
 }
 
 fn refused(e: &Error) -> poem::Error {
-    poem::Error::from_response(poem::IntoResponse::into_response(VendorError::from_error(e)))
+    poem::Error::from_response(poem::IntoResponse::into_response(VendorError::from_error(
+        e,
+    )))
 }
 
 #[derive(Object, Debug)]
