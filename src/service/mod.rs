@@ -7,8 +7,11 @@
 //! Faces call services and nothing below them: no face reads a `repo`, opens a writer job or
 //! records an audit event (a test greps for it).
 
+pub mod abuse;
 pub mod context;
+pub mod releases;
 pub mod signing;
+pub mod updates;
 
 pub use context::{Actor, Ctx};
 pub use signing::{Signed, Signer};

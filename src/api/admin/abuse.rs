@@ -5,21 +5,20 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::AdminTags;
-use super::auth::{Admin, AdminAuth};
+use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
-use crate::api::v1::schemas::{Pagination, page_and_limit};
-use crate::domain::abuse::repo::FlagFilter;
+use crate::api::shared::pagination::{Pagination, page_and_limit};
 use crate::domain::abuse::{
-    self, AbuseKind, AbusePolicy, Flag, FlagState, IpBlock, SubjectType, Threshold,
+    AbuseKind, AbusePolicy, Flag, FlagState, IpBlock, SubjectType, Threshold,
 };
-use crate::domain::audit;
-use crate::domain::{ms_to_datetime, now_ms, products};
-use crate::error::Error;
+use crate::domain::{FlagId, ProductId, ms_to_datetime, now_ms};
+use crate::service;
+use crate::service::abuse::{FlagQuery, PolicyState};
 use crate::state::AppState;
 
 pub struct AbuseApi {
@@ -180,7 +179,8 @@ pub struct PolicyView {
 }
 
 impl PolicyView {
-    fn new(p: AbusePolicy, secret_set: bool, secret: Option<String>) -> Self {
+    fn new(found: PolicyState) -> Self {
+        let p = found.policy;
         Self {
             enabled: p.enabled,
             key_guessing_per_ip: p.key_guessing_per_ip,
@@ -197,8 +197,8 @@ impl PolicyView {
             block_ip: p.block_ip,
             block_secs: p.block_secs,
             webhook_url: p.webhook_url,
-            webhook_secret_set: secret_set,
-            webhook_secret: secret,
+            webhook_secret_set: found.webhook_secret_set,
+            webhook_secret: found.new_webhook_secret,
         }
     }
 }
@@ -303,25 +303,14 @@ impl AbuseApi {
     ) -> KvResult<FlagsResponse> {
         let admin = auth.admin();
         let (page, limit) = page_and_limit(page.0, limit.0)?;
-        if project_id.0.as_ref().is_some_and(|p| p.len() > 64) {
-            return Err(Error::Invalid("projectId must be at most 64 characters".into()).into());
-        }
-        let scope = admin.tenant_scope().map(str::to_owned);
-        let (project, kind, state) = (project_id.0, kind.0, state.0);
+        let query = FlagQuery {
+            product_id: project_id.0.map(ProductId::from),
+            kind: kind.0,
+            state: state.0,
+        };
         let offset = (page as u64 - 1) * limit as u64;
-        let (flags, total) = self
-            .state
-            .db
-            .read_blocking(move |c| {
-                let filter = FlagFilter {
-                    tenant_scope: scope.as_deref(),
-                    product_id: project.as_deref(),
-                    kind,
-                    state,
-                };
-                abuse::repo::list_flags(c, &filter, limit, offset)
-            })
-            .await?;
+        let (flags, total) =
+            service::abuse::list_flags(&self.state, &admin.ctx, query, limit, offset).await?;
         Ok(FlagsResponse::Ok(Json(FlagsOk {
             success: true,
             data: FlagsData {
@@ -335,7 +324,7 @@ impl AbuseApi {
     #[oai(path = "/api/abuse/flags/:id", method = "get")]
     async fn get_flag(&self, auth: AdminAuth, id: Path<String>) -> KvResult<FlagResponse> {
         let admin = auth.admin();
-        let flag = self.state.db.read(|c| reachable_flag(c, &admin, &id.0))?;
+        let flag = service::abuse::get_flag(&self.state, &admin.ctx, &FlagId::from(id.0))?;
         Ok(FlagResponse::Ok(Json(FlagOk {
             success: true,
             data: FlagView::new(&flag),
@@ -354,20 +343,9 @@ impl AbuseApi {
         body: Json<UpdateFlagRequest>,
     ) -> KvResult<FlagResponse> {
         let admin = auth.admin();
-        let state = body.0.state;
-        let id = id.0;
-        let (flag, change) = self
-            .state
-            .db
-            .write(move |c| {
-                let flag = reachable_flag(c, &admin, &id)?;
-                let change = abuse::change_state(c, &flag, state, &admin.caller(), now_ms())?;
-                Ok((reachable_flag(c, &admin, &id)?, change))
-            })
-            .await?;
-        if change.lifted_blocks > 0 {
-            crate::abuse::reload_blocks(&self.state)?;
-        }
+        let flag =
+            service::abuse::update_flag(&self.state, &admin.ctx, FlagId::from(id.0), body.0.state)
+                .await?;
         Ok(FlagResponse::Ok(Json(FlagOk {
             success: true,
             data: FlagView::new(&flag),
@@ -388,17 +366,16 @@ impl AbuseApi {
     ) -> KvResult<BlocksResponse> {
         let admin = auth.admin();
         let (page, limit) = page_and_limit(page.0, limit.0)?;
-        let scope = admin.tenant_scope().map(str::to_owned);
         let now = now_ms();
-        let active_at = active.0.unwrap_or(false).then_some(now);
         let offset = (page as u64 - 1) * limit as u64;
-        let (blocks, total) = self
-            .state
-            .db
-            .read_blocking(move |c| {
-                abuse::repo::list_blocks(c, scope.as_deref(), active_at, limit, offset)
-            })
-            .await?;
+        let (blocks, total) = service::abuse::list_blocks(
+            &self.state,
+            &admin.ctx,
+            active.0.unwrap_or(false),
+            limit,
+            offset,
+        )
+        .await?;
         Ok(BlocksResponse::Ok(Json(BlocksOk {
             success: true,
             data: BlocksData {
@@ -414,19 +391,7 @@ impl AbuseApi {
     #[oai(path = "/api/abuse/blocks/:id", method = "delete")]
     async fn lift_block(&self, auth: AdminAuth, id: Path<String>) -> KvResult<BlockResponse> {
         let admin = auth.admin();
-        let id = id.0;
-        let block = self
-            .state
-            .db
-            .write(move |c| {
-                let block = abuse::repo::find_block_in(c, admin.tenant_scope(), &id)?
-                    .ok_or(Error::NotFound("block"))?;
-                abuse::lift_block(c, &block, &admin.caller(), now_ms())?;
-                abuse::repo::find_block_in(c, admin.tenant_scope(), &id)?
-                    .ok_or(Error::NotFound("block"))
-            })
-            .await?;
-        crate::abuse::reload_blocks(&self.state)?;
+        let block = service::abuse::lift_block(&self.state, &admin.ctx, id.0).await?;
         Ok(BlockResponse::Ok(Json(BlockOk {
             success: true,
             data: BlockView::new(&block, now_ms()),
@@ -444,19 +409,10 @@ impl AbuseApi {
     )]
     async fn get_policy(&self, auth: AdminAuth, id: Path<String>) -> KvResult<PolicyResponse> {
         let admin = auth.admin();
-        let (policy, secret_set) = self.state.db.read(|c| {
-            let product = products::repo::find_in(c, admin.tenant_scope(), &id.0)?
-                .ok_or(Error::NotFound("project"))?;
-            let stored = abuse::repo::policy_of(c, &product.id)?.and_then(|(_, p)| p);
-            let secret = abuse::repo::webhook_secret_sealed(c, &product.id)?;
-            Ok((
-                AbusePolicy::from_stored(stored.as_deref()),
-                secret.is_some(),
-            ))
-        })?;
+        let found = service::abuse::policy(&self.state, &admin.ctx, &ProductId::from(id.0))?;
         Ok(PolicyResponse::Ok(Json(PolicyOk {
             success: true,
-            data: PolicyView::new(policy, secret_set, None),
+            data: PolicyView::new(found),
         })))
     }
 
@@ -478,62 +434,18 @@ impl AbuseApi {
     ) -> KvResult<PolicyResponse> {
         let admin = auth.admin();
         let patch = body.0;
-        let master = self.state.master.clone();
-        let id = id.0;
-        let (product_id, policy, secret_set, new_secret) = self
-            .state
-            .db
-            .write(move |c| {
-                let product = products::repo::find_in(c, admin.tenant_scope(), &id)?
-                    .ok_or(Error::NotFound("project"))?;
-                let stored = abuse::repo::policy_of(c, &product.id)?.and_then(|(_, p)| p);
-                let mut policy = AbusePolicy::from_stored(stored.as_deref());
-                apply_patch(&mut policy, &patch);
-                policy.validate()?;
-                if patch.rotate_webhook_secret == Some(true) && policy.webhook_url.is_none() {
-                    return Err(Error::Invalid(
-                        "rotateWebhookSecret needs a webhookUrl (set one in the same request)"
-                            .into(),
-                    ));
-                }
-                let mut secret_sealed = abuse::repo::webhook_secret_sealed(c, &product.id)?;
-                let mut new_secret = None;
-                if policy.webhook_url.is_none() {
-                    if secret_sealed.is_some() {
-                        abuse::repo::set_webhook_secret(c, &product.id, None)?;
-                        secret_sealed = None;
-                    }
-                } else if secret_sealed.is_none() || patch.rotate_webhook_secret == Some(true) {
-                    let secret = abuse::new_webhook_secret();
-                    let sealed = master.seal(secret.as_bytes())?;
-                    abuse::repo::set_webhook_secret(c, &product.id, Some(&sealed))?;
-                    secret_sealed = Some(sealed);
-                    new_secret = Some(secret);
-                }
-                let now = now_ms();
-                let json = serde_json::to_string(&policy)
-                    .map_err(|e| Error::Storage(format!("cannot encode the policy: {e}")))?;
-                abuse::repo::set_policy(c, &product.id, &json, now)?;
-                let mut event = admin
-                    .event(
-                        &product.tenant_id,
-                        crate::domain::audit::AuditAction::AbusePolicyUpdate,
-                    )
-                    .product(&product.id)
-                    .detail(json!({
-                        "policy": serde_json::from_str::<Value>(&json).unwrap_or(Value::Null),
-                        "webhookSecretRotated": new_secret.is_some(),
-                    }));
-                event.at = now;
-                audit::repo::insert(c, &event)?;
-                Ok((product.id, policy, secret_sealed.is_some(), new_secret))
-            })
-            .await?;
-        self.state.abuse.policy_changed(&product_id);
-        self.state.product_cache.forget(&product_id);
+        let rotate = patch.rotate_webhook_secret == Some(true);
+        let changed = service::abuse::update_policy(
+            &self.state,
+            &admin.ctx,
+            ProductId::from(id.0),
+            move |policy| apply_patch(policy, &patch),
+            rotate,
+        )
+        .await?;
         Ok(PolicyResponse::Ok(Json(PolicyOk {
             success: true,
-            data: PolicyView::new(policy, secret_set, new_secret),
+            data: PolicyView::new(changed),
         })))
     }
 }
@@ -569,8 +481,4 @@ fn apply_patch(policy: &mut AbusePolicy, p: &PolicyPatch) {
         MaybeUndefined::Null => policy.webhook_url = None,
         MaybeUndefined::Undefined => {}
     }
-}
-
-fn reachable_flag(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Flag, Error> {
-    abuse::repo::find_flag_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("flag"))
 }

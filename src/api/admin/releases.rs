@@ -14,23 +14,18 @@ use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Multipart as MultipartForm,
     Object, OpenApi,
 };
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 
 use super::AdminTags;
-use super::auth::{Admin, AdminAuth};
+use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
-use crate::crypto;
-use crate::domain::audit::{self, AuditEvent};
-use crate::domain::products::{self, Product};
-use crate::domain::releases::bundles::Received;
-use crate::domain::releases::{
-    self, Bundle, Channel, Delta, NewRelease, Release, ReleaseStatus, repo,
-};
-use crate::domain::{ms_to_datetime, now_ms};
+use crate::domain::releases::{self, Channel, Delta, Release, ReleaseStatus};
+use crate::domain::{ProductId, ReleaseId, ms_to_datetime};
 use crate::error::Error;
+use crate::service;
+use crate::service::releases::{ReleaseChanges, ReleaseForm, ReleaseUpload, ReleaseWithDeltas};
 use crate::state::AppState;
 
 pub struct ReleasesApi {
@@ -201,6 +196,10 @@ pub struct ReleaseView {
 }
 
 impl ReleaseView {
+    fn of(found: &ReleaseWithDeltas) -> Self {
+        Self::new(&found.release, &found.deltas)
+    }
+
     fn new(r: &Release, deltas: &[Delta]) -> Self {
         Self {
             id: r.id.clone(),
@@ -293,22 +292,20 @@ fn ok(release: &Release, deltas: &[Delta]) -> Json<ReleaseOk> {
     })
 }
 
+fn ok_with(found: &ReleaseWithDeltas) -> Json<ReleaseOk> {
+    ok(&found.release, &found.deltas)
+}
+
 #[OpenApi(tag = "AdminTags::Releases")]
 impl ReleasesApi {
     /// List a project's releases
     #[oai(path = "/api/projects/:id/releases", method = "get")]
     async fn list(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ListReleasesResponse> {
         let admin = auth.admin();
-        let releases = self.state.db.read(|c| {
-            let product = reachable_project(c, &admin, &id)?;
-            repo::list_for_product(c, &product.id)?
-                .into_iter()
-                .map(|r| {
-                    let deltas = repo::deltas_of(c, &r.id)?;
-                    Ok(ReleaseView::new(&r, &deltas))
-                })
-                .collect::<Result<Vec<_>, Error>>()
-        })?;
+        let releases = service::releases::list(&self.state, &admin.ctx, &ProductId::from(id.0))?
+            .iter()
+            .map(ReleaseView::of)
+            .collect();
         Ok(ListReleasesResponse::Ok(Json(ReleasesOk {
             success: true,
             data: ReleasesData { releases },
@@ -331,53 +328,12 @@ impl ReleasesApi {
         form: BundleUpload<ReleaseUploadForm>,
     ) -> KvResult<UploadReleaseResponse> {
         let admin = auth.admin();
-        let product = self.state.db.read(|c| reachable_project(c, &admin, &id))?;
+        let mut upload =
+            service::releases::begin_upload(&self.state, &admin.ctx, &ProductId::from(id.0))?;
         let mut form = form.form;
-        let mut fields = ReleaseFields::default();
-        let mut received: Option<(Received, Option<String>)> = None;
-        let read = self
-            .read_release_form(&mut form, &product, &mut fields, &mut received)
-            .await;
-        let (new, bundle_file, bundle) = self
-            .signed_bundle(&product, read, received, || {
-                let version = fields
-                    .version
-                    .take()
-                    .ok_or_else(|| Error::Invalid("version is required".into()))?;
-                let named = version.clone();
-                let new = NewRelease {
-                    version,
-                    channel: fields.channel.unwrap_or(Channel::Stable),
-                    changelog: fields.changelog.take().unwrap_or_default(),
-                    is_critical: fields.is_critical.unwrap_or(false),
-                    requires_migration: fields.requires_migration.unwrap_or(false),
-                };
-                Ok((new, named))
-            })
-            .await?;
-        let caller = admin.caller();
-        let release = self
-            .record_with_bundle(bundle_file, move |c| {
-                let release = releases::create(c, &product.tenant_id, &product.id, new, bundle)?;
-                audit::repo::insert(
-                    c,
-                    &caller
-                        .event(
-                            &product.tenant_id,
-                            crate::domain::audit::AuditAction::ReleaseUpload,
-                        )
-                        .product(&product.id)
-                        .detail(json!({
-                            "releaseId": release.id,
-                            "version": release.version,
-                            "channel": release.channel.as_str(),
-                            "bundleSize": release.bundle.size,
-                            "bundleSha256": release.bundle.sha256,
-                        })),
-                )?;
-                Ok(release)
-            })
-            .await?;
+        let mut fields = ReleaseForm::default();
+        let read = read_release_form(&mut form, &mut upload, &mut fields).await;
+        let release = upload.finish(read, fields).await?;
         Ok(UploadReleaseResponse::Created(ok(&release, &[])))
     }
 
@@ -385,12 +341,8 @@ impl ReleasesApi {
     #[oai(path = "/api/releases/:id", method = "get")]
     async fn get(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
         let admin = auth.admin();
-        let (release, deltas) = self.state.db.read(|c| {
-            let r = reachable_release(c, &admin, &id)?;
-            let deltas = repo::deltas_of(c, &r.id)?;
-            Ok((r, deltas))
-        })?;
-        Ok(ReleaseResponse::Ok(ok(&release, &deltas)))
+        let found = service::releases::get(&self.state, &admin.ctx, &ReleaseId::from(id.0))?;
+        Ok(ReleaseResponse::Ok(ok_with(&found)))
     }
 
     /// Change a release's channel, changelog or flags
@@ -402,40 +354,21 @@ impl ReleasesApi {
         body: Json<UpdateReleaseRequest>,
     ) -> KvResult<ReleaseResponse> {
         let admin = auth.admin();
-        let id = id.0;
         let body = body.0;
-        let (release, deltas) = self
-            .state
-            .db
-            .write(move |c| {
-                let mut r = reachable_release(c, &admin, &id)?;
-                if r.status == ReleaseStatus::Yanked {
-                    return Err(Error::Conflict("a yanked release is kept as it was".into()));
-                }
-                if let Some(channel) = body.channel {
-                    r.channel = channel;
-                }
-                match body.changelog {
-                    MaybeUndefined::Value(text) => r.changelog = text,
-                    MaybeUndefined::Null => r.changelog.clear(),
-                    MaybeUndefined::Undefined => {}
-                }
-                if let Some(v) = body.is_critical {
-                    r.is_critical = v;
-                }
-                if let Some(v) = body.requires_migration {
-                    r.requires_migration = v;
-                }
-                repo::update_details(c, &r)?;
-                audit::repo::insert(
-                    c,
-                    &release_event(&r, &admin, crate::domain::audit::AuditAction::ReleaseUpdate),
-                )?;
-                let deltas = repo::deltas_of(c, &r.id)?;
-                Ok((r, deltas))
-            })
-            .await?;
-        Ok(ReleaseResponse::Ok(ok(&release, &deltas)))
+        let changes = ReleaseChanges {
+            channel: body.channel,
+            changelog: match body.changelog {
+                MaybeUndefined::Value(text) => Some(text),
+                MaybeUndefined::Null => Some(String::new()),
+                MaybeUndefined::Undefined => None,
+            },
+            is_critical: body.is_critical,
+            requires_migration: body.requires_migration,
+        };
+        let updated =
+            service::releases::update(&self.state, &admin.ctx, ReleaseId::from(id.0), changes)
+                .await?;
+        Ok(ReleaseResponse::Ok(ok_with(&updated)))
     }
 
     /// Publish a draft
@@ -443,13 +376,10 @@ impl ReleasesApi {
     /// The release is offered to licensed apps from now on (`publishedAt` is set).
     #[oai(path = "/api/releases/:id/publish", method = "post")]
     async fn publish(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
-        self.transition(
-            auth.admin(),
-            id.0,
-            crate::domain::audit::AuditAction::ReleasePublish,
-            releases::publish,
-        )
-        .await
+        let admin = auth.admin();
+        let published =
+            service::releases::publish(&self.state, &admin.ctx, ReleaseId::from(id.0)).await?;
+        Ok(ReleaseResponse::Ok(ok_with(&published)))
     }
 
     /// Yank a published release
@@ -457,13 +387,10 @@ impl ReleasesApi {
     /// Withdrawn from update checks and downloads at once; kept for the record.
     #[oai(path = "/api/releases/:id/yank", method = "post")]
     async fn yank(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
-        self.transition(
-            auth.admin(),
-            id.0,
-            crate::domain::audit::AuditAction::ReleaseYank,
-            releases::yank,
-        )
-        .await
+        let admin = auth.admin();
+        let yanked =
+            service::releases::yank(&self.state, &admin.ctx, ReleaseId::from(id.0)).await?;
+        Ok(ReleaseResponse::Ok(ok_with(&yanked)))
     }
 
     /// Delete a draft
@@ -472,27 +399,7 @@ impl ReleasesApi {
     #[oai(path = "/api/releases/:id", method = "delete")]
     async fn delete(&self, auth: AdminAuth, id: Path<String>) -> KvResult<DeleteReleaseResponse> {
         let admin = auth.admin();
-        let id = id.0;
-        let store = self.state.bundles.clone();
-        self.state
-            .db
-            .write(move |c| {
-                let r = reachable_release(c, &admin, &id)?;
-                releases::ensure_deletable(&r)?;
-                let bundles = repo::bundles_of_release(c, &r.id)?;
-                repo::delete(c, &r.id)?;
-                for sha in bundles {
-                    if !repo::bundle_in_use(c, &sha)? {
-                        store.remove(&sha);
-                    }
-                }
-                audit::repo::insert(
-                    c,
-                    &release_event(&r, &admin, crate::domain::audit::AuditAction::ReleaseDelete),
-                )?;
-                Ok(())
-            })
-            .await?;
+        service::releases::delete(&self.state, &admin.ctx, ReleaseId::from(id.0)).await?;
         Ok(DeleteReleaseResponse::Ok(Json(ReleaseDeletedOk {
             success: true,
             data: ReleaseDeletedData {
@@ -514,27 +421,21 @@ impl ReleasesApi {
         form: BundleUpload<DeltaUploadForm>,
     ) -> KvResult<UploadReleaseResponse> {
         let admin = auth.admin();
-        let (release, product) = self.state.db.read(|c| {
-            let r = reachable_release(c, &admin, &id)?;
-            let p = products::repo::find(c, &r.tenant_id, &r.product_id)?
-                .ok_or(Error::NotFound("release"))?;
-            Ok((r, p))
-        })?;
+        let mut upload =
+            service::releases::begin_delta(&self.state, &admin.ctx, &ReleaseId::from(id.0))?;
         let mut form = form.form;
         let mut from_version = None;
-        let mut received: Option<(Received, Option<String>)> = None;
         let read: Result<(), Error> = async {
             while let Some(field) = next_field(&mut form).await? {
                 match field.name().unwrap_or_default() {
                     "fromVersion" => {
                         let text = text_field(field, "fromVersion", 64).await?;
-                        let v = releases::parse_version("fromVersion", &text)?;
-                        self.state
-                            .db
-                            .read(|c| releases::check_delta(c, &release, &v))?;
-                        from_version = Some(v);
+                        from_version = Some(upload.check_from_version(&text)?);
                     }
-                    "bundle" => self.receive_bundle(field, &mut received).await?,
+                    "bundle" => {
+                        let name = field.file_name().map(str::to_owned);
+                        upload.receive_bundle(field.into_async_read(), name).await?;
+                    }
                     other => {
                         return Err(unknown_field(other, "fromVersion and bundle"));
                     }
@@ -543,220 +444,51 @@ impl ReleasesApi {
             Ok(())
         }
         .await;
-        let (from, bundle_file, bundle) = self
-            .signed_bundle(&product, read, received, || {
-                let from =
-                    from_version.ok_or_else(|| Error::Invalid("fromVersion is required".into()))?;
-                Ok((from.clone(), from))
-            })
-            .await?;
-        let caller = admin.caller();
-        let (r, deltas) = self
-            .record_with_bundle(bundle_file, move |c| {
-                let r = repo::find_in(c, Some(&release.tenant_id), &release.id)?
-                    .ok_or(Error::NotFound("release"))?;
-                releases::check_delta(c, &r, &from)?;
-                let delta = Delta {
-                    release_id: r.id.clone(),
-                    from_version: from.to_string(),
-                    bundle,
-                    created_at: now_ms(),
-                };
-                repo::insert_delta(c, &delta)?;
-                audit::repo::insert(
-                    c,
-                    &caller
-                        .event(
-                            &r.tenant_id,
-                            crate::domain::audit::AuditAction::ReleaseDelta,
-                        )
-                        .product(&r.product_id)
-                        .detail(json!({
-                            "releaseId": r.id,
-                            "version": r.version,
-                            "fromVersion": delta.from_version,
-                            "bundleSize": delta.bundle.size,
-                        })),
-                )?;
-                let deltas = repo::deltas_of(c, &r.id)?;
-                Ok((r, deltas))
-            })
-            .await?;
-        Ok(UploadReleaseResponse::Created(ok(&r, &deltas)))
+        let with_delta = upload.finish(read, from_version).await?;
+        Ok(UploadReleaseResponse::Created(ok_with(&with_delta)))
     }
 }
 
-#[derive(Default)]
-struct ReleaseFields {
-    version: Option<semver::Version>,
-    channel: Option<Channel>,
-    changelog: Option<String>,
-    is_critical: Option<bool>,
-    requires_migration: Option<bool>,
-}
-
-impl ReleasesApi {
-    /// Reads the form field by field; text fields are checked as they arrive, so a bad
-    /// version sent before the bundle is refused before a byte of the bundle is stored.
-    async fn read_release_form(
-        &self,
-        form: &mut Multipart,
-        product: &Product,
-        fields: &mut ReleaseFields,
-        received: &mut Option<(Received, Option<String>)>,
-    ) -> Result<(), Error> {
-        while let Some(field) = next_field(form).await? {
-            match field.name().unwrap_or_default() {
-                "version" => {
-                    let text = text_field(field, "version", 64).await?;
-                    let version = releases::parse_version("version", &text)?;
-                    self.state
-                        .db
-                        .read(|c| releases::ensure_new_version(c, &product.id, &version))?;
-                    fields.version = Some(version);
-                }
-                "channel" => {
-                    let text = text_field(field, "channel", 16).await?;
-                    fields.channel = Some(releases::parse_channel("channel", &text)?);
-                }
-                "changelog" => {
-                    let text =
-                        text_field(field, "changelog", releases::MAX_CHANGELOG_BYTES).await?;
-                    fields.changelog = Some(text);
-                }
-                "isCritical" => {
-                    fields.is_critical = Some(bool_field(field, "isCritical").await?);
-                }
-                "requiresMigration" => {
-                    fields.requires_migration = Some(bool_field(field, "requiresMigration").await?);
-                }
-                "bundle" => self.receive_bundle(field, received).await?,
-                other => {
-                    return Err(unknown_field(
-                        other,
-                        "version, channel, changelog, isCritical, requiresMigration and bundle",
-                    ));
-                }
+/// Reads the form field by field; text fields are checked as they arrive, so a bad version
+/// sent before the bundle is refused before a byte of the bundle is stored.
+async fn read_release_form(
+    form: &mut Multipart,
+    upload: &mut ReleaseUpload<'_>,
+    fields: &mut ReleaseForm,
+) -> Result<(), Error> {
+    while let Some(field) = next_field(form).await? {
+        match field.name().unwrap_or_default() {
+            "version" => {
+                let text = text_field(field, "version", 64).await?;
+                fields.version = Some(upload.check_version(&text)?);
             }
-        }
-        Ok(())
-    }
-
-    async fn receive_bundle(
-        &self,
-        field: poem::web::Field,
-        received: &mut Option<(Received, Option<String>)>,
-    ) -> Result<(), Error> {
-        if received.is_some() {
-            return Err(Error::Invalid("send one `bundle` file per request".into()));
-        }
-        let name = field.file_name().map(str::to_owned);
-        let file = self
-            .state
-            .bundles
-            .receive(field.into_async_read(), self.state.config.max_bundle_bytes)
-            .await?;
-        *received = Some((file, name));
-        Ok(())
-    }
-
-    /// The end of reading an upload form: the bundle must have come, the other fields must
-    /// check out (`fields` gives what they make and the version naming the download), and the
-    /// bundle is signed with the product's key off the async runtime (the file is read
-    /// twice). Any refusal drops the received file.
-    async fn signed_bundle<T>(
-        &self,
-        product: &Product,
-        read: Result<(), Error>,
-        received: Option<(Received, Option<String>)>,
-        fields: impl FnOnce() -> Result<(T, semver::Version), Error>,
-    ) -> Result<(T, Received, Bundle), Error> {
-        let Some((file, uploaded_name)) = received else {
-            read?;
-            return Err(Error::Invalid(
-                "bundle is required: attach the file as the form field `bundle`".into(),
-            ));
-        };
-        let outcome = async {
-            read?;
-            let (made, version) = fields()?;
-            let key = self
-                .state
-                .signing_keys
-                .for_product(&self.state.master, product)?;
-            let path = file.temp_path.clone();
-            let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key, &path))
-                .await
-                .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
-            let bundle = Bundle {
-                filename: releases::safe_filename(
-                    uploaded_name.as_deref(),
-                    &product.slug,
-                    &version,
-                ),
-                size: file.size,
-                sha256: file.sha256.clone(),
-                signature,
-            };
-            Ok((made, bundle))
-        }
-        .await;
-        match outcome {
-            Ok((made, bundle)) => Ok((made, file, bundle)),
-            Err(e) => {
-                self.state.bundles.discard(file).await;
-                Err(e)
+            "channel" => {
+                let text = text_field(field, "channel", 16).await?;
+                fields.channel = Some(releases::parse_channel("channel", &text)?);
+            }
+            "changelog" => {
+                let text = text_field(field, "changelog", releases::MAX_CHANGELOG_BYTES).await?;
+                fields.changelog = Some(text);
+            }
+            "isCritical" => {
+                fields.is_critical = Some(bool_field(field, "isCritical").await?);
+            }
+            "requiresMigration" => {
+                fields.requires_migration = Some(bool_field(field, "requiresMigration").await?);
+            }
+            "bundle" => {
+                let name = field.file_name().map(str::to_owned);
+                upload.receive_bundle(field.into_async_read(), name).await?;
+            }
+            other => {
+                return Err(unknown_field(
+                    other,
+                    "version, channel, changelog, isCritical, requiresMigration and bundle",
+                ));
             }
         }
     }
-
-    /// Runs `job` in the writer and moves the bundle into the store in the same job, ordered
-    /// with deletions that free the same file; if the job fails the received file is dropped.
-    async fn record_with_bundle<R: Send + 'static>(
-        &self,
-        file: Received,
-        job: impl FnOnce(&rusqlite::Connection) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        let temp_path = file.temp_path.clone();
-        let store = self.state.bundles.clone();
-        let stored = self
-            .state
-            .db
-            .write(move |c| {
-                let out = job(c)?;
-                store.install(&file)?;
-                Ok(out)
-            })
-            .await;
-        if stored.is_err() {
-            let _ = tokio::fs::remove_file(&temp_path).await;
-        }
-        stored
-    }
-
-    async fn transition(
-        &self,
-        admin: Admin,
-        id: String,
-        action: crate::domain::audit::AuditAction,
-        change: fn(&rusqlite::Connection, &Release) -> Result<bool, Error>,
-    ) -> KvResult<ReleaseResponse> {
-        let (release, deltas) = self
-            .state
-            .db
-            .write(move |c| {
-                let r = reachable_release(c, &admin, &id)?;
-                if change(c, &r)? {
-                    audit::repo::insert(c, &release_event(&r, &admin, action))?;
-                }
-                let r = repo::find_in(c, Some(&r.tenant_id), &r.id)?
-                    .ok_or(Error::NotFound("release"))?;
-                let deltas = repo::deltas_of(c, &r.id)?;
-                Ok((r, deltas))
-            })
-            .await?;
-        Ok(ReleaseResponse::Ok(ok(&release, &deltas)))
-    }
+    Ok(())
 }
 
 async fn next_field(form: &mut Multipart) -> Result<Option<poem::web::Field>, Error> {
@@ -795,23 +527,4 @@ fn unknown_field(name: &str, expected: &str) -> Error {
     }
     let shown: String = name.chars().take(40).collect();
     Error::Invalid(format!("unknown form field `{shown}`; expected {expected}"))
-}
-
-fn reachable_project(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Product, Error> {
-    products::repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("project"))
-}
-
-fn reachable_release(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Release, Error> {
-    repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("release"))
-}
-
-fn release_event(
-    r: &Release,
-    admin: &Admin,
-    action: crate::domain::audit::AuditAction,
-) -> AuditEvent {
-    admin
-        .event(&r.tenant_id, action)
-        .product(&r.product_id)
-        .detail(json!({"releaseId": r.id, "version": r.version, "channel": r.channel.as_str()}))
 }

@@ -7,18 +7,17 @@ use poem_openapi::auth::ApiKey;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
-use serde_json::json;
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::ApiTags;
 use super::error::{ErrorEnvelope, VendorError, VendorResult};
 use crate::api::ClientIp;
-use crate::domain::audit::AuditEvent;
-use crate::domain::licenses::{self, License};
-use crate::domain::releases::{self, Bundle, Channel, Release, repo};
-use crate::domain::{ms_to_datetime, now_ms};
+use crate::domain::ms_to_datetime;
+use crate::domain::releases::{self, Bundle, Channel};
 use crate::error::Error;
+use crate::service;
+use crate::service::releases::ReleaseWithDeltas;
+use crate::service::updates::{BundleDownload, LicensedApp};
 use crate::state::AppState;
 
 pub struct UpdatesApi {
@@ -34,43 +33,19 @@ pub struct UpdatesApi {
     key_in = "header",
     checker = "active_license"
 )]
-pub struct LicenseKeyAuth(License);
+pub struct LicenseKeyAuth(LicensedApp);
 
-async fn active_license(req: &Request, key: ApiKey) -> poem::Result<License> {
-    licensed(req, &key.key).map_err(|e| {
-        poem::Error::from_response(poem::IntoResponse::into_response(VendorError::from_error(
-            &e,
-        )))
-    })
+async fn active_license(req: &Request, key: ApiKey) -> poem::Result<LicensedApp> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| refused(&Error::Storage("application state missing".into())))?;
+    service::updates::authenticate(state, &key.key, ClientIp::of(req)).map_err(|e| refused(&e))
 }
 
-/// The license presented in `X-License-Key`, if it exists and is ACTIVE and unexpired now.
-fn licensed(req: &Request, presented: &str) -> Result<License, Error> {
-    let Some(state) = req.data::<AppState>() else {
-        return Err(Error::Storage("application state missing".into()));
-    };
-    let key = licenses::normalize_key(presented);
-    let found = if key.is_empty() || key.len() > 128 {
-        None
-    } else {
-        state
-            .db
-            .read(|c| licenses::repo::find_by_key_everywhere(c, &key))?
-    };
-    let Some(license) = found else {
-        state
-            .abuse
-            .unknown_key(ClientIp::of(req), crate::abuse::Scope::Unknown);
-        // Each wrong key costs the IP one token of a small allowance: guessing stops early.
-        if let Some(ip) = ClientIp::of(req) {
-            state.limits.failed_auth_per_ip.check(&ip)?;
-        }
-        return Err(Error::Unauthorized("Invalid license key".into()));
-    };
-    if let Some(problem) = license.problem(now_ms()) {
-        return Err(Error::LicenseRefused(problem));
-    }
-    Ok(license)
+fn refused(e: &Error) -> poem::Error {
+    poem::Error::from_response(poem::IntoResponse::into_response(VendorError::from_error(
+        e,
+    )))
 }
 
 #[derive(Object, Debug)]
@@ -231,21 +206,13 @@ impl UpdatesApi {
         /// stable (default), rc, beta, alpha or nightly.
         channel: Query<Option<String>>,
     ) -> VendorResult<CheckResponse> {
-        let license = auth.0;
+        let app = auth.0;
         let current = releases::parse_version("current_version", &current_version.0)?;
         let channel = match channel.0.as_deref() {
             None | Some("") => Channel::Stable,
             Some(text) => releases::parse_channel("channel", text)?,
         };
-        self.state
-            .limits
-            .update_checks_per_license
-            .check(&license.id)?;
-        let published = self
-            .state
-            .db
-            .read(|c| repo::published_for_product(c, &license.product_id))?;
-        let answer = match releases::newest_update(&published, &current, channel) {
+        let answer = match service::updates::check(&self.state, &app, &current, channel)? {
             None => UpdateCheckOk {
                 success: true,
                 update_available: false,
@@ -289,12 +256,8 @@ impl UpdatesApi {
         /// The `release_id` an update check answered.
         release_id: Query<String>,
     ) -> VendorResult<ManifestResponse> {
-        let license = auth.0;
-        let (release, deltas) = self.state.db.read(|c| {
-            let r = served_release(c, &license, &release_id.0)?;
-            let deltas = repo::deltas_of(c, &r.id)?;
-            Ok((r, deltas))
-        })?;
+        let ReleaseWithDeltas { release, deltas } =
+            service::updates::manifest(&self.state, &auth.0, &release_id.0)?;
         Ok(ManifestResponse::Ok(Json(ManifestOk {
             success: true,
             release: ReleaseInfo {
@@ -332,7 +295,6 @@ impl UpdatesApi {
     #[oai(path = "/api/v1/updates/download", method = "get")]
     async fn download(
         &self,
-        req: &Request,
         auth: LicenseKeyAuth,
         /// The `release_id` an update check answered.
         release_id: Query<String>,
@@ -342,194 +304,58 @@ impl UpdatesApi {
         #[oai(name = "Range")]
         range: Header<Option<String>>,
     ) -> VendorResult<DownloadResponse> {
-        let license = auth.0;
-        let ip = ClientIp::of(req);
         let from = match from_version.0.as_deref() {
             None | Some("") => None,
             Some(text) => Some(releases::parse_version("from_version", text)?),
         };
-        self.state.limits.downloads_per_license.check(&license.id)?;
-        if let Some(ip) = ip {
-            self.state.limits.downloads_per_ip.check(&ip)?;
-        }
-        let (release, bundle) = self.state.db.read(|c| {
-            let r = served_release(c, &license, &release_id.0)?;
-            let delta = match &from {
-                Some(v) => repo::find_delta(c, &r.id, &v.to_string())?,
-                None => None,
-            };
-            let bundle = delta.map_or_else(|| r.bundle.clone(), |d| d.bundle);
-            Ok((r, bundle))
-        })?;
-        let path = self.state.bundles.path(&bundle.sha256)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-            Error::Storage(format!("bundle file {} unreadable: {e}", path.display()))
-        })?;
-        let size = bundle.size;
-        let wanted = match range.0.as_deref().map(|r| parse_range(r, size)) {
-            Some(Err(Unsatisfiable)) => {
-                return Ok(DownloadResponse::RangeNotSatisfiable(
-                    ErrorEnvelope::new(
-                        "RANGE_NOT_SATISFIABLE",
-                        format!("The range starts beyond the end of the {size}-byte bundle"),
-                    ),
-                    format!("bytes */{size}"),
-                ));
-            }
-            Some(Ok(r)) => r,
-            None => None,
-        };
-        self.audit_download(&license, &release, &bundle, from.as_ref(), wanted, ip);
-        let disposition = format!("attachment; filename=\"{}\"", bundle.filename);
-        let etag = format!("\"{}\"", bundle.sha256);
-        match wanted {
-            None => Ok(DownloadResponse::Full(
-                Binary(crate::api::shared::body::bundle_body(file)),
-                size,
-                bundle.sha256,
-                bundle.signature,
-                "bytes".into(),
-                disposition,
-                etag,
+        let download = service::updates::download(
+            &self.state,
+            &auth.0,
+            &release_id.0,
+            from,
+            range.0.as_deref(),
+        )
+        .await?;
+        match download {
+            BundleDownload::Unsatisfiable { size } => Ok(DownloadResponse::RangeNotSatisfiable(
+                ErrorEnvelope::new(
+                    "RANGE_NOT_SATISFIABLE",
+                    format!("The range starts beyond the end of the {size}-byte bundle"),
+                ),
+                format!("bytes */{size}"),
             )),
-            Some((start, end)) => {
-                file.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(|e| Error::Storage(format!("cannot seek a bundle: {e}")))?;
-                let len = end - start + 1;
-                Ok(DownloadResponse::Partial(
-                    Binary(crate::api::shared::body::bundle_body(file.take(len))),
-                    len,
-                    format!("bytes {start}-{end}/{size}"),
-                    bundle.sha256,
-                    bundle.signature,
-                    "bytes".into(),
-                    disposition,
-                    etag,
-                ))
-            }
+            BundleDownload::Whole { file, bundle } => Ok(DownloadResponse::Full(
+                Binary(crate::api::shared::body::bundle_body(file)),
+                bundle.size,
+                bundle.sha256.clone(),
+                bundle.signature.clone(),
+                "bytes".into(),
+                disposition(&bundle),
+                etag(&bundle),
+            )),
+            BundleDownload::Part {
+                file,
+                start,
+                end,
+                bundle,
+            } => Ok(DownloadResponse::Partial(
+                Binary(crate::api::shared::body::bundle_body(file)),
+                end - start + 1,
+                format!("bytes {start}-{end}/{}", bundle.size),
+                bundle.sha256.clone(),
+                bundle.signature.clone(),
+                "bytes".into(),
+                disposition(&bundle),
+                etag(&bundle),
+            )),
         }
     }
 }
 
-impl UpdatesApi {
-    fn audit_download(
-        &self,
-        license: &License,
-        release: &Release,
-        bundle: &Bundle,
-        from: Option<&semver::Version>,
-        range: Option<(u64, u64)>,
-        ip: Option<std::net::IpAddr>,
-    ) {
-        let ip = ip.map(|i| i.to_string());
-        self.state.db.writer().record(
-            AuditEvent::new(
-                &license.tenant_id,
-                "license",
-                crate::domain::audit::AuditAction::UpdateDownload,
-            )
-            .license(&license.product_id, &license.id)
-            .ip(ip.as_deref())
-            .detail(json!({
-                "releaseId": release.id,
-                "version": release.version,
-                "fromVersion": from.map(ToString::to_string),
-                "delta": bundle.sha256 != release.bundle.sha256,
-                "rangeStart": range.map(|(start, _)| start),
-            })),
-        );
-    }
+fn disposition(bundle: &Bundle) -> String {
+    format!("attachment; filename=\"{}\"", bundle.filename)
 }
 
-/// A published release of the license's product; anything else (another product's, a draft,
-/// a yanked one) is indistinguishable from a missing one.
-fn served_release(
-    c: &rusqlite::Connection,
-    license: &License,
-    release_id: &str,
-) -> Result<Release, Error> {
-    if release_id.len() > 64 {
-        return Err(Error::NotFound("release"));
-    }
-    repo::find_in_product(c, &license.product_id, release_id)?
-        .filter(Release::is_served)
-        .ok_or(Error::NotFound("release"))
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct Unsatisfiable;
-
-/// An inclusive byte range to send, `None` for the whole bundle.
-type WantedRange = Result<Option<(u64, u64)>, Unsatisfiable>;
-
-/// One byte range of a `size`-byte file, inclusive. `Ok(None)`: serve the whole file (no
-/// usable single range: several ranges or a header we do not understand, which RFC 9110 lets
-/// a server ignore). `Err`: the range lies beyond the end (416).
-fn parse_range(header: &str, size: u64) -> WantedRange {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Ok(None);
-    };
-    let (first, last) = (first.trim(), last.trim());
-    let parse = |s: &str| s.parse::<u64>().ok();
-    match (first.is_empty(), last.is_empty()) {
-        // bytes=-N: the last N bytes
-        (true, false) => match parse(last) {
-            Some(0) => Err(Unsatisfiable),
-            Some(_) if size == 0 => Err(Unsatisfiable),
-            Some(n) => Ok(Some((size.saturating_sub(n), size - 1))),
-            None => Ok(None),
-        },
-        (false, _) => {
-            let Some(start) = parse(first) else {
-                return Ok(None);
-            };
-            let end = if last.is_empty() {
-                size.saturating_sub(1)
-            } else {
-                match parse(last) {
-                    Some(end) if end >= start => end.min(size.saturating_sub(1)),
-                    _ => return Ok(None),
-                }
-            };
-            if start >= size {
-                return Err(Unsatisfiable);
-            }
-            Ok(Some((start, end)))
-        }
-        (true, true) => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        let cases: &[(&str, WantedRange)] = &[
-            ("bytes=0-99", Ok(Some((0, 99)))),
-            ("bytes=100-", Ok(Some((100, 999)))),
-            ("bytes=-100", Ok(Some((900, 999)))),
-            ("bytes=-5000", Ok(Some((0, 999)))),
-            ("bytes=500-5000", Ok(Some((500, 999)))),
-            ("bytes=999-", Ok(Some((999, 999)))),
-            ("bytes=1000-", Err(Unsatisfiable)),
-            ("bytes=-0", Err(Unsatisfiable)),
-            ("bytes=5-1", Ok(None)),
-            ("bytes=0-1,5-9", Ok(None)),
-            ("items=0-1", Ok(None)),
-            ("bytes=a-b", Ok(None)),
-            ("bytes=-", Ok(None)),
-        ];
-        for (header, expected) in cases {
-            assert_eq!(&parse_range(header, 1000), expected, "{header}");
-        }
-    }
+fn etag(bundle: &Bundle) -> String {
+    format!("\"{}\"", bundle.sha256)
 }
