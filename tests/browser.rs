@@ -8,15 +8,16 @@
 //! without them the tests fail, they never skip. Screenshots land in `target/screenshots/`;
 //! `UPDATE_SCREENSHOTS=1 cargo test --test browser` also refreshes the README's in `docs/screenshots/`.
 
-mod common;
 #[path = "browser/driver.rs"]
 mod driver;
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use std::path::Path;
 use std::time::Instant;
 
-use common::TestServer;
 use driver::{Browser, t};
+use helpers::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -1,12 +1,13 @@
 //! A large bundle (200 MB, generated on the fly) goes up and down with bounded memory. Its own
 //! test binary, so the process's peak memory belongs to this test alone.
 
-mod common;
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use base64::Engine;
-use common::TestServer;
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures_util::StreamExt;
+use helpers::TestServer;
 use keyward::domain::api_keys::Scope;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};

@@ -4,23 +4,18 @@
 //! rate limits, bad input, the cross-face view (a key made here validates through the vendor
 //! API and vice versa) and the contract's own Python example.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::helpers::*;
 use aes_gcm::aead::Aead;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming, signature_verifies};
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-const REGISTER: &str = "/api/auth/register";
-const LOGIN: &str = "/api/auth/login";
 const PROJECTS: &str = "/api/projects";
 const KEYS: &str = "/api/keys";
 const API_KEYS: &str = "/api/api-keys";
@@ -29,9 +24,6 @@ const TELEGRAM: &str = "/api/telegram";
 const LOGS: &str = "/api/logs";
 const STATS: &str = "/api/stats";
 const VENDOR_VALIDATE: &str = "/api/v1/license/validate";
-
-const ADMIN_EMAIL: &str = "admin@example.com";
-const PASSWORD: &str = "correct horse battery";
 
 // ---- harness ----------------------------------------------------------------------------
 
@@ -49,38 +41,53 @@ impl Kv {
 
     async fn start_with(tune: impl FnOnce(&mut keyward::Config)) -> Self {
         let srv = TestServer::start_with(tune).await;
-        let a = send(
-            &srv,
-            Method::POST,
-            REGISTER,
-            None,
-            Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD})),
-        )
-        .await;
-        assert_status(&a, 201);
-        let admin = login(&srv, ADMIN_EMAIL).await;
+        let admin = setup_admin(&srv).await.token;
         Self { srv, admin }
     }
 
     async fn get(&self, path: &str, token: &str) -> Answer {
-        send(&self.srv, Method::GET, path, Some(token), None).await
+        send(&self.srv, Method::GET, path, Cred::Bearer(token), None, &[]).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
-        send(&self.srv, Method::POST, path, Some(token), Some(body)).await
+        send(
+            &self.srv,
+            Method::POST,
+            path,
+            Cred::Bearer(token),
+            Some(body),
+            &[],
+        )
+        .await
     }
 
     async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
-        send(&self.srv, Method::PATCH, path, Some(token), Some(body)).await
+        send(
+            &self.srv,
+            Method::PATCH,
+            path,
+            Cred::Bearer(token),
+            Some(body),
+            &[],
+        )
+        .await
     }
 
     async fn delete(&self, path: &str, token: &str) -> Answer {
-        send(&self.srv, Method::DELETE, path, Some(token), None).await
+        send(
+            &self.srv,
+            Method::DELETE,
+            path,
+            Cred::Bearer(token),
+            None,
+            &[],
+        )
+        .await
     }
 
     /// An unauthenticated POST (what apps and bots send).
     async fn public(&self, path: &str, body: Value) -> Answer {
-        send(&self.srv, Method::POST, path, None, Some(body)).await
+        send(&self.srv, Method::POST, path, Cred::None, Some(body), &[]).await
     }
 
     async fn validate(&self, body: Value) -> Answer {
@@ -102,7 +109,7 @@ impl Kv {
             .await;
         assert_status(&a, 201);
         assert_eq!(a.body["data"]["user"]["role"], "USER");
-        login(&self.srv, email).await
+        login(&self.srv, email, PASSWORD).await
     }
 
     /// Creates a project; returns `data.project` (with `id`, `secret`, `encryptionKey`,
@@ -181,67 +188,8 @@ impl Kv {
     }
 
     fn count(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
-        self.db()
-            .query_row(sql, params, |r| r.get(0))
-            .expect("count query")
+        self.srv.count(sql, params)
     }
-}
-
-async fn send(
-    srv: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Answer {
-    send_with(srv, method, path, token, body, &[]).await
-}
-
-/// As [`send`], with extra request headers.
-async fn send_with(
-    srv: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut req = srv.client.request(method, format!("{}{}", srv.url, path));
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    TestServer::decode(req.send().await.expect("request sent")).await
-}
-
-async fn login(srv: &TestServer, email: &str) -> String {
-    let a = send(
-        srv,
-        Method::POST,
-        LOGIN,
-        None,
-        Some(json!({"email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_status(&a, 200);
-    str_of(&a.body["data"]["token"])
-}
-
-#[track_caller]
-fn str_of(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("a string, found {v}"))
-        .to_owned()
-}
-
-#[track_caller]
-fn assert_status(a: &Answer, status: u16) {
-    assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
 }
 
 #[track_caller]
@@ -262,15 +210,6 @@ fn ids(list: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn parse_time(v: &Value) -> OffsetDateTime {
-    OffsetDateTime::parse(v.as_str().expect("a timestamp"), &Rfc3339)
-        .unwrap_or_else(|e| panic!("RFC 3339 timestamp {v}: {e}"))
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("formats")
-}
-
 /// `count` of the entry named `name` in a `[{name, count}]` list (0 when absent).
 fn named_count(list: &Value, name: &str) -> u64 {
     list.as_array()
@@ -289,10 +228,6 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
-}
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 // ---- envelope ---------------------------------------------------------------------------
@@ -863,9 +798,9 @@ async fn keys_of_another_workspace_are_invisible_and_auth_is_required() {
     ] {
         let body =
             matches!(method, Method::POST | Method::PATCH).then(|| json!({"plan": "WEEKLY"}));
-        let a = send(&kv.srv, method.clone(), &p, None, body.clone()).await;
+        let a = send(&kv.srv, method.clone(), &p, Cred::None, body.clone(), &[]).await;
         assert_kv_error(&a, 401, "UNAUTHORIZED");
-        let a = send(&kv.srv, method, &p, Some("not-a-token"), body).await;
+        let a = send(&kv.srv, method, &p, Cred::Bearer("not-a-token"), body, &[]).await;
         assert_kv_error(&a, 401, "UNAUTHORIZED");
     }
 }
@@ -2255,7 +2190,7 @@ async fn admin_actions_are_audited_with_the_callers_ip() {
         let kv = &kv;
         async move {
             let via = [("X-Forwarded-For", ip)];
-            let a = send_with(&kv.srv, method, &path, Some(&token), body, &via).await;
+            let a = send(&kv.srv, method, &path, Cred::Bearer(&token), body, &via).await;
             assert_status(&a, status);
             a
         }
@@ -2371,7 +2306,7 @@ async fn admin_actions_are_audited_with_the_callers_ip() {
         200,
     )
     .await;
-    let second = login(&kv.srv, ADMIN_EMAIL).await;
+    let second = login(&kv.srv, ADMIN_EMAIL, PASSWORD).await;
     call(
         Method::POST,
         "/api/auth/logout".into(),
@@ -2382,11 +2317,11 @@ async fn admin_actions_are_audited_with_the_callers_ip() {
     )
     .await;
     // A bot's info call records the HWID it was given.
-    let a = send_with(
+    let a = send(
         &kv.srv,
         Method::POST,
         TELEGRAM,
-        None,
+        Cred::None,
         Some(json!({"action": "info", "key": keys[0]["key"], "hwid": "tg-info-pc-01"})),
         &[("X-Forwarded-For", "203.0.113.13")],
     )
@@ -2577,7 +2512,15 @@ async fn admin_overview_is_for_admins_and_heartbeat_is_public() {
     let a = kv.get("/api/admin", &user).await;
     assert_kv_error(&a, 403, "FORBIDDEN");
 
-    let a = send(&kv.srv, Method::GET, "/api/heartbeat", None, None).await;
+    let a = send(
+        &kv.srv,
+        Method::GET,
+        "/api/heartbeat",
+        Cred::None,
+        None,
+        &[],
+    )
+    .await;
     assert_status(&a, 200);
     assert_eq!(a.body["success"], true);
     assert_eq!(a.body["status"], "ok");
@@ -2678,11 +2621,11 @@ async fn validate_and_telegram_are_rate_limited_per_ip() {
     let from = |path: &'static str, body: Value, ip: &'static str| {
         let kv = &kv;
         async move {
-            send_with(
+            send(
                 &kv.srv,
                 Method::POST,
                 path,
-                None,
+                Cred::None,
                 Some(body),
                 &[("X-Forwarded-For", ip)],
             )
@@ -2787,7 +2730,15 @@ async fn bad_input_gets_the_error_envelope_never_a_500() {
         let a = kv.post(KEYS, &kv.admin, body).await;
         assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", field);
     }
-    let a = send(&kv.srv, Method::POST, KEYS, Some(&kv.admin), None).await;
+    let a = send(
+        &kv.srv,
+        Method::POST,
+        KEYS,
+        Cred::Bearer(&kv.admin),
+        None,
+        &[],
+    )
+    .await;
     assert!(
         matches!(a.status.as_u16(), 400 | 415),
         "no body: {}",
@@ -2997,7 +2948,7 @@ async fn the_python_envelope_client_validates_then_presents_the_rotated_nonce() 
 #[tokio::test]
 async fn the_readmes_python_envelope_example_runs_as_written() {
     require_python_modules("cryptography, requests");
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme
         .find("In Python with `cryptography`")
         .expect("the README's Python envelope example");
@@ -3196,8 +3147,9 @@ async fn note_search_follows_edits_and_deletions() {
         &kv.srv,
         Method::DELETE,
         &format!("/api/projects/{p}?confirm=notes"),
-        Some(&kv.admin),
+        Cred::Bearer(&kv.admin),
         None,
+        &[],
     )
     .await;
     assert_status(&r, 200);

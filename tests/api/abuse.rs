@@ -4,11 +4,9 @@
 //! own time-based behaviour (a simulated month of ordinary use) is replayed with explicit
 //! timestamps at the end.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Answer, TestServer, rate_limits};
+use crate::helpers::*;
 use keyward::domain::abuse::detector::{Detector, Event, SeatLimit, Seen};
 use keyward::domain::abuse::{AbuseKind, AbusePolicy};
 use keyward::domain::api_keys::Scope;
@@ -25,28 +23,6 @@ async fn server() -> TestServer {
         c.webhook_retry_base = Duration::from_millis(50);
     })
     .await
-}
-
-/// A request from `ip` (through the trusted proxy) with an optional X-API-Key.
-async fn send(
-    srv: &TestServer,
-    method: Method,
-    path: &str,
-    api_key: Option<&str>,
-    ip: &str,
-    body: Option<Value>,
-) -> Answer {
-    let mut req = srv
-        .client
-        .request(method, format!("{}{}", srv.url, path))
-        .header("X-Forwarded-For", ip);
-    if let Some(k) = api_key {
-        req = req.header("X-API-Key", k);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    TestServer::decode(req.send().await.expect("request sent")).await
 }
 
 fn random_key() -> String {
@@ -69,7 +45,7 @@ async fn flags(srv: &TestServer, admin: &str, query: &str) -> Vec<Value> {
         rand::random::<u8>(),
         rand::random::<u8>()
     );
-    let a = send(
+    let a = send_from(
         srv,
         Method::GET,
         &format!("{FLAGS}?{query}"),
@@ -117,18 +93,6 @@ async fn wait_until(
 /// Lets the detector drain its queue and the writer commit.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
-}
-
-#[track_caller]
-fn assert_kv_error(a: &Answer, status: u16, code: &str) {
-    assert_eq!(a.status.as_u16(), status, "{}", a.body);
-    assert_eq!(a.body["success"], false, "{}", a.body);
-    assert_eq!(a.body["code"], code, "{}", a.body);
-    assert!(
-        a.body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{}",
-        a.body
-    );
 }
 
 struct Fixture {
@@ -206,7 +170,7 @@ async fn key_guessing_is_flagged_on_both_faces() {
             let a =
                 match i {
                     0 => {
-                        send(
+                        send_from(
                             &srv,
                             Method::POST,
                             "/api/v1/license/validate",
@@ -217,7 +181,7 @@ async fn key_guessing_is_flagged_on_both_faces() {
                         .await
                     }
                     1 => {
-                        send(
+                        send_from(
                             &srv,
                             Method::POST,
                             "/api/validate",
@@ -227,7 +191,7 @@ async fn key_guessing_is_flagged_on_both_faces() {
                         )
                         .await
                     }
-                    2 => send(
+                    2 => send_from(
                         &srv,
                         Method::POST,
                         "/api/validate",
@@ -239,7 +203,7 @@ async fn key_guessing_is_flagged_on_both_faces() {
                     )
                     .await,
                     _ => {
-                        send(
+                        send_from(
                             &srv,
                             Method::POST,
                             "/api/telegram",
@@ -316,7 +280,7 @@ async fn one_license_from_thirty_addresses_is_key_sharing() {
         200
     );
     for i in 0..30 {
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/v1/license/validate",
@@ -365,7 +329,7 @@ async fn churn_seat_pressure_and_floods_are_flagged() {
         let ip = format!("192.0.2.{}", i + 1);
         let machine = format!("churn-machine-{i:02}");
         let body = json!({"licenseKey": churn_key, "machineId": machine});
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/v1/license/activate",
@@ -375,7 +339,7 @@ async fn churn_seat_pressure_and_floods_are_flagged() {
         )
         .await;
         assert_eq!(a.status, 200, "{}", a.body);
-        let d = send(
+        let d = send_from(
             &srv,
             Method::POST,
             "/api/v1/license/deactivate",
@@ -407,7 +371,7 @@ async fn churn_seat_pressure_and_floods_are_flagged() {
         200
     );
     for i in 0..10 {
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/v1/license/activate",
@@ -426,7 +390,7 @@ async fn churn_seat_pressure_and_floods_are_flagged() {
 
     // Floods: 120 requests from one address at 5/minute: 115 refusals, over the 100 default.
     for _ in 0..120 {
-        send(&srv, Method::GET, "/api/health", None, "198.18.0.9", None).await;
+        send_from(&srv, Method::GET, "/api/health", None, "198.18.0.9", None).await;
     }
     let flood = wait_flags(&srv, &f.admin, "kind=FLOOD", 1).await;
     assert_eq!(flood.len(), 1, "{flood:?}");
@@ -458,7 +422,7 @@ async fn session_sharing_and_hwid_resets_on_the_key_hwid_face() {
         .unwrap_or_default()
         .to_owned();
     // One session, refreshed from three addresses within minutes.
-    let first = send(
+    let first = send_from(
         &srv,
         Method::POST,
         "/api/validate",
@@ -473,7 +437,7 @@ async fn session_sharing_and_hwid_resets_on_the_key_hwid_face() {
         .unwrap_or_default()
         .to_owned();
     for ip in ["100.64.0.2", "100.64.0.3"] {
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/validate",
@@ -497,7 +461,7 @@ async fn session_sharing_and_hwid_resets_on_the_key_hwid_face() {
     )
     .await;
     for _ in 0..3 {
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/telegram",
@@ -536,7 +500,7 @@ async fn policy_suspends_a_shared_license_and_dismissing_reactivates_it() {
         200
     );
     for i in 0..5 {
-        send(
+        send_from(
             &srv,
             Method::POST,
             "/api/v1/license/validate",
@@ -594,7 +558,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
     let good_key = license["key"].as_str().unwrap_or_default();
     let attacker = "198.51.100.66";
     for _ in 0..5 {
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/v1/license/validate",
@@ -611,7 +575,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
     // The block is in memory as soon as the flag is committed.
     let deadline = Instant::now() + Duration::from_secs(5);
     let blocked = loop {
-        let a = send(
+        let a = send_from(
             &srv,
             Method::POST,
             "/api/v1/license/validate",
@@ -627,7 +591,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
     };
     blocked.assert_error(403, "IP_BLOCKED");
     // Before any lookup: even without a valid API key, and on the key/HWID face's envelope.
-    send(
+    send_from(
         &srv,
         Method::POST,
         "/api/v1/license/validate",
@@ -638,7 +602,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
     .await
     .assert_error(403, "IP_BLOCKED");
     assert_kv_error(
-        &send(
+        &send_from(
             &srv,
             Method::POST,
             "/api/validate",
@@ -651,7 +615,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
         "IP_BLOCKED",
     );
     // Its /24 neighbours and everyone else are served; the admin API stays reachable.
-    let other = send(
+    let other = send_from(
         &srv,
         Method::POST,
         "/api/v1/license/validate",
@@ -661,7 +625,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
     )
     .await;
     assert_eq!(other.status, 200, "{}", other.body);
-    let list = send(
+    let list = send_from(
         &srv,
         Method::GET,
         &format!("{BLOCKS}?active=true"),
@@ -701,7 +665,7 @@ async fn policy_blocks_a_guessing_address_before_any_key_lookup_until_lifted() {
         )
         .await;
     assert_eq!(again.status, 200, "{}", again.body);
-    let served = send(
+    let served = send_from(
         &srv,
         Method::POST,
         "/api/v1/license/validate",
@@ -766,7 +730,7 @@ async fn flags_are_listed_filtered_resolved_and_tenant_scoped() {
     .await;
     for ip in ["203.0.113.1", "203.0.113.2"] {
         for _ in 0..3 {
-            send(
+            send_from(
                 &srv,
                 Method::POST,
                 "/api/v1/license/validate",
@@ -782,7 +746,7 @@ async fn flags_are_listed_filtered_resolved_and_tenant_scoped() {
         .await;
     let key = license["key"].as_str().unwrap_or_default();
     for ip in ["203.0.113.7", "203.0.113.8", "203.0.113.9"] {
-        send(
+        send_from(
             &srv,
             Method::POST,
             "/api/v1/license/validate",
@@ -1145,7 +1109,7 @@ async fn ordinary_use_raises_nothing_and_detection_can_be_off() {
     let key = license["key"].as_str().unwrap_or_default();
     // A customer with three machines at home and at the office.
     for m in 0..3 {
-        let a = send(&srv, Method::POST, "/api/v1/license/activate", Some(&f.api_key), "192.0.2.10",
+        let a = send_from(&srv, Method::POST, "/api/v1/license/activate", Some(&f.api_key), "192.0.2.10",
             Some(json!({"licenseKey": key, "machineId": format!("customer-machine-{m}"), "machineName": format!("PC {m}")}))).await;
         assert_eq!(a.status, 200, "{}", a.body);
     }
@@ -1156,7 +1120,7 @@ async fn ordinary_use_raises_nothing_and_detection_can_be_off() {
             } else {
                 "192.0.2.10"
             };
-            let a = send(
+            let a = send_from(
                 &srv,
                 Method::POST,
                 "/api/v1/license/validate",

@@ -3,62 +3,21 @@
 //! tokens and cookies, cross-site protection, tenant isolation, secrets at rest, confirmed
 //! deletion, bad input and the OpenAPI document.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::helpers::*;
 use base64::Engine;
-use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming};
 use keyward::domain::api_keys::Scope;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const REGISTER: &str = "/api/auth/register";
-const LOGIN: &str = "/api/auth/login";
 const LOGOUT: &str = "/api/auth/logout";
 const ME: &str = "/api/auth/me";
 const USERS: &str = "/api/users";
 const PROJECTS: &str = "/api/projects";
 
-const ADMIN_EMAIL: &str = "admin@example.com";
-const PASSWORD: &str = "correct horse battery";
-
 // ---- client helpers ---------------------------------------------------------------------
-
-/// How a request authenticates.
-#[derive(Clone, Copy)]
-enum Cred<'a> {
-    None,
-    Bearer(&'a str),
-    /// The session token sent as the `keyward_token` cookie, as a browser would.
-    Cookie(&'a str),
-    ApiKey(&'a str),
-}
-
-async fn send(
-    srv: &TestServer,
-    method: Method,
-    path: &str,
-    cred: Cred<'_>,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut req = srv.client.request(method, format!("{}{}", srv.url, path));
-    req = match cred {
-        Cred::None => req,
-        Cred::Bearer(t) => req.header("Authorization", format!("Bearer {t}")),
-        Cred::Cookie(t) => req.header("Cookie", format!("keyward_token={t}")),
-        Cred::ApiKey(k) => req.header("X-API-Key", k),
-    };
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    TestServer::decode(req.send().await.expect("request sent")).await
-}
 
 async fn get(srv: &TestServer, path: &str, cred: Cred<'_>) -> Answer {
     send(srv, Method::GET, path, cred, None, &[]).await
@@ -74,17 +33,6 @@ async fn patch(srv: &TestServer, path: &str, cred: Cred<'_>, body: Value) -> Ans
 
 async fn delete(srv: &TestServer, path: &str, cred: Cred<'_>) -> Answer {
     send(srv, Method::DELETE, path, cred, None, &[]).await
-}
-
-#[track_caller]
-fn assert_status(a: &Answer, status: u16) {
-    assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
-}
-
-fn count(srv: &TestServer, query: &str, params: impl rusqlite::Params) -> i64 {
-    srv.db()
-        .query_row(query, params, |r| r.get(0))
-        .expect("count query")
 }
 
 fn tenant_id(srv: &TestServer, slug: &str) -> String {
@@ -103,50 +51,6 @@ fn b64_len(text: &str) -> usize {
 }
 
 // ---- operator fixtures ------------------------------------------------------------------
-
-/// Logs in; returns the whole answer (asserting 200).
-async fn login_answer(srv: &TestServer, email: &str, password: &str) -> Answer {
-    let a = post(
-        srv,
-        LOGIN,
-        Cred::None,
-        json!({"email": email, "password": password}),
-    )
-    .await;
-    assert_status(&a, 200);
-    a
-}
-
-async fn login(srv: &TestServer, email: &str, password: &str) -> String {
-    login_answer(srv, email, password).await.body["data"]["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned()
-}
-
-/// The first operator (the setup step), logged in.
-struct Admin {
-    id: String,
-    tenant_id: String,
-    token: String,
-}
-
-async fn setup_admin(srv: &TestServer) -> Admin {
-    let a = post(
-        srv,
-        REGISTER,
-        Cred::None,
-        json!({"email": ADMIN_EMAIL, "password": PASSWORD}),
-    )
-    .await;
-    assert_status(&a, 201);
-    let user = &a.body["data"]["user"];
-    Admin {
-        id: user["id"].as_str().expect("id").to_owned(),
-        tenant_id: user["tenantId"].as_str().expect("tenantId").to_owned(),
-        token: login(srv, ADMIN_EMAIL, PASSWORD).await,
-    }
-}
 
 /// Registers an operator with `cred`; returns the created `user` object (asserting 201).
 async fn register(srv: &TestServer, cred: Cred<'_>, body: Value) -> Value {
@@ -175,7 +79,7 @@ async fn server_with_admin() -> (TestServer, Admin) {
 }
 
 fn operators(srv: &TestServer) -> i64 {
-    count(srv, "SELECT COUNT(*) FROM operators", [])
+    srv.count("SELECT COUNT(*) FROM operators", [])
 }
 
 // ---- setup ------------------------------------------------------------------------------
@@ -223,9 +127,7 @@ async fn first_register_creates_an_admin_without_auth_then_self_registration_is_
     }
     assert_eq!(operators(&srv), 1);
     assert_eq!(
-        count(
-            &srv,
-            "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.create' AND actor = 'setup'",
+        srv.count("SELECT COUNT(*) FROM audit_events WHERE action = 'operator.create' AND actor = 'setup'",
             []
         ),
         1
@@ -263,11 +165,7 @@ async fn concurrent_first_registrations_create_exactly_one_admin() {
     assert_eq!(created, 1, "exactly one setup registration wins");
     assert_eq!(operators(&srv), 1);
     assert_eq!(
-        count(
-            &srv,
-            "SELECT COUNT(*) FROM operators WHERE role = 'ADMIN'",
-            []
-        ),
+        srv.count("SELECT COUNT(*) FROM operators WHERE role = 'ADMIN'", []),
         1
     );
 }
@@ -277,7 +175,7 @@ async fn concurrent_first_registrations_create_exactly_one_admin() {
 #[tokio::test]
 async fn an_admin_creates_users_in_new_or_existing_workspaces_and_other_admins() {
     let (srv, admin) = server_with_admin().await;
-    let tenants_before = count(&srv, "SELECT COUNT(*) FROM tenants", []);
+    let tenants_before = srv.count("SELECT COUNT(*) FROM tenants", []);
 
     // A USER without tenantId gets a workspace of its own.
     let user = register(
@@ -291,12 +189,12 @@ async fn an_admin_creates_users_in_new_or_existing_workspaces_and_other_admins()
     let own = user["tenantId"].as_str().expect("tenantId").to_owned();
     assert_ne!(own, admin.tenant_id, "a new workspace");
     assert_eq!(
-        count(&srv, "SELECT COUNT(*) FROM tenants WHERE id = ?1", [&own]),
+        srv.count("SELECT COUNT(*) FROM tenants WHERE id = ?1", [&own]),
         1,
         "the workspace's tenants row"
     );
     assert_eq!(
-        count(&srv, "SELECT COUNT(*) FROM tenants", []),
+        srv.count("SELECT COUNT(*) FROM tenants", []),
         tenants_before + 1
     );
 
@@ -309,7 +207,7 @@ async fn an_admin_creates_users_in_new_or_existing_workspaces_and_other_admins()
     .await;
     assert_eq!(second["tenantId"], own.as_str());
     assert_eq!(
-        count(&srv, "SELECT COUNT(*) FROM tenants", []),
+        srv.count("SELECT COUNT(*) FROM tenants", []),
         tenants_before + 1
     );
 
@@ -559,8 +457,7 @@ async fn login_answers_a_token_and_a_strict_httponly_cookie() {
     let a = send(&srv, Method::POST, LOGOUT, Cred::Bearer(token), None, &[]).await;
     assert_status(&a, 200);
     assert_eq!(
-        count(
-            &srv,
+        srv.count(
             "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.login' AND actor = ?1",
             [format!("operator:{}", admin.id)]
         ),
@@ -649,9 +546,7 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
     .await;
     assert_status(&a, 200);
     assert_eq!(
-        count(
-            &srv,
-            "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.login.failed' AND actor = ?1",
+        srv.count("SELECT COUNT(*) FROM audit_events WHERE action = 'operator.login.failed' AND actor = ?1",
             [format!("operator:{}", admin.id)]
         ),
         1
@@ -994,7 +889,7 @@ async fn logout_revokes_the_token_and_clears_the_cookie() {
     assert_kv_error(&again, 401, "UNAUTHORIZED");
     // Only that session ended.
     assert_status(&get(&srv, ME, Cred::Bearer(&other_session)).await, 200);
-    assert_eq!(count(&srv, "SELECT COUNT(*) FROM revoked_tokens", []), 1);
+    assert_eq!(srv.count("SELECT COUNT(*) FROM revoked_tokens", []), 1);
 
     // Logging out through the cookie works the same way.
     let a = send(
@@ -1548,16 +1443,14 @@ async fn operator_administration_rules() {
         "UNAUTHORIZED",
     );
     assert_eq!(
-        count(
-            &srv,
+        srv.count(
             "SELECT COUNT(*) FROM operators WHERE id = ?1",
             [user["id"].as_str().unwrap()]
         ),
         0
     );
     assert_eq!(
-        count(
-            &srv,
+        srv.count(
             "SELECT COUNT(*) FROM audit_events WHERE action = 'operator.delete'",
             []
         ),
@@ -1680,8 +1573,7 @@ fn stored_secret_hash(srv: &TestServer, project_id: &str) -> Vec<u8> {
 }
 
 fn products_with_hash(srv: &TestServer, hash: &[u8]) -> i64 {
-    count(
-        srv,
+    srv.count(
         "SELECT COUNT(*) FROM products WHERE client_secret_sha256 = ?1",
         [hash],
     )
@@ -1759,8 +1651,7 @@ async fn creating_a_project_generates_its_slug_secrets_and_defaults() {
     .await;
     assert_kv_error(&a, 409, "CONFLICT");
     assert_eq!(
-        count(
-            &srv,
+        srv.count(
             "SELECT COUNT(*) FROM audit_events WHERE action = 'project.create'",
             []
         ),
@@ -2150,16 +2041,10 @@ async fn deleting_a_project_needs_its_slug_and_removes_its_keys_and_activations(
         let a = srv.activate(&vendor_key, key, "machine-1").await;
         assert!(a.status.is_success(), "activate: {}", a.body);
     }
-    let licenses_of = |srv: &TestServer| {
-        count(
-            srv,
-            "SELECT COUNT(*) FROM licenses WHERE product_id = ?1",
-            [&id],
-        )
-    };
+    let licenses_of =
+        |srv: &TestServer| srv.count("SELECT COUNT(*) FROM licenses WHERE product_id = ?1", [&id]);
     let activations_of = |srv: &TestServer| {
-        count(
-            srv,
+        srv.count(
             "SELECT COUNT(*) FROM activations a JOIN licenses l ON l.id = a.license_id
              WHERE l.product_id = ?1",
             [&id],
@@ -2192,14 +2077,13 @@ async fn deleting_a_project_needs_its_slug_and_removes_its_keys_and_activations(
     assert_eq!(a.body["data"]["deletedKeys"], 2);
 
     assert_eq!(
-        count(&srv, "SELECT COUNT(*) FROM products WHERE id = ?1", [&id]),
+        srv.count("SELECT COUNT(*) FROM products WHERE id = ?1", [&id]),
         0
     );
     assert_eq!(licenses_of(&srv), 0);
     for key in &keys {
         assert_eq!(
-            count(
-                &srv,
+            srv.count(
                 "SELECT COUNT(*) FROM licenses WHERE license_key = ?1",
                 [key]
             ),
@@ -2207,13 +2091,12 @@ async fn deleting_a_project_needs_its_slug_and_removes_its_keys_and_activations(
         );
     }
     assert_eq!(
-        count(&srv, "SELECT COUNT(*) FROM activations", []),
+        srv.count("SELECT COUNT(*) FROM activations", []),
         0,
         "the activations went with their licenses"
     );
     assert_eq!(
-        count(
-            &srv,
+        srv.count(
             "SELECT COUNT(*) FROM audit_events WHERE action = 'project.delete' AND product_id = ?1",
             [&id]
         ),
@@ -2221,8 +2104,7 @@ async fn deleting_a_project_needs_its_slug_and_removes_its_keys_and_activations(
     );
     // The other project is untouched.
     assert_eq!(
-        count(
-            &srv,
+        srv.count(
             "SELECT COUNT(*) FROM licenses WHERE id = ?1",
             [kept_license["id"].as_str().unwrap()]
         ),
@@ -2391,7 +2273,7 @@ async fn projects_require_an_admin_credential() {
             assert_kv_error(&a, status, code);
         }
     }
-    assert_eq!(count(&srv, "SELECT COUNT(*) FROM products", []), 1);
+    assert_eq!(srv.count("SELECT COUNT(*) FROM products", []), 1);
     let a = get(&srv, &path, Cred::Bearer(&admin.token)).await;
     assert_eq!(a.body["data"]["project"]["name"], "Guarded");
 }
@@ -2530,7 +2412,7 @@ async fn bad_project_input_is_refused_naming_the_field() {
         assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", case.needle);
     }
     assert_eq!(
-        count(&srv, "SELECT COUNT(*) FROM products", []),
+        srv.count("SELECT COUNT(*) FROM products", []),
         1,
         "nothing created"
     );

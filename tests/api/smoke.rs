@@ -1,6 +1,4 @@
-mod common;
-
-use common::TestServer;
+use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use serde_json::json;
 

@@ -1,5 +1,6 @@
 //! Test harness: a real Keyward server on 127.0.0.1:0 with its own temporary data directory,
-//! fixtures made through the domain (as the CLI makes them), and a small JSON client.
+//! fixtures made through the domain (as the CLI makes them), a small JSON client, and the
+//! helpers more than one test module needs.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -16,6 +17,8 @@ use keyward::{Running, storage};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 pub struct TestServer {
     pub url: String,
@@ -314,4 +317,154 @@ pub fn assert_kv_error_naming(a: &Answer, status: u16, code: &str, needle: &str)
         message.contains(needle),
         "the message names {needle:?}: {message:?}"
     );
+}
+
+impl TestServer {
+    /// The single number a `SELECT COUNT(*) ...` (or any one-value query) answers.
+    pub fn count(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        self.db()
+            .query_row(sql, params, |r| r.get(0))
+            .expect("count query")
+    }
+}
+
+// ---- requests with any credential ------------------------------------------------------
+
+/// How a request authenticates.
+#[derive(Clone, Copy)]
+pub enum Cred<'a> {
+    None,
+    Bearer(&'a str),
+    /// An operator session token sent as the `keyward_token` cookie, as a browser would.
+    Cookie(&'a str),
+    /// A portal session token sent as the `portal_token` cookie.
+    PortalCookie(&'a str),
+    ApiKey(&'a str),
+}
+
+/// A request with `cred`, an optional JSON body and extra headers.
+pub async fn send(
+    srv: &TestServer,
+    method: Method,
+    path: &str,
+    cred: Cred<'_>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut req = srv.client.request(method, format!("{}{}", srv.url, path));
+    req = match cred {
+        Cred::None => req,
+        Cred::Bearer(t) => req.header("Authorization", format!("Bearer {t}")),
+        Cred::Cookie(t) => req.header("Cookie", format!("keyward_token={t}")),
+        Cred::PortalCookie(t) => req.header("Cookie", format!("portal_token={t}")),
+        Cred::ApiKey(k) => req.header("X-API-Key", k),
+    };
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    TestServer::decode(req.send().await.expect("request sent")).await
+}
+
+/// A request from client address `ip`, told through `X-Forwarded-For` (the server must trust
+/// 127.0.0.1 as a proxy), with an optional X-API-Key.
+pub async fn send_from(
+    srv: &TestServer,
+    method: Method,
+    path: &str,
+    api_key: Option<&str>,
+    ip: &str,
+    body: Option<Value>,
+) -> Answer {
+    let cred = api_key.map_or(Cred::None, Cred::ApiKey);
+    send(srv, method, path, cred, body, &[("X-Forwarded-For", ip)]).await
+}
+
+#[track_caller]
+pub fn assert_status(a: &Answer, status: u16) {
+    assert_eq!(a.status.as_u16(), status, "status; body: {}", a.body);
+}
+
+// ---- operators ------------------------------------------------------------------------
+
+pub const REGISTER: &str = "/api/auth/register";
+pub const LOGIN: &str = "/api/auth/login";
+
+/// The first operator's email; every operator made by the tests shares [`PASSWORD`].
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Logs in; returns the whole answer (asserting 200).
+pub async fn login_answer(srv: &TestServer, email: &str, password: &str) -> Answer {
+    let body = serde_json::json!({"email": email, "password": password});
+    let a = send(srv, Method::POST, LOGIN, Cred::None, Some(body), &[]).await;
+    assert_status(&a, 200);
+    a
+}
+
+/// Logs in; returns the session token.
+pub async fn login(srv: &TestServer, email: &str, password: &str) -> String {
+    login_answer(srv, email, password).await.body["data"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// The first operator (the setup step), logged in.
+pub struct Admin {
+    pub id: String,
+    pub tenant_id: String,
+    pub token: String,
+}
+
+/// Registers the first operator (ADMIN, no auth needed yet) and logs it in.
+pub async fn setup_admin(srv: &TestServer) -> Admin {
+    let body = serde_json::json!({"email": ADMIN_EMAIL, "password": PASSWORD});
+    let a = send(srv, Method::POST, REGISTER, Cred::None, Some(body), &[]).await;
+    assert_status(&a, 201);
+    let user = &a.body["data"]["user"];
+    Admin {
+        id: user["id"].as_str().expect("id").to_owned(),
+        tenant_id: user["tenantId"].as_str().expect("tenantId").to_owned(),
+        token: login(srv, ADMIN_EMAIL, PASSWORD).await,
+    }
+}
+
+// ---- JSON values and times ------------------------------------------------------------
+
+/// A JSON string value, owned (panics on anything else).
+#[track_caller]
+pub fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("a string, found {v}"))
+        .to_owned()
+}
+
+/// The string field `field` of the object `v` (panics when absent or not a string).
+#[track_caller]
+pub fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("string field {field:?} in {v}"))
+}
+
+/// An RFC 3339 timestamp from a JSON string (panics on anything else).
+#[track_caller]
+pub fn parse_time(v: &Value) -> OffsetDateTime {
+    let text = v
+        .as_str()
+        .unwrap_or_else(|| panic!("a date-time string, got {v}"));
+    OffsetDateTime::parse(text, &Rfc3339)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("formats")
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -1,8 +1,6 @@
 //! The per-project user portal API: `/api/portal/info|register|login|me|activate|logout|loader`.
 
-mod common;
-
-use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming};
+use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -28,18 +26,12 @@ async fn fixture_with(tune: impl FnOnce(&mut keyward::config::Config)) -> Fixtur
     }
 }
 
-enum Auth<'a> {
-    None,
-    Bearer(&'a str),
-    Cookie(&'a str),
-}
-
 impl Fixture {
     async fn send(
         &self,
         method: Method,
         path: &str,
-        auth: Auth<'_>,
+        auth: Cred<'_>,
         body: Option<Value>,
     ) -> Answer {
         self.send_with(method, path, auth, body, &[]).await
@@ -49,33 +41,18 @@ impl Fixture {
         &self,
         method: Method,
         path: &str,
-        auth: Auth<'_>,
+        auth: Cred<'_>,
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let mut req = self
-            .srv
-            .client
-            .request(method, format!("{}{path}", self.srv.url));
-        match auth {
-            Auth::None => {}
-            Auth::Bearer(t) => req = req.bearer_auth(t),
-            Auth::Cookie(t) => req = req.header("Cookie", format!("portal_token={t}")),
-        }
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        TestServer::decode(req.send().await.expect("sent")).await
+        send(&self.srv, method, path, auth, body, headers).await
     }
 
     async fn register(&self, username: &str, password: &str) -> Answer {
         self.send(
             Method::POST,
             "/api/portal/register",
-            Auth::None,
+            Cred::None,
             Some(json!({"username": username, "password": password, "projectId": self.project})),
         )
         .await
@@ -90,7 +67,7 @@ impl Fixture {
 
     async fn me(&self, token: &str) -> Value {
         let a = self
-            .send(Method::GET, "/api/portal/me", Auth::Bearer(token), None)
+            .send(Method::GET, "/api/portal/me", Cred::Bearer(token), None)
             .await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         a.body["data"].clone()
@@ -100,7 +77,7 @@ impl Fixture {
         self.send(
             Method::POST,
             "/api/portal/activate",
-            Auth::Bearer(token),
+            Cred::Bearer(token),
             Some(json!({"key": key})),
         )
         .await
@@ -177,7 +154,7 @@ impl Fixture {
 async fn every_project_has_a_portal_until_it_is_disabled() {
     let f = fixture().await;
     let a = f
-        .send(Method::GET, "/api/portal/info?slug=game", Auth::None, None)
+        .send(Method::GET, "/api/portal/info?slug=game", Cred::None, None)
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["data"]["project"]["id"], f.project.as_str());
@@ -200,7 +177,7 @@ async fn every_project_has_a_portal_until_it_is_disabled() {
     }))
     .await;
     let a = f
-        .send(Method::GET, "/api/portal/info?slug=game", Auth::None, None)
+        .send(Method::GET, "/api/portal/info?slug=game", Cred::None, None)
         .await;
     assert_eq!(a.body["data"]["portal"]["title"], "Game members");
     assert_eq!(
@@ -213,17 +190,17 @@ async fn every_project_has_a_portal_until_it_is_disabled() {
         "/api/portal/info?slug=",
         &format!("/api/portal/info?slug={}", "s".repeat(500)),
     ] {
-        let a = f.send(Method::GET, path, Auth::None, None).await;
+        let a = f.send(Method::GET, path, Cred::None, None).await;
         assert_kv_error(&a, 404, "NOT_FOUND");
     }
     let a = f
-        .send(Method::GET, "/api/portal/info", Auth::None, None)
+        .send(Method::GET, "/api/portal/info", Cred::None, None)
         .await;
     assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", "slug");
 
     f.portal_settings(json!({"enabled": false})).await;
     let a = f
-        .send(Method::GET, "/api/portal/info?slug=game", Auth::None, None)
+        .send(Method::GET, "/api/portal/info?slug=game", Cred::None, None)
         .await;
     assert_kv_error(&a, 404, "NOT_FOUND");
     let a = f.register("player1", "correct horse").await;
@@ -235,7 +212,7 @@ async fn a_slug_shared_by_two_workspaces_is_told_apart_by_tenant() {
     let f = fixture().await;
     f.srv.create_tenant("acme");
     let theirs = f.srv.create_product("acme", "game");
-    let pick = |path: &'static str| f.send(Method::GET, path, Auth::None, None);
+    let pick = |path: &'static str| f.send(Method::GET, path, Cred::None, None);
     assert_eq!(
         pick("/api/portal/info?slug=game").await.body["data"]["project"]["id"],
         f.project.as_str()
@@ -341,7 +318,7 @@ async fn registration_checks_its_input() {
     ];
     for (name, body, status, code, needle) in cases {
         let a = f
-            .send(Method::POST, "/api/portal/register", Auth::None, Some(body))
+            .send(Method::POST, "/api/portal/register", Cred::None, Some(body))
             .await;
         assert_eq!(a.status.as_u16(), status, "{name}: {}", a.body);
         assert_kv_error_naming(&a, status, code, needle);
@@ -370,7 +347,7 @@ async fn registration_checks_its_input() {
         .send(
             Method::POST,
             "/api/portal/register",
-            Auth::None,
+            Cred::None,
             Some(
                 json!({"username": "player_1", "password": "correct horse", "projectId": other.id}),
             ),
@@ -387,7 +364,7 @@ async fn login_answers_the_same_for_unknown_users_and_wrong_passwords() {
         f.send(
             Method::POST,
             "/api/portal/login",
-            Auth::None,
+            Cred::None,
             Some(json!({"username": username, "password": password, "projectId": project})),
         )
     };
@@ -422,7 +399,7 @@ async fn register_and_login_are_rate_limited() {
         .send(
             Method::POST,
             "/api/portal/login",
-            Auth::None,
+            Cred::None,
             Some(
                 json!({"username": "player1", "password": "correct horse", "projectId": f.project}),
             ),
@@ -508,7 +485,7 @@ async fn access_grows_from_no_key_to_key_to_a_bound_machine() {
         .send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await;
@@ -562,7 +539,7 @@ async fn access_grows_from_no_key_to_key_to_a_bound_machine() {
         .send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await;
@@ -622,7 +599,7 @@ async fn keys_link_to_one_account_of_their_own_project() {
         .send(
             Method::POST,
             "/api/portal/activate",
-            Auth::Bearer(&bob),
+            Cred::Bearer(&bob),
             Some(json!({"key": 42})),
         )
         .await;
@@ -657,9 +634,9 @@ async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
     let f = fixture().await;
     let token = f.user("player1").await;
     for auth in [
-        Auth::None,
-        Auth::Bearer("pt_forged"),
-        Auth::Cookie("pt_forged"),
+        Cred::None,
+        Cred::Bearer("pt_forged"),
+        Cred::PortalCookie("pt_forged"),
     ] {
         let a = f.send(Method::GET, "/api/portal/me", auth, None).await;
         assert_kv_error(&a, 401, "UNAUTHORIZED");
@@ -668,7 +645,7 @@ async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
         .send_with(
             Method::GET,
             "/api/portal/me",
-            Auth::None,
+            Cred::None,
             None,
             &[("Authorization", "Basic x")],
         )
@@ -677,7 +654,12 @@ async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
 
     // The cookie works from the portal page…
     let a = f
-        .send(Method::GET, "/api/portal/me", Auth::Cookie(&token), None)
+        .send(
+            Method::GET,
+            "/api/portal/me",
+            Cred::PortalCookie(&token),
+            None,
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK);
     // …but a cross-site page cannot make changes with it.
@@ -686,7 +668,7 @@ async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
         .send_with(
             Method::POST,
             "/api/portal/activate",
-            Auth::Cookie(&token),
+            Cred::PortalCookie(&token),
             Some(json!({"key": key})),
             &[("Sec-Fetch-Site", "cross-site")],
         )
@@ -697,7 +679,7 @@ async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
         .send(
             Method::POST,
             "/api/portal/logout",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await;
@@ -707,14 +689,14 @@ async fn sessions_need_a_live_token_and_cookies_need_the_same_site() {
             .is_some_and(|c| c.contains("Max-Age=0"))
     );
     let a = f
-        .send(Method::GET, "/api/portal/me", Auth::Bearer(&token), None)
+        .send(Method::GET, "/api/portal/me", Cred::Bearer(&token), None)
         .await;
     assert_kv_error(&a, 401, "UNAUTHORIZED");
     let a = f
         .send(
             Method::POST,
             "/api/portal/logout",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await;
@@ -729,7 +711,7 @@ async fn the_loader_needs_a_key_and_a_release() {
         .send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await;
@@ -740,13 +722,13 @@ async fn the_loader_needs_a_key_and_a_release() {
         .send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await;
     assert_kv_error(&a, 404, "NOT_FOUND");
     let a = f
-        .send(Method::GET, "/api/portal/loader", Auth::None, None)
+        .send(Method::GET, "/api/portal/loader", Cred::None, None)
         .await;
     assert_kv_error(&a, 401, "UNAUTHORIZED");
 
@@ -813,7 +795,7 @@ async fn the_loader_follows_its_blocks_access_level() {
         &f.send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await,
@@ -834,7 +816,7 @@ async fn the_loader_follows_its_blocks_access_level() {
         f.send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None
         )
         .await
@@ -850,7 +832,7 @@ async fn the_loader_follows_its_blocks_access_level() {
         &f.send(
             Method::GET,
             "/api/portal/loader",
-            Auth::Bearer(&token),
+            Cred::Bearer(&token),
             None,
         )
         .await,

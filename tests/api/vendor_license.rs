@@ -3,11 +3,9 @@
 //! `GET /api/v1/license/check/{key}` — success paths, every refusal with its code, signed
 //! responses, heartbeat culling, audit, bad input and authorization.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Answer, TestServer, signature_verifies};
+use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use keyward::domain::products::Product;
 use reqwest::Method;
@@ -106,10 +104,7 @@ impl Setup {
     }
 
     fn count(&self, query: &str, params: impl rusqlite::Params) -> i64 {
-        self.srv
-            .db()
-            .query_row(query, params, |r| r.get(0))
-            .expect("count")
+        self.srv.count(query, params)
     }
 
     fn last_seen_at(&self, key: &str, machine: &str) -> i64 {
@@ -209,15 +204,6 @@ impl Setup {
             .expect("public_key field")
             .to_owned()
     }
-}
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn parse_time(v: &Value) -> OffsetDateTime {
-    let text = v.as_str().unwrap_or_else(|| panic!("a date-time, got {v}"));
-    OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text:?} is RFC 3339: {e}"))
 }
 
 // ---- activate --------------------------------------------------------------------------

@@ -2,12 +2,10 @@
 //! create-bulk, revoke, renew, by-order, products, the public key, health, the OpenAPI
 //! document, scopes, tenant isolation, rate limits and bad input.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::helpers::*;
 use base64::Engine;
-use common::{Answer, SCOPES, TestServer};
 use keyward::domain::api_keys::Scope;
 use keyward::domain::licenses::LicenseType;
 use keyward::domain::products::Product;
@@ -62,24 +60,8 @@ fn rfc3339_in_days(days: i64) -> String {
         .expect("format date")
 }
 
-fn parse_time(v: &Value) -> OffsetDateTime {
-    let text = v
-        .as_str()
-        .unwrap_or_else(|| panic!("a date-time string, got {v}"));
-    OffsetDateTime::parse(text, &Rfc3339)
-        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
-}
-
-fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
-    v[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("string field {field:?} in {v}"))
-}
-
 fn license_count(srv: &TestServer) -> i64 {
-    srv.db()
-        .query_row("SELECT COUNT(*) FROM licenses", [], |r| r.get(0))
-        .expect("count licenses")
+    srv.count("SELECT COUNT(*) FROM licenses", [])
 }
 
 /// Everything about every license that an endpoint could change, in one string.
@@ -200,7 +182,7 @@ async fn create_answers_201_with_exactly_the_license_created_fields_and_product_
     .into_iter()
     .collect();
     assert_eq!(fields, expected, "LicenseCreated fields: {license}");
-    assert!(!str_of(license, "id").is_empty());
+    assert!(!str_field(license, "id").is_empty());
     assert_eq!(license["product"], product.id.as_str());
     assert_eq!(
         license["type"], "SUBSCRIPTION",
@@ -215,7 +197,7 @@ async fn create_answers_201_with_exactly_the_license_created_fields_and_product_
     assert_eq!(license["validUntil"], Value::Null);
     let created_at = parse_time(&license["createdAt"]);
     assert!(created_at >= before, "createdAt {created_at} is now");
-    assert_key_matches_template(str_of(license, "key"), "TT-XXXX-XXXX-XXXX-XXXX");
+    assert_key_matches_template(str_field(license, "key"), "TT-XXXX-XXXX-XXXX-XXXX");
 }
 
 #[tokio::test]
@@ -276,7 +258,7 @@ async fn created_keys_follow_the_product_template_and_are_all_distinct() {
     let mut keys = BTreeSet::new();
     for _ in 0..100 {
         let license = f.license(json!({})).await;
-        let key = str_of(&license, "key").to_owned();
+        let key = str_field(&license, "key").to_owned();
         assert_key_matches_template(&key, "TT-XXXX-XXXX-XXXX-XXXX");
         keys.insert(key);
     }
@@ -295,7 +277,7 @@ async fn create_stores_customer_order_and_metadata() {
             "metadata": {"seats": 3, "plan": "team", "nested": {"a": [1, 2]}}
         }))
         .await;
-    let id = str_of(&license, "id");
+    let id = str_field(&license, "id");
     let stored: Value =
         serde_json::from_str(&license_column(&f.srv, id, "metadata").expect("metadata stored"))
             .expect("metadata is JSON");
@@ -762,9 +744,9 @@ async fn revoke_by_id_or_by_key_is_final_and_stores_the_reason() {
     ];
     for c in cases {
         let license = f.license(json!({})).await;
-        let id = str_of(&license, "id");
+        let id = str_field(&license, "id");
         let target = if c.by_key {
-            json!({"licenseKey": format!("  {}  ", str_of(&license, "key").to_lowercase())})
+            json!({"licenseKey": format!("  {}  ", str_field(&license, "key").to_lowercase())})
         } else {
             json!({"licenseId": id})
         };
@@ -846,7 +828,7 @@ async fn revoke_without_a_license_is_400_and_an_unknown_one_is_404() {
 async fn revoked_license_is_refused_by_activate_and_renew() {
     let f = Fixture::start().await;
     let license = f.license(json!({})).await;
-    let key = str_of(&license, "key");
+    let key = str_field(&license, "key");
     let r = f
         .srv
         .post(REVOKE, &f.admin, json!({"licenseKey": key}))
@@ -865,7 +847,7 @@ async fn revoked_license_is_refused_by_activate_and_renew() {
         )
         .await
         .assert_error(400, "LICENSE_REVOKED");
-    let id = str_of(&license, "id");
+    let id = str_field(&license, "id");
     assert_eq!(
         license_column(&f.srv, id, "status").as_deref(),
         Some("REVOKED")
@@ -883,8 +865,8 @@ async fn revoked_license_is_refused_by_activate_and_renew() {
 async fn renew_moves_valid_until_by_id_or_key() {
     let f = Fixture::start().await;
     let license = f.license(json!({"validUntil": rfc3339_in_days(10)})).await;
-    let id = str_of(&license, "id");
-    let key = str_of(&license, "key");
+    let id = str_field(&license, "id");
+    let key = str_field(&license, "key");
     struct Case {
         name: &'static str,
         target: Value,
@@ -924,8 +906,8 @@ async fn renew_moves_valid_until_by_id_or_key() {
 async fn renew_makes_an_expired_license_active_again() {
     let f = Fixture::start().await;
     let license = f.license(json!({"validUntil": rfc3339_in_days(10)})).await;
-    let id = str_of(&license, "id");
-    let key = str_of(&license, "key");
+    let id = str_field(&license, "id");
+    let key = str_field(&license, "key");
     let past_ms = (OffsetDateTime::now_utc().unix_timestamp() - 3600) * 1000;
     f.srv
         .db()
@@ -966,7 +948,7 @@ async fn renew_makes_an_expired_license_active_again() {
 async fn renew_refuses_a_past_or_missing_valid_until() {
     let f = Fixture::start().await;
     let license = f.license(json!({"validUntil": rfc3339_in_days(10)})).await;
-    let id = str_of(&license, "id");
+    let id = str_field(&license, "id");
     struct Case {
         name: &'static str,
         body: Value,
@@ -1282,7 +1264,7 @@ async fn products_lists_only_active_products_of_the_callers_tenant_with_public_k
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["success"], true);
     let listed = a.body["products"].as_array().expect("products");
-    let slugs: Vec<&str> = listed.iter().map(|p| str_of(p, "slug")).collect();
+    let slugs: Vec<&str> = listed.iter().map(|p| str_field(p, "slug")).collect();
     assert_eq!(
         slugs,
         ["app", "second"],
@@ -1297,7 +1279,7 @@ async fn products_lists_only_active_products_of_the_callers_tenant_with_public_k
         assert_eq!(p["id"], product.id.as_str());
         assert_eq!(p["status"], "ACTIVE");
         assert_eq!(
-            str_of(p, "publicKey"),
+            str_field(p, "publicKey"),
             b64.encode(&product.signing_public_key),
             "publicKey of {}",
             product.slug
@@ -1329,7 +1311,7 @@ async fn products_with_a_product_restricted_key_shows_only_that_product() {
         .as_array()
         .expect("products")
         .iter()
-        .map(|p| str_of(p, "slug"))
+        .map(|p| str_field(p, "slug"))
         .collect();
     assert_eq!(slugs, ["second"]);
     assert_eq!(a.body["pagination"]["total"], 1);
@@ -1419,7 +1401,7 @@ async fn public_key_is_served_without_an_api_key_by_product_and_tenant() {
             Ok(raw) => {
                 assert_eq!(a.status, 200, "case {}: {}", c.name, a.body);
                 let key = b64
-                    .decode(str_of(&a.body, "public_key"))
+                    .decode(str_field(&a.body, "public_key"))
                     .unwrap_or_else(|e| panic!("case {}: base64: {e}", c.name));
                 assert_eq!(key.len(), 32, "case {}: an Ed25519 key", c.name);
                 assert_eq!(key, raw, "case {}: the product's key", c.name);
@@ -1554,7 +1536,7 @@ async fn scope_matrix_allows_each_endpoint_from_its_scope_up_and_forbids_below()
         for scope in SCOPES {
             let name = format!("{endpoint} with {scope}");
             let license = f.license(json!({"orderId": "order-1"})).await;
-            let key = str_of(&license, "key");
+            let key = str_field(&license, "key");
             let act = f.srv.activate(&f.admin, key, "machine-0001").await;
             assert_eq!(act.status, 200, "{name}: setup activation: {}", act.body);
             let api_key = f.srv.create_api_key("default", scope, None);
@@ -1587,7 +1569,7 @@ async fn scope_matrix_allows_each_endpoint_from_its_scope_up_and_forbids_below()
 async fn missing_wrong_or_revoked_api_key_is_401_on_every_endpoint() {
     let f = Fixture::start().await;
     let license = f.license(json!({"orderId": "order-1"})).await;
-    let key = str_of(&license, "key");
+    let key = str_field(&license, "key");
     let act = f.srv.activate(&f.admin, key, "machine-0001").await;
     assert_eq!(act.status, 200, "{}", act.body);
     let revoked = f.srv.create_api_key("default", Scope::FullAdmin, None);
@@ -1654,8 +1636,8 @@ async fn another_tenants_key_finds_none_of_this_tenants_licenses() {
     let license = f
         .license(json!({"orderId": "order-1", "validUntil": rfc3339_in_days(10)}))
         .await;
-    let id = str_of(&license, "id");
-    let key = str_of(&license, "key");
+    let id = str_field(&license, "id");
+    let key = str_field(&license, "key");
     let act = f.srv.activate(&f.admin, key, "machine-0001").await;
     assert_eq!(act.status, 200, "{}", act.body);
     f.srv.create_tenant("other");
@@ -1806,7 +1788,7 @@ async fn another_tenants_key_finds_none_of_this_tenants_licenses() {
 
 #[tokio::test]
 async fn per_ip_limit_answers_429_with_retry_after_and_limit_headers() {
-    let srv = TestServer::start_with(|c| c.rate_limits = common::rate_limits(5, 0, 0)).await;
+    let srv = TestServer::start_with(|c| c.rate_limits = rate_limits(5, 0, 0)).await;
     for i in 0..5 {
         let a = srv.call(Method::GET, "/api/health", None, None).await;
         assert_eq!(a.status, 200, "request {} of 5: {}", i + 1, a.body);
@@ -1858,7 +1840,7 @@ async fn per_ip_limit_answers_429_with_retry_after_and_limit_headers() {
 
 #[tokio::test]
 async fn per_api_key_limit_answers_429_for_that_key_only() {
-    let srv = TestServer::start_with(|c| c.rate_limits = common::rate_limits(0, 3, 0)).await;
+    let srv = TestServer::start_with(|c| c.rate_limits = rate_limits(0, 3, 0)).await;
     srv.create_product("default", "app");
     let busy = srv.create_api_key("default", Scope::CreateLicense, None);
     let quiet = srv.create_api_key("default", Scope::CreateLicense, None);
@@ -1887,7 +1869,7 @@ async fn per_api_key_limit_answers_429_for_that_key_only() {
 
 #[tokio::test]
 async fn repeated_wrong_api_keys_are_cut_off_with_429() {
-    let srv = TestServer::start_with(|c| c.rate_limits = common::rate_limits(0, 0, 3)).await;
+    let srv = TestServer::start_with(|c| c.rate_limits = rate_limits(0, 0, 3)).await;
     srv.create_product("default", "app");
     let good = srv.create_api_key("default", Scope::CreateLicense, None);
     for i in 0..3 {
@@ -1919,7 +1901,7 @@ async fn bad_input_is_refused_with_the_envelope_never_500_and_changes_nothing() 
     let license = f
         .license(json!({"orderId": "order-1", "validUntil": rfc3339_in_days(10)}))
         .await;
-    let id = str_of(&license, "id").to_owned();
+    let id = str_field(&license, "id").to_owned();
     let json_ct = "application/json";
     struct Case {
         name: &'static str,

@@ -1,9 +1,7 @@
 //! Signed software updates: releases managed through the admin API (here with FULL_ADMIN API
 //! keys, as a CI pipeline does), served to licensed apps by `/api/v1/updates/*`.
 
-mod common;
-
-use common::{Answer, TestServer, assert_kv_error, assert_kv_error_naming, signature_verifies};
+use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -171,10 +169,7 @@ impl Fixture {
     }
 
     fn count(&self, sql: &str) -> i64 {
-        self.srv
-            .db()
-            .query_row(sql, [], |r| r.get(0))
-            .expect("count")
+        self.srv.count(sql, [])
     }
 }
 

@@ -1,8 +1,6 @@
 //! Client IPs: the socket peer, unless the peer is a configured trusted proxy.
 
-mod common;
-
-use common::{TestServer, rate_limits};
+use crate::helpers::*;
 
 async fn health_from(srv: &TestServer, forwarded_for: &str) -> u16 {
     srv.client

@@ -1,0 +1,15 @@
+//! The API integration tests, one binary: each module drives a real server (see `helpers`)
+//! through one area of the API. Tests that need a process of their own or are slow stay
+//! separate binaries (`process`, `browser`, `updates_large`, `examples`).
+
+mod helpers;
+
+mod abuse;
+mod admin_operators_projects;
+mod keys_and_validation;
+mod portal;
+mod proxy;
+mod smoke;
+mod updates;
+mod vendor_license;
+mod vendor_manage;
