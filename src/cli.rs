@@ -102,8 +102,24 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_MAINTENANCE_INTERVAL", default_value_t = 30)]
     pub maintenance_interval: u64,
     /// Abuse detection: `on` (default) or `off` for the whole server.
-    #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off)]
+    // `Set`: a bool field is otherwise a valueless switch, and `--abuse-detection off` fails.
+    #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub abuse_detection: bool,
+    /// Seconds a connection may take to send a request's headers (idle time before it included).
+    #[arg(long, env = "KEYWARD_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a request body may pause (and a response wait for the client to read it).
+    #[arg(long, env = "KEYWARD_BODY_TIMEOUT", default_value_t = 10)]
+    pub body_timeout: u64,
+    /// Seconds an idle connection is kept open between requests.
+    #[arg(long, env = "KEYWARD_IDLE_TIMEOUT", default_value_t = 5)]
+    pub idle_timeout: u64,
+    /// Open connections per client address (trusted proxies exempt).
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -136,6 +152,11 @@ impl Default for ServeArgs {
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
                 abuse_detection: true,
+                header_timeout: 10,
+                body_timeout: 10,
+                idle_timeout: 5,
+                max_connections_per_ip: 256,
+                max_connections: 10_000,
             },
         }
     }
@@ -162,6 +183,13 @@ impl ServeArgs {
             read_pool_size: 8,
             abuse_detection: self.abuse_detection,
             webhook_retry_base: Duration::from_secs(5),
+            connections: crate::net::ConnectionLimits {
+                header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+                body_timeout: Duration::from_secs(self.body_timeout.max(1)),
+                idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+                max_per_ip: self.max_connections_per_ip.max(1),
+                max_total: self.max_connections.max(1),
+            },
         }
     }
 }

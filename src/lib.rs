@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod maintenance;
+pub mod net;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
