@@ -38,6 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Create the data directory, the database and the master key, then exit.
+    Init,
     /// Manage products.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -287,6 +289,17 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             crate::server::serve(args.into_config(data_dir)).await?;
             Ok(0)
         }
+        Command::Init => {
+            let existed = storage::has_database(&data_dir);
+            storage::open_data_dir(&data_dir, true)?;
+            let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            if existed {
+                eprintln!("{} already holds an installation", shown.display());
+            } else {
+                eprintln!("installation created in {}", shown.display());
+            }
+            Ok(0)
+        }
         Command::Product(cmd) => product(&data_dir, cmd),
         Command::Apikey(cmd) => apikey(&data_dir, cmd),
         Command::Tenant(cmd) => tenant(&data_dir, cmd),
@@ -295,16 +308,20 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             eprintln!("backup written to {}", file.display());
             Ok(0)
         }
-        Command::Healthcheck { bind } => Ok(if healthcheck(bind) { 0 } else { 1 }),
+        Command::Healthcheck { bind } => match healthcheck(bind) {
+            Ok(()) => Ok(0),
+            Err(why) => {
+                eprintln!("unhealthy: {why}");
+                Ok(1)
+            }
+        },
     }
 }
 
+/// An operator command works on an existing installation only: run from the wrong directory,
+/// it must not create a new, empty one.
 fn open(data_dir: &std::path::Path) -> Result<Connection, Error> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
-    // Whatever command runs first sets the data directory up completely, master key included.
-    MasterKey::load_or_create(data_dir)?;
-    storage::open_and_migrate(&storage::database_path(data_dir))
+    storage::open_data_dir(data_dir, false).map(|(conn, _)| conn)
 }
 
 fn find_tenant(conn: &Connection, slug: &str) -> Result<Tenant, Error> {
@@ -525,16 +542,30 @@ fn tenant(data_dir: &std::path::Path, cmd: TenantCommand) -> Result<i32, Error> 
 }
 
 /// A plain HTTP/1.0 GET of /api/health: the binary carries no HTTP client for this alone.
-fn healthcheck(bind: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&bind, Duration::from_secs(3)) else {
-        return false;
-    };
+/// The error says why the server is not healthy, for the container log.
+fn healthcheck(bind: SocketAddr) -> Result<(), String> {
+    let mut stream = TcpStream::connect_timeout(&bind, Duration::from_secs(3))
+        .map_err(|e| format!("cannot connect to {bind}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /api/health HTTP/1.0\r\nHost: {bind}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send a request to {bind}: {e}"))?;
     let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("no answer from {bind}: {e}"))?;
+    if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+        return Ok(());
+    }
+    let status = response.lines().next().unwrap_or("").trim();
+    if status.is_empty() {
+        return Err(format!("{bind} closed the connection without answering"));
+    }
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim())
+        .unwrap_or("");
+    let body: String = body.chars().take(300).collect();
+    Err(format!("GET http://{bind}/api/health answered {status:?}: {body}"))
 }

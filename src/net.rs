@@ -136,6 +136,15 @@ where
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let mut refused = RefusalLog::default();
+    tracing::info!(
+        "listening on {local} (header timeout {:?}, body timeout {:?}, idle timeout {:?}, \
+         at most {} connections, {} per address)",
+        limits.header_timeout,
+        limits.body_timeout,
+        limits.idle_timeout,
+        limits.max_total,
+        limits.max_per_ip
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -156,13 +156,10 @@ impl Running {
 
 /// Opens the data directory (creating it, the database and the master key on first start).
 pub fn open(config: &Config) -> Result<(Db, Writer, MasterKey), Error> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    let (writer_conn, master) = storage::open_data_dir(&config.data_dir, true)?;
     let path = storage::database_path(&config.data_dir);
-    let writer_conn = storage::open_and_migrate(&path)?;
     let writer = Writer::start(writer_conn)?;
     let pool = storage::read_pool(&path, config.read_pool_size)?;
-    let master = MasterKey::load_or_create(&config.data_dir)?;
     Ok((Db::new(pool, writer.handle()), writer, master))
 }
 
