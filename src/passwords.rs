@@ -65,7 +65,9 @@ pub fn verify(password: &str, phc: &str) -> bool {
 }
 
 fn verify_inner(password: &str, phc: &str) -> Result<bool> {
-    let bad = |_| Error::Invalid("not an argon2 hash".into());
+    fn bad<E>(_: E) -> Error {
+        Error::Invalid("not an argon2 hash".into())
+    }
     let parsed = PasswordHash::new(phc).map_err(bad)?;
     let algorithm = Algorithm::try_from(parsed.algorithm).map_err(bad)?;
     let version = match parsed.version {
