@@ -567,5 +567,7 @@ fn healthcheck(bind: SocketAddr) -> Result<(), String> {
         .map(|(_, body)| body.trim())
         .unwrap_or("");
     let body: String = body.chars().take(300).collect();
-    Err(format!("GET http://{bind}/api/health answered {status:?}: {body}"))
+    Err(format!(
+        "GET http://{bind}/api/health answered {status:?}: {body}"
+    ))
 }

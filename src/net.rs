@@ -197,7 +197,12 @@ struct Counts {
 }
 
 impl Counts {
-    fn enter(self: &Arc<Self>, ip: IpAddr, capped: bool, limits: &ConnectionLimits) -> Option<Slot> {
+    fn enter(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        capped: bool,
+        limits: &ConnectionLimits,
+    ) -> Option<Slot> {
         let mut open = self.open.lock().ok()?;
         let (total, per_ip) = &mut *open;
         if *total >= limits.max_total {
@@ -292,26 +297,27 @@ where
         activity: activity.clone(),
     };
     let body_timeout = limits.body_timeout;
-    let service = hyper::service::service_fn(move |req: poem::http::Request<hyper::body::Incoming>| {
-        let ep = ep.clone();
-        async move {
-            let has_body = !req.body().is_end_stream();
-            let mut req = Request::from((
-                req,
-                poem::web::LocalAddr(Addr::SocketAddr(local)),
-                poem::web::RemoteAddr(Addr::SocketAddr(peer)),
-                poem::http::uri::Scheme::HTTP,
-            ));
-            if has_body {
-                let body = BoxBody::from(req.take_body());
-                req.set_body(poem::Body::from(http_body_util::BodyExt::boxed(
-                    TimedBody::new(body, body_timeout),
-                )));
+    let service =
+        hyper::service::service_fn(move |req: poem::http::Request<hyper::body::Incoming>| {
+            let ep = ep.clone();
+            async move {
+                let has_body = !req.body().is_end_stream();
+                let mut req = Request::from((
+                    req,
+                    poem::web::LocalAddr(Addr::SocketAddr(local)),
+                    poem::web::RemoteAddr(Addr::SocketAddr(peer)),
+                    poem::http::uri::Scheme::HTTP,
+                ));
+                if has_body {
+                    let body = BoxBody::from(req.take_body());
+                    req.set_body(poem::Body::from(http_body_util::BodyExt::boxed(
+                        TimedBody::new(body, body_timeout),
+                    )));
+                }
+                let response: poem::http::Response<BoxBody> = ep.get_response(req).await.into();
+                Ok::<_, std::convert::Infallible>(response)
             }
-            let response: poem::http::Response<BoxBody> = ep.get_response(req).await.into();
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
+        });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut draining = false;

@@ -47,7 +47,8 @@ pub fn hash(password: &str) -> Result<String> {
             .hash_password_into_with_memory(password.as_bytes(), salt_raw, &mut out, blocks)
             .map_err(|e| Error::Storage(format!("cannot hash a password: {e}")))
     })?;
-    let failed = |e: argon2::password_hash::Error| Error::Storage(format!("cannot encode a hash: {e}"));
+    let failed =
+        |e: argon2::password_hash::Error| Error::Storage(format!("cannot encode a hash: {e}"));
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -104,7 +105,9 @@ fn with_memory<T>(blocks: usize, f: impl FnOnce(&mut [Block]) -> Result<T>) -> R
     };
     match lease.slot.as_deref_mut() {
         Some(slot) => f(&mut slot[..blocks]),
-        None => Err(Error::Storage("the password-hashing pool is unusable".into())),
+        None => Err(Error::Storage(
+            "the password-hashing pool is unusable".into(),
+        )),
     }
 }
 
@@ -132,7 +135,9 @@ struct Pool {
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
-        blocks_per_slot: params().map(|p| p.block_count()).unwrap_or(MEMORY_KIB as usize),
+        blocks_per_slot: params()
+            .map(|p| p.block_count())
+            .unwrap_or(MEMORY_KIB as usize),
         state: Mutex::new((0, Vec::with_capacity(SLOTS))),
         freed: Condvar::new(),
     })
@@ -184,7 +189,10 @@ mod tests {
         // Hashes made by the crate's own hasher (as stored before the pool) still verify.
         let salt = SaltString::generate(&mut OsRng);
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params().unwrap());
-        let old = argon.hash_password(b"old password", &salt).unwrap().to_string();
+        let old = argon
+            .hash_password(b"old password", &salt)
+            .unwrap()
+            .to_string();
         assert!(verify("old password", &old));
         assert!(!verify("old passwore", &old));
         assert!(!verify("x", "not a hash"));

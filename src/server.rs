@@ -291,12 +291,12 @@ fn describe_listen_error(bind: SocketAddr, e: &std::io::Error) -> String {
             "cannot listen on {bind}: address in use (another process, perhaps another keyward, \
              listens there; stop it or choose another --bind)"
         ),
-        std::io::ErrorKind::PermissionDenied => format!(
-            "cannot listen on {bind}: permission denied (ports below 1024 need privileges)"
-        ),
-        std::io::ErrorKind::AddrNotAvailable => format!(
-            "cannot listen on {bind}: address not available on this machine"
-        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot listen on {bind}: permission denied (ports below 1024 need privileges)")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {bind}: address not available on this machine")
+        }
         _ => format!("cannot listen on {bind}: {e}"),
     }
 }

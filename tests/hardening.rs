@@ -88,8 +88,7 @@ async fn silent_connections_are_capped_and_closed() {
     let mut silent = Vec::new();
     for _ in 0..2000 {
         if let Ok(Ok(c)) =
-            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-                .await
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
         {
             silent.push(c);
         }
@@ -143,7 +142,10 @@ async fn silent_connections_are_capped_and_closed() {
             still_open += 1;
         }
     }
-    println!("silent connections still open after {:?}: {still_open}", t.elapsed());
+    println!(
+        "silent connections still open after {:?}: {still_open}",
+        t.elapsed()
+    );
     assert_eq!(still_open, 0, "silent connections are closed");
 }
 
@@ -220,6 +222,9 @@ async fn failed_logins_do_not_grow_memory() {
             "0",
             "--abuse-detection",
             "off",
+            // Every login below holds its own connection from 127.0.0.1.
+            "--max-connections-per-ip",
+            "2000",
         ],
         Stdio::null(),
     );
@@ -315,7 +320,12 @@ fn data_files_are_private_whatever_the_umask() {
     c.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.0 20"), "{answer}");
     assert_eq!(mode(&data), 0o700, "data directory");
-    for name in ["keyward.db", "keyward.db-wal", "keyward.db-shm", "master.key"] {
+    for name in [
+        "keyward.db",
+        "keyward.db-wal",
+        "keyward.db-shm",
+        "master.key",
+    ] {
         assert_eq!(mode(&data.join(name)), 0o600, "{name}");
     }
     assert_eq!(mode(&data.join("bundles")), 0o700, "bundle store");
@@ -363,7 +373,11 @@ fn abuse_detection_flag_takes_on_or_off() {
     stop(child);
     let bad = keyward(dir.path(), &["serve", "--abuse-detection", "maybe"]);
     assert!(!bad.status.success());
-    assert!(stderr(&bad).contains("expected on or off"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("expected on or off"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 /// A database restored without its master key refuses to start, naming the key to restore.
@@ -385,7 +399,11 @@ async fn a_database_without_its_master_key_refuses_to_start() {
     std::fs::remove_file(dir.join("master.key")).unwrap();
     let out = keyward(&dir, &["serve", "--bind", "127.0.0.1:0"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("master.key is missing"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("master.key is missing"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!dir.join("master.key").exists(), "no new key was created");
 }
 

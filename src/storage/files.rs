@@ -11,7 +11,8 @@ use crate::error::Error;
 
 /// Creates `dir` (and missing parents) if needed and makes it 0700.
 pub fn private_dir(dir: &Path) -> Result<(), Error> {
-    let failed = |e: std::io::Error| Error::Storage(format!("cannot create {}: {e}", dir.display()));
+    let failed =
+        |e: std::io::Error| Error::Storage(format!("cannot create {}: {e}", dir.display()));
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
