@@ -38,6 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Create the data directory, the database and the master key, then exit.
+    Init,
     /// Manage products.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -102,8 +104,24 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_MAINTENANCE_INTERVAL", default_value_t = 30)]
     pub maintenance_interval: u64,
     /// Abuse detection: `on` (default) or `off` for the whole server.
-    #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off)]
+    // `Set`: a bool field is otherwise a valueless switch, and `--abuse-detection off` fails.
+    #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub abuse_detection: bool,
+    /// Seconds a connection may take to send a request's headers (idle time before it included).
+    #[arg(long, env = "KEYWARD_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a request body may pause (and a response wait for the client to read it).
+    #[arg(long, env = "KEYWARD_BODY_TIMEOUT", default_value_t = 10)]
+    pub body_timeout: u64,
+    /// Seconds an idle connection is kept open between requests.
+    #[arg(long, env = "KEYWARD_IDLE_TIMEOUT", default_value_t = 5)]
+    pub idle_timeout: u64,
+    /// Open connections per client address (trusted proxies exempt).
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -136,6 +154,11 @@ impl Default for ServeArgs {
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
                 abuse_detection: true,
+                header_timeout: 10,
+                body_timeout: 10,
+                idle_timeout: 5,
+                max_connections_per_ip: 256,
+                max_connections: 10_000,
             },
         }
     }
@@ -162,6 +185,13 @@ impl ServeArgs {
             read_pool_size: 8,
             abuse_detection: self.abuse_detection,
             webhook_retry_base: Duration::from_secs(5),
+            connections: crate::net::ConnectionLimits {
+                header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+                body_timeout: Duration::from_secs(self.body_timeout.max(1)),
+                idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+                max_per_ip: self.max_connections_per_ip.max(1),
+                max_total: self.max_connections.max(1),
+            },
         }
     }
 }
@@ -259,6 +289,17 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             crate::server::serve(args.into_config(data_dir)).await?;
             Ok(0)
         }
+        Command::Init => {
+            let existed = storage::has_database(&data_dir);
+            storage::open_data_dir(&data_dir, true)?;
+            let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            if existed {
+                eprintln!("{} already holds an installation", shown.display());
+            } else {
+                eprintln!("installation created in {}", shown.display());
+            }
+            Ok(0)
+        }
         Command::Product(cmd) => product(&data_dir, cmd),
         Command::Apikey(cmd) => apikey(&data_dir, cmd),
         Command::Tenant(cmd) => tenant(&data_dir, cmd),
@@ -267,16 +308,20 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             eprintln!("backup written to {}", file.display());
             Ok(0)
         }
-        Command::Healthcheck { bind } => Ok(if healthcheck(bind) { 0 } else { 1 }),
+        Command::Healthcheck { bind } => match healthcheck(bind) {
+            Ok(()) => Ok(0),
+            Err(why) => {
+                eprintln!("unhealthy: {why}");
+                Ok(1)
+            }
+        },
     }
 }
 
+/// An operator command works on an existing installation only: run from the wrong directory,
+/// it must not create a new, empty one.
 fn open(data_dir: &std::path::Path) -> Result<Connection, Error> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
-    // Whatever command runs first sets the data directory up completely, master key included.
-    MasterKey::load_or_create(data_dir)?;
-    storage::open_and_migrate(&storage::database_path(data_dir))
+    storage::open_data_dir(data_dir, false).map(|(conn, _)| conn)
 }
 
 fn find_tenant(conn: &Connection, slug: &str) -> Result<Tenant, Error> {
@@ -497,16 +542,32 @@ fn tenant(data_dir: &std::path::Path, cmd: TenantCommand) -> Result<i32, Error> 
 }
 
 /// A plain HTTP/1.0 GET of /api/health: the binary carries no HTTP client for this alone.
-fn healthcheck(bind: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&bind, Duration::from_secs(3)) else {
-        return false;
-    };
+/// The error says why the server is not healthy, for the container log.
+fn healthcheck(bind: SocketAddr) -> Result<(), String> {
+    let mut stream = TcpStream::connect_timeout(&bind, Duration::from_secs(3))
+        .map_err(|e| format!("cannot connect to {bind}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /api/health HTTP/1.0\r\nHost: {bind}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send a request to {bind}: {e}"))?;
     let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("no answer from {bind}: {e}"))?;
+    if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+        return Ok(());
+    }
+    let status = response.lines().next().unwrap_or("").trim();
+    if status.is_empty() {
+        return Err(format!("{bind} closed the connection without answering"));
+    }
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim())
+        .unwrap_or("");
+    let body: String = body.chars().take(300).collect();
+    Err(format!(
+        "GET http://{bind}/api/health answered {status:?}: {body}"
+    ))
 }

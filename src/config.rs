@@ -43,6 +43,8 @@ pub struct Config {
     pub abuse_detection: bool,
     /// First retry delay of an abuse webhook; each further retry waits twice as long.
     pub webhook_retry_base: Duration,
+    /// Timeouts and caps of client connections.
+    pub connections: crate::net::ConnectionLimits,
 }
 
 impl Config {
@@ -67,6 +69,7 @@ impl Config {
             read_pool_size: 8,
             abuse_detection: true,
             webhook_retry_base: Duration::from_secs(5),
+            connections: crate::net::ConnectionLimits::default(),
         }
     }
 }

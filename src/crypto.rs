@@ -73,9 +73,21 @@ pub struct MasterKey {
     raw: [u8; 32],
 }
 
+/// The master key's file name inside the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
 impl MasterKey {
+    /// The master key in `data_dir`, or `None` if there is none.
+    pub fn load(data_dir: &Path) -> Result<Option<Self>, Error> {
+        let path = data_dir.join(MASTER_KEY_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::load_or_create(data_dir).map(Some)
+    }
+
     pub fn load_or_create(data_dir: &Path) -> Result<Self, Error> {
-        let path = data_dir.join("master.key");
+        let path = data_dir.join(MASTER_KEY_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

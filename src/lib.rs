@@ -9,6 +9,8 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod maintenance;
+pub mod net;
+pub mod passwords;
 pub mod ratelimit;
 pub mod server;
 pub mod service;

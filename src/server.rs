@@ -3,8 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{Endpoint, EndpointExt, Route, Server};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -157,18 +156,18 @@ impl Running {
 
 /// Opens the data directory (creating it, the database and the master key on first start).
 pub fn open(config: &Config) -> Result<(Db, Writer, MasterKey), Error> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    let (writer_conn, master) = storage::open_data_dir(&config.data_dir, true)?;
     let path = storage::database_path(&config.data_dir);
-    let writer_conn = storage::open_and_migrate(&path)?;
     let writer = Writer::start(writer_conn)?;
     let pool = storage::read_pool(&path, config.read_pool_size)?;
-    let master = MasterKey::load_or_create(&config.data_dir)?;
     Ok((Db::new(pool, writer.handle()), writer, master))
 }
 
 /// Binds, starts serving and returns at once. `shutdown` (or [`Running::stop`]) stops it.
 pub async fn start(config: Config) -> Result<Running, Error> {
+    let open_files = crate::net::raise_open_files_limit();
+    let mut limits = config.connections;
+    limits.max_total = crate::net::effective_max_total(&limits, open_files);
     let (db, writer, master) = open(&config)?;
     let bind = config.bind;
     let state = AppState::new(config, db, master);
@@ -181,15 +180,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     if swept > 0 {
         tracing::info!("removed {swept} bundle file(s) no release refers to");
     }
-    let acceptor = TcpListener::bind(bind)
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .map_err(|e| Error::Storage(format!("cannot listen on {bind}: {e}")))?;
-    let addr = acceptor
+        .map_err(|e| Error::Invalid(describe_listen_error(bind, &e)))?;
+    let addr = listener
         .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .ok_or_else(|| Error::Storage("the listener has no address".into()))?;
+        .map_err(|e| Error::Invalid(format!("cannot listen on {bind}: {e}")))?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
     let abuse_tasks = crate::abuse::start(&state);
@@ -198,17 +194,20 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     tokio::task::spawn_blocking(|| {
         crate::domain::operators::decoy_hash();
     });
-    let app = app(state.clone());
+    let app = app(state.clone()).map_to_response();
+    let trusted_proxies = state.config.trusted_proxies.clone();
     let task = tokio::spawn(async move {
-        let served = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                Some(Duration::from_secs(30)),
-            )
-            .await;
+        let served = crate::net::serve(
+            listener,
+            app,
+            limits,
+            trusted_proxies,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(30),
+        )
+        .await;
         maintenance.abort();
         for t in &abuse_tasks {
             t.abort();
@@ -282,5 +281,22 @@ impl ShutdownSignals {
 
     async fn recv(self) {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// "address in use" in words an operator acts on, rather than the OS's error text alone.
+fn describe_listen_error(bind: SocketAddr, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {bind}: address in use (another process, perhaps another keyward, \
+             listens there; stop it or choose another --bind)"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot listen on {bind}: permission denied (ports below 1024 need privileges)")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {bind}: address not available on this machine")
+        }
+        _ => format!("cannot listen on {bind}: {e}"),
     }
 }

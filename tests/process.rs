@@ -29,6 +29,13 @@ fn stdout(out: &std::process::Output) -> String {
         .to_owned()
 }
 
+/// A temporary directory holding a new installation: operator commands refuse to create one.
+fn installation() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&keyward(dir.path(), &["init"]));
+    dir
+}
+
 /// Starts `keyward serve` on a free port; returns the child and its base URL.
 fn serve(data_dir: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
@@ -103,7 +110,7 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> (u
 
 #[tokio::test]
 async fn acknowledged_activations_survive_a_kill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     let (product, key) = setup(dir.path());
     let (mut child, url) = serve(dir.path());
     let client = reqwest::Client::new();
@@ -170,7 +177,7 @@ async fn acknowledged_activations_survive_a_kill() {
 
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     let (mut child, _url) = serve(dir.path());
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -183,7 +190,7 @@ fn sigterm_shuts_down_gracefully() {
 
 #[test]
 fn healthcheck_reports_the_server_state() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     let (mut child, url) = serve(dir.path());
     let bind = url.trim_start_matches("http://");
     let ok = keyward(dir.path(), &["healthcheck", "--bind", bind]);
@@ -196,8 +203,9 @@ fn healthcheck_reports_the_server_state() {
 
 #[test]
 fn first_start_creates_database_and_master_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     let data = dir.path().join("fresh");
+    stdout(&keyward(&data, &["init"]));
     let out = keyward(&data, &["tenant", "list"]);
     assert_eq!(stdout(&out).split('\t').nth(1), Some("default"));
     assert!(data.join("keyward.db").exists());
@@ -212,7 +220,7 @@ fn first_start_creates_database_and_master_key() {
 
 #[test]
 fn operator_commands_validate_their_input() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     let cases: &[(&str, &[&str], &str)] = &[
         (
             "unknown tenant",
@@ -293,7 +301,7 @@ fn operator_commands_validate_their_input() {
 
 #[test]
 fn duplicate_slug_is_refused_and_tenants_separate_slugs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     stdout(&keyward(
         dir.path(),
         &["product", "create", "--name", "A", "--slug", "a"],
@@ -318,7 +326,7 @@ fn duplicate_slug_is_refused_and_tenants_separate_slugs() {
 
 #[test]
 fn apikey_list_and_revoke() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     let key = stdout(&keyward(
         dir.path(),
         &["apikey", "create", "--name", "ci", "--scope", "READ_ONLY"],
@@ -337,7 +345,7 @@ fn apikey_list_and_revoke() {
 
 #[test]
 fn backup_writes_a_consistent_copy() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     stdout(&keyward(
         dir.path(),
         &["product", "create", "--name", "A", "--slug", "a"],
@@ -364,7 +372,7 @@ fn backup_writes_a_consistent_copy() {
 
 #[test]
 fn a_newer_database_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = installation();
     stdout(&keyward(dir.path(), &["tenant", "list"]));
     let db = rusqlite::Connection::open(dir.path().join("keyward.db")).unwrap();
     db.execute_batch("PRAGMA user_version = 99").unwrap();

@@ -21,9 +21,26 @@ pub fn backup_to(data_dir: &Path, target: &Path) -> Result<(), Error> {
         )));
     }
     let conn = super::open_and_migrate(&source)?;
+    // Created empty and private first (VACUUM INTO accepts an empty file), so the copy of
+    // every secret is never readable by others, whatever the umask.
+    create_private_file(target)?;
     let target = target
         .to_str()
         .ok_or_else(|| Error::Invalid("the backup path must be valid UTF-8".into()))?;
     conn.execute("VACUUM INTO ?1", [target])?;
     Ok(())
+}
+
+fn create_private_file(path: &Path) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+    super::make_private(path)
 }

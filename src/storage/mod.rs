@@ -1,6 +1,7 @@
 //! SQLite storage: a read pool and one writer thread (see DESIGN.md, "Storage").
 
 mod backup;
+mod files;
 mod migrations;
 mod writer;
 
@@ -11,6 +12,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 pub use backup::backup_to;
+pub use files::{has_database, make_private, open_data_dir, private_dir};
 pub use migrations::{LATEST_VERSION, open_and_migrate};
 pub use writer::{Writer, WriterHandle};
 

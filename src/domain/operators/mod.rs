@@ -3,10 +3,6 @@
 
 pub mod repo;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-
 use super::text_enum;
 use crate::error::{Error, Result};
 
@@ -31,12 +27,6 @@ pub struct Operator {
     pub updated_at: i64,
 }
 
-/// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
 pub fn validate_password(password: &str) -> Result<()> {
     let n = password.chars().count();
     if !(8..=128).contains(&n) {
@@ -51,22 +41,14 @@ pub fn validate_email(email: &str) -> Result<()> {
 }
 
 /// Slow on purpose (tens of milliseconds): call it off the async runtime.
+/// Hashed in the process's pool of argon2 memory (see `crate::passwords`).
 pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Storage(format!("cannot hash a password: {e}")))
+    crate::passwords::hash(password)
 }
 
 /// Constant-time by construction (argon2 compares its output in constant time).
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    crate::passwords::verify(password, hash)
 }
 
 /// A hash of a password nobody has, verified when the e-mail is unknown so that an unknown

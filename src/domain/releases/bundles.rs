@@ -42,7 +42,8 @@ impl BundleStore {
         if temp.exists() {
             std::fs::remove_dir_all(&temp).map_err(io_error("clear the upload area"))?;
         }
-        std::fs::create_dir_all(&temp).map_err(io_error("create the bundle store"))?;
+        crate::storage::private_dir(&self.dir)?;
+        crate::storage::private_dir(&temp)?;
         Ok(())
     }
 
@@ -86,7 +87,13 @@ impl BundleStore {
             .temp_dir()
             .join(format!("upload-{}", uuid::Uuid::new_v4()));
         let outcome = async {
-            let mut file = tokio::fs::File::create(&temp_path)
+            // 0600 whatever the umask: a bundle may be a paid product.
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            options.mode(0o600);
+            let mut file = options
+                .open(&temp_path)
                 .await
                 .map_err(io_error("create an upload file"))?;
             let mut hasher = Sha256::new();
