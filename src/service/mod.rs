@@ -7,7 +7,9 @@
 //! Faces call services and nothing below them: no face reads a `repo`, opens a writer job or
 //! records an audit event (a test greps for it).
 
+pub mod catalog;
 pub mod context;
+pub mod reports;
 pub mod signing;
 
 pub use context::{Actor, Ctx};
