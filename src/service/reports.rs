@@ -231,3 +231,8 @@ pub async fn overview(
         })
         .await
 }
+
+/// True when the database answers: the health endpoints' check.
+pub fn database_reachable(state: &AppState) -> bool {
+    state.db.ping()
+}
