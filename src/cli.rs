@@ -10,10 +10,10 @@ use rusqlite::Connection;
 
 use crate::config::{Config, RateLimits};
 use crate::crypto::MasterKey;
+use crate::domain::TenantId;
 use crate::domain::api_keys::{self, Scope};
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::LicenseType;
-use crate::domain::TenantId;
 use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, ProductType, ProjectSettings};
 use crate::domain::tenants::{self, Tenant};
 use crate::error::Error;
@@ -391,8 +391,7 @@ async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, E
         }
         ProductCommand::List { tenant } => {
             let ctx = cli_in_tenant(state, &tenant)?;
-            let (all, _) =
-                catalog::list_of_tenant(state, &ctx, &ctx.tenant, false, u32::MAX, 0)?;
+            let (all, _) = catalog::list_of_tenant(state, &ctx, &ctx.tenant, false, u32::MAX, 0)?;
             for p in all {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",

@@ -202,7 +202,11 @@ pub fn find_tenant_by_slug(state: &AppState, slug: &str) -> Result<Option<Tenant
 
 /// The product a client names by tenant and product slug, for the public key endpoint (no
 /// credential: a public key is public).
-pub fn find_public(state: &AppState, tenant_slug: &str, product_slug: &str) -> Result<Product, Error> {
+pub fn find_public(
+    state: &AppState,
+    tenant_slug: &str,
+    product_slug: &str,
+) -> Result<Product, Error> {
     if product_slug.len() > 64 || tenant_slug.len() > 64 {
         return Err(Error::Invalid(
             "product and tenant are slugs of at most 64 characters".into(),
@@ -328,10 +332,14 @@ fn apply(p: &mut Product, ch: ProductChanges, portal_settings: Option<Option<Str
 /// The stored form of a portal configuration, checked and with unknown fields dropped.
 fn portal_settings_text(v: &serde_json::Value) -> Result<String, Error> {
     if !v.is_object() {
-        return Err(Error::Invalid("portalSettings must be a JSON object".into()));
+        return Err(Error::Invalid(
+            "portalSettings must be a JSON object".into(),
+        ));
     }
     if v.to_string().len() > MAX_PORTAL_SETTINGS_BYTES {
-        return Err(Error::Invalid("portalSettings must be at most 64 KiB".into()));
+        return Err(Error::Invalid(
+            "portalSettings must be at most 64 KiB".into(),
+        ));
     }
     let parsed = portal_users::parse_settings(v)?;
     serde_json::to_string(&parsed).map_err(|e| Error::Storage(e.to_string()))

@@ -372,9 +372,7 @@ impl ProjectsApi {
             name: body.name,
             slug: body.slug,
             product_type: body.product_type.unwrap_or(ProductType::Desktop),
-            default_license_type: body
-                .default_license_type
-                .unwrap_or(LicenseType::Perpetual),
+            default_license_type: body.default_license_type.unwrap_or(LicenseType::Perpetual),
             default_max_activations: body.default_max_activations.unwrap_or(1),
         };
         let created = catalog::create_product(&self.state, &ctx, draft).await?;
