@@ -9,14 +9,17 @@ use clap::{Args, Parser, Subcommand};
 use rusqlite::Connection;
 
 use crate::config::{Config, RateLimits};
-use crate::crypto::MasterKey;
+use crate::domain::TenantId;
 use crate::domain::api_keys::{self, Scope};
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::LicenseType;
-use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, NewProduct, ProductType};
+use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, ProductType, ProjectSettings};
 use crate::domain::tenants::{self, Tenant};
 use crate::error::Error;
-use crate::storage;
+use crate::service::Ctx;
+use crate::service::catalog::{self, ProductDraft};
+use crate::state::AppState;
+use crate::storage::{self, Writer};
 
 #[derive(Parser, Debug)]
 #[command(name = "keyward", version, about = "Self-hosted license-key server")]
@@ -300,7 +303,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Product(cmd) => product(&data_dir, cmd),
+        Command::Product(cmd) => product(&data_dir, cmd).await,
         Command::Apikey(cmd) => apikey(&data_dir, cmd),
         Command::Tenant(cmd) => tenant(&data_dir, cmd),
         Command::Backup { file } => {
@@ -354,8 +357,33 @@ fn in_transaction<T>(
     Ok(out)
 }
 
-fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error> {
-    let mut conn = open(data_dir)?;
+/// The application over `data_dir` as the server builds it, for commands that go through
+/// the services; shut the writer down once done.
+fn open_state(data_dir: &std::path::Path) -> Result<(AppState, Writer), Error> {
+    let config = Config::for_data_dir(data_dir);
+    let (db, writer, master) = crate::server::open(&config, false)?;
+    Ok((AppState::new(config, db, master), writer))
+}
+
+/// The operator's shell acting in the tenant named `slug`.
+fn cli_in_tenant(state: &AppState, slug: &str) -> Result<Ctx, Error> {
+    let tenant = catalog::find_tenant_by_slug(state, slug)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "no tenant {slug:?}; create it with `keyward tenant create --slug {slug} --name …`"
+        ))
+    })?;
+    Ok(Ctx::cli(TenantId::from(tenant.id)))
+}
+
+async fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error> {
+    let (state, writer) = open_state(data_dir)?;
+    let outcome = product_command(&state, cmd).await;
+    // Every acknowledged write is committed already; this lets the writer thread end.
+    writer.shutdown();
+    outcome
+}
+
+async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, Error> {
     match cmd {
         ProductCommand::Create {
             name,
@@ -369,10 +397,10 @@ fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error
             heartbeat_grace,
             keep_dead_machines,
         } => {
-            let master = MasterKey::load_or_create(data_dir)?;
-            let new = NewProduct {
+            let draft = ProductDraft {
+                tenant_id: None,
                 name,
-                slug,
+                slug: Some(slug),
                 product_type: parse_choice(
                     "--type",
                     &product_type,
@@ -392,18 +420,10 @@ fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error
                     grace_secs: heartbeat_grace,
                     cull_dead: !keep_dead_machines,
                 }),
+                settings: ProjectSettings::default(),
             };
-            let product = in_transaction(&mut conn, |c| {
-                let tenant = find_tenant(c, &tenant)?;
-                let p = products::create(c, &master, &tenant.id, new)?;
-                let event = AuditEvent::new(
-                    &tenant.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::ProductCreate,
-                )
-                .product(&p.id);
-                Ok((p, event))
-            })?;
+            let ctx = cli_in_tenant(state, &tenant)?;
+            let product = catalog::create_product(state, &ctx, draft).await?.product;
             println!("{}", product.id);
             eprintln!(
                 "product {} ({}) created; public key (Ed25519, base64): {}",
@@ -414,8 +434,8 @@ fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error
             Ok(0)
         }
         ProductCommand::List { tenant } => {
-            let tenant = find_tenant(&conn, &tenant)?;
-            let (all, _) = products::repo::list(&conn, &tenant.id, false, None, u32::MAX, 0)?;
+            let ctx = cli_in_tenant(state, &tenant)?;
+            let (all, _) = catalog::list_of_tenant(state, &ctx, &ctx.tenant, false, u32::MAX, 0)?;
             for p in all {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",

@@ -155,8 +155,10 @@ impl Running {
 }
 
 /// Opens the data directory (creating it, the database and the master key on first start).
-pub fn open(config: &Config) -> Result<(Db, Writer, MasterKey), Error> {
-    let (writer_conn, master) = storage::open_data_dir(&config.data_dir, true)?;
+/// Opens the installation in `config.data_dir`; only `create` (the server, `keyward init`) may
+/// make a new one: an operator command run from the wrong directory must not.
+pub fn open(config: &Config, create: bool) -> Result<(Db, Writer, MasterKey), Error> {
+    let (writer_conn, master) = storage::open_data_dir(&config.data_dir, create)?;
     let path = storage::database_path(&config.data_dir);
     let writer = Writer::start(writer_conn)?;
     let pool = storage::read_pool(&path, config.read_pool_size)?;
@@ -168,7 +170,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let open_files = crate::net::raise_open_files_limit();
     let mut limits = config.connections;
     limits.max_total = crate::net::effective_max_total(&limits, open_files);
-    let (db, writer, master) = open(&config)?;
+    let (db, writer, master) = open(&config, true)?;
     let bind = config.bind;
     let state = AppState::new(config, db, master);
     state.bundles.prepare()?;

@@ -1,7 +1,8 @@
 //! Hardening: connection timeouts and caps, bounded argon2 memory, private files, start-up
 //! checks and operator-facing messages.
 
-mod common;
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use helpers::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -8,8 +8,10 @@
 //! records an audit event (a test greps for it).
 
 pub mod abuse;
+pub mod catalog;
 pub mod context;
 pub mod releases;
+pub mod reports;
 pub mod signing;
 pub mod updates;
 

@@ -1,14 +1,15 @@
 //! The API integration tests, one binary: each module drives a real server (see `helpers`)
 //! through one area of the API. Tests that need a process of their own or are slow stay
-//! separate binaries (`process`, `browser`, `updates_large`, `examples`).
-
-mod helpers;
+//! separate binaries (`process`, `browser`, `updates_large`, `examples`, `hardening`).
 
 mod abuse;
 mod admin_operators_projects;
+mod catalog_regressions;
+mod helpers;
 mod keys_and_validation;
 mod portal;
 mod proxy;
+mod releases_regressions;
 mod smoke;
 mod updates;
 mod vendor_license;

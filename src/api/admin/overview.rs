@@ -10,12 +10,9 @@ use super::auth::AdminAuth;
 use super::keys::LogView;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::api::v1::schemas::{Pagination, page_and_limit};
-use crate::domain::audit::repo::LogFilter;
-use crate::domain::licenses::repo::{CountColumn, Search};
-use crate::domain::{
-    DAY_MS, audit, datetime_to_ms, licenses, ms_to_datetime, now_ms, operators, products,
-};
+use crate::domain::{LicenseId, ProductId, datetime_to_ms, ms_to_datetime, now_ms};
 use crate::error::Error;
+use crate::service::reports::{self, LogQuery, OverviewPages};
 use crate::state::AppState;
 
 pub struct OverviewApi {
@@ -164,28 +161,17 @@ impl OverviewApi {
         page: Query<Option<u32>>,
         limit: Query<Option<u32>>,
     ) -> KvResult<LogsResponse> {
-        let admin = auth.admin();
+        let ctx = auth.admin().ctx;
         let (page, limit) = page_and_limit(page.0, limit.0)?;
-        if action.0.as_ref().is_some_and(|a| a.len() > 64) {
-            return Err(Error::Invalid("action must be at most 64 characters".into()).into());
-        }
-        let filter = LogFilter {
-            tenant_scope: admin.tenant_scope(),
-            product_id: project_id.0.as_deref(),
-            license_id: key_id.0.as_deref(),
-            action: action.0.as_deref(),
+        let query = LogQuery {
+            product_id: project_id.0.map(ProductId::from),
+            license_id: key_id.0.map(LicenseId::from),
+            action: action.0,
             from: from.0.map(datetime_to_ms),
             to: to.0.map(datetime_to_ms),
         };
         let offset = (page as u64 - 1) * limit as u64;
-        let (events, total) = self
-            .state
-            .db
-            .read_blocking({
-                let filter = LogFilterOwned::from(&filter);
-                move |c| audit::repo::search(c, &filter.borrow(), limit, offset)
-            })
-            .await?;
+        let (events, total) = reports::logs(&self.state, &ctx, query, limit, offset).await?;
         Ok(LogsResponse::Ok(Json(LogsOk {
             success: true,
             data: LogsData {
@@ -212,61 +198,41 @@ impl OverviewApi {
         auth: AdminAuth,
         #[oai(name = "projectId")] project_id: Query<Option<String>>,
     ) -> KvResult<StatsResponse> {
-        let admin = auth.admin();
-        let scope = admin.tenant_scope().map(str::to_owned);
-        let project = project_id.0;
-        let stats = self
-            .state
-            .db
-            .read_blocking(move |c| {
-                let scope = scope.as_deref();
-                let project = project.as_deref();
-                let today = now_ms() / DAY_MS * DAY_MS;
-                let since = today - 29 * DAY_MS;
-                let by_status = licenses::repo::count_by(c, CountColumn::Status, scope, project)?;
-                let by_plan = licenses::repo::count_by(c, CountColumn::Plan, scope, project)?;
-                let activity = audit::repo::daily_activity(c, scope, project, since)?;
-                let failures = audit::repo::failures_by_reason(c, scope, project, since)?;
-                let (_, projects) = products::repo::list_in(c, scope, 1, 0)?;
-                let open_abuse_flags = crate::domain::abuse::repo::count_open(c, scope, project)?;
-                let daily = (0..30)
-                    .map(|i| {
-                        let day = since + i * DAY_MS;
-                        let (v, a) = activity
-                            .iter()
-                            .find(|(d, _, _)| *d == day)
-                            .map(|(_, v, a)| (*v, *a))
-                            .unwrap_or((0, 0));
-                        DailyActivity {
-                            day: ms_to_datetime(day),
-                            validations: v,
-                            activations: a,
-                        }
-                    })
-                    .collect();
-                let named = |rows: Vec<(Option<String>, u64)>| {
-                    rows.into_iter()
-                        .map(|(n, count)| CountByName {
-                            name: n.unwrap_or_else(|| "NONE".into()),
-                            count,
-                        })
-                        .collect::<Vec<_>>()
-                };
-                let total_keys = by_status.iter().map(|(_, n)| n).sum();
-                Ok(Stats {
-                    total_keys,
-                    keys_by_status: named(by_status),
-                    keys_by_plan: named(by_plan),
-                    daily,
-                    failures_by_reason: failures
-                        .into_iter()
-                        .map(|(name, count)| CountByName { name, count })
-                        .collect(),
-                    projects,
-                    open_abuse_flags,
+        let ctx = auth.admin().ctx;
+        let figures =
+            reports::figures(&self.state, &ctx, project_id.0.map(ProductId::from)).await?;
+        let named = |rows: &[(Option<String>, u64)]| {
+            rows.iter()
+                .map(|(n, count)| CountByName {
+                    name: n.clone().unwrap_or_else(|| "NONE".into()),
+                    count: *count,
                 })
-            })
-            .await?;
+                .collect::<Vec<_>>()
+        };
+        let stats = Stats {
+            total_keys: figures.total_keys(),
+            keys_by_status: named(&figures.keys_by_status),
+            keys_by_plan: named(&figures.keys_by_plan),
+            daily: figures
+                .daily
+                .iter()
+                .map(|d| DailyActivity {
+                    day: ms_to_datetime(d.day),
+                    validations: d.validations,
+                    activations: d.activations,
+                })
+                .collect(),
+            failures_by_reason: figures
+                .failures_by_reason
+                .iter()
+                .map(|(name, count)| CountByName {
+                    name: name.clone(),
+                    count: *count,
+                })
+                .collect(),
+            projects: figures.products,
+            open_abuse_flags: figures.open_abuse_flags,
+        };
         Ok(StatsResponse::Ok(Json(StatsOk {
             success: true,
             data: stats,
@@ -287,45 +253,34 @@ impl OverviewApi {
         #[oai(name = "usersPage")] users_page: Query<Option<u32>>,
         #[oai(name = "projectsPage")] projects_page: Query<Option<u32>>,
     ) -> KvResult<AdminResponse> {
-        let admin = auth.admin();
-        if !admin.is_admin_operator() {
-            return Err(
-                Error::Forbidden("Only ADMIN operators may see the admin overview".into()).into(),
-            );
-        }
+        let ctx = auth.admin().ctx;
         let (page, limit) = page_and_limit(page.0, limit.0)?;
         let users_page = page_number(users_page.0, "usersPage")?;
         let projects_page = page_number(projects_page.0, "projectsPage")?;
         let offset_of = |page: u32| (page as u64 - 1) * limit as u64;
-        let (users_offset, projects_offset, offset) = (
-            offset_of(users_page),
-            offset_of(projects_page),
-            offset_of(page),
-        );
-        let ((users, users_total), (projects, projects_total), (keys, total)) = self
-            .state
-            .db
-            .read_blocking(move |c| {
-                Ok((
-                    operators::repo::list(c, None, limit, users_offset)?,
-                    products::repo::list_in(c, None, limit, projects_offset)?,
-                    licenses::repo::search(c, &Search::default(), limit, offset)?,
-                ))
-            })
-            .await?;
+        let pages = OverviewPages {
+            limit,
+            keys_offset: offset_of(page),
+            operators_offset: offset_of(users_page),
+            products_offset: offset_of(projects_page),
+        };
+        let o = reports::overview(&self.state, &ctx, pages).await?;
         let now = now_ms();
         Ok(AdminResponse::Ok(Json(AdminOk {
             success: true,
             data: AdminOverview {
-                users: users
+                users: o
+                    .operators
                     .iter()
                     .map(super::operators::OperatorView::new)
                     .collect(),
-                projects: projects
+                projects: o
+                    .products
                     .iter()
                     .map(|(p, n)| super::projects::ProjectView::new(p, *n))
                     .collect(),
-                keys: keys
+                keys: o
+                    .keys
                     .into_iter()
                     .map(|r| {
                         super::keys::KeyView::new(
@@ -336,9 +291,9 @@ impl OverviewApi {
                         )
                     })
                     .collect(),
-                pagination: Pagination::counted(page, limit, total),
-                users_pagination: Pagination::new(users_page, limit, users_total),
-                projects_pagination: Pagination::new(projects_page, limit, projects_total),
+                pagination: Pagination::counted(page, limit, o.keys_total),
+                users_pagination: Pagination::new(users_page, limit, o.operators_total),
+                projects_pagination: Pagination::new(projects_page, limit, o.products_total),
             },
         })))
     }
@@ -348,7 +303,7 @@ impl OverviewApi {
     /// Service and database status; no authentication.
     #[oai(path = "/api/heartbeat", method = "get", tag = "AdminTags::Logs")]
     async fn heartbeat(&self) -> KvResult<HeartbeatResponse> {
-        let ok = self.state.db.ping();
+        let ok = reports::database_reachable(&self.state);
         let body = Json(HeartbeatBody {
             success: ok,
             status: if ok { "ok" } else { "degraded" }.into(),
@@ -369,39 +324,5 @@ fn page_number(page: Option<u32>, name: &str) -> Result<u32, Error> {
     match page.unwrap_or(1) {
         0 => Err(Error::Invalid(format!("{name} must be 1 or more"))),
         n => Ok(n),
-    }
-}
-
-/// An owned copy of a [`LogFilter`], to move into a blocking read.
-struct LogFilterOwned {
-    tenant_scope: Option<String>,
-    product_id: Option<String>,
-    license_id: Option<String>,
-    action: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-}
-
-impl LogFilterOwned {
-    fn from(f: &LogFilter<'_>) -> Self {
-        Self {
-            tenant_scope: f.tenant_scope.map(str::to_owned),
-            product_id: f.product_id.map(str::to_owned),
-            license_id: f.license_id.map(str::to_owned),
-            action: f.action.map(str::to_owned),
-            from: f.from,
-            to: f.to,
-        }
-    }
-
-    fn borrow(&self) -> LogFilter<'_> {
-        LogFilter {
-            tenant_scope: self.tenant_scope.as_deref(),
-            product_id: self.product_id.as_deref(),
-            license_id: self.license_id.as_deref(),
-            action: self.action.as_deref(),
-            from: self.from,
-            to: self.to,
-        }
     }
 }

@@ -5,22 +5,20 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::AdminTags;
-use super::auth::{Admin, AdminAuth};
+use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::api::v1::schemas::{Pagination, page_and_limit};
 use crate::crypto;
-use crate::domain::audit;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{
-    self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductStatus, ProductType,
+    HeartbeatPolicy, KeyFormat, Product, ProductStatus, ProductType, ProjectSettings,
 };
-use crate::domain::{ms_to_datetime, now_ms, portal_users, releases, tenants};
-use crate::error::Error;
+use crate::domain::{ProductId, TenantId, ms_to_datetime, portal_users};
+use crate::service::catalog::{self, ProductChanges, ProductDetails, ProductDraft};
 use crate::state::AppState;
 
 pub struct ProjectsApi {
@@ -240,13 +238,12 @@ impl ProjectView {
         }
     }
 
-    /// With the secrets opened, for the one operator who asked for this project.
-    fn with_secrets(p: &Product, key_count: u64, state: &AppState) -> Result<Self, Error> {
-        let mut view = Self::new(p, key_count);
-        let secret = state.master.open(&p.client_secret_sealed)?;
-        view.secret = Some(String::from_utf8_lossy(&secret).into_owned());
-        view.encryption_key = Some(crypto::base64(&state.master.open(&p.payload_key_sealed)?));
-        Ok(view)
+    /// With the secrets, for the one operator who asked for this project.
+    fn with_secrets(d: &ProductDetails) -> Self {
+        let mut view = Self::new(&d.product, d.key_count);
+        view.secret = Some(d.secret.clone());
+        view.encryption_key = Some(crypto::base64(&d.encryption_key));
+        view
     }
 }
 
@@ -326,13 +323,10 @@ impl ProjectsApi {
         /// Items per page, 1-500 (default 50).
         limit: Query<Option<u32>>,
     ) -> KvResult<ListProjectsResponse> {
-        let admin = auth.admin();
+        let ctx = auth.admin().ctx;
         let (page, limit) = page_and_limit(page.0, limit.0)?;
         let offset = (page as u64 - 1) * limit as u64;
-        let (found, total) = self
-            .state
-            .db
-            .read(|c| products::repo::list_in(c, admin.tenant_scope(), limit, offset))?;
+        let (found, total) = catalog::list(&self.state, &ctx, limit, offset)?;
         Ok(ListProjectsResponse::Ok(Json(ProjectsOk {
             success: true,
             data: ProjectsData {
@@ -353,81 +347,39 @@ impl ProjectsApi {
         auth: AdminAuth,
         body: Json<CreateProjectRequest>,
     ) -> KvResult<CreateProjectResponse> {
-        let admin = auth.admin();
+        let ctx = auth.admin().ctx;
         let body = body.0;
-        let tenant_id = match &body.tenant_id {
-            Some(t) if admin.is_admin_operator() => t.clone(),
-            Some(t) if *t == admin.tenant_id => t.clone(),
-            Some(_) => {
-                return Err(Error::Forbidden(
-                    "Only ADMIN operators may create projects in another workspace".into(),
-                )
-                .into());
-            }
-            None => admin.tenant_id.clone(),
+        let draft = ProductDraft {
+            tenant_id: body.tenant_id.map(TenantId::from),
+            key_format: KeyFormat::parse(
+                body.key_format.as_deref().unwrap_or("XXXX-XXXX-XXXX-XXXX"),
+            )?,
+            settings: ProjectSettings {
+                description: body.description,
+                server_var: body.server_var,
+                require_encryption: body.require_encryption.unwrap_or(false),
+                session_ttl_secs: body.session_ttl_seconds.unwrap_or(300),
+                hwid_reset_cooldown_secs: body.hwid_reset_cooldown_seconds.unwrap_or(86_400),
+                portal_settings: None,
+            },
+            heartbeat: body
+                .heartbeat_interval_seconds
+                .map(|interval_secs| HeartbeatPolicy {
+                    interval_secs,
+                    grace_secs: body.heartbeat_grace_seconds.unwrap_or(0),
+                    cull_dead: !body.keep_dead_machines.unwrap_or(false),
+                }),
+            name: body.name,
+            slug: body.slug,
+            product_type: body.product_type.unwrap_or(ProductType::Desktop),
+            default_license_type: body.default_license_type.unwrap_or(LicenseType::Perpetual),
+            default_max_activations: body.default_max_activations.unwrap_or(1),
         };
-        products::validate_name(&body.name)?;
-        let key_format =
-            KeyFormat::parse(body.key_format.as_deref().unwrap_or("XXXX-XXXX-XXXX-XXXX"))?;
-        if let Some(slug) = &body.slug {
-            tenants::validate_slug(slug).map_err(Error::Invalid)?;
-        }
-        let settings = products::ProjectSettings {
-            description: body.description.clone(),
-            server_var: body.server_var.clone(),
-            require_encryption: body.require_encryption.unwrap_or(false),
-            session_ttl_secs: body.session_ttl_seconds.unwrap_or(300),
-            hwid_reset_cooldown_secs: body.hwid_reset_cooldown_seconds.unwrap_or(86_400),
-            portal_settings: None,
-        };
-        products::validate_settings(&settings)?;
-        let heartbeat = body
-            .heartbeat_interval_seconds
-            .map(|interval_secs| HeartbeatPolicy {
-                interval_secs,
-                grace_secs: body.heartbeat_grace_seconds.unwrap_or(0),
-                cull_dead: !body.keep_dead_machines.unwrap_or(false),
-            });
-        let master = self.state.master.clone();
-        let caller = admin.caller();
-        let product = self
-            .state
-            .db
-            .write(move |c| {
-                tenants::repo::find(c, &tenant_id)?.ok_or(Error::NotFound("workspace"))?;
-                let slug = match &body.slug {
-                    Some(s) => s.clone(),
-                    None => {
-                        products::free_slug(c, &tenant_id, &products::slug_from_name(&body.name))?
-                    }
-                };
-                let new = NewProduct {
-                    name: body.name.clone(),
-                    slug,
-                    product_type: body.product_type.unwrap_or(ProductType::Desktop),
-                    default_license_type: body
-                        .default_license_type
-                        .unwrap_or(LicenseType::Perpetual),
-                    default_max_activations: body.default_max_activations.unwrap_or(1),
-                    key_format,
-                    heartbeat,
-                };
-                let mut product = products::create(c, &master, &tenant_id, new)?;
-                product.settings = settings;
-                products::repo::update(c, &product)?;
-                audit::repo::insert(
-                    c,
-                    &caller
-                        .event(&tenant_id, crate::domain::audit::AuditAction::ProductCreate)
-                        .product(&product.id),
-                )?;
-                Ok(product)
-            })
-            .await?;
+        let created = catalog::create_product(&self.state, &ctx, draft).await?;
         Ok(CreateProjectResponse::Created(Json(ProjectOk {
             success: true,
             data: ProjectData {
-                project: ProjectView::with_secrets(&product, 0, &self.state)?,
+                project: ProjectView::with_secrets(&created),
             },
         })))
     }
@@ -437,16 +389,12 @@ impl ProjectsApi {
     /// With its key count, its `kv_` secret and its payload encryption key.
     #[oai(path = "/api/projects/:id", method = "get")]
     async fn get(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ProjectResponse> {
-        let admin = auth.admin();
-        let (product, count) = self.state.db.read(|c| {
-            let p = reachable(c, &admin, &id.0)?;
-            let n = products::repo::license_count(c, &p.id)?;
-            Ok((p, n))
-        })?;
+        let ctx = auth.admin().ctx;
+        let found = catalog::get(&self.state, &ctx, &ProductId::from(id.0))?;
         Ok(ProjectResponse::Ok(Json(ProjectOk {
             success: true,
             data: ProjectData {
-                project: ProjectView::with_secrets(&product, count, &self.state)?,
+                project: ProjectView::with_secrets(&found),
             },
         })))
     }
@@ -459,116 +407,34 @@ impl ProjectsApi {
         id: Path<String>,
         body: Json<UpdateProjectRequest>,
     ) -> KvResult<ProjectResponse> {
-        let admin = auth.admin();
+        let ctx = auth.admin().ctx;
         let body = body.0;
-        let key_format = body
-            .key_format
-            .as_deref()
-            .map(KeyFormat::parse)
-            .transpose()?;
-        if let Some(name) = &body.name {
-            products::validate_name(name)?;
-        }
-        let portal_settings = match &body.portal_settings {
-            MaybeUndefined::Value(v) if !v.is_object() => {
-                return Err(Error::Invalid("portalSettings must be a JSON object".into()).into());
-            }
-            MaybeUndefined::Value(v) if v.to_string().len() > 64 * 1024 => {
-                return Err(Error::Invalid("portalSettings must be at most 64 KiB".into()).into());
-            }
-            MaybeUndefined::Value(v) => {
-                let parsed = portal_users::parse_settings(v)?;
-                MaybeUndefined::Value(
-                    serde_json::to_string(&parsed).map_err(|e| Error::Storage(e.to_string()))?,
-                )
-            }
-            MaybeUndefined::Null => MaybeUndefined::Null,
-            MaybeUndefined::Undefined => MaybeUndefined::Undefined,
+        let changes = ProductChanges {
+            name: body.name,
+            description: change(body.description),
+            regenerate_secret: body.regenerate_secret == Some(true),
+            key_format: body
+                .key_format
+                .as_deref()
+                .map(KeyFormat::parse)
+                .transpose()?,
+            status: body.status,
+            default_max_activations: body.default_max_activations,
+            server_var: change(body.server_var),
+            require_encryption: body.require_encryption,
+            session_ttl_secs: body.session_ttl_seconds,
+            hwid_reset_cooldown_secs: body.hwid_reset_cooldown_seconds,
+            heartbeat_interval_secs: change(body.heartbeat_interval_seconds),
+            heartbeat_grace_secs: body.heartbeat_grace_seconds,
+            keep_dead_machines: body.keep_dead_machines,
+            portal_settings: change(body.portal_settings),
         };
-        let master = self.state.master.clone();
-        let id = id.0;
-        let (product, count) = self
-            .state
-            .db
-            .write(move |c| {
-                let mut p = reachable(c, &admin, &id)?;
-                let before = p.clone();
-                if let Some(name) = body.name {
-                    p.name = name.trim().to_owned();
-                }
-                apply(&mut p.settings.description, body.description);
-                apply(&mut p.settings.server_var, body.server_var);
-                apply(&mut p.settings.portal_settings, portal_settings);
-                if let Some(f) = key_format {
-                    p.key_format = f;
-                }
-                if let Some(s) = body.status {
-                    p.status = s;
-                }
-                if let Some(n) = body.default_max_activations {
-                    p.default_max_activations = n;
-                }
-                if let Some(v) = body.require_encryption {
-                    p.settings.require_encryption = v;
-                }
-                if let Some(v) = body.session_ttl_seconds {
-                    p.settings.session_ttl_secs = v;
-                }
-                if let Some(v) = body.hwid_reset_cooldown_seconds {
-                    p.settings.hwid_reset_cooldown_secs = v;
-                }
-                match body.heartbeat_interval_seconds {
-                    MaybeUndefined::Null => p.heartbeat = None,
-                    MaybeUndefined::Value(interval_secs) => {
-                        p.heartbeat = Some(HeartbeatPolicy {
-                            interval_secs,
-                            grace_secs: p.heartbeat.map(|h| h.grace_secs).unwrap_or(0),
-                            cull_dead: p.heartbeat.map(|h| h.cull_dead).unwrap_or(true),
-                        })
-                    }
-                    MaybeUndefined::Undefined => {}
-                }
-                if let Some(h) = p.heartbeat.as_mut() {
-                    if let Some(g) = body.heartbeat_grace_seconds {
-                        h.grace_secs = g;
-                    }
-                    if let Some(k) = body.keep_dead_machines {
-                        h.cull_dead = !k;
-                    }
-                }
-                products::validate_settings(&p.settings)?;
-                let rotated = body.regenerate_secret == Some(true);
-                if rotated {
-                    let secret = products::new_client_secret();
-                    p.client_secret_sha256 = crypto::sha256(secret.as_bytes()).to_vec();
-                    p.client_secret_sealed = master.seal(secret.as_bytes())?;
-                }
-                p.updated_at = now_ms();
-                products::repo::update(c, &p)?;
-                audit::repo::insert(
-                    c,
-                    &admin
-                        .event(
-                            &p.tenant_id,
-                            crate::domain::audit::AuditAction::ProductUpdate,
-                        )
-                        .product(&p.id)
-                        .detail(json!({
-                            "secretRotated": rotated,
-                            "renamed": before.name != p.name,
-                            "status": p.status.as_str(),
-                        })),
-                )?;
-                let n = products::repo::license_count(c, &p.id)?;
-                Ok((p, n))
-            })
-            .await?;
-        // Validation must see the new settings at once, not when the cached copy ages out.
-        self.state.product_cache.forget(&product.id);
+        let updated =
+            catalog::update_product(&self.state, &ctx, &ProductId::from(id.0), changes).await?;
         Ok(ProjectResponse::Ok(Json(ProjectOk {
             success: true,
             data: ProjectData {
-                project: ProjectView::with_secrets(&product, count, &self.state)?,
+                project: ProjectView::with_secrets(&updated),
             },
         })))
     }
@@ -585,49 +451,9 @@ impl ProjectsApi {
         /// The project's slug or its exact name, repeated as confirmation.
         confirm: Query<Option<String>>,
     ) -> KvResult<DeleteProjectResponse> {
-        let admin = auth.admin();
-        let id = id.0;
-        self.state.product_cache.forget(&id);
-        let confirm = confirm.0;
-        let store = self.state.bundles.clone();
-        let deleted = self
-            .state
-            .db
-            .write(move |c| {
-                let p = reachable(c, &admin, &id)?;
-                // Either the slug or the exact name confirms: the person deleting typed it.
-                let named = confirm
-                    .as_deref()
-                    .is_some_and(|c| c == p.slug || c == p.name);
-                if !named {
-                    return Err(Error::Invalid(format!(
-                        "confirm the deletion by naming the project: ?confirm={}",
-                        p.slug
-                    )));
-                }
-                let n = products::repo::license_count(c, &p.id)?;
-                let bundles = releases::repo::bundles_of_product(c, &p.id)?;
-                products::repo::delete(c, &p.id)?;
-                // Releases went with the product (cascade); their files go unless another
-                // product's release has the same bytes.
-                for sha in bundles {
-                    if !releases::repo::bundle_in_use(c, &sha)? {
-                        store.remove(&sha);
-                    }
-                }
-                audit::repo::insert(
-                    c,
-                    &admin
-                        .event(
-                            &p.tenant_id,
-                            crate::domain::audit::AuditAction::ProductDelete,
-                        )
-                        .product(&p.id)
-                        .detail(json!({"name": p.name, "slug": p.slug, "deletedKeys": n})),
-                )?;
-                Ok(n)
-            })
-            .await?;
+        let ctx = auth.admin().ctx;
+        let deleted =
+            catalog::delete_product(&self.state, &ctx, &ProductId::from(id.0), confirm.0).await?;
         Ok(DeleteProjectResponse::Ok(Json(ProjectDeletedOk {
             success: true,
             data: ProjectDeleted {
@@ -638,14 +464,13 @@ impl ProjectsApi {
     }
 }
 
-fn reachable(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<Product, Error> {
-    products::repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("project"))
-}
-
-fn apply<T>(field: &mut Option<T>, change: MaybeUndefined<T>) {
-    match change {
-        MaybeUndefined::Value(v) => *field = Some(v),
-        MaybeUndefined::Null => *field = None,
-        MaybeUndefined::Undefined => {}
+/// A JSON field that may be absent (keep), null (clear) or a value (set).
+fn change<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON>(
+    field: MaybeUndefined<T>,
+) -> Option<Option<T>> {
+    match field {
+        MaybeUndefined::Value(v) => Some(Some(v)),
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Undefined => None,
     }
 }

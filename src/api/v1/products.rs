@@ -5,12 +5,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::Caller;
 use super::auth::CreateScope;
 use super::error::VendorResult;
 use super::schemas::{Pagination, ProductPublic, page_and_limit};
-use crate::domain::{products, tenants};
-use crate::error::Error;
+use crate::domain::tenants;
+use crate::service::catalog;
 use crate::state::AppState;
 
 pub struct ProductApi {
@@ -59,19 +58,11 @@ impl ProductApi {
         /// Items per page, 1-500 (default 50).
         limit: Query<Option<u32>>,
     ) -> VendorResult<ProductsResponse> {
-        let caller = Caller::from(auth.0);
+        let ctx = auth.0;
         let (page, limit) = page_and_limit(page.0, limit.0)?;
         let offset = (page as u64 - 1) * limit as u64;
-        let (found, total) = self.state.db.read(|c| {
-            products::repo::list(
-                c,
-                &caller.tenant_id,
-                true,
-                caller.product_id.as_deref(),
-                limit,
-                offset,
-            )
-        })?;
+        let (found, total) =
+            catalog::list_of_tenant(&self.state, &ctx, &ctx.tenant, true, limit, offset)?;
         Ok(ProductsResponse::Ok(Json(ProductsOk {
             success: true,
             products: found.iter().map(ProductPublic::new).collect(),
@@ -95,19 +86,7 @@ impl ProductApi {
         tenant: Query<Option<String>>,
     ) -> VendorResult<PublicKeyResponse> {
         let tenant_slug = tenant.0.unwrap_or_else(|| tenants::DEFAULT_SLUG.to_owned());
-        if product.0.len() > 64 || tenant_slug.len() > 64 {
-            return Err(Error::Invalid(
-                "product and tenant are slugs of at most 64 characters".into(),
-            )
-            .into());
-        }
-        let found = self.state.db.read(|c| {
-            let Some(tenant) = tenants::repo::find_by_slug(c, &tenant_slug)? else {
-                return Ok(None);
-            };
-            products::repo::find_by_slug(c, &tenant.id, &product.0)
-        })?;
-        let product = found.ok_or(Error::NotFound("product"))?;
+        let product = catalog::find_public(&self.state, &tenant_slug, &product.0)?;
         Ok(PublicKeyResponse::Ok(Json(PublicKeyOk {
             success: true,
             public_key: crate::crypto::base64(&product.signing_public_key),

@@ -161,15 +161,27 @@ pub fn list_in(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<(Product, u64)>, u64)> {
+    list_within(conn, tenant_scope, None, limit, offset)
+}
+
+/// [`list_in`], optionally only the one product a restricted caller reaches.
+pub fn list_within(
+    conn: &Connection,
+    tenant_scope: Option<&str>,
+    only_id: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<(Product, u64)>, u64)> {
+    let filter = "(?1 IS NULL OR p.tenant_id = ?1) AND (?2 IS NULL OR p.id = ?2)";
     let total = conn
-        .prepare_cached("SELECT COUNT(*) FROM products WHERE ?1 IS NULL OR tenant_id = ?1")?
-        .query_row([tenant_scope], |r| r.get::<_, i64>(0))? as u64;
-    let mut stmt = conn.prepare_cached(
+        .prepare_cached(&format!("SELECT COUNT(*) FROM products p WHERE {filter}"))?
+        .query_row(params![tenant_scope, only_id], |r| r.get::<_, i64>(0))? as u64;
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT p.*, (SELECT COUNT(*) FROM licenses l WHERE l.product_id = p.id) AS key_count
-         FROM products p WHERE ?1 IS NULL OR p.tenant_id = ?1
-         ORDER BY p.created_at DESC, p.id LIMIT ?2 OFFSET ?3",
-    )?;
-    let rows = stmt.query_map(params![tenant_scope, limit, offset as i64], |r| {
+         FROM products p WHERE {filter}
+         ORDER BY p.created_at DESC, p.id LIMIT ?3 OFFSET ?4"
+    ))?;
+    let rows = stmt.query_map(params![tenant_scope, only_id, limit, offset as i64], |r| {
         Ok((from_row(r)?, r.get::<_, i64>("key_count")? as u64))
     })?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))

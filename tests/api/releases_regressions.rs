@@ -2,9 +2,8 @@
 //! restricted to one product administers that product only, and licensed apps keep getting
 //! signed updates.
 
-mod common;
 
-use common::*;
+use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
