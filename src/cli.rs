@@ -1,7 +1,6 @@
 //! The command line. Every flag is also an environment variable (`KEYWARD_*`).
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,12 +9,15 @@ use rusqlite::Connection;
 
 use crate::config::{Config, RateLimits};
 use crate::crypto::MasterKey;
-use crate::domain::api_keys::{self, Scope};
+use crate::domain::api_keys::Scope;
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, NewProduct, ProductType};
 use crate::domain::tenants::{self, Tenant};
 use crate::error::Error;
+use crate::service::api_keys::{NewApiKey, ProductRef};
+use crate::service::{self, Ctx};
+use crate::state::AppState;
 use crate::storage;
 
 #[derive(Parser, Debug)]
@@ -260,14 +262,54 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Product(cmd) => product(&data_dir, cmd),
-        Command::Apikey(cmd) => apikey(&data_dir, cmd),
-        Command::Tenant(cmd) => tenant(&data_dir, cmd),
+        Command::Apikey(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = apikey(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::Tenant(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = tenant(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
         Command::Backup { file } => {
-            storage::backup_to(&data_dir, &file)?;
+            service::ops::backup(&data_dir, &file)?;
             eprintln!("backup written to {}", file.display());
             Ok(0)
         }
-        Command::Healthcheck { bind } => Ok(if healthcheck(bind) { 0 } else { 1 }),
+        Command::Healthcheck { bind } => Ok(if service::ops::probe_health(bind) {
+            0
+        } else {
+            1
+        }),
+    }
+}
+
+/// The application state of the data directory, for commands that go through the services
+/// like the server does (same writer, same audit trail); runs beside a live server.
+struct Shell {
+    state: AppState,
+    writer: crate::storage::Writer,
+}
+
+impl Shell {
+    fn open(data_dir: &std::path::Path) -> Result<Self, Error> {
+        let mut config = ServeArgs::default().into_config(data_dir.to_path_buf());
+        config.read_pool_size = 1;
+        let (db, writer, master) = crate::server::open(&config)?;
+        Ok(Self {
+            state: AppState::new(config, db, master),
+            writer,
+        })
+    }
+
+    /// Commits whatever is still queued (audit events), then stops the writer.
+    async fn close(self) {
+        let Self { state, writer } = self;
+        drop(state);
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     }
 }
 
@@ -386,8 +428,15 @@ fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error
     }
 }
 
-fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> {
-    let mut conn = open(data_dir)?;
+/// The shell reaches every tenant; a command naming `--tenant` means that one alone.
+fn only_its_tenant(ctx: Ctx) -> Ctx {
+    Ctx {
+        tenants: crate::domain::TenantScope::Only(ctx.tenant.clone()),
+        ..ctx
+    }
+}
+
+async fn apikey(state: &AppState, cmd: ApiKeyCommand) -> Result<i32, Error> {
     match cmd {
         ApiKeyCommand::Create {
             name,
@@ -396,39 +445,25 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
             product,
         } => {
             let scope = parse_choice("--scope", &scope, Scope::parse, Scope::choices())?;
-            let plaintext = in_transaction(&mut conn, |c| {
-                let tenant = find_tenant(c, &tenant)?;
-                let product_id = match &product {
-                    Some(slug) => Some(
-                        products::repo::find_by_slug(c, &tenant.id, slug)?
-                            .ok_or_else(|| {
-                                Error::Invalid(format!(
-                                    "no product {slug:?} in tenant {}",
-                                    tenant.slug
-                                ))
-                            })?
-                            .id,
-                    ),
-                    None => None,
-                };
-                let (key, plaintext) =
-                    api_keys::create(c, &tenant.id, &name, scope, product_id.as_deref())?;
-                let event = AuditEvent::new(
-                    &tenant.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::ApiKeyCreate,
-                )
-                .detail(serde_json::json!({"apiKeyId": key.id, "scope": scope.as_str()}));
-                Ok((plaintext, event))
-            })?;
-            println!("{plaintext}");
+            let ctx = service::tenants::cli_context(state, &tenant)?;
+            let minted = service::api_keys::create(
+                state,
+                &ctx,
+                NewApiKey {
+                    name,
+                    scope,
+                    product: product.map(ProductRef::Slug),
+                },
+            )
+            .await?;
+            println!("{}", minted.plaintext);
             eprintln!("store this key now: it is shown only once");
             Ok(0)
         }
         ApiKeyCommand::List { tenant } => {
-            let tenant = find_tenant(&conn, &tenant)?;
-            for k in api_keys::repo::list(&conn, &tenant.id)? {
-                let state = if k.revoked_at.is_some() {
+            let ctx = only_its_tenant(service::tenants::cli_context(state, &tenant)?);
+            for k in service::api_keys::list(state, &ctx)?.iter().rev() {
+                let status = if k.revoked_at.is_some() {
                     "revoked"
                 } else {
                     "live"
@@ -438,7 +473,7 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
                     k.id,
                     k.prefix,
                     k.scope,
-                    state,
+                    status,
                     k.product_id.as_deref().unwrap_or("-"),
                     k.name
                 );
@@ -449,64 +484,34 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
             id_or_prefix,
             tenant,
         } => {
-            let revoked = in_transaction(&mut conn, |c| {
-                let tenant = find_tenant(c, &tenant)?;
-                let revoked =
-                    api_keys::repo::revoke(c, &tenant.id, &id_or_prefix, crate::domain::now_ms())?;
-                let event = AuditEvent::new(
-                    &tenant.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::ApiKeyRevoke,
-                )
-                .detail(serde_json::json!({"apiKey": id_or_prefix}));
-                Ok((revoked, event))
-            })?;
-            if revoked {
-                eprintln!("API key {id_or_prefix} revoked");
-                Ok(0)
-            } else {
-                Err(Error::Invalid(format!("no live API key {id_or_prefix:?}")))
+            let ctx = only_its_tenant(service::tenants::cli_context(state, &tenant)?);
+            match service::api_keys::revoke(state, &ctx, &id_or_prefix).await {
+                Ok(r) if r.newly => {
+                    eprintln!("API key {id_or_prefix} revoked");
+                    Ok(0)
+                }
+                Ok(_) | Err(Error::NotFound(_)) => {
+                    Err(Error::Invalid(format!("no live API key {id_or_prefix:?}")))
+                }
+                Err(e) => Err(e),
             }
         }
     }
 }
 
-fn tenant(data_dir: &std::path::Path, cmd: TenantCommand) -> Result<i32, Error> {
-    let mut conn = open(data_dir)?;
+async fn tenant(state: &AppState, cmd: TenantCommand) -> Result<i32, Error> {
+    let ctx = service::tenants::cli_context(state, tenants::DEFAULT_SLUG)?;
     match cmd {
         TenantCommand::Create { slug, name } => {
-            let t = in_transaction(&mut conn, |c| {
-                let t = tenants::repo::create(c, &slug, &name)?;
-                let event = AuditEvent::new(
-                    &t.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::TenantCreate,
-                );
-                Ok((t, event))
-            })?;
+            let t = service::tenants::create(state, &ctx, &slug, &name).await?;
             println!("{}", t.id);
             Ok(0)
         }
         TenantCommand::List => {
-            for t in tenants::repo::list(&conn)? {
+            for t in service::tenants::list(state, &ctx)? {
                 println!("{}\t{}\t{}", t.id, t.slug, t.name);
             }
             Ok(0)
         }
     }
-}
-
-/// A plain HTTP/1.0 GET of /api/health: the binary carries no HTTP client for this alone.
-fn healthcheck(bind: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&bind, Duration::from_secs(3)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /api/health HTTP/1.0\r\nHost: {bind}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
 }

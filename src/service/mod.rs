@@ -7,8 +7,12 @@
 //! Faces call services and nothing below them: no face reads a `repo`, opens a writer job or
 //! records an audit event (a test greps for it).
 
+pub mod api_keys;
 pub mod context;
+pub mod operators;
+pub mod ops;
 pub mod signing;
+pub mod tenants;
 
 pub use context::{Actor, Ctx};
 pub use signing::{Signed, Signer};
