@@ -1,25 +1,22 @@
 //! The command line. Every flag is also an environment variable (`KEYWARD_*`).
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rusqlite::Connection;
 
 use crate::config::{Config, RateLimits};
-use crate::domain::TenantId;
-use crate::domain::api_keys::{self, Scope};
-use crate::domain::audit::AuditEvent;
+use crate::domain::api_keys::Scope;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, ProductType, ProjectSettings};
-use crate::domain::tenants::{self, Tenant};
+use crate::domain::tenants;
 use crate::error::Error;
-use crate::service::Ctx;
+use crate::service::api_keys::{NewApiKey, ProductRef};
 use crate::service::catalog::{self, ProductDraft};
+use crate::service::{self, Ctx};
 use crate::state::AppState;
-use crate::storage::{self, Writer};
+use crate::storage;
 
 #[derive(Parser, Debug)]
 #[command(name = "keyward", version, about = "Self-hosted license-key server")]
@@ -303,15 +300,30 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Product(cmd) => product(&data_dir, cmd).await,
-        Command::Apikey(cmd) => apikey(&data_dir, cmd),
-        Command::Tenant(cmd) => tenant(&data_dir, cmd),
+        Command::Product(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = product_command(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::Apikey(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = apikey(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::Tenant(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = tenant(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
         Command::Backup { file } => {
-            storage::backup_to(&data_dir, &file)?;
+            service::ops::backup(&data_dir, &file)?;
             eprintln!("backup written to {}", file.display());
             Ok(0)
         }
-        Command::Healthcheck { bind } => match healthcheck(bind) {
+        Command::Healthcheck { bind } => match service::ops::probe_health(bind) {
             Ok(()) => Ok(0),
             Err(why) => {
                 eprintln!("unhealthy: {why}");
@@ -321,18 +333,32 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     }
 }
 
-/// An operator command works on an existing installation only: run from the wrong directory,
-/// it must not create a new, empty one.
-fn open(data_dir: &std::path::Path) -> Result<Connection, Error> {
-    storage::open_data_dir(data_dir, false).map(|(conn, _)| conn)
+/// The application state of the data directory, for commands that go through the services
+/// like the server does (same writer, same audit trail); runs beside a live server.
+struct Shell {
+    state: AppState,
+    writer: crate::storage::Writer,
 }
 
-fn find_tenant(conn: &Connection, slug: &str) -> Result<Tenant, Error> {
-    tenants::repo::find_by_slug(conn, slug)?.ok_or_else(|| {
-        Error::Invalid(format!(
-            "no tenant {slug:?}; create it with `keyward tenant create --slug {slug} --name …`"
-        ))
-    })
+impl Shell {
+    /// An operator command works on an existing installation only: run from the wrong
+    /// directory, it must not create a new, empty one.
+    fn open(data_dir: &std::path::Path) -> Result<Self, Error> {
+        let mut config = ServeArgs::default().into_config(data_dir.to_path_buf());
+        config.read_pool_size = 1;
+        let (db, writer, master) = crate::server::open(&config, false)?;
+        Ok(Self {
+            state: AppState::new(config, db, master),
+            writer,
+        })
+    }
+
+    /// Commits whatever is still queued (audit events), then stops the writer.
+    async fn close(self) {
+        let Self { state, writer } = self;
+        drop(state);
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+    }
 }
 
 fn parse_choice<T>(
@@ -343,44 +369,6 @@ fn parse_choice<T>(
 ) -> Result<T, Error> {
     parse(&text.to_ascii_uppercase())
         .ok_or_else(|| Error::Invalid(format!("{what} {text:?} is not one of {choices}")))
-}
-
-/// Runs `f` in one transaction with an audit event; commits only if it succeeds.
-fn in_transaction<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Connection) -> Result<(T, AuditEvent), Error>,
-) -> Result<T, Error> {
-    let tx = conn.transaction()?;
-    let (out, event) = f(&tx)?;
-    crate::domain::audit::repo::insert(&tx, &event)?;
-    tx.commit()?;
-    Ok(out)
-}
-
-/// The application over `data_dir` as the server builds it, for commands that go through
-/// the services; shut the writer down once done.
-fn open_state(data_dir: &std::path::Path) -> Result<(AppState, Writer), Error> {
-    let config = Config::for_data_dir(data_dir);
-    let (db, writer, master) = crate::server::open(&config, false)?;
-    Ok((AppState::new(config, db, master), writer))
-}
-
-/// The operator's shell acting in the tenant named `slug`.
-fn cli_in_tenant(state: &AppState, slug: &str) -> Result<Ctx, Error> {
-    let tenant = catalog::find_tenant_by_slug(state, slug)?.ok_or_else(|| {
-        Error::Invalid(format!(
-            "no tenant {slug:?}; create it with `keyward tenant create --slug {slug} --name …`"
-        ))
-    })?;
-    Ok(Ctx::cli(TenantId::from(tenant.id)))
-}
-
-async fn product(data_dir: &std::path::Path, cmd: ProductCommand) -> Result<i32, Error> {
-    let (state, writer) = open_state(data_dir)?;
-    let outcome = product_command(&state, cmd).await;
-    // Every acknowledged write is committed already; this lets the writer thread end.
-    writer.shutdown();
-    outcome
 }
 
 async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, Error> {
@@ -422,7 +410,7 @@ async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, E
                 }),
                 settings: ProjectSettings::default(),
             };
-            let ctx = cli_in_tenant(state, &tenant)?;
+            let ctx = service::tenants::cli_context(state, &tenant)?;
             let product = catalog::create_product(state, &ctx, draft).await?.product;
             println!("{}", product.id);
             eprintln!(
@@ -434,7 +422,7 @@ async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, E
             Ok(0)
         }
         ProductCommand::List { tenant } => {
-            let ctx = cli_in_tenant(state, &tenant)?;
+            let ctx = service::tenants::cli_context(state, &tenant)?;
             let (all, _) = catalog::list_of_tenant(state, &ctx, &ctx.tenant, false, u32::MAX, 0)?;
             for p in all {
                 println!(
@@ -451,8 +439,15 @@ async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, E
     }
 }
 
-fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> {
-    let mut conn = open(data_dir)?;
+/// The shell reaches every tenant; a command naming `--tenant` means that one alone.
+fn only_its_tenant(ctx: Ctx) -> Ctx {
+    Ctx {
+        tenants: crate::domain::TenantScope::Only(ctx.tenant.clone()),
+        ..ctx
+    }
+}
+
+async fn apikey(state: &AppState, cmd: ApiKeyCommand) -> Result<i32, Error> {
     match cmd {
         ApiKeyCommand::Create {
             name,
@@ -461,39 +456,25 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
             product,
         } => {
             let scope = parse_choice("--scope", &scope, Scope::parse, Scope::choices())?;
-            let plaintext = in_transaction(&mut conn, |c| {
-                let tenant = find_tenant(c, &tenant)?;
-                let product_id = match &product {
-                    Some(slug) => Some(
-                        products::repo::find_by_slug(c, &tenant.id, slug)?
-                            .ok_or_else(|| {
-                                Error::Invalid(format!(
-                                    "no product {slug:?} in tenant {}",
-                                    tenant.slug
-                                ))
-                            })?
-                            .id,
-                    ),
-                    None => None,
-                };
-                let (key, plaintext) =
-                    api_keys::create(c, &tenant.id, &name, scope, product_id.as_deref())?;
-                let event = AuditEvent::new(
-                    &tenant.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::ApiKeyCreate,
-                )
-                .detail(serde_json::json!({"apiKeyId": key.id, "scope": scope.as_str()}));
-                Ok((plaintext, event))
-            })?;
-            println!("{plaintext}");
+            let ctx = service::tenants::cli_context(state, &tenant)?;
+            let minted = service::api_keys::create(
+                state,
+                &ctx,
+                NewApiKey {
+                    name,
+                    scope,
+                    product: product.map(ProductRef::Slug),
+                },
+            )
+            .await?;
+            println!("{}", minted.plaintext);
             eprintln!("store this key now: it is shown only once");
             Ok(0)
         }
         ApiKeyCommand::List { tenant } => {
-            let tenant = find_tenant(&conn, &tenant)?;
-            for k in api_keys::repo::list(&conn, &tenant.id)? {
-                let state = if k.revoked_at.is_some() {
+            let ctx = only_its_tenant(service::tenants::cli_context(state, &tenant)?);
+            for k in service::api_keys::list(state, &ctx)?.iter().rev() {
+                let status = if k.revoked_at.is_some() {
                     "revoked"
                 } else {
                     "live"
@@ -503,7 +484,7 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
                     k.id,
                     k.prefix,
                     k.scope,
-                    state,
+                    status,
                     k.product_id.as_deref().unwrap_or("-"),
                     k.name
                 );
@@ -514,80 +495,34 @@ fn apikey(data_dir: &std::path::Path, cmd: ApiKeyCommand) -> Result<i32, Error> 
             id_or_prefix,
             tenant,
         } => {
-            let revoked = in_transaction(&mut conn, |c| {
-                let tenant = find_tenant(c, &tenant)?;
-                let revoked =
-                    api_keys::repo::revoke(c, &tenant.id, &id_or_prefix, crate::domain::now_ms())?;
-                let event = AuditEvent::new(
-                    &tenant.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::ApiKeyRevoke,
-                )
-                .detail(serde_json::json!({"apiKey": id_or_prefix}));
-                Ok((revoked, event))
-            })?;
-            if revoked {
-                eprintln!("API key {id_or_prefix} revoked");
-                Ok(0)
-            } else {
-                Err(Error::Invalid(format!("no live API key {id_or_prefix:?}")))
+            let ctx = only_its_tenant(service::tenants::cli_context(state, &tenant)?);
+            match service::api_keys::revoke(state, &ctx, &id_or_prefix).await {
+                Ok(r) if r.newly => {
+                    eprintln!("API key {id_or_prefix} revoked");
+                    Ok(0)
+                }
+                Ok(_) | Err(Error::NotFound(_)) => {
+                    Err(Error::Invalid(format!("no live API key {id_or_prefix:?}")))
+                }
+                Err(e) => Err(e),
             }
         }
     }
 }
 
-fn tenant(data_dir: &std::path::Path, cmd: TenantCommand) -> Result<i32, Error> {
-    let mut conn = open(data_dir)?;
+async fn tenant(state: &AppState, cmd: TenantCommand) -> Result<i32, Error> {
+    let ctx = service::tenants::cli_context(state, tenants::DEFAULT_SLUG)?;
     match cmd {
         TenantCommand::Create { slug, name } => {
-            let t = in_transaction(&mut conn, |c| {
-                let t = tenants::repo::create(c, &slug, &name)?;
-                let event = AuditEvent::new(
-                    &t.id,
-                    "cli",
-                    crate::domain::audit::AuditAction::TenantCreate,
-                );
-                Ok((t, event))
-            })?;
+            let t = service::tenants::create(state, &ctx, &slug, &name).await?;
             println!("{}", t.id);
             Ok(0)
         }
         TenantCommand::List => {
-            for t in tenants::repo::list(&conn)? {
+            for t in service::tenants::list(state, &ctx)? {
                 println!("{}\t{}\t{}", t.id, t.slug, t.name);
             }
             Ok(0)
         }
     }
-}
-
-/// A plain HTTP/1.0 GET of /api/health: the binary carries no HTTP client for this alone.
-/// The error says why the server is not healthy, for the container log.
-fn healthcheck(bind: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&bind, Duration::from_secs(3))
-        .map_err(|e| format!("cannot connect to {bind}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /api/health HTTP/1.0\r\nHost: {bind}\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("cannot send a request to {bind}: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("no answer from {bind}: {e}"))?;
-    if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
-        return Ok(());
-    }
-    let status = response.lines().next().unwrap_or("").trim();
-    if status.is_empty() {
-        return Err(format!("{bind} closed the connection without answering"));
-    }
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim())
-        .unwrap_or("");
-    let body: String = body.chars().take(300).collect();
-    Err(format!(
-        "GET http://{bind}/api/health answered {status:?}: {body}"
-    ))
 }

@@ -12,7 +12,7 @@ use crate::domain::products::{
     self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductStatus, ProductType,
     ProjectSettings,
 };
-use crate::domain::tenants::{self, Tenant};
+use crate::domain::tenants;
 use crate::domain::{ProductId, TenantId, now_ms, portal_users, releases};
 use crate::error::Error;
 use crate::state::AppState;
@@ -192,12 +192,6 @@ pub fn list_of_tenant(
             offset,
         )
     })
-}
-
-/// A tenant named by its slug. The operator's shell names tenants so, and reaches every
-/// tenant: it resolves the slug before it knows which tenant it acts in.
-pub fn find_tenant_by_slug(state: &AppState, slug: &str) -> Result<Option<Tenant>, Error> {
-    state.db.read(|c| tenants::repo::find_by_slug(c, slug))
 }
 
 /// The product a client names by tenant and product slug, for the public key endpoint (no

@@ -8,11 +8,15 @@
 //! records an audit event (a test greps for it).
 
 pub mod abuse;
+pub mod api_keys;
 pub mod catalog;
 pub mod context;
+pub mod operators;
+pub mod ops;
 pub mod releases;
 pub mod reports;
 pub mod signing;
+pub mod tenants;
 pub mod updates;
 
 pub use context::{Actor, Ctx};

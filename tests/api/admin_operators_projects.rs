@@ -252,49 +252,41 @@ async fn a_user_operator_cannot_register_operators() {
 }
 
 #[tokio::test]
-async fn a_full_admin_api_key_creates_users_only_in_its_own_tenant() {
+async fn api_keys_never_create_operators() {
     let (srv, _admin) = server_with_admin().await;
     srv.create_tenant("acme");
     srv.create_tenant("other");
-    let acme = tenant_id(&srv, "acme");
     let key = srv.create_api_key("acme", Scope::FullAdmin, None);
-
-    let user = register(
-        &srv,
-        Cred::ApiKey(&key),
-        json!({"email": "staff@acme.example", "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(user["role"], "USER");
-    assert_eq!(user["tenantId"], acme.as_str(), "the key's tenant");
-
+    let read_only = srv.create_api_key("acme", Scope::ReadOnly, None);
+    // API keys never manage operators, whatever their scope and whatever they ask for.
     let refused = [
         (
+            "a USER in its own tenant",
+            &key,
+            json!({"email": "staff@acme.example", "password": PASSWORD}),
+        ),
+        (
             "an ADMIN",
+            &key,
             json!({"email": "boss@acme.example", "password": PASSWORD, "role": "ADMIN"}),
         ),
         (
             "a USER in another tenant",
+            &key,
             json!({"email": "spy@acme.example", "password": PASSWORD, "tenantId": tenant_id(&srv, "other")}),
         ),
+        (
+            "a lower scope",
+            &read_only,
+            json!({"email": "ro@acme.example", "password": PASSWORD}),
+        ),
     ];
-    for (name, body) in refused {
-        let a = post(&srv, REGISTER, Cred::ApiKey(&key), body).await;
+    for (name, key, body) in refused {
+        let a = post(&srv, REGISTER, Cred::ApiKey(key), body).await;
         assert_eq!(a.status.as_u16(), 403, "{name}: {}", a.body);
         assert_kv_error(&a, 403, "FORBIDDEN");
     }
-
-    // Lower scopes may not administer operators at all.
-    let read_only = srv.create_api_key("acme", Scope::ReadOnly, None);
-    let a = post(
-        &srv,
-        REGISTER,
-        Cred::ApiKey(&read_only),
-        json!({"email": "ro@acme.example", "password": PASSWORD}),
-    )
-    .await;
-    assert_kv_error(&a, 403, "FORBIDDEN");
-    assert_eq!(operators(&srv), 2);
+    assert_eq!(operators(&srv), 1);
 }
 
 #[tokio::test]
@@ -1232,7 +1224,7 @@ async fn users_list_is_paginated_and_scoped_to_the_caller() {
     srv.create_tenant("acme");
     let acme = tenant_id(&srv, "acme");
     let (_, user_token) = user_with_token(&srv, &admin, "user@example.com").await;
-    let staff = register(
+    register(
         &srv,
         Cred::Bearer(&admin.token),
         json!({"email": "staff@acme.example", "password": PASSWORD, "tenantId": acme}),
@@ -1300,14 +1292,10 @@ async fn users_list_is_paginated_and_scoped_to_the_caller() {
         403,
         "FORBIDDEN",
     );
-    // A FULL_ADMIN key sees its tenant's operators only.
+    // Nor may any API key, FULL_ADMIN of the operator's own tenant included.
     let key = srv.create_api_key("acme", Scope::FullAdmin, None);
     let a = get(&srv, USERS, Cred::ApiKey(&key)).await;
-    assert_status(&a, 200);
-    let users = a.body["data"]["users"].as_array().expect("users");
-    assert_eq!(users.len(), 1, "{}", a.body);
-    assert_eq!(users[0]["id"], staff["id"]);
-    assert_eq!(a.body["data"]["pagination"]["total"], 1);
+    assert_kv_error(&a, 403, "FORBIDDEN");
     // No credential.
     assert_kv_error(&get(&srv, USERS, Cred::None).await, 401, "UNAUTHORIZED");
 }
@@ -1478,9 +1466,9 @@ async fn an_api_key_of_another_tenant_cannot_touch_operators() {
     let b_key = srv.create_api_key("tenant-b", Scope::FullAdmin, None);
 
     let a = patch(&srv, &path, Cred::ApiKey(&b_key), json!({"disabled": true})).await;
-    assert_kv_error(&a, 404, "NOT_FOUND");
+    assert_kv_error(&a, 403, "FORBIDDEN");
     let a = delete(&srv, &path, Cred::ApiKey(&b_key)).await;
-    assert_kv_error(&a, 404, "NOT_FOUND");
+    assert_kv_error(&a, 403, "FORBIDDEN");
     let disabled: Option<i64> = srv
         .db()
         .query_row(
@@ -1493,17 +1481,17 @@ async fn an_api_key_of_another_tenant_cannot_touch_operators() {
     // Nor any operator of the default tenant.
     assert_kv_error(
         &delete(&srv, &format!("{USERS}/{}", admin.id), Cred::ApiKey(&b_key)).await,
-        404,
-        "NOT_FOUND",
+        403,
+        "FORBIDDEN",
     );
 
-    // Tenant A's own key may.
+    // Nor tenant A's own key: API keys never manage operators.
     let a_key = srv.create_api_key("tenant-a", Scope::FullAdmin, None);
     let a = patch(&srv, &path, Cred::ApiKey(&a_key), json!({"disabled": true})).await;
-    assert_status(&a, 200);
-    assert_eq!(a.body["data"]["user"]["disabled"], true);
-    assert_status(&delete(&srv, &path, Cred::ApiKey(&a_key)).await, 200);
-    assert_eq!(operators(&srv), 1);
+    assert_kv_error(&a, 403, "FORBIDDEN");
+    let a = delete(&srv, &path, Cred::ApiKey(&a_key)).await;
+    assert_kv_error(&a, 403, "FORBIDDEN");
+    assert_eq!(operators(&srv), 2);
 }
 
 /// A FULL_ADMIN key acts within its tenant; ADMIN operators reach every tenant, so a key
@@ -1531,15 +1519,15 @@ async fn a_full_admin_api_key_cannot_administer_admin_operators() {
     assert_status(&get(&srv, ME, Cred::Bearer(&token)).await, 200);
     assert_status(&get(&srv, ME, Cred::Bearer(&admin.token)).await, 200);
 
-    // USERs of the key's tenant remain within its reach.
+    // Nor USERs of the key's tenant: API keys never manage operators.
     let user = register(
         &srv,
-        Cred::ApiKey(&key),
-        json!({"email": "staff@example.com", "password": PASSWORD}),
+        Cred::Bearer(&admin.token),
+        json!({"email": "staff@example.com", "password": PASSWORD, "tenantId": admin.tenant_id}),
     )
     .await;
     let user_path = format!("{USERS}/{}", user["id"].as_str().unwrap());
-    assert_status(
+    assert_kv_error(
         &patch(
             &srv,
             &user_path,
@@ -1547,9 +1535,14 @@ async fn a_full_admin_api_key_cannot_administer_admin_operators() {
             json!({"password": "a reset by the key"}),
         )
         .await,
-        200,
+        403,
+        "FORBIDDEN",
     );
-    assert_status(&delete(&srv, &user_path, Cred::ApiKey(&key)).await, 200);
+    assert_kv_error(
+        &delete(&srv, &user_path, Cred::ApiKey(&key)).await,
+        403,
+        "FORBIDDEN",
+    );
 }
 
 // ---- projects ---------------------------------------------------------------------------

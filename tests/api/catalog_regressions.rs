@@ -2,7 +2,6 @@
 //! reaches its own product only on the admin face, and a product is audited under one name
 //! whoever creates it.
 
-
 use std::collections::BTreeSet;
 
 use crate::helpers::*;

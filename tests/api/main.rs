@@ -1,8 +1,8 @@
 //! The API integration tests, one binary: each module drives a real server (see `helpers`)
 //! through one area of the API. Tests that need a process of their own or are slow stay
 //! separate binaries (`process`, `browser`, `updates_large`, `examples`, `hardening`).
-
 mod abuse;
+mod access_regressions;
 mod admin_operators_projects;
 mod catalog_regressions;
 mod helpers;

@@ -2,7 +2,6 @@
 //! restricted to one product administers that product only, and licensed apps keep getting
 //! signed updates.
 
-
 use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use reqwest::Method;

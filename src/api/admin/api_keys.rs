@@ -4,17 +4,15 @@
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::AdminTags;
 use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
-use crate::domain::api_keys::{self, ApiKey, Scope};
-use crate::domain::audit;
-use crate::domain::{ms_to_datetime, now_ms, products};
-use crate::error::Error;
+use crate::domain::api_keys::{ApiKey, Scope};
+use crate::domain::{ProductId, ms_to_datetime};
+use crate::service::api_keys::{self, NewApiKey, ProductRef};
 use crate::state::AppState;
 
 pub struct ApiKeysApi {
@@ -139,13 +137,12 @@ pub enum RevokeApiKeyResponse {
 #[OpenApi(tag = "AdminTags::ApiKeys")]
 impl ApiKeysApi {
     /// List API keys
+    ///
+    /// A product-restricted key sees only keys restricted to its product.
     #[oai(path = "/api/api-keys", method = "get")]
     async fn list(&self, auth: AdminAuth) -> KvResult<ListApiKeysResponse> {
         let admin = auth.admin();
-        let keys = self
-            .state
-            .db
-            .read(|c| api_keys::repo::list_in(c, admin.tenant_scope()))?;
+        let keys = api_keys::list(&self.state, &admin.ctx)?;
         Ok(ListApiKeysResponse::Ok(Json(ApiKeysOk {
             success: true,
             data: ApiKeysData {
@@ -156,7 +153,10 @@ impl ApiKeysApi {
 
     /// Create an API key
     ///
-    /// The answer holds the whole key, once; only its prefix and hash are stored.
+    /// The answer holds the whole key, once; only its prefix and hash are stored. Nobody
+    /// mints a key stronger than itself: a USER operator creates keys of at most READ_ONLY
+    /// scope; an API key, keys of at most its own scope, and a product-restricted key only
+    /// keys restricted to its own project (403 otherwise; another project is 404).
     #[oai(path = "/api/api-keys", method = "post")]
     async fn create(
         &self,
@@ -165,31 +165,21 @@ impl ApiKeysApi {
     ) -> KvResult<CreateApiKeyResponse> {
         let admin = auth.admin();
         let body = body.0;
-        let (key, plaintext) = self
-            .state
-            .db
-            .write(move |c| {
-                let tenant_id = match &body.project_id {
-                    Some(p) => products::repo::find_in(c, admin.tenant_scope(), p)?
-                        .ok_or(Error::NotFound("project"))?
-                        .tenant_id,
-                    None => admin.tenant_id.clone(),
-                };
-                let (key, plaintext) =
-                    api_keys::create(c, &tenant_id, &body.name, body.scope, body.project_id.as_deref())?;
-                audit::repo::insert(
-                    c,
-                    &admin.event(&tenant_id, crate::domain::audit::AuditAction::ApiKeyCreate)
-                        .detail(json!({"apiKeyId": key.id, "scope": key.scope.as_str(), "projectId": key.product_id})),
-                )?;
-                Ok((key, plaintext))
-            })
-            .await?;
+        let minted = api_keys::create(
+            &self.state,
+            &admin.ctx,
+            NewApiKey {
+                name: body.name,
+                scope: body.scope,
+                product: body.project_id.map(|p| ProductRef::Id(ProductId::from(p))),
+            },
+        )
+        .await?;
         Ok(CreateApiKeyResponse::Created(Json(ApiKeyCreatedOk {
             success: true,
             data: ApiKeyCreatedData {
-                api_key: ApiKeyView::new(&key),
-                key: plaintext,
+                api_key: ApiKeyView::new(&minted.key),
+                key: minted.plaintext,
             },
         })))
     }
@@ -198,36 +188,11 @@ impl ApiKeysApi {
     #[oai(path = "/api/api-keys/:id", method = "delete")]
     async fn revoke(&self, auth: AdminAuth, id: Path<String>) -> KvResult<RevokeApiKeyResponse> {
         let admin = auth.admin();
-        let id = id.0;
-        let state = self.state.clone();
-        let key = self
-            .state
-            .db
-            .write(move |c| {
-                let key = api_keys::repo::find_in(c, admin.tenant_scope(), &id)?
-                    .ok_or(Error::NotFound("API key"))?;
-                if key.revoked_at.is_none() {
-                    api_keys::repo::revoke(c, &key.tenant_id, &key.id, now_ms())?;
-                    audit::repo::insert(
-                        c,
-                        &admin
-                            .event(
-                                &key.tenant_id,
-                                crate::domain::audit::AuditAction::ApiKeyRevoke,
-                            )
-                            .detail(json!({"apiKeyId": key.id})),
-                    )?;
-                }
-                api_keys::repo::find_in(c, Some(&key.tenant_id), &key.id)?
-                    .ok_or(Error::NotFound("API key"))
-            })
-            .await?;
-        // Revoked means revoked now, not when the cached copy ages out.
-        state.api_key_cache.forget(&key.prefix);
+        let revoked = api_keys::revoke(&self.state, &admin.ctx, &id.0).await?;
         Ok(RevokeApiKeyResponse::Ok(Json(ApiKeyOk {
             success: true,
             data: ApiKeyData {
-                api_key: ApiKeyView::new(&key),
+                api_key: ApiKeyView::new(&revoked.key),
             },
         })))
     }

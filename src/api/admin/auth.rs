@@ -18,10 +18,10 @@ use crate::api::shared::keyvault_error::KvError;
 use crate::domain::api_keys::Scope;
 use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;
-use crate::domain::operators::{self, Operator, Role};
+use crate::domain::operators::{Operator, Role};
 use crate::domain::{OperatorId, TenantId};
 use crate::error::Error;
-use crate::service::Ctx;
+use crate::service::{Ctx, operators};
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -39,6 +39,18 @@ pub struct Claims {
     /// Issue time in milliseconds: compared with the operator's `sessions_valid_after`.
     #[serde(rename = "iatMs", default)]
     pub iat_ms: i64,
+}
+
+impl Claims {
+    /// What the session check needs from the token.
+    pub fn session_token(&self) -> operators::SessionToken {
+        operators::SessionToken {
+            operator_id: OperatorId::from(self.sub.as_str()),
+            token_id: self.jti.clone(),
+            issued_at_ms: self.iat_ms,
+            expires_at: self.exp,
+        }
+    }
 }
 
 /// Signs a session token for `operator`; returns it with its claims.
@@ -106,16 +118,6 @@ impl Admin {
 
     pub fn is_admin_operator(&self) -> bool {
         matches!(&self.principal, Principal::Operator(o) if o.role == Role::Admin)
-    }
-
-    /// Operator administration: ADMIN operators, and FULL_ADMIN API keys within their tenant.
-    pub fn require_operator_admin(&self) -> Result<(), Error> {
-        match &self.principal {
-            Principal::Operator(o) if o.role != Role::Admin => Err(Error::Forbidden(
-                "Only ADMIN operators may administer operators".into(),
-            )),
-            _ => Ok(()),
-        }
     }
 
     pub fn actor(&self) -> String {
@@ -274,28 +276,7 @@ fn state_of(req: &Request) -> Result<&AppState, Error> {
 /// and the operator still exists and is not disabled (so disabling takes effect at once).
 pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
     let claims = decode_token(state, token)?;
-    let (operator, revoked) = state.db.read(|c| {
-        Ok((
-            operators::repo::find(c, &claims.sub)?,
-            operators::repo::is_token_revoked(c, &claims.jti)?,
-        ))
-    })?;
-    let operator = match operator {
-        // Disabling or a password reset ends every session issued before it.
-        Some(o)
-            if o.disabled_at.is_none() && !revoked && claims.iat_ms >= o.sessions_valid_after =>
-        {
-            o
-        }
-        Some(o) if o.disabled_at.is_some() => {
-            return Err(Error::Unauthorized("This account is disabled".into()));
-        }
-        _ => {
-            return Err(Error::Unauthorized(
-                "Invalid or expired session token; log in again".into(),
-            ));
-        }
-    };
+    let operator = operators::session(state, &claims.session_token())?;
     let ctx = Ctx::operator(
         OperatorId::from(operator.id.as_str()),
         operator.role,

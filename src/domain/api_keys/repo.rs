@@ -84,3 +84,18 @@ pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Resul
         .query_row(params![id, tenant_scope], from_row)
         .optional()?)
 }
+
+/// A key named by id or by prefix (the operator's shell accepts either), within `tenant_scope`.
+pub fn find_by_id_or_prefix_in(
+    conn: &Connection,
+    tenant_scope: Option<&str>,
+    id_or_prefix: &str,
+) -> Result<Option<ApiKey>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT * FROM api_keys WHERE (id = ?1 OR prefix = ?1)
+                AND (?2 IS NULL OR tenant_id = ?2)",
+        )?
+        .query_row(params![id_or_prefix, tenant_scope], from_row)
+        .optional()?)
+}
