@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod context;
 pub mod operators;
 pub mod ops;
+pub mod portal;
 pub mod releases;
 pub mod reports;
 pub mod signing;

@@ -8,6 +8,7 @@ mod catalog_regressions;
 mod helpers;
 mod keys_and_validation;
 mod portal;
+mod portal_regressions;
 mod proxy;
 mod releases_regressions;
 mod smoke;

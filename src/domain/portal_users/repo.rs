@@ -127,3 +127,11 @@ pub fn products_with_slug(conn: &Connection, slug: &str) -> Result<Vec<(String, 
     let rows = stmt.query_map([slug], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Ends one session of one account (a token never ends another account's session).
+pub fn delete_session_of(conn: &Connection, token_sha256: &[u8], user_id: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM portal_sessions WHERE token_sha256 = ?1 AND portal_user_id = ?2",
+        params![token_sha256, user_id],
+    )? > 0)
+}

@@ -1,0 +1,160 @@
+//! Portal accounts: register, sign in, sign out, and the session token that proves a user.
+
+use std::net::IpAddr;
+
+use crate::crypto;
+use crate::domain::audit::AuditAction;
+use crate::domain::portal_users::{self, PortalUser};
+use crate::domain::products::{self, Product};
+use crate::domain::{ProductId, now_ms, operators};
+use crate::error::Error;
+use crate::service::Ctx;
+use crate::state::AppState;
+
+/// A signed-in user and its new session token (shown once; only its SHA-256 is stored).
+#[derive(Debug)]
+pub struct PortalSession {
+    pub token: String,
+    pub user: PortalUser,
+}
+
+/// The caller of a portal session token: its context and the token's SHA-256 (which logout
+/// ends).
+pub fn authenticate(
+    state: &AppState,
+    token: &str,
+    ip: Option<IpAddr>,
+) -> Result<(Ctx, [u8; 32]), Error> {
+    let token_sha256 = crypto::sha256(token.as_bytes());
+    let user = state
+        .db
+        .read(|c| portal_users::repo::find_by_session(c, &token_sha256, now_ms()))?
+        .ok_or_else(|| {
+            Error::Unauthorized("The portal session has expired; sign in again".into())
+        })?;
+    Ok((ctx_of(&user, ip), token_sha256))
+}
+
+fn ctx_of(user: &PortalUser, ip: Option<IpAddr>) -> Ctx {
+    Ctx::portal_user(
+        user.id.as_str().into(),
+        user.tenant_id.as_str().into(),
+        user.product_id.as_str().into(),
+        ip,
+    )
+}
+
+/// Registers a user of an open portal (no key needed) and signs it in.
+pub async fn register(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    project: &ProductId,
+    username: &str,
+    password: String,
+) -> Result<PortalSession, Error> {
+    limit_by_ip(state, ip)?;
+    let username = username.trim().to_owned();
+    portal_users::validate_username(&username)?;
+    operators::validate_password(&password)?;
+    let product = state
+        .db
+        .read(|c| open_portal(c, project))?
+        .ok_or(Error::NotFound("portal"))?;
+    let hash = hash_off_runtime(state, move || operators::hash_password(&password)).await??;
+    state
+        .db
+        .write(move |c| {
+            let user = portal_users::register(c, &product, &username, hash)?;
+            let token = portal_users::open_session(c, &user)?;
+            let event = ctx_of(&user, ip)
+                .event(&user.tenant_id, AuditAction::PortalRegister)
+                .product(&user.product_id);
+            crate::domain::audit::repo::insert(c, &event)?;
+            Ok(PortalSession { token, user })
+        })
+        .await
+}
+
+/// Signs a user in to an open portal. An unknown project, a closed portal and an unknown
+/// username answer like a wrong password, in about the same time.
+pub async fn login(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    project: &ProductId,
+    username: &str,
+    password: String,
+) -> Result<PortalSession, Error> {
+    limit_by_ip(state, ip)?;
+    let username = username.trim().to_owned();
+    state
+        .limits
+        .login_per_account
+        .check(&format!("portal:{project}:{}", username.to_lowercase()))?;
+    let found = state.db.read(|c| {
+        Ok(match open_portal(c, project)? {
+            Some(p) => portal_users::repo::find_by_username(c, &p.id, &username)?,
+            None => None,
+        })
+    })?;
+    let hash = found
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| operators::decoy_hash().to_owned());
+    let matches =
+        hash_off_runtime(state, move || operators::verify_password(&password, &hash)).await?;
+    let Some(user) = found.filter(|_| matches) else {
+        return Err(Error::Unauthorized("Invalid username or password".into()));
+    };
+    state
+        .db
+        .write(move |c| {
+            let token = portal_users::open_session(c, &user)?;
+            let event = ctx_of(&user, ip)
+                .event(&user.tenant_id, AuditAction::PortalLogin)
+                .product(&user.product_id);
+            crate::domain::audit::repo::insert(c, &event)?;
+            Ok(PortalSession { token, user })
+        })
+        .await
+}
+
+/// Ends the caller's session: its token stops working at once.
+pub async fn logout(state: &AppState, ctx: &Ctx, token_sha256: [u8; 32]) -> Result<(), Error> {
+    let ctx = ctx.clone();
+    state
+        .db
+        .write(move |c| {
+            // Only a session of the caller's own account ends here.
+            let user = super::signed_in_user(c, &ctx)?;
+            portal_users::repo::delete_session_of(c, &token_sha256, &user.id)?;
+            Ok(())
+        })
+        .await
+}
+
+fn limit_by_ip(state: &AppState, ip: Option<IpAddr>) -> Result<(), Error> {
+    if let Some(ip) = ip {
+        state.limits.login_per_ip.check(&ip)?;
+    }
+    Ok(())
+}
+
+/// The product of an enabled portal, by id.
+fn open_portal(c: &rusqlite::Connection, project: &ProductId) -> Result<Option<Product>, Error> {
+    Ok(products::repo::find_by_id(c, project)?.filter(|p| portal_users::settings_of(p).enabled))
+}
+
+/// argon2id costs tens of milliseconds and ~19 MiB: off the runtime, at most two at once.
+async fn hash_off_runtime<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    let _permit = state
+        .password_hashing
+        .acquire()
+        .await
+        .map_err(|_| Error::Storage("password hashing unavailable".into()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))
+}
