@@ -97,7 +97,8 @@ async fn signed_answers_are_signed_on_the_first_request_after_a_restart() {
 
 /// A FULL_ADMIN key restricted to product alpha (`keyward apikey create --scope FULL_ADMIN
 /// --product alpha`) finds nothing of product beta: every machine-facing operation answers as
-/// for a key that does not exist, and nothing changes.
+/// for a key that does not exist (404 LICENSE_NOT_FOUND; validate: 200 `NOT_FOUND`, unsigned),
+/// and nothing changes.
 #[tokio::test]
 async fn a_product_restricted_key_reaches_nothing_of_another_product() {
     let srv = TestServer::start().await;
@@ -125,7 +126,7 @@ async fn a_product_restricted_key_reaches_nothing_of_another_product() {
         ("a missing key", &missing.to_owned()),
     ] {
         let a = srv.activate(&restricted, key, "machine-0002").await;
-        a.assert_error(404, "NOT_FOUND");
+        a.assert_error(404, "LICENSE_NOT_FOUND");
 
         let a = srv
             .post(
@@ -146,12 +147,12 @@ async fn a_product_restricted_key_reaches_nothing_of_another_product() {
                 json!({"key": key, "machineId": machine}),
             )
             .await;
-        a.assert_error(404, "NOT_FOUND");
+        a.assert_error(404, "LICENSE_NOT_FOUND");
 
         let a = srv
             .get(&format!("/api/v1/license/check/{key}"), &restricted)
             .await;
-        a.assert_error(404, "NOT_FOUND");
+        a.assert_error(404, "LICENSE_NOT_FOUND");
 
         let a = srv
             .post(
@@ -160,7 +161,7 @@ async fn a_product_restricted_key_reaches_nothing_of_another_product() {
                 json!({"licenseKey": key, "machineId": machine}),
             )
             .await;
-        a.assert_error(404, "NOT_FOUND");
+        a.assert_error(404, "LICENSE_NOT_FOUND");
     }
     let activations: i64 = srv
         .db()
