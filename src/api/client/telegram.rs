@@ -143,7 +143,7 @@ impl TelegramApi {
             body.telegram_username.as_deref(),
             ClientIp::of(req),
         );
-        let actor = client.actor_label();
+        let actor = client.actor_label().to_owned();
         let data = match body.action {
             TelegramAction::Validate => {
                 let hwid = body.hwid.filter(|h| !h.is_empty()).ok_or_else(|| {

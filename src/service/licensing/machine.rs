@@ -30,6 +30,9 @@ pub struct MachineActivated {
 }
 
 /// What validation found about a license on a machine.
+// Built once and moved once per request; boxing the large variant would add an allocation to
+// the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum MachineValidation {
     /// Signed by the license's product.
