@@ -22,6 +22,35 @@ pub enum LicenseProblem {
 }
 
 impl LicenseProblem {
+    /// The code the vendor face answers (and its audit trail records).
+    pub fn vendor_code(self) -> &'static str {
+        match self {
+            Self::Expired => "LICENSE_EXPIRED",
+            Self::Suspended | Self::Banned => "LICENSE_SUSPENDED",
+            Self::Revoked => "LICENSE_REVOKED",
+            Self::ActivationLimitReached => "ACTIVATION_LIMIT_REACHED",
+            Self::NotActivated => "NOT_ACTIVATED",
+            // Only the key/HWID face raises these; named for completeness.
+            Self::HwidMismatch => "ACTIVATION_LIMIT_REACHED",
+            Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
+            Self::NonceMismatch => "NONCE_MISMATCH",
+        }
+    }
+
+    /// The code the key/HWID face answers (and its audit trail records).
+    pub fn key_code(self) -> &'static str {
+        match self {
+            Self::Expired => "KEY_EXPIRED",
+            Self::Suspended => "KEY_SUSPENDED",
+            Self::Revoked => "KEY_REVOKED",
+            Self::ActivationLimitReached | Self::HwidMismatch => "HWID_MISMATCH",
+            Self::NotActivated => "NOT_ACTIVATED",
+            Self::Banned => "KEY_BANNED",
+            Self::SessionLimitReached => "MAX_SESSIONS",
+            Self::NonceMismatch => "REPLAY",
+        }
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             Self::Expired => "The license has expired",

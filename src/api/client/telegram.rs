@@ -10,15 +10,15 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ClientTags;
-use super::validate::{Lookup, find, validate_key_request};
 use crate::api::ClientIp;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::licenses::{self, LicenseStatus, Plan};
-use crate::domain::sessions::{self, KeyCheck};
+use crate::domain::sessions;
 use crate::domain::{activations, ms_to_datetime, now_ms, products};
 use crate::error::Error;
+use crate::service::licensing::{self, KeyClient};
 use crate::state::AppState;
 
 pub struct TelegramApi {
@@ -138,37 +138,29 @@ impl TelegramApi {
     ) -> KvResult<TelegramResponse> {
         let body = body.0;
         let ip = ClientIp::of(req).map(|i| i.to_string());
-        let actor = format!(
-            "telegram:{}:{}",
-            body.telegram_id.as_deref().unwrap_or("-"),
-            body.telegram_username.as_deref().unwrap_or("-")
+        let client = KeyClient::telegram(
+            body.telegram_id.as_deref(),
+            body.telegram_username.as_deref(),
+            ClientIp::of(req),
         );
+        let actor = client.actor_label().to_owned();
         let data = match body.action {
             TelegramAction::Validate => {
                 let hwid = body.hwid.filter(|h| !h.is_empty()).ok_or_else(|| {
                     Error::Invalid("field `hwid` is required for validate".into())
                 })?;
                 // The bot reads on the app's behalf: the app's nonce chain stays intact.
-                let check = KeyCheck {
-                    hwid,
-                    ip,
-                    rotates_nonce: false,
-                    ..KeyCheck::default()
-                };
-                let lookup = Lookup::Key {
-                    key: body.key,
-                    secret: body.secret,
-                };
-                let (_, v) =
-                    validate_key_request(&self.state, &actor, lookup, check, None, false, None)
+                let v =
+                    licensing::telegram_validate(&self.state, &client, body.key, body.secret, hwid)
                         .await?;
+                let l = &v.license;
                 TelegramData {
                     valid: true,
-                    plan: v.plan,
-                    custom_days: v.custom_days,
-                    expires_at: v.expires_at,
+                    plan: l.plan,
+                    custom_days: licensing::custom_days(l),
+                    expires_at: l.valid_until.map(ms_to_datetime),
                     nonce: Some(v.nonce),
-                    note: v.note,
+                    note: v.license.note,
                     status: None,
                     hwid_bound: None,
                     hwid_match: None,
@@ -176,7 +168,24 @@ impl TelegramApi {
                     next_reset_at: None,
                 }
             }
-            TelegramAction::Info => self.info(body.key, body.secret, body.hwid, &actor, ip)?,
+            TelegramAction::Info => {
+                let info =
+                    licensing::key_info(&self.state, &client, body.key, body.secret, body.hwid)?;
+                let l = &info.license;
+                TelegramData {
+                    valid: l.problem(info.at).is_none(),
+                    plan: l.plan,
+                    custom_days: licensing::custom_days(l),
+                    expires_at: l.valid_until.map(ms_to_datetime),
+                    nonce: None,
+                    note: l.note.clone(),
+                    status: Some(l.effective_status(info.at)),
+                    hwid_bound: Some(info.hwid_bound),
+                    hwid_match: info.hwid_match,
+                    message: None,
+                    next_reset_at: None,
+                }
+            }
             TelegramAction::ResetHwid => self.reset_hwid(body.key, body.secret, &actor, ip).await?,
         };
         Ok(TelegramResponse::Ok(Json(TelegramOk {
@@ -187,56 +196,6 @@ impl TelegramApi {
 }
 
 impl TelegramApi {
-    fn info(
-        &self,
-        key: String,
-        secret: Option<String>,
-        hwid: Option<String>,
-        actor: &str,
-        ip: Option<String>,
-    ) -> Result<TelegramData, Error> {
-        let normalized = licenses::normalize_key(&key);
-        self.state.limits.per_license_key.check(&normalized)?;
-        let lookup = Lookup::Key { key, secret };
-        let found = self.state.db.read(|c| {
-            let (license, _) = find(c, &lookup, &normalized)?;
-            let machines = activations::repo::for_license(c, &license.id)?;
-            Ok((license, machines))
-        });
-        if let Err(Error::NotFound("key")) = &found {
-            self.state.abuse.unknown_key(
-                ip.as_deref().and_then(|i| i.parse().ok()),
-                lookup.abuse_scope_hint().resolve(),
-            );
-        }
-        let (license, machines) = found?;
-        let mut event = AuditEvent::new(
-            &license.tenant_id,
-            actor,
-            crate::domain::audit::AuditAction::KeyInfo,
-        )
-        .license(&license.product_id, &license.id)
-        .ip(ip.as_deref());
-        if let Some(hwid) = hwid.as_deref().filter(|h| !h.is_empty()) {
-            event = event.machine(hwid);
-        }
-        self.state.db.writer().record(event);
-        let now = now_ms();
-        Ok(TelegramData {
-            valid: license.problem(now).is_none(),
-            plan: license.plan,
-            custom_days: custom_days(&license),
-            expires_at: license.valid_until.map(ms_to_datetime),
-            nonce: None,
-            note: license.note.clone(),
-            status: Some(license.effective_status(now)),
-            hwid_bound: Some(!machines.is_empty()),
-            hwid_match: hwid.map(|h| machines.iter().any(|m| m.machine_id == h)),
-            message: None,
-            next_reset_at: None,
-        })
-    }
-
     async fn reset_hwid(
         &self,
         key: String,

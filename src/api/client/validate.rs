@@ -7,29 +7,25 @@ use poem_openapi::registry::{MetaHeader, MetaResponses, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Deserialize;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ClientTags;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
+use crate::api::shared::signed::SignedJson;
 use crate::api::{ClientIp, SIGNED_BY_HEADER};
-use crate::crypto;
-use crate::domain::abuse::detector::SeatLimit;
-use crate::domain::audit::{self, AuditEvent};
-use crate::domain::licenses::{self, License, Plan};
-use crate::domain::products::{self, Product};
-use crate::domain::sessions::{self, KeyCheck};
-use crate::domain::{ms_to_datetime, now_ms};
-use crate::error::{Error, LicenseProblem};
+use crate::domain::licenses::Plan;
+use crate::domain::ms_to_datetime;
+use crate::error::Error;
+use crate::service::licensing::{
+    self, EnvelopeProject, KeyClient, KeyLookup, KeyRefusal, KeyRequest, KeyValidation,
+    SealedRequest,
+};
 use crate::state::AppState;
 
 pub struct ValidateApi {
     pub state: AppState,
 }
-
-/// How far an envelope's timestamp may be from the server's clock.
-const ENVELOPE_WINDOW_SECS: i64 = 60;
 
 crate::field_names!(
     KeyField = "key",
@@ -160,7 +156,7 @@ pub enum ValidateResponse {
     /// encrypted error keeps its 4xx status). Signed: `X-Signature` over the exact body.
     #[oai(status = 200)]
     Ok(
-        Json<ValidateBody>,
+        SignedJson<ValidateBody>,
         /// The project whose key signed the body.
         #[oai(header = "X-Keyward-Product")]
         Option<String>,
@@ -184,12 +180,14 @@ impl ValidateApi {
         body: Json<ValidateRequest>,
     ) -> Result<Response<ValidateResponse>, Refusal> {
         let body = body.0;
-        let ip = ClientIp::of(req).map(|i| i.to_string());
+        let client = KeyClient::app(ClientIp::of(req));
         if let Some(payload) = body.payload {
             let project_id = body
                 .project_id
                 .ok_or_else(|| Error::Invalid("projectId is required with payload".into()))?;
-            return Ok(self.validate_envelope(&project_id, &payload, ip).await?);
+            return Ok(self
+                .validate_envelope(&client, &project_id, &payload)
+                .await?);
         }
         let key = body
             .key
@@ -198,33 +196,27 @@ impl ValidateApi {
             .hwid
             .filter(|h| !h.trim().is_empty())
             .ok_or_else(|| Error::Invalid("field `hwid` is required (1-255 characters)".into()))?;
-        let check = KeyCheck {
+        let request = KeyRequest {
+            lookup: KeyLookup::Key {
+                key,
+                secret: body.secret,
+            },
             hwid,
             nonce: body.nonce,
             session_id: body.session_id,
-            ip,
-            rotates_nonce: true,
+            sealed: None,
         };
-        let lookup = Lookup::Key {
-            key,
-            secret: body.secret,
-        };
-        let (product, validation) = validate_key_request(
-            &self.state,
-            "client",
-            lookup,
-            check,
-            body.client_nonce,
-            false,
-            None,
-        )
-        .await?;
+        let signed = licensing::validate_key(&self.state, &client, request).await?;
+        let product_id = signed.signer.product_id().to_string();
+        let client_nonce = body.client_nonce;
         Ok(Response::new(ValidateResponse::Ok(
-            Json(ValidateBody::Plain(ValidationOk {
-                success: true,
-                data: validation,
+            SignedJson::from(signed.map(|v| {
+                ValidateBody::Plain(ValidationOk {
+                    success: true,
+                    data: validation(v, client_nonce),
+                })
             })),
-            Some(product.id),
+            Some(product_id),
         )))
     }
 }
@@ -254,10 +246,12 @@ impl From<KvError> for Refusal {
     }
 }
 
-/// Telegram answers are not signed: its refusals drop the project.
-impl From<Refusal> for KvError {
-    fn from(refusal: Refusal) -> Self {
-        refusal.error
+impl From<KeyRefusal> for Refusal {
+    fn from(refusal: KeyRefusal) -> Self {
+        Self {
+            error: KvError::from_error(&refusal.error),
+            signed_by: refusal.signed_by.map(|p| p.to_string()),
+        }
     }
 }
 
@@ -304,34 +298,19 @@ impl From<Refusal> for poem::Error {
     }
 }
 
-/// How the key is found.
-pub(crate) enum Lookup {
-    /// By key, within the project named by `secret` when given, else among all keys.
-    Key { key: String, secret: Option<String> },
-    /// By key within a known project (envelopes); a `secret`, if given, must be that
-    /// project's.
-    InProject {
-        key: String,
-        product_id: String,
-        secret: Option<String>,
-    },
-}
+/// The reset of a HWID by a bot names its project the same way.
+pub(crate) use crate::service::licensing::ScopeHint;
 
 impl ValidateApi {
     async fn validate_envelope(
         &self,
+        client: &KeyClient,
         project_id: &str,
         payload: &str,
-        ip: Option<String>,
     ) -> KvResult<Response<ValidateResponse>> {
-        let product = self
-            .state
-            .db
-            .read(|c| products::repo::find_by_id(c, project_id))?
-            .ok_or(Error::NotFound("project"))?;
-        let key = self.state.master.open(&product.payload_key_sealed)?;
-        let plaintext = crypto::envelope_open(&key, payload)?;
-        let outcome = self.envelope_outcome(&product, &plaintext, ip).await;
+        let project = licensing::envelope_project(&self.state, project_id)?;
+        let plaintext = project.open(payload)?;
+        let outcome = envelope_outcome(&self.state, client, &project, &plaintext).await;
         // From here on every answer, success or error, is encrypted for the client.
         let (status, plain) = match outcome {
             Ok(validation) => {
@@ -339,8 +318,7 @@ impl ValidateApi {
                     success: true,
                     data: validation,
                 };
-                let bytes = ok.to_json_string().into_bytes();
-                (StatusCode::OK, bytes)
+                (StatusCode::OK, ok.to_json_string().into_bytes())
             }
             Err(e) => {
                 let resp = poem::IntoResponse::into_response(e);
@@ -353,306 +331,76 @@ impl ValidateApi {
                 (status, bytes)
             }
         };
-        self.state
-            .signing_keys
-            .for_product(&self.state.master, &product)?;
-        let sealed = crypto::envelope_seal(&key, &plain)?;
+        let sealed = project.seal(&plain)?;
+        let product_id = project.product_id.to_string();
         Ok(Response::new(ValidateResponse::Ok(
-            Json(ValidateBody::Encrypted(EncryptedReply {
-                success: status == StatusCode::OK,
-                payload: sealed,
-            })),
-            Some(product.id),
+            SignedJson::new(
+                ValidateBody::Encrypted(EncryptedReply {
+                    success: status == StatusCode::OK,
+                    payload: sealed,
+                }),
+                project.signer,
+            ),
+            Some(product_id),
         ))
         .status(status))
     }
-
-    async fn envelope_outcome(
-        &self,
-        product: &Product,
-        plaintext: &[u8],
-        ip: Option<String>,
-    ) -> Result<Validation, KvError> {
-        let request: EnvelopeRequest = serde_json::from_slice(plaintext).map_err(|e| {
-            Error::Invalid(format!("the decrypted payload is not a valid request: {e}"))
-        })?;
-        if request.key.len() > 100 || request.hwid.is_empty() || request.hwid.len() > 255 {
-            return Err(Error::Invalid(
-                "key (1-100) and hwid (1-255 characters) are required".into(),
-            )
-            .into());
-        }
-        if request.secret.as_ref().is_some_and(|s| s.len() > 100) {
-            return Err(Error::Invalid("secret must be at most 100 characters".into()).into());
-        }
-        if !(16..=128).contains(&request.request_id.len()) {
-            return Err(Error::Invalid("requestId must be 16-128 characters".into()).into());
-        }
-        let now = now_ms();
-        if (request.timestamp - now / 1000).abs() > ENVELOPE_WINDOW_SECS {
-            return Err(Error::Forbidden(format!(
-                "stale request: timestamp must be within {ENVELOPE_WINDOW_SECS} s of the server clock"
-            ))
-            .into());
-        }
-        let check = KeyCheck {
-            hwid: request.hwid,
-            nonce: request.nonce,
-            session_id: request.session_id,
-            ip,
-            rotates_nonce: true,
-        };
-        let lookup = Lookup::InProject {
-            key: request.key,
-            product_id: product.id.clone(),
-            secret: request.secret,
-        };
-        // The request id is remembered in the same transaction as the validation.
-        let seen = (
-            request.request_id,
-            (now / 1000 + ENVELOPE_WINDOW_SECS + 1) * 1000,
-        );
-        validate_key_request(
-            &self.state,
-            "client",
-            lookup,
-            check,
-            request.client_nonce,
-            true,
-            Some(seen),
-        )
-        .await
-        .map(|(_, v)| v)
-        // The envelope is signed as a whole by `validate_envelope`.
-        .map_err(|refusal| refusal.error)
-    }
 }
 
-/// Validates a key for a machine in one writer job (see `sessions::validate_key`), audits the
-/// outcome and opens the project's signing key for the answer, or for the refusal when the
-/// key's project is known. Shared by `/api/validate` and `/api/telegram`.
-pub(crate) async fn validate_key_request(
+/// The validation an envelope asks for; its refusals are sealed, and the envelope is signed as
+/// a whole by `validate_envelope`.
+async fn envelope_outcome(
     state: &AppState,
-    actor: &str,
-    lookup: Lookup,
-    check: KeyCheck,
-    client_nonce: Option<String>,
-    encrypted: bool,
-    seen_request: Option<(String, i64)>,
-) -> Result<(Product, Validation), Refusal> {
-    let raw_key = match &lookup {
-        Lookup::Key { key, .. } | Lookup::InProject { key, .. } => licenses::normalize_key(key),
-    };
-    state.limits.per_license_key.check(&raw_key)?;
-    let ip = check.ip.clone();
-    let client_ip: Option<std::net::IpAddr> = ip.as_deref().and_then(|i| i.parse().ok());
-    let hwid = check.hwid.clone();
-    let unknown_scope = lookup.abuse_scope_hint();
-    let job_actor = actor.to_owned();
-    let outcome = state
-        .db
-        .write(move |c| {
-            let (license, product) = find(c, &lookup, &raw_key)?;
-            if product.settings.require_encryption && !encrypted {
-                return Ok(Err((
-                    license,
-                    product,
-                    Error::Forbidden(
-                        "This project accepts only encrypted requests (projectId + payload)".into(),
-                    ),
-                )));
-            }
-            if let Some((request_id, expires_at)) = &seen_request
-                && !sessions::repo::remember_request(c, &product.id, request_id, *expires_at)?
-            {
-                return Ok(Err((
-                    license,
-                    product,
-                    Error::License(LicenseProblem::NonceMismatch),
-                )));
-            }
-            let now = now_ms();
-            // A refusal is audited and committed, but nothing the refused validation wrote
-            // (a newly bound machine, a started plan clock) is kept.
-            let validated = crate::storage::undo_on_error(c, |c| {
-                sessions::validate_key(c, &license, &product, &check, now)
-            });
-            match validated {
-                Ok(v) => {
-                    audit::repo::insert(
-                        c,
-                        &AuditEvent::new(&license.tenant_id, &job_actor, crate::domain::audit::AuditAction::KeyValidate)
-                            .license(&product.id, &license.id)
-                            .machine(&check.hwid)
-                            .ip(check.ip.as_deref())
-                            .detail(json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted})),
-                    )?;
-                    Ok(Ok((product, v)))
-                }
-                Err(e @ Error::License(_)) => Ok(Err((license, product, e))),
-                Err(e) => Err(e),
-            }
-        })
-        .await;
-    let outcome = match outcome {
-        Err(e @ Error::NotFound("key")) => {
-            let scope = unknown_scope.resolve();
-            // A secret naming a real project makes the 404 that project's answer.
-            let project = match &scope {
-                crate::abuse::Scope::ClientSecret(hash) => state
-                    .db
-                    .read(|c| products::repo::find_by_client_secret(c, hash))
-                    .ok()
-                    .flatten(),
-                _ => None,
-            };
-            state.abuse.unknown_key(client_ip, scope);
-            return Err(refusal(state, e, project.as_ref()));
-        }
-        other => other?,
-    };
-    let (product, validated) = match outcome {
-        Ok(ok) => {
-            state.abuse.license_used(
-                client_ip,
-                &ok.1.license,
-                Some(&hwid),
-                None,
-                Some(&ok.1.session_id),
-            );
-            ok
-        }
-        Err((license, product, e)) => {
-            state
-                .abuse
-                .license_used(client_ip, &license, Some(&hwid), None, None);
-            let seat = match &e {
-                Error::License(LicenseProblem::HwidMismatch) => Some(SeatLimit::Activations),
-                Error::License(LicenseProblem::SessionLimitReached) => Some(SeatLimit::Sessions),
-                _ => None,
-            };
-            if let Some(limit) = seat {
-                state
-                    .abuse
-                    .seat_refused(client_ip, &license, Some(&hwid), limit);
-            }
-            let code = match &e {
-                Error::License(p) => crate::api::shared::keyvault_error::license_code(*p),
-                _ => "FORBIDDEN",
-            };
-            state.db.writer().record(
-                AuditEvent::new(
-                    &license.tenant_id,
-                    actor,
-                    crate::domain::audit::AuditAction::KeyValidateRefused,
-                )
-                .license(&license.product_id, &license.id)
-                .machine(&hwid)
-                .ip(ip.as_deref())
-                .detail(json!({"code": code})),
-            );
-            return Err(refusal(state, e, Some(&product)));
-        }
-    };
-    state.signing_keys.for_product(&state.master, &product)?;
-    let l = &validated.license;
-    Ok((
-        product.clone(),
-        Validation {
-            valid: true,
-            plan: l.plan,
-            custom_days: (l.plan == Some(Plan::Custom))
-                .then_some(l.plan_days)
-                .flatten(),
-            expires_at: l.valid_until.map(ms_to_datetime),
-            note: l.note.clone(),
-            server_var: product.settings.server_var.clone(),
-            nonce: validated.nonce,
-            session_id: validated.session_id,
-            client_nonce,
+    client: &KeyClient,
+    project: &EnvelopeProject,
+    plaintext: &[u8],
+) -> Result<Validation, KvError> {
+    let request: EnvelopeRequest = serde_json::from_slice(plaintext).map_err(|e| {
+        Error::Invalid(format!("the decrypted payload is not a valid request: {e}"))
+    })?;
+    if request.key.len() > 100 || request.hwid.is_empty() || request.hwid.len() > 255 {
+        return Err(
+            Error::Invalid("key (1-100) and hwid (1-255 characters) are required".into()).into(),
+        );
+    }
+    if request.secret.as_ref().is_some_and(|s| s.len() > 100) {
+        return Err(Error::Invalid("secret must be at most 100 characters".into()).into());
+    }
+    if !(16..=128).contains(&request.request_id.len()) {
+        return Err(Error::Invalid("requestId must be 16-128 characters".into()).into());
+    }
+    let key_request = KeyRequest {
+        lookup: KeyLookup::InProject {
+            key: request.key,
+            product_id: project.product_id.clone(),
+            secret: request.secret,
         },
-    ))
+        hwid: request.hwid,
+        nonce: request.nonce,
+        session_id: request.session_id,
+        sealed: Some(SealedRequest {
+            timestamp: request.timestamp,
+            request_id: request.request_id,
+        }),
+    };
+    licensing::validate_key(state, client, key_request)
+        .await
+        .map(|signed| validation(signed.body, request.client_nonce))
+        .map_err(|refusal| KvError::from_error(&refusal.error))
 }
 
-/// The refusal of `err`, to be signed with `project`'s key when the project is known. If the
-/// key cannot be opened the refusal goes out unsigned rather than as a 500: a client that
-/// checks signatures rejects it either way.
-fn refusal(state: &AppState, err: Error, project: Option<&Product>) -> Refusal {
-    let signed_by = project.and_then(|p| match state.signing_keys.for_product(&state.master, p) {
-        Ok(_) => Some(p.id.clone()),
-        Err(e) => {
-            tracing::error!("cannot open the signing key of product {}: {e}", p.id);
-            None
-        }
-    });
-    Refusal {
-        error: KvError::from_error(&err),
-        signed_by,
+/// The contract's view of a valid key.
+fn validation(v: KeyValidation, client_nonce: Option<String>) -> Validation {
+    let l = &v.license;
+    Validation {
+        valid: true,
+        plan: l.plan,
+        custom_days: licensing::custom_days(l),
+        expires_at: l.valid_until.map(ms_to_datetime),
+        note: v.license.note,
+        server_var: v.server_var,
+        nonce: v.nonce,
+        session_id: v.session_id,
+        client_nonce,
     }
-}
-
-/// Where a report of an unknown key belongs, kept cheap until it is needed.
-pub(crate) enum ScopeHint {
-    Secret(String),
-    Product(String),
-    Nothing,
-}
-
-impl ScopeHint {
-    pub(crate) fn resolve(self) -> crate::abuse::Scope {
-        match self {
-            // Hashed only on the failure path; the project is looked up off the request path.
-            Self::Secret(s) => {
-                crate::abuse::Scope::ClientSecret(crypto::sha256(s.trim().as_bytes()))
-            }
-            Self::Product(p) => crate::abuse::Scope::ProductId(p),
-            Self::Nothing => crate::abuse::Scope::Unknown,
-        }
-    }
-}
-
-impl Lookup {
-    pub(crate) fn abuse_scope_hint(&self) -> ScopeHint {
-        match self {
-            Lookup::Key {
-                secret: Some(s), ..
-            } => ScopeHint::Secret(s.clone()),
-            Lookup::Key { secret: None, .. } => ScopeHint::Nothing,
-            Lookup::InProject { product_id, .. } => ScopeHint::Product(product_id.clone()),
-        }
-    }
-}
-
-/// The key and its project, or 404 when the key is unknown (or not in the named project).
-pub(crate) fn find(
-    c: &rusqlite::Connection,
-    lookup: &Lookup,
-    key: &str,
-) -> Result<(License, Product), Error> {
-    let license = match lookup {
-        Lookup::Key {
-            secret: Some(secret),
-            ..
-        } => {
-            let product =
-                products::repo::find_by_secret(c, secret)?.ok_or(Error::NotFound("key"))?;
-            licenses::repo::find_by_key_in_product(c, &product.id, key)?
-        }
-        Lookup::Key { secret: None, .. } => licenses::repo::find_by_key_everywhere(c, key)?,
-        Lookup::InProject {
-            product_id, secret, ..
-        } => {
-            if let Some(secret) = secret {
-                let named = products::repo::find_by_secret(c, secret)?;
-                if named.is_none_or(|p| p.id != *product_id) {
-                    return Err(Error::NotFound("key"));
-                }
-            }
-            licenses::repo::find_by_key_in_product(c, product_id, key)?
-        }
-    }
-    .ok_or(Error::NotFound("key"))?;
-    let product = products::repo::find(c, &license.tenant_id, &license.product_id)?
-        .ok_or(Error::NotFound("key"))?;
-    Ok((license, product))
 }

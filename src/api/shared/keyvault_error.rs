@@ -136,16 +136,7 @@ impl From<Error> for KvError {
 }
 
 pub fn license_code(problem: LicenseProblem) -> &'static str {
-    match problem {
-        LicenseProblem::Expired => "KEY_EXPIRED",
-        LicenseProblem::Suspended => "KEY_SUSPENDED",
-        LicenseProblem::Revoked => "KEY_REVOKED",
-        LicenseProblem::ActivationLimitReached | LicenseProblem::HwidMismatch => "HWID_MISMATCH",
-        LicenseProblem::NotActivated => "NOT_ACTIVATED",
-        LicenseProblem::Banned => "KEY_BANNED",
-        LicenseProblem::SessionLimitReached => "MAX_SESSIONS",
-        LicenseProblem::NonceMismatch => "REPLAY",
-    }
+    problem.key_code()
 }
 
 pub type KvResult<T> = Result<T, KvError>;

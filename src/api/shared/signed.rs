@@ -54,3 +54,40 @@ impl<T: ToJSON> IntoResponse for SignedJson<T> {
             .body(bytes)
     }
 }
+
+/// A body signed when its product is known and plain when there is none: the answer about a
+/// license that does not exist names no product, so nothing could sign it. Every answer that
+/// names a product goes through [`SignedJson`].
+pub enum SignedIfKnown<T> {
+    Signed(SignedJson<T>),
+    Plain(T),
+}
+
+impl<T> From<Signed<T>> for SignedIfKnown<T> {
+    fn from(s: Signed<T>) -> Self {
+        Self::Signed(s.into())
+    }
+}
+
+impl<T: Type> Payload for SignedIfKnown<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: ToJSON> IntoResponse for SignedIfKnown<T> {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Signed(signed) => signed.into_response(),
+            Self::Plain(value) => Response::builder()
+                .content_type(Self::CONTENT_TYPE)
+                .body(value.to_json_string()),
+        }
+    }
+}

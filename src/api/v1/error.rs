@@ -157,17 +157,7 @@ impl From<Error> for VendorError {
 }
 
 pub fn license_code(problem: LicenseProblem) -> &'static str {
-    match problem {
-        LicenseProblem::Expired => "LICENSE_EXPIRED",
-        LicenseProblem::Suspended | LicenseProblem::Banned => "LICENSE_SUSPENDED",
-        LicenseProblem::Revoked => "LICENSE_REVOKED",
-        LicenseProblem::ActivationLimitReached => "ACTIVATION_LIMIT_REACHED",
-        LicenseProblem::NotActivated => "NOT_ACTIVATED",
-        // Only the key/HWID face raises these; named for completeness.
-        LicenseProblem::HwidMismatch => "ACTIVATION_LIMIT_REACHED",
-        LicenseProblem::SessionLimitReached => "SESSION_LIMIT_REACHED",
-        LicenseProblem::NonceMismatch => "NONCE_MISMATCH",
-    }
+    problem.vendor_code()
 }
 
 fn capitalize(s: &str) -> String {

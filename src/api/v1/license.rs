@@ -16,14 +16,15 @@ use super::schemas::{
     ActivationView, LicenseCreated, LicensePublic, Pagination, VendorStatus, page_and_limit,
 };
 use crate::api::shared::fields::named;
+use crate::api::shared::signed::{SignedIfKnown, SignedJson};
 use crate::crypto;
-use crate::domain::abuse::detector::{SeatLimit, Seen};
-use crate::domain::activations::{self, MachineInfo};
+use crate::domain::activations::MachineInfo;
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::{self, License, LicenseTier, LicenseType, NewLicense, Verdict};
 use crate::domain::products::{self, Product, ProductStatus};
 use crate::domain::{datetime_to_ms, now_ms};
-use crate::error::{Error, LicenseProblem};
+use crate::error::Error;
+use crate::service::licensing::{self, MachineValidation};
 use crate::state::AppState;
 
 pub struct LicenseApi {
@@ -262,7 +263,7 @@ pub enum ActivateResponse {
     /// The machine is activated (or already was: activation is idempotent). Signed.
     #[oai(status = 200)]
     Ok(
-        Json<ActivateOk>,
+        SignedJson<ActivateOk>,
         /// Product whose key signed the body.
         #[oai(header = "X-Keyward-Product")]
         String,
@@ -290,7 +291,7 @@ pub enum ValidateResponse {
     /// Always 200: check `valid` and `code`. Signed when the license was found.
     #[oai(status = 200)]
     Ok(
-        Json<ValidateOk>,
+        SignedIfKnown<ValidateOk>,
         /// Product whose key signed the body (absent when the license was not found).
         #[oai(header = "X-Keyward-Product")]
         Option<String>,
@@ -325,7 +326,7 @@ pub enum HeartbeatResponse {
     /// Heartbeat recorded. Signed.
     #[oai(status = 200)]
     Ok(
-        Json<HeartbeatOk>,
+        SignedJson<HeartbeatOk>,
         #[oai(header = "X-Keyward-Product")] String,
     ),
 }
@@ -342,7 +343,10 @@ pub struct CheckOk {
 pub enum CheckResponse {
     /// The license's status. Signed.
     #[oai(status = 200)]
-    Ok(Json<CheckOk>, #[oai(header = "X-Keyward-Product")] String),
+    Ok(
+        SignedJson<CheckOk>,
+        #[oai(header = "X-Keyward-Product")] String,
+    ),
 }
 
 #[derive(Object, Debug)]
@@ -432,104 +436,34 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<ActivateRequest>,
     ) -> VendorResult<ActivateResponse> {
-        let caller = Caller::from(auth.0);
         let body = body.0;
-        let key = licenses::normalize_key(&body.license_key);
         let machine = MachineInfo {
-            machine_id: body.machine_id.clone(),
-            machine_name: body.machine_name.clone(),
-            os_name: body.os_name.clone(),
-            os_version: body.os_version.clone(),
-            app_version: body.app_version.clone(),
-            ip: caller.ip.clone(),
+            machine_id: body.machine_id,
+            machine_name: body.machine_name,
+            os_name: body.os_name,
+            os_version: body.os_version,
+            app_version: body.app_version,
+            ip: None,
         };
-        let job_caller = caller.clone();
-        let outcome = self
-            .state
-            .db
-            .write(move |c| {
-                let (license, product) = license_by_key(c, &job_caller, &key)?;
-                let now = now_ms();
-                let result = activations::activate_machine(c, &license, &machine, now);
-                match result {
-                    Ok(activated) => {
-                        let used = activations::repo::count(c, &license.id)?;
-                        if activated.new {
-                            crate::domain::audit::repo::insert(
-                                c,
-                                &event(
-                                    &job_caller,
-                                    crate::domain::audit::AuditAction::LicenseActivate,
-                                    &license,
-                                )
-                                .machine(&machine.machine_id)
-                                .detail(json!({"machineName": machine.machine_name})),
-                            )?;
-                        }
-                        Ok(Ok((activated, product, used)))
-                    }
-                    // Refusals are answers, not failures: keep them for the audit trail.
-                    Err(Error::License(problem)) => Ok(Err((problem, license))),
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
-        let outcome = self.unknown_key_seen(&caller, outcome)?;
-        let abuse = &self.state.abuse;
-        let (activated, product, used) = match outcome {
-            Ok(ok) => {
-                abuse.license_used(
-                    caller.client_ip,
-                    &ok.0.license,
-                    Some(&body.machine_id),
-                    body.machine_name.as_deref(),
-                    None,
-                );
-                ok
-            }
-            Err((problem, license)) => {
-                abuse.license_used(
-                    caller.client_ip,
-                    &license,
-                    Some(&body.machine_id),
-                    body.machine_name.as_deref(),
-                    None,
-                );
-                if problem == LicenseProblem::ActivationLimitReached {
-                    abuse.seat_refused(
-                        caller.client_ip,
-                        &license,
-                        Some(&body.machine_id),
-                        SeatLimit::Activations,
-                    );
-                }
-                self.state.db.writer().record(
-                    event(
-                        &caller,
-                        crate::domain::audit::AuditAction::LicenseActivateRefused,
-                        &license,
-                    )
-                    .machine(&body.machine_id)
-                    .detail(json!({"code": super::error::license_code(problem)})),
-                );
-                return Err(Error::License(problem).into());
-            }
-        };
-        self.open_signing_key(&product)?;
-        let message = if activated.new {
-            "License activated"
-        } else {
-            "Machine already activated"
-        };
+        let signed = licensing::activate(&self.state, &auth.0, &body.license_key, machine).await?;
+        let product_id = signed.signer.product_id().to_string();
+        let nonce = body.nonce;
         Ok(ActivateResponse::Ok(
-            Json(ActivateOk {
-                success: true,
-                message: message.into(),
-                license: LicensePublic::new(&activated.license, &product, used),
-                activation: ActivationView::new(&activated.activation),
-                nonce: body.nonce,
-            }),
-            product.id,
+            SignedJson::from(signed.map(|a| {
+                ActivateOk {
+                    success: true,
+                    message: if a.new {
+                        "License activated"
+                    } else {
+                        "Machine already activated"
+                    }
+                    .into(),
+                    license: LicensePublic::new(&a.license, &a.product, a.used),
+                    activation: ActivationView::new(&a.activation),
+                    nonce,
+                }
+            })),
+            product_id,
         ))
     }
 
@@ -543,86 +477,40 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<MachineRequest>,
     ) -> VendorResult<ValidateResponse> {
-        let caller = Caller::from(auth.0);
         let body = body.0;
-        let key = licenses::normalize_key(&body.license_key);
-        let now = now_ms();
-        // The hot path: one pooled connection, one statement, the product from the cache.
-        let found = self.state.db.read(|c| {
-            let Some((license, used, activation)) =
-                licenses::repo::find_for_validation(c, &caller.tenant_id, &key, &body.machine_id)?
-                    .filter(|(l, _, _)| caller.sees_product(&l.product_id))
-            else {
-                return Ok(None);
-            };
-            let product = match self.state.product_cache.get(&license.product_id) {
-                Some(p) => p,
-                None => {
-                    let p = products::repo::find(c, &caller.tenant_id, &license.product_id)?
-                        .ok_or(Error::NotFound("license"))?;
-                    self.state.product_cache.put(&license.product_id, p)
+        let nonce = body.nonce;
+        let signed =
+            match licensing::validate(&self.state, &auth.0, &body.license_key, &body.machine_id)? {
+                MachineValidation::Found(signed) => signed,
+                MachineValidation::NotFound => {
+                    return Ok(ValidateResponse::Ok(
+                        SignedIfKnown::Plain(ValidateOk {
+                            success: true,
+                            valid: false,
+                            code: Verdict::NotFound.code().into(),
+                            status: None,
+                            message: Verdict::NotFound.message().into(),
+                            license: None,
+                            activation: None,
+                            nonce,
+                        }),
+                        None,
+                    ));
                 }
             };
-            Ok(Some((license, product, activation, used)))
-        })?;
-        let Some((license, product, activation, used)) = found else {
-            self.state
-                .abuse
-                .unknown_key(caller.client_ip, caller.abuse_scope());
-            self.state.db.writer().record(
-                AuditEvent::new(
-                    &caller.tenant_id,
-                    &caller.actor(),
-                    crate::domain::audit::AuditAction::LicenseValidate,
-                )
-                .machine(&body.machine_id)
-                .ip(caller.ip.as_deref())
-                .detail(json!({"code": Verdict::NotFound.code()})),
-            );
-            return Ok(ValidateResponse::Ok(
-                Json(ValidateOk {
-                    success: true,
-                    valid: false,
-                    code: Verdict::NotFound.code().into(),
-                    status: None,
-                    message: Verdict::NotFound.message().into(),
-                    license: None,
-                    activation: None,
-                    nonce: body.nonce,
-                }),
-                None,
-            ));
-        };
-        let verdict = activations::assess(&license, &product, activation.as_ref(), now);
-        self.state.abuse.license_used(
-            caller.client_ip,
-            &license,
-            Some(&body.machine_id),
-            None,
-            None,
-        );
-        self.state.db.writer().record(
-            event(
-                &caller,
-                crate::domain::audit::AuditAction::LicenseValidate,
-                &license,
-            )
-            .machine(&body.machine_id)
-            .detail(json!({"code": verdict.code()})),
-        );
-        self.open_signing_key(&product)?;
+        let product_id = signed.signer.product_id().to_string();
         Ok(ValidateResponse::Ok(
-            Json(ValidateOk {
+            SignedIfKnown::from(signed.map(|v| ValidateOk {
                 success: true,
-                valid: verdict == Verdict::Valid,
-                code: verdict.code().into(),
-                status: Some(VendorStatus::of(license.effective_status(now))),
-                message: verdict.message().into(),
-                license: Some(LicensePublic::new(&license, &product, used)),
-                activation: activation.as_ref().map(ActivationView::new),
-                nonce: body.nonce,
-            }),
-            Some(product.id.clone()),
+                valid: v.verdict == Verdict::Valid,
+                code: v.verdict.code().into(),
+                status: Some(VendorStatus::of(v.license.effective_status(v.at))),
+                message: v.verdict.message().into(),
+                license: Some(LicensePublic::new(&v.license, &v.product, v.used)),
+                activation: v.activation.as_ref().map(ActivationView::new),
+                nonce,
+            })),
+            Some(product_id),
         ))
     }
 
@@ -635,40 +523,7 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<MachineRequest>,
     ) -> VendorResult<DeactivateResponse> {
-        let caller = Caller::from(auth.0);
-        let key = licenses::normalize_key(&body.license_key);
-        let machine_id = body.0.machine_id;
-        let job_caller = caller.clone();
-        let job_machine = machine_id.clone();
-        let outcome = self
-            .state
-            .db
-            .write(move |c| {
-                let (license, _) = license_by_key(c, &job_caller, &key)?;
-                if !activations::repo::delete(c, &license.id, &job_machine)? {
-                    return Err(Error::NotFound("activation"));
-                }
-                crate::domain::audit::repo::insert(
-                    c,
-                    &event(
-                        &job_caller,
-                        crate::domain::audit::AuditAction::LicenseDeactivate,
-                        &license,
-                    )
-                    .machine(&job_machine),
-                )?;
-                Ok(license)
-            })
-            .await;
-        let license = self.unknown_key_seen(&caller, outcome)?;
-        self.state.abuse.report(
-            caller.client_ip,
-            crate::abuse::Scope::of_license(&license),
-            Seen::Deactivated {
-                license_id: license.id.clone(),
-                hwid: machine_id,
-            },
-        );
+        licensing::deactivate(&self.state, &auth.0, &body.license_key, &body.machine_id).await?;
         Ok(DeactivateResponse::Ok(Json(MessageOk {
             success: true,
             message: "License deactivated on this machine".into(),
@@ -686,40 +541,20 @@ impl LicenseApi {
         auth: ValidateScope,
         body: Json<HeartbeatRequest>,
     ) -> VendorResult<HeartbeatResponse> {
-        let caller = Caller::from(auth.0);
         let body = body.0;
-        let Some(raw_key) = body.key.as_deref().or(body.license_key.as_deref()) else {
+        let Some(key) = body.key.as_deref().or(body.license_key.as_deref()) else {
             return Err(Error::Invalid("key (or licenseKey) is required".into()).into());
         };
-        let key = licenses::normalize_key(raw_key);
-        let machine_id = body.machine_id.clone();
-        let job_caller = caller.clone();
-        let outcome = self
-            .state
-            .db
-            .write(move |c| {
-                let (license, product) = license_by_key(c, &job_caller, &key)?;
-                activations::heartbeat(c, &license, &machine_id, now_ms())?;
-                Ok((license, product))
-            })
-            .await;
-        let (license, product) = self.unknown_key_seen(&caller, outcome)?;
-        self.state.abuse.license_used(
-            caller.client_ip,
-            &license,
-            Some(&body.machine_id),
-            None,
-            None,
-        );
-        self.open_signing_key(&product)?;
+        let signed = licensing::heartbeat(&self.state, &auth.0, key, &body.machine_id).await?;
+        let product_id = signed.signer.product_id().to_string();
+        let nonce = body.nonce;
         Ok(HeartbeatResponse::Ok(
-            Json(HeartbeatOk {
+            SignedJson::from(signed.map(|h| HeartbeatOk {
                 success: true,
-                next_heartbeat_at: activations::next_heartbeat_at(&product, now_ms())
-                    .map(crate::domain::ms_to_datetime),
-                nonce: body.nonce,
-            }),
-            product.id,
+                next_heartbeat_at: h.next_heartbeat_at.map(crate::domain::ms_to_datetime),
+                nonce,
+            })),
+            product_id,
         ))
     }
 
@@ -734,29 +569,22 @@ impl LicenseApi {
         /// Client-chosen value echoed inside the signed response.
         nonce: Query<Option<String>>,
     ) -> VendorResult<CheckResponse> {
-        let caller = Caller::from(auth.0);
         if key.0.trim().len() > 100 {
             return Err(Error::Invalid("key must be at most 100 characters".into()).into());
         }
         if nonce.0.as_ref().is_some_and(|n| n.len() > 128) {
             return Err(Error::Invalid("nonce must be at most 128 characters".into()).into());
         }
-        let key = licenses::normalize_key(&key.0);
-        let found = self.state.db.read(|c| license_by_key(c, &caller, &key));
-        let (license, product) = self.unknown_key_seen(&caller, found)?;
-        self.state.db.writer().record(event(
-            &caller,
-            crate::domain::audit::AuditAction::LicenseCheck,
-            &license,
-        ));
-        self.open_signing_key(&product)?;
+        let signed = licensing::check(&self.state, &auth.0, &key.0)?;
+        let product_id = signed.signer.product_id().to_string();
+        let nonce = nonce.0;
         Ok(CheckResponse::Ok(
-            Json(CheckOk {
+            SignedJson::from(signed.map(|status| CheckOk {
                 success: true,
-                status: VendorStatus::of(license.effective_status(now_ms())),
-                nonce: nonce.0,
-            }),
-            product.id,
+                status: VendorStatus::of(status),
+                nonce,
+            })),
+            product_id,
         ))
     }
 
@@ -977,23 +805,6 @@ impl LicenseApi {
 }
 
 impl LicenseApi {
-    /// Passes `outcome` through, reporting a key that does not exist to abuse detection.
-    fn unknown_key_seen<T>(&self, caller: &Caller, outcome: Result<T, Error>) -> Result<T, Error> {
-        if let Err(Error::NotFound("license")) = &outcome {
-            self.state
-                .abuse
-                .unknown_key(caller.client_ip, caller.abuse_scope());
-        }
-        outcome
-    }
-
-    fn open_signing_key(&self, product: &Product) -> Result<(), Error> {
-        self.state
-            .signing_keys
-            .for_product(&self.state.master, product)
-            .map(|_| ())
-    }
-
     async fn create_one(
         &self,
         caller: &Caller,

@@ -1,0 +1,319 @@
+//! The vendor face's machine-facing use cases: activate, validate, deactivate, heartbeat and
+//! check, for an API key's context. A license of another tenant or outside the key's product is
+//! "not found", exactly like a missing one.
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::domain::abuse::detector::{SeatLimit, Seen};
+use crate::domain::activations::{self, Activation, MachineInfo};
+use crate::domain::audit::AuditAction;
+use crate::domain::licenses::{self, License, LicenseStatus, Verdict};
+use crate::domain::now_ms;
+use crate::domain::products::{self, Product};
+use crate::error::{Error, LicenseProblem};
+use crate::service::{Ctx, Signed, Signer};
+use crate::state::AppState;
+
+/// A machine bound to its license (newly, or already: activation is idempotent).
+#[derive(Debug)]
+pub struct MachineActivated {
+    pub license: License,
+    pub product: Product,
+    pub activation: Activation,
+    /// Machines bound to the license now.
+    pub used: u64,
+    /// False when the machine was already activated.
+    pub new: bool,
+}
+
+/// What validation found about a license on a machine.
+// Built once and moved once per request; boxing the large variant would add an allocation to
+// the hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum MachineValidation {
+    /// Signed by the license's product.
+    Found(Signed<MachineValidated>),
+    /// No such license within the caller's reach: there is no product to sign with.
+    NotFound,
+}
+
+#[derive(Debug)]
+pub struct MachineValidated {
+    pub verdict: Verdict,
+    pub license: License,
+    pub product: Arc<Product>,
+    pub activation: Option<Activation>,
+    pub used: u64,
+    /// When the verdict was reached (the status is as of then).
+    pub at: i64,
+}
+
+#[derive(Debug)]
+pub struct HeartbeatRecorded {
+    /// When the next heartbeat is due (ms); none when the product has no heartbeat policy.
+    pub next_heartbeat_at: Option<i64>,
+}
+
+/// Binds `machine` to the license `license_key`, unless it may not be used or has no free
+/// seat. A refusal is audited and reported to abuse detection, then returned as the error.
+pub async fn activate(
+    state: &AppState,
+    ctx: &Ctx,
+    license_key: &str,
+    mut machine: MachineInfo,
+) -> Result<Signed<MachineActivated>, Error> {
+    let key = licenses::normalize_key(license_key);
+    machine.ip = ctx.ip_text();
+    let job_ctx = ctx.clone();
+    let outcome = state
+        .db
+        .write(move |c| {
+            let (license, product) = license_by_key(c, &job_ctx, &key)?;
+            match activations::activate_machine(c, &license, &machine, now_ms()) {
+                Ok(activated) => {
+                    let used = activations::repo::count(c, &license.id)?;
+                    if activated.new {
+                        crate::domain::audit::repo::insert(
+                            c,
+                            &license_event(&job_ctx, AuditAction::LicenseActivate, &license)
+                                .machine(&machine.machine_id)
+                                .detail(json!({"machineName": machine.machine_name})),
+                        )?;
+                    }
+                    Ok(Ok((activated, product, used, machine)))
+                }
+                // Refusals are answers, not failures: keep them for the audit trail.
+                Err(Error::License(problem)) => Ok(Err((problem, license, machine))),
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+    let outcome = unknown_key_seen(state, ctx, outcome)?;
+    let (activated, product, used, machine) = match outcome {
+        Ok(ok) => ok,
+        Err((problem, license, machine)) => {
+            let hwid = Some(machine.machine_id.as_str());
+            state.abuse.license_used(
+                ctx.ip,
+                &license,
+                hwid,
+                machine.machine_name.as_deref(),
+                None,
+            );
+            if problem == LicenseProblem::ActivationLimitReached {
+                state
+                    .abuse
+                    .seat_refused(ctx.ip, &license, hwid, SeatLimit::Activations);
+            }
+            state.db.writer().record(
+                license_event(ctx, AuditAction::LicenseActivateRefused, &license)
+                    .machine(&machine.machine_id)
+                    .detail(json!({"code": problem.vendor_code()})),
+            );
+            return Err(Error::License(problem));
+        }
+    };
+    state.abuse.license_used(
+        ctx.ip,
+        &activated.license,
+        Some(&machine.machine_id),
+        machine.machine_name.as_deref(),
+        None,
+    );
+    let signer = Signer::of(state, &product)?;
+    Ok(Signed::new(
+        MachineActivated {
+            license: activated.license,
+            product,
+            activation: activated.activation,
+            used,
+            new: activated.new,
+        },
+        signer,
+    ))
+}
+
+/// Judges the license `license_key` on `machine_id`, read-only. The hot path of a licensed
+/// app: one statement, the product from the cache, the audit event queued to the writer.
+pub fn validate(
+    state: &AppState,
+    ctx: &Ctx,
+    license_key: &str,
+    machine_id: &str,
+) -> Result<MachineValidation, Error> {
+    let key = licenses::normalize_key(license_key);
+    let now = now_ms();
+    let found = state.db.read(|c| {
+        let Some((license, used, activation)) =
+            licenses::repo::find_for_validation(c, &ctx.tenant, &key, machine_id)?
+                .filter(|(l, _, _)| ctx.reaches(&l.tenant_id, &l.product_id))
+        else {
+            return Ok(None);
+        };
+        let product = match state.product_cache.get(&license.product_id) {
+            Some(p) => p,
+            None => {
+                let p = products::repo::find(c, &license.tenant_id, &license.product_id)?
+                    .ok_or(Error::NotFound("license"))?;
+                state.product_cache.put(&license.product_id, p)
+            }
+        };
+        Ok(Some((license, product, activation, used)))
+    })?;
+    let Some((license, product, activation, used)) = found else {
+        state.abuse.unknown_key(ctx.ip, abuse_scope(ctx));
+        state.db.writer().record(
+            ctx.event(&ctx.tenant, AuditAction::LicenseValidate)
+                .machine(machine_id)
+                .detail(json!({"code": Verdict::NotFound.code()})),
+        );
+        return Ok(MachineValidation::NotFound);
+    };
+    let verdict = activations::assess(&license, &product, activation.as_ref(), now);
+    state
+        .abuse
+        .license_used(ctx.ip, &license, Some(machine_id), None, None);
+    state.db.writer().record(
+        license_event(ctx, AuditAction::LicenseValidate, &license)
+            .machine(machine_id)
+            .detail(json!({"code": verdict.code()})),
+    );
+    let signer = Signer::of(state, &product)?;
+    Ok(MachineValidation::Found(Signed::new(
+        MachineValidated {
+            verdict,
+            license,
+            product,
+            activation,
+            used,
+            at: now,
+        },
+        signer,
+    )))
+}
+
+/// Removes `machine_id`'s activation of the license, freeing its seat.
+pub async fn deactivate(
+    state: &AppState,
+    ctx: &Ctx,
+    license_key: &str,
+    machine_id: &str,
+) -> Result<(), Error> {
+    let key = licenses::normalize_key(license_key);
+    let job_ctx = ctx.clone();
+    let job_machine = machine_id.to_owned();
+    let outcome = state
+        .db
+        .write(move |c| {
+            let (license, _) = license_by_key(c, &job_ctx, &key)?;
+            if !activations::repo::delete(c, &license.id, &job_machine)? {
+                return Err(Error::NotFound("activation"));
+            }
+            crate::domain::audit::repo::insert(
+                c,
+                &license_event(&job_ctx, AuditAction::LicenseDeactivate, &license)
+                    .machine(&job_machine),
+            )?;
+            Ok(license)
+        })
+        .await;
+    let license = unknown_key_seen(state, ctx, outcome)?;
+    state.abuse.report(
+        ctx.ip,
+        crate::abuse::Scope::of_license(&license),
+        Seen::Deactivated {
+            license_id: license.id.clone(),
+            hwid: machine_id.to_owned(),
+        },
+    );
+    Ok(())
+}
+
+/// Records that `machine_id` is alive; the machine must be activated and the license usable.
+pub async fn heartbeat(
+    state: &AppState,
+    ctx: &Ctx,
+    license_key: &str,
+    machine_id: &str,
+) -> Result<Signed<HeartbeatRecorded>, Error> {
+    let key = licenses::normalize_key(license_key);
+    let job_ctx = ctx.clone();
+    let job_machine = machine_id.to_owned();
+    let outcome = state
+        .db
+        .write(move |c| {
+            let (license, product) = license_by_key(c, &job_ctx, &key)?;
+            activations::heartbeat(c, &license, &job_machine, now_ms())?;
+            Ok((license, product))
+        })
+        .await;
+    let (license, product) = unknown_key_seen(state, ctx, outcome)?;
+    state
+        .abuse
+        .license_used(ctx.ip, &license, Some(machine_id), None, None);
+    let signer = Signer::of(state, &product)?;
+    Ok(Signed::new(
+        HeartbeatRecorded {
+            next_heartbeat_at: activations::next_heartbeat_at(&product, now_ms()),
+        },
+        signer,
+    ))
+}
+
+/// The license's status now; no machine needed.
+pub fn check(
+    state: &AppState,
+    ctx: &Ctx,
+    license_key: &str,
+) -> Result<Signed<LicenseStatus>, Error> {
+    let key = licenses::normalize_key(license_key);
+    let found = state.db.read(|c| license_by_key(c, ctx, &key));
+    let (license, product) = unknown_key_seen(state, ctx, found)?;
+    state
+        .db
+        .writer()
+        .record(license_event(ctx, AuditAction::LicenseCheck, &license));
+    let signer = Signer::of(state, &product)?;
+    Ok(Signed::new(license.effective_status(now_ms()), signer))
+}
+
+/// The caller's license with this (normalized) key and its product; another tenant's or a
+/// product outside the caller's reach is "not found", exactly like a missing one.
+fn license_by_key(c: &Connection, ctx: &Ctx, key: &str) -> Result<(License, Product), Error> {
+    let license = licenses::repo::find_by_key(c, &ctx.tenant, key)?
+        .filter(|l| ctx.reaches(&l.tenant_id, &l.product_id))
+        .ok_or(Error::NotFound("license"))?;
+    let product = products::repo::find(c, &license.tenant_id, &license.product_id)?
+        .ok_or(Error::NotFound("license"))?;
+    Ok((license, product))
+}
+
+fn license_event(
+    ctx: &Ctx,
+    action: AuditAction,
+    license: &License,
+) -> crate::domain::audit::AuditEvent {
+    ctx.event(&license.tenant_id, action)
+        .license(&license.product_id, &license.id)
+}
+
+/// Passes `outcome` through, reporting a key that does not exist to abuse detection.
+fn unknown_key_seen<T>(state: &AppState, ctx: &Ctx, outcome: Result<T, Error>) -> Result<T, Error> {
+    if let Err(Error::NotFound("license")) = &outcome {
+        state.abuse.unknown_key(ctx.ip, abuse_scope(ctx));
+    }
+    outcome
+}
+
+/// Where a report about an API key's request belongs: its tenant, and its product if it is
+/// restricted to one.
+fn abuse_scope(ctx: &Ctx) -> crate::abuse::Scope {
+    crate::abuse::Scope::Tenant {
+        tenant_id: ctx.tenant.to_string(),
+        product_id: ctx.products.filter().map(str::to_owned),
+    }
+}

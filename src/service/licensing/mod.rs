@@ -1,0 +1,26 @@
+//! The licensed app's use cases: what a machine does with its license. The vendor face's
+//! activate / validate / deactivate / heartbeat / check ([`machine`]) take an API key's
+//! context; the key/HWID face's `/api/validate` and the Telegram bot's validate and info
+//! ([`keys`]) have no caller until the key is found (the key is the credential), so they take a
+//! [`KeyClient`] instead and reach exactly what the key (and the project secret) names.
+
+pub mod keys;
+pub mod machine;
+
+pub use keys::{
+    EnvelopeProject, KeyClient, KeyInfo, KeyLookup, KeyRefusal, KeyRequest, KeyValidation,
+    ScopeHint, SealedRequest, envelope_project, key_info, telegram_validate, validate_key,
+};
+pub use machine::{
+    HeartbeatRecorded, MachineActivated, MachineValidated, MachineValidation, activate, check,
+    deactivate, heartbeat, validate,
+};
+
+use crate::domain::licenses::{License, Plan};
+
+/// The days of a CUSTOM plan (the other plans name their length).
+pub fn custom_days(license: &License) -> Option<u32> {
+    (license.plan == Some(Plan::Custom))
+        .then_some(license.plan_days)
+        .flatten()
+}
