@@ -2,9 +2,8 @@
 //! signed when no signing key is open yet, and a product-restricted API key reaches nothing of
 //! another product on the machine-facing vendor operations.
 
-
-use base64::Engine;
 use crate::helpers::*;
+use base64::Engine;
 use keyward::domain::api_keys::Scope;
 use keyward::domain::products::Product;
 use reqwest::Method;

@@ -1,7 +1,6 @@
 //! Portal isolation: credentials and tokens of one project's portal reach nothing of another
 //! project's portal or keys, and a portal the vendor disabled lets nobody in.
 
-
 use crate::helpers::*;
 use keyward::domain::api_keys::Scope;
 use reqwest::{Method, StatusCode};
