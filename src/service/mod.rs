@@ -8,6 +8,7 @@
 //! records an audit event (a test greps for it).
 
 pub mod context;
+pub mod keys;
 pub mod signing;
 
 pub use context::{Actor, Ctx};
