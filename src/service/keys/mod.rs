@@ -11,6 +11,9 @@ pub use issue::{Idempotency, LicenseOrder, PlanKeys, issue, issue_plan_keys};
 pub use manage::{HwidReset, KeyChanges, Relay, delete, renew, reset_hwid, revoke, update};
 pub use read::{KeyDetail, KeyFilter, by_order, get, list};
 
+/// An audit event as read back (a key's recent logs): faces show it, never build one.
+pub use crate::domain::audit::AuditEvent as LogEntry;
+
 use rusqlite::Connection;
 
 use crate::domain::LicenseId;
