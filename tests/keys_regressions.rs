@@ -30,9 +30,7 @@ async fn generate(srv: &TestServer, key: &str, project: &str) -> Value {
 }
 
 fn count(srv: &TestServer, sql: &str, arg: &str) -> i64 {
-    srv.db()
-        .query_row(sql, [arg], |r| r.get(0))
-        .expect("count")
+    srv.db().query_row(sql, [arg], |r| r.get(0)).expect("count")
 }
 
 #[tokio::test]
@@ -56,7 +54,11 @@ async fn a_discontinued_product_issues_no_keys_on_either_face() {
         .await;
     a.assert_error(400, "VALIDATION_ERROR");
     let a = srv
-        .post(KEYS, &admin, json!({"plan": "WEEKLY", "projectId": product.id}))
+        .post(
+            KEYS,
+            &admin,
+            json!({"plan": "WEEKLY", "projectId": product.id}),
+        )
         .await;
     assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", "discontinued");
     assert_eq!(
@@ -76,7 +78,11 @@ async fn revoked_is_final_on_every_face_and_path() {
     let product = srv.create_product("default", "app");
     let admin = srv.create_api_key("default", Scope::FullAdmin, None);
     let license = srv
-        .create_license(&admin, &product.id, json!({"validUntil": "2099-01-01T00:00:00Z"}))
+        .create_license(
+            &admin,
+            &product.id,
+            json!({"validUntil": "2099-01-01T00:00:00Z"}),
+        )
         .await;
     let id = str_of(&license["id"]);
     let a = srv
@@ -89,7 +95,10 @@ async fn revoked_is_final_on_every_face_and_path() {
     assert_eq!(a.status, 200, "{}", a.body);
 
     // The vendor face: renew by id and by key.
-    for target in [json!({"licenseId": id}), json!({"licenseKey": license["key"]})] {
+    for target in [
+        json!({"licenseId": id}),
+        json!({"licenseKey": license["key"]}),
+    ] {
         let mut body = target;
         body["validUntil"] = json!("2100-01-01T00:00:00Z");
         let a = srv.post("/api/v1/license/renew", &admin, body).await;
@@ -97,7 +106,13 @@ async fn revoked_is_final_on_every_face_and_path() {
     }
     // The admin face: no status brings it back.
     for status in ["ACTIVE", "SUSPENDED", "BANNED", "EXPIRED"] {
-        let a = patch(&srv, &format!("{KEYS}/{id}"), &admin, json!({"status": status})).await;
+        let a = patch(
+            &srv,
+            &format!("{KEYS}/{id}"),
+            &admin,
+            json!({"status": status}),
+        )
+        .await;
         assert_kv_error(&a, 400, "VALIDATION_ERROR");
     }
     assert_eq!(
@@ -188,12 +203,28 @@ async fn hwid_reset_is_one_use_case_with_one_audit_action_on_both_faces() {
 
     // The admin face (no cooldown: an administrator may always reset).
     bind("HWID-FIRST-MACHINE").await;
-    let a = patch(&srv, &format!("{KEYS}/{id}"), &admin, json!({"resetHwid": true})).await;
+    let a = patch(
+        &srv,
+        &format!("{KEYS}/{id}"),
+        &admin,
+        json!({"resetHwid": true}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["data"]["activations"], json!([]));
-    assert_eq!(resets("api_key:%"), 1, "the admin reset is a key.reset_hwid");
+    assert_eq!(
+        resets("api_key:%"),
+        1,
+        "the admin reset is a key.reset_hwid"
+    );
     bind("HWID-SECOND-MACHINE").await;
-    let a = patch(&srv, &format!("{KEYS}/{id}"), &admin, json!({"resetHwid": true})).await;
+    let a = patch(
+        &srv,
+        &format!("{KEYS}/{id}"),
+        &admin,
+        json!({"resetHwid": true}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(resets("api_key:%"), 2);
 
@@ -204,9 +235,16 @@ async fn hwid_reset_is_one_use_case_with_one_audit_action_on_both_faces() {
     let a = srv
         .call(Method::POST, "/api/telegram", None, Some(tg.clone()))
         .await;
-    assert_eq!(a.status, 429, "the admin's reset started the cooldown: {}", a.body);
+    assert_eq!(
+        a.status, 429,
+        "the admin's reset started the cooldown: {}",
+        a.body
+    );
     srv.db()
-        .execute("UPDATE licenses SET hwid_reset_at = NULL WHERE id = ?1", [&id])
+        .execute(
+            "UPDATE licenses SET hwid_reset_at = NULL WHERE id = ?1",
+            [&id],
+        )
         .expect("cooldown over");
     let a = srv
         .call(Method::POST, "/api/telegram", None, Some(tg.clone()))
@@ -223,7 +261,9 @@ async fn hwid_reset_is_one_use_case_with_one_audit_action_on_both_faces() {
         ),
         0
     );
-    let a = srv.call(Method::POST, "/api/telegram", None, Some(tg)).await;
+    let a = srv
+        .call(Method::POST, "/api/telegram", None, Some(tg))
+        .await;
     assert_eq!(a.status, 429, "{}", a.body);
     assert!(a.header("retry-after").is_some());
 }
@@ -260,7 +300,9 @@ async fn a_product_restricted_full_admin_key_administers_its_product_only() {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["data"]["keys"], json!([]));
-    let a = srv.get(&format!("{KEYS}/{}", str_of(&mine["id"])), &restricted).await;
+    let a = srv
+        .get(&format!("{KEYS}/{}", str_of(&mine["id"])), &restricted)
+        .await;
     assert_eq!(a.status, 200, "{}", a.body);
 
     // Beta's key answers exactly like a missing one.
@@ -272,12 +314,18 @@ async fn a_product_restricted_full_admin_key_administers_its_product_only() {
         assert_kv_error(&a, 404, "NOT_FOUND");
         let a = patch(&srv, &path, &restricted, json!({"resetHwid": true})).await;
         assert_kv_error(&a, 404, "NOT_FOUND");
-        let a = srv.call(Method::DELETE, &path, Some(&restricted), None).await;
+        let a = srv
+            .call(Method::DELETE, &path, Some(&restricted), None)
+            .await;
         assert_kv_error(&a, 404, "NOT_FOUND");
     }
     for project in [beta.id.as_str(), "prod_doesnotexist000000"] {
         let a = srv
-            .post(KEYS, &restricted, json!({"plan": "DAILY", "projectId": project}))
+            .post(
+                KEYS,
+                &restricted,
+                json!({"plan": "DAILY", "projectId": project}),
+            )
             .await;
         assert_kv_error(&a, 404, "NOT_FOUND");
     }

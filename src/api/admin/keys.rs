@@ -334,7 +334,10 @@ impl KeysApi {
         Ok(GenerateKeysResponse::Created(Json(GeneratedOk {
             success: true,
             data: GeneratedData {
-                keys: issued.iter().map(|l| KeyView::new(l, 0, None, now)).collect(),
+                keys: issued
+                    .iter()
+                    .map(|l| KeyView::new(l, 0, None, now))
+                    .collect(),
             },
         })))
     }

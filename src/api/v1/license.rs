@@ -9,16 +9,14 @@ use time::OffsetDateTime;
 use super::ApiTags;
 use super::auth::{Caller, ValidateScope};
 use super::error::VendorResult;
-use super::schemas::{
-    ActivationView, LicensePublic, VendorStatus,
-};
+use super::schemas::{ActivationView, LicensePublic, VendorStatus};
 use crate::api::shared::fields::named;
 use crate::domain::abuse::detector::{SeatLimit, Seen};
 use crate::domain::activations::{self, MachineInfo};
 use crate::domain::audit::AuditEvent;
 use crate::domain::licenses::{self, License, Verdict};
-use crate::domain::products::{self, Product};
 use crate::domain::now_ms;
+use crate::domain::products::{self, Product};
 use crate::error::{Error, LicenseProblem};
 use crate::state::AppState;
 

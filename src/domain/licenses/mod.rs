@@ -319,9 +319,9 @@ pub fn change_status(
     }
     // Asking a revoked license for another status is a request that cannot be honoured
     // (400 on both faces), not a refusal to use the license.
-    license.ensure_not_final().map_err(|_| {
-        Error::Invalid("a revoked license stays revoked: REVOKED is final".into())
-    })?;
+    license
+        .ensure_not_final()
+        .map_err(|_| Error::Invalid("a revoked license stays revoked: REVOKED is final".into()))?;
     if status == LicenseStatus::Revoked {
         revoke(conn, license, reason)?;
     } else {

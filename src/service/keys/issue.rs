@@ -8,9 +8,7 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use crate::domain::audit::{AuditAction, AuditEvent};
-use crate::domain::licenses::{
-    self, Created, License, LicenseTier, LicenseType, NewLicense, Plan,
-};
+use crate::domain::licenses::{self, Created, License, LicenseTier, LicenseType, NewLicense, Plan};
 use crate::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
 use crate::domain::{ProductId, ProductScope, audit};
 use crate::error::Error;
@@ -94,12 +92,7 @@ pub async fn issue(
                 .map(|i| (i.key.as_str(), i.request_sha256));
             let created = licenses::create_idempotent(c, &product, &new, idem)?;
             if !created.replayed {
-                record_issue(
-                    c,
-                    &ctx,
-                    &created.license,
-                    json!({"orderId": new.order_id}),
-                )?;
+                record_issue(c, &ctx, &created.license, json!({"orderId": new.order_id}))?;
             }
             Ok(created)
         })

@@ -77,7 +77,13 @@ pub async fn delete(state: &AppState, ctx: &Ctx, id: LicenseId) -> Result<KeyDet
         .db
         .write(move |c| {
             let license = reachable(c, &ctx, &KeyRef::Id(id.clone()), "key")?;
-            revoke_in(c, &ctx, &license, Some("revoked from the admin panel"), None)?;
+            revoke_in(
+                c,
+                &ctx,
+                &license,
+                Some("revoked from the admin panel"),
+                None,
+            )?;
             detail_in(c, &ctx, &id)
         })
         .await
@@ -145,7 +151,12 @@ pub async fn update(
             let now = now_ms();
             let mut changed = serde_json::Map::new();
             if let Some(status) = changes.status
-                && licenses::change_status(c, &license, status, Some("revoked from the admin panel"))?
+                && licenses::change_status(
+                    c,
+                    &license,
+                    status,
+                    Some("revoked from the admin panel"),
+                )?
             {
                 changed.insert("status".into(), json!(status.as_str()));
             }

@@ -35,9 +35,7 @@ impl KeyRef {
         match (id, key) {
             (Some(id), _) => Ok(Self::Id(LicenseId::from(id))),
             (None, Some(key)) => Ok(Self::Key(licenses::normalize_key(&key))),
-            (None, None) => Err(Error::Invalid(
-                "licenseId or licenseKey is required".into(),
-            )),
+            (None, None) => Err(Error::Invalid("licenseId or licenseKey is required".into())),
         }
     }
 }
