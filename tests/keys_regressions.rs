@@ -250,8 +250,8 @@ async fn hwid_reset_is_one_use_case_with_one_audit_action_on_both_faces() {
         .call(Method::POST, "/api/telegram", None, Some(tg.clone()))
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["data"]["hwid_bound"], false);
-    assert!(a.body["data"]["next_reset_at"].is_string(), "{}", a.body);
+    assert_eq!(a.body["data"]["hwidBound"], false);
+    assert!(a.body["data"]["nextResetAt"].is_string(), "{}", a.body);
     assert_eq!(resets("telegram:42:ann"), 1);
     assert_eq!(
         count(
