@@ -18,7 +18,8 @@ use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
 use crate::api::client::{telegram::TelegramApi, validate::ValidateApi};
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
-    health::HealthApi, license::LicenseApi, products::ProductApi, updates::UpdatesApi,
+    health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
+    updates::UpdatesApi,
 };
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -31,6 +32,7 @@ use crate::storage::{self, Db, Writer};
 /// Every API of both contracts, in one OpenAPI document.
 pub type Apis = (
     LicenseApi,
+    LicenseManageApi,
     ProductApi,
     HealthApi,
     OperatorsApi,
@@ -50,6 +52,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             LicenseApi {
+                state: state.clone(),
+            },
+            LicenseManageApi {
                 state: state.clone(),
             },
             ProductApi {

@@ -7,6 +7,7 @@ mod admin_operators_projects;
 mod catalog_regressions;
 mod helpers;
 mod keys_and_validation;
+mod keys_regressions;
 mod licensing_regressions;
 mod portal;
 mod portal_regressions;

@@ -5,23 +5,18 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::AdminTags;
-use super::auth::{Admin, AdminAuth};
+use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
-use crate::api::v1::schemas::{Pagination, page_and_limit};
-use crate::crypto::MasterKey;
-use crate::domain::activations::{self, Activation};
-use crate::domain::audit;
-use crate::domain::licenses::{
-    self, License, LicenseStatus, LicenseTier, LicenseType, NewLicense, Plan,
-};
-use crate::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
-use crate::domain::{ms_to_datetime, now_ms, sessions};
+use crate::api::shared::pagination::{Pagination, page_and_limit};
+use crate::domain::activations::Activation;
+use crate::domain::licenses::{License, LicenseStatus, Plan};
+use crate::domain::{LicenseId, ProductId, ms_to_datetime, now_ms};
 use crate::error::Error;
+use crate::service::keys;
 use crate::state::AppState;
 
 pub struct KeysApi {
@@ -180,7 +175,7 @@ pub struct LogView {
 }
 
 impl LogView {
-    pub fn new(e: &audit::AuditEvent) -> Self {
+    pub fn new(e: &keys::LogEntry) -> Self {
         Self {
             at: ms_to_datetime(e.at),
             actor: e.actor.clone(),
@@ -293,26 +288,14 @@ impl KeysApi {
         if text.is_some_and(|t| t.len() > 100) {
             return Err(Error::Invalid("search must be at most 100 characters".into()).into());
         }
-        let scope = admin.tenant_scope().map(str::to_owned);
-        let product = project_id.0;
-        let text = text.map(str::to_owned);
-        let (status, plan) = (status.0, plan.0);
+        let filter = keys::KeyFilter {
+            project: project_id.0.map(ProductId::from),
+            status: status.0,
+            plan: plan.0,
+            text: text.map(str::to_owned),
+        };
         let offset = (page as u64 - 1) * limit as u64;
-        // A search may scan many rows: keep it off the async workers.
-        let (rows, total) = self
-            .state
-            .db
-            .read_blocking(move |c| {
-                let filters = licenses::repo::Search {
-                    tenant_scope: scope.as_deref(),
-                    product_id: product.as_deref(),
-                    status,
-                    plan,
-                    text: text.as_deref(),
-                };
-                licenses::repo::search(c, &filters, limit, offset)
-            })
-            .await?;
+        let (rows, total) = keys::list(&self.state, &admin.ctx, filter, limit, offset).await?;
         let now = now_ms();
         Ok(ListKeysResponse::Ok(Json(KeysOk {
             success: true,
@@ -338,67 +321,20 @@ impl KeysApi {
     ) -> KvResult<GenerateKeysResponse> {
         let admin = auth.admin();
         let body = body.0;
-        let plan_days = match (body.plan, body.custom_days) {
-            (Plan::Custom, None) => {
-                return Err(Error::Invalid(
-                    "customDays (1-3650) is required for plan CUSTOM".into(),
-                )
-                .into());
-            }
-            (Plan::Custom, Some(d)) => Some(d),
-            (plan, _) => licenses::plan_days(plan, None),
+        let order = keys::PlanKeys {
+            plan: body.plan,
+            count: body.count.unwrap_or(1),
+            max_sessions: body.max_sessions.unwrap_or(1),
+            custom_days: body.custom_days,
+            note: body.note,
+            project: body.project_id.map(ProductId::from),
         };
-        let count = body.count.unwrap_or(1);
-        let master = self.state.master.clone();
-        let (created, now) = self
-            .state
-            .db
-            .write(move |c| {
-                let product = match &body.project_id {
-                    Some(id) => products::repo::find_in(c, admin.tenant_scope(), id)?
-                        .ok_or(Error::NotFound("project"))?,
-                    None => default_project(c, &master, &admin)?,
-                };
-                let new = NewLicense {
-                    license_type: if body.plan == Plan::Lifetime {
-                        LicenseType::Perpetual
-                    } else {
-                        LicenseType::Subscription
-                    },
-                    tier: LicenseTier::Personal,
-                    max_activations: product.default_max_activations,
-                    max_sessions: Some(body.max_sessions.unwrap_or(1)),
-                    valid_until: None,
-                    plan: Some(body.plan),
-                    plan_days,
-                    customer_email: None,
-                    customer_name: None,
-                    order_id: None,
-                    metadata: None,
-                    note: body.note.clone(),
-                };
-                let mut created = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    let license = licenses::create(c, &product, &new)?;
-                    audit::repo::insert(
-                        c,
-                        &admin
-                            .event(
-                                &product.tenant_id,
-                                crate::domain::audit::AuditAction::LicenseCreate,
-                            )
-                            .license(&product.id, &license.id)
-                            .detail(json!({"plan": body.plan.as_str()})),
-                    )?;
-                    created.push(license);
-                }
-                Ok((created, now_ms()))
-            })
-            .await?;
+        let issued = keys::issue_plan_keys(&self.state, &admin.ctx, order).await?;
+        let now = now_ms();
         Ok(GenerateKeysResponse::Created(Json(GeneratedOk {
             success: true,
             data: GeneratedData {
-                keys: created
+                keys: issued
                     .iter()
                     .map(|l| KeyView::new(l, 0, None, now))
                     .collect(),
@@ -410,8 +346,8 @@ impl KeysApi {
     #[oai(path = "/api/keys/:id", method = "get")]
     async fn get(&self, auth: AdminAuth, id: Path<String>) -> KvResult<KeyDetailResponse> {
         let admin = auth.admin();
-        let detail = self.state.db.read(|c| key_detail(c, &admin, &id.0))?;
-        Ok(KeyDetailResponse::Ok(Json(detail)))
+        let detail = keys::get(&self.state, &admin.ctx, &LicenseId::from(id.0))?;
+        Ok(KeyDetailResponse::Ok(Json(detail_view(detail))))
     }
 
     /// Update a key's status, sessions or note, or reset its HWID
@@ -436,58 +372,18 @@ impl KeysApi {
             )
             .into());
         }
-        let id = id.0;
-        let detail = self
-            .state
-            .db
-            .write(move |c| {
-                let license = reachable(c, &admin, &id)?;
-                let now = now_ms();
-                let mut changes = serde_json::Map::new();
-                if let Some(status) = body.status
-                    && status != license.status
-                {
-                    if license.status == LicenseStatus::Revoked {
-                        return Err(Error::Invalid("a revoked key stays revoked".into()));
-                    }
-                    licenses::repo::set_status(c, &license.id, status, now)?;
-                    changes.insert("status".into(), json!(status.as_str()));
-                }
-                if body.reset_hwid == Some(true) {
-                    let n = activations::repo::delete_all(c, &license.id)?;
-                    sessions::repo::delete_for_license(c, &license.id)?;
-                    licenses::repo::set_hwid_reset_at(c, &license.id, now)?;
-                    changes.insert("hwidReset".into(), json!(n));
-                }
-                if let Some(n) = body.max_sessions {
-                    licenses::repo::set_max_sessions(c, &license.id, n, now)?;
-                    changes.insert("maxSessions".into(), json!(n));
-                }
-                match &body.note {
-                    MaybeUndefined::Value(note) => {
-                        licenses::repo::set_note(c, &license.id, Some(note), now)?;
-                        changes.insert("note".into(), json!(true));
-                    }
-                    MaybeUndefined::Null => {
-                        licenses::repo::set_note(c, &license.id, None, now)?;
-                        changes.insert("note".into(), json!(null));
-                    }
-                    MaybeUndefined::Undefined => {}
-                }
-                audit::repo::insert(
-                    c,
-                    &admin
-                        .event(
-                            &license.tenant_id,
-                            crate::domain::audit::AuditAction::LicenseUpdate,
-                        )
-                        .license(&license.product_id, &license.id)
-                        .detail(serde_json::Value::Object(changes)),
-                )?;
-                key_detail(c, &admin, &license.id)
-            })
-            .await?;
-        Ok(KeyDetailResponse::Ok(Json(detail)))
+        let changes = keys::KeyChanges {
+            status: body.status,
+            reset_hwid: body.reset_hwid == Some(true),
+            max_sessions: body.max_sessions,
+            note: match body.note {
+                MaybeUndefined::Value(note) => Some(Some(note)),
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Undefined => None,
+            },
+        };
+        let detail = keys::update(&self.state, &admin.ctx, LicenseId::from(id.0), changes).await?;
+        Ok(KeyDetailResponse::Ok(Json(detail_view(detail))))
     }
 
     /// Revoke a key
@@ -496,47 +392,18 @@ impl KeysApi {
     #[oai(path = "/api/keys/:id", method = "delete")]
     async fn revoke(&self, auth: AdminAuth, id: Path<String>) -> KvResult<KeyDetailResponse> {
         let admin = auth.admin();
-        let id = id.0;
-        let detail = self
-            .state
-            .db
-            .write(move |c| {
-                let license = reachable(c, &admin, &id)?;
-                if license.status != LicenseStatus::Revoked {
-                    licenses::revoke(c, &license, Some("revoked from the admin panel"))?;
-                    audit::repo::insert(
-                        c,
-                        &admin
-                            .event(
-                                &license.tenant_id,
-                                crate::domain::audit::AuditAction::LicenseRevoke,
-                            )
-                            .license(&license.product_id, &license.id),
-                    )?;
-                }
-                key_detail(c, &admin, &license.id)
-            })
-            .await?;
-        Ok(KeyDetailResponse::Ok(Json(detail)))
+        let detail = keys::delete(&self.state, &admin.ctx, LicenseId::from(id.0)).await?;
+        Ok(KeyDetailResponse::Ok(Json(detail_view(detail))))
     }
 }
 
-fn reachable(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<License, Error> {
-    licenses::repo::find_in(c, admin.tenant_scope(), id)?.ok_or(Error::NotFound("key"))
-}
-
-fn key_detail(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<KeyDetailOk, Error> {
-    let license = reachable(c, admin, id)?;
-    let machines = activations::repo::for_license(c, &license.id)?;
-    let logs = audit::repo::for_license(c, &license.tenant_id, &license.id, 50)?;
-    let ttl_ms = products::repo::find(c, &license.tenant_id, &license.product_id)?
-        .map(|p| p.settings.session_ttl_secs as i64 * 1000)
-        .unwrap_or(0);
+fn detail_view(d: keys::KeyDetail) -> KeyDetailOk {
     let now = now_ms();
-    let sessions = sessions::repo::for_license(c, &license.id)?
+    let sessions = d
+        .sessions
         .into_iter()
         .map(|s| SessionView {
-            live: s.last_seen_at >= now - ttl_ms,
+            live: s.last_seen_at >= now - d.session_ttl_ms,
             id: s.id,
             hwid: s.machine_id,
             ip: s.ip,
@@ -544,50 +411,14 @@ fn key_detail(c: &rusqlite::Connection, admin: &Admin, id: &str) -> Result<KeyDe
             last_seen_at: ms_to_datetime(s.last_seen_at),
         })
         .collect();
-    let hwid = machines.first().map(|a| a.machine_id.clone());
-    Ok(KeyDetailOk {
+    let hwid = d.activations.first().map(|a| a.machine_id.clone());
+    KeyDetailOk {
         success: true,
         data: KeyDetailData {
-            key: KeyView::new(&license, machines.len() as u64, hwid, now_ms()),
-            activations: machines.iter().map(ActivationInfo::new).collect(),
+            key: KeyView::new(&d.license, d.activations.len() as u64, hwid, now),
+            activations: d.activations.iter().map(ActivationInfo::new).collect(),
             sessions,
-            logs: logs.iter().map(LogView::new).collect(),
+            logs: d.logs.iter().map(LogView::new).collect(),
         },
-    })
-}
-
-/// The caller's workspace's "Default" project, created on first use, for keys generated
-/// without a project.
-fn default_project(
-    c: &rusqlite::Connection,
-    master: &MasterKey,
-    admin: &Admin,
-) -> Result<Product, Error> {
-    if let Some(p) = products::repo::find_by_slug(c, &admin.tenant_id, "default")? {
-        return Ok(p);
     }
-    let product = products::create(
-        c,
-        master,
-        &admin.tenant_id,
-        NewProduct {
-            name: "Default".into(),
-            slug: "default".into(),
-            product_type: ProductType::Desktop,
-            default_license_type: LicenseType::Subscription,
-            default_max_activations: 1,
-            key_format: KeyFormat::parse("XXXX-XXXX-XXXX-XXXX")?,
-            heartbeat: None,
-        },
-    )?;
-    audit::repo::insert(
-        c,
-        &admin
-            .event(
-                &admin.tenant_id,
-                crate::domain::audit::AuditAction::ProductCreate,
-            )
-            .product(&product.id),
-    )?;
-    Ok(product)
 }

@@ -1,23 +1,19 @@
 //! `POST /api/telegram`: the bot forwards a key and the PC's HWID; actions `validate`, `info`
 //! and `reset_hwid`. The Telegram user goes into the audit trail.
 
-use std::time::Duration;
-
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ClientTags;
 use crate::api::ClientIp;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
-use crate::domain::audit::{self, AuditEvent};
 use crate::domain::licenses::{self, LicenseStatus, Plan};
-use crate::domain::sessions;
-use crate::domain::{activations, ms_to_datetime, now_ms, products};
+use crate::domain::{ms_to_datetime, now_ms};
 use crate::error::Error;
+use crate::service::keys;
 use crate::service::licensing::{self, KeyClient};
 use crate::state::AppState;
 
@@ -208,59 +204,16 @@ impl TelegramApi {
                 "field `secret` (the project's kv_ secret) is required for reset_hwid".into(),
             )
         })?;
-        let normalized = licenses::normalize_key(&key);
-        self.state.limits.per_license_key.check(&normalized)?;
-        let actor = actor.to_owned();
-        let client_ip: Option<std::net::IpAddr> = ip.as_deref().and_then(|i| i.parse().ok());
-        let secret_hint = super::validate::ScopeHint::Secret(secret.clone());
-        let outcome = self
-            .state
-            .db
-            .write(move |c| {
-                let product =
-                    products::repo::find_by_secret(c, &secret)?.ok_or(Error::NotFound("key"))?;
-                let license = licenses::repo::find_by_key_in_product(c, &product.id, &normalized)?
-                    .ok_or(Error::NotFound("key"))?;
-                let now = now_ms();
-                let cooldown_ms = product.settings.hwid_reset_cooldown_secs as i64 * 1000;
-                if let Some(last) = license.hwid_reset_at
-                    && last + cooldown_ms > now
-                {
-                    return Err(Error::RateLimited {
-                        retry_after: Duration::from_millis((last + cooldown_ms - now) as u64),
-                        limit: 1,
-                    });
-                }
-                let unbound = activations::repo::delete_all(c, &license.id)?;
-                sessions::repo::delete_for_license(c, &license.id)?;
-                licenses::repo::set_hwid_reset_at(c, &license.id, now)?;
-                audit::repo::insert(
-                    c,
-                    &AuditEvent::new(
-                        &license.tenant_id,
-                        &actor,
-                        crate::domain::audit::AuditAction::KeyResetHwid,
-                    )
-                    .license(&product.id, &license.id)
-                    .ip(ip.as_deref())
-                    .detail(json!({"unbound": unbound})),
-                )?;
-                Ok((license, now + cooldown_ms))
-            })
-            .await;
-        if let Err(Error::NotFound("key")) = &outcome {
-            self.state
-                .abuse
-                .unknown_key(client_ip, secret_hint.resolve());
-        }
-        let (license, next) = outcome?;
-        self.state.abuse.report(
-            client_ip,
-            crate::abuse::Scope::of_license(&license),
-            crate::domain::abuse::detector::Seen::HwidReset {
-                license_id: license.id.clone(),
-            },
-        );
+        self.state
+            .limits
+            .per_license_key
+            .check(&licenses::normalize_key(&key))?;
+        let relay = keys::Relay {
+            actor: actor.to_owned(),
+            ip: ip.as_deref().and_then(|i| i.parse().ok()),
+        };
+        let reset = keys::reset_hwid(&self.state, &relay, secret, &key).await?;
+        let license = reset.license;
         Ok(TelegramData {
             valid: license.problem(now_ms()).is_none(),
             plan: license.plan,
@@ -272,7 +225,7 @@ impl TelegramApi {
             hwid_bound: Some(false),
             hwid_match: None,
             message: Some("HWID reset: the key can be activated on a new machine".into()),
-            next_reset_at: Some(ms_to_datetime(next)),
+            next_reset_at: Some(ms_to_datetime(reset.next_reset_at)),
         })
     }
 }

@@ -298,9 +298,6 @@ impl From<Refusal> for poem::Error {
     }
 }
 
-/// The reset of a HWID by a bot names its project the same way.
-pub(crate) use crate::service::licensing::ScopeHint;
-
 impl ValidateApi {
     async fn validate_envelope(
         &self,

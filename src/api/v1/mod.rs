@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod license;
+pub mod license_manage;
 pub mod products;
 pub mod schemas;
 pub mod updates;

@@ -128,6 +128,15 @@ impl License {
         }
     }
 
+    /// REVOKED is final: a revoked license is never renewed, reactivated or given another
+    /// status. Every path that changes a status or an expiry asks here first.
+    pub fn ensure_not_final(&self) -> Result<()> {
+        if self.status == LicenseStatus::Revoked {
+            return Err(Error::License(LicenseProblem::Revoked));
+        }
+        Ok(())
+    }
+
     /// Why this license may not be used now, if anything stops it.
     pub fn problem(&self, now: i64) -> Option<LicenseProblem> {
         match self.effective_status(now) {
@@ -184,6 +193,7 @@ pub fn validate_email(email: &str) -> Result<()> {
 
 /// Issues a license with a fresh key in the product's format.
 pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<License> {
+    product.ensure_issues_licenses()?;
     if !(1..=1000).contains(&new.max_activations) {
         return Err(Error::Invalid("maxActivations must be 1-1000".into()));
     }
@@ -245,6 +255,7 @@ pub fn create_idempotent(
     new: &NewLicense,
     idempotency: Option<(&str, [u8; 32])>,
 ) -> Result<Created> {
+    product.ensure_issues_licenses()?;
     if let Some((key, request_sha256)) = idempotency
         && let Some((stored_hash, license_id)) =
             repo::find_idempotency(conn, &product.tenant_id, key)?
@@ -282,9 +293,7 @@ pub fn revoke(conn: &Connection, license: &License, reason: Option<&str>) -> Res
 /// Moves the expiry to `valid_until`; an EXPIRED license becomes ACTIVE again. Revoked
 /// licenses stay revoked.
 pub fn renew(conn: &Connection, license: &License, valid_until: i64) -> Result<License> {
-    if license.status == LicenseStatus::Revoked {
-        return Err(Error::License(LicenseProblem::Revoked));
-    }
+    license.ensure_not_final()?;
     let now = now_ms();
     if valid_until <= now {
         return Err(Error::Invalid("validUntil must be in the future".into()));
@@ -295,6 +304,30 @@ pub fn renew(conn: &Connection, license: &License, valid_until: i64) -> Result<L
     };
     repo::set_valid_until(conn, &license.id, valid_until, status, now)?;
     repo::find(conn, &license.tenant_id, &license.id)?.ok_or(Error::NotFound("license"))
+}
+
+/// Gives the license another stored status. REVOKED goes through [`revoke`]; a revoked
+/// license keeps its status (REVOKED is final). Returns whether anything changed.
+pub fn change_status(
+    conn: &Connection,
+    license: &License,
+    status: LicenseStatus,
+    reason: Option<&str>,
+) -> Result<bool> {
+    if status == license.status {
+        return Ok(false);
+    }
+    // Asking a revoked license for another status is a request that cannot be honoured
+    // (400 on both faces), not a refusal to use the license.
+    license
+        .ensure_not_final()
+        .map_err(|_| Error::Invalid("a revoked license stays revoked: REVOKED is final".into()))?;
+    if status == LicenseStatus::Revoked {
+        revoke(conn, license, reason)?;
+    } else {
+        repo::set_status(conn, &license.id, status, now_ms())?;
+    }
+    Ok(true)
 }
 
 /// Days a plan runs, counted from its first activation.

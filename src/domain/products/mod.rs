@@ -127,6 +127,20 @@ pub struct Product {
     pub updated_at: i64,
 }
 
+impl Product {
+    /// A discontinued product issues no new licenses, whichever face asks (its existing
+    /// licenses keep working).
+    pub fn ensure_issues_licenses(&self) -> Result<()> {
+        if self.status == ProductStatus::Discontinued {
+            return Err(Error::Invalid(format!(
+                "product {} is discontinued; no new licenses can be issued",
+                self.slug
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What the key/HWID face adds to a product ("project").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectSettings {
