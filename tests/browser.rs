@@ -7,6 +7,7 @@
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian: `chromium chromium-driver`);
 //! without them the tests fail, they never skip. Screenshots land in `target/screenshots/`;
 //! `UPDATE_SCREENSHOTS=1 cargo test --test browser` also refreshes the README's in `docs/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 #[path = "browser/driver.rs"]
 mod driver;

@@ -1,5 +1,6 @@
 //! Hardening: connection timeouts and caps, bounded argon2 memory, private files, start-up
 //! checks and operator-facing messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 #[path = "api/helpers.rs"]
 mod helpers;

@@ -1,4 +1,5 @@
 //! The executable as an operator runs it: subcommands, crash safety, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! A large bundle (200 MB, generated on the fly) goes up and down with bounded memory. Its own
 //! test binary, so the process's peak memory belongs to this test alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 #[path = "api/helpers.rs"]
 mod helpers;

@@ -1,6 +1,7 @@
 //! The API integration tests, one binary: each module drives a real server (see `helpers`)
 //! through one area of the API. Tests that need a process of their own or are slow stay
 //! separate binaries (`process`, `browser`, `updates_large`, `examples`, `hardening`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 mod abuse;
 mod access_regressions;
 mod admin_operators_projects;
@@ -8,6 +9,7 @@ mod catalog_regressions;
 mod helpers;
 mod keys_and_validation;
 mod keys_regressions;
+mod layers;
 mod licensing_regressions;
 mod portal;
 mod portal_regressions;

@@ -16,9 +16,8 @@ use crate::api::shared::api_key::authenticate;
 pub use crate::api::shared::csrf::refuse_cross_site;
 use crate::api::shared::keyvault_error::KvError;
 use crate::domain::api_keys::Scope;
-use crate::domain::audit::{AuditEvent, Caller};
 use crate::domain::now_ms;
-use crate::domain::operators::{Operator, Role};
+use crate::domain::operators::Operator;
 use crate::domain::{OperatorId, TenantId};
 use crate::error::Error;
 use crate::service::{Ctx, operators};
@@ -100,46 +99,6 @@ pub struct Admin {
     /// What services see: who acts and what it reaches (a product-restricted FULL_ADMIN key
     /// reaches its product only).
     pub ctx: Ctx,
-}
-
-impl Admin {
-    /// ADMIN operators reach every tenant; everyone else only their own.
-    pub fn tenant_scope(&self) -> Option<&str> {
-        match &self.principal {
-            Principal::Operator(o) if o.role == Role::Admin => None,
-            _ => Some(&self.tenant_id),
-        }
-    }
-
-    /// True when `tenant_id` is within reach.
-    pub fn reaches(&self, tenant_id: &str) -> bool {
-        self.tenant_scope().is_none_or(|t| t == tenant_id)
-    }
-
-    pub fn is_admin_operator(&self) -> bool {
-        matches!(&self.principal, Principal::Operator(o) if o.role == Role::Admin)
-    }
-
-    pub fn actor(&self) -> String {
-        match &self.principal {
-            Principal::Operator(o) => format!("operator:{}", o.id),
-            Principal::ApiKey { id } => format!("api_key:{id}"),
-        }
-    }
-
-    /// The caller as the audit trail names it: actor and IP.
-    pub fn caller(&self) -> Caller {
-        Caller {
-            actor: self.actor(),
-            ip: self.ip.clone(),
-        }
-    }
-
-    /// An audit event done by this caller, with its IP: admin handlers start every event
-    /// here, so none can forget the address.
-    pub fn event(&self, tenant_id: &str, action: crate::domain::audit::AuditAction) -> AuditEvent {
-        self.caller().event(tenant_id, action)
-    }
 }
 
 /// Bearer session token (from `POST /api/auth/login`). Only declares the scheme: the

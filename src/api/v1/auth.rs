@@ -11,54 +11,6 @@ use crate::domain::api_keys::Scope;
 use crate::error::Error;
 use crate::service::Ctx;
 
-/// A request proven to come with a live API key of `tenant_id`.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub tenant_id: String,
-    pub api_key_id: String,
-    pub scope: Scope,
-    /// Keys restricted to one product see nothing of the others.
-    pub product_id: Option<String>,
-    pub ip: Option<String>,
-    /// The same address, parsed (for abuse reports).
-    pub client_ip: Option<std::net::IpAddr>,
-}
-
-impl From<crate::service::Ctx> for Caller {
-    fn from(ctx: crate::service::Ctx) -> Self {
-        let (api_key_id, scope) = match &ctx.actor {
-            crate::service::Actor::ApiKey { id, scope } => (id.to_string(), *scope),
-            _ => (String::new(), Scope::ValidateOnly),
-        };
-        Self {
-            tenant_id: ctx.tenant.to_string(),
-            api_key_id,
-            scope,
-            product_id: ctx.products.filter().map(str::to_owned),
-            ip: ctx.ip_text(),
-            client_ip: ctx.ip,
-        }
-    }
-}
-
-impl Caller {
-    pub fn actor(&self) -> String {
-        format!("api_key:{}", self.api_key_id)
-    }
-
-    /// Where an abuse report about this caller's request belongs.
-    pub fn abuse_scope(&self) -> crate::abuse::Scope {
-        crate::abuse::Scope::Tenant {
-            tenant_id: self.tenant_id.clone(),
-            product_id: self.product_id.clone(),
-        }
-    }
-
-    pub fn sees_product(&self, product_id: &str) -> bool {
-        self.product_id.as_deref().is_none_or(|p| p == product_id)
-    }
-}
-
 /// Any live API key (VALIDATE_ONLY and above).
 #[derive(SecurityScheme)]
 #[oai(
