@@ -33,4 +33,4 @@ pub enum AdminTags {
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).
-pub use crate::api::v1::schemas::page_and_limit;
+pub use crate::api::shared::pagination::page_and_limit;

@@ -9,7 +9,7 @@ use super::AdminTags;
 use super::auth::AdminAuth;
 use super::keys::LogView;
 use crate::api::shared::keyvault_error::KvResult;
-use crate::api::v1::schemas::{Pagination, page_and_limit};
+use crate::api::shared::pagination::{Pagination, page_and_limit};
 use crate::domain::{LicenseId, ProductId, datetime_to_ms, ms_to_datetime, now_ms};
 use crate::error::Error;
 use crate::service::reports::{self, LogQuery, OverviewPages};

@@ -11,7 +11,7 @@ use super::AdminTags;
 use super::auth::AdminAuth;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
-use crate::api::v1::schemas::{Pagination, page_and_limit};
+use crate::api::shared::pagination::{Pagination, page_and_limit};
 use crate::crypto;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{

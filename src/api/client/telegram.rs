@@ -133,13 +133,11 @@ impl TelegramApi {
         body: Json<TelegramRequest>,
     ) -> KvResult<TelegramResponse> {
         let body = body.0;
-        let ip = ClientIp::of(req).map(|i| i.to_string());
         let client = KeyClient::telegram(
             body.telegram_id.as_deref(),
             body.telegram_username.as_deref(),
             ClientIp::of(req),
         );
-        let actor = client.actor_label().to_owned();
         let data = match body.action {
             TelegramAction::Validate => {
                 let hwid = body.hwid.filter(|h| !h.is_empty()).ok_or_else(|| {
@@ -182,7 +180,7 @@ impl TelegramApi {
                     next_reset_at: None,
                 }
             }
-            TelegramAction::ResetHwid => self.reset_hwid(body.key, body.secret, &actor, ip).await?,
+            TelegramAction::ResetHwid => self.reset_hwid(body.key, body.secret, &client).await?,
         };
         Ok(TelegramResponse::Ok(Json(TelegramOk {
             success: true,
@@ -196,8 +194,7 @@ impl TelegramApi {
         &self,
         key: String,
         secret: Option<String>,
-        actor: &str,
-        ip: Option<String>,
+        client: &KeyClient,
     ) -> Result<TelegramData, Error> {
         let secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
             Error::Invalid(
@@ -208,11 +205,7 @@ impl TelegramApi {
             .limits
             .per_license_key
             .check(&licenses::normalize_key(&key))?;
-        let relay = keys::Relay {
-            actor: actor.to_owned(),
-            ip: ip.as_deref().and_then(|i| i.parse().ok()),
-        };
-        let reset = keys::reset_hwid(&self.state, &relay, secret, &key).await?;
+        let reset = keys::reset_hwid(&self.state, client, secret, &key).await?;
         let license = reset.license;
         Ok(TelegramData {
             valid: license.problem(now_ms()).is_none(),

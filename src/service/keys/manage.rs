@@ -1,7 +1,6 @@
 //! Changing licenses: revoke, renew, the admin panel's edits, and HWID resets. REVOKED is
 //! final on every path (the domain's `License::ensure_not_final`).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -15,6 +14,7 @@ use crate::domain::licenses::{self, License, LicenseStatus};
 use crate::domain::{LicenseId, activations, audit, now_ms, products, sessions};
 use crate::error::Error;
 use crate::service::Ctx;
+use crate::service::licensing::KeyClient;
 use crate::state::AppState;
 
 /// The admin panel's edits of a key; `None` leaves a field as it is.
@@ -26,14 +26,6 @@ pub struct KeyChanges {
     pub max_sessions: Option<u32>,
     /// `Some(None)` clears the note.
     pub note: Option<Option<String>>,
-}
-
-/// A bot relaying one of its users (the Telegram bot): the project's `kv_` secret proves it,
-/// and the audit trail names the user it relays (`telegram:<id>:<username>`).
-#[derive(Debug, Clone)]
-pub struct Relay {
-    pub actor: String,
-    pub ip: Option<IpAddr>,
 }
 
 /// The outcome of an HWID reset.
@@ -196,18 +188,19 @@ pub async fn update(
         .await
 }
 
-/// A user's HWID reset, relayed by a bot with the project's secret: at most once per the
+/// A user's HWID reset, relayed by a bot (the audit trail names its user) with the project's secret: at most once per the
 /// project's cooldown (429 with the time left), reported to abuse detection. An unknown
 /// secret or key is "not found" (and reported as a guess).
 pub async fn reset_hwid(
     state: &AppState,
-    relay: &Relay,
+    client: &KeyClient,
     secret: String,
     key: &str,
 ) -> Result<HwidReset, Error> {
     let key = licenses::normalize_key(key);
     let secret_hash = crate::crypto::sha256(secret.trim().as_bytes());
-    let relay_job = relay.clone();
+    let actor = client.actor_label().to_owned();
+    let ip = client.ip();
     let outcome = state
         .db
         .write(move |c| {
@@ -225,12 +218,8 @@ pub async fn reset_hwid(
                     limit: 1,
                 });
             }
-            let event = AuditEvent::new(
-                &license.tenant_id,
-                &relay_job.actor,
-                AuditAction::KeyResetHwid,
-            )
-            .ip(relay_job.ip.map(|i| i.to_string()).as_deref());
+            let event = AuditEvent::new(&license.tenant_id, &actor, AuditAction::KeyResetHwid)
+                .ip(ip.map(|i| i.to_string()).as_deref());
             let unbound = unbind_machines(c, &license, event, now)?;
             Ok(HwidReset {
                 license,
@@ -242,9 +231,9 @@ pub async fn reset_hwid(
     match &outcome {
         Err(Error::NotFound("key")) => state
             .abuse
-            .unknown_key(relay.ip, crate::abuse::Scope::ClientSecret(secret_hash)),
+            .unknown_key(client.ip(), crate::abuse::Scope::ClientSecret(secret_hash)),
         Ok(reset) => state.abuse.report(
-            relay.ip,
+            client.ip(),
             crate::abuse::Scope::of_license(&reset.license),
             Seen::HwidReset {
                 license_id: reset.license.id.clone(),

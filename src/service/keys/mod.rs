@@ -8,7 +8,7 @@ mod manage;
 mod read;
 
 pub use issue::{Idempotency, LicenseOrder, PlanKeys, issue, issue_plan_keys};
-pub use manage::{HwidReset, KeyChanges, Relay, delete, renew, reset_hwid, revoke, update};
+pub use manage::{HwidReset, KeyChanges, delete, renew, reset_hwid, revoke, update};
 pub use read::{KeyDetail, KeyFilter, by_order, get, list};
 
 /// An audit event as read back (a key's recent logs): faces show it, never build one.
