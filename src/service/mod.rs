@@ -24,3 +24,20 @@ pub mod updates;
 
 pub use context::{Actor, Ctx};
 pub use signing::{Signed, Signer};
+
+/// argon2id costs ~19 MiB and tens of milliseconds: off the async runtime, at most two at once
+/// (the size of the password module's memory pool). Operator and portal logins share it.
+pub(crate) async fn off_runtime_hashing<T: Send + 'static>(
+    state: &crate::state::AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, crate::error::Error> {
+    use crate::error::Error;
+    let _permit = state
+        .password_hashing
+        .acquire()
+        .await
+        .map_err(|_| Error::Storage("password hashing unavailable".into()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))
+}

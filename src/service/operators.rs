@@ -52,15 +52,8 @@ pub fn setup_required(state: &AppState) -> Result<bool, Error> {
 
 /// argon2id costs ~19 MiB and tens of milliseconds: off the async runtime, a few at a time.
 async fn hash_password(state: &AppState, password: &str) -> Result<String, Error> {
-    let _permit = state
-        .password_hashing
-        .acquire()
-        .await
-        .map_err(|_| Error::Storage("password hashing unavailable".into()))?;
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || operators::hash_password(&password))
-        .await
-        .map_err(|e| Error::Storage(e.to_string()))?
+    super::off_runtime_hashing(state, move || operators::hash_password(&password)).await?
 }
 
 /// Creates an operator. With no caller this is the setup step: allowed only while no
@@ -170,14 +163,9 @@ pub async fn login(
         .map(|o| o.password_hash.clone())
         .unwrap_or_else(|| operators::decoy_hash().to_owned());
     let password = password.to_owned();
-    let _permit = state
-        .password_hashing
-        .acquire()
-        .await
-        .map_err(|_| Error::Storage("password hashing unavailable".into()))?;
-    let matches = tokio::task::spawn_blocking(move || operators::verify_password(&password, &hash))
-        .await
-        .map_err(|e| Error::Storage(e.to_string()))?;
+    let matches =
+        super::off_runtime_hashing(state, move || operators::verify_password(&password, &hash))
+            .await?;
     let ip_text = ip.map(|i| i.to_string());
     let event = |o: &Operator, action| {
         AuditEvent::new(&o.tenant_id, &format!("operator:{}", o.id), action).ip(ip_text.as_deref())

@@ -60,7 +60,9 @@ pub async fn register(
         .db
         .read(|c| open_portal(c, project))?
         .ok_or(Error::NotFound("portal"))?;
-    let hash = hash_off_runtime(state, move || operators::hash_password(&password)).await??;
+    let hash =
+        crate::service::off_runtime_hashing(state, move || operators::hash_password(&password))
+            .await??;
     state
         .db
         .write(move |c| {
@@ -100,8 +102,10 @@ pub async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| operators::decoy_hash().to_owned());
-    let matches =
-        hash_off_runtime(state, move || operators::verify_password(&password, &hash)).await?;
+    let matches = crate::service::off_runtime_hashing(state, move || {
+        operators::verify_password(&password, &hash)
+    })
+    .await?;
     let Some(user) = found.filter(|_| matches) else {
         return Err(Error::Unauthorized("Invalid username or password".into()));
     };
@@ -142,19 +146,4 @@ fn limit_by_ip(state: &AppState, ip: Option<IpAddr>) -> Result<(), Error> {
 /// The product of an enabled portal, by id.
 fn open_portal(c: &rusqlite::Connection, project: &ProductId) -> Result<Option<Product>, Error> {
     Ok(products::repo::find_by_id(c, project)?.filter(|p| portal_users::settings_of(p).enabled))
-}
-
-/// argon2id costs tens of milliseconds and ~19 MiB: off the runtime, at most two at once.
-async fn hash_off_runtime<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Error> {
-    let _permit = state
-        .password_hashing
-        .acquire()
-        .await
-        .map_err(|_| Error::Storage("password hashing unavailable".into()))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Storage(e.to_string()))
 }
