@@ -359,3 +359,27 @@ async fn a_product_restricted_full_admin_key_administers_its_product_only() {
         1
     );
 }
+
+/// Text that reaches SQL or the note index: control characters (a NUL stops FTS5) are bad
+/// input, never a 500; ordinary text still searches.
+#[tokio::test]
+async fn key_search_refuses_control_characters() {
+    let srv = TestServer::start().await;
+    let product = srv.create_product("default", "searchable");
+    let admin = srv.create_api_key("default", Scope::FullAdmin, None);
+    generate(&srv, &admin, &product.id).await;
+    let cases: [(&str, &str, u16); 5] = [
+        ("a NUL byte", "%00", 400),
+        ("a NUL inside a word", "VIP%00client", 400),
+        ("a line feed", "VIP%0Aclient", 400),
+        ("a note word", "VIP", 200),
+        ("a quote", "%22VIP", 200),
+    ];
+    for (name, search, status) in cases {
+        let a = srv.get(&format!("{KEYS}?search={search}"), &admin).await;
+        assert_eq!(a.status.as_u16(), status, "{name}: {}", a.body);
+        if status == 400 {
+            assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", "control characters");
+        }
+    }
+}

@@ -42,6 +42,17 @@ pub async fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<KeyRow>, Counted), Error> {
+    // The note index (FTS5) stops reading at a NUL, and no key, HWID or note holds a control
+    // character: such a search is a mistake or a probe, answered as bad input.
+    if filter
+        .text
+        .as_deref()
+        .is_some_and(|t| t.chars().any(char::is_control))
+    {
+        return Err(Error::Invalid(
+            "search must not contain control characters".into(),
+        ));
+    }
     // A product-restricted caller lists its product only; asking for another lists nothing.
     let product = match (ctx.products.filter(), filter.project) {
         (Some(own), Some(asked)) if own != asked.as_str() => {
