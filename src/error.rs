@@ -19,6 +19,8 @@ pub enum LicenseProblem {
     SessionLimitReached,
     /// The client sent a nonce that is not the one it was last given.
     NonceMismatch,
+    /// An encrypted envelope's `requestId` was seen before: the whole request is a replay.
+    RequestReplayed,
 }
 
 impl LicenseProblem {
@@ -34,6 +36,7 @@ impl LicenseProblem {
             Self::HwidMismatch => "ACTIVATION_LIMIT_REACHED",
             Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
             Self::NonceMismatch => "NONCE_MISMATCH",
+            Self::RequestReplayed => "REQUEST_REPLAYED",
         }
     }
 
@@ -48,6 +51,7 @@ impl LicenseProblem {
             Self::Banned => "KEY_BANNED",
             Self::SessionLimitReached => "MAX_SESSIONS",
             Self::NonceMismatch => "REPLAY",
+            Self::RequestReplayed => "REQUEST_REPLAYED",
         }
     }
 
@@ -67,6 +71,9 @@ impl LicenseProblem {
             }
             Self::NonceMismatch => {
                 "Replay refused: the nonce is not the one this key was last given"
+            }
+            Self::RequestReplayed => {
+                "Replay refused: this envelope's requestId was already used; give every request a new one"
             }
         }
     }

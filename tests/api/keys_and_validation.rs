@@ -1626,7 +1626,13 @@ async fn the_encrypted_envelope_round_trips_and_refuses_replays() {
     assert_status(&a, 200);
     let (a, inner) = kv.envelope(&p, &once).await;
     assert_status(&a, 403);
-    assert_error_body(&inner.unwrap(), "REPLAY");
+    // Its own code and a message naming the real cause (it used to read as a nonce mismatch).
+    let inner = inner.unwrap();
+    assert_error_body(&inner, "REQUEST_REPLAYED");
+    assert!(
+        inner["error"].as_str().unwrap().contains("requestId"),
+        "names the request id: {inner}"
+    );
 
     // Errors keep their HTTP status inside the envelope.
     let (a, inner) = kv

@@ -316,7 +316,7 @@ async fn run_validation(
                 return Ok(Err((
                     license,
                     product,
-                    Error::License(LicenseProblem::NonceMismatch),
+                    Error::License(LicenseProblem::RequestReplayed),
                 )));
             }
             let now = now_ms();
