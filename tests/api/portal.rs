@@ -469,6 +469,10 @@ async fn access_grows_from_no_key_to_key_to_a_bound_machine() {
     assert_eq!(me["user"]["projectId"], f.project.as_str());
     assert_eq!(me["key"]["mask"], mask);
     assert_eq!(me["key"]["hwidLocked"], false);
+    assert!(
+        me["key"]["expiresAt"].is_null(),
+        "the plan's clock starts on first use: no date that moves with every request: {me}"
+    );
     assert_eq!(me["access"]["level"], "key");
     assert_eq!(
         me["access"]["canDownloadLoader"], false,

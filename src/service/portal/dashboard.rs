@@ -106,7 +106,9 @@ pub fn dashboard(state: &AppState, ctx: &Ctx) -> Result<Dashboard, Error> {
                     plan: l.plan,
                     status: l.effective_status(now),
                     hwid_locked: facts.bound,
-                    expires_at: licenses::plan_expiry(l, now),
+                    // A plan key's clock starts at its first activation: until then it has no
+                    // expiry to show (now + plan would move on every request).
+                    expires_at: l.valid_until,
                     max_sessions: l.max_sessions,
                     active_sessions: live,
                 })
