@@ -504,7 +504,15 @@ async fn attempt(state: &AppState, client: &HttpClient, d: abuse::repo::Delivery
         .as_deref()
         .and_then(|s| state.master.open(s).ok())
         .map(|secret| abuse::webhook_signature(&secret, d.body.as_bytes()));
-    let mut req = hyper::Request::post(d.url.as_str())
+    let target = match webhook_target(&d.url, state.config.webhook_allow_private).await {
+        Ok(t) => t,
+        Err(why) => {
+            finish_attempt(state, &d, Err(why)).await;
+            return;
+        }
+    };
+    let mut req = hyper::Request::post(target.uri)
+        .header("host", target.host)
         .header("content-type", "application/json")
         .header("user-agent", concat!("Keyward/", env!("CARGO_PKG_VERSION")))
         .header("x-keyward-event", "abuse.flag.created")
@@ -521,6 +529,39 @@ async fn attempt(state: &AppState, client: &HttpClient, d: abuse::repo::Delivery
             Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
         },
     };
+    finish_attempt(state, &d, outcome).await;
+}
+
+/// Where a delivery goes: the URL with its host replaced by the one address checked by
+/// `outgoing::resolve` (so a second DNS answer cannot send it inside), and the original
+/// authority for the Host header.
+struct WebhookTarget {
+    uri: hyper::Uri,
+    host: String,
+}
+
+async fn webhook_target(url: &str, allow_private: bool) -> Result<WebhookTarget, String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid webhook URL: {e}"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| "the webhook URL names no host".to_owned())?
+        .clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let addr = crate::outgoing::resolve(authority.host(), port, allow_private).await?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = format!("http://{addr}{path}")
+        .parse()
+        .map_err(|e| format!("invalid webhook URL: {e}"))?;
+    Ok(WebhookTarget {
+        uri,
+        host: authority.as_str().to_owned(),
+    })
+}
+
+/// Records an attempt's outcome: done, retried with backoff, or given up.
+async fn finish_attempt(state: &AppState, d: &abuse::repo::Delivery, outcome: Result<(), String>) {
     let now = now_ms();
     let id = d.id;
     let base_ms = state.config.webhook_retry_base.as_millis() as i64;

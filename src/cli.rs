@@ -107,6 +107,10 @@ pub struct ServeArgs {
     // `Set`: a bool field is otherwise a valueless switch, and `--abuse-detection off` fails.
     #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub abuse_detection: bool,
+    /// Let webhooks reach loopback, private and link-local addresses (a relay on this host or
+    /// the LAN); without it they are refused, also after DNS resolution.
+    #[arg(long, env = "KEYWARD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
     /// Seconds a connection may take to send a request's headers (idle time before it included).
     #[arg(long, env = "KEYWARD_HEADER_TIMEOUT", default_value_t = 10)]
     pub header_timeout: u64,
@@ -154,6 +158,7 @@ impl Default for ServeArgs {
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
                 abuse_detection: true,
+                webhook_allow_private: false,
                 header_timeout: 10,
                 body_timeout: 10,
                 idle_timeout: 5,
@@ -185,6 +190,7 @@ impl ServeArgs {
             read_pool_size: 8,
             abuse_detection: self.abuse_detection,
             webhook_retry_base: Duration::from_secs(5),
+            webhook_allow_private: self.webhook_allow_private,
             connections: crate::net::ConnectionLimits {
                 header_timeout: Duration::from_secs(self.header_timeout.max(1)),
                 body_timeout: Duration::from_secs(self.body_timeout.max(1)),

@@ -43,6 +43,8 @@ pub struct Config {
     pub abuse_detection: bool,
     /// First retry delay of an abuse webhook; each further retry waits twice as long.
     pub webhook_retry_base: Duration,
+    /// Webhooks may reach loopback, private and link-local addresses (off: refused).
+    pub webhook_allow_private: bool,
     /// Timeouts and caps of client connections.
     pub connections: crate::net::ConnectionLimits,
 }
@@ -69,6 +71,7 @@ impl Config {
             read_pool_size: 8,
             abuse_detection: true,
             webhook_retry_base: Duration::from_secs(5),
+            webhook_allow_private: false,
             connections: crate::net::ConnectionLimits::default(),
         }
     }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod maintenance;
 pub mod net;
+pub mod outgoing;
 pub mod passwords;
 pub mod ratelimit;
 pub mod server;

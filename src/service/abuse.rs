@@ -197,6 +197,7 @@ pub async fn update_policy(
 ) -> Result<PolicyState, Error> {
     let ctx = ctx.clone();
     let master = state.master.clone();
+    let allow_private = state.config.webhook_allow_private;
     let (product_id, answer) = state
         .db
         .write(move |c| {
@@ -205,6 +206,9 @@ pub async fn update_policy(
             let mut policy = AbusePolicy::from_stored(stored.as_deref());
             edit(&mut policy);
             policy.validate()?;
+            if let Some(url) = &policy.webhook_url {
+                refuse_internal_address(url, allow_private)?;
+            }
             if rotate_webhook_secret && policy.webhook_url.is_none() {
                 return Err(Error::Invalid(
                     "rotateWebhookSecret needs a webhookUrl (set one in the same request)".into(),
@@ -259,4 +263,25 @@ pub async fn rotate_webhook_secret(
     product_id: ProductId,
 ) -> Result<PolicyState, Error> {
     update_policy(state, ctx, product_id, |_| {}, true).await
+}
+
+/// A webhook URL naming an internal address outright is refused when it is set; a host name is
+/// checked after resolution at each delivery (`outgoing::resolve`), since DNS can change.
+fn refuse_internal_address(url: &str, allow_private: bool) -> Result<(), Error> {
+    if allow_private {
+        return Ok(());
+    }
+    let host = url
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) if !crate::outgoing::is_public(ip) => Err(Error::Invalid(format!(
+            "webhookUrl points at {ip}, a loopback, private or link-local address; the server \
+             refuses those unless started with --webhook-allow-private"
+        ))),
+        _ => Ok(()),
+    }
 }

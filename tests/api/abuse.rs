@@ -21,6 +21,8 @@ async fn server() -> TestServer {
     TestServer::start_with(|c| {
         c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
         c.webhook_retry_base = Duration::from_millis(50);
+        // The test receivers listen on 127.0.0.1.
+        c.webhook_allow_private = true;
     })
     .await
 }
@@ -1328,4 +1330,49 @@ fn detector_scenarios_over_simulated_time() {
         }
         assert_eq!(kinds, expected, "{name}");
     }
+}
+
+/// A webhook URL must not reach the server's own network (cloud metadata, a local Redis, SSH)
+/// unless the operator allows it; a host name is checked again after resolution at delivery.
+#[tokio::test]
+async fn webhook_urls_to_internal_addresses_are_refused_unless_allowed() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv, "ssrf").await;
+    let policy = format!("/api/projects/{}/abuse-policy", f.product_id);
+    for (url, address) in [
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+        ("http://10.0.0.1:6379/", "10.0.0.1"),
+        ("http://[::1]:22/", "::1"),
+        ("http://127.0.0.1:3002/api/health", "127.0.0.1"),
+        ("http://192.168.1.1/", "192.168.1.1"),
+        ("http://[fd00::1]/", "fd00::1"),
+    ] {
+        let a = srv
+            .call(
+                Method::PATCH,
+                &policy,
+                Some(&f.admin),
+                Some(json!({"webhookUrl": url})),
+            )
+            .await;
+        assert_kv_error_naming(&a, 400, "VALIDATION_ERROR", address);
+        assert!(
+            a.body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--webhook-allow-private"),
+            "says how to allow it: {}",
+            a.body
+        );
+    }
+    // Nothing was stored by the refusals.
+    let a = srv.get(&policy, &f.admin).await;
+    assert_eq!(a.body["data"]["webhookUrl"], Value::Null, "{}", a.body);
+    // A public address is accepted.
+    set_policy(&srv, &f, json!({"webhookUrl": "http://93.184.216.34/hook"})).await;
+
+    // The operator may allow internal targets (a relay on the same host).
+    let open = TestServer::start_with(|c| c.webhook_allow_private = true).await;
+    let g = fixture(&open, "relay").await;
+    set_policy(&open, &g, json!({"webhookUrl": "http://127.0.0.1:9/hook"})).await;
 }
