@@ -180,3 +180,75 @@ async fn a_product_restricted_key_reaches_nothing_of_another_product() {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
 }
+
+/// Unknown keys are audited on every face that knows whose they would be: `/api/v1` under the
+/// API key's tenant, `/api/validate` and `/api/telegram` under the project their secret names
+/// (they were not audited at all, so the dashboard's refusals undercounted them). Without a
+/// secret nothing names a tenant, and nothing is recorded.
+#[tokio::test]
+async fn unknown_keys_are_audited_on_the_key_hwid_faces_too() {
+    let srv = TestServer::start().await;
+    let product = srv.create_product("default", "audited");
+    let admin = srv.create_api_key("default", Scope::FullAdmin, None);
+    let project = srv
+        .get(&format!("/api/projects/{}", product.id), &admin)
+        .await;
+    let secret = project.body["data"]["project"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let refused = |srv: &TestServer| {
+        srv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate.refused'
+               AND json_extract(detail, '$.code') = 'NOT_FOUND' AND product_id = ?1",
+            [&product.id],
+        )
+    };
+    for n in 0..3 {
+        let a = client_validate(
+            &srv,
+            json!({"key": format!("NOPE-NOPE-NOPE-000{n}"), "hwid": "machine-0001", "secret": secret}),
+        )
+        .await;
+        assert_kv_error(&a, 404, "NOT_FOUND");
+    }
+    let a = srv
+        .call(
+            Method::POST,
+            "/api/telegram",
+            None,
+            Some(
+                json!({"action": "validate", "key": "NOPE-NOPE-NOPE-0009", "hwid": "machine-0001",
+                        "secret": secret, "telegram_id": "42", "telegram_username": "ana"}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 404, "{}", a.body);
+    // Without a secret the key is searched everywhere: no tenant to record it in.
+    let a = client_validate(
+        &srv,
+        json!({"key": "NOPE-NOPE-NOPE-0010", "hwid": "machine-0001"}),
+    )
+    .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+
+    // The audit writer batches; give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while refused(&srv) < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused(&srv), 4);
+    let by_bot = srv.count(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'key.validate.refused'
+           AND actor = 'telegram:42:ana'",
+        [],
+    );
+    assert_eq!(by_bot, 1);
+    let stats = srv.get("/api/stats", &admin).await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    assert!(
+        stats.body.to_string().contains("NOT_FOUND"),
+        "the dashboard's refusals count them: {}",
+        stats.body
+    );
+}

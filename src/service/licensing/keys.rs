@@ -354,6 +354,31 @@ async fn run_validation(
                     .flatten(),
                 _ => None,
             };
+            // Audited like the vendor face's unknown keys, in the tenant of the project the
+            // request named (by secret or envelope). Without one nothing names a tenant; abuse
+            // detection still counts the guess.
+            let named = match (&project, &scope) {
+                (Some(p), _) => Some(p.clone()),
+                (None, crate::abuse::Scope::ProductId(id)) => state
+                    .db
+                    .read(|c| products::repo::find_any(c, id))
+                    .ok()
+                    .flatten(),
+                _ => None,
+            };
+            if let Some(p) = named {
+                state.db.writer().record(
+                    AuditEvent::new(
+                        &p.tenant_id,
+                        client.actor_label(),
+                        AuditAction::KeyValidateRefused,
+                    )
+                    .product(&p.id)
+                    .machine(&hwid)
+                    .ip(client.ip_text().as_deref())
+                    .detail(json!({"code": "NOT_FOUND"})),
+                );
+            }
             state.abuse.unknown_key(client.ip, scope);
             return Err(KeyRefusal {
                 error: e,
