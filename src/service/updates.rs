@@ -13,7 +13,7 @@ use super::releases::ReleaseWithDeltas;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License};
 use crate::domain::releases::{self, Bundle, Channel, Release, repo};
-use crate::domain::{ProductId, TenantId, now_ms, products, tenants};
+use crate::domain::{ProductId, TenantId, now_ms};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -155,28 +155,6 @@ pub async fn download(
             })
         }
     }
-}
-
-/// The Ed25519 public key of a product, named by slugs (no authentication: it verifies
-/// signed answers and bundles).
-pub fn public_key(
-    state: &AppState,
-    tenant_slug: &str,
-    product_slug: &str,
-) -> Result<Vec<u8>, Error> {
-    if product_slug.len() > 64 || tenant_slug.len() > 64 {
-        return Err(Error::Invalid(
-            "product and tenant are slugs of at most 64 characters".into(),
-        ));
-    }
-    let found = state.db.read(|c| {
-        let Some(tenant) = tenants::repo::find_by_slug(c, tenant_slug)? else {
-            return Ok(None);
-        };
-        products::repo::find_by_slug(c, &tenant.id, product_slug)
-    })?;
-    let product = found.ok_or(Error::NotFound("product"))?;
-    Ok(product.signing_public_key)
 }
 
 fn record_download(
