@@ -273,7 +273,10 @@ pub fn setup_url(addr: SocketAddr, token: &str) -> String {
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!("http://{}/setup?token={token}", SocketAddr::new(ip, addr.port()))
+    format!(
+        "http://{}/setup?token={token}",
+        SocketAddr::new(ip, addr.port())
+    )
 }
 
 #[cfg(unix)]

@@ -53,7 +53,10 @@ async fn admin_panel_and_user_portal_end_to_end() {
         "no token field when the link brought it"
     );
     let url = b.url().await;
-    assert!(!url.contains("token="), "the token left the address bar: {url}");
+    assert!(
+        !url.contains("token="),
+        "the token left the address bar: {url}"
+    );
     b.assert_clean("setup").await;
     b.shot("setup").await;
     b.fill("setup-email", EMAIL).await;

@@ -247,8 +247,10 @@ async fn failed_logins_do_not_grow_memory() {
     let fresh = rss_kib(child.id());
     let r = client
         .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "owner@example.com", "password": "correct horse battery",
-            "setupToken": setup_token(dir.path())}))
+        .json(
+            &json!({"email": "owner@example.com", "password": "correct horse battery",
+            "setupToken": setup_token(dir.path())}),
+        )
         .send()
         .await
         .unwrap();

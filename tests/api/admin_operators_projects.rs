@@ -85,8 +85,7 @@ fn operators(srv: &TestServer) -> i64 {
 // ---- setup ------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn first_register_creates_an_admin_with_the_setup_token_then_self_registration_is_refused()
-{
+async fn first_register_creates_an_admin_with_the_setup_token_then_self_registration_is_refused() {
     let srv = TestServer::start().await;
     assert_eq!(operators(&srv), 0);
 
@@ -148,8 +147,10 @@ async fn concurrent_first_registrations_create_exactly_one_admin() {
         set.spawn(async move {
             let resp = client
                 .post(url)
-                .json(&json!({"email": format!("racer{i}@example.com"), "password": PASSWORD,
-                    "setupToken": token}))
+                .json(
+                    &json!({"email": format!("racer{i}@example.com"), "password": PASSWORD,
+                    "setupToken": token}),
+                )
                 .send()
                 .await
                 .expect("sent");
@@ -2687,7 +2688,13 @@ async fn setup_is_reported_open_until_the_first_operator_exists() {
         before.body,
         json!({"success": true, "data": {"setupRequired": true}})
     );
-    let a = post(&srv, REGISTER, Cred::None, setup_body(&srv, "boss@example.com")).await;
+    let a = post(
+        &srv,
+        REGISTER,
+        Cred::None,
+        setup_body(&srv, "boss@example.com"),
+    )
+    .await;
     assert_status(&a, 201);
     for cred in [Cred::None, Cred::Bearer("forged")] {
         let after = get(&srv, "/api/auth/setup", cred).await;

@@ -28,7 +28,7 @@ pub fn set(req: &Request, state: &AppState, path: &str, device: &DeviceCookie) {
     cookie.set_same_site(SameSite::Strict);
     cookie.set_secure(is_https(req, state));
     cookie.set_max_age(std::time::Duration::from_secs(
-        device.max_age_secs.max(0) as u64,
+        device.max_age_secs.max(0) as u64
     ));
     req.cookie().add(cookie);
 }
