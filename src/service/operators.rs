@@ -56,7 +56,8 @@ pub fn setup_required(state: &AppState) -> Result<bool, Error> {
 /// At server start: while no operator exists, a fresh setup token (replacing any earlier one)
 /// for the setup URL the server prints; `None` once setup is done.
 pub async fn setup_token_at_start(state: &AppState) -> Result<Option<SetupToken>, Error> {
-    issue_setup(state, "system".to_owned()).await
+    // Not audited: the server's own output shows it, and no one acted.
+    issue_setup(state, None).await
 }
 
 /// `keyward admin setup-url`: a fresh setup token, invalidating earlier ones. Only the shell
@@ -67,15 +68,18 @@ pub async fn issue_setup_token(state: &AppState, ctx: &Ctx) -> Result<SetupToken
             "only the server's shell issues setup tokens".into(),
         ));
     }
-    issue_setup(state, ctx.actor_label()).await?.ok_or_else(|| {
-        Error::Conflict(
+    issue_setup(state, Some(ctx.actor_label()))
+        .await?
+        .ok_or_else(|| {
+            Error::Conflict(
             "Setup is complete: an operator exists. Sign in as an ADMIN to create more operators"
                 .into(),
         )
-    })
+        })
 }
 
-async fn issue_setup(state: &AppState, actor: String) -> Result<Option<SetupToken>, Error> {
+/// Issues a token while no operator exists; `actor` (a person at the shell) is audited.
+async fn issue_setup(state: &AppState, actor: Option<String>) -> Result<Option<SetupToken>, Error> {
     state
         .db
         .write(move |c| {
@@ -86,10 +90,12 @@ async fn issue_setup(state: &AppState, actor: String) -> Result<Option<SetupToke
             let now = now_ms();
             let token = SetupToken::generate(now);
             operators::repo::replace_setup_token(c, &token.sha256(), token.expires_at, now)?;
-            if let Some(tenant) = tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)? {
+            if let Some(actor) = &actor
+                && let Some(tenant) = tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
+            {
                 audit::repo::insert(
                     c,
-                    &AuditEvent::new(&tenant.id, &actor, AuditAction::SetupTokenIssue)
+                    &AuditEvent::new(&tenant.id, actor, AuditAction::SetupTokenIssue)
                         .detail(json!({"expiresAt": token.expires_at})),
                 )?;
             }

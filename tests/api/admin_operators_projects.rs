@@ -599,9 +599,10 @@ async fn login_is_rate_limited_per_account() {
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
-    setup_admin(&srv).await; // logs in once (attempt 1)
-    // Attempts 2-5 from other IPs, in varying case: all count for the one account.
-    for i in 2..=5 {
+    // A success spends nothing of the account's budget of failures.
+    setup_admin(&srv).await;
+    // Failures 1-5 from other IPs, in varying case: all count for the one account.
+    for i in 1..=5 {
         let ip = format!("198.51.100.{i}");
         let a = send(
             &srv,
@@ -614,7 +615,8 @@ async fn login_is_rate_limited_per_account() {
         .await;
         assert_eq!(a.status.as_u16(), 401, "attempt {i}: {}", a.body);
     }
-    // The 6th, from a fresh IP and with the right password, is refused.
+    // The 6th, from a fresh IP and with the right password but without the owner's device
+    // cookie, is refused.
     let a = send(
         &srv,
         Method::POST,
