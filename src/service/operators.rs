@@ -20,6 +20,9 @@ use crate::state::AppState;
 const SELF_REGISTRATION_DISABLED: &str =
     "Self-registration is disabled: ask an ADMIN to create your account";
 
+const SETUP_COMPLETE: &str =
+    "Setup is complete: an operator exists. Sign in as an ADMIN to create more operators";
+
 #[derive(Debug, Clone)]
 pub struct NewOperator {
     pub email: String,
@@ -70,12 +73,7 @@ pub async fn issue_setup_token(state: &AppState, ctx: &Ctx) -> Result<SetupToken
     }
     issue_setup(state, Some(ctx.actor_label()))
         .await?
-        .ok_or_else(|| {
-            Error::Conflict(
-            "Setup is complete: an operator exists. Sign in as an ADMIN to create more operators"
-                .into(),
-        )
-        })
+        .ok_or_else(|| Error::Conflict(SETUP_COMPLETE.into()))
 }
 
 /// Issues a token while no operator exists; `actor` (a person at the shell) is audited.
