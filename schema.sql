@@ -338,3 +338,12 @@ BEGIN
     INSERT INTO license_note_rows (license_id, fts_rowid)
         SELECT new.id, last_insert_rowid() WHERE new.note IS NOT NULL AND new.note <> '';
 END;
+
+-- The one-time setup token while no operator exists (only its SHA-256; one row, replaced by
+-- each new token, deleted when the first operator is created).
+CREATE TABLE setup_token (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    token_sha256  BLOB NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL
+);

@@ -229,11 +229,18 @@ async fn self_test() -> Result<()> {
     let client = reqwest::Client::new();
     let outcome = async {
         let operator = json!({"email": "owner@example.com", "password": "self-test password"});
+        // The setup token this start issued (`keyward serve` prints it in the setup URL).
+        let setup_token = running
+            .setup_token
+            .as_ref()
+            .ok_or("no setup token: the new installation has an operator")?;
+        let mut setup = operator.clone();
+        setup["setupToken"] = json!(setup_token.token);
         call(
             &client,
             format!("{base}/api/auth/register"),
             None,
-            operator.clone(),
+            setup,
             201,
         )
         .await?;

@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let rss_mb = rss_mb(&server)?;
     let binary_mb = std::fs::metadata(&binary)?.len() as f64 / 1_048_576.0;
 
-    let token = setup_operator(port)?;
+    let token = setup_operator(&binary, dir.path(), port)?;
     let auth = format!("Bearer {token}");
     let pages: &[(&str, String)] = &[
         ("first page, 50 keys", "/api/keys?limit=50".into()),
@@ -250,9 +250,28 @@ fn rss_mb(child: &Child) -> Result<f64, Box<dyn Error>> {
     Ok(kb / 1024.0)
 }
 
-fn setup_operator(port: u16) -> Result<String, Box<dyn Error>> {
+/// The first operator, made with a setup token from `keyward admin setup-url`, logged in.
+fn setup_operator(
+    binary: &std::path::Path,
+    data_dir: &std::path::Path,
+    port: u16,
+) -> Result<String, Box<dyn Error>> {
+    let out = Command::new(binary)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["admin", "setup-url"])
+        .output()?;
+    let url = String::from_utf8(out.stdout)?;
+    let setup_token = url
+        .trim()
+        .split_once("token=")
+        .ok_or("no setup URL from `keyward admin setup-url`")?
+        .1;
     let body = r#"{"email":"scale@example.com","password":"scale test password"}"#;
-    http_post(port, "/api/auth/register", body)?;
+    let setup = serde_json::json!({"email": "scale@example.com",
+        "password": "scale test password", "setupToken": setup_token})
+    .to_string();
+    http_post(port, "/api/auth/register", &setup)?;
     let answer = http_post(port, "/api/auth/login", body)?;
     let json: serde_json::Value = serde_json::from_str(&answer)?;
     Ok(json["data"]["token"].as_str().ok_or("no token")?.to_owned())

@@ -49,6 +49,9 @@ pub enum Command {
     /// Manage tenants (isolated vendor namespaces).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The first administrator's setup.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Write a consistent snapshot of the live database to FILE.
     Backup {
         /// The file to create; must not exist.
@@ -272,6 +275,17 @@ pub enum ApiKeyCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Print a new one-time setup URL (invalidating earlier ones) while no operator exists;
+    /// refuses once one does.
+    SetupUrl {
+        /// The address the server listens on (the URL's host and port).
+        #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
+        bind: SocketAddr,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TenantCommand {
     /// Create a tenant.
     Create {
@@ -321,6 +335,12 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Tenant(cmd) => {
             let shell = Shell::open(&data_dir)?;
             let out = tenant(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::Admin(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = admin(&shell.state, cmd).await;
             shell.close().await;
             out
         }
@@ -528,6 +548,21 @@ async fn tenant(state: &AppState, cmd: TenantCommand) -> Result<i32, Error> {
             for t in service::tenants::list(state, &ctx)? {
                 println!("{}\t{}\t{}", t.id, t.slug, t.name);
             }
+            Ok(0)
+        }
+    }
+}
+
+async fn admin(state: &AppState, cmd: AdminCommand) -> Result<i32, Error> {
+    match cmd {
+        AdminCommand::SetupUrl { bind } => {
+            let ctx = service::tenants::cli_context(state, tenants::DEFAULT_SLUG)?;
+            let setup = service::operators::issue_setup_token(state, &ctx).await?;
+            println!("{}", crate::server::setup_url(bind, &setup.token));
+            eprintln!(
+                "open it to create the first administrator: it works once, for 24 h; \
+                 earlier setup URLs no longer work"
+            );
             Ok(0)
         }
     }

@@ -79,6 +79,44 @@ impl LicenseProblem {
     }
 }
 
+/// Why the unauthenticated setup step refused its one-time setup token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupTokenProblem {
+    /// No `setupToken` was sent.
+    Missing,
+    /// Not the current token: mistyped, used already, or replaced by a newer one.
+    Invalid,
+    /// The current token, but past its 24 hours.
+    Expired,
+}
+
+impl SetupTokenProblem {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Missing => "SETUP_TOKEN_REQUIRED",
+            Self::Invalid => "SETUP_TOKEN_INVALID",
+            Self::Expired => "SETUP_TOKEN_EXPIRED",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Missing => {
+                "Creating the first administrator needs the one-time setup token (`setupToken`): \
+                 open the setup URL the server printed at its start, or run `keyward admin setup-url`"
+            }
+            Self::Invalid => {
+                "The setup token is wrong, used, or replaced by a newer one: open the latest setup \
+                 URL, or run `keyward admin setup-url` for a new one"
+            }
+            Self::Expired => {
+                "The setup token has expired: restart the server or run `keyward admin setup-url` \
+                 for a new one"
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Input that breaks a rule; the message names the field and the rule.
@@ -105,6 +143,9 @@ pub enum Error {
     /// An idempotency key reused with a different request body.
     #[error("{0}")]
     IdempotencyMismatch(String),
+    /// The setup step's one-time token is missing, wrong or expired (401 on every face).
+    #[error("{}", .0.message())]
+    SetupToken(SetupTokenProblem),
     #[error("Too many requests; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration, limit: u32 },
     /// The client's address is blocked for suspected abuse (until the block expires or an

@@ -27,6 +27,7 @@ pub async fn run(state: AppState) {
         state.limits.failed_auth_per_ip.forget_idle();
         state.limits.login_per_ip.forget_idle();
         state.limits.login_per_account.forget_idle();
+        state.limits.login_per_device.forget_idle();
         state.limits.per_license_key.forget_idle();
         state.limits.update_checks_per_license.forget_idle();
         state.limits.downloads_per_license.forget_idle();

@@ -23,6 +23,7 @@ use crate::api::v1::{
 };
 use crate::config::Config;
 use crate::crypto::MasterKey;
+use crate::domain::operators::SetupToken;
 use crate::error::Error;
 use crate::maintenance;
 use crate::state::AppState;
@@ -132,6 +133,9 @@ pub fn app(state: AppState) -> impl Endpoint {
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
+    /// While no operator exists: the one-time setup token issued at this start (its URL is
+    /// what `serve` prints). `None` once setup is done.
+    pub setup_token: Option<SetupToken>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), Error>>,
 }
@@ -187,6 +191,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     if swept > 0 {
         tracing::info!("removed {swept} bundle file(s) no release refers to");
     }
+    // A fresh token at every start while setup is open: the printed URL is always current,
+    // and one left in an old log stops working.
+    let setup_token = crate::service::operators::setup_token_at_start(&state).await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| Error::Invalid(describe_listen_error(bind, &e)))?;
@@ -226,6 +233,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     Ok(Running {
         addr,
         state,
+        setup_token,
         stop: Some(stop_tx),
         task,
     })
@@ -245,9 +253,30 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     println!("  admin panel: http://{}/", running.addr);
     println!("  API docs:    http://{}/api/docs", running.addr);
     println!("  data dir:    {}", running.state.config.data_dir.display());
+    if let Some(setup) = &running.setup_token {
+        println!(
+            "No operator exists yet. Open {} to create the first administrator \
+             (the link works once, for 24 h; `keyward admin setup-url` prints a new one)",
+            setup_url(running.addr, &setup.token)
+        );
+    }
     signals.recv().await;
     println!("shutting down: finishing requests and committing queued writes…");
     running.stop().await
+}
+
+/// The setup URL for a server listening on `addr`. A wildcard address (0.0.0.0, ::) is not
+/// one a browser can open: the same port on loopback is.
+pub fn setup_url(addr: SocketAddr, token: &str) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/setup?token={token}",
+        SocketAddr::new(ip, addr.port())
+    )
 }
 
 #[cfg(unix)]

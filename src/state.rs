@@ -12,7 +12,7 @@ use crate::crypto::{self, MasterKey};
 use crate::domain::products::Product;
 use crate::domain::releases::bundles::BundleStore;
 use crate::error::Error;
-use crate::ratelimit::Limiter;
+use crate::ratelimit::{FailureBudget, Limiter};
 use crate::storage::Db;
 
 #[derive(Clone)]
@@ -41,8 +41,12 @@ pub struct Limits {
     pub per_ip: Limiter<IpAddr>,
     pub per_api_key: Limiter<String>,
     pub failed_auth_per_ip: Limiter<IpAddr>,
+    /// Every sign-in attempt, per client IP.
     pub login_per_ip: Limiter<IpAddr>,
-    pub login_per_account: Limiter<String>,
+    /// Failed sign-ins per account, from clients without a device cookie of it.
+    pub login_per_account: FailureBudget<String>,
+    /// Failed sign-ins per device cookie (see `service::login_guard`).
+    pub login_per_device: FailureBudget<String>,
     pub per_license_key: Limiter<String>,
     pub update_checks_per_license: Limiter<String>,
     pub downloads_per_license: Limiter<String>,
@@ -65,7 +69,8 @@ impl AppState {
                 per_api_key: Limiter::per_minute(r.per_api_key),
                 failed_auth_per_ip: Limiter::per_minute(r.failed_auth_per_ip),
                 login_per_ip: Limiter::per_minute(r.login_per_minute),
-                login_per_account: Limiter::per_minute(r.login_per_minute),
+                login_per_account: FailureBudget::per_minute(r.login_per_minute),
+                login_per_device: FailureBudget::per_minute(r.login_per_minute),
                 per_license_key: Limiter::per_minute(r.per_license_key),
                 update_checks_per_license: Limiter::per_window(
                     r.update_checks_per_15_min,

@@ -23,6 +23,8 @@ base-uri 'none'; frame-ancestors 'none'";
 pub fn mount(route: Route) -> Route {
     route
         .at("/", get(admin_page).after(secure))
+        // The setup URL the server prints (`/setup?token=…`): the admin panel's setup screen.
+        .at("/setup", get(admin_page).after(secure))
         .at("/p/:slug", get(portal_page).after(secure))
         .at("/p/:slug/*rest", get(portal_page).after(secure))
         .at("/static/*path", get(static_file).after(secure))

@@ -35,9 +35,28 @@ async fn admin_panel_and_user_portal_end_to_end() {
     let srv = TestServer::start().await;
     let b = Browser::start(&srv.url).await;
 
-    /* ---------- First run: the setup screen creates the first operator ---------- */
+    /* ---------- First run: only the setup URL's token creates the first operator ---------- */
+    // Without the link, the setup screen asks for the token; a wrong one is refused next to it.
     b.goto("/").await;
+    b.el("setup-token").await;
+    b.fill("setup-token", "not-the-setup-token").await;
+    b.fill("setup-email", EMAIL).await;
+    b.fill("setup-password", PASSWORD).await;
+    b.fill("setup-password2", PASSWORD).await;
+    b.click("setup-submit").await;
+    b.wait_text("error-setupToken", "setup token").await;
+    // The URL `keyward serve` prints: the token rides along, hidden, and leaves the address bar.
+    b.goto(&format!("/setup?token={}", srv.setup_token())).await;
     b.el("setup-form").await;
+    assert!(
+        b.all("[data-test=setup-token]").await.is_empty(),
+        "no token field when the link brought it"
+    );
+    let url = b.url().await;
+    assert!(
+        !url.contains("token="),
+        "the token left the address bar: {url}"
+    );
     b.assert_clean("setup").await;
     b.shot("setup").await;
     b.fill("setup-email", EMAIL).await;

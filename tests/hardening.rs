@@ -53,6 +53,18 @@ fn serve(data_dir: &Path, extra: &[&str], stderr: Stdio) -> (Child, String) {
     (child, addr)
 }
 
+/// A new setup token from `keyward admin setup-url` (as an operator gets one in a shell).
+fn setup_token(data_dir: &Path) -> String {
+    let out = keyward(data_dir, &["admin", "setup-url"]);
+    assert!(out.status.success(), "setup-url: {}", stderr(&out));
+    let url = String::from_utf8(out.stdout).unwrap();
+    url.trim()
+        .split_once("/setup?token=")
+        .unwrap_or_else(|| panic!("a setup URL: {url:?}"))
+        .1
+        .to_owned()
+}
+
 fn stop(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -235,7 +247,10 @@ async fn failed_logins_do_not_grow_memory() {
     let fresh = rss_kib(child.id());
     let r = client
         .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "owner@example.com", "password": "correct horse battery"}))
+        .json(
+            &json!({"email": "owner@example.com", "password": "correct horse battery",
+            "setupToken": setup_token(dir.path())}),
+        )
         .send()
         .await
         .unwrap();
@@ -311,7 +326,9 @@ fn data_files_are_private_whatever_the_umask() {
     };
     // A write, so the WAL and shared-memory files exist.
     let mut c = std::net::TcpStream::connect(&addr).unwrap();
-    let body = r#"{"email":"owner@example.com","password":"correct horse battery"}"#;
+    let body = json!({"email": "owner@example.com", "password": "correct horse battery",
+        "setupToken": setup_token(&data)})
+    .to_string();
     write!(
         c,
         "POST /api/auth/register HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

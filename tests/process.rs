@@ -386,3 +386,116 @@ fn a_newer_database_is_refused() {
         "{err}"
     );
 }
+
+/// The setup URL of a new installation, as `keyward serve` prints it; the child, its base
+/// URL and the printed token.
+fn serve_printing_setup(data_dir: &Path) -> (Child, String, String) {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let mut printed = Vec::new();
+    let setup = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no setup URL in {printed:#?}"))
+            .expect("readable");
+        if let Some(at) = line
+            .find("http://")
+            .filter(|_| line.contains("/setup?token="))
+        {
+            break line[at..]
+                .split_whitespace()
+                .next()
+                .expect("a URL")
+                .to_owned();
+        }
+        printed.push(line);
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let (base, token) = setup.split_once("/setup?token=").expect("a setup URL");
+    (child, base.to_owned(), token.to_owned())
+}
+
+async fn register(base: &str, email: &str, token: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": email, "password": "correct horse battery", "setupToken": token}))
+        .send()
+        .await
+        .expect("register sent");
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// The first start prints a one-time setup URL (on the address the server listens on);
+/// `keyward admin setup-url` prints a new one, which replaces it; the first administrator
+/// consumes it, and from then on the command refuses and a restart prints none.
+#[tokio::test]
+async fn the_printed_setup_url_and_admin_setup_url_create_the_first_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, printed) = serve_printing_setup(dir.path());
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let page = reqwest::get(format!("{base}/setup?token={printed}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.status().as_u16(),
+        200,
+        "the setup URL opens the admin panel"
+    );
+
+    // The shell's URL names the server's address (--bind, as for healthcheck) and replaces
+    // the printed one.
+    let bind = base.trim_start_matches("http://");
+    let url = stdout(&keyward(
+        dir.path(),
+        &["admin", "setup-url", "--bind", bind],
+    ));
+    let (shell_base, fresh) = url.split_once("/setup?token=").expect("a setup URL");
+    assert_eq!(shell_base, base);
+    assert_ne!(fresh, printed);
+    let (status, body) = register(&base, "boss@example.com", &printed).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("SETUP_TOKEN_INVALID")),
+        "{body}"
+    );
+    let (status, body) = register(&base, "boss@example.com", fresh).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["user"]["role"], "ADMIN");
+
+    // Setup is done: no new token from the shell, none printed at the next start.
+    let out = keyward(dir.path(), &["admin", "setup-url"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Setup is complete"), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let mut banner: Vec<String> = (&mut lines).take(4).map(|l| l.expect("readable")).collect();
+    assert!(banner[3].contains("data dir:"), "{banner:#?}");
+    // Whatever else the start printed is in the pipe once the server is gone.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    banner.extend(lines.map_while(Result::ok));
+    assert!(!banner.iter().any(|l| l.contains("setup")), "{banner:#?}");
+}

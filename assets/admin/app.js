@@ -95,7 +95,8 @@ async function boot() {
     showShell();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      if (await setupOpen().catch(() => false)) showSetup();
+      const token = takeSetupToken();
+      if (await setupOpen().catch(() => false)) showSetup(token);
       else showLogin();
     } else {
       mount(
@@ -135,10 +136,32 @@ function authPage(...children) {
   );
 }
 
-function showSetup() {
+/**
+ * The one-time setup token from the setup URL the server printed (`/setup?token=…`). Taken out
+ * of the address bar at once, so it stays neither in the history nor on screen.
+ */
+function takeSetupToken() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  if (location.pathname === '/setup' || token) history.replaceState(null, '', `/${location.hash}`);
+  return token ? token.trim() : '';
+}
+
+function showSetup(token) {
   const form = h(
     'form',
     { novalidate: true, 'data-test': 'setup-form' },
+    token
+      ? h('input', { type: 'hidden', name: 'setupToken', value: token })
+      : field({
+          label: 'Setup token',
+          name: 'setupToken',
+          autocomplete: 'off',
+          spellcheck: 'false',
+          required: true,
+          hint: 'The token of the setup link the server printed at its start, or of a new one from `keyward admin setup-url`.',
+          test: 'setup-token',
+        }),
     field({
       label: 'Email',
       name: 'email',
@@ -176,8 +199,10 @@ function showSetup() {
     h('h1', {}, 'Welcome to Keyward'),
     h(
       'p',
-      { class: 'lead' },
-      'No operator exists yet. Create the first administrator account of this server.',
+      { class: 'lead', 'data-test': 'setup-lead' },
+      token
+        ? 'No operator exists yet. Create the first administrator account of this server; this setup link works once.'
+        : 'No operator exists yet. Open the setup link the server printed when it started, or paste its token below.',
     ),
     form,
   );
@@ -186,23 +211,30 @@ function showSetup() {
     async (fd) => {
       const email = String(fd.get('email') || '').trim();
       const password = String(fd.get('password') || '');
+      const setupToken = String(fd.get('setupToken') || '').trim();
       if (password !== fd.get('password2')) {
         throw Object.assign(new Error('The passwords do not match.'), { field: 'password2' });
       }
       try {
-        await api.post('/api/auth/register', { email, password });
+        await api.post('/api/auth/register', { email, password, setupToken });
       } catch (err) {
         if (err.status === 403) {
           showLogin('Setup is already complete. Please sign in.');
+          return;
+        }
+        // A wrong or stale token from the link: show it above the button, where the hidden
+        // field has no place of its own.
+        if (token && String(err.code).startsWith('SETUP_TOKEN')) {
+          form.querySelector('[data-form-error]').textContent = err.message;
           return;
         }
         throw err;
       }
       await login(email, password);
     },
-    { password2: 'password2', 'do not match': 'password2' },
+    { password2: 'password2', 'do not match': 'password2', 'setup token': 'setupToken' },
   );
-  form.querySelector('input').focus();
+  form.querySelector('input:not([type=hidden])').focus();
 }
 
 function showLogin(notice) {

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod context;
 pub mod keys;
 pub mod licensing;
+pub mod login_guard;
 pub mod operators;
 pub mod ops;
 pub mod portal;

@@ -10,14 +10,18 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use crate::domain::audit::{self, AuditAction, AuditEvent};
-use crate::domain::operators::{self, Operator, Role};
+use crate::domain::operators::{self, Operator, Role, SetupToken};
 use crate::domain::{OperatorId, TenantId, now_ms, tenants};
 use crate::error::Error;
+use crate::service::login_guard::{self, AccountKind, DeviceCookie};
 use crate::service::{Actor, Ctx};
 use crate::state::AppState;
 
 const SELF_REGISTRATION_DISABLED: &str =
     "Self-registration is disabled: ask an ADMIN to create your account";
+
+const SETUP_COMPLETE: &str =
+    "Setup is complete: an operator exists. Sign in as an ADMIN to create more operators";
 
 #[derive(Debug, Clone)]
 pub struct NewOperator {
@@ -27,6 +31,8 @@ pub struct NewOperator {
     pub role: Option<Role>,
     /// Put a USER into an existing workspace instead of a new one.
     pub tenant_id: Option<TenantId>,
+    /// The one-time setup token: required (and consumed) when this is the first operator.
+    pub setup_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -50,6 +56,52 @@ pub fn setup_required(state: &AppState) -> Result<bool, Error> {
     Ok(state.db.read(operators::repo::count)? == 0)
 }
 
+/// At server start: while no operator exists, a fresh setup token (replacing any earlier one)
+/// for the setup URL the server prints; `None` once setup is done.
+pub async fn setup_token_at_start(state: &AppState) -> Result<Option<SetupToken>, Error> {
+    // Not audited: the server's own output shows it, and no one acted.
+    issue_setup(state, None).await
+}
+
+/// `keyward admin setup-url`: a fresh setup token, invalidating earlier ones. Only the shell
+/// may ask, and only while no operator exists: afterwards an ADMIN creates operators.
+pub async fn issue_setup_token(state: &AppState, ctx: &Ctx) -> Result<SetupToken, Error> {
+    if !matches!(ctx.actor, Actor::Cli | Actor::System) {
+        return Err(Error::Forbidden(
+            "only the server's shell issues setup tokens".into(),
+        ));
+    }
+    issue_setup(state, Some(ctx.actor_label()))
+        .await?
+        .ok_or_else(|| Error::Conflict(SETUP_COMPLETE.into()))
+}
+
+/// Issues a token while no operator exists; `actor` (a person at the shell) is audited.
+async fn issue_setup(state: &AppState, actor: Option<String>) -> Result<Option<SetupToken>, Error> {
+    state
+        .db
+        .write(move |c| {
+            // Decided inside the write: a first operator created meanwhile closes setup.
+            if operators::repo::count(c)? > 0 {
+                return Ok(None);
+            }
+            let now = now_ms();
+            let token = SetupToken::generate(now);
+            operators::repo::replace_setup_token(c, &token.sha256(), token.expires_at, now)?;
+            if let Some(actor) = &actor
+                && let Some(tenant) = tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
+            {
+                audit::repo::insert(
+                    c,
+                    &AuditEvent::new(&tenant.id, actor, AuditAction::SetupTokenIssue)
+                        .detail(json!({"expiresAt": token.expires_at})),
+                )?;
+            }
+            Ok(Some(token))
+        })
+        .await
+}
+
 /// argon2id costs ~19 MiB and tens of milliseconds: off the async runtime, a few at a time.
 async fn hash_password(state: &AppState, password: &str) -> Result<String, Error> {
     let password = password.to_owned();
@@ -57,8 +109,9 @@ async fn hash_password(state: &AppState, password: &str) -> Result<String, Error
 }
 
 /// Creates an operator. With no caller this is the setup step: allowed only while no
-/// operator exists, and the first one is ADMIN in the default tenant. Afterwards only ADMIN
-/// operators may: a new USER gets a workspace of its own unless `tenant_id` names one.
+/// operator exists and only with the current one-time setup token (which it consumes), and
+/// the first one is ADMIN in the default tenant. Afterwards only ADMIN operators may: a new
+/// USER gets a workspace of its own unless `tenant_id` names one.
 pub async fn register(
     state: &AppState,
     caller: Option<&Ctx>,
@@ -71,7 +124,14 @@ pub async fn register(
         None if !setup_required(state)? => {
             return Err(Error::Forbidden(SELF_REGISTRATION_DISABLED.into()));
         }
-        None => {}
+        // Whoever reaches the server before its owner must not become its ADMIN: the token
+        // proves access to the server's output or shell. Checked before the input, and again
+        // in the write below (a newer token may replace it meanwhile).
+        None => operators::check_setup_token(
+            input.setup_token.as_deref(),
+            state.db.read(operators::repo::setup_token)?,
+            now_ms(),
+        )?,
     }
     let email = input.email.trim().to_ascii_lowercase();
     operators::validate_email(&email)?;
@@ -79,6 +139,7 @@ pub async fn register(
     let role = input.role.unwrap_or(Role::User);
     let hash = hash_password(state, &input.password).await?;
     let caller = caller.cloned();
+    let setup_token = input.setup_token.clone();
     let ip = caller
         .as_ref()
         .and_then(|c| c.ip)
@@ -89,6 +150,15 @@ pub async fn register(
         .write(move |c| {
             // Counted again inside the write: of two concurrent setups, one wins.
             let first = operators::repo::count(c)? == 0;
+            if first {
+                // Single use: consumed in the transaction that creates the first operator.
+                operators::check_setup_token(
+                    setup_token.as_deref(),
+                    operators::repo::setup_token(c)?,
+                    now_ms(),
+                )?;
+                operators::repo::delete_setup_token(c)?;
+            }
             let actor = match (&caller, first) {
                 (_, true) => "setup".to_owned(),
                 (Some(ctx), false) => ctx.actor_label(),
@@ -142,22 +212,38 @@ pub async fn register(
         .await
 }
 
-/// Checks an operator's password. Limited per IP and per account; an unknown email and a
-/// wrong password cost the same time and get the same answer.
+/// A successful operator sign-in: the operator, and the device cookie its client gets.
+#[derive(Debug)]
+pub struct LoginOutcome {
+    pub operator: Operator,
+    pub device: DeviceCookie,
+}
+
+/// Checks an operator's password. Limited per IP (every attempt) and per account (failures
+/// only; a client with a device cookie of the account has a budget of its own: see
+/// `service::login_guard`). An unknown email and a wrong password cost the same time and get
+/// the same answer.
 pub async fn login(
     state: &AppState,
     ip: Option<IpAddr>,
     email: &str,
     password: &str,
-) -> Result<Operator, Error> {
+    devices: &[(String, String)],
+) -> Result<LoginOutcome, Error> {
     let email = email.trim().to_ascii_lowercase();
     if let Some(ip) = ip {
         state.limits.login_per_ip.check(&ip)?;
     }
-    state.limits.login_per_account.check(&email)?;
     let found = state
         .db
         .read(|c| operators::repo::find_by_email(c, &email))?;
+    let attempt = login_guard::admit(
+        state,
+        AccountKind::Operator,
+        &email,
+        found.as_ref().map(|o| o.id.as_str()),
+        devices,
+    )?;
     let hash = found
         .as_ref()
         .map(|o| o.password_hash.clone())
@@ -172,18 +258,22 @@ pub async fn login(
     };
     match found {
         Some(o) if matches && o.disabled_at.is_none() => {
+            let device = attempt.succeeded(state, AccountKind::Operator, &o.id)?;
             state
                 .db
                 .writer()
                 .record(event(&o, AuditAction::OperatorLogin));
-            Ok(o)
+            Ok(LoginOutcome {
+                operator: o,
+                device,
+            })
         }
         other => {
             if let Some(o) = other {
-                state
-                    .db
-                    .writer()
-                    .record(event(&o, AuditAction::OperatorLoginFailed));
+                state.db.writer().record(
+                    event(&o, AuditAction::OperatorLoginFailed)
+                        .detail(json!({"knownDevice": attempt.from_known_device()})),
+                );
             }
             Err(Error::Unauthorized("Invalid email or password".into()))
         }

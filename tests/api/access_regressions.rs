@@ -58,7 +58,9 @@ async fn server_with_admin() -> (TestServer, String) {
         Method::POST,
         REGISTER,
         Cred::None,
-        Some(json!({"email": "admin@example.com", "password": PASSWORD})),
+        Some(
+            json!({"email": "admin@example.com", "password": PASSWORD, "setupToken": srv.setup_token()}),
+        ),
     )
     .await;
     assert_eq!(a.status.as_u16(), 201, "setup: {}", a.body);

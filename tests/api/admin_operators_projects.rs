@@ -85,7 +85,7 @@ fn operators(srv: &TestServer) -> i64 {
 // ---- setup ------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn first_register_creates_an_admin_without_auth_then_self_registration_is_refused() {
+async fn first_register_creates_an_admin_with_the_setup_token_then_self_registration_is_refused() {
     let srv = TestServer::start().await;
     assert_eq!(operators(&srv), 0);
 
@@ -93,7 +93,7 @@ async fn first_register_creates_an_admin_without_auth_then_self_registration_is_
         &srv,
         REGISTER,
         Cred::None,
-        json!({"email": "  Boss@Example.COM ", "password": PASSWORD}),
+        json!({"email": "  Boss@Example.COM ", "password": PASSWORD, "setupToken": srv.setup_token()}),
     )
     .await;
     assert_status(&a, 201);
@@ -116,9 +116,11 @@ async fn first_register_creates_an_admin_without_auth_then_self_registration_is_
     assert!(hash.starts_with("$argon2id$"), "argon2id hash: {hash}");
     assert!(!hash.contains(PASSWORD));
 
-    // The setup step is over: anyone unauthenticated is refused, and nothing is created.
+    // The setup step is over: anyone unauthenticated is refused, and nothing is created,
+    // even with the (used) setup token.
     for role in [None, Some("USER"), Some("ADMIN")] {
-        let mut body = json!({"email": "intruder@example.com", "password": PASSWORD});
+        let mut body = json!({"email": "intruder@example.com", "password": PASSWORD,
+            "setupToken": srv.setup_token()});
         if let Some(r) = role {
             body["role"] = json!(r);
         }
@@ -141,10 +143,14 @@ async fn concurrent_first_registrations_create_exactly_one_admin() {
     for i in 0..4 {
         let client = srv.client.clone();
         let url = format!("{}{REGISTER}", srv.url);
+        let token = srv.setup_token().to_owned();
         set.spawn(async move {
             let resp = client
                 .post(url)
-                .json(&json!({"email": format!("racer{i}@example.com"), "password": PASSWORD}))
+                .json(
+                    &json!({"email": format!("racer{i}@example.com"), "password": PASSWORD,
+                    "setupToken": token}),
+                )
                 .send()
                 .await
                 .expect("sent");
@@ -159,7 +165,10 @@ async fn concurrent_first_registrations_create_exactly_one_admin() {
                 created += 1;
                 assert_eq!(a.body["data"]["user"]["role"], "ADMIN");
             }
-            _ => assert_kv_error(&a, 403, "FORBIDDEN"),
+            // The loser finds setup closed (or, if it checked before the winner's commit, its
+            // token consumed).
+            403 => assert_kv_error(&a, 403, "FORBIDDEN"),
+            _ => assert_kv_error(&a, 401, "SETUP_TOKEN_INVALID"),
         }
     }
     assert_eq!(created, 1, "exactly one setup registration wins");
@@ -590,9 +599,10 @@ async fn login_is_rate_limited_per_account() {
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
-    setup_admin(&srv).await; // logs in once (attempt 1)
-    // Attempts 2-5 from other IPs, in varying case: all count for the one account.
-    for i in 2..=5 {
+    // A success spends nothing of the account's budget of failures.
+    setup_admin(&srv).await;
+    // Failures 1-5 from other IPs, in varying case: all count for the one account.
+    for i in 1..=5 {
         let ip = format!("198.51.100.{i}");
         let a = send(
             &srv,
@@ -605,7 +615,8 @@ async fn login_is_rate_limited_per_account() {
         .await;
         assert_eq!(a.status.as_u16(), 401, "attempt {i}: {}", a.body);
     }
-    // The 6th, from a fresh IP and with the right password, is refused.
+    // The 6th, from a fresh IP and with the right password but without the owner's device
+    // cookie, is refused.
     let a = send(
         &srv,
         Method::POST,
@@ -2683,7 +2694,7 @@ async fn setup_is_reported_open_until_the_first_operator_exists() {
         &srv,
         REGISTER,
         Cred::None,
-        json!({"email": "boss@example.com", "password": PASSWORD}),
+        setup_body(&srv, "boss@example.com"),
     )
     .await;
     assert_status(&a, 201);

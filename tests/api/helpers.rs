@@ -23,6 +23,9 @@ use time::format_description::well_known::Rfc3339;
 pub struct TestServer {
     pub url: String,
     pub running: Option<Running>,
+    /// The one-time setup token the server issued at its (latest) start, as `keyward serve`
+    /// prints it in the setup URL; `None` once an operator existed at start.
+    pub setup_token: Option<String>,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }
@@ -81,10 +84,19 @@ impl TestServer {
         let running = keyward::start(config).await.expect("server starts");
         Self {
             url: format!("http://{}", running.addr),
+            setup_token: running.setup_token.as_ref().map(|t| t.token.clone()),
             running: Some(running),
             dir,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// The setup token of this start (panics once setup was done before it).
+    #[track_caller]
+    pub fn setup_token(&self) -> &str {
+        self.setup_token
+            .as_deref()
+            .expect("a setup token: no operator existed when the server started")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -99,6 +111,7 @@ impl TestServer {
         let config = Config::for_data_dir(self.dir.path());
         let running = keyward::start(config).await.expect("server restarts");
         self.url = format!("http://{}", running.addr);
+        self.setup_token = running.setup_token.as_ref().map(|t| t.token.clone());
         self.running = Some(running);
     }
 
@@ -419,9 +432,15 @@ pub struct Admin {
     pub token: String,
 }
 
-/// Registers the first operator (ADMIN, no auth needed yet) and logs it in.
+/// The body that creates the first operator: `email`, [`PASSWORD`] and the setup token the
+/// server printed at its start.
+pub fn setup_body(srv: &TestServer, email: &str) -> Value {
+    serde_json::json!({"email": email, "password": PASSWORD, "setupToken": srv.setup_token()})
+}
+
+/// Registers the first operator (ADMIN, with the server's setup token) and logs it in.
 pub async fn setup_admin(srv: &TestServer) -> Admin {
-    let body = serde_json::json!({"email": ADMIN_EMAIL, "password": PASSWORD});
+    let body = setup_body(srv, ADMIN_EMAIL);
     let a = send(srv, Method::POST, REGISTER, Cred::None, Some(body), &[]).await;
     assert_status(&a, 201);
     let user = &a.body["data"]["user"];

@@ -12,6 +12,7 @@ use super::auth::{
 };
 use crate::api::ClientIp;
 use crate::api::shared::csrf::is_https;
+use crate::api::shared::device_cookie;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::api::shared::pagination::{Pagination, page_and_limit};
@@ -20,6 +21,9 @@ use crate::domain::operators::{Operator, Role};
 use crate::domain::{OperatorId, TenantId, ms_to_datetime};
 use crate::service::operators::{self, NewOperator, OperatorChange};
 use crate::state::AppState;
+
+/// Where the admin device cookie is sent back (and nowhere else).
+const LOGIN_PATH: &str = "/api/auth/login";
 
 pub struct OperatorsApi {
     pub state: AppState,
@@ -31,6 +35,7 @@ crate::field_names!(
     RoleField = "role",
     TenantIdField = "tenantId",
     DisabledField = "disabled",
+    SetupTokenField = "setupToken",
 );
 
 #[derive(Object, Debug)]
@@ -56,6 +61,15 @@ pub struct RegisterRequest {
         validator(max_length = 64)
     )]
     pub tenant_id: Option<String>,
+    /// The one-time setup token, required to create the first operator (no session yet):
+    /// the `token` of the setup URL the server prints at its first start, or a new one from
+    /// `keyward admin setup-url`. Single-use, valid 24 hours. Ignored once an operator
+    /// exists (an ADMIN's session is needed then).
+    #[oai(
+        deserialize_with = "named::<SetupTokenField, _>",
+        validator(max_length = 128)
+    )]
+    pub setup_token: Option<String>,
 }
 
 #[derive(Object, Debug)]
@@ -251,11 +265,14 @@ pub enum DeletedResponse {
 impl OperatorsApi {
     /// Create an operator
     ///
-    /// While no operator exists this creates the first one, as ADMIN, without authentication
-    /// (the setup step). Afterwards only an ADMIN operator may create operators, authenticated
-    /// like any admin call; API keys never administer operators, and self-registration is
-    /// refused with 403. A new USER gets a workspace of its own unless `tenantId` names an
-    /// existing one.
+    /// While no operator exists this creates the first one, as ADMIN, without a session (the
+    /// setup step), but only with the one-time `setupToken` the server printed at its start
+    /// (or `keyward admin setup-url` printed): without it 401 `SETUP_TOKEN_REQUIRED`, with a
+    /// wrong, used or replaced one 401 `SETUP_TOKEN_INVALID`, with one older than 24 hours
+    /// 401 `SETUP_TOKEN_EXPIRED`. The token is consumed by the setup. Afterwards only an ADMIN
+    /// operator may create operators, authenticated like any admin call (no token);
+    /// API keys never administer operators, and self-registration is refused with 403. A new
+    /// USER gets a workspace of its own unless `tenantId` names an existing one.
     #[oai(path = "/api/auth/register", method = "post")]
     async fn register(
         &self,
@@ -273,6 +290,7 @@ impl OperatorsApi {
                 password: body.password,
                 role: body.role,
                 tenant_id: body.tenant_id.map(TenantId::from),
+                setup_token: body.setup_token,
             },
         )
         .await?;
@@ -286,18 +304,25 @@ impl OperatorsApi {
 
     /// Log in
     ///
-    /// Answers a session token in the body and in an HttpOnly, SameSite=Strict cookie.
-    /// Limited per IP and per account; an unknown email and a wrong password get the same
-    /// answer in about the same time.
+    /// Answers a session token in the body and in an HttpOnly, SameSite=Strict cookie, and
+    /// sets a device cookie (`kw_device_…`, HttpOnly, SameSite=Strict, Path=/api/auth/login)
+    /// that marks this client as one that signed in to this account before. Limited per IP
+    /// (every attempt) and per account (failed attempts only): once an account's failure
+    /// budget is used up, 429 with `Retry-After` for every client except those presenting a
+    /// device cookie of the account, which have a failure budget of their own. An unknown
+    /// email and a wrong password get the same answer in about the same time.
     #[oai(path = "/api/auth/login", method = "post")]
     async fn login(&self, req: &Request, body: Json<LoginRequest>) -> KvResult<LoginResponse> {
-        let operator = operators::login(
+        let outcome = operators::login(
             &self.state,
             ClientIp::of(req),
             &body.0.email,
             &body.0.password,
+            &device_cookie::presented(req),
         )
         .await?;
+        let operator = outcome.operator;
+        device_cookie::set(req, &self.state, LOGIN_PATH, &outcome.device);
         let (token, _) = issue_token(&self.state, &operator)?;
         let cookie = format!(
             "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={TOKEN_TTL_SECS}{}",

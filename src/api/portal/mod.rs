@@ -19,6 +19,7 @@ use poem_openapi::{
 
 use crate::api::ClientIp;
 use crate::api::shared::csrf::refuse_cross_site;
+use crate::api::shared::device_cookie;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
 use crate::domain::ProductId;
 use crate::domain::portal_users::TOKEN_COOKIE;
@@ -39,6 +40,9 @@ pub enum PortalTags {
     /// The end users' portal of a project (`/p/<slug>`).
     Portal,
 }
+
+/// Where the portal device cookie is sent back (and nowhere else).
+const LOGIN_PATH: &str = "/api/portal/login";
 
 pub struct PortalApi {
     pub state: AppState,
@@ -149,7 +153,8 @@ impl PortalApi {
 
     /// Register a portal user
     ///
-    /// No key needed. Signs the new user in (token in the body and the `portal_token` cookie).
+    /// No key needed. Signs the new user in (token in the body and the `portal_token` cookie)
+    /// and sets the account's device cookie (see sign in).
     #[oai(path = "/api/portal/register", method = "post")]
     async fn register(
         &self,
@@ -166,6 +171,7 @@ impl PortalApi {
             body.password,
         )
         .await?;
+        device_cookie::set(req, &self.state, LOGIN_PATH, &session.device);
         let cookie = account::session_cookie(req, &self.state, &session.token);
         Ok(PortalRegisterResponse::Created(
             PortalSessionOk::new(session),
@@ -175,7 +181,12 @@ impl PortalApi {
 
     /// Sign in as a portal user
     ///
-    /// An unknown username answers like a wrong password, in about the same time.
+    /// An unknown username answers like a wrong password, in about the same time. Sets a
+    /// device cookie (`kw_device_…`, HttpOnly, SameSite=Strict, Path=/api/portal/login), as
+    /// register does. Limited per IP (every attempt) and per account (failed attempts only):
+    /// once an account's failure budget is used up, 429 with `Retry-After` for every client
+    /// except those presenting a device cookie of the account, which have a failure budget of
+    /// their own.
     #[oai(path = "/api/portal/login", method = "post")]
     async fn login(
         &self,
@@ -190,8 +201,10 @@ impl PortalApi {
             &project,
             &body.username,
             body.password,
+            &device_cookie::presented(req),
         )
         .await?;
+        device_cookie::set(req, &self.state, LOGIN_PATH, &session.device);
         let cookie = account::session_cookie(req, &self.state, &session.token);
         Ok(PortalLoginResponse::Ok(
             PortalSessionOk::new(session),

@@ -13,7 +13,8 @@ pub struct KvErrorBody {
     pub success: bool,
     /// For people: what was wrong, naming the field or rule.
     pub error: String,
-    /// Machine-readable: VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT,
+    /// Machine-readable: VALIDATION_ERROR, UNAUTHORIZED, SETUP_TOKEN_REQUIRED,
+    /// SETUP_TOKEN_INVALID, SETUP_TOKEN_EXPIRED, FORBIDDEN, NOT_FOUND, CONFLICT,
     /// KEY_EXPIRED, KEY_SUSPENDED, KEY_REVOKED, IP_BLOCKED, RATE_LIMITED, INTERNAL_ERROR…
     pub code: String,
 }
@@ -32,7 +33,9 @@ pub enum KvError {
     /// Missing fields, invalid values, bad payload (`VALIDATION_ERROR`).
     #[oai(status = 400)]
     BadRequest(Json<KvErrorBody>),
-    /// Missing, invalid, expired or revoked token or credentials (`UNAUTHORIZED`).
+    /// Missing, invalid, expired or revoked token or credentials (`UNAUTHORIZED`); the first
+    /// administrator's setup without its one-time token (`SETUP_TOKEN_REQUIRED`), with a wrong
+    /// or used one (`SETUP_TOKEN_INVALID`) or an expired one (`SETUP_TOKEN_EXPIRED`).
     #[oai(status = 401)]
     Unauthorized(Json<KvErrorBody>),
     /// Not allowed for this caller or this key (`FORBIDDEN`, `KEY_*`), or the client's address
@@ -83,6 +86,7 @@ impl KvError {
                 Self::NotFound(body("NOT_FOUND", m))
             }
             Error::Unauthorized(_) => Self::Unauthorized(body("UNAUTHORIZED", msg)),
+            Error::SetupToken(problem) => Self::Unauthorized(body(problem.code(), msg)),
             Error::Forbidden(_) => Self::Forbidden(body("FORBIDDEN", msg)),
             Error::IpBlocked { .. } => Self::Forbidden(body("IP_BLOCKED", msg)),
             Error::Conflict(_) => Self::Conflict(body("CONFLICT", msg)),

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod body;
 pub mod client_ip;
 pub mod csrf;
+pub mod device_cookie;
 pub mod fields;
 pub mod keyvault_error;
 pub mod pagination;

@@ -94,6 +94,10 @@ impl VendorError {
                 capitalize(&msg),
             )),
             Error::Unauthorized(_) => Self::Unauthorized(ErrorEnvelope::new("UNAUTHORIZED", msg)),
+            // Raised by the admin face's setup step only; mapped for completeness.
+            Error::SetupToken(problem) => {
+                Self::Unauthorized(ErrorEnvelope::new(problem.code(), msg))
+            }
             Error::Forbidden(_) => Self::Forbidden(ErrorEnvelope::new("FORBIDDEN", msg)),
             Error::IpBlocked { .. } => Self::Forbidden(ErrorEnvelope::new("IP_BLOCKED", msg)),
             Error::Conflict(_) => Self::BadRequest(ErrorEnvelope::new("CONFLICT", msg)),

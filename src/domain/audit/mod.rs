@@ -33,6 +33,7 @@ super::text_enum! {
         OperatorLogin => "operator.login",
         OperatorLoginFailed => "operator.login.failed",
         OperatorLogout => "operator.logout",
+        SetupTokenIssue => "setup.token.issue",
         TenantCreate => "tenant.create",
         ReleaseUpload => "release.upload",
         ReleaseUpdate => "release.update",

@@ -57,3 +57,52 @@ pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| hash_password("decoy-password-nobody-has").unwrap_or_default())
 }
+
+/// A setup token is good for a day: long enough to finish an installation, short enough that
+/// a URL left in a terminal's scroll-back is soon worthless.
+pub const SETUP_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// A new one-time setup token: shown once (printed as the setup URL), only its SHA-256 is
+/// stored. ~206 random bits, so a plain hash suffices (nothing to brute-force).
+#[derive(Debug, Clone)]
+pub struct SetupToken {
+    pub token: String,
+    pub expires_at: i64,
+}
+
+impl SetupToken {
+    pub fn generate(now: i64) -> Self {
+        Self {
+            token: crate::crypto::random_secret(40),
+            expires_at: now + SETUP_TOKEN_TTL_MS,
+        }
+    }
+
+    pub fn sha256(&self) -> [u8; 32] {
+        crate::crypto::sha256(self.token.as_bytes())
+    }
+}
+
+/// Whether `presented` is the stored setup token (its SHA-256 and expiry), compared in
+/// constant time so that the answer's timing tells nothing about how close a guess was.
+pub fn check_setup_token(
+    presented: Option<&str>,
+    stored: Option<(Vec<u8>, i64)>,
+    now: i64,
+) -> Result<()> {
+    use crate::error::SetupTokenProblem as P;
+    let presented = presented
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::SetupToken(P::Missing))?;
+    let Some((sha256, expires_at)) = stored else {
+        return Err(Error::SetupToken(P::Invalid));
+    };
+    if !crate::crypto::constant_time_eq(&crate::crypto::sha256(presented.as_bytes()), &sha256) {
+        return Err(Error::SetupToken(P::Invalid));
+    }
+    if now >= expires_at {
+        return Err(Error::SetupToken(P::Expired));
+    }
+    Ok(())
+}

@@ -114,3 +114,32 @@ pub fn is_token_revoked(conn: &Connection, jti: &str) -> Result<bool> {
 pub fn purge_expired_revocations(conn: &Connection, now: i64) -> Result<usize> {
     Ok(conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])?)
 }
+
+/// Stores a new setup token's hash, replacing (so invalidating) any earlier one.
+pub fn replace_setup_token(
+    conn: &Connection,
+    sha256: &[u8; 32],
+    expires_at: i64,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO setup_token (id, token_sha256, expires_at, created_at)
+         VALUES (1, ?1, ?2, ?3)",
+        params![sha256.as_slice(), expires_at, now],
+    )?;
+    Ok(())
+}
+
+/// The current setup token's SHA-256 and expiry, if one was issued and not used.
+pub fn setup_token(conn: &Connection) -> Result<Option<(Vec<u8>, i64)>> {
+    Ok(conn
+        .prepare_cached("SELECT token_sha256, expires_at FROM setup_token WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Forgets the setup token (it is single-use: the first operator exists now).
+pub fn delete_setup_token(conn: &Connection) -> Result<()> {
+    conn.execute("DELETE FROM setup_token", [])?;
+    Ok(())
+}

@@ -9,13 +9,16 @@ use crate::domain::products::{self, Product};
 use crate::domain::{ProductId, now_ms, operators};
 use crate::error::Error;
 use crate::service::Ctx;
+use crate::service::login_guard::{self, AccountKind, DeviceCookie};
 use crate::state::AppState;
 
-/// A signed-in user and its new session token (shown once; only its SHA-256 is stored).
+/// A signed-in user, its new session token (shown once; only its SHA-256 is stored) and the
+/// device cookie its client gets (see `service::login_guard`).
 #[derive(Debug)]
 pub struct PortalSession {
     pub token: String,
     pub user: PortalUser,
+    pub device: DeviceCookie,
 }
 
 /// The caller of a portal session token: its context and the token's SHA-256 (which logout
@@ -63,7 +66,7 @@ pub async fn register(
     let hash =
         crate::service::off_runtime_hashing(state, move || operators::hash_password(&password))
             .await??;
-    state
+    let (token, user) = state
         .db
         .write(move |c| {
             let user = portal_users::register(c, &product, &username, hash)?;
@@ -72,32 +75,45 @@ pub async fn register(
                 .event(&user.tenant_id, AuditAction::PortalRegister)
                 .product(&user.product_id);
             crate::domain::audit::repo::insert(c, &event)?;
-            Ok(PortalSession { token, user })
+            Ok((token, user))
         })
-        .await
+        .await?;
+    // Registering signs in: this browser is the owner's from now on.
+    let device = login_guard::device_cookie(state, AccountKind::PortalUser, &user.id)?;
+    Ok(PortalSession {
+        token,
+        user,
+        device,
+    })
 }
 
 /// Signs a user in to an open portal. An unknown project, a closed portal and an unknown
-/// username answer like a wrong password, in about the same time.
+/// username answer like a wrong password, in about the same time. Limited per IP (every
+/// attempt) and per account (failures only, with a budget of its own for a client holding a
+/// device cookie of the account: see `service::login_guard`).
 pub async fn login(
     state: &AppState,
     ip: Option<IpAddr>,
     project: &ProductId,
     username: &str,
     password: String,
+    devices: &[(String, String)],
 ) -> Result<PortalSession, Error> {
     limit_by_ip(state, ip)?;
     let username = username.trim().to_owned();
-    state
-        .limits
-        .login_per_account
-        .check(&format!("portal:{project}:{}", username.to_lowercase()))?;
     let found = state.db.read(|c| {
         Ok(match open_portal(c, project)? {
             Some(p) => portal_users::repo::find_by_username(c, &p.id, &username)?,
             None => None,
         })
     })?;
+    let attempt = login_guard::admit(
+        state,
+        AccountKind::PortalUser,
+        &format!("{project}:{}", username.to_lowercase()),
+        found.as_ref().map(|u| u.id.as_str()),
+        devices,
+    )?;
     let hash = found
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -109,6 +125,7 @@ pub async fn login(
     let Some(user) = found.filter(|_| matches) else {
         return Err(Error::Unauthorized("Invalid username or password".into()));
     };
+    let device = attempt.succeeded(state, AccountKind::PortalUser, &user.id)?;
     state
         .db
         .write(move |c| {
@@ -117,7 +134,11 @@ pub async fn login(
                 .event(&user.tenant_id, AuditAction::PortalLogin)
                 .product(&user.product_id);
             crate::domain::audit::repo::insert(c, &event)?;
-            Ok(PortalSession { token, user })
+            Ok(PortalSession {
+                token,
+                user,
+                device,
+            })
         })
         .await
 }
