@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 5;
+pub const LATEST_VERSION: i64 = 6;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v3_portal.sql"),
     include_str!("migrations/v4_abuse.sql"),
     include_str!("migrations/v5_note_search.sql"),
+    include_str!("migrations/v6_session_chains.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
