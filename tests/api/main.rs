@@ -15,6 +15,7 @@ mod portal;
 mod portal_regressions;
 mod proxy;
 mod releases_regressions;
+mod sessions;
 mod smoke;
 mod updates;
 mod vendor_license;
