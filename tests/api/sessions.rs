@@ -708,3 +708,52 @@ async fn the_session_limit_is_a_project_setting_of_the_admin_api() {
     assert!(project.contains("SessionLimit"), "{project}");
     assert_eq!(limit["enum"], json!(["REFUSE_NEW", "END_OLDEST"]));
 }
+
+#[tokio::test]
+async fn the_readmes_end_session_example_runs_as_written() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("### Ending a session: `POST /api/session/end`")
+        .expect("the README's end-session section");
+    let block = &readme[start..];
+    let code_start = block.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let code = &block[code_start..];
+    let code = &code[..code.find("\n```").expect("the block ends")];
+
+    let kv = Kv::start(Some("REFUSE_NEW")).await;
+    let host = kv.srv.url.trim_start_matches("http://").to_owned();
+    let script = code.replace("localhost:3002", &host);
+    let (auth, pid, secret) = (
+        format!("Authorization: Bearer {}", kv.admin),
+        kv.pid(),
+        str_of(&kv.project["secret"]),
+    );
+    // The server runs on this test's runtime: bash waits on a blocking thread.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("AUTH", auth)
+            .env("PROJECT_ID", pid)
+            .env("SECRET", secret)
+            .output()
+            .expect("bash runs")
+    })
+    .await
+    .expect("joins");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(stdout.trim()).expect("the last curl answers JSON");
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(answer["data"]["ended"], true, "{answer}");
+    // The session is gone and its place free: a new instance of the key runs (REFUSE_NEW, 1).
+    let key: String = kv
+        .srv
+        .db()
+        .query_row("SELECT license_key FROM licenses", [], |r| r.get(0))
+        .expect("the key the example made");
+    kv.start_instance(&key, "sha256-of-hardware-id").await;
+}
