@@ -757,3 +757,27 @@ async fn the_readmes_end_session_example_runs_as_written() {
         .expect("the key the example made");
     kv.start_instance(&key, "sha256-of-hardware-id").await;
 }
+
+#[tokio::test]
+async fn a_bot_reads_the_running_session_and_never_ends_one() {
+    let kv = Kv::start(Some("END_OLDEST")).await;
+    let (key_id, key) = kv.key(1).await;
+    let secret = str_of(&kv.project["secret"]);
+    let bot = |hwid: &str| {
+        json!({"action": "validate", "key": key, "hwid": hwid, "secret": secret,
+               "telegram_id": "42", "telegram_username": "helper"})
+    };
+    let mut app = kv.start_instance(&key, "bot-pc-0001").await;
+    // On the app's PC the bot reads the running session's nonce, moving and refreshing nothing.
+    for _ in 0..2 {
+        let r = kv.public("/api/telegram", bot("bot-pc-0001")).await;
+        assert_status(&r, 200);
+        assert_eq!(r.body["data"]["nonce"], app.nonce.as_str());
+    }
+    kv.refresh_ok(&mut app).await;
+    // On another PC, at the limit, the bot is refused even though the project ends the oldest.
+    let r = kv.public("/api/telegram", bot("bot-pc-0002")).await;
+    assert_kv_error(&r, 403, "MAX_SESSIONS");
+    kv.refresh_ok(&mut app).await;
+    assert_eq!(kv.live_sessions(&key_id), 1);
+}
