@@ -113,6 +113,16 @@ async fn admin_panel_and_user_portal_end_to_end() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // Back to the default: the apps below restart without their sessionId.
+    b.select("settings-session-limit", "END_OLDEST").await;
+    b.click("settings-save").await;
+    while strategy(&srv) != "END_OLDEST" {
+        assert!(
+            Instant::now() < deadline,
+            "the panel saves the session limit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     b.click("nav-projects").await;
     b.el("projects-table").await;
     b.shot("projects").await;
