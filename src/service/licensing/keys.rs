@@ -271,7 +271,7 @@ async fn run_validation(
         rotates_nonce: client.rotates_nonce,
     };
     let actor = client.actor.clone();
-    let (product, _, validated) = run_key_request(
+    let (product, validated) = run_key_request(
         state,
         client,
         request.lookup,
@@ -344,7 +344,7 @@ pub async fn end_session(
     let actor = client.actor.clone();
     let ip = client.ip_text();
     let job_hwid = hwid.clone();
-    let (product, _, ended) = run_key_request(
+    let (product, ended) = run_key_request(
         state,
         client,
         request.lookup,
@@ -395,7 +395,7 @@ async fn run_key_request<T, F>(
     hwid: &str,
     refused: AuditAction,
     job: F,
-) -> Result<(Product, License, T), KeyRefusal>
+) -> Result<(Product, T), KeyRefusal>
 where
     T: Send + 'static,
     F: FnOnce(&Connection, &License, &Product, bool, i64) -> Result<(T, AuditEvent), Error>
@@ -457,7 +457,7 @@ where
             match done {
                 Ok((answer, event)) => {
                     crate::domain::audit::repo::insert(c, &event)?;
-                    Ok(Ok((product, license, answer)))
+                    Ok(Ok((product, answer)))
                 }
                 Err(e @ Error::License(_)) => Ok(Err((license, product, e))),
                 Err(e) => Err(e),
