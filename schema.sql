@@ -1,4 +1,4 @@
--- Keyward schema, version 5 (the latest). A fresh database is created from this file;
+-- Keyward schema, version 6 (the latest). A fresh database is created from this file;
 -- later versions are numbered migrations in src/storage/migrations.rs, tracked in user_version.
 -- Every row carries tenant_id: every query is scoped by the caller's tenant.
 -- Times are integer milliseconds since the Unix epoch (UTC).
@@ -43,6 +43,8 @@ CREATE TABLE products (
     -- abuse detection: the policy as JSON (NULL: defaults) and the sealed webhook secret
     abuse_policy             TEXT,
     abuse_webhook_secret_sealed BLOB,
+    -- what a validation gets when every session of its key is live: REFUSE_NEW or END_OLDEST
+    session_limit            TEXT NOT NULL DEFAULT 'END_OLDEST',
     UNIQUE (tenant_id, slug)
 );
 
@@ -82,7 +84,7 @@ CREATE TABLE licenses (
     metadata         TEXT,
     note             TEXT,
     revoked_reason   TEXT,
-    -- anti-replay of the key/HWID face: the nonce handed out by the last validation
+    -- unused since version 6 (each session has its own nonce); kept, licenses are read by position
     current_nonce    TEXT,
     hwid_reset_at    INTEGER,
     created_at       INTEGER NOT NULL,
@@ -120,9 +122,15 @@ CREATE TABLE sessions (
     machine_id    TEXT NOT NULL,
     ip            TEXT,
     created_at    INTEGER NOT NULL,
-    last_seen_at  INTEGER NOT NULL
+    last_seen_at  INTEGER NOT NULL,
+    -- anti-replay: the nonce this session's last validation handed out
+    nonce         TEXT,
+    -- an ended session is kept a while so its next refresh learns why (REPLACED, ENDED_BY_APP)
+    ended_at      INTEGER,
+    end_reason    TEXT
 );
 CREATE INDEX sessions_license ON sessions (license_id, last_seen_at);
+CREATE INDEX sessions_ended ON sessions (ended_at) WHERE ended_at IS NOT NULL;
 
 -- Request ids of encrypted envelopes already accepted, kept until their timestamp window
 -- has passed, so a captured envelope cannot be replayed.

@@ -21,6 +21,15 @@ pub enum LicenseProblem {
     NonceMismatch,
     /// An encrypted envelope's `requestId` was seen before: the whole request is a replay.
     RequestReplayed,
+    /// The presented session was ended because a newer session took its place (the project's
+    /// session limit is `END_OLDEST`).
+    SessionReplaced,
+    /// The presented session was ended by the app itself (end-session).
+    SessionEndedByApp,
+    /// The presented session is beyond the key's `maxSessions` (lowered while it ran).
+    SessionOverLimit,
+    /// The presented session is not a live or ended session of this key on this machine.
+    SessionUnknown,
 }
 
 impl LicenseProblem {
@@ -37,6 +46,10 @@ impl LicenseProblem {
             Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
             Self::NonceMismatch => "NONCE_MISMATCH",
             Self::RequestReplayed => "REQUEST_REPLAYED",
+            Self::SessionReplaced | Self::SessionEndedByApp | Self::SessionOverLimit => {
+                "SESSION_ENDED"
+            }
+            Self::SessionUnknown => "SESSION_NOT_FOUND",
         }
     }
 
@@ -52,6 +65,10 @@ impl LicenseProblem {
             Self::SessionLimitReached => "MAX_SESSIONS",
             Self::NonceMismatch => "REPLAY",
             Self::RequestReplayed => "REQUEST_REPLAYED",
+            Self::SessionReplaced | Self::SessionEndedByApp | Self::SessionOverLimit => {
+                "SESSION_ENDED"
+            }
+            Self::SessionUnknown => "SESSION_NOT_FOUND",
         }
     }
 
@@ -74,6 +91,22 @@ impl LicenseProblem {
             }
             Self::RequestReplayed => {
                 "Replay refused: this envelope's requestId was already used; give every request a new one"
+            }
+            Self::SessionReplaced => {
+                "This session has ended: a newer session of this key took its place (every \
+                 session the key allows was in use); this instance must stop"
+            }
+            Self::SessionEndedByApp => {
+                "This session has ended: the app ended it (end-session); validate without \
+                 sessionId and nonce to start a new one"
+            }
+            Self::SessionOverLimit => {
+                "This session has ended: the key now allows fewer sessions than are running \
+                 (maxSessions was lowered); this instance must stop"
+            }
+            Self::SessionUnknown => {
+                "No live session of this key on this machine has this sessionId (it timed out, \
+                 or never existed)"
             }
         }
     }

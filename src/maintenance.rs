@@ -44,6 +44,10 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
             let now = now_ms();
             crate::domain::operators::repo::purge_expired_revocations(c, now / 1000)?;
             crate::domain::sessions::repo::purge_seen_requests(c, now)?;
+            crate::domain::sessions::repo::purge_ended(
+                c,
+                now - crate::domain::sessions::ENDED_KEPT_MS,
+            )?;
             crate::domain::portal_users::repo::purge_expired_sessions(c, now)?;
             let expired = licenses::repo::expire_overdue(c, now)?;
             for (tenant_id, product_id, license_id) in &expired {

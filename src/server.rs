@@ -15,7 +15,7 @@ use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
-use crate::api::client::{telegram::TelegramApi, validate::ValidateApi};
+use crate::api::client::{session::SessionApi, telegram::TelegramApi, validate::ValidateApi};
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
     health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
@@ -41,6 +41,7 @@ pub type Apis = (
     KeysApi,
     ApiKeysApi,
     ValidateApi,
+    SessionApi,
     TelegramApi,
     OverviewApi,
     ReleasesApi,
@@ -77,6 +78,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             ValidateApi {
+                state: state.clone(),
+            },
+            SessionApi {
                 state: state.clone(),
             },
             TelegramApi {

@@ -111,6 +111,37 @@ async fn admin_panel_and_user_portal_end_to_end() {
     b.click("tab-settings").await;
     b.el("project-settings-form").await;
     b.shot("project-settings").await;
+    // The session-limit strategy: END_OLDEST by default, REFUSE_NEW once saved.
+    let strategy = |srv: &TestServer| -> String {
+        srv.db()
+            .query_row(
+                "SELECT session_limit FROM products WHERE id = ?1",
+                [&project_id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(strategy(&srv), "END_OLDEST");
+    b.select("settings-session-limit", "REFUSE_NEW").await;
+    b.click("settings-save").await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while strategy(&srv) != "REFUSE_NEW" {
+        assert!(
+            Instant::now() < deadline,
+            "the panel saves the session limit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Back to the default: the apps below restart without their sessionId.
+    b.select("settings-session-limit", "END_OLDEST").await;
+    b.click("settings-save").await;
+    while strategy(&srv) != "END_OLDEST" {
+        assert!(
+            Instant::now() < deadline,
+            "the panel saves the session limit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     b.click("nav-projects").await;
     b.el("projects-table").await;
     b.shot("projects").await;

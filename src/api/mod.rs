@@ -133,6 +133,7 @@ pub async fn guard<E: Endpoint>(
 fn blockable(path: &str) -> bool {
     (path.starts_with("/api/v1/") && path != "/api/v1/updates/public-key")
         || path == "/api/validate"
+        || path == "/api/session/end"
         || path == "/api/telegram"
         || path.starts_with("/api/portal/")
 }

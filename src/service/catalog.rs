@@ -12,6 +12,7 @@ use crate::domain::products::{
     self, HeartbeatPolicy, KeyFormat, NewProduct, Product, ProductStatus, ProductType,
     ProjectSettings,
 };
+use crate::domain::sessions::SessionLimit;
 use crate::domain::tenants;
 use crate::domain::{ProductId, TenantId, now_ms, portal_users, releases};
 use crate::error::Error;
@@ -49,6 +50,7 @@ pub struct ProductChanges {
     pub server_var: Option<Option<String>>,
     pub require_encryption: Option<bool>,
     pub session_ttl_secs: Option<u32>,
+    pub session_limit: Option<SessionLimit>,
     pub hwid_reset_cooldown_secs: Option<u32>,
     /// `Some(None)` removes the heartbeat policy.
     pub heartbeat_interval_secs: Option<Option<u32>>,
@@ -297,6 +299,9 @@ fn apply(p: &mut Product, ch: ProductChanges, portal_settings: Option<Option<Str
     }
     if let Some(v) = ch.session_ttl_secs {
         p.settings.session_ttl_secs = v;
+    }
+    if let Some(v) = ch.session_limit {
+        p.settings.session_limit = v;
     }
     if let Some(v) = ch.hwid_reset_cooldown_secs {
         p.settings.hwid_reset_cooldown_secs = v;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 6;
+pub const LATEST_VERSION: i64 = 7;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v4_abuse.sql"),
     include_str!("migrations/v5_note_search.sql"),
     include_str!("migrations/v6_setup_token.sql"),
+    include_str!("migrations/v7_session_chains.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -106,6 +107,42 @@ mod tests {
             }
         }
         Ok(out)
+    }
+
+    /// Version 6 moves the key's nonce to its sessions: a running app keeps its chain.
+    #[test]
+    fn upgrading_to_v7_hands_the_keys_nonce_to_its_sessions()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(V1_SCHEMA)?;
+        conn.execute_batch("PRAGMA user_version = 1")?;
+        crate::domain::tenants::repo::ensure_default(&conn)?;
+        let tenant: String = conn.query_row("SELECT id FROM tenants", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+        conn.execute(
+            "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier,
+                status, max_activations, current_nonce, created_at, updated_at)
+             VALUES ('lic_1', ?1, 'prod_1', 'K-1', 'PERPETUAL', 'PERSONAL', 'ACTIVE', 1,
+                'the-nonce', 0, 0)",
+            [&tenant],
+        )?;
+        conn.execute(
+            "INSERT INTO sessions (id, tenant_id, license_id, machine_id, created_at, last_seen_at)
+             VALUES ('s1', ?1, 'lic_1', 'pc', 0, 0)",
+            [&tenant],
+        )?;
+        migrate(&mut conn)?;
+        let (nonce, ended): (Option<String>, Option<i64>) = conn.query_row(
+            "SELECT nonce, ended_at FROM sessions WHERE id = 's1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        assert_eq!(nonce.as_deref(), Some("the-nonce"));
+        assert_eq!(ended, None);
+        let old: Option<String> =
+            conn.query_row("SELECT current_nonce FROM licenses", [], |r| r.get(0))?;
+        assert_eq!(old, None);
+        Ok(())
     }
 
     #[test]

@@ -1324,9 +1324,13 @@ async fn refusals_for_a_known_project_are_signed_like_successes() {
 }
 
 #[tokio::test]
-async fn sessions_are_limited_refreshed_taken_over_and_expire() {
+async fn sessions_are_limited_refreshed_and_expire_under_refuse_new() {
     let kv = Kv::start().await;
     let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
+    let p = kv
+        .patch_project(&kv.admin, &pid, json!({"sessionLimit": "REFUSE_NEW"}))
+        .await;
+    assert_eq!(p["sessionLimit"], "REFUSE_NEW");
 
     // A key allowing 2 machines and 2 sessions: a third machine is refused by the machine
     // limit, which is checked first.
@@ -1397,12 +1401,12 @@ async fn sessions_are_limited_refreshed_taken_over_and_expire() {
         .validate(json!({"key": key, "hwid": c, "sessionId": sa}))
         .await;
     assert_kv_error(&r, 403, "MAX_SESSIONS");
-    // The same machine without its sessionId, at the limit, takes over its own session.
-    let r = kv.validate(json!({"key": key, "hwid": a})).await;
-    assert_status(&r, 200);
-    assert_eq!(r.body["data"]["sessionId"], sa.as_str());
-    let r = kv.validate(json!({"key": key, "hwid": b})).await;
-    assert_eq!(r.body["data"]["sessionId"], sb.as_str());
+    // The same machine without its sessionId is another instance: at the limit it is
+    // refused too (it never shares a running session).
+    for m in [a, b] {
+        let r = kv.validate(json!({"key": key, "hwid": m})).await;
+        assert_kv_error(&r, 403, "MAX_SESSIONS");
+    }
     assert_eq!(sessions(&kv), 2);
 
     // Sessions not refreshed within the TTL free their places.
@@ -1435,8 +1439,12 @@ async fn sessions_are_limited_refreshed_taken_over_and_expire() {
 async fn concurrent_validations_never_double_book_machines_or_sessions() {
     let kv = Kv::start().await;
     let pid = str_of(&kv.project(&kv.admin, "Game").await["id"]);
-    kv.patch_project(&kv.admin, &pid, json!({"defaultMaxActivations": 3}))
-        .await;
+    kv.patch_project(
+        &kv.admin,
+        &pid,
+        json!({"defaultMaxActivations": 3, "sessionLimit": "REFUSE_NEW"}),
+    )
+    .await;
     let k = kv
         .keys(
             &kv.admin,

@@ -16,6 +16,7 @@ mod portal;
 mod portal_regressions;
 mod proxy;
 mod releases_regressions;
+mod sessions;
 mod setup_token;
 mod smoke;
 mod updates;

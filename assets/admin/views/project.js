@@ -214,6 +214,18 @@ function renderSettings(root, project, onChange) {
           test: 'settings-session-ttl',
         }),
         field({
+          label: 'When every session of a key is in use',
+          name: 'sessionLimit',
+          type: 'select',
+          options: [
+            ['END_OLDEST', 'End the oldest session (the newcomer runs)'],
+            ['REFUSE_NEW', 'Refuse the newcomer (MAX_SESSIONS)'],
+          ],
+          value: project.sessionLimit || 'END_OLDEST',
+          hint: 'End the oldest: an app that crashed and restarted is never locked out; the ended instance is told SESSION_ENDED.',
+          test: 'settings-session-limit',
+        }),
+        field({
           label: 'HWID reset cooldown (seconds)',
           name: 'hwidResetCooldownSeconds',
           type: 'number',
@@ -294,6 +306,7 @@ function renderSettings(root, project, onChange) {
         keyFormat: String(fd.get('keyFormat') || '').trim(),
         serverVar: String(fd.get('serverVar') || '') === '' ? null : String(fd.get('serverVar')),
         requireEncryption: fd.get('requireEncryption') === 'on',
+        sessionLimit: fd.get('sessionLimit'),
         keepDeadMachines: fd.get('keepDeadMachines') === 'on',
         heartbeatIntervalSeconds: intOrNull('heartbeatIntervalSeconds'),
       };

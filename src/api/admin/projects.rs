@@ -17,6 +17,7 @@ use crate::domain::licenses::LicenseType;
 use crate::domain::products::{
     HeartbeatPolicy, KeyFormat, Product, ProductStatus, ProductType, ProjectSettings,
 };
+use crate::domain::sessions::SessionLimit;
 use crate::domain::{ProductId, TenantId, ms_to_datetime, portal_users};
 use crate::service::catalog::{self, ProductChanges, ProductDetails, ProductDraft};
 use crate::state::AppState;
@@ -36,6 +37,7 @@ crate::field_names!(
     ServerVarField = "serverVar",
     RequireEncryptionField = "requireEncryption",
     SessionTtlField = "sessionTtlSeconds",
+    SessionLimitField = "sessionLimit",
     HwidResetCooldownField = "hwidResetCooldownSeconds",
     HeartbeatIntervalField = "heartbeatIntervalSeconds",
     HeartbeatGraceField = "heartbeatGraceSeconds",
@@ -87,6 +89,12 @@ pub struct CreateProjectRequest {
     pub require_encryption: Option<bool>,
     #[oai(deserialize_with = "named::<SessionTtlField, _>")]
     pub session_ttl_seconds: Option<u32>,
+    /// What a validation that would open a session gets when every session of its key is
+    /// live: `END_OLDEST` (default: the newcomer gets a session, the oldest session's next
+    /// refresh gets 403 `SESSION_ENDED`) or `REFUSE_NEW` (403 `MAX_SESSIONS` until one ends or
+    /// times out).
+    #[oai(deserialize_with = "named::<SessionLimitField, _>")]
+    pub session_limit: Option<SessionLimit>,
     #[oai(deserialize_with = "named::<HwidResetCooldownField, _>")]
     pub hwid_reset_cooldown_seconds: Option<u32>,
     /// Seconds between expected heartbeats; absent for none.
@@ -149,6 +157,12 @@ pub struct UpdateProjectRequest {
     pub require_encryption: Option<bool>,
     #[oai(deserialize_with = "named::<SessionTtlField, _>")]
     pub session_ttl_seconds: Option<u32>,
+    /// What a validation that would open a session gets when every session of its key is
+    /// live: `END_OLDEST` (default: the newcomer gets a session, the oldest session's next
+    /// refresh gets 403 `SESSION_ENDED`) or `REFUSE_NEW` (403 `MAX_SESSIONS` until one ends or
+    /// times out).
+    #[oai(deserialize_with = "named::<SessionLimitField, _>")]
+    pub session_limit: Option<SessionLimit>,
     #[oai(deserialize_with = "named::<HwidResetCooldownField, _>")]
     pub hwid_reset_cooldown_seconds: Option<u32>,
     /// null removes the heartbeat policy.
@@ -187,6 +201,9 @@ pub struct ProjectView {
     pub server_var: Option<String>,
     pub require_encryption: bool,
     pub session_ttl_seconds: u32,
+    /// `END_OLDEST` or `REFUSE_NEW`: what a new session gets when every session of a key is
+    /// live.
+    pub session_limit: SessionLimit,
     pub hwid_reset_cooldown_seconds: u32,
     pub heartbeat_interval_seconds: Option<u32>,
     pub heartbeat_grace_seconds: u32,
@@ -223,6 +240,7 @@ impl ProjectView {
             server_var: p.settings.server_var.clone(),
             require_encryption: p.settings.require_encryption,
             session_ttl_seconds: p.settings.session_ttl_secs,
+            session_limit: p.settings.session_limit,
             hwid_reset_cooldown_seconds: p.settings.hwid_reset_cooldown_secs,
             heartbeat_interval_seconds: p.heartbeat.map(|h| h.interval_secs),
             heartbeat_grace_seconds: p.heartbeat.map(|h| h.grace_secs).unwrap_or(0),
@@ -359,6 +377,7 @@ impl ProjectsApi {
                 server_var: body.server_var,
                 require_encryption: body.require_encryption.unwrap_or(false),
                 session_ttl_secs: body.session_ttl_seconds.unwrap_or(300),
+                session_limit: body.session_limit.unwrap_or_default(),
                 hwid_reset_cooldown_secs: body.hwid_reset_cooldown_seconds.unwrap_or(86_400),
                 portal_settings: None,
             },
@@ -423,6 +442,7 @@ impl ProjectsApi {
             server_var: change(body.server_var),
             require_encryption: body.require_encryption,
             session_ttl_secs: body.session_ttl_seconds,
+            session_limit: body.session_limit,
             hwid_reset_cooldown_secs: body.hwid_reset_cooldown_seconds,
             heartbeat_interval_secs: change(body.heartbeat_interval_seconds),
             heartbeat_grace_secs: body.heartbeat_grace_seconds,

@@ -1,7 +1,9 @@
-//! The client face (key/HWID contract): `/api/validate` for apps and `/api/telegram` for bots.
+//! The client face (key/HWID contract): `/api/validate` and `/api/session/end` for apps and
+//! `/api/telegram` for bots.
 //! No operator authentication: the license key (optionally scoped by the project's `kv_`
 //! secret) is the credential. Errors use the key/HWID envelope.
 
+pub mod session;
 pub mod telegram;
 pub mod validate;
 
@@ -9,7 +11,8 @@ use poem_openapi::Tags;
 
 #[derive(Tags)]
 pub enum ClientTags {
-    /// Validation for apps: HWID binding, sessions, nonce rotation, encrypted envelopes.
+    /// Validation for apps: HWID binding, sessions (and ending one), nonce rotation, encrypted
+    /// envelopes.
     Validation,
     /// Telegram bot actions: validate, info, reset_hwid.
     Telegram,

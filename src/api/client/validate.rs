@@ -57,7 +57,8 @@ pub struct ValidateRequest {
         validator(max_length = 100)
     )]
     pub secret: Option<String>,
-    /// The nonce the previous validation returned; a different one is a replay (403 REPLAY).
+    /// The nonce the previous validation of this session returned; a different one is a replay
+    /// (403 REPLAY). Without `sessionId` it names the session it continues.
     #[oai(
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
@@ -170,8 +171,12 @@ impl ValidateApi {
     /// The first call binds the HWID (and starts a plan's clock); another HWID is refused
     /// (403 HWID_MISMATCH) once the key's machines are taken. Expired, suspended, banned and
     /// revoked keys → 403 KEY_EXPIRED / KEY_SUSPENDED / KEY_BANNED / KEY_REVOKED; an unknown
-    /// key → 404. Each call rotates the key's nonce; sessions are limited to `maxSessions`.
-    /// Answers are signed (`X-Signature`, the project's Ed25519 key, over the exact body), and
+    /// key → 404. Sessions are limited to `maxSessions`: present `sessionId` to refresh yours;
+    /// a validation that would open one more gets, by the project's `sessionLimit`, 403
+    /// MAX_SESSIONS (`REFUSE_NEW`) or a session while the oldest one ends (`END_OLDEST`, the
+    /// default; the ended session's next refresh → 403 SESSION_ENDED). Each session has its
+    /// own nonce chain: each call rotates the session's nonce, and a `nonce` that is not the
+    /// current one of the session it continues → 403 REPLAY. Answers are signed (`X-Signature`, the project's Ed25519 key, over the exact body), and
     /// so are refusals whenever the key's project is known.
     #[oai(path = "/api/validate", method = "post")]
     async fn validate(

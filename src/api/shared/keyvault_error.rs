@@ -38,11 +38,13 @@ pub enum KvError {
     /// or used one (`SETUP_TOKEN_INVALID`) or an expired one (`SETUP_TOKEN_EXPIRED`).
     #[oai(status = 401)]
     Unauthorized(Json<KvErrorBody>),
-    /// Not allowed for this caller or this key (`FORBIDDEN`, `KEY_*`), or the client's address
+    /// Not allowed for this caller or this key (`FORBIDDEN`, `KEY_*`, `HWID_MISMATCH`,
+    /// `MAX_SESSIONS`, `SESSION_ENDED`, `REPLAY`, `REQUEST_REPLAYED`), or the client's address
     /// is blocked for suspected abuse (`IP_BLOCKED`).
     #[oai(status = 403)]
     Forbidden(Json<KvErrorBody>),
-    /// No such object in the caller's reach (`NOT_FOUND`).
+    /// No such object in the caller's reach (`NOT_FOUND`; `SESSION_NOT_FOUND` for a session
+    /// id that names no session of the key on the machine).
     #[oai(status = 404)]
     NotFound(Json<KvErrorBody>),
     /// The path exists, but not with this method (`METHOD_NOT_ALLOWED`).
@@ -90,6 +92,10 @@ impl KvError {
             Error::Forbidden(_) => Self::Forbidden(body("FORBIDDEN", msg)),
             Error::IpBlocked { .. } => Self::Forbidden(body("IP_BLOCKED", msg)),
             Error::Conflict(_) => Self::Conflict(body("CONFLICT", msg)),
+            // A session the request names that is not there: the key is fine, the session is not.
+            Error::License(problem @ LicenseProblem::SessionUnknown) => {
+                Self::NotFound(body(license_code(*problem), msg))
+            }
             Error::License(problem) => Self::Forbidden(body(license_code(*problem), msg)),
             Error::LicenseRefused(problem) => Self::Forbidden(body(license_code(*problem), msg)),
             Error::TooLarge(_) => Self::PayloadTooLarge(body("PAYLOAD_TOO_LARGE", msg)),

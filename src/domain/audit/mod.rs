@@ -20,6 +20,8 @@ super::text_enum! {
         MachineCull => "machine.cull",
         KeyValidate => "key.validate",
         KeyValidateRefused => "key.validate.refused",
+        KeySessionEnd => "key.session.end",
+        KeySessionEndRefused => "key.session.end.refused",
         KeyInfo => "key.info",
         KeyResetHwid => "key.reset_hwid",
         ProductCreate => "project.create",

@@ -6,6 +6,7 @@ pub mod repo;
 use rusqlite::Connection;
 
 use super::licenses::LicenseType;
+use super::sessions::SessionLimit;
 use super::{now_ms, text_enum};
 use crate::crypto::{self, KEY_ALPHABET, MasterKey};
 use crate::error::{Error, Result};
@@ -151,6 +152,8 @@ pub struct ProjectSettings {
     pub require_encryption: bool,
     /// A session not refreshed within this many seconds frees its place.
     pub session_ttl_secs: u32,
+    /// What a new session gets when every session a key allows is live.
+    pub session_limit: SessionLimit,
     /// Minimum seconds between two HWID resets requested by end users.
     pub hwid_reset_cooldown_secs: u32,
     /// Portal configuration (JSON), used by the portal.
@@ -164,6 +167,7 @@ impl Default for ProjectSettings {
             server_var: None,
             require_encryption: false,
             session_ttl_secs: 300,
+            session_limit: SessionLimit::default(),
             hwid_reset_cooldown_secs: 86_400,
             portal_settings: None,
         }

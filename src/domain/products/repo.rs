@@ -35,6 +35,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
             server_var: r.get("server_var")?,
             require_encryption: r.get("require_encryption")?,
             session_ttl_secs: r.get("session_ttl_secs")?,
+            session_limit: r.get("session_limit")?,
             hwid_reset_cooldown_secs: r.get("hwid_reset_cooldown_secs")?,
             portal_settings: r.get("portal_settings")?,
         },
@@ -51,9 +52,9 @@ pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
             signing_public_key, signing_secret_sealed, client_secret_sha256,
             client_secret_sealed, payload_key_sealed, description, server_var,
             require_encryption, session_ttl_secs, hwid_reset_cooldown_secs, portal_settings,
-            created_at, updated_at)
+            created_at, updated_at, session_limit)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         params![
             p.id,
             p.tenant_id,
@@ -80,6 +81,7 @@ pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
             p.settings.portal_settings,
             p.created_at,
             p.updated_at,
+            p.settings.session_limit,
         ],
     )?;
     Ok(())
@@ -201,7 +203,8 @@ pub fn update(conn: &Connection, p: &Product) -> Result<()> {
             heartbeat_interval_secs = ?8, heartbeat_grace_secs = ?9, heartbeat_cull_dead = ?10,
             client_secret_sha256 = ?11, client_secret_sealed = ?12, description = ?13,
             server_var = ?14, require_encryption = ?15, session_ttl_secs = ?16,
-            hwid_reset_cooldown_secs = ?17, portal_settings = ?18, updated_at = ?19
+            hwid_reset_cooldown_secs = ?17, portal_settings = ?18, updated_at = ?19,
+            session_limit = ?20
          WHERE id = ?1",
         params![
             p.id,
@@ -223,6 +226,7 @@ pub fn update(conn: &Connection, p: &Product) -> Result<()> {
             p.settings.hwid_reset_cooldown_secs,
             p.settings.portal_settings,
             p.updated_at,
+            p.settings.session_limit,
         ],
     )?;
     Ok(())

@@ -1,5 +1,5 @@
 //! Sessions and validation rules of the key/HWID face: HWID binding, concurrent-session
-//! limits, and the per-key nonce that makes replayed requests fail.
+//! limits, and the per-session nonce chain that makes replayed requests fail.
 
 pub mod repo;
 
@@ -8,8 +8,52 @@ use rusqlite::Connection;
 use super::activations::{self, MachineInfo};
 use super::licenses::License;
 use super::products::Product;
+use super::{DAY_MS, text_enum};
 use crate::crypto;
 use crate::error::{Error, LicenseProblem, Result};
+
+text_enum! {
+    /// What a validation that would open a session gets when every session its key allows is
+    /// live (a project setting).
+    #[derive(Default)]
+    pub enum SessionLimit {
+        /// 403 `MAX_SESSIONS` until a session ends or times out.
+        RefuseNew => "REFUSE_NEW",
+        /// The newcomer gets a session; the oldest session ends, and its next refresh gets
+        /// 403 `SESSION_ENDED`. The default: an app that crashed and restarted is never locked
+        /// out.
+        #[default]
+        EndOldest => "END_OLDEST",
+    }
+}
+
+text_enum! {
+    /// Why a session ended before timing out.
+    pub enum EndReason {
+        /// A newer session took its place (`END_OLDEST`).
+        Replaced => "REPLACED",
+        /// The app ended it (end-session).
+        EndedByApp => "ENDED_BY_APP",
+        /// The key's `maxSessions` was lowered below the sessions running (`REFUSE_NEW` ends
+        /// the newest).
+        OverLimit => "OVER_LIMIT",
+    }
+}
+
+impl EndReason {
+    pub fn problem(self) -> LicenseProblem {
+        match self {
+            Self::Replaced => LicenseProblem::SessionReplaced,
+            Self::EndedByApp => LicenseProblem::SessionEndedByApp,
+            Self::OverLimit => LicenseProblem::SessionOverLimit,
+        }
+    }
+}
+
+/// How long an ended session is remembered, so its next refresh is told why it ended.
+pub const ENDED_KEPT_MS: i64 = DAY_MS;
+/// At most this many ended sessions are remembered per key (the newest).
+pub const ENDED_KEPT_PER_KEY: u32 = 100;
 
 /// A running instance of an app on an activated machine.
 #[derive(Debug, Clone)]
@@ -21,33 +65,62 @@ pub struct Session {
     pub last_seen_at: i64,
 }
 
+/// A session as validation sees it: live (not ended, not timed out) or ended.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub machine_id: String,
+    /// The nonce this session's last validation handed out.
+    pub nonce: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub ended: Option<EndReason>,
+}
+
+impl SessionRow {
+    fn nonce_is(&self, sent: &str) -> bool {
+        self.nonce
+            .as_deref()
+            .is_some_and(|n| crypto::constant_time_eq(n.as_bytes(), sent.as_bytes()))
+    }
+
+    /// Sessions are ordered by start (the id breaks ties).
+    fn age_key(&self) -> (i64, &str) {
+        (self.created_at, &self.id)
+    }
+}
+
 /// What an app presents when it validates a key.
 #[derive(Debug, Clone, Default)]
 pub struct KeyCheck {
     pub hwid: String,
-    /// The nonce the previous validation handed out, if the client takes part in rotation.
+    /// The nonce the previous validation of this session handed out, if the client takes
+    /// part in rotation.
     pub nonce: Option<String>,
     /// A session to refresh instead of opening a new one.
     pub session_id: Option<String>,
     pub ip: Option<String>,
     /// True when the app itself validates. A third party checking the key for it (a Telegram
-    /// bot) leaves the nonce as it is: the nonce is the app's anti-replay chain, and a read by
-    /// someone else must not make the app's next request a replay.
+    /// bot) neither moves a session's nonce nor refreshes it, and never ends an app's session:
+    /// it reads the machine's running session, or opens one only if there is room.
     pub rotates_nonce: bool,
 }
 
 pub struct KeyValidated {
     pub license: License,
-    /// The nonce to present next time.
+    /// The nonce to present next time (this session's).
     pub nonce: String,
     pub session_id: String,
     /// True when this call bound the HWID (and started a plan's clock).
     pub bound_now: bool,
+    /// Sessions this call ended to make room (`END_OLDEST`).
+    pub ended: Vec<String>,
 }
 
-/// Validates `license` for the machine `check.hwid`: refuses unusable keys, checks the nonce,
-/// binds the HWID on first use (a different HWID on a locked key is refused), opens or
-/// refreshes a session within `maxSessions`, and rotates the nonce (see
+/// Validates `license` for the machine `check.hwid`: refuses unusable keys, finds the session
+/// the request continues and checks its nonce, binds the HWID on first use (a different HWID
+/// on a locked key is refused), refreshes that session or opens one within `maxSessions` by
+/// the project's [`SessionLimit`], and rotates the session's nonce (see
 /// [`KeyCheck::rotates_nonce`]). Must run in a writer job.
 pub fn validate_key(
     conn: &Connection,
@@ -59,15 +132,15 @@ pub fn validate_key(
     if let Some(problem) = license.problem(now) {
         return Err(Error::License(problem));
     }
-    if let Some(sent) = &check.nonce {
-        let current = repo::current_nonce(conn, &license.id)?;
-        let matches = current
-            .as_deref()
-            .is_some_and(|c| crypto::constant_time_eq(c.as_bytes(), sent.as_bytes()));
-        if !matches {
-            return Err(Error::License(LicenseProblem::NonceMismatch));
-        }
-    }
+    let ttl_ms = product.settings.session_ttl_secs as i64 * 1000;
+    repo::purge(conn, &license.id, now - ttl_ms, now - ENDED_KEPT_MS)?;
+    let rows = repo::relevant(
+        conn,
+        &license.id,
+        check.session_id.as_deref(),
+        check.nonce.is_some().then_some(check.hwid.as_str()),
+    )?;
+    let continued = continued_session(&rows, check)?;
     let machine = MachineInfo {
         machine_id: check.hwid.clone(),
         ip: check.ip.clone(),
@@ -80,19 +153,61 @@ pub fn validate_key(
         }
         Err(e) => return Err(e),
     };
-    let session_id = open_or_refresh_session(conn, license, product, check, now)?;
-    let current = if check.rotates_nonce {
-        None
-    } else {
-        repo::current_nonce(conn, &license.id)?
-    };
-    let nonce = match current {
-        Some(nonce) => nonce,
-        // A key no app has validated yet has no chain to break: start one.
+    let max = license.max_sessions.unwrap_or(1).max(1) as usize;
+    let live: Vec<&SessionRow> = rows.iter().filter(|r| r.ended.is_none()).collect();
+    let strategy = product.settings.session_limit;
+    let mut ended = Vec::new();
+    let (session_id, nonce) = match continued {
+        Some(s) => {
+            if let Some(reason) = beyond_limit(&live, s, max, strategy) {
+                return Err(Error::License(reason.problem()));
+            }
+            let nonce = if check.rotates_nonce {
+                let nonce = new_nonce();
+                repo::refresh(conn, &s.id, check.ip.as_deref(), &nonce, now)?;
+                nonce
+            } else if let Some(nonce) = &s.nonce {
+                nonce.clone()
+            } else {
+                // A session from before chains were per session: start its chain.
+                let nonce = new_nonce();
+                repo::set_nonce(conn, &s.id, &nonce)?;
+                nonce
+            };
+            (s.id.clone(), nonce)
+        }
         None => {
-            let nonce = crypto::random_secret(32);
-            repo::set_nonce(conn, &license.id, &nonce)?;
-            nonce
+            if live.len() >= max {
+                if strategy == SessionLimit::RefuseNew || !check.rotates_nonce {
+                    return Err(Error::License(LicenseProblem::SessionLimitReached));
+                }
+                let mut oldest = live.clone();
+                oldest.sort_by(|a, b| a.age_key().cmp(&b.age_key()));
+                ended = oldest
+                    .iter()
+                    .take(live.len() + 1 - max)
+                    .map(|s| s.id.clone())
+                    .collect();
+                repo::end(conn, &license.id, &ended, EndReason::Replaced, now)?;
+            }
+            // A v4 UUID from the thread CSPRNG (uuid's own v4 asks the OS for every id).
+            let id = uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string();
+            let nonce = new_nonce();
+            repo::insert(
+                conn,
+                &repo::NewSession {
+                    id: &id,
+                    tenant_id: &license.tenant_id,
+                    license_id: &license.id,
+                    machine_id: &check.hwid,
+                    ip: check.ip.as_deref(),
+                    nonce: &nonce,
+                },
+                now,
+            )?;
+            (id, nonce)
         }
     };
     Ok(KeyValidated {
@@ -100,46 +215,110 @@ pub fn validate_key(
         nonce,
         session_id,
         bound_now: activated.new,
+        ended,
     })
 }
 
-/// The session this validation runs in: the presented live one (if it is this machine's), a
-/// new one within `maxSessions`, or, at the limit, the oldest session of the same machine (an
-/// app restarted on the same machine has lost its sessionId and must not lock itself out).
-/// Another machine at the limit is refused, even presenting another machine's sessionId.
-fn open_or_refresh_session(
+/// Ends the app's own session `session_id` on machine `hwid` (its place is free at once). A
+/// `nonce`, if sent, must be the session's current one. Works whatever the key's status: it
+/// only gives up access. Must run in a writer job.
+pub fn end_session(
     conn: &Connection,
     license: &License,
     product: &Product,
-    check: &KeyCheck,
+    hwid: &str,
+    session_id: &str,
+    nonce: Option<&str>,
     now: i64,
-) -> Result<String> {
+) -> Result<()> {
     let ttl_ms = product.settings.session_ttl_secs as i64 * 1000;
-    repo::drop_dead(conn, &license.id, now - ttl_ms)?;
-    if let Some(id) = &check.session_id
-        && repo::refresh(conn, &license.id, id, &check.hwid, now)?
+    repo::purge(conn, &license.id, now - ttl_ms, now - ENDED_KEPT_MS)?;
+    let session = repo::find(conn, &license.id, session_id)?
+        .filter(|s| s.machine_id == hwid)
+        .ok_or(Error::License(LicenseProblem::SessionUnknown))?;
+    if let Some(reason) = session.ended {
+        return Err(Error::License(reason.problem()));
+    }
+    if let Some(sent) = nonce
+        && !session.nonce_is(sent)
     {
-        return Ok(id.clone());
+        return Err(Error::License(LicenseProblem::NonceMismatch));
     }
-    let max = license.max_sessions.unwrap_or(1) as u64;
-    if repo::count(conn, &license.id)? >= max {
-        let id = repo::oldest_on_machine(conn, &license.id, &check.hwid)?
-            .ok_or(Error::License(LicenseProblem::SessionLimitReached))?;
-        repo::refresh(conn, &license.id, &id, &check.hwid, now)?;
-        return Ok(id);
+    repo::end(conn, &license.id, &[session.id], EndReason::EndedByApp, now)?;
+    Ok(())
+}
+
+fn new_nonce() -> String {
+    crypto::random_secret(32)
+}
+
+/// The session a request continues, if any, from the rows of [`repo::relevant`]:
+/// - the session `sessionId` names on this machine: an ended one is refused with its reason,
+///   and a sent nonce must be its current one (else `REPLAY`);
+/// - else, with a `nonce`, the session of this machine that was handed that nonce (none:
+///   `REPLAY`; an ended one: its reason);
+/// - else, for a bot, the machine's most recently seen live session;
+/// - else none: the request opens a session.
+///
+/// A `sessionId` that names no session of this machine (timed out, unknown, another
+/// machine's) is ignored, as if absent.
+fn continued_session<'a>(
+    rows: &'a [SessionRow],
+    check: &KeyCheck,
+) -> Result<Option<&'a SessionRow>> {
+    let on_machine = rows.iter().filter(|r| r.machine_id == check.hwid);
+    if let Some(id) = &check.session_id
+        && let Some(s) = on_machine.clone().find(|r| &r.id == id)
+    {
+        if let Some(reason) = s.ended {
+            return Err(Error::License(reason.problem()));
+        }
+        if let Some(sent) = &check.nonce
+            && !s.nonce_is(sent)
+        {
+            return Err(Error::License(LicenseProblem::NonceMismatch));
+        }
+        return Ok(Some(s));
     }
-    // A v4 UUID from the thread CSPRNG (uuid's own v4 asks the OS for every id).
-    let id = uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .to_string();
-    repo::insert(
-        conn,
-        &id,
-        &license.tenant_id,
-        &license.id,
-        &check.hwid,
-        check.ip.as_deref(),
-        now,
-    )?;
-    Ok(id)
+    if let Some(sent) = &check.nonce {
+        let s = on_machine
+            .filter(|r| r.nonce_is(sent))
+            .max_by_key(|r| (r.ended.is_none(), r.last_seen_at))
+            .ok_or(Error::License(LicenseProblem::NonceMismatch))?;
+        if let Some(reason) = s.ended {
+            return Err(Error::License(reason.problem()));
+        }
+        return Ok(Some(s));
+    }
+    if !check.rotates_nonce {
+        return Ok(on_machine
+            .filter(|r| r.ended.is_none())
+            .max_by_key(|r| r.last_seen_at));
+    }
+    Ok(None)
+}
+
+/// Whether the live session `s` lies beyond the key's limit (possible only once `maxSessions`
+/// was lowered below the sessions running): with `END_OLDEST` the oldest are beyond it, with
+/// `REFUSE_NEW` the newest.
+fn beyond_limit(
+    live: &[&SessionRow],
+    s: &SessionRow,
+    max: usize,
+    strategy: SessionLimit,
+) -> Option<EndReason> {
+    if live.len() <= max {
+        return None;
+    }
+    let age = s.age_key();
+    match strategy {
+        SessionLimit::EndOldest => {
+            let newer = live.iter().filter(|o| o.age_key() > age).count();
+            (newer >= max).then_some(EndReason::Replaced)
+        }
+        SessionLimit::RefuseNew => {
+            let older = live.iter().filter(|o| o.age_key() < age).count();
+            (older >= max).then_some(EndReason::OverLimit)
+        }
+    }
 }

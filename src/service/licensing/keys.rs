@@ -262,9 +262,149 @@ async fn run_validation(
     client: &KeyClient,
     request: KeyRequest,
 ) -> Result<(Product, KeyValidation), KeyRefusal> {
+    let hwid = request.hwid.clone();
+    let check = KeyCheck {
+        hwid: request.hwid,
+        nonce: request.nonce,
+        session_id: request.session_id,
+        ip: client.ip_text(),
+        rotates_nonce: client.rotates_nonce,
+    };
+    let actor = client.actor.clone();
+    let (product, validated) = run_key_request(
+        state,
+        client,
+        request.lookup,
+        request.sealed,
+        &hwid,
+        AuditAction::KeyValidateRefused,
+        move |c, license, product, encrypted, now| {
+            let v = sessions::validate_key(c, license, product, &check, now)?;
+            let mut detail =
+                json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted});
+            if !v.ended.is_empty() {
+                // END_OLDEST made room: the sessions it ended are named in the trail.
+                detail["endedSessions"] = json!(v.ended);
+            }
+            let event = AuditEvent::new(&license.tenant_id, &actor, AuditAction::KeyValidate)
+                .license(&product.id, &license.id)
+                .machine(&check.hwid)
+                .ip(check.ip.as_deref())
+                .detail(detail);
+            Ok((v, event))
+        },
+    )
+    .await?;
+    state.abuse.license_used(
+        client.ip,
+        &validated.license,
+        Some(&hwid),
+        None,
+        Some(&validated.session_id),
+    );
+    let validation = KeyValidation {
+        license: validated.license,
+        nonce: validated.nonce,
+        session_id: validated.session_id,
+        server_var: product.settings.server_var.clone(),
+    };
+    Ok((product, validation))
+}
+
+/// An app's request to end its own session, authenticated like a validation (the key, an
+/// optional project secret, or an encrypted envelope).
+#[derive(Debug)]
+pub struct EndSessionRequest {
+    pub lookup: KeyLookup,
+    pub hwid: String,
+    pub session_id: String,
+    /// The session's current nonce; a different one is a replay.
+    pub nonce: Option<String>,
+    pub sealed: Option<SealedRequest>,
+}
+
+/// A session the app ended.
+#[derive(Debug)]
+pub struct SessionEnded {
+    pub session_id: String,
+    pub at: i64,
+}
+
+/// Ends the app's own session (its place is free at once): one writer job, audited as
+/// `key.session.end`, signed by the key's project. An ended or unknown session is refused
+/// (403 `SESSION_ENDED`, 404 `SESSION_NOT_FOUND`), and so is a stale nonce (`REPLAY`).
+pub async fn end_session(
+    state: &AppState,
+    client: &KeyClient,
+    request: EndSessionRequest,
+) -> Result<Signed<SessionEnded>, KeyRefusal> {
+    let hwid = request.hwid;
+    let session_id = request.session_id;
+    let nonce = request.nonce;
+    let actor = client.actor.clone();
+    let ip = client.ip_text();
+    let job_hwid = hwid.clone();
+    let (product, ended) = run_key_request(
+        state,
+        client,
+        request.lookup,
+        request.sealed,
+        &hwid,
+        AuditAction::KeySessionEndRefused,
+        move |c, license, product, encrypted, now| {
+            sessions::end_session(
+                c,
+                license,
+                product,
+                &job_hwid,
+                &session_id,
+                nonce.as_deref(),
+                now,
+            )?;
+            let event = AuditEvent::new(&license.tenant_id, &actor, AuditAction::KeySessionEnd)
+                .license(&product.id, &license.id)
+                .machine(&job_hwid)
+                .ip(ip.as_deref())
+                .detail(json!({"sessionId": session_id, "encrypted": encrypted}));
+            Ok((
+                SessionEnded {
+                    session_id,
+                    at: now,
+                },
+                event,
+            ))
+        },
+    )
+    .await?;
+    let signer = Signer::of(state, &product)?;
+    Ok(Signed::new(ended, signer))
+}
+
+/// One request of the key/HWID face in one writer job: finds the key (see [`find_key`]),
+/// applies the project's encryption rule and the envelope's time window and request-id rule,
+/// then runs `job` with the key, its project, whether the request was encrypted and the time.
+/// `job` answers its result and the event to audit with it, in the same transaction; its
+/// refusal undoes whatever it wrote, is audited as `refused` (with its code) and reported to
+/// abuse detection. An unknown key is audited in the project the request named, and reported.
+/// A refusal names the key's project when it is known, so the face can sign it.
+async fn run_key_request<T, F>(
+    state: &AppState,
+    client: &KeyClient,
+    lookup: KeyLookup,
+    sealed: Option<SealedRequest>,
+    hwid: &str,
+    refused: AuditAction,
+    job: F,
+) -> Result<(Product, T), KeyRefusal>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &License, &Product, bool, i64) -> Result<(T, AuditEvent), Error>
+        + Send
+        + 'static,
+{
     let now = now_ms();
-    // The request id is remembered in the same transaction as the validation.
-    let seen_request = match request.sealed {
+    // The request id is remembered in the same transaction as the request.
+    let seen_request = match sealed {
         Some(sealed) => {
             if (sealed.timestamp - now / 1000).abs() > ENVELOPE_WINDOW_SECS {
                 return Err(Error::Forbidden(format!(
@@ -280,23 +420,13 @@ async fn run_validation(
         None => None,
     };
     let encrypted = seen_request.is_some();
-    let lookup = request.lookup;
     let raw_key = match &lookup {
         KeyLookup::Key { key, .. } | KeyLookup::InProject { key, .. } => {
             licenses::normalize_key(key)
         }
     };
     state.limits.per_license_key.check(&raw_key)?;
-    let hwid = request.hwid.clone();
-    let check = KeyCheck {
-        hwid: request.hwid,
-        nonce: request.nonce,
-        session_id: request.session_id,
-        ip: client.ip_text(),
-        rotates_nonce: client.rotates_nonce,
-    };
     let unknown_scope = lookup.abuse_scope_hint();
-    let job_actor = client.actor.clone();
     let outcome = state
         .db
         .write(move |c| {
@@ -320,22 +450,14 @@ async fn run_validation(
                 )));
             }
             let now = now_ms();
-            // A refusal is audited and committed, but nothing the refused validation wrote
-            // (a newly bound machine, a started plan clock) is kept.
-            let validated = crate::storage::undo_on_error(c, |c| {
-                sessions::validate_key(c, &license, &product, &check, now)
-            });
-            match validated {
-                Ok(v) => {
-                    crate::domain::audit::repo::insert(
-                        c,
-                        &AuditEvent::new(&license.tenant_id, &job_actor, AuditAction::KeyValidate)
-                            .license(&product.id, &license.id)
-                            .machine(&check.hwid)
-                            .ip(check.ip.as_deref())
-                            .detail(json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted})),
-                    )?;
-                    Ok(Ok((product, v)))
+            // A refusal is audited and committed, but nothing the refused request wrote (a
+            // newly bound machine, a started plan clock, an ended session) is kept.
+            let done =
+                crate::storage::undo_on_error(c, |c| job(c, &license, &product, encrypted, now));
+            match done {
+                Ok((answer, event)) => {
+                    crate::domain::audit::repo::insert(c, &event)?;
+                    Ok(Ok((product, answer)))
                 }
                 Err(e @ Error::License(_)) => Ok(Err((license, product, e))),
                 Err(e) => Err(e),
@@ -368,15 +490,11 @@ async fn run_validation(
             };
             if let Some(p) = named {
                 state.db.writer().record(
-                    AuditEvent::new(
-                        &p.tenant_id,
-                        client.actor_label(),
-                        AuditAction::KeyValidateRefused,
-                    )
-                    .product(&p.id)
-                    .machine(&hwid)
-                    .ip(client.ip_text().as_deref())
-                    .detail(json!({"code": "NOT_FOUND"})),
+                    AuditEvent::new(&p.tenant_id, client.actor_label(), refused)
+                        .product(&p.id)
+                        .machine(hwid)
+                        .ip(client.ip_text().as_deref())
+                        .detail(json!({"code": "NOT_FOUND"})),
                 );
             }
             state.abuse.unknown_key(client.ip, scope);
@@ -388,26 +506,11 @@ async fn run_validation(
         other => other?,
     };
     match outcome {
-        Ok((product, validated)) => {
-            state.abuse.license_used(
-                client.ip,
-                &validated.license,
-                Some(&hwid),
-                None,
-                Some(&validated.session_id),
-            );
-            let validation = KeyValidation {
-                license: validated.license,
-                nonce: validated.nonce,
-                session_id: validated.session_id,
-                server_var: product.settings.server_var.clone(),
-            };
-            Ok((product, validation))
-        }
+        Ok(done) => Ok(done),
         Err((license, product, e)) => {
             state
                 .abuse
-                .license_used(client.ip, &license, Some(&hwid), None, None);
+                .license_used(client.ip, &license, Some(hwid), None, None);
             let seat = match &e {
                 Error::License(LicenseProblem::HwidMismatch) => Some(SeatLimit::Activations),
                 Error::License(LicenseProblem::SessionLimitReached) => Some(SeatLimit::Sessions),
@@ -416,22 +519,18 @@ async fn run_validation(
             if let Some(limit) = seat {
                 state
                     .abuse
-                    .seat_refused(client.ip, &license, Some(&hwid), limit);
+                    .seat_refused(client.ip, &license, Some(hwid), limit);
             }
             let code = match &e {
                 Error::License(p) => p.key_code(),
                 _ => "FORBIDDEN",
             };
             state.db.writer().record(
-                AuditEvent::new(
-                    &license.tenant_id,
-                    client.actor_label(),
-                    AuditAction::KeyValidateRefused,
-                )
-                .license(&license.product_id, &license.id)
-                .machine(&hwid)
-                .ip(client.ip_text().as_deref())
-                .detail(json!({"code": code})),
+                AuditEvent::new(&license.tenant_id, client.actor_label(), refused)
+                    .license(&license.product_id, &license.id)
+                    .machine(hwid)
+                    .ip(client.ip_text().as_deref())
+                    .detail(json!({"code": code})),
             );
             Err(KeyRefusal {
                 error: e,

@@ -1,15 +1,16 @@
 //! The licensed app's use cases: what a machine does with its license. The vendor face's
 //! activate / validate / deactivate / heartbeat / check ([`machine`]) take an API key's
-//! context; the key/HWID face's `/api/validate` and the Telegram bot's validate and info
-//! ([`keys`]) have no caller until the key is found (the key is the credential), so they take a
+//! context; the key/HWID face's `/api/validate`, `/api/session/end` and the Telegram bot's
+//! validate and info ([`keys`]) have no caller until the key is found (the key is the credential), so they take a
 //! [`KeyClient`] instead and reach exactly what the key (and the project secret) names.
 
 pub mod keys;
 pub mod machine;
 
 pub use keys::{
-    EnvelopeProject, KeyClient, KeyInfo, KeyLookup, KeyRefusal, KeyRequest, KeyValidation,
-    ScopeHint, SealedRequest, envelope_project, key_info, telegram_validate, validate_key,
+    EndSessionRequest, EnvelopeProject, KeyClient, KeyInfo, KeyLookup, KeyRefusal, KeyRequest,
+    KeyValidation, ScopeHint, SealedRequest, SessionEnded, end_session, envelope_project, key_info,
+    telegram_validate, validate_key,
 };
 pub use machine::{
     HeartbeatRecorded, MachineActivated, MachineValidated, MachineValidation, activate, check,
