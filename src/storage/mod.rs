@@ -3,6 +3,7 @@
 mod backup;
 mod files;
 mod migrations;
+pub mod vacuum;
 mod writer;
 
 use std::path::Path;
