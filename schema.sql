@@ -193,7 +193,8 @@ CREATE TABLE audit_daily (
     -- 1 for a key.validate that bound its machine (detail.hwidBound)
     hwid_bound  INTEGER NOT NULL,
     count       INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, day, product_id, action, code, hwid_bound)
+    -- day first: the dashboard reads the last 30 days, of one tenant or of all
+    PRIMARY KEY (day, tenant_id, product_id, action, code, hwid_bound)
 ) WITHOUT ROWID;
 
 -- Signed software releases (added in version 2). A bundle is a file in <data>/bundles named by its

@@ -298,7 +298,7 @@ pub fn prune_batch(
                 COUNT(*)
          FROM audit_events WHERE {range}
          GROUP BY 1, 2, 3, 4, 5, 6
-         ON CONFLICT (tenant_id, day, product_id, action, code, hwid_bound)
+         ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
          DO UPDATE SET count = count + excluded.count"
     ))?
     .execute(args)?;
