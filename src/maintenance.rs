@@ -25,15 +25,6 @@ pub async fn run(state: AppState) {
     let mut pruner = AuditPruner::default();
     loop {
         tick.tick().await;
-        match pruner.run(&state).await {
-            Ok(p) if p.rows + p.pages_freed > 0 => tracing::debug!(
-                "maintenance: {} audit row(s) past their retention pruned, {} page(s) freed",
-                p.rows,
-                p.pages_freed
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("audit pruning failed: {e}"),
-        }
         match sweep(&state).await {
             Ok((expired, culled)) if expired + culled > 0 => {
                 tracing::info!(
@@ -42,6 +33,17 @@ pub async fn run(state: AppState) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("maintenance sweep failed: {e}"),
+        }
+        // After the sweep: a backlog of rows to prune (the first start after an upgrade) must
+        // not delay expiry.
+        match pruner.run(&state).await {
+            Ok(p) if p.rows + p.pages_freed > 0 => tracing::debug!(
+                "maintenance: {} audit row(s) past their retention pruned, {} page(s) freed",
+                p.rows,
+                p.pages_freed
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("audit pruning failed: {e}"),
         }
         state.limits.per_ip.forget_idle();
         state.limits.per_api_key.forget_idle();
