@@ -1,4 +1,4 @@
--- Keyward schema, version 6 (the latest). A fresh database is created from this file;
+-- Keyward schema, version 8 (the latest). A fresh database is created from this file;
 -- later versions are numbered migrations in src/storage/migrations.rs, tracked in user_version.
 -- Every row carries tenant_id: every query is scoped by the caller's tenant.
 -- Times are integer milliseconds since the Unix epoch (UTC).
@@ -84,7 +84,7 @@ CREATE TABLE licenses (
     metadata         TEXT,
     note             TEXT,
     revoked_reason   TEXT,
-    -- unused since version 6 (each session has its own nonce); kept, licenses are read by position
+    -- unused since version 7 (each session has its own nonce); kept, licenses are read by position
     current_nonce    TEXT,
     hwid_reset_at    INTEGER,
     created_at       INTEGER NOT NULL,
@@ -186,6 +186,24 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_tenant_time ON audit_events (tenant_id, at);
 CREATE INDEX audit_license_time ON audit_events (license_id, at) WHERE license_id IS NOT NULL;
+
+-- Raw audit rows are pruned after their kind's retention (`--audit-retention-*`); before a row
+-- goes it is counted here, so the dashboard's figures outlive the rows (added in version 8).
+CREATE TABLE audit_daily (
+    tenant_id   TEXT NOT NULL,
+    -- '' when the event named no product
+    product_id  TEXT NOT NULL,
+    -- midnight UTC of the events' day, in ms
+    day         INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    -- the event's detail.code ('' when it had none)
+    code        TEXT NOT NULL,
+    -- 1 for a key.validate that bound its machine (detail.hwidBound)
+    hwid_bound  INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    -- day first: the dashboard reads the last 30 days, of one tenant or of all
+    PRIMARY KEY (day, tenant_id, product_id, action, code, hwid_bound)
+) WITHOUT ROWID;
 
 -- Signed software releases (added in version 2). A bundle is a file in <data>/bundles named by its
 -- SHA-256; rows only refer to it, so equal bundles are stored once.

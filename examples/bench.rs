@@ -7,7 +7,17 @@
 //! cargo run --release --example bench
 //! cargo run --release --example bench -- --connections 64 --duration 10
 //! BENCH_CONNECTIONS=16 cargo run --release --example bench
+//! cargo run --release --example bench -- --retention 10 --retention-load 120
 //! ```
+//!
+//! `--retention SECS` runs one phase instead: a sustained validation load against a server that
+//! keeps validation audit rows only SECS seconds (`--audit-retention-validations` is in days;
+//! the bench sets the duration itself) and sweeps every `--retention-sweep` seconds. It samples
+//! the database file (`keyward.db` + `-wal`), the rows kept and the daily aggregates, checks
+//! that the dashboard still counts every validation answered, and fails unless the size levels
+//! off: once the first rows have reached their retention, the file's mean size over the second
+//! half of the run is at most 20 % above its mean over the first half (it varies with the rows
+//! kept, which follow the request rate; without pruning it grows with every request).
 //!
 //! Keyward runs in this process on 127.0.0.1:0 with a temporary data directory, exactly as
 //! `keyward serve` would (rate limits off; `synchronous=FULL`, as always). The load comes
@@ -74,6 +84,18 @@ struct Args {
     /// profiling the hot path (`perf record` while phase 2 runs).
     #[arg(long)]
     ratio_only: bool,
+    /// Runs only the retention phase: validation audit rows are kept this many seconds.
+    #[arg(long, env = "BENCH_RETENTION")]
+    retention: Option<f64>,
+    /// Seconds of sustained validation load in the retention phase.
+    #[arg(long, env = "BENCH_RETENTION_LOAD", default_value_t = 120.0)]
+    retention_load: f64,
+    /// Seconds between maintenance sweeps (pruning) in the retention phase.
+    #[arg(long, env = "BENCH_RETENTION_SWEEP", default_value_t = 2.0)]
+    retention_sweep: f64,
+    /// Seconds between samples of the database size in the retention phase.
+    #[arg(long, env = "BENCH_RETENTION_SAMPLE", default_value_t = 10.0)]
+    retention_sample: f64,
 }
 
 fn main() -> Result<ExitCode, Box<dyn Error>> {
@@ -102,7 +124,15 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         .build()?;
 
     let dir = tempfile::tempdir()?;
-    let running = server_rt.block_on(keyward::start(Config::for_data_dir(dir.path())))?;
+    let mut config = Config::for_data_dir(dir.path());
+    if let Some(secs) = args.retention {
+        if secs <= 0.0 || args.retention_load <= 0.0 || args.retention_sweep <= 0.0 {
+            return Err("retention, its load and its sweep interval must be positive".into());
+        }
+        config.audit_retention.validations = Some(Duration::from_secs_f64(secs));
+        config.maintenance_interval = Duration::from_secs_f64(args.retention_sweep);
+    }
+    let running = server_rt.block_on(keyward::start(config))?;
     let outcome = run(
         &args,
         cores,
@@ -153,7 +183,12 @@ fn run(
     println!("  writer connection: journal_mode={journal}, synchronous={sync_name}");
 
     let setup = Instant::now();
-    let fixture = create_fixtures(server_rt, state, args.activation_licenses)?;
+    let activation_licenses = if args.retention.is_some() {
+        0
+    } else {
+        args.activation_licenses
+    };
+    let fixture = create_fixtures(server_rt, state, activation_licenses)?;
     println!(
         "  fixtures: 1 product, 1 API key, {} licenses made through the domain in {:.1} s",
         fixture.activation_keys.len() + 1,
@@ -196,6 +231,18 @@ fn run(
         duration.as_secs_f64()
     );
     println!();
+
+    if args.retention.is_some() {
+        return retention_phase(
+            args,
+            &load,
+            validate,
+            state,
+            &dir_of(state),
+            server_rt,
+            client_rt,
+        );
+    }
 
     println!("[1/9] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
@@ -603,6 +650,190 @@ fn thousands(x: f64) -> String {
         out.push(c);
     }
     out
+}
+
+// ---- retention ---------------------------------------------------------------------------
+
+fn dir_of(state: &AppState) -> std::path::PathBuf {
+    state.config.data_dir.clone()
+}
+
+/// One sample of the database's size during the retention phase.
+struct SizeSample {
+    at: Duration,
+    db_bytes: u64,
+    wal_bytes: u64,
+    raw_rows: i64,
+    aggregated: i64,
+    free_pages: u64,
+}
+
+impl SizeSample {
+    fn total(&self) -> u64 {
+        self.db_bytes + self.wal_bytes
+    }
+}
+
+fn sample_size(
+    rt: &Runtime,
+    state: &AppState,
+    dir: &std::path::Path,
+    at: Duration,
+) -> Result<SizeSample, Box<dyn Error>> {
+    let db = keyward::storage::database_path(dir);
+    let wal = db.with_extension("db-wal");
+    let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let (raw_rows, aggregated, free_pages) = rt.block_on(state.db.read_blocking(|c| {
+        let raw: i64 = c.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0))?;
+        let agg: i64 = c.query_row("SELECT COALESCE(SUM(count), 0) FROM audit_daily", [], |r| {
+            r.get(0)
+        })?;
+        let free = keyward::storage::vacuum::pages(c)?.freelist;
+        Ok((raw, agg, free))
+    }))?;
+    Ok(SizeSample {
+        at,
+        db_bytes: len(&db),
+        wal_bytes: len(&wal),
+        raw_rows,
+        aggregated,
+        free_pages,
+    })
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Sustained validations against a short retention: the file must level off, and the
+/// dashboard must still count every validation answered.
+fn retention_phase(
+    args: &Args,
+    load: &Load,
+    validate: Vec<u8>,
+    state: &AppState,
+    dir: &std::path::Path,
+    server_rt: &Runtime,
+    client_rt: &Runtime,
+) -> Result<bool, Box<dyn Error>> {
+    let retention = args.retention.unwrap_or_default();
+    let total = Duration::from_secs_f64(args.retention_load);
+    let every = Duration::from_secs_f64(args.retention_sample.max(0.5));
+    println!(
+        "[retention] POST /api/v1/license/validate, closed loop for {:.0} s; validation audit \
+         rows kept {retention} s, sweep every {} s, sample every {:.0} s …",
+        total.as_secs_f64(),
+        args.retention_sweep,
+        every.as_secs_f64()
+    );
+    let sustained = Load {
+        addr: load.addr,
+        connections: load.connections,
+        warmup: Duration::ZERO,
+        duration: total,
+    };
+    let started = Instant::now();
+    let task = client_rt.spawn(async move {
+        sustained
+            .closed_loop(Requests::repeat(validate), VALID)
+            .await
+    });
+    let mut samples = vec![sample_size(server_rt, state, dir, Duration::ZERO)?];
+    let mut next = every;
+    while next <= total {
+        std::thread::sleep((started + next).saturating_duration_since(Instant::now()));
+        samples.push(sample_size(server_rt, state, dir, started.elapsed())?);
+        next += every;
+    }
+    let result = client_rt.block_on(task)??;
+    // Every audit event queued before this write job is committed once it returns.
+    server_rt.block_on(state.db.write(|_| Ok(())))?;
+    let tenant = server_rt.block_on(state.db.read_blocking(|c| {
+        Ok(tenants::repo::find_by_slug(c, tenants::DEFAULT_SLUG)?
+            .ok_or(keyward::error::Error::NotFound("default tenant"))?
+            .id)
+    }))?;
+    let figures = server_rt.block_on(keyward::service::reports::figures(
+        state,
+        &keyward::service::Ctx::cli(tenant.into()),
+        None,
+    ))?;
+    let counted: u64 = figures.daily.iter().map(|d| d.validations).sum();
+    // The sanity check validated once before the load.
+    let answered = result.acknowledged_total + 1;
+
+    println!();
+    println!(
+        "{:>7} {:>10} {:>10} {:>10} {:>12} {:>14} {:>11}",
+        "time", "db", "wal", "db + wal", "raw rows", "aggregated", "free pages"
+    );
+    for s in &samples {
+        println!(
+            "{:>6.0}s {:>10} {:>10} {:>10} {:>12} {:>14} {:>11}",
+            s.at.as_secs_f64(),
+            mb(s.db_bytes),
+            mb(s.wal_bytes),
+            mb(s.total()),
+            thousands(s.raw_rows as f64),
+            thousands(s.aggregated as f64),
+            s.free_pages
+        );
+    }
+    // Before the first rows reach their retention the file can only grow: judge what follows.
+    let settled = Duration::from_secs_f64(retention + 2.0 * args.retention_sweep);
+    let judged: Vec<&SizeSample> = samples.iter().filter(|s| s.at >= settled).collect();
+    let (first, second) = judged.split_at(judged.len() / 2);
+    let mean = |part: &[&SizeSample]| {
+        part.iter().map(|s| s.total() as f64).sum::<f64>() / part.len().max(1) as f64
+    };
+    let (first_mean, second_mean) = (mean(first), mean(second));
+    let levels_off = !first.is_empty() && !second.is_empty() && second_mean <= first_mean * 1.2;
+    // Bytes per raw row (with its index entries), where the most rows were kept at once.
+    let per_row = samples
+        .iter()
+        .max_by_key(|s| s.raw_rows)
+        .map_or(0.0, |s| s.db_bytes as f64 / s.raw_rows.max(1) as f64);
+    println!();
+    row(
+        "validations answered",
+        &format!(
+            "{} ({} req/s)",
+            thousands(answered as f64),
+            thousands(result.rate())
+        ),
+        "",
+        if result.clean() { "" } else { "errors" },
+    );
+    row(
+        "  counted by the dashboard (raw + daily)",
+        &thousands(counted as f64),
+        "= answered",
+        verdict(counted == answered),
+    );
+    row(
+        &format!(
+            "db + wal, mean from {:.0} s, 1st / 2nd half",
+            settled.as_secs_f64()
+        ),
+        &format!("{} / {}", mb(first_mean as u64), mb(second_mean as u64)),
+        "2nd <= 1st + 20 %",
+        verdict(levels_off),
+    );
+    row(
+        "  without pruning (rows x bytes per row)",
+        &format!(
+            "{} ({per_row:.0} B/row)",
+            mb((answered as f64 * per_row) as u64)
+        ),
+        "",
+        "",
+    );
+    if levels_off {
+        println!("The database size levels off under sustained validation load.");
+    } else {
+        println!("The database size did NOT level off.");
+    }
+    Ok(levels_off && counted == answered && result.clean())
 }
 
 // ---- fixtures ---------------------------------------------------------------------------

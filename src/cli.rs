@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, RateLimits};
+use crate::config::{AuditRetention, Config, RateLimits};
 use crate::domain::api_keys::Scope;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, ProductType, ProjectSettings};
@@ -103,9 +103,21 @@ pub struct ServeArgs {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
-    /// Seconds between sweeps that expire licenses and cull dead machines.
+    /// Seconds between sweeps that expire licenses, cull dead machines and prune old audit rows.
     #[arg(long, env = "KEYWARD_MAINTENANCE_INTERVAL", default_value_t = 30)]
     pub maintenance_interval: u64,
+    /// Days raw audit rows of validations, checks, key look-ups, refused activations and update
+    /// downloads are kept (0 = forever); the dashboard's daily figures keep their counts.
+    #[arg(long, env = "KEYWARD_AUDIT_RETENTION_VALIDATIONS", default_value_t = AuditRetention::DEFAULT_VALIDATIONS_DAYS)]
+    pub audit_retention_validations: u32,
+    /// Days audit rows of activations, deactivations, the rest of a license's life and portal
+    /// accounts are kept (0 = forever).
+    #[arg(long, env = "KEYWARD_AUDIT_RETENTION_LICENSES", default_value_t = AuditRetention::DEFAULT_LICENSES_DAYS)]
+    pub audit_retention_licenses: u32,
+    /// Days audit rows of operators, API keys, projects, releases and abuse actions are kept
+    /// (0 = forever).
+    #[arg(long, env = "KEYWARD_AUDIT_RETENTION_ADMIN", default_value_t = AuditRetention::DEFAULT_ADMIN_DAYS)]
+    pub audit_retention_admin: u32,
     /// Abuse detection: `on` (default) or `off` for the whole server.
     // `Set`: a bool field is otherwise a valueless switch, and `--abuse-detection off` fails.
     #[arg(long, env = "KEYWARD_ABUSE_DETECTION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
@@ -160,6 +172,9 @@ impl Default for ServeArgs {
                 max_bundle_bytes: crate::config::DEFAULT_MAX_BUNDLE_BYTES,
                 max_body_bytes: 256 * 1024,
                 maintenance_interval: 30,
+                audit_retention_validations: AuditRetention::DEFAULT_VALIDATIONS_DAYS,
+                audit_retention_licenses: AuditRetention::DEFAULT_LICENSES_DAYS,
+                audit_retention_admin: AuditRetention::DEFAULT_ADMIN_DAYS,
                 abuse_detection: true,
                 webhook_allow_private: false,
                 header_timeout: 10,
@@ -190,6 +205,11 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             max_bundle_bytes: self.max_bundle_bytes,
             maintenance_interval: Duration::from_secs(self.maintenance_interval.max(1)),
+            audit_retention: AuditRetention::from_days(
+                self.audit_retention_validations,
+                self.audit_retention_licenses,
+                self.audit_retention_admin,
+            ),
             read_pool_size: 8,
             abuse_detection: self.abuse_detection,
             webhook_retry_base: Duration::from_secs(5),

@@ -4,6 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::domain::audit::RetentionClass;
+
 /// Requests per minute; 0 turns a limit off.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
@@ -25,6 +27,54 @@ pub struct RateLimits {
 
 pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
+/// How long raw audit rows are kept, per kind of event (`None`: forever). Older rows are counted
+/// into daily aggregates (the dashboard's figures keep them) and deleted by the maintenance
+/// sweep; the space goes back to the file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRetention {
+    /// Validations, checks, key look-ups, refused activations, update downloads.
+    pub validations: Option<Duration>,
+    /// Activations, deactivations and the rest of a license's life; portal accounts.
+    pub licenses: Option<Duration>,
+    /// Operators, API keys, projects, releases, abuse actions.
+    pub admin: Option<Duration>,
+}
+
+impl AuditRetention {
+    pub const DEFAULT_VALIDATIONS_DAYS: u32 = 30;
+    pub const DEFAULT_LICENSES_DAYS: u32 = 365;
+    pub const DEFAULT_ADMIN_DAYS: u32 = 365;
+
+    /// Retentions in days; 0 keeps that kind forever.
+    pub fn from_days(validations: u32, licenses: u32, admin: u32) -> Self {
+        let days = |n: u32| (n > 0).then(|| Duration::from_secs(u64::from(n) * 86_400));
+        Self {
+            validations: days(validations),
+            licenses: days(licenses),
+            admin: days(admin),
+        }
+    }
+
+    /// The retention of one kind of event.
+    pub fn of(&self, class: RetentionClass) -> Option<Duration> {
+        match class {
+            RetentionClass::Validations => self.validations,
+            RetentionClass::Licenses => self.licenses,
+            RetentionClass::Admin => self.admin,
+        }
+    }
+}
+
+impl Default for AuditRetention {
+    fn default() -> Self {
+        Self::from_days(
+            Self::DEFAULT_VALIDATIONS_DAYS,
+            Self::DEFAULT_LICENSES_DAYS,
+            Self::DEFAULT_ADMIN_DAYS,
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: SocketAddr,
@@ -36,8 +86,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest release bundle accepted (uploads stream to disk, so this bounds disk, not RAM).
     pub max_bundle_bytes: u64,
-    /// How often expired licenses are marked and dead machines culled.
+    /// How often expired licenses are marked, dead machines culled and old audit rows pruned.
     pub maintenance_interval: Duration,
+    /// How long raw audit rows are kept, per kind.
+    pub audit_retention: AuditRetention,
     pub read_pool_size: u32,
     /// Abuse detection on (default) or off for the whole server (`KEYWARD_ABUSE_DETECTION`).
     pub abuse_detection: bool,
@@ -68,6 +120,7 @@ impl Config {
             max_body_bytes: 256 * 1024,
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             maintenance_interval: Duration::from_secs(30),
+            audit_retention: AuditRetention::default(),
             read_pool_size: 8,
             abuse_detection: true,
             webhook_retry_base: Duration::from_secs(5),

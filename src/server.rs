@@ -173,9 +173,46 @@ impl Running {
 pub fn open(config: &Config, create: bool) -> Result<(Db, Writer, MasterKey), Error> {
     let (writer_conn, master) = storage::open_data_dir(&config.data_dir, create)?;
     let path = storage::database_path(&config.data_dir);
+    if create {
+        give_space_back(&writer_conn);
+    }
     let writer = Writer::start(writer_conn)?;
     let pool = storage::read_pool(&path, config.read_pool_size)?;
     Ok((Db::new(pool, writer.handle()), writer, master))
+}
+
+/// Turns incremental auto-vacuum on for a database made before version 6, so the space of pruned
+/// audit rows goes back to the file system: one full VACUUM at the first start (the server
+/// answers nothing meanwhile). If it fails (no disk space for the copy, the file locked by
+/// another process) the server starts anyway: pruned pages are then reused, not given back, and
+/// the next start tries again.
+fn give_space_back(conn: &rusqlite::Connection) {
+    match storage::vacuum::is_incremental(conn) {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!("cannot read the database's auto_vacuum mode: {e}");
+            return;
+        }
+    }
+    let size = storage::vacuum::pages(conn)
+        .map(|p| p.page_count * p.page_size / (1024 * 1024))
+        .unwrap_or(0);
+    tracing::info!(
+        "rewriting the database ({size} MiB) once so that pruned audit rows give their space \
+         back (auto_vacuum = INCREMENTAL)…"
+    );
+    let started = std::time::Instant::now();
+    match storage::vacuum::enable_incremental(conn) {
+        Ok(_) => tracing::info!(
+            "database rewritten in {:.1} s; incremental auto-vacuum is on",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => tracing::warn!(
+            "could not rewrite the database for incremental auto-vacuum ({e}); space of pruned \
+             audit rows is reused but not given back until a later start succeeds"
+        ),
+    }
 }
 
 /// Binds, starts serving and returns at once. `shutdown` (or [`Running::stop`]) stops it.

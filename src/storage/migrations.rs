@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 7;
+pub const LATEST_VERSION: i64 = 8;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -22,12 +22,18 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v5_note_search.sql"),
     include_str!("migrations/v6_setup_token.sql"),
     include_str!("migrations/v7_session_chains.sql"),
+    include_str!("migrations/v8_audit_retention.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
 pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)
         .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+    // Space freed by pruned audit rows goes back to the file system (see
+    // `super::vacuum`). On a new, empty file this takes effect at once, and only before
+    // `journal_mode = WAL` writes the first page; on an existing database it changes nothing
+    // until the one-time VACUUM of `super::vacuum::enable_incremental` at server start.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
     super::configure_connection(&conn)?;
     migrate(&mut conn)?;
     Ok(conn)
@@ -42,6 +48,8 @@ fn migrate(conn: &mut Connection) -> Result<(), Error> {
         )));
     }
     if version == 0 {
+        // Before the first table: afterwards only a VACUUM can change it.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(&format!("PRAGMA user_version = {LATEST_VERSION}"))?;
@@ -166,6 +174,47 @@ mod tests {
             only_upgraded.is_empty() && only_fresh.is_empty() && upgraded == fresh,
             "only after upgrading: {only_upgraded:#?}\nonly in schema.sql: {only_fresh:#?}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn new_databases_give_space_back_and_old_ones_are_converted_once()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+
+        let fresh = open_and_migrate(&dir.path().join("fresh.db"))?;
+        assert!(crate::storage::vacuum::is_incremental(&fresh)?);
+        assert!(!crate::storage::vacuum::enable_incremental(&fresh)?);
+
+        // A version-1 database as that version made it: WAL first, auto_vacuum never set.
+        let old_path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&old_path)?;
+            crate::storage::configure_connection(&old)?;
+            old.execute_batch(V1_SCHEMA)?;
+            old.execute_batch("PRAGMA user_version = 1")?;
+            crate::domain::tenants::repo::ensure_default(&old)?;
+            old.execute(
+                "INSERT INTO audit_events (tenant_id, at, actor, action) VALUES ('t', 1, 'a', 'x')",
+                [],
+            )?;
+        }
+        let upgraded = open_and_migrate(&old_path)?;
+        assert!(
+            !crate::storage::vacuum::is_incremental(&upgraded)?,
+            "the mode of an existing database changes only with a VACUUM"
+        );
+        assert!(crate::storage::vacuum::enable_incremental(&upgraded)?);
+        assert!(crate::storage::vacuum::is_incremental(&upgraded)?);
+        let version: i64 = upgraded.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        assert_eq!(version, LATEST_VERSION);
+        let kept: i64 =
+            upgraded.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0))?;
+        assert_eq!(kept, 1, "the rewrite keeps every row");
+        drop(upgraded);
+        let reopened = open_and_migrate(&old_path)?;
+        assert!(crate::storage::vacuum::is_incremental(&reopened)?);
+        assert!(!crate::storage::vacuum::enable_incremental(&reopened)?);
         Ok(())
     }
 }

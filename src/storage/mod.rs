@@ -3,6 +3,7 @@
 mod backup;
 mod files;
 mod migrations;
+pub mod vacuum;
 mod writer;
 
 use std::path::Path;
@@ -26,14 +27,17 @@ pub fn database_path(data_dir: &Path) -> std::path::PathBuf {
 }
 
 /// Settings every connection gets: durability first (`synchronous=FULL`), referential
-/// integrity, and a busy timeout so operator commands can run beside a live server.
+/// integrity, and a busy timeout so operator commands can run beside a live server. A WAL that
+/// once grew large (a burst of pruning while a long read held back checkpoints) is cut back to
+/// 64 MiB when it is next reset, rather than keeping its largest size on disk.
 pub fn configure_connection(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA journal_size_limit = 67108864;",
     )
 }
 

@@ -191,7 +191,8 @@ impl OverviewApi {
     /// Dashboard statistics
     ///
     /// Keys by status and plan, validations and activations per day for the last 30 days,
-    /// failures by reason. Optionally for one project.
+    /// failures by reason. Optionally for one project. Audit rows pruned after their retention
+    /// are still counted (from their daily aggregates).
     #[oai(path = "/api/stats", method = "get", tag = "AdminTags::Logs")]
     async fn stats(
         &self,

@@ -57,6 +57,82 @@ super::text_enum! {
     }
 }
 
+/// How long an event's raw row is kept: each kind of event has its own retention
+/// (`--audit-retention-*`). Before a row is pruned it is counted in the daily aggregates, so the
+/// dashboard's figures stay; the rows themselves (the log view) go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetentionClass {
+    /// The read path, one row per request: validations (accepted and refused), heartbeats and
+    /// checks, key look-ups, refused activations, update downloads.
+    Validations,
+    /// What happened to a license or a machine: activations, deactivations, issue, renewal,
+    /// revocation, expiry, culls, HWID resets, portal accounts.
+    Licenses,
+    /// Operators, API keys, projects, tenants, releases, abuse actions, and any name this
+    /// version does not know.
+    Admin,
+}
+
+impl RetentionClass {
+    pub const ALL: [RetentionClass; 3] = [
+        RetentionClass::Validations,
+        RetentionClass::Licenses,
+        RetentionClass::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionClass::Validations => "validations",
+            RetentionClass::Licenses => "licenses",
+            RetentionClass::Admin => "admin",
+        }
+    }
+
+    /// The class of a stored action name; names no longer known are kept longest.
+    pub fn of(action: &str) -> RetentionClass {
+        AuditAction::parse(action).map_or(RetentionClass::Admin, AuditAction::retention_class)
+    }
+
+    /// The actions of this class, or `None` for [`RetentionClass::Admin`], which is every
+    /// action not in another class.
+    pub fn actions(self) -> Option<Vec<&'static str>> {
+        match self {
+            RetentionClass::Admin => None,
+            class => Some(
+                AuditAction::ALL
+                    .iter()
+                    .filter(|a| a.retention_class() == class)
+                    .map(|a| a.as_str())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl AuditAction {
+    pub fn retention_class(self) -> RetentionClass {
+        use AuditAction::*;
+        match self {
+            LicenseValidate
+            | LicenseCheck
+            | LicenseActivateRefused
+            | KeyValidate
+            | KeyValidateRefused
+            | KeyInfo
+            | UpdateDownload => RetentionClass::Validations,
+            LicenseActivate | LicenseDeactivate | LicenseCreate | LicenseRevoke | LicenseRenew
+            | LicenseUpdate | LicenseExpire | MachineCull | KeyResetHwid | PortalRegister
+            | PortalLogin | PortalActivate | PortalLoaderDownload => RetentionClass::Licenses,
+            ProductCreate | ProductUpdate | ProductDelete | ApiKeyCreate | ApiKeyRevoke
+            | OperatorCreate | OperatorUpdate | OperatorDelete | OperatorLogin
+            | OperatorLoginFailed | OperatorLogout | TenantCreate | ReleaseUpload
+            | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete | ReleaseDelta
+            | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock | AbuseFlagUpdate
+            | AbusePolicyUpdate => RetentionClass::Admin,
+        }
+    }
+}
+
 /// Who acts and from which address, as the audit trail records it. Handlers build events from
 /// it, so the caller's IP reaches every event without each handler remembering to add it.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::AuditEvent;
+use super::{AuditEvent, RetentionClass};
 use crate::error::Result;
 
 pub fn insert(conn: &Connection, e: &AuditEvent) -> Result<()> {
@@ -113,7 +113,9 @@ pub fn search(
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
-/// Per UTC day since `since`: (day start ms, validations, activations).
+/// Per UTC day since `since` (a midnight UTC): (day start ms, validations, activations). Counts
+/// the raw rows still kept and the daily aggregates of the rows already pruned; a row is in one
+/// or the other, never both (pruning moves it in one transaction).
 pub fn daily_activity(
     conn: &Connection,
     tenant_scope: Option<&str>,
@@ -121,13 +123,28 @@ pub fn daily_activity(
     since: i64,
 ) -> Result<Vec<(i64, u64, u64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT (at / 86400000) * 86400000 AS day,
-                SUM(action IN ('license.validate', 'key.validate')),
-                SUM(action = 'license.activate' OR
-                    (action = 'key.validate' AND json_extract(detail, '$.hwidBound') = 1))
-         FROM audit_events
-         WHERE at >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-           AND action IN ('license.validate', 'key.validate', 'license.activate')
+        "SELECT day, SUM(validations), SUM(activations) FROM (
+            SELECT (at / 86400000) * 86400000 AS day,
+                   SUM(action IN ('license.validate', 'key.validate')) AS validations,
+                   SUM(action = 'license.activate' OR
+                       (action = 'key.validate' AND json_extract(detail, '$.hwidBound') = 1))
+                       AS activations
+            FROM audit_events
+            WHERE at >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+              AND action IN ('license.validate', 'key.validate', 'license.activate')
+            GROUP BY day
+            UNION ALL
+            SELECT day,
+                   SUM(CASE WHEN action IN ('license.validate', 'key.validate')
+                            THEN count ELSE 0 END),
+                   SUM(CASE WHEN action = 'license.activate' OR
+                                 (action = 'key.validate' AND hwid_bound = 1)
+                            THEN count ELSE 0 END)
+            FROM audit_daily
+            WHERE day >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+              AND action IN ('license.validate', 'key.validate', 'license.activate')
+            GROUP BY day
+         )
          GROUP BY day ORDER BY day",
     )?;
     let rows = stmt.query_map(params![tenant_scope, product_id, since], |r| {
@@ -140,7 +157,8 @@ pub fn daily_activity(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Refused validations and activations since `since`, by reason code.
+/// Refused validations and activations since `since` (a midnight UTC), by reason code: the raw
+/// rows still kept and the daily aggregates of those pruned.
 pub fn failures_by_reason(
     conn: &Connection,
     tenant_scope: Option<&str>,
@@ -148,19 +166,148 @@ pub fn failures_by_reason(
     since: i64,
 ) -> Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT json_extract(detail, '$.code') AS code, COUNT(*)
-         FROM audit_events
-         WHERE at >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-           AND (action IN ('key.validate.refused', 'license.activate.refused')
-                OR (action = 'license.validate' AND json_extract(detail, '$.code') != 'VALID'))
-         GROUP BY code ORDER BY COUNT(*) DESC",
+        "SELECT code, SUM(n) AS total FROM (
+            SELECT COALESCE(json_extract(detail, '$.code'), 'UNKNOWN') AS code, COUNT(*) AS n
+            FROM audit_events
+            WHERE at >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+              AND (action IN ('key.validate.refused', 'license.activate.refused')
+                   OR (action = 'license.validate' AND json_extract(detail, '$.code') != 'VALID'))
+            GROUP BY 1
+            UNION ALL
+            SELECT COALESCE(NULLIF(code, ''), 'UNKNOWN'), SUM(count)
+            FROM audit_daily
+            WHERE day >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+              AND (action IN ('key.validate.refused', 'license.activate.refused')
+                   OR (action = 'license.validate' AND code NOT IN ('', 'VALID')))
+            GROUP BY 1
+         )
+         GROUP BY code ORDER BY total DESC, code",
     )?;
     let rows = stmt.query_map(params![tenant_scope, product_id, since], |r| {
-        Ok((
-            r.get::<_, Option<String>>(0)?
-                .unwrap_or_else(|| "UNKNOWN".into()),
-            r.get::<_, i64>(1)? as u64,
-        ))
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Where pruning stands in one tenant's events, in `(at, id)` order (the order of the
+/// `audit_tenant_time` index): every row up to it has been looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneCursor {
+    pub at: i64,
+    pub id: i64,
+}
+
+impl PruneCursor {
+    /// Before every row.
+    pub const START: PruneCursor = PruneCursor {
+        at: i64::MIN,
+        id: i64::MIN,
+    };
+}
+
+/// What one pruning batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneBatch {
+    /// Rows counted in `audit_daily` and deleted.
+    pub pruned: u64,
+    /// The last row looked at (pruned, or kept because of another class).
+    pub next: PruneCursor,
+    /// False when no row older than the cutoff is left after `next`.
+    pub more: bool,
+}
+
+/// The tenant after `after` (the first with `None`) that has audit rows: one index seek.
+pub fn next_tenant(conn: &Connection, after: Option<&str>) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT tenant_id FROM audit_events WHERE tenant_id > ?1 ORDER BY tenant_id LIMIT 1",
+        )?
+        .query_row(params![after.unwrap_or("")], |r| r.get(0))
+        .optional()?)
+}
+
+/// The SQL condition selecting the rows of `class`.
+fn class_condition(class: RetentionClass) -> String {
+    let quoted = |names: Vec<&str>| {
+        names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match class.actions() {
+        Some(names) => format!("action IN ({})", quoted(names)),
+        None => {
+            let others: Vec<&str> = RetentionClass::ALL
+                .iter()
+                .filter_map(|c| c.actions())
+                .flatten()
+                .collect();
+            format!("action NOT IN ({})", quoted(others))
+        }
+    }
+}
+
+/// Prunes, in one tenant, the rows of `class` recorded before `before` (ms), looking at no more
+/// than `limit` rows after `after`: each is first counted into `audit_daily` (tenant, product,
+/// UTC day, action, outcome code, HWID binding), then deleted. Rows of other classes in the
+/// range are stepped over (their own retention applies). Meant to run as one short writer job.
+pub fn prune_batch(
+    conn: &Connection,
+    tenant_id: &str,
+    class: RetentionClass,
+    before: i64,
+    after: PruneCursor,
+    limit: u32,
+) -> Result<PruneBatch> {
+    let mut last = None;
+    let mut seen = 0u32;
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, id FROM audit_events
+             WHERE tenant_id = ?1 AND at < ?2 AND (at, id) > (?3, ?4)
+             ORDER BY at, id LIMIT ?5",
+        )?;
+        let mut rows = stmt.query(params![tenant_id, before, after.at, after.id, limit])?;
+        while let Some(r) = rows.next()? {
+            last = Some(PruneCursor {
+                at: r.get(0)?,
+                id: r.get(1)?,
+            });
+            seen += 1;
+        }
+    }
+    let Some(last) = last else {
+        return Ok(PruneBatch {
+            pruned: 0,
+            next: after,
+            more: false,
+        });
+    };
+    let range = format!(
+        "tenant_id = ?1 AND (at, id) > (?2, ?3) AND (at, id) <= (?4, ?5) AND {}",
+        class_condition(class)
+    );
+    let args = params![tenant_id, after.at, after.id, last.at, last.id];
+    conn.prepare_cached(&format!(
+        "INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
+         SELECT tenant_id, COALESCE(product_id, ''), (at / 86400000) * 86400000, action,
+                COALESCE(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.code') END, ''),
+                COALESCE(CASE WHEN json_valid(detail)
+                              THEN json_extract(detail, '$.hwidBound') = 1 END, 0),
+                COUNT(*)
+         FROM audit_events WHERE {range}
+         GROUP BY 1, 2, 3, 4, 5, 6
+         ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
+         DO UPDATE SET count = count + excluded.count"
+    ))?
+    .execute(args)?;
+    let pruned = conn
+        .prepare_cached(&format!("DELETE FROM audit_events WHERE {range}"))?
+        .execute(args)?;
+    Ok(PruneBatch {
+        pruned: pruned as u64,
+        next: last,
+        more: seen == limit,
+    })
 }

@@ -1,4 +1,4 @@
--- Version 6: the anti-replay chain belongs to the session, and each project chooses what
+-- Version 7: the anti-replay chain belongs to the session, and each project chooses what
 -- happens when a key's sessions are all in use.
 
 -- Each session carries its own nonce (the one its last validation handed out). An ended
