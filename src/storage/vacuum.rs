@@ -34,7 +34,7 @@ pub fn is_incremental(conn: &Connection) -> Result<bool, Error> {
     Ok(mode == INCREMENTAL)
 }
 
-/// Turns incremental auto-vacuum on for a database created without it (before version 6).
+/// Turns incremental auto-vacuum on for a database created without it (before version 8).
 /// That takes one full `VACUUM`: the whole file is rewritten, through the WAL, in about the time
 /// it takes to copy it, and needs free disk space of about twice its size meanwhile (the
 /// temporary copy, then the WAL). Returns whether it ran. Must run on a connection outside any

@@ -119,6 +119,8 @@ impl AuditAction {
             | KeyValidate
             | KeyValidateRefused
             | KeyInfo
+            | KeySessionEnd
+            | KeySessionEndRefused
             | UpdateDownload => RetentionClass::Validations,
             LicenseActivate | LicenseDeactivate | LicenseCreate | LicenseRevoke | LicenseRenew
             | LicenseUpdate | LicenseExpire | MachineCull | KeyResetHwid | PortalRegister
@@ -128,7 +130,8 @@ impl AuditAction {
             | OperatorLoginFailed | OperatorLogout | TenantCreate | ReleaseUpload
             | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete | ReleaseDelta
             | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock | AbuseFlagUpdate
-            | AbusePolicyUpdate => RetentionClass::Admin,
+            | AbusePolicyUpdate
+            | SetupTokenIssue => RetentionClass::Admin,
         }
     }
 }
