@@ -43,40 +43,50 @@ crate::field_names!(
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct ValidateRequest {
-    #[oai(deserialize_with = "named::<KeyField, _>", validator(max_length = 100))]
+    #[oai(
+        nullable,
+        deserialize_with = "named::<KeyField, _>",
+        validator(max_length = 100)
+    )]
     pub key: Option<String>,
     /// Hardware fingerprint, e.g. SHA256(MotherboardUUID + ":" + DiskSerial).
     #[oai(
+        nullable,
         deserialize_with = "named::<HwidField, _>",
         validator(max_length = 255)
     )]
     pub hwid: Option<String>,
     /// The project's `kv_` secret: limits the search to that project's keys.
     #[oai(
+        nullable,
         deserialize_with = "named::<SecretField, _>",
         validator(max_length = 100)
     )]
     pub secret: Option<String>,
     /// The nonce the previous validation returned; a different one is a replay (403 REPLAY).
     #[oai(
+        nullable,
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
     )]
     pub nonce: Option<String>,
     /// A live session to refresh instead of opening a new one.
     #[oai(
+        nullable,
         deserialize_with = "named::<SessionIdField, _>",
         validator(max_length = 64)
     )]
     pub session_id: Option<String>,
     /// Any value: echoed inside the signed answer, so a recorded answer cannot be replayed.
     #[oai(
+        nullable,
         deserialize_with = "named::<ClientNonceField, _>",
         validator(max_length = 128)
     )]
     pub client_nonce: Option<String>,
     /// Envelope: the project whose payload key encrypted `payload`.
     #[oai(
+        nullable,
         deserialize_with = "named::<ProjectIdField, _>",
         validator(max_length = 64)
     )]
@@ -84,6 +94,7 @@ pub struct ValidateRequest {
     /// Envelope: base64(12-byte IV ‖ AES-256-GCM ciphertext ‖ 16-byte tag) of the JSON
     /// request plus `timestamp` (Unix seconds) and `requestId`.
     #[oai(
+        nullable,
         deserialize_with = "named::<PayloadField, _>",
         validator(max_length = 65536)
     )]
@@ -112,19 +123,23 @@ struct EnvelopeRequest {
 #[oai(rename_all = "camelCase")]
 pub struct Validation {
     pub valid: bool,
+    #[oai(nullable)]
     pub plan: Option<Plan>,
     /// Days of a CUSTOM plan.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub custom_days: Option<u32>,
     /// null for keys that never expire.
+    #[oai(nullable)]
     pub expires_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub note: Option<String>,
     /// The project's server variable.
+    #[oai(nullable)]
     pub server_var: Option<String>,
     /// Present this nonce on the next validation.
     pub nonce: String,
     pub session_id: String,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub client_nonce: Option<String>,
 }
 

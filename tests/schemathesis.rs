@@ -1,0 +1,484 @@
+//! The OpenAPI document against the bytes the server sends: schemathesis (PyPI; `./test.sh`
+//! installs the pinned version) runs every operation of `/api/openapi.json` against the real
+//! executable, once with each kind of credential the document declares and once without any,
+//! and fails on any answer that is a server error, has an undeclared status or content type, or
+//! does not match its declared schema.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+const SCHEMATHESIS: &str = "schemathesis";
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
+/// Test cases per operation in the fuzzing phase (the coverage phase adds its own).
+const MAX_EXAMPLES: &str = "8";
+/// Schemathesis processes at once; each runs one worker (its thread pool is not reliable on
+/// Python 3.11: hypothesis's lambda cache races).
+const PARALLEL_RUNS: usize = 2;
+
+/// `keyward serve` on a free port with every rate limit off and abuse detection off, so tens of
+/// thousands of generated requests are answered on their merits, not refused as a flood.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path) -> Server {
+    let init = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("init")
+        .output()
+        .expect("run keyward init");
+    assert!(init.status.success(), "keyward init: {init:?}");
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("KEYWARD_RATE_LIMIT_PER_IP", "0")
+        .env("KEYWARD_RATE_LIMIT_PER_API_KEY", "0")
+        .env("KEYWARD_RATE_LIMIT_FAILED_AUTH", "0")
+        .env("KEYWARD_RATE_LIMIT_LOGIN", "0")
+        .env("KEYWARD_RATE_LIMIT_PER_LICENSE_KEY", "0")
+        .env("KEYWARD_RATE_LIMIT_UPDATE_CHECKS", "0")
+        .env("KEYWARD_RATE_LIMIT_DOWNLOADS", "0")
+        .env("KEYWARD_ABUSE_DETECTION", "off")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().expect("a first line").expect("readable");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+/// What the runs need: one credential of each kind, and real objects for the path and query
+/// parameters that name one.
+struct Seeded {
+    operator_token: String,
+    cookie_token: String,
+    api_key: String,
+    restricted_api_key: String,
+    portal_token: String,
+    portal_cookie_token: String,
+    license_key: String,
+    /// `schemathesis.toml`: fixed values for the parameters naming an object.
+    config: String,
+}
+
+async fn call(
+    client: &reqwest::Client,
+    req: reqwest::RequestBuilder,
+    expect: u16,
+    what: &str,
+) -> Value {
+    let _ = client;
+    let resp = req.send().await.expect(what);
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, expect, "{what}: {body}");
+    body
+}
+
+fn s(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("a string, found {v}"))
+        .to_owned()
+}
+
+async fn seed(url: &str) -> Seeded {
+    let c = reqwest::Client::new();
+    let password = "a long passphrase";
+    call(
+        &c,
+        c.post(format!("{url}/api/auth/register"))
+            .json(&json!({"email": "admin@example.com", "password": password})),
+        201,
+        "setup",
+    )
+    .await;
+    let login = |email: &'static str| {
+        c.post(format!("{url}/api/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+    };
+    let operator_token =
+        s(&call(&c, login("admin@example.com"), 200, "login").await["data"]["token"]);
+    let cookie_token =
+        s(&call(&c, login("admin@example.com"), 200, "login").await["data"]["token"]);
+    let bearer = format!("Bearer {operator_token}");
+
+    // An operator for `/api/users/{id}` to act on.
+    let victim_operator = call(
+        &c,
+        c.post(format!("{url}/api/auth/register"))
+            .header("Authorization", &bearer)
+            .json(&json!({"email": "user@example.com", "password": password, "role": "USER"})),
+        201,
+        "register a USER",
+    )
+    .await;
+
+    // The app's project: portal users, license keys and a published release.
+    let app = call(
+        &c,
+        c.post(format!("{url}/api/projects"))
+            .header("Authorization", &bearer)
+            .json(&json!({"name": "Fuzz App", "slug": "fuzz-app"})),
+        201,
+        "create project",
+    )
+    .await;
+    let app_id = s(&app["data"]["project"]["id"]);
+    // A second project the generated requests may change and delete things in.
+    let target = call(
+        &c,
+        c.post(format!("{url}/api/projects"))
+            .header("Authorization", &bearer)
+            .json(&json!({"name": "Fuzz Target", "slug": "fuzz-target"})),
+        201,
+        "create project",
+    )
+    .await;
+    let target_id = s(&target["data"]["project"]["id"]);
+
+    let keys = |project: &str| {
+        c.post(format!("{url}/api/keys"))
+            .header("Authorization", &bearer)
+            .json(&json!({"plan": "LIFETIME", "count": 2, "projectId": project}))
+    };
+    let app_keys = call(&c, keys(&app_id), 201, "generate keys").await;
+    let license_key = s(&app_keys["data"]["keys"][0]["key"]);
+    let portal_key = s(&app_keys["data"]["keys"][1]["key"]);
+    let target_keys = call(&c, keys(&target_id), 201, "generate keys").await;
+    let target_key_id = s(&target_keys["data"]["keys"][0]["id"]);
+    let target_key = s(&target_keys["data"]["keys"][1]["key"]);
+
+    let new_api_key = |name: &str, project: Option<&str>| {
+        c.post(format!("{url}/api/api-keys"))
+            .header("Authorization", &bearer)
+            .json(&json!({"name": name, "scope": "FULL_ADMIN", "projectId": project}))
+    };
+    let api_key = s(&call(&c, new_api_key("fuzz", None), 201, "api key").await["data"]["key"]);
+    let restricted_api_key = s(&call(
+        &c,
+        new_api_key("fuzz-restricted", Some(&target_id)),
+        201,
+        "restricted api key",
+    )
+    .await["data"]["key"]);
+    let victim_api_key = call(&c, new_api_key("victim", None), 201, "api key").await;
+
+    // A vendor license with an order id, for `/api/v1/license/by-order/{orderId}`.
+    call(
+        &c,
+        c.post(format!("{url}/api/v1/license/create"))
+            .header("X-API-Key", &api_key)
+            .json(
+                &json!({"productId": target_id, "customerEmail": "buyer@example.com",
+                          "orderId": "order-1001"}),
+            ),
+        201,
+        "vendor license",
+    )
+    .await;
+
+    let upload = |project: &str, version: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("version", version.to_owned())
+            .text("changelog", "Fixes.")
+            .part(
+                "bundle",
+                reqwest::multipart::Part::bytes(b"a tiny bundle".to_vec()).file_name("app.bin"),
+            );
+        c.post(format!("{url}/api/projects/{project}/releases"))
+            .header("Authorization", &bearer)
+            .multipart(form)
+    };
+    let published = call(&c, upload(&app_id, "1.0.0"), 201, "upload").await;
+    let published_id = s(&published["data"]["release"]["id"]);
+    call(
+        &c,
+        c.post(format!("{url}/api/releases/{published_id}/publish"))
+            .header("Authorization", &bearer),
+        200,
+        "publish",
+    )
+    .await;
+    let draft = call(&c, upload(&target_id, "2.0.0"), 201, "upload").await;
+    let draft_id = s(&draft["data"]["release"]["id"]);
+
+    // A portal user with a linked key, signed in twice (Bearer and cookie).
+    let portal = call(
+        &c,
+        c.post(format!("{url}/api/portal/register"))
+            .json(&json!({"username": "enduser", "password": password, "projectId": app_id})),
+        201,
+        "portal register",
+    )
+    .await;
+    let portal_token = s(&portal["data"]["token"]);
+    call(
+        &c,
+        c.post(format!("{url}/api/portal/activate"))
+            .header("Authorization", format!("Bearer {portal_token}"))
+            .json(&json!({"key": portal_key})),
+        200,
+        "portal activate",
+    )
+    .await;
+    let portal_cookie_token = s(&call(
+        &c,
+        c.post(format!("{url}/api/portal/login"))
+            .json(&json!({"username": "enduser", "password": password, "projectId": app_id})),
+        200,
+        "portal login",
+    )
+    .await["data"]["token"]);
+
+    let user_id = s(&victim_operator["data"]["user"]["id"]);
+    let api_key_id = s(&victim_api_key["data"]["apiKey"]["id"]);
+    let config = format!(
+        r#"[auth]
+# The document's register and login operations are not a sign-up flow to follow.
+auto-signup = false
+
+[[operations]]
+include-path-regex = "^/api/projects/\\{{id\\}}"
+parameters = {{ "path.id" = "{target_id}" }}
+
+[[operations]]
+include-path-regex = "^/api/keys/\\{{id\\}}"
+parameters = {{ "path.id" = "{target_key_id}" }}
+
+[[operations]]
+include-path-regex = "^/api/releases/\\{{id\\}}"
+parameters = {{ "path.id" = "{draft_id}" }}
+
+[[operations]]
+include-path-regex = "^/api/users/\\{{id\\}}"
+parameters = {{ "path.id" = "{user_id}" }}
+
+[[operations]]
+include-path-regex = "^/api/api-keys/\\{{id\\}}"
+parameters = {{ "path.id" = "{api_key_id}" }}
+
+[[operations]]
+include-path = "/api/v1/license/check/{{key}}"
+parameters = {{ "path.key" = "{target_key}" }}
+
+[[operations]]
+include-path = "/api/v1/license/by-order/{{orderId}}"
+parameters = {{ "path.orderId" = "order-1001" }}
+
+[[operations]]
+include-path-regex = "^/api/v1/updates/(download|manifest)$"
+parameters = {{ "query.release_id" = "{published_id}" }}
+
+[[operations]]
+include-path = "/api/v1/updates/public-key"
+parameters = {{ "query.product" = "fuzz-app" }}
+
+[[operations]]
+include-path = "/api/portal/info"
+parameters = {{ "query.slug" = "fuzz-app" }}
+"#
+    );
+    Seeded {
+        operator_token,
+        cookie_token,
+        api_key,
+        restricted_api_key,
+        portal_token,
+        portal_cookie_token,
+        license_key,
+        config,
+    }
+}
+
+/// One schemathesis run over every operation with `headers`; logout (which would end the
+/// credential half-way) is left to a run of its own after the others.
+struct Run {
+    name: &'static str,
+    headers: Vec<String>,
+    only_logout: bool,
+}
+
+fn schemathesis(dir: &Path, url: &str, run: &Run) -> Output {
+    let mut cmd = Command::new(SCHEMATHESIS);
+    cmd.current_dir(dir)
+        .arg("--config-file")
+        .arg(dir.join("schemathesis.toml"))
+        .arg("run")
+        .arg(format!("{url}/api/openapi.json"))
+        .args(["--checks", CHECKS])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", MAX_EXAMPLES])
+        .args(["--workers", "1"])
+        .args(["--request-timeout", "20"])
+        .args(["--generation-database", "none"])
+        .args(["--seed", "20261130"])
+        .arg("--no-color");
+    for h in &run.headers {
+        cmd.args(["--header", h]);
+    }
+    if run.only_logout {
+        cmd.args(["--include-path-regex", "/logout$"]);
+    } else {
+        cmd.args(["--exclude-path-regex", "/logout$"]);
+    }
+    cmd.env("SCHEMATHESIS_TELEMETRY", "false")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{SCHEMATHESIS}` ({e}): ./test.sh installs it (PyPI, pinned)")
+        })
+}
+
+#[test]
+fn every_operation_answers_as_the_document_says_with_each_credential() {
+    let version = Command::new(SCHEMATHESIS).arg("--version").output();
+    let version = version.unwrap_or_else(|e| {
+        panic!("cannot run `{SCHEMATHESIS}` ({e}): ./test.sh installs it (PyPI, pinned)")
+    });
+    assert!(
+        version.status.success(),
+        "schemathesis --version: {version:?}"
+    );
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    assert!(
+        version.contains(" 4."),
+        "schemathesis 4.x is required (flags differ in 3.x), found {version}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data);
+    let seeded = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(seed(&server.url));
+    std::fs::write(dir.path().join("schemathesis.toml"), &seeded.config).unwrap();
+
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    let credentials: Vec<(&'static str, Vec<String>)> = vec![
+        ("no credential", vec![]),
+        (
+            "operator session, Bearer",
+            vec![bearer(&seeded.operator_token)],
+        ),
+        (
+            "operator session, cookie",
+            vec![format!("Cookie: keyward_token={}", seeded.cookie_token)],
+        ),
+        (
+            "API key, FULL_ADMIN",
+            vec![format!("X-API-Key: {}", seeded.api_key)],
+        ),
+        (
+            "API key, FULL_ADMIN, one product",
+            vec![format!("X-API-Key: {}", seeded.restricted_api_key)],
+        ),
+        ("portal session, Bearer", vec![bearer(&seeded.portal_token)]),
+        (
+            "portal session, cookie",
+            vec![format!(
+                "Cookie: portal_token={}",
+                seeded.portal_cookie_token
+            )],
+        ),
+        (
+            "license key",
+            vec![format!("X-License-Key: {}", seeded.license_key)],
+        ),
+    ];
+    let mut runs: Vec<Run> = credentials
+        .iter()
+        .map(|(name, headers)| Run {
+            name,
+            headers: headers.clone(),
+            only_logout: false,
+        })
+        .collect();
+
+    let started = Instant::now();
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let queue = Arc::new(Mutex::new(std::mem::take(&mut runs)));
+    let workers: Vec<_> = (0..PARALLEL_RUNS)
+        .map(|_| {
+            let (queue, failures) = (queue.clone(), failures.clone());
+            let (dir, url) = (dir.path().to_owned(), server.url.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let Some(run) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    let out = schemathesis(&dir, &url, &run);
+                    let secs = t.elapsed().as_secs_f64();
+                    eprintln!("schemathesis, {}: {:.0} s, {}", run.name, secs, out.status);
+                    if !out.status.success() {
+                        failures.lock().unwrap().push(format!(
+                            "==== schemathesis with {} failed ({}):\n{}\n{}",
+                            run.name,
+                            out.status,
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    // Logout last: it ends the session it is sent with.
+    for (name, headers) in &credentials {
+        let run = Run {
+            name,
+            headers: headers.clone(),
+            only_logout: true,
+        };
+        let out = schemathesis(dir.path(), &server.url, &run);
+        if !out.status.success() {
+            failures.lock().unwrap().push(format!(
+                "==== schemathesis (logout) with {name} failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    eprintln!(
+        "schemathesis: {} runs in {:.0} s",
+        credentials.len() * 2,
+        started.elapsed().as_secs_f64()
+    );
+    let failures = failures.lock().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(600),
+        "the schemathesis runs took {:?}: keep them bounded",
+        started.elapsed()
+    );
+}
