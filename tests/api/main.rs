@@ -11,6 +11,7 @@ mod keys_and_validation;
 mod keys_regressions;
 mod layers;
 mod licensing_regressions;
+mod openapi_nulls;
 mod portal;
 mod portal_regressions;
 mod proxy;

@@ -3,7 +3,7 @@
 use poem::Request;
 use poem::http::StatusCode;
 use poem_openapi::payload::{Json, Response};
-use poem_openapi::registry::{MetaHeader, MetaResponses, Registry};
+use poem_openapi::registry::{MetaHeader, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::ClientTags;
 use crate::api::shared::fields::named;
-use crate::api::shared::keyvault_error::{KvError, KvResult};
+use crate::api::shared::keyvault_error::{KvError, KvErrorBody, KvResult};
 use crate::api::shared::signed::SignedJson;
 use crate::api::{ClientIp, SIGNED_BY_HEADER};
 use crate::domain::licenses::Plan;
@@ -273,6 +273,20 @@ impl From<KeyRefusal> for Refusal {
 impl ApiResponse for Refusal {
     fn meta() -> MetaResponses {
         let mut meta = KvError::meta();
+        // An envelope request's refusals are answered encrypted, with the refusal's status.
+        let either = MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(
+                "The key/HWID error envelope; for an envelope request (`payload`), the same \
+                 answer encrypted (`EncryptedReply`, `success` false)",
+            ),
+            one_of: vec![KvErrorBody::schema_ref(), EncryptedReply::schema_ref()],
+            ..MetaSchema::ANY
+        }));
+        for response in &mut meta.responses {
+            for content in &mut response.content {
+                content.schema = either.clone();
+            }
+        }
         // Only refusals about a key (403) or within a named project (404) can be signed.
         for response in &mut meta.responses {
             if matches!(response.status, Some(403 | 404)) {
@@ -294,6 +308,7 @@ impl ApiResponse for Refusal {
 
     fn register(registry: &mut Registry) {
         KvError::register(registry);
+        EncryptedReply::register(registry);
     }
 }
 
@@ -324,28 +339,33 @@ impl ValidateApi {
         let plaintext = project.open(payload)?;
         let outcome = envelope_outcome(&self.state, client, &project, &plaintext).await;
         // From here on every answer, success or error, is encrypted for the client.
-        let (status, plain) = match outcome {
+        // A refusal keeps its status and its rate-limit headers (`Retry-After`, …).
+        let (status, plain, headers) = match outcome {
             Ok(validation) => {
                 let ok = ValidationOk {
                     success: true,
                     data: validation,
                 };
-                (StatusCode::OK, ok.to_json_string().into_bytes())
+                (StatusCode::OK, ok.to_json_string().into_bytes(), Vec::new())
             }
             Err(e) => {
                 let resp = poem::IntoResponse::into_response(e);
                 let status = resp.status();
+                let headers: Vec<_> = ["Retry-After", "X-RateLimit-Limit"]
+                    .into_iter()
+                    .filter_map(|name| Some((name, resp.headers().get(name)?.clone())))
+                    .collect();
                 let bytes = resp
                     .into_body()
                     .into_vec()
                     .await
                     .map_err(|e| Error::Storage(e.to_string()))?;
-                (status, bytes)
+                (status, bytes, headers)
             }
         };
         let sealed = project.seal(&plain)?;
         let product_id = project.product_id.to_string();
-        Ok(Response::new(ValidateResponse::Ok(
+        let mut answer = Response::new(ValidateResponse::Ok(
             SignedJson::new(
                 ValidateBody::Encrypted(EncryptedReply {
                     success: status == StatusCode::OK,
@@ -355,7 +375,11 @@ impl ValidateApi {
             ),
             Some(product_id),
         ))
-        .status(status))
+        .status(status);
+        for (name, value) in headers {
+            answer = answer.header(name, value);
+        }
+        Ok(answer)
     }
 }
 
