@@ -5,6 +5,7 @@
 //! does not match its declared schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -17,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_keyward");
 const SCHEMATHESIS: &str = "schemathesis";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 /// Test cases per operation in the fuzzing phase (the coverage phase adds its own).
-const MAX_EXAMPLES: &str = "5";
+const MAX_EXAMPLES: u32 = 5;
 /// Schemathesis processes at once; each runs one worker (its thread pool is not reliable on
 /// Python 3.11: hypothesis's lambda cache races).
 const PARALLEL_RUNS: usize = 2;
@@ -83,6 +84,9 @@ struct Seeded {
     portal_token: String,
     portal_cookie_token: String,
     license_key: String,
+    /// Sessions of their own for the logout runs, which end the session they are sent with.
+    logout_operator_tokens: [String; 2],
+    logout_portal_tokens: [String; 2],
     /// `schemathesis.toml`: fixed values for the parameters naming an object.
     config: String,
 }
@@ -126,6 +130,10 @@ async fn seed(url: &str) -> Seeded {
         s(&call(&c, login("admin@example.com"), 200, "login").await["data"]["token"]);
     let cookie_token =
         s(&call(&c, login("admin@example.com"), 200, "login").await["data"]["token"]);
+    let mut logout_operator_tokens = [String::new(), String::new()];
+    for t in &mut logout_operator_tokens {
+        *t = s(&call(&c, login("admin@example.com"), 200, "login").await["data"]["token"]);
+    }
     let bearer = format!("Bearer {operator_token}");
 
     // An operator for `/api/users/{id}` to act on.
@@ -247,14 +255,16 @@ async fn seed(url: &str) -> Seeded {
         "portal activate",
     )
     .await;
-    let portal_cookie_token = s(&call(
-        &c,
+    let portal_login = || {
         c.post(format!("{url}/api/portal/login"))
-            .json(&json!({"username": "enduser", "password": password, "projectId": app_id})),
-        200,
-        "portal login",
-    )
-    .await["data"]["token"]);
+            .json(&json!({"username": "enduser", "password": password, "projectId": app_id}))
+    };
+    let portal_cookie_token =
+        s(&call(&c, portal_login(), 200, "portal login").await["data"]["token"]);
+    let mut logout_portal_tokens = [String::new(), String::new()];
+    for t in &mut logout_portal_tokens {
+        *t = s(&call(&c, portal_login(), 200, "portal login").await["data"]["token"]);
+    }
 
     // An encrypted envelope request (`/api/validate` with `payload`): its refusals are
     // answered encrypted, with the refusal's status.
@@ -275,6 +285,13 @@ async fn seed(url: &str) -> Seeded {
         r#"[auth]
 # The document's register and login operations are not a sign-up flow to follow.
 auto-signup = false
+
+[generation]
+max-examples = {MAX_EXAMPLES}
+
+# Generated sequences of calls would end the credentials' own sessions and keys half-way.
+[phases.stateful]
+enabled = false
 
 [[operations]]
 include-path-regex = "^/api/projects/\\{{id\\}}"
@@ -329,6 +346,8 @@ parameters = {{ "body.projectId" = "{app_id}", "body.payload" = "{envelope}" }}
         portal_token,
         portal_cookie_token,
         license_key,
+        logout_operator_tokens,
+        logout_portal_tokens,
         config,
     }
 }
@@ -339,6 +358,8 @@ struct Run {
     name: String,
     headers: Vec<String>,
     operations: Vec<String>,
+    /// The configuration file, in the run's directory.
+    config: &'static str,
 }
 
 /// What one run saw: its output, and how many answers were 2xx (real objects reached).
@@ -352,12 +373,10 @@ fn schemathesis(dir: &Path, url: &str, n: usize, run: &Run) -> Outcome {
     let mut cmd = Command::new(SCHEMATHESIS);
     cmd.current_dir(dir)
         .arg("--config-file")
-        .arg(dir.join("schemathesis.toml"))
+        .arg(dir.join(run.config))
         .arg("run")
         .arg(format!("{url}/api/openapi.json"))
         .args(["--checks", CHECKS])
-        .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", MAX_EXAMPLES])
         .args(["--workers", "1"])
         .args(["--request-timeout", "20"])
         .args(["--generation-database", "none"])
@@ -407,7 +426,10 @@ fn operations(doc: &Value) -> Vec<(String, Vec<String>)> {
 /// Runs `runs` two at a time; returns each failure's report.
 fn run_all(dir: &Path, url: &str, runs: Vec<Run>) -> Vec<String> {
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let queue = Arc::new(Mutex::new(runs.into_iter().enumerate().collect::<Vec<_>>()));
+    // Longest first (the queue is popped from its end), so both lanes finish together.
+    let mut runs: Vec<_> = runs.into_iter().enumerate().collect();
+    runs.sort_by_key(|(_, run)| run.operations.len());
+    let queue = Arc::new(Mutex::new(runs));
     let workers: Vec<_> = (0..PARALLEL_RUNS)
         .map(|_| {
             let (queue, failures) = (queue.clone(), failures.clone());
@@ -419,11 +441,7 @@ fn run_all(dir: &Path, url: &str, runs: Vec<Run>) -> Vec<String> {
                     };
                     let t = Instant::now();
                     let out = schemathesis(&dir, &url, n, &run);
-                    let ops = if run.operations.is_empty() {
-                        "every operation".to_owned()
-                    } else {
-                        format!("{} operations", run.operations.len())
-                    };
+                    let ops = format!("{} operations", run.operations.len());
                     eprintln!(
                         "schemathesis, {} ({ops}): {:.0} s, {} answers 2xx, {}",
                         run.name,
@@ -484,97 +502,125 @@ fn every_operation_answers_as_the_document_says_with_each_credential() {
             .unwrap()
     });
     let ops = operations(&doc);
-    let declared: std::collections::BTreeSet<String> = ops
+    let declared: BTreeSet<String> = ops
         .iter()
         .flat_map(|(_, schemes)| schemes.iter().cloned())
         .collect();
+    let all: Vec<String> = ops.iter().map(|(name, _)| name.clone()).collect();
+    let secured: Vec<String> = ops
+        .iter()
+        .filter(|(_, schemes)| !schemes.is_empty())
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    // Without a credential an operation that needs one answers 401 whatever the input: a few
+    // cases each are enough there, the public operations get the full run.
+    std::fs::write(
+        dir.path().join("anonymous.toml"),
+        format!(
+            "{}\n[[operations]]\ninclude-name = [{}]\nphases.coverage.enabled = false\n\
+             generation.max-examples = 2\n",
+            seeded.config,
+            secured.join(", ")
+        ),
+    )
+    .unwrap();
 
-    // Each credential kind, by the security scheme that declares it.
+    // Each credential kind, by the security scheme that declares it; session credentials
+    // have a second session of their kind for logout, which ends the session it is sent with.
     let bearer = |t: &str| format!("Authorization: Bearer {t}");
-    let credentials: Vec<(&str, &str, String)> = vec![
+    let operator_cookie = |t: &str| format!("Cookie: keyward_token={t}");
+    let portal_cookie = |t: &str| format!("Cookie: portal_token={t}");
+    let [op_logout_1, op_logout_2] = &seeded.logout_operator_tokens;
+    let [portal_logout_1, portal_logout_2] = &seeded.logout_portal_tokens;
+    let credentials: Vec<(&str, &str, String, Option<String>)> = vec![
         (
             "operator session, Bearer",
             "BearerToken",
             bearer(&seeded.operator_token),
+            Some(bearer(op_logout_1)),
         ),
         (
             "operator session, cookie",
             "SessionCookie",
-            format!("Cookie: keyward_token={}", seeded.cookie_token),
+            operator_cookie(&seeded.cookie_token),
+            Some(operator_cookie(op_logout_2)),
         ),
         (
             "API key, FULL_ADMIN",
             "ApiKey",
             format!("X-API-Key: {}", seeded.api_key),
+            None,
         ),
         (
             "API key, FULL_ADMIN, one product",
             "ApiKey",
             format!("X-API-Key: {}", seeded.restricted_api_key),
+            None,
         ),
         (
             "portal session, Bearer",
             "PortalBearer",
             bearer(&seeded.portal_token),
+            Some(bearer(portal_logout_1)),
         ),
         (
             "portal session, cookie",
             "PortalCookie",
-            format!("Cookie: portal_token={}", seeded.portal_cookie_token),
+            portal_cookie(&seeded.portal_cookie_token),
+            Some(portal_cookie(portal_logout_2)),
         ),
         (
             "license key",
             "LicenseKey",
             format!("X-License-Key: {}", seeded.license_key),
+            None,
         ),
     ];
-    let covered: std::collections::BTreeSet<String> = credentials
+    let covered: BTreeSet<String> = credentials
         .iter()
-        .map(|(_, scheme, _)| (*scheme).to_owned())
+        .map(|(_, scheme, _, _)| (*scheme).to_owned())
         .collect();
     assert_eq!(
         covered, declared,
         "every security scheme of the document has a credential here"
     );
 
-    // Logout ends the session it is sent with, so it runs after the rest.
-    let is_logout = |name: &str| name.ends_with("/logout");
-    let for_credential = |scheme: &str, logout: bool| -> Vec<String> {
-        ops.iter()
-            .filter(|(name, schemes)| {
-                is_logout(name) == logout
-                    && (schemes.is_empty() || schemes.iter().any(|s| s == scheme))
-            })
-            .map(|(name, _)| name.clone())
-            .collect()
-    };
     // Without a credential: every operation. With one: every operation that declares its
     // scheme, and the public ones (some act on an optional credential, e.g. register).
     let mut runs = vec![Run {
         name: "no credential".into(),
         headers: vec![],
-        operations: vec![],
+        operations: all,
+        config: "anonymous.toml",
     }];
-    let mut logout_runs = Vec::new();
-    for (name, scheme, header) in &credentials {
+    for (name, scheme, header, logout_header) in &credentials {
+        let theirs = |(_, schemes): &&(String, Vec<String>)| {
+            schemes.is_empty() || schemes.iter().any(|s| s == scheme)
+        };
+        let is_logout = |op: &str| op.ends_with("/logout");
+        let (logout, rest): (Vec<String>, Vec<String>) = ops
+            .iter()
+            .filter(theirs)
+            .map(|(op, _)| op.clone())
+            .partition(|op| logout_header.is_some() && is_logout(op));
         runs.push(Run {
             name: (*name).to_owned(),
             headers: vec![header.clone()],
-            operations: for_credential(scheme, false),
+            operations: rest,
+            config: "schemathesis.toml",
         });
-        let logout = for_credential(scheme, true);
-        if !logout.is_empty() {
-            logout_runs.push(Run {
-                name: format!("{name}, logout"),
-                headers: vec![header.clone()],
+        if let Some(logout_header) = logout_header {
+            runs.push(Run {
+                name: format!("{name}, logout (a session of its own)"),
+                headers: vec![logout_header.clone()],
                 operations: logout,
+                config: "schemathesis.toml",
             });
         }
     }
 
     let started = Instant::now();
-    let mut failures = run_all(dir.path(), &server.url, runs);
-    failures.extend(run_all(dir.path(), &server.url, logout_runs));
+    let failures = run_all(dir.path(), &server.url, runs);
     let took = started.elapsed();
     eprintln!("schemathesis: every run in {:.0} s", took.as_secs_f64());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
