@@ -23,6 +23,15 @@ if ! python3 -c "import requests, cryptography" 2>/dev/null; then
 fi
 python3 -c "import requests, cryptography" || { echo "requests/cryptography did not install" >&2; exit 1; }
 
+# tests/schemathesis.rs runs schemathesis against /api/openapi.json (pinned: the 4.x flags and
+# checks differ from 3.x).
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+[ "$(schemathesis --version 2>/dev/null)" = "schemathesis, version $SCHEMATHESIS_VERSION" ] \
+    || { echo "schemathesis $SCHEMATHESIS_VERSION did not install (or is not on PATH)" >&2; exit 1; }
+
 # The README's bundle verification recipe is tested with openssl.
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }

@@ -2029,6 +2029,34 @@ async fn telegram_validate_and_reset_hwid_are_rate_limited_per_key() {
     limited(&kv.telegram(reset).await);
 }
 
+/// An envelope's refusal is encrypted but keeps its status and its rate-limit headers, as the
+/// document declares (the 429 with `Retry-After`; the body is the encrypted reply).
+#[tokio::test]
+async fn an_encrypted_rate_limit_refusal_keeps_retry_after() {
+    let kv = Kv::start_with(|c| c.rate_limits.per_license_key = 1).await;
+    let p = kv.project(&kv.admin, "Sealed limit").await;
+    let pid = str_of(&p["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let (a, _) = kv
+        .envelope(&p, &envelope_plaintext(&key, "sealed-pc-01", json!({})))
+        .await;
+    assert_status(&a, 200);
+    let (a, inner) = kv
+        .envelope(&p, &envelope_plaintext(&key, "sealed-pc-01", json!({})))
+        .await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!(a.body["success"], json!(false), "{}", a.body);
+    let inner = inner.expect("an encrypted refusal");
+    assert_eq!(inner["code"], "RATE_LIMITED", "{inner}");
+    let retry: u64 = a
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(a.header("x-ratelimit-limit"), Some("1"));
+}
+
 // ---- /api/logs, /api/stats, /api/admin, /api/heartbeat ---------------------------------
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod keys_regressions;
 mod layers;
 mod licensing_regressions;
 mod login_lockout;
+mod openapi_nulls;
 mod portal;
 mod portal_regressions;
 mod proxy;

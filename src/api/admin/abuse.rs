@@ -32,11 +32,13 @@ crate::field_names!(StateField = "state");
 pub struct FlagView {
     pub id: String,
     /// The project whose policy applied; null when the requests could not be tied to one.
+    #[oai(nullable)]
     pub project_id: Option<String>,
     pub kind: AbuseKind,
     pub subject_type: SubjectType,
     /// The license id, address, CIDR range or API key id the flag is about.
     pub subject: String,
+    #[oai(nullable)]
     pub key_id: Option<String>,
     pub state: FlagState,
     /// How many times the threshold was crossed while the flag was open.
@@ -47,7 +49,9 @@ pub struct FlagView {
     pub actions: Value,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    #[oai(nullable)]
     pub resolved_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub resolved_by: Option<String>,
 }
 
@@ -77,14 +81,19 @@ impl FlagView {
 #[oai(rename = "IpBlock", rename_all = "camelCase")]
 pub struct BlockView {
     pub id: String,
+    #[oai(nullable)]
     pub project_id: Option<String>,
+    #[oai(nullable)]
     pub flag_id: Option<String>,
     /// An address, or a /24 or /64 range in CIDR notation.
     pub target: String,
+    #[oai(nullable)]
     pub reason: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    #[oai(nullable)]
     pub lifted_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub lifted_by: Option<String>,
     /// In force now (not lifted, not expired).
     pub active: bool,
@@ -169,12 +178,13 @@ pub struct PolicyView {
     pub suspend_license: bool,
     pub block_ip: bool,
     pub block_secs: u32,
+    #[oai(nullable)]
     pub webhook_url: Option<String>,
     /// Whether a webhook secret exists (it is only shown when generated).
     pub webhook_secret_set: bool,
     /// The new webhook secret: present only in the answer that generated it. Receivers check
     /// `X-Keyward-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub webhook_secret: Option<String>,
 }
 
@@ -207,7 +217,9 @@ impl PolicyView {
 #[derive(Object, Debug, Clone, Copy)]
 #[oai(rename = "ThresholdPatch", rename_all = "camelCase")]
 pub struct ThresholdPatch {
+    #[oai(nullable)]
     pub count: Option<u32>,
+    #[oai(nullable)]
     pub window_secs: Option<u32>,
 }
 
@@ -222,24 +234,39 @@ fn patch_threshold(t: &mut Threshold, p: Option<ThresholdPatch>) {
 #[derive(Object, Debug)]
 #[oai(rename = "AbusePolicyPatch", rename_all = "camelCase")]
 pub struct PolicyPatch {
+    #[oai(nullable)]
     pub enabled: Option<bool>,
+    #[oai(nullable)]
     pub key_guessing_per_ip: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub key_guessing_per_network: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub sharing_ips: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub sharing_hwids: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub sharing_machine_names: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub activation_churn: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub hwid_resets: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub session_ips: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub seat_pressure: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub rate_limit_hits: Option<ThresholdPatch>,
+    #[oai(nullable)]
     pub suspend_license: Option<bool>,
+    #[oai(nullable)]
     pub block_ip: Option<bool>,
+    #[oai(nullable)]
     pub block_secs: Option<u32>,
     /// An http:// URL; null removes the webhook (and its secret).
-    #[oai(validator(max_length = 2048))]
+    #[oai(nullable, validator(max_length = 2048))]
     pub webhook_url: MaybeUndefined<String>,
     /// Generate a new webhook secret (shown once in the answer).
+    #[oai(nullable)]
     pub rotate_webhook_secret: Option<bool>,
 }
 

@@ -38,6 +38,7 @@ pub struct CreateApiKeyRequest {
     pub scope: Scope,
     /// Restrict the key to one project; the key then belongs to that project's workspace.
     #[oai(
+        nullable,
         deserialize_with = "named::<ProjectIdField, _>",
         validator(max_length = 64)
     )]
@@ -53,9 +54,12 @@ pub struct ApiKeyView {
     /// The readable head of the key (`kw_xxxxxxxx`); the secret part is never shown again.
     pub prefix: String,
     pub scope: Scope,
+    #[oai(nullable)]
     pub project_id: Option<String>,
     pub created_at: OffsetDateTime,
+    #[oai(nullable)]
     pub last_used_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 

@@ -42,29 +42,34 @@ pub struct GenerateKeysRequest {
     pub plan: Plan,
     /// How many keys, 1-50 (default 1).
     #[oai(
+        nullable,
         deserialize_with = "named::<CountField, _>",
         validator(minimum(value = "1"), maximum(value = "50"))
     )]
     pub count: Option<u32>,
     /// Concurrent sessions allowed, 1-100 (default 1).
     #[oai(
+        nullable,
         deserialize_with = "named::<MaxSessionsField, _>",
         validator(minimum(value = "1"), maximum(value = "100"))
     )]
     pub max_sessions: Option<u32>,
     /// Required for CUSTOM: 1-3650 days.
     #[oai(
+        nullable,
         deserialize_with = "named::<CustomDaysField, _>",
         validator(minimum(value = "1"), maximum(value = "3650"))
     )]
     pub custom_days: Option<u32>,
     #[oai(
+        nullable,
         deserialize_with = "named::<NoteField, _>",
         validator(max_length = 500)
     )]
     pub note: Option<String>,
     /// The project; without it, the workspace's "Default" project (created on first use).
     #[oai(
+        nullable,
         deserialize_with = "named::<ProjectIdField, _>",
         validator(max_length = 64)
     )]
@@ -75,18 +80,20 @@ pub struct GenerateKeysRequest {
 #[oai(rename_all = "camelCase")]
 pub struct UpdateKeyRequest {
     /// ACTIVE, EXPIRED, SUSPENDED, BANNED or REVOKED (final).
-    #[oai(deserialize_with = "named::<StatusField, _>")]
+    #[oai(nullable, deserialize_with = "named::<StatusField, _>")]
     pub status: Option<LicenseStatus>,
     /// Unbind every machine so the key can be used on a new one.
-    #[oai(deserialize_with = "named::<ResetHwidField, _>")]
+    #[oai(nullable, deserialize_with = "named::<ResetHwidField, _>")]
     pub reset_hwid: Option<bool>,
     #[oai(
+        nullable,
         deserialize_with = "named::<MaxSessionsField, _>",
         validator(minimum(value = "1"), maximum(value = "100"))
     )]
     pub max_sessions: Option<u32>,
     /// null clears it.
     #[oai(
+        nullable,
         deserialize_with = "named::<NoteField, _>",
         validator(max_length = 500)
     )]
@@ -101,17 +108,22 @@ pub struct KeyView {
     pub project_id: String,
     /// The status as of now (a key past its expiry is EXPIRED).
     pub status: LicenseStatus,
+    #[oai(nullable)]
     pub plan: Option<Plan>,
+    #[oai(nullable)]
     pub custom_days: Option<u32>,
     /// null until the first activation starts a plan's clock, or for LIFETIME.
+    #[oai(nullable)]
     pub expires_at: Option<OffsetDateTime>,
     pub max_sessions: u32,
     pub max_activations: u32,
     /// The first bound machine (HWID), if any.
+    #[oai(nullable)]
     pub hwid: Option<String>,
     /// True when the key binds a single machine.
     pub hwid_locked: bool,
     pub activations: u64,
+    #[oai(nullable)]
     pub note: Option<String>,
     pub created_at: OffsetDateTime,
 }
@@ -145,7 +157,9 @@ impl KeyView {
 #[oai(rename = "KeyActivation", rename_all = "camelCase")]
 pub struct ActivationInfo {
     pub hwid: String,
+    #[oai(nullable)]
     pub machine_name: Option<String>,
+    #[oai(nullable)]
     pub ip: Option<String>,
     pub activated_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
@@ -169,8 +183,11 @@ pub struct LogView {
     pub at: OffsetDateTime,
     pub actor: String,
     pub action: String,
+    #[oai(nullable)]
     pub hwid: Option<String>,
+    #[oai(nullable)]
     pub ip: Option<String>,
+    #[oai(nullable)]
     pub detail: Option<serde_json::Value>,
 }
 
@@ -195,6 +212,7 @@ impl LogView {
 pub struct SessionView {
     pub id: String,
     pub hwid: String,
+    #[oai(nullable)]
     pub ip: Option<String>,
     pub started_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,

@@ -53,10 +53,11 @@ pub struct RegisterRequest {
     )]
     pub password: String,
     /// ADMIN or USER (default USER; the first operator is always ADMIN).
-    #[oai(deserialize_with = "named::<RoleField, _>")]
+    #[oai(nullable, deserialize_with = "named::<RoleField, _>")]
     pub role: Option<Role>,
     /// Put a USER into an existing workspace instead of a new one (ADMINs only).
     #[oai(
+        nullable,
         deserialize_with = "named::<TenantIdField, _>",
         validator(max_length = 64)
     )]
@@ -89,10 +90,11 @@ pub struct LoginRequest {
 #[derive(Object, Debug)]
 pub struct UpdateOperatorRequest {
     /// Disable (true) or re-enable (false); a disabled operator's tokens stop working at once.
-    #[oai(deserialize_with = "named::<DisabledField, _>")]
+    #[oai(nullable, deserialize_with = "named::<DisabledField, _>")]
     pub disabled: Option<bool>,
     /// Reset the password (8-128 characters).
     #[oai(
+        nullable,
         deserialize_with = "named::<PasswordField, _>",
         validator(max_length = 1024)
     )]
@@ -158,8 +160,10 @@ pub struct ApiKeyIdentity {
 #[oai(rename_all = "camelCase")]
 pub struct MeData {
     /// The logged-in operator (null for an API key).
+    #[oai(nullable)]
     pub user: Option<OperatorView>,
     /// The API key in use (null for an operator session).
+    #[oai(nullable)]
     pub api_key: Option<ApiKeyIdentity>,
     pub tenant_id: String,
 }

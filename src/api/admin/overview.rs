@@ -24,7 +24,9 @@ pub struct OverviewApi {
 pub struct LogEntry {
     #[oai(flatten)]
     pub log: LogView,
+    #[oai(nullable)]
     pub project_id: Option<String>,
+    #[oai(nullable)]
     pub key_id: Option<String>,
 }
 

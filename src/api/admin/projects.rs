@@ -57,61 +57,72 @@ pub struct CreateProjectRequest {
     )]
     pub name: String,
     #[oai(
+        nullable,
         deserialize_with = "named::<DescriptionField, _>",
         validator(max_length = 1000)
     )]
     pub description: Option<String>,
     /// URL name of the portal (`/p/<slug>`); made from the name when absent.
-    #[oai(deserialize_with = "named::<SlugField, _>", validator(max_length = 64))]
+    #[oai(
+        nullable,
+        deserialize_with = "named::<SlugField, _>",
+        validator(max_length = 64)
+    )]
     pub slug: Option<String>,
     /// Key template (X = random symbol); default `XXXX-XXXX-XXXX-XXXX`.
     #[oai(
+        nullable,
         deserialize_with = "named::<KeyFormatField, _>",
         validator(max_length = 100)
     )]
     pub key_format: Option<String>,
-    #[oai(deserialize_with = "named::<TypeField, _>", rename = "type")]
+    #[oai(nullable, deserialize_with = "named::<TypeField, _>", rename = "type")]
     pub product_type: Option<ProductType>,
-    #[oai(deserialize_with = "named::<DefaultLicenseTypeField, _>")]
+    #[oai(nullable, deserialize_with = "named::<DefaultLicenseTypeField, _>")]
     pub default_license_type: Option<LicenseType>,
     /// Machines per key; default 1 (HWID locked).
     #[oai(
+        nullable,
         deserialize_with = "named::<DefaultMaxActivationsField, _>",
         validator(minimum(value = "1"), maximum(value = "1000"))
     )]
     pub default_max_activations: Option<u32>,
     #[oai(
+        nullable,
         deserialize_with = "named::<ServerVarField, _>",
         validator(max_length = 4096)
     )]
     pub server_var: Option<String>,
-    #[oai(deserialize_with = "named::<RequireEncryptionField, _>")]
+    #[oai(nullable, deserialize_with = "named::<RequireEncryptionField, _>")]
     pub require_encryption: Option<bool>,
-    #[oai(deserialize_with = "named::<SessionTtlField, _>")]
+    #[oai(nullable, deserialize_with = "named::<SessionTtlField, _>")]
     pub session_ttl_seconds: Option<u32>,
     /// What a validation that would open a session gets when every session of its key is
     /// live: `END_OLDEST` (default: the newcomer gets a session, the oldest session's next
     /// refresh gets 403 `SESSION_ENDED`) or `REFUSE_NEW` (403 `MAX_SESSIONS` until one ends or
     /// times out).
-    #[oai(deserialize_with = "named::<SessionLimitField, _>")]
+    #[oai(nullable, deserialize_with = "named::<SessionLimitField, _>")]
     pub session_limit: Option<SessionLimit>,
-    #[oai(deserialize_with = "named::<HwidResetCooldownField, _>")]
+    #[oai(nullable, deserialize_with = "named::<HwidResetCooldownField, _>")]
     pub hwid_reset_cooldown_seconds: Option<u32>,
     /// Seconds between expected heartbeats; absent for none.
     #[oai(
+        nullable,
         deserialize_with = "named::<HeartbeatIntervalField, _>",
         validator(minimum(value = "1"), maximum(value = "2592000"))
     )]
     pub heartbeat_interval_seconds: Option<u32>,
     #[oai(
+        nullable,
         deserialize_with = "named::<HeartbeatGraceField, _>",
         validator(maximum(value = "2592000"))
     )]
     pub heartbeat_grace_seconds: Option<u32>,
-    #[oai(deserialize_with = "named::<KeepDeadMachinesField, _>")]
+    #[oai(nullable, deserialize_with = "named::<KeepDeadMachinesField, _>")]
     pub keep_dead_machines: Option<bool>,
     /// Workspace to create the project in (ADMIN operators only; default: your own).
     #[oai(
+        nullable,
         deserialize_with = "named::<TenantIdField, _>",
         validator(max_length = 64)
     )]
@@ -122,64 +133,71 @@ pub struct CreateProjectRequest {
 #[oai(rename_all = "camelCase")]
 pub struct UpdateProjectRequest {
     #[oai(
+        nullable,
         deserialize_with = "named::<NameField, _>",
         validator(min_length = 1, max_length = 255)
     )]
     pub name: Option<String>,
     /// null clears it.
     #[oai(
+        nullable,
         deserialize_with = "named::<DescriptionField, _>",
         validator(max_length = 1000)
     )]
     pub description: MaybeUndefined<String>,
     /// Rotate the kv_ secret: apps using the old one stop matching keys at once.
-    #[oai(deserialize_with = "named::<RegenerateSecretField, _>")]
+    #[oai(nullable, deserialize_with = "named::<RegenerateSecretField, _>")]
     pub regenerate_secret: Option<bool>,
     #[oai(
+        nullable,
         deserialize_with = "named::<KeyFormatField, _>",
         validator(max_length = 100)
     )]
     pub key_format: Option<String>,
-    #[oai(deserialize_with = "named::<StatusField, _>")]
+    #[oai(nullable, deserialize_with = "named::<StatusField, _>")]
     pub status: Option<ProductStatus>,
     #[oai(
+        nullable,
         deserialize_with = "named::<DefaultMaxActivationsField, _>",
         validator(minimum(value = "1"), maximum(value = "1000"))
     )]
     pub default_max_activations: Option<u32>,
     /// null clears it.
     #[oai(
+        nullable,
         deserialize_with = "named::<ServerVarField, _>",
         validator(max_length = 4096)
     )]
     pub server_var: MaybeUndefined<String>,
-    #[oai(deserialize_with = "named::<RequireEncryptionField, _>")]
+    #[oai(nullable, deserialize_with = "named::<RequireEncryptionField, _>")]
     pub require_encryption: Option<bool>,
-    #[oai(deserialize_with = "named::<SessionTtlField, _>")]
+    #[oai(nullable, deserialize_with = "named::<SessionTtlField, _>")]
     pub session_ttl_seconds: Option<u32>,
     /// What a validation that would open a session gets when every session of its key is
     /// live: `END_OLDEST` (default: the newcomer gets a session, the oldest session's next
     /// refresh gets 403 `SESSION_ENDED`) or `REFUSE_NEW` (403 `MAX_SESSIONS` until one ends or
     /// times out).
-    #[oai(deserialize_with = "named::<SessionLimitField, _>")]
+    #[oai(nullable, deserialize_with = "named::<SessionLimitField, _>")]
     pub session_limit: Option<SessionLimit>,
-    #[oai(deserialize_with = "named::<HwidResetCooldownField, _>")]
+    #[oai(nullable, deserialize_with = "named::<HwidResetCooldownField, _>")]
     pub hwid_reset_cooldown_seconds: Option<u32>,
     /// null removes the heartbeat policy.
     #[oai(
+        nullable,
         deserialize_with = "named::<HeartbeatIntervalField, _>",
         validator(minimum(value = "1"), maximum(value = "2592000"))
     )]
     pub heartbeat_interval_seconds: MaybeUndefined<u32>,
     #[oai(
+        nullable,
         deserialize_with = "named::<HeartbeatGraceField, _>",
         validator(maximum(value = "2592000"))
     )]
     pub heartbeat_grace_seconds: Option<u32>,
-    #[oai(deserialize_with = "named::<KeepDeadMachinesField, _>")]
+    #[oai(nullable, deserialize_with = "named::<KeepDeadMachinesField, _>")]
     pub keep_dead_machines: Option<bool>,
     /// The portal's configuration (JSON object); null clears it.
-    #[oai(deserialize_with = "named::<PortalSettingsField, _>")]
+    #[oai(nullable, deserialize_with = "named::<PortalSettingsField, _>")]
     pub portal_settings: MaybeUndefined<serde_json::Value>,
 }
 
@@ -191,6 +209,7 @@ pub struct ProjectView {
     pub tenant_id: String,
     pub name: String,
     pub slug: String,
+    #[oai(nullable)]
     pub description: Option<String>,
     #[oai(rename = "type")]
     pub product_type: ProductType,
@@ -198,6 +217,7 @@ pub struct ProjectView {
     pub key_format: String,
     pub default_license_type: LicenseType,
     pub default_max_activations: u32,
+    #[oai(nullable)]
     pub server_var: Option<String>,
     pub require_encryption: bool,
     pub session_ttl_seconds: u32,
@@ -205,20 +225,22 @@ pub struct ProjectView {
     /// live.
     pub session_limit: SessionLimit,
     pub hwid_reset_cooldown_seconds: u32,
+    #[oai(nullable)]
     pub heartbeat_interval_seconds: Option<u32>,
     pub heartbeat_grace_seconds: u32,
     pub keep_dead_machines: bool,
     /// The portal's configuration: `enabled`, `title`, `welcome`, `loaderUrl` and `blocks`
     /// (`{type, label?, url?, text?, requires?}`), defaults filled in.
+    #[oai(nullable)]
     pub portal_settings: Option<serde_json::Value>,
     /// Ed25519 public key (base64 of 32 bytes): verifies signed answers and bundles.
     pub public_key: String,
     pub key_count: u64,
     /// The project's `kv_` client secret (only in single-project answers).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub secret: Option<String>,
     /// The AES-256-GCM payload key, base64 (only in single-project answers).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub encryption_key: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

@@ -134,16 +134,17 @@ crate::field_names!(
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct UpdateReleaseRequest {
-    #[oai(deserialize_with = "named::<ChannelField, _>")]
+    #[oai(nullable, deserialize_with = "named::<ChannelField, _>")]
     pub channel: Option<Channel>,
     #[oai(
+        nullable,
         deserialize_with = "named::<ChangelogField, _>",
         validator(max_length = 65536)
     )]
     pub changelog: MaybeUndefined<String>,
-    #[oai(deserialize_with = "named::<IsCriticalField, _>")]
+    #[oai(nullable, deserialize_with = "named::<IsCriticalField, _>")]
     pub is_critical: Option<bool>,
-    #[oai(deserialize_with = "named::<RequiresMigrationField, _>")]
+    #[oai(nullable, deserialize_with = "named::<RequiresMigrationField, _>")]
     pub requires_migration: Option<bool>,
 }
 
@@ -190,7 +191,9 @@ pub struct ReleaseView {
     /// Ed25519 over the bundle's exact bytes with the project's key, base64.
     pub signature: String,
     pub created_at: OffsetDateTime,
+    #[oai(nullable)]
     pub published_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub yanked_at: Option<OffsetDateTime>,
     pub deltas: Vec<DeltaView>,
 }

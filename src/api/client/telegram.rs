@@ -53,23 +53,27 @@ pub struct TelegramRequest {
     pub key: String,
     /// The real PC's HWID, from the client.
     #[oai(
+        nullable,
         deserialize_with = "named::<HwidField, _>",
         validator(max_length = 255)
     )]
     pub hwid: Option<String>,
     /// The project's `kv_` secret (required for reset_hwid).
     #[oai(
+        nullable,
         deserialize_with = "named::<SecretField, _>",
         validator(max_length = 100)
     )]
     pub secret: Option<String>,
     /// For the audit trail.
     #[oai(
+        nullable,
         deserialize_with = "named::<TelegramIdField, _>",
         validator(max_length = 64)
     )]
     pub telegram_id: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<TelegramUsernameField, _>",
         validator(max_length = 64)
     )]
@@ -80,29 +84,32 @@ pub struct TelegramRequest {
 #[oai(rename_all = "camelCase")]
 pub struct TelegramData {
     pub valid: bool,
+    #[oai(nullable)]
     pub plan: Option<Plan>,
+    #[oai(nullable)]
     pub custom_days: Option<u32>,
-    #[oai(rename = "expires_at")]
+    #[oai(nullable, rename = "expires_at")]
     pub expires_at: Option<OffsetDateTime>,
     /// validate only: the key's current nonce, the one the app presents next (a bot's
     /// validation does not rotate it).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
+    #[oai(nullable)]
     pub note: Option<String>,
     /// info only: the key's status now.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub status: Option<LicenseStatus>,
     /// info only: whether a machine is bound.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub hwid_bound: Option<bool>,
     /// info with `hwid`: whether it is the bound machine.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub hwid_match: Option<bool>,
     /// reset_hwid only: what happened.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub message: Option<String>,
     /// reset_hwid only: when the next reset is allowed.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub next_reset_at: Option<OffsetDateTime>,
 }
 

@@ -3,7 +3,7 @@
 use poem::Request;
 use poem::http::StatusCode;
 use poem_openapi::payload::{Json, Response};
-use poem_openapi::registry::{MetaHeader, MetaResponses, Registry};
+use poem_openapi::registry::{MetaHeader, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::ClientTags;
 use crate::api::shared::fields::named;
-use crate::api::shared::keyvault_error::{KvError, KvResult};
+use crate::api::shared::keyvault_error::{KvError, KvErrorBody, KvResult};
 use crate::api::shared::signed::SignedJson;
 use crate::api::{ClientIp, SIGNED_BY_HEADER};
 use crate::domain::licenses::Plan;
@@ -43,16 +43,22 @@ crate::field_names!(
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct ValidateRequest {
-    #[oai(deserialize_with = "named::<KeyField, _>", validator(max_length = 100))]
+    #[oai(
+        nullable,
+        deserialize_with = "named::<KeyField, _>",
+        validator(max_length = 100)
+    )]
     pub key: Option<String>,
     /// Hardware fingerprint, e.g. SHA256(MotherboardUUID + ":" + DiskSerial).
     #[oai(
+        nullable,
         deserialize_with = "named::<HwidField, _>",
         validator(max_length = 255)
     )]
     pub hwid: Option<String>,
     /// The project's `kv_` secret: limits the search to that project's keys.
     #[oai(
+        nullable,
         deserialize_with = "named::<SecretField, _>",
         validator(max_length = 100)
     )]
@@ -60,24 +66,28 @@ pub struct ValidateRequest {
     /// The nonce the previous validation of this session returned; a different one is a replay
     /// (403 REPLAY). Without `sessionId` it names the session it continues.
     #[oai(
+        nullable,
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
     )]
     pub nonce: Option<String>,
     /// A live session to refresh instead of opening a new one.
     #[oai(
+        nullable,
         deserialize_with = "named::<SessionIdField, _>",
         validator(max_length = 64)
     )]
     pub session_id: Option<String>,
     /// Any value: echoed inside the signed answer, so a recorded answer cannot be replayed.
     #[oai(
+        nullable,
         deserialize_with = "named::<ClientNonceField, _>",
         validator(max_length = 128)
     )]
     pub client_nonce: Option<String>,
     /// Envelope: the project whose payload key encrypted `payload`.
     #[oai(
+        nullable,
         deserialize_with = "named::<ProjectIdField, _>",
         validator(max_length = 64)
     )]
@@ -85,6 +95,7 @@ pub struct ValidateRequest {
     /// Envelope: base64(12-byte IV ‖ AES-256-GCM ciphertext ‖ 16-byte tag) of the JSON
     /// request plus `timestamp` (Unix seconds) and `requestId`.
     #[oai(
+        nullable,
         deserialize_with = "named::<PayloadField, _>",
         validator(max_length = 65536)
     )]
@@ -113,19 +124,23 @@ struct EnvelopeRequest {
 #[oai(rename_all = "camelCase")]
 pub struct Validation {
     pub valid: bool,
+    #[oai(nullable)]
     pub plan: Option<Plan>,
     /// Days of a CUSTOM plan.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub custom_days: Option<u32>,
     /// null for keys that never expire.
+    #[oai(nullable)]
     pub expires_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub note: Option<String>,
     /// The project's server variable.
+    #[oai(nullable)]
     pub server_var: Option<String>,
     /// Present this nonce on the next validation.
     pub nonce: String,
     pub session_id: String,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub client_nonce: Option<String>,
 }
 
@@ -263,6 +278,20 @@ impl From<KeyRefusal> for Refusal {
 impl ApiResponse for Refusal {
     fn meta() -> MetaResponses {
         let mut meta = KvError::meta();
+        // An envelope request's refusals are answered encrypted, with the refusal's status.
+        let either = MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(
+                "The key/HWID error envelope; for an envelope request (`payload`), the same \
+                 answer encrypted (`EncryptedReply`, `success` false)",
+            ),
+            one_of: vec![KvErrorBody::schema_ref(), EncryptedReply::schema_ref()],
+            ..MetaSchema::ANY
+        }));
+        for response in &mut meta.responses {
+            for content in &mut response.content {
+                content.schema = either.clone();
+            }
+        }
         // Only refusals about a key (403) or within a named project (404) can be signed.
         for response in &mut meta.responses {
             if matches!(response.status, Some(403 | 404)) {
@@ -284,6 +313,7 @@ impl ApiResponse for Refusal {
 
     fn register(registry: &mut Registry) {
         KvError::register(registry);
+        EncryptedReply::register(registry);
     }
 }
 
@@ -314,28 +344,33 @@ impl ValidateApi {
         let plaintext = project.open(payload)?;
         let outcome = envelope_outcome(&self.state, client, &project, &plaintext).await;
         // From here on every answer, success or error, is encrypted for the client.
-        let (status, plain) = match outcome {
+        // A refusal keeps its status and its rate-limit headers (`Retry-After`, …).
+        let (status, plain, headers) = match outcome {
             Ok(validation) => {
                 let ok = ValidationOk {
                     success: true,
                     data: validation,
                 };
-                (StatusCode::OK, ok.to_json_string().into_bytes())
+                (StatusCode::OK, ok.to_json_string().into_bytes(), Vec::new())
             }
             Err(e) => {
                 let resp = poem::IntoResponse::into_response(e);
                 let status = resp.status();
+                let headers: Vec<_> = ["Retry-After", "X-RateLimit-Limit"]
+                    .into_iter()
+                    .filter_map(|name| Some((name, resp.headers().get(name)?.clone())))
+                    .collect();
                 let bytes = resp
                     .into_body()
                     .into_vec()
                     .await
                     .map_err(|e| Error::Storage(e.to_string()))?;
-                (status, bytes)
+                (status, bytes, headers)
             }
         };
         let sealed = project.seal(&plain)?;
         let product_id = project.product_id.to_string();
-        Ok(Response::new(ValidateResponse::Ok(
+        let mut answer = Response::new(ValidateResponse::Ok(
             SignedJson::new(
                 ValidateBody::Encrypted(EncryptedReply {
                     success: status == StatusCode::OK,
@@ -345,7 +380,11 @@ impl ValidateApi {
             ),
             Some(product_id),
         ))
-        .status(status))
+        .status(status);
+        for (name, value) in headers {
+            answer = answer.header(name, value);
+        }
+        Ok(answer)
     }
 }
 

@@ -46,6 +46,7 @@ pub struct PortalUserView {
     pub username: String,
     pub project_id: String,
     /// The linked key's id, or null.
+    #[oai(nullable)]
     pub key_id: Option<String>,
 }
 

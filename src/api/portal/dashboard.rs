@@ -17,6 +17,7 @@ pub struct ProjectInfo {
     pub id: String,
     pub name: String,
     pub slug: String,
+    #[oai(nullable)]
     pub description: Option<String>,
 }
 
@@ -37,11 +38,11 @@ pub struct BlockView {
     /// key_info, copy_key, download_loader, hwid_status, custom_button or custom_text.
     #[oai(rename = "type")]
     pub block_type: BlockType,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub label: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub url: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub text: Option<String>,
     /// The access level the block needs: none, key (an active key) or full (bound HWID).
     pub requires: AccessLevel,
@@ -69,6 +70,7 @@ fn block_views(blocks: Vec<ShownBlock>) -> Vec<BlockView> {
 #[derive(Object, Debug)]
 pub struct PortalInfo {
     pub title: String,
+    #[oai(nullable)]
     pub welcome: Option<String>,
     pub blocks: Vec<BlockView>,
 }
@@ -106,11 +108,14 @@ impl PortalInfoOk {
 pub struct KeyView {
     /// The key with its middle hidden: `A1B2-****-****-G7H8`.
     pub mask: String,
+    #[oai(nullable)]
     pub plan: Option<Plan>,
     pub status: LicenseStatus,
     /// Bound to a machine (HWID).
     pub hwid_locked: bool,
+    #[oai(nullable)]
     pub expires_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub max_sessions: Option<u32>,
     pub active_sessions: u64,
 }
@@ -138,7 +143,7 @@ pub struct PortalAccess {
     pub full_access: bool,
     pub can_download_loader: bool,
     /// Where the loader downloads from (present only when allowed).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub loader_url: Option<String>,
     /// none, key or full.
     pub level: AccessLevel,
@@ -155,10 +160,12 @@ pub struct PortalMeUser {
 #[derive(Object, Debug)]
 pub struct PortalMeData {
     pub user: PortalMeUser,
+    #[oai(nullable)]
     pub key: Option<KeyView>,
     pub access: PortalAccess,
     pub project: ProjectInfo,
     pub title: String,
+    #[oai(nullable)]
     pub welcome: Option<String>,
     /// The dashboard, as the project's portal editor arranged it.
     pub blocks: Vec<BlockView>,

@@ -20,6 +20,7 @@ pub struct PortalActivateRequest {
 #[oai(rename = "PortalActivatedKey")]
 pub struct ActivatedKey {
     pub mask: String,
+    #[oai(nullable)]
     pub plan: Option<Plan>,
     pub status: LicenseStatus,
 }

@@ -13,7 +13,7 @@ pub struct Pagination {
     pub total_pages: u64,
     /// Present and true when counting stopped at `total`: there are at least that many
     /// (exact counts over a million rows would cost more than the page itself).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub total_capped: Option<bool>,
 }
 

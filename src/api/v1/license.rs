@@ -51,27 +51,32 @@ pub struct ActivateRequest {
     pub machine_id: String,
     /// Human-readable name.
     #[oai(
+        nullable,
         deserialize_with = "named::<MachineNameField, _>",
         validator(max_length = 255)
     )]
     pub machine_name: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<OsNameField, _>",
         validator(max_length = 100)
     )]
     pub os_name: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<OsVersionField, _>",
         validator(max_length = 100)
     )]
     pub os_version: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<AppVersionField, _>",
         validator(max_length = 50)
     )]
     pub app_version: Option<String>,
     /// Client-chosen value echoed inside the signed response (anti-replay).
     #[oai(
+        nullable,
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
     )]
@@ -93,6 +98,7 @@ pub struct MachineRequest {
     pub machine_id: String,
     /// Client-chosen value echoed inside the signed response (anti-replay).
     #[oai(
+        nullable,
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
     )]
@@ -104,11 +110,13 @@ pub struct MachineRequest {
 pub struct HeartbeatRequest {
     /// The license key (`licenseKey` is accepted as an alias).
     #[oai(
+        nullable,
         deserialize_with = "named::<KeyField, _>",
         validator(min_length = 10, max_length = 100)
     )]
     pub key: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<LicenseKeyField, _>",
         validator(min_length = 10, max_length = 100)
     )]
@@ -119,6 +127,7 @@ pub struct HeartbeatRequest {
     )]
     pub machine_id: String,
     #[oai(
+        nullable,
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
     )]
@@ -134,7 +143,7 @@ pub struct ActivateOk {
     pub message: String,
     pub license: LicensePublic,
     pub activation: ActivationView,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
 
@@ -158,11 +167,14 @@ pub struct ValidateOk {
     /// VALID, NOT_FOUND, EXPIRED, SUSPENDED, REVOKED, NOT_ACTIVATED or HEARTBEAT_DEAD.
     pub code: String,
     /// Null when the license was not found.
+    #[oai(nullable)]
     pub status: Option<VendorStatus>,
     pub message: String,
+    #[oai(nullable)]
     pub license: Option<LicensePublic>,
+    #[oai(nullable)]
     pub activation: Option<ActivationView>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
 
@@ -196,8 +208,9 @@ pub enum DeactivateResponse {
 pub struct HeartbeatOk {
     pub success: bool,
     /// When the next heartbeat is due; null when the product has no heartbeat policy.
+    #[oai(nullable)]
     pub next_heartbeat_at: Option<OffsetDateTime>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
 
@@ -215,7 +228,7 @@ pub enum HeartbeatResponse {
 pub struct CheckOk {
     pub success: bool,
     pub status: VendorStatus,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
 

@@ -60,33 +60,37 @@ pub struct CreateLicenseRequest {
     )]
     pub customer_email: String,
     #[oai(
+        nullable,
         deserialize_with = "named::<CustomerNameField, _>",
         validator(max_length = 255)
     )]
     pub customer_name: Option<String>,
     /// Defaults to the product's default type.
-    #[oai(deserialize_with = "named::<TypeField, _>", rename = "type")]
+    #[oai(nullable, deserialize_with = "named::<TypeField, _>", rename = "type")]
     pub license_type: Option<LicenseType>,
     /// Defaults to PERSONAL.
-    #[oai(deserialize_with = "named::<TierField, _>")]
+    #[oai(nullable, deserialize_with = "named::<TierField, _>")]
     pub tier: Option<LicenseTier>,
     /// Defaults to the product's default.
     #[oai(
+        nullable,
         deserialize_with = "named::<MaxActivationsField, _>",
         validator(minimum(value = "1"), maximum(value = "1000"))
     )]
     pub max_activations: Option<u32>,
     /// Expiration; null or absent for none.
-    #[oai(deserialize_with = "named::<ValidUntilField, _>")]
+    #[oai(nullable, deserialize_with = "named::<ValidUntilField, _>")]
     pub valid_until: Option<OffsetDateTime>,
     /// External order reference.
     #[oai(
+        nullable,
         deserialize_with = "named::<OrderIdField, _>",
         validator(max_length = 255)
     )]
     pub order_id: Option<String>,
     /// Custom key-value pairs (at most 20 keys).
     #[oai(
+        nullable,
         deserialize_with = "named::<MetadataField, _>",
         validator(max_properties = 20)
     )]
@@ -108,17 +112,20 @@ pub struct CreateBulkRequest {
 pub struct RevokeRequest {
     /// The license ID, or
     #[oai(
+        nullable,
         deserialize_with = "named::<LicenseIdField, _>",
         validator(max_length = 64)
     )]
     pub license_id: Option<String>,
     /// the license key.
     #[oai(
+        nullable,
         deserialize_with = "named::<LicenseKeyField, _>",
         validator(max_length = 100)
     )]
     pub license_key: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<ReasonField, _>",
         validator(max_length = 500)
     )]
@@ -129,11 +136,13 @@ pub struct RevokeRequest {
 #[oai(rename_all = "camelCase")]
 pub struct RenewRequest {
     #[oai(
+        nullable,
         deserialize_with = "named::<LicenseIdField, _>",
         validator(max_length = 64)
     )]
     pub license_id: Option<String>,
     #[oai(
+        nullable,
         deserialize_with = "named::<LicenseKeyField, _>",
         validator(max_length = 100)
     )]
@@ -150,7 +159,7 @@ pub struct LicenseOk {
     pub success: bool,
     pub license: LicenseCreated,
     /// True when an idempotency key returned the license created earlier.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub idempotent: Option<bool>,
 }
 
@@ -169,11 +178,11 @@ pub struct BulkItem {
     /// Position of the item in the request (0-based).
     pub index: u32,
     pub success: bool,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub license: Option<LicenseCreated>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub idempotent: Option<bool>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub error: Option<ErrorDetail>,
 }
 

@@ -43,6 +43,7 @@ pub struct LicensePublic {
     #[oai(rename = "type")]
     pub license_type: LicenseType,
     /// Expiration (null for perpetual).
+    #[oai(nullable)]
     pub valid_until: Option<OffsetDateTime>,
     /// Current activation count.
     pub activations_used: u64,
@@ -81,6 +82,7 @@ pub struct LicenseCreated {
     pub status: VendorStatus,
     pub max_activations: u32,
     /// Expiration (null for perpetual).
+    #[oai(nullable)]
     pub valid_until: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }
@@ -106,6 +108,7 @@ impl LicenseCreated {
 #[oai(rename = "Activation", rename_all = "camelCase")]
 pub struct ActivationView {
     pub machine_id: String,
+    #[oai(nullable)]
     pub machine_name: Option<String>,
     pub activated_at: OffsetDateTime,
     /// Last activation or heartbeat of this machine.
@@ -136,6 +139,7 @@ pub struct ProductPublic {
     pub default_license_type: LicenseType,
     pub default_max_activations: u32,
     /// Seconds between expected heartbeats; null when the product expects none.
+    #[oai(nullable)]
     pub heartbeat_interval_seconds: Option<u32>,
     /// Ed25519 public key, base64 of the raw 32 bytes.
     pub public_key: String,

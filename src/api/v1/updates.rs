@@ -52,28 +52,28 @@ fn refused(e: &Error) -> poem::Error {
 pub struct UpdateCheckOk {
     pub success: bool,
     pub update_available: bool,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub version: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub channel: Option<Channel>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub changelog: Option<String>,
     /// Bytes of the full bundle.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub bundle_size: Option<u64>,
     /// Hex SHA-256 of the full bundle.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub sha256: Option<String>,
     /// Ed25519 over the full bundle's exact bytes, base64.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub signature: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub is_critical: Option<bool>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub requires_migration: Option<bool>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub published_at: Option<OffsetDateTime>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub release_id: Option<String>,
 }
 
@@ -104,6 +104,7 @@ pub struct ReleaseInfo {
     pub signature: String,
     pub is_critical: bool,
     pub requires_migration: bool,
+    #[oai(nullable)]
     pub published_at: Option<OffsetDateTime>,
     pub deltas: Vec<DeltaInfo>,
 }
