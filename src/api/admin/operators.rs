@@ -67,6 +67,7 @@ pub struct RegisterRequest {
     /// `keyward admin setup-url`. Single-use, valid 24 hours. Ignored once an operator
     /// exists (an ADMIN's session is needed then).
     #[oai(
+        nullable,
         deserialize_with = "named::<SetupTokenField, _>",
         validator(max_length = 128)
     )]

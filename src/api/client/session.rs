@@ -44,46 +44,57 @@ crate::field_names!(
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct EndSessionBody {
-    #[oai(deserialize_with = "named::<KeyField, _>", validator(max_length = 100))]
+    #[oai(
+        nullable,
+        deserialize_with = "named::<KeyField, _>",
+        validator(max_length = 100)
+    )]
     pub key: Option<String>,
     /// The machine the session runs on (as sent to `/api/validate`).
     #[oai(
+        nullable,
         deserialize_with = "named::<HwidField, _>",
         validator(max_length = 255)
     )]
     pub hwid: Option<String>,
     /// The project's `kv_` secret: limits the search to that project's keys.
     #[oai(
+        nullable,
         deserialize_with = "named::<SecretField, _>",
         validator(max_length = 100)
     )]
     pub secret: Option<String>,
     /// The session to end (the `sessionId` a validation answered).
     #[oai(
+        nullable,
         deserialize_with = "named::<SessionIdField, _>",
         validator(max_length = 64)
     )]
     pub session_id: Option<String>,
     /// The session's current nonce (optional); another one is a replay (403 REPLAY).
     #[oai(
+        nullable,
         deserialize_with = "named::<NonceField, _>",
         validator(max_length = 128)
     )]
     pub nonce: Option<String>,
     /// Any value: echoed inside the signed answer.
     #[oai(
+        nullable,
         deserialize_with = "named::<ClientNonceField, _>",
         validator(max_length = 128)
     )]
     pub client_nonce: Option<String>,
     /// Envelope: the project whose payload key encrypted `payload`.
     #[oai(
+        nullable,
         deserialize_with = "named::<ProjectIdField, _>",
         validator(max_length = 64)
     )]
     pub project_id: Option<String>,
     /// Envelope: base64(12-byte IV ‖ AES-256-GCM ciphertext ‖ 16-byte tag).
     #[oai(
+        nullable,
         deserialize_with = "named::<PayloadField, _>",
         validator(max_length = 65536)
     )]
@@ -111,7 +122,7 @@ pub struct SessionEndedView {
     pub ended: bool,
     pub session_id: String,
     pub ended_at: OffsetDateTime,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub client_nonce: Option<String>,
 }
 

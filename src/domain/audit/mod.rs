@@ -130,8 +130,7 @@ impl AuditAction {
             | OperatorLoginFailed | OperatorLogout | TenantCreate | ReleaseUpload
             | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete | ReleaseDelta
             | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock | AbuseFlagUpdate
-            | AbusePolicyUpdate
-            | SetupTokenIssue => RetentionClass::Admin,
+            | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
         }
     }
 }
