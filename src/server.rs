@@ -286,24 +286,32 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     // address and at once sends SIGTERM must get a graceful stop, not the default kill.
     let signals = ShutdownSignals::install()?;
     let running = start(config).await?;
-    println!(
-        "Keyward {} listening on http://{}",
+    say(&format!(
+        "Keyward {} listening on http://{}\n  admin panel: http://{}/\n  API docs:    http://{}/api/docs\n  data dir:    {}",
         env!("CARGO_PKG_VERSION"),
-        running.addr
-    );
-    println!("  admin panel: http://{}/", running.addr);
-    println!("  API docs:    http://{}/api/docs", running.addr);
-    println!("  data dir:    {}", running.state.config.data_dir.display());
+        running.addr,
+        running.addr,
+        running.addr,
+        running.state.config.data_dir.display()
+    ));
     if let Some(setup) = &running.setup_token {
-        println!(
+        say(&format!(
             "No operator exists yet. Open {} to create the first administrator \
              (the link works once, for 24 h; `keyward admin setup-url` prints a new one)",
             setup_url(running.addr, &setup.token)
-        );
+        ));
     }
     signals.recv().await;
-    println!("shutting down: finishing requests and committing queued writes…");
+    say("shutting down: finishing requests and committing queued writes…");
     running.stop().await
+}
+
+/// A line for whoever watches the server's stdout. A closed stdout (a pipe whose reader went
+/// away) must not stop the server, least of all on its way to committing queued writes.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// The setup URL for a server listening on `addr`. A wildcard address (0.0.0.0, ::) is not

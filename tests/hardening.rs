@@ -509,3 +509,54 @@ fn logs_to_a_pipe_are_not_coloured() {
     assert!(!log.is_empty(), "the server logs something at start");
     assert!(!log.contains('\u{1b}'), "no escape codes: {log:?}");
 }
+
+/// A server whose stdout reader went away (`keyward | head`, a closed log pipe) keeps serving,
+/// and on SIGTERM still commits what is queued and exits cleanly instead of panicking on its
+/// last line of output.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(keyward(&data, &["init"]).status.success());
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .unwrap()
+        .to_owned();
+    drop(lines); // the reader goes away: every later line hits a closed pipe
+    let healthy = Command::new(BIN)
+        .args(["healthcheck", "--bind", &addr])
+        .output()
+        .unwrap();
+    assert!(healthy.status.success(), "{}", stderr(&healthy));
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "exit {status:?}; stderr:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -111,13 +111,31 @@ fn s(v: &Value) -> String {
         .to_owned()
 }
 
-async fn seed(url: &str) -> Seeded {
+/// A setup token from `keyward admin setup-url`, as the server's owner gets one in a shell.
+fn setup_token(data_dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["admin", "setup-url"])
+        .output()
+        .expect("run keyward admin setup-url");
+    assert!(out.status.success(), "setup-url: {out:?}");
+    let url = String::from_utf8(out.stdout).unwrap();
+    url.trim()
+        .split_once("/setup?token=")
+        .unwrap_or_else(|| panic!("a setup URL: {url:?}"))
+        .1
+        .to_owned()
+}
+
+async fn seed(url: &str, setup_token: &str) -> Seeded {
     let c = reqwest::Client::new();
     let password = "a long passphrase";
     call(
         &c,
-        c.post(format!("{url}/api/auth/register"))
-            .json(&json!({"email": "admin@example.com", "password": password})),
+        c.post(format!("{url}/api/auth/register")).json(
+            &json!({"email": "admin@example.com", "password": password, "setupToken": setup_token}),
+        ),
         201,
         "setup",
     )
@@ -488,9 +506,10 @@ fn every_operation_answers_as_the_document_says_with_each_credential() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = serve(&data);
+    let token = setup_token(&data);
     let seeded = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(seed(&server.url));
+        .block_on(seed(&server.url, &token));
     std::fs::write(dir.path().join("schemathesis.toml"), &seeded.config).unwrap();
 
     let doc: Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
