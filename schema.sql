@@ -373,3 +373,21 @@ CREATE TABLE setup_token (
     expires_at    INTEGER NOT NULL,
     created_at    INTEGER NOT NULL
 );
+
+-- Revocation lists for offline licenses (version 9): the SUSPENDED, BANNED and REVOKED licenses
+-- of each product, kept in step with the status by `domain::revocations::follow`.
+CREATE TABLE revocations (
+    license_id  TEXT PRIMARY KEY REFERENCES licenses(id) ON DELETE CASCADE,
+    product_id  TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+    -- the license's status when it entered the list (or changed on it)
+    status      TEXT NOT NULL,
+    revoked_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX revocations_product ON revocations (product_id, license_id);
+
+-- One row per product whose list ever changed; no row is version 0 (empty, never changed).
+CREATE TABLE revocation_lists (
+    product_id  TEXT PRIMARY KEY REFERENCES products(id) ON DELETE CASCADE,
+    version     INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -10,6 +10,7 @@ pub mod operators;
 pub mod portal_users;
 pub mod products;
 pub mod releases;
+pub mod revocations;
 pub mod sessions;
 pub mod tenants;
 

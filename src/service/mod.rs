@@ -19,6 +19,7 @@ pub mod ops;
 pub mod portal;
 pub mod releases;
 pub mod reports;
+pub mod revocations;
 pub mod signing;
 pub mod tenants;
 pub mod updates;

@@ -13,6 +13,7 @@ use super::releases::ReleaseWithDeltas;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License};
 use crate::domain::releases::{self, Bundle, Channel, Release, repo};
+use crate::domain::revocations;
 use crate::domain::{ProductId, TenantId, now_ms};
 use crate::error::Error;
 use crate::state::AppState;
@@ -58,21 +59,38 @@ pub fn authenticate(
     Ok(LicensedApp { ctx, license })
 }
 
-/// The highest published release above `current` on `channel` or a more stable one, if any.
+/// What an update check answers.
+#[derive(Debug, Clone)]
+pub struct UpdateCheck {
+    /// The highest published release above the app's version, if any.
+    pub release: Option<Release>,
+    /// The current version of the product's revocation list, so the app learns of a newer one.
+    pub revocations_version: u64,
+}
+
+/// The highest published release above `current` on `channel` or a more stable one, if any,
+/// and the version of the product's revocation list.
 pub fn check(
     state: &AppState,
     app: &LicensedApp,
     current: &Version,
     channel: Channel,
-) -> Result<Option<Release>, Error> {
+) -> Result<UpdateCheck, Error> {
     state
         .limits
         .update_checks_per_license
         .check(&app.license.id)?;
-    let published = state
-        .db
-        .read(|c| repo::published_for_product(c, &app.license.product_id))?;
-    Ok(releases::newest_update(&published, current, channel).cloned())
+    let product_id = &app.license.product_id;
+    let (published, revocations_version) = state.db.read(|c| {
+        Ok((
+            repo::published_for_product(c, product_id)?,
+            revocations::repo::version(c, product_id)?,
+        ))
+    })?;
+    Ok(UpdateCheck {
+        release: releases::newest_update(&published, current, channel).cloned(),
+        revocations_version,
+    })
 }
 
 /// A published release of the app's product, without the bundle.

@@ -4,12 +4,16 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use time::OffsetDateTime;
+
 use super::ApiTags;
 use super::auth::CreateScope;
 use super::error::VendorResult;
-use super::schemas::{Pagination, ProductPublic, page_and_limit};
-use crate::domain::tenants;
+use super::schemas::{Pagination, ProductPublic, VendorStatus, page_and_limit};
+use crate::api::shared::signed::SignedJson;
+use crate::domain::{ms_to_datetime, revocations, tenants};
 use crate::service::catalog;
+use crate::service::revocations::RevocationList;
 use crate::state::AppState;
 
 pub struct ProductApi {
@@ -42,6 +46,75 @@ pub enum PublicKeyResponse {
     /// The product's public key.
     #[oai(status = 200)]
     Ok(Json<PublicKeyOk>),
+}
+
+/// One license an app must refuse, named without its key.
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct RevokedLicense {
+    pub license_id: String,
+    /// Hex SHA-256 of the license key, normalized (trimmed, upper-case): the app hashes the key
+    /// it holds the same way and compares.
+    pub key_sha256: String,
+    /// When the license entered the list with this status.
+    pub revoked_at: OffsetDateTime,
+    /// SUSPENDED (a suspension may be lifted: the license then leaves the list) or REVOKED.
+    pub status: VendorStatus,
+}
+
+#[derive(Object, Debug)]
+pub struct RevocationsOk {
+    pub success: bool,
+    /// The product's slug.
+    pub product: String,
+    /// Grows with every change of the list, never decreases (0: never changed). An app keeps
+    /// the highest version it verified and ignores any older list.
+    pub version: u64,
+    /// When this answer was made.
+    pub issued: OffsetDateTime,
+    /// The licenses to refuse, in license id order, at most 1000 per page.
+    pub revoked: Vec<RevokedLicense>,
+    pub pagination: Pagination,
+}
+
+impl RevocationsOk {
+    fn new(found: RevocationList) -> Self {
+        let RevocationList {
+            product,
+            page,
+            list,
+        } = found;
+        Self {
+            success: true,
+            product: product.slug,
+            version: list.version,
+            issued: OffsetDateTime::now_utc(),
+            revoked: list
+                .entries
+                .into_iter()
+                .map(|e| RevokedLicense {
+                    key_sha256: e.key_sha256,
+                    license_id: e.license_id,
+                    revoked_at: ms_to_datetime(e.revoked_at),
+                    status: VendorStatus::of(e.status),
+                })
+                .collect(),
+            pagination: Pagination::new(page, revocations::PAGE_SIZE, list.total),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum RevocationsResponse {
+    /// A page of the product's revocation list, signed with the product's key (`X-Signature`,
+    /// Ed25519 over the exact body). Limit: the per-IP limit only, like the public key.
+    #[oai(status = 200)]
+    Ok(
+        SignedJson<RevocationsOk>,
+        /// Product whose key signed the body.
+        #[oai(header = "X-Keyward-Product")]
+        String,
+    ),
 }
 
 #[OpenApi]
@@ -91,5 +164,41 @@ impl ProductApi {
             success: true,
             public_key: crate::crypto::base64(&product.signing_public_key),
         })))
+    }
+
+    /// Revocation list of a product
+    ///
+    /// The product's licenses that an app must refuse even offline: every SUSPENDED, BANNED
+    /// (shown as SUSPENDED) or REVOKED license, named by id and the SHA-256 of its key. Expired
+    /// licenses are not listed. `version` grows with every change of the list; an app that
+    /// verified a list never accepts an older one. Signed with the product's key. No
+    /// authentication. At most 1000 entries per page (`pagination.totalPages`); every page of
+    /// one version carries the same `version`.
+    #[oai(
+        path = "/api/v1/license/revocations",
+        method = "get",
+        tag = "ApiTags::License"
+    )]
+    async fn revocations(
+        &self,
+        /// The product's slug.
+        product: Query<Option<String>>,
+        /// The tenant's slug (default: `default`).
+        tenant: Query<Option<String>>,
+        /// Page number, from 1 (1000 entries per page).
+        page: Query<Option<u32>>,
+    ) -> VendorResult<RevocationsResponse> {
+        let tenant_slug = tenant.0.unwrap_or_else(|| tenants::DEFAULT_SLUG.to_owned());
+        let signed = crate::service::revocations::list(
+            &self.state,
+            &tenant_slug,
+            product.0.as_deref().unwrap_or_default(),
+            page.0.unwrap_or(1),
+        )?;
+        let product_id = signed.signer.product_id().to_string();
+        Ok(RevocationsResponse::Ok(
+            SignedJson::from(signed.map(RevocationsOk::new)),
+            product_id,
+        ))
     }
 }

@@ -75,6 +75,10 @@ pub struct UpdateCheckOk {
     pub published_at: Option<OffsetDateTime>,
     #[oai(nullable, skip_serializing_if_is_none)]
     pub release_id: Option<String>,
+    /// The current version of the product's revocation list
+    /// (`GET /api/v1/license/revocations`): fetch the list when it is newer than the one the
+    /// app holds.
+    pub revocations_version: u64,
 }
 
 /// A smaller bundle for clients upgrading from `fromVersion`.
@@ -213,7 +217,9 @@ impl UpdatesApi {
             None | Some("") => Channel::Stable,
             Some(text) => releases::parse_channel("channel", text)?,
         };
-        let answer = match service::updates::check(&self.state, &app, &current, channel)? {
+        let checked = service::updates::check(&self.state, &app, &current, channel)?;
+        let revocations_version = checked.revocations_version;
+        let answer = match checked.release {
             None => UpdateCheckOk {
                 success: true,
                 update_available: false,
@@ -227,6 +233,7 @@ impl UpdatesApi {
                 requires_migration: None,
                 published_at: None,
                 release_id: None,
+                revocations_version,
             },
             Some(r) => UpdateCheckOk {
                 success: true,
@@ -241,6 +248,7 @@ impl UpdatesApi {
                 requires_migration: Some(r.requires_migration),
                 published_at: r.published_at.map(ms_to_datetime),
                 release_id: Some(r.id.clone()),
+                revocations_version,
             },
         };
         Ok(CheckResponse::Ok(Json(answer)))

@@ -137,12 +137,28 @@ pub fn list_by_order(
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
+// Every write of a status below ends with `revocations::follow`, so the product's revocation
+// list changes (and its version grows) in the same transaction as the status. (`insert` writes
+// ACTIVE, `expire_overdue` turns ACTIVE into EXPIRED: neither is ever listed.)
+
+/// Brings the revocation list in step with the status a write just gave the license (the
+/// product it names; nothing when no license was written).
+fn follow(conn: &Connection, id: &str, product_id: Option<String>, status: LicenseStatus, now: i64) -> Result<()> {
+    match product_id {
+        Some(product_id) => crate::domain::revocations::follow(conn, &product_id, id, status, now),
+        None => Ok(()),
+    }
+}
+
 pub fn set_revoked(conn: &Connection, id: &str, reason: Option<&str>, now: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE licenses SET status = 'REVOKED', revoked_reason = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, reason, now],
-    )?;
-    Ok(())
+    let product_id = conn
+        .prepare_cached(
+            "UPDATE licenses SET status = 'REVOKED', revoked_reason = ?2, updated_at = ?3
+             WHERE id = ?1 RETURNING product_id",
+        )?
+        .query_row(params![id, reason, now], |r| r.get(0))
+        .optional()?;
+    follow(conn, id, product_id, LicenseStatus::Revoked, now)
 }
 
 pub fn set_valid_until(
@@ -152,11 +168,14 @@ pub fn set_valid_until(
     status: LicenseStatus,
     now: i64,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE licenses SET valid_until = ?2, status = ?3, updated_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, valid_until, status, now])?;
-    Ok(())
+    let product_id = conn
+        .prepare_cached(
+            "UPDATE licenses SET valid_until = ?2, status = ?3, updated_at = ?4 WHERE id = ?1
+             RETURNING product_id",
+        )?
+        .query_row(params![id, valid_until, status, now], |r| r.get(0))
+        .optional()?;
+    follow(conn, id, product_id, status, now)
 }
 
 /// Rewrites ACTIVE licenses whose expiry has passed to EXPIRED; returns
@@ -426,11 +445,13 @@ fn rare_note_matches(
 }
 
 pub fn set_status(conn: &Connection, id: &str, status: LicenseStatus, now: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE licenses SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, status, now],
-    )?;
-    Ok(())
+    let product_id = conn
+        .prepare_cached(
+            "UPDATE licenses SET status = ?2, updated_at = ?3 WHERE id = ?1 RETURNING product_id",
+        )?
+        .query_row(params![id, status, now], |r| r.get(0))
+        .optional()?;
+    follow(conn, id, product_id, status, now)
 }
 
 pub fn set_max_sessions(conn: &Connection, id: &str, max_sessions: u32, now: i64) -> Result<()> {
