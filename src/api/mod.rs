@@ -129,9 +129,13 @@ pub async fn guard<E: Endpoint>(
 }
 
 /// Paths an IP block applies to: licensing and client traffic. The admin API and its login
-/// stay reachable, so an operator behind a blocked address can still lift the block.
+/// stay reachable, so an operator behind a blocked address can still lift the block; so do the
+/// public key and the revocation lists (public, and a revocation list only ever takes rights
+/// away, so even a blocked address should learn of it).
 fn blockable(path: &str) -> bool {
-    (path.starts_with("/api/v1/") && path != "/api/v1/updates/public-key")
+    (path.starts_with("/api/v1/")
+        && path != "/api/v1/updates/public-key"
+        && path != "/api/v1/license/revocations")
         || path == "/api/validate"
         || path == "/api/session/end"
         || path == "/api/telegram"

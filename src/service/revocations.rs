@@ -27,15 +27,15 @@ pub fn list(
     page: u32,
 ) -> Result<Signed<RevocationList>, Error> {
     if product_slug.is_empty() {
-        return Err(Error::Invalid("product is required (the product's slug)".into()));
+        return Err(Error::Invalid(
+            "product is required (the product's slug)".into(),
+        ));
     }
     if page == 0 {
         return Err(Error::Invalid("page must be 1 or more".into()));
     }
     let product = catalog::find_public(state, tenant_slug, product_slug)?;
-    let list = state
-        .db
-        .read(|c| revocations::page(c, &product.id, page))?;
+    let list = state.db.read(|c| revocations::page(c, &product.id, page))?;
     let signer = Signer::of(state, &product)?;
     Ok(Signed::new(
         RevocationList {
@@ -49,7 +49,5 @@ pub fn list(
 
 /// The current version of the product's revocation list (0 while it never changed).
 pub fn version(state: &AppState, product_id: &str) -> Result<u64, Error> {
-    state
-        .db
-        .read(|c| revocations::repo::version(c, product_id))
+    state.db.read(|c| revocations::repo::version(c, product_id))
 }

@@ -18,6 +18,7 @@ mod portal;
 mod portal_regressions;
 mod proxy;
 mod releases_regressions;
+mod revocations;
 mod sessions;
 mod setup_token;
 mod smoke;

@@ -143,7 +143,13 @@ pub fn list_by_order(
 
 /// Brings the revocation list in step with the status a write just gave the license (the
 /// product it names; nothing when no license was written).
-fn follow(conn: &Connection, id: &str, product_id: Option<String>, status: LicenseStatus, now: i64) -> Result<()> {
+fn follow(
+    conn: &Connection,
+    id: &str,
+    product_id: Option<String>,
+    status: LicenseStatus,
+    now: i64,
+) -> Result<()> {
     match product_id {
         Some(product_id) => crate::domain::revocations::follow(conn, &product_id, id, status, now),
         None => Ok(()),

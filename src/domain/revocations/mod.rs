@@ -39,7 +39,9 @@ pub struct Entry {
 
 /// Hex SHA-256 of a license key as an app holds it, normalized like every key comparison.
 pub fn key_sha256(key: &str) -> String {
-    hex::encode(crate::crypto::sha256(super::licenses::normalize_key(key).as_bytes()))
+    hex::encode(crate::crypto::sha256(
+        super::licenses::normalize_key(key).as_bytes(),
+    ))
 }
 
 /// One page of a product's list, with the version it belongs to.
