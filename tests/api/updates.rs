@@ -215,7 +215,7 @@ async fn a_release_goes_from_upload_to_signed_download_and_out_again() {
     assert_eq!(check.status, StatusCode::OK, "{}", check.body);
     assert_eq!(
         check.body,
-        json!({"success": true, "update_available": false})
+        json!({"success": true, "update_available": false, "revocations_version": 0})
     );
     f.updates(&format!("/api/v1/updates/download?release_id={id}"))
         .await
