@@ -154,6 +154,43 @@ mod tests {
         Ok(())
     }
 
+    /// Version 9 starts the revocation lists with the licenses already refused.
+    #[test]
+    fn upgrading_to_v9_lists_the_licenses_already_refused() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(V1_SCHEMA)?;
+        conn.execute_batch("PRAGMA user_version = 1")?;
+        crate::domain::tenants::repo::ensure_default(&conn)?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+        for (id, product, status) in [
+            ("lic_1", "prod_1", "ACTIVE"),
+            ("lic_2", "prod_1", "SUSPENDED"),
+            ("lic_3", "prod_1", "REVOKED"),
+            ("lic_4", "prod_2", "EXPIRED"),
+            ("lic_5", "prod_3", "BANNED"),
+        ] {
+            conn.execute(
+                "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier,
+                    status, max_activations, created_at, updated_at)
+                 VALUES (?1, 't', ?2, ?1, 'PERPETUAL', 'PERSONAL', ?3, 1, 0, 7)",
+                [id, product, status],
+            )?;
+        }
+        migrate(&mut conn)?;
+        let listed: Vec<String> = conn
+            .prepare("SELECT license_id FROM revocations ORDER BY license_id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(listed, ["lic_2", "lic_3", "lic_5"]);
+        let versions: Vec<(String, i64)> = conn
+            .prepare("SELECT product_id, version FROM revocation_lists ORDER BY product_id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(versions, [("prod_1".into(), 1), ("prod_3".into(), 1)]);
+        Ok(())
+    }
+
     #[test]
     fn upgrading_from_v1_gives_the_schema_a_fresh_database_gets()
     -> Result<(), Box<dyn std::error::Error>> {

@@ -94,3 +94,69 @@ pub fn page(conn: &Connection, product_id: &str, page: u32) -> Result<Page> {
     tx.finish()?;
     Ok(page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::licenses;
+
+    /// Every status write, whichever writer makes it, keeps the list in step and moves the
+    /// version only when the list changes.
+    #[test]
+    fn every_status_writer_follows_the_rule() -> std::result::Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let conn = crate::storage::open_and_migrate(&dir.path().join("k.db"))?;
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier,
+                status, max_activations, created_at, updated_at)
+             VALUES ('lic_1', 't', 'prod_1', 'TT-AAAA', 'PERPETUAL', 'PERSONAL', 'ACTIVE', 1, 0, 0);",
+        )?;
+        use LicenseStatus::*;
+        // (status written, version after, listed with)
+        let steps: &[(LicenseStatus, u64, Option<LicenseStatus>)] = &[
+            (Active, 0, None),
+            (Expired, 0, None),
+            (Active, 0, None),
+            (Suspended, 1, Some(Suspended)),
+            (Suspended, 1, Some(Suspended)),
+            (Banned, 2, Some(Banned)),
+            (Active, 3, None),
+            (Suspended, 4, Some(Suspended)),
+            (Revoked, 5, Some(Revoked)),
+        ];
+        for (i, (status, version, on_list)) in steps.iter().enumerate() {
+            let now = i as i64 + 1;
+            if *status == Revoked {
+                licenses::repo::set_revoked(&conn, "lic_1", None, now)?;
+            } else {
+                licenses::repo::set_status(&conn, "lic_1", *status, now)?;
+            }
+            assert_eq!(
+                repo::version(&conn, "prod_1")?,
+                *version,
+                "step {i}: {status:?}"
+            );
+            assert_eq!(
+                repo::status_of(&conn, "lic_1")?,
+                *on_list,
+                "step {i}: {status:?}"
+            );
+        }
+        // A renewal keeps the status, and so the list.
+        licenses::repo::set_valid_until(&conn, "lic_1", 99, Revoked, 20)?;
+        assert_eq!(repo::version(&conn, "prod_1")?, 5);
+        let page = page(&conn, "prod_1", 1)?;
+        assert_eq!(page.total, 1);
+        assert_eq!(page.entries[0].key_sha256, key_sha256(" tt-aaaa "));
+        assert_eq!(
+            page.entries[0].revoked_at, 9,
+            "when it took its listed status"
+        );
+        // An unknown license changes nothing.
+        licenses::repo::set_status(&conn, "lic_none", Suspended, 30)?;
+        assert_eq!(repo::version(&conn, "prod_1")?, 5);
+        Ok(())
+    }
+}
