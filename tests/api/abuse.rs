@@ -517,6 +517,21 @@ async fn policy_suspends_a_shared_license_and_dismissing_reactivates_it() {
     let flag_id = found[0]["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(found[0]["actions"][0]["action"], "LICENSE_SUSPENDED");
     assert_eq!(license_status(&srv, &f, key).await, "SUSPENDED");
+    // On the product's revocation list, and off it again once dismissed (see revocations.rs).
+    let revocations = || async {
+        srv.call(
+            Method::GET,
+            "/api/v1/license/revocations?product=suspend",
+            None,
+            None,
+        )
+        .await
+        .body
+    };
+    let listed = revocations().await;
+    assert_eq!(listed["version"], 1, "{listed}");
+    assert_eq!(listed["revoked"][0]["licenseId"], license["id"], "{listed}");
+    assert_eq!(listed["revoked"][0]["status"], "SUSPENDED", "{listed}");
     // Audited.
     let logs = srv.get("/api/logs?action=abuse.", &f.admin).await;
     let actions: Vec<&str> = logs.body["data"]["logs"]
@@ -542,6 +557,9 @@ async fn policy_suspends_a_shared_license_and_dismissing_reactivates_it() {
             .is_some_and(|b| b.starts_with("api_key:"))
     );
     assert_eq!(license_status(&srv, &f, key).await, "ACTIVE");
+    let unlisted = revocations().await;
+    assert_eq!(unlisted["version"], 2, "{unlisted}");
+    assert_eq!(unlisted["revoked"], json!([]), "{unlisted}");
 }
 
 #[tokio::test]

@@ -257,9 +257,10 @@ async fn each_listed_status_enters_the_list_and_reinstating_leaves_it() {
 }
 
 #[tokio::test]
-async fn abuse_auto_suspension_and_its_dismissal_change_the_list() {
-    // The domain's own writers (abuse policy) go through the same rule: checked here without
-    // staging a whole abuse scenario, through the status writer the policy uses.
+async fn a_status_written_below_the_services_changes_the_list_too() {
+    // The abuse policy suspends (and a dismissal reactivates) through the domain's status
+    // writer, not through a face: the rule follows the writer, whoever calls it. The whole abuse
+    // scenario is in `abuse::policy_suspends_a_shared_license_and_dismissing_reactivates_it`.
     let f = fixture().await;
     let (id, key) = f.license().await;
     {
