@@ -47,7 +47,3 @@ pub fn list(
     ))
 }
 
-/// The current version of the product's revocation list (0 while it never changed).
-pub fn version(state: &AppState, product_id: &str) -> Result<u64, Error> {
-    state.db.read(|c| revocations::repo::version(c, product_id))
-}
