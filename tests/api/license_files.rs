@@ -303,6 +303,34 @@ async fn checkout_refuses_unknown_keys_and_machines_not_activated_here() {
             .assert_error(400, "NOT_ACTIVATED");
     }
     assert_eq!(s.audit_count("license.checkout.refused", &key, 2).await, 2);
+
+    // A license that may not be used now gets no file, as it could not be activated.
+    let mut cases = Vec::new();
+    for (status, valid_until, code) in [
+        ("ACTIVE", Some(now_ms() - 60_000), "LICENSE_EXPIRED"),
+        ("SUSPENDED", None, "LICENSE_SUSPENDED"),
+        ("BANNED", None, "LICENSE_SUSPENDED"),
+        ("REVOKED", None, "LICENSE_REVOKED"),
+    ] {
+        let key = s.license(json!({})).await;
+        assert_status(&s.srv.activate(&s.app_key, &key, "machine-0001").await, 200);
+        s.srv
+            .db()
+            .execute(
+                "UPDATE licenses SET status = ?1, valid_until = ?2 WHERE license_key = ?3",
+                rusqlite::params![status, valid_until, key],
+            )
+            .unwrap();
+        cases.push((key, code));
+    }
+    for (key, code) in &cases {
+        for body in [
+            json!({"licenseKey": key}),
+            json!({"licenseKey": key, "machineId": "machine-0001"}),
+        ] {
+            s.checkout(body).await.assert_error(400, code);
+        }
+    }
 }
 
 #[tokio::test]

@@ -398,7 +398,9 @@ impl LicenseApi {
     /// Check out an offline license file
     ///
     /// A Keygen-compatible license file for the license, or a machine file for `machineId`
-    /// (a machine activated on the license; otherwise 400 `NOT_ACTIVATED`). The app verifies
+    /// (a machine activated on the license; otherwise 400 `NOT_ACTIVATED`). An expired,
+    /// suspended or revoked license is refused like an activation (400 `LICENSE_EXPIRED`,
+    /// `LICENSE_SUSPENDED`, `LICENSE_REVOKED`). The app verifies
     /// the file offline with the product's public key (`kid` names it). `ttl` out of range
     /// → 400 `VALIDATION_ERROR`. Signed.
     #[oai(path = "/checkout", method = "post")]

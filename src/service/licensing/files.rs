@@ -41,8 +41,9 @@ pub struct CheckedOut {
 }
 
 /// A license file for the license `license_key`, or a machine file when `machine_id` names a
-/// machine activated on it (else 400 `NOT_ACTIVATED`). A license outside the caller's reach
-/// is 404, like a missing one. Audited as `license.checkout`, signed by the product's key.
+/// machine activated on it (else 400 `NOT_ACTIVATED`). A license that may not be used now is
+/// refused like an activation (`LICENSE_EXPIRED`, `LICENSE_SUSPENDED`, `LICENSE_REVOKED`); one
+/// outside the caller's reach is 404, like a missing one. Audited as `license.checkout`, signed by the product's key.
 pub fn checkout(
     state: &AppState,
     ctx: &Ctx,
@@ -61,17 +62,23 @@ pub fn checkout(
         Ok((license, product, machine))
     });
     let (license, product, machine) = unknown_key_seen(state, ctx, found)?;
-    let machine = match (machine_id, machine) {
-        (Some(m), Some(None)) => {
-            state.db.writer().record(
-                license_event(ctx, AuditAction::LicenseCheckoutRefused, &license)
-                    .machine(m)
-                    .detail(json!({"code": LicenseProblem::NotActivated.vendor_code()})),
-            );
-            return Err(Error::License(LicenseProblem::NotActivated));
-        }
-        (_, found) => found.flatten(),
+    // A file outlives the request: only a license that may be used now gets one, as only such a
+    // license may be activated.
+    let refusal = match (license.problem(now_ms()), machine_id, &machine) {
+        (Some(problem), _, _) => Some(problem),
+        (None, Some(_), Some(None)) => Some(LicenseProblem::NotActivated),
+        _ => None,
     };
+    if let Some(problem) = refusal {
+        let mut event = license_event(ctx, AuditAction::LicenseCheckoutRefused, &license)
+            .detail(json!({"code": problem.vendor_code()}));
+        if let Some(m) = machine_id {
+            event = event.machine(m);
+        }
+        state.db.writer().record(event);
+        return Err(Error::License(problem));
+    }
+    let machine = machine.flatten();
     state
         .abuse
         .license_used(ctx.ip, &license, machine_id, None, None);
