@@ -3,15 +3,17 @@
 
 use poem::Request;
 use poem_openapi::payload::{Json, Response};
-use poem_openapi::types::MaybeUndefined;
+use poem_openapi::registry::{MetaHeader, MetaResponses, Registry};
+use poem_openapi::types::{MaybeUndefined, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ClientTags;
 use super::validate::Refusal;
-use crate::api::ClientIp;
 use crate::api::shared::fields::named;
+use crate::api::shared::keyvault_error::KvError;
 use crate::api::shared::signed::SignedJson;
+use crate::api::{ClientIp, SIGNED_BY_HEADER};
 use crate::domain::ms_to_datetime;
 use crate::error::Error;
 use crate::service::licensing::{self, FileOptions, KeyClient, KeyLookup};
@@ -108,7 +110,7 @@ impl LicenseFileApi {
         &self,
         req: &Request,
         body: Json<LicenseFileRequest>,
-    ) -> Result<Response<LicenseFileResponse>, Refusal> {
+    ) -> Result<Response<LicenseFileResponse>, FileRefusal> {
         let body = body.0;
         if body.hwid.trim().is_empty() {
             return Err(
@@ -143,5 +145,55 @@ impl LicenseFileApi {
             })),
             product_id,
         )))
+    }
+}
+
+/// A refusal of `/api/license-file`: `/api/validate`'s, without its encrypted form (there is no
+/// envelope here). Signed when the key's project is known.
+#[derive(Debug)]
+pub struct FileRefusal(Refusal);
+
+impl<T: Into<Refusal>> From<T> for FileRefusal {
+    fn from(refusal: T) -> Self {
+        Self(refusal.into())
+    }
+}
+
+impl ApiResponse for FileRefusal {
+    fn meta() -> MetaResponses {
+        let mut meta = KvError::meta();
+        // Only refusals about a key (403) or within a named project (404) can be signed.
+        for response in &mut meta.responses {
+            if matches!(response.status, Some(403 | 404)) {
+                response.headers.push(MetaHeader {
+                    name: SIGNED_BY_HEADER.to_owned(),
+                    description: Some(
+                        "The project whose key signed the body (X-Signature), when the key's \
+                         project is known"
+                            .to_owned(),
+                    ),
+                    required: false,
+                    deprecated: false,
+                    schema: String::schema_ref(),
+                });
+            }
+        }
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        KvError::register(registry);
+    }
+}
+
+impl poem::IntoResponse for FileRefusal {
+    fn into_response(self) -> poem::Response {
+        self.0.into_response()
+    }
+}
+
+impl From<FileRefusal> for poem::Error {
+    fn from(refusal: FileRefusal) -> Self {
+        poem::Error::from_response(poem::IntoResponse::into_response(refusal))
     }
 }
