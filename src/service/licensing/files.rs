@@ -43,7 +43,8 @@ pub struct CheckedOut {
 /// A license file for the license `license_key`, or a machine file when `machine_id` names a
 /// machine activated on it (else 400 `NOT_ACTIVATED`). A license that may not be used now is
 /// refused like an activation (`LICENSE_EXPIRED`, `LICENSE_SUSPENDED`, `LICENSE_REVOKED`); one
-/// outside the caller's reach is 404, like a missing one. Audited as `license.checkout`, signed by the product's key.
+/// outside the caller's reach is 404, like a missing one. Audited as `license.checkout` (or
+/// `license.checkout.refused`), signed by the product's key.
 pub fn checkout(
     state: &AppState,
     ctx: &Ctx,
