@@ -1,7 +1,8 @@
 //! Load generator for the performance budget of DESIGN.md ("Performance budget"): the
 //! throughput of `GET /api/health` and `POST /api/v1/license/validate`, their ratio, validate
 //! latency at full and at half load, durable activations per second, and the validate rate with
-//! abuse detection off against on (issue 6: within 10 %).
+//! abuse detection off against on (issue 6: within 10 %), and offline-license checkouts
+//! (`POST /api/v1/license/checkout`, a signed and encrypted machine file) next to validate.
 //!
 //! ```text
 //! cargo run --release --example bench
@@ -244,9 +245,9 @@ fn run(
         );
     }
 
-    println!("[1/9] GET /api/health, closed loop …");
+    println!("[1/10] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/9] POST /api/v1/license/validate, closed loop …");
+    println!("[2/10] POST /api/v1/license/validate, closed loop …");
     let validate_r =
         client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
     if args.ratio_only {
@@ -262,7 +263,19 @@ fn run(
     // Abuse detection's cost: the same phase with detection off and on, interleaved three
     // times, so that drift over the run (the database grows by an audit row per validation;
     // other work on a shared machine comes and goes) falls on both sides alike.
-    println!("[3/9] POST /api/v1/license/validate, abuse detection off/on interleaved x3 …");
+    // Offline licenses: a machine file of the machine validate asks about, encrypted and
+    // signed on every request (read path: one look-up, the audit event queued).
+    println!("[3/10] POST /api/v1/license/checkout (machine file, AES-256-GCM), closed loop …");
+    let checkout = post_json(
+        &host,
+        "/api/v1/license/checkout",
+        &fixture.api_key,
+        &serde_json::json!({"licenseKey": fixture.validate_key, "machineId": validate_machine})
+            .to_string(),
+    );
+    let checkout_r =
+        client_rt.block_on(load.closed_loop(Requests::repeat(checkout), CHECKED_OUT))?;
+    println!("[4/10] POST /api/v1/license/validate, abuse detection off/on interleaved x3 …");
     let pair_load = Load {
         warmup: Duration::from_millis(300),
         ..load
@@ -298,11 +311,11 @@ fn run(
     };
     let half_rate = validate_r.rate() / 2.0;
     println!(
-        "[4/9] POST /api/v1/license/validate, open loop at {} req/s …",
+        "[5/10] POST /api/v1/license/validate, open loop at {} req/s …",
         thousands(half_rate)
     );
     let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
-    println!("[5/9] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    println!("[6/10] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
         .iter()
@@ -330,7 +343,7 @@ fn run(
     // The key/HWID face. Every /api/validate writes (nonce rotation, session refresh), so it is
     // bound by group commit rather than by reads. The same machine validates again and again
     // without a sessionId, as a restarted app does, and takes over its own session.
-    println!("[6/9] POST /api/validate (key/HWID face, plain), closed loop …");
+    println!("[7/10] POST /api/validate (key/HWID face, plain), closed loop …");
     let kv_plain = post_json(
         &host,
         "/api/validate",
@@ -344,7 +357,7 @@ fn run(
         .to_string(),
     );
     let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::repeat(kv_plain), VALID))?;
-    println!("[7/9] POST /api/validate (AES-256-GCM envelope), closed loop …");
+    println!("[8/10] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
     let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
         as usize)
@@ -373,7 +386,7 @@ fn run(
     // Software updates: a large bundle up (hashed and signed on the way in) and down, then
     // update checks against the published release.
     println!(
-        "[8/9] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
+        "[9/10] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
         args.bundle_mib
     );
     let admin_key = create_admin_key(server_rt, state)?;
@@ -386,7 +399,7 @@ fn run(
         args.bundle_mib,
     ))?;
     let rss_growth = peak_rss_bytes().saturating_sub(rss_before);
-    println!("[9/9] GET /api/v1/updates/check (X-License-Key), closed loop …");
+    println!("[10/10] GET /api/v1/updates/check (X-License-Key), closed loop …");
     let check = format!(
         "GET /api/v1/updates/check?current_version=1.0.0&channel=stable HTTP/1.1\r\n\
          Host: {host}\r\nX-License-Key: {}\r\n\r\n",
@@ -423,6 +436,12 @@ fn run(
     row(
         "POST /license/validate",
         &format!("{} req/s", thousands(validate_r.rate())),
+        "",
+        "",
+    );
+    row(
+        "POST /license/checkout (machine file)",
+        &format!("{} req/s", thousands(checkout_r.rate())),
         "",
         "",
     );
@@ -971,6 +990,7 @@ async fn sanity_check(
 const HEALTH_OK: &[u8] = br#""status":"ok""#;
 const VALID: &[u8] = br#""valid":true"#;
 const ACTIVATED: &[u8] = br#""success":true"#;
+const CHECKED_OUT: &[u8] = b"BEGIN MACHINE FILE";
 const UPDATE_AVAILABLE: &[u8] = br#""update_available":true"#;
 
 /// What the connections send.

@@ -15,7 +15,9 @@ use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
-use crate::api::client::{session::SessionApi, telegram::TelegramApi, validate::ValidateApi};
+use crate::api::client::{
+    license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
+};
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
     health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
@@ -41,7 +43,8 @@ pub type Apis = (
     KeysApi,
     ApiKeysApi,
     ValidateApi,
-    SessionApi,
+    // A tuple holds at most 16 APIs: the key/HWID face's app operations share one place.
+    (SessionApi, LicenseFileApi),
     TelegramApi,
     OverviewApi,
     ReleasesApi,
@@ -80,9 +83,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             ValidateApi {
                 state: state.clone(),
             },
-            SessionApi {
-                state: state.clone(),
-            },
+            (
+                SessionApi {
+                    state: state.clone(),
+                },
+                LicenseFileApi {
+                    state: state.clone(),
+                },
+            ),
             TelegramApi {
                 state: state.clone(),
             },

@@ -11,6 +11,7 @@ mod helpers;
 mod keys_and_validation;
 mod keys_regressions;
 mod layers;
+mod license_files;
 mod licensing_regressions;
 mod login_lockout;
 mod openapi_nulls;

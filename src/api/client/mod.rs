@@ -1,8 +1,10 @@
-//! The client face (key/HWID contract): `/api/validate` and `/api/session/end` for apps and
+//! The client face (key/HWID contract): `/api/validate`, `/api/session/end` and
+//! `/api/license-file` for apps and
 //! `/api/telegram` for bots.
 //! No operator authentication: the license key (optionally scoped by the project's `kv_`
 //! secret) is the credential. Errors use the key/HWID envelope.
 
+pub mod license_file;
 pub mod session;
 pub mod telegram;
 pub mod validate;

@@ -2,6 +2,7 @@
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
@@ -30,6 +31,8 @@ crate::field_names!(
     NonceField = "nonce",
     OsNameField = "osName",
     OsVersionField = "osVersion",
+    TtlField = "ttl",
+    EncryptField = "encrypt",
 );
 
 // ---- requests -------------------------------------------------------------------------
@@ -132,6 +135,32 @@ pub struct HeartbeatRequest {
         validator(max_length = 128)
     )]
     pub nonce: Option<String>,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct CheckoutRequest {
+    /// The license key.
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(min_length = 10, max_length = 100)
+    )]
+    pub license_key: String,
+    /// A machine activated on the license: its machine file instead of the license file.
+    #[oai(
+        nullable,
+        deserialize_with = "named::<MachineIdField, _>",
+        validator(min_length = 8, max_length = 255)
+    )]
+    pub machine_id: Option<String>,
+    /// The file's lifetime in seconds, 3600..=31536000 (default 2592000, 30 days); null for a
+    /// file that never expires.
+    #[oai(nullable, deserialize_with = "named::<TtlField, _>")]
+    pub ttl: MaybeUndefined<i64>,
+    /// Encrypt the payload (`aes-256-gcm+ed25519`, the default) or only sign it
+    /// (`base64+ed25519`).
+    #[oai(nullable, deserialize_with = "named::<EncryptField, _>")]
+    pub encrypt: Option<bool>,
 }
 
 // ---- responses ------------------------------------------------------------------------
@@ -242,6 +271,37 @@ pub enum CheckResponse {
     ),
 }
 
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct CheckoutOk {
+    pub success: bool,
+    /// The license file (`-----BEGIN LICENSE FILE-----`) or machine file
+    /// (`-----BEGIN MACHINE FILE-----`), Keygen's format: verify `sig` with the product's
+    /// public key over `license/` + `enc` (`machine/` + `enc`), then decrypt `enc` with
+    /// SHA-256 of the license key (followed by the machine id for a machine file).
+    pub certificate: String,
+    pub issued: OffsetDateTime,
+    /// When the file expires; null for a file without expiry.
+    #[oai(nullable)]
+    pub expiry: Option<OffsetDateTime>,
+    /// The file's lifetime in seconds; null for a file without expiry.
+    #[oai(nullable)]
+    pub ttl: Option<i64>,
+}
+
+#[derive(ApiResponse)]
+pub enum CheckoutResponse {
+    /// The license or machine file. The answer is signed like every other; the file carries
+    /// its own signature.
+    #[oai(status = 200)]
+    Ok(
+        SignedJson<CheckoutOk>,
+        /// Product whose key signed the body and the file.
+        #[oai(header = "X-Keyward-Product")]
+        String,
+    ),
+}
+
 // ---- operations -----------------------------------------------------------------------
 
 #[OpenApi(prefix_path = "/api/v1/license", tag = "ApiTags::License")]
@@ -332,6 +392,49 @@ impl LicenseApi {
                 nonce,
             })),
             Some(product_id),
+        ))
+    }
+
+    /// Check out an offline license file
+    ///
+    /// A Keygen-compatible license file for the license, or a machine file for `machineId`
+    /// (a machine activated on the license; otherwise 400 `NOT_ACTIVATED`). An expired,
+    /// suspended or revoked license is refused like an activation (400 `LICENSE_EXPIRED`,
+    /// `LICENSE_SUSPENDED`, `LICENSE_REVOKED`). The app verifies
+    /// the file offline with the product's public key (`kid` names it). `ttl` out of range
+    /// → 400 `VALIDATION_ERROR`. Signed.
+    #[oai(path = "/checkout", method = "post")]
+    async fn checkout(
+        &self,
+        auth: ValidateScope,
+        body: Json<CheckoutRequest>,
+    ) -> VendorResult<CheckoutResponse> {
+        let body = body.0;
+        let options = licensing::FileOptions {
+            ttl: match body.ttl {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(t) => Some(Some(t)),
+            },
+            encrypt: body.encrypt.unwrap_or(true),
+        };
+        let signed = licensing::checkout(
+            &self.state,
+            &auth.0,
+            &body.license_key,
+            body.machine_id.as_deref(),
+            options,
+        )?;
+        let product_id = signed.signer.product_id().to_string();
+        Ok(CheckoutResponse::Ok(
+            SignedJson::from(signed.map(|f| CheckoutOk {
+                success: true,
+                certificate: f.certificate,
+                issued: crate::domain::ms_to_datetime(f.issued),
+                expiry: f.expiry.map(crate::domain::ms_to_datetime),
+                ttl: f.ttl,
+            })),
+            product_id,
         ))
     }
 

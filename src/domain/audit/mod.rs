@@ -12,6 +12,8 @@ super::text_enum! {
         LicenseValidate => "license.validate",
         LicenseDeactivate => "license.deactivate",
         LicenseCheck => "license.check",
+        LicenseCheckout => "license.checkout",
+        LicenseCheckoutRefused => "license.checkout.refused",
         LicenseCreate => "license.create",
         LicenseRevoke => "license.revoke",
         LicenseRenew => "license.renew",
@@ -115,6 +117,8 @@ impl AuditAction {
         match self {
             LicenseValidate
             | LicenseCheck
+            | LicenseCheckout
+            | LicenseCheckoutRefused
             | LicenseActivateRefused
             | KeyValidate
             | KeyValidateRefused

@@ -387,7 +387,7 @@ pub async fn end_session(
 /// refusal undoes whatever it wrote, is audited as `refused` (with its code) and reported to
 /// abuse detection. An unknown key is audited in the project the request named, and reported.
 /// A refusal names the key's project when it is known, so the face can sign it.
-async fn run_key_request<T, F>(
+pub(super) async fn run_key_request<T, F>(
     state: &AppState,
     client: &KeyClient,
     lookup: KeyLookup,

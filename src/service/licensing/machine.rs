@@ -283,7 +283,11 @@ pub fn check(
 
 /// The caller's license with this (normalized) key and its product; another tenant's or a
 /// product outside the caller's reach is "not found", exactly like a missing one.
-fn license_by_key(c: &Connection, ctx: &Ctx, key: &str) -> Result<(License, Product), Error> {
+pub(super) fn license_by_key(
+    c: &Connection,
+    ctx: &Ctx,
+    key: &str,
+) -> Result<(License, Product), Error> {
     let license = licenses::repo::find_by_key(c, &ctx.tenant, key)?
         .filter(|l| ctx.reaches(&l.tenant_id, &l.product_id))
         .ok_or(Error::NotFound("license"))?;
@@ -292,7 +296,7 @@ fn license_by_key(c: &Connection, ctx: &Ctx, key: &str) -> Result<(License, Prod
     Ok((license, product))
 }
 
-fn license_event(
+pub(super) fn license_event(
     ctx: &Ctx,
     action: AuditAction,
     license: &License,
@@ -302,7 +306,11 @@ fn license_event(
 }
 
 /// Passes `outcome` through, reporting a key that does not exist to abuse detection.
-fn unknown_key_seen<T>(state: &AppState, ctx: &Ctx, outcome: Result<T, Error>) -> Result<T, Error> {
+pub(super) fn unknown_key_seen<T>(
+    state: &AppState,
+    ctx: &Ctx,
+    outcome: Result<T, Error>,
+) -> Result<T, Error> {
     if let Err(Error::NotFound("license")) = &outcome {
         state.abuse.unknown_key(ctx.ip, abuse_scope(ctx));
     }

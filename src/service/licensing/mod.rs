@@ -4,9 +4,11 @@
 //! validate and info ([`keys`]) have no caller until the key is found (the key is the credential), so they take a
 //! [`KeyClient`] instead and reach exactly what the key (and the project secret) names.
 
+pub mod files;
 pub mod keys;
 pub mod machine;
 
+pub use files::{CheckedOut, FileOptions, checkout, key_checkout};
 pub use keys::{
     EndSessionRequest, EnvelopeProject, KeyClient, KeyInfo, KeyLookup, KeyRefusal, KeyRequest,
     KeyValidation, ScopeHint, SealedRequest, SessionEnded, end_session, envelope_project, key_info,
