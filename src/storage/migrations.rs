@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 8;
+pub const LATEST_VERSION: i64 = 9;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v6_setup_token.sql"),
     include_str!("migrations/v7_session_chains.sql"),
     include_str!("migrations/v8_audit_retention.sql"),
+    include_str!("migrations/v9_entitlements.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.

@@ -13,7 +13,7 @@ pub use keys::{
     telegram_validate, validate_key,
 };
 pub use machine::{
-    HeartbeatRecorded, MachineActivated, MachineValidated, MachineValidation, activate, check,
+    HeartbeatRecorded, LicenseChecked, MachineActivated, MachineValidated, MachineValidation, activate, check,
     deactivate, heartbeat, validate,
 };
 
