@@ -305,7 +305,11 @@ pub async fn update_product(
 /// Refuses to drop a code from the product while a license still carries it: the licenses
 /// would silently lose a feature their customers paid for. The operator takes it off those
 /// licenses first (or keeps the code).
-fn ensure_not_carried(c: &rusqlite::Connection, p: &Product, codes: &[String]) -> Result<(), Error> {
+fn ensure_not_carried(
+    c: &rusqlite::Connection,
+    p: &Product,
+    codes: &[String],
+) -> Result<(), Error> {
     for removed in p.entitlements.iter().filter(|old| !codes.contains(old)) {
         let n = entitlements::repo::licenses_carrying(c, &p.id, removed)?;
         if n > 0 {
@@ -314,7 +318,11 @@ fn ensure_not_carried(c: &rusqlite::Connection, p: &Product, codes: &[String]) -
                  carr{} it (take it off {} first)",
                 if n == 1 { "" } else { "s" },
                 if n == 1 { "ies" } else { "y" },
-                if n == 1 { "that license" } else { "those licenses" },
+                if n == 1 {
+                    "that license"
+                } else {
+                    "those licenses"
+                },
             )));
         }
     }

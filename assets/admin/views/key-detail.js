@@ -168,9 +168,7 @@ function paint(root, detail) {
   );
 
   // The project's codes, and any the key carries that the cached list does not know yet.
-  const codes = [
-    ...new Set([...projectCodes(k.projectId), ...(k.entitlements || [])]),
-  ];
+  const codes = [...new Set([...projectCodes(k.projectId), ...(k.entitlements || [])])];
   const limitsForm = h(
     'form',
     { novalidate: true, 'data-test': 'key-limits-form' },

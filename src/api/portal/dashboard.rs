@@ -47,11 +47,7 @@ pub struct BlockView {
     /// The access level the block needs: none, key (an active key) or full (bound HWID).
     pub requires: AccessLevel,
     /// The entitlement the user's key must carry for the block to unlock, if any.
-    #[oai(
-        nullable,
-        skip_serializing_if_is_none,
-        rename = "requiresEntitlement"
-    )]
+    #[oai(nullable, skip_serializing_if_is_none, rename = "requiresEntitlement")]
     pub requires_entitlement: Option<String>,
     /// True when the user's access is below `requires`, or the key lacks
     /// `requiresEntitlement`; a locked block's URL is withheld.

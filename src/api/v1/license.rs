@@ -107,7 +107,7 @@ pub struct MachineRequest {
 }
 
 #[derive(Object, Debug)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename = "LicenseValidateRequest", rename_all = "camelCase")]
 pub struct ValidateRequest {
     #[oai(
         deserialize_with = "named::<LicenseKeyField, _>",
@@ -341,33 +341,32 @@ impl LicenseApi {
         let body = body.0;
         let nonce = body.nonce;
         let required = body.entitlements.unwrap_or_default();
-        let signed =
-            match licensing::validate(
-                &self.state,
-                &auth.0,
-                &body.license_key,
-                &body.machine_id,
-                &required,
-            )? {
-                MachineValidation::Found(signed) => signed,
-                MachineValidation::NotFound => {
-                    return Ok(ValidateResponse::Ok(
-                        SignedIfKnown::Plain(ValidateOk {
-                            success: true,
-                            valid: false,
-                            code: Verdict::NotFound.code().into(),
-                            status: None,
-                            message: Verdict::NotFound.message().into(),
-                            license: None,
-                            activation: None,
-                            entitlements: Vec::new(),
-                            missing_entitlements: Vec::new(),
-                            nonce,
-                        }),
-                        None,
-                    ));
-                }
-            };
+        let signed = match licensing::validate(
+            &self.state,
+            &auth.0,
+            &body.license_key,
+            &body.machine_id,
+            &required,
+        )? {
+            MachineValidation::Found(signed) => signed,
+            MachineValidation::NotFound => {
+                return Ok(ValidateResponse::Ok(
+                    SignedIfKnown::Plain(ValidateOk {
+                        success: true,
+                        valid: false,
+                        code: Verdict::NotFound.code().into(),
+                        status: None,
+                        message: Verdict::NotFound.message().into(),
+                        license: None,
+                        activation: None,
+                        entitlements: Vec::new(),
+                        missing_entitlements: Vec::new(),
+                        nonce,
+                    }),
+                    None,
+                ));
+            }
+        };
         let product_id = signed.signer.product_id().to_string();
         Ok(ValidateResponse::Ok(
             SignedIfKnown::from(signed.map(|v| ValidateOk {

@@ -172,10 +172,7 @@ pub async fn update(
                         now,
                     )?;
                     changed.insert("entitlements".into(), json!(codes));
-                    changed.insert(
-                        "previousEntitlements".into(),
-                        json!(license.entitlements),
-                    );
+                    changed.insert("previousEntitlements".into(), json!(license.entitlements));
                 }
             }
             if let Some(status) = changes.status
