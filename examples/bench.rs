@@ -863,6 +863,7 @@ fn bench_license() -> NewLicense {
         order_id: None,
         metadata: None,
         note: None,
+        entitlements: Vec::new(),
     }
 }
 
@@ -889,6 +890,7 @@ fn create_fixtures(
                 default_max_activations: 1,
                 key_format: KeyFormat::parse(products::DEFAULT_KEY_FORMAT)?,
                 heartbeat: None,
+                entitlements: Vec::new(),
             },
         )?;
         let (_, api_key) = api_keys::create(
