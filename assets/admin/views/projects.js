@@ -16,7 +16,7 @@ import {
   statusBadge,
   toast,
 } from '../../shared/ui.js';
-import { failInto, hrefFor, invalidateProjects, pageHead, pager } from '../state.js';
+import { failInto, hrefFor, invalidateProjects, pageHead, pager, parseCodes } from '../state.js';
 
 export async function render(root, ctx) {
   if (ctx.parts.length > 0) {
