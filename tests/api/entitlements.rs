@@ -582,17 +582,49 @@ async fn portal_blocks_can_be_gated_on_a_code() {
     assert_eq!(b[1]["requiresEntitlement"], "PRO_EXPORT");
     assert_eq!(b[2]["locked"], true, "{b}");
     assert_eq!(b[2]["requiresEntitlement"], "BETA");
+    assert!(b[2].get("url").is_none());
 
-    // The public face shows the gates but locks nothing.
+    // A loader block gated on a code the key lacks gates the download too.
+    let gated_loader = json!({"blocks": [
+        {"type": "download_loader", "requiresEntitlement": "BETA"},
+    ]});
+    assert_status(
+        &f.patch_project(json!({"portalSettings": gated_loader}))
+            .await,
+        200,
+    );
+    let me = send(
+        &f.srv,
+        Method::GET,
+        "/api/portal/me",
+        Cred::Bearer(&token),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(me.body["data"]["access"]["canDownloadLoader"], false);
+    let a = send(
+        &f.srv,
+        Method::GET,
+        "/api/portal/loader",
+        Cred::Bearer(&token),
+        None,
+        &[],
+    )
+    .await;
+    assert_kv_error_naming(&a, 403, "FORBIDDEN", "BETA");
+
+    // The public face shows the gate but locks nothing.
     let a = f
         .srv
         .call(Method::GET, "/api/portal/info?slug=app", None, None)
         .await;
     assert_status(&a, 200);
     assert_eq!(
-        a.body["data"]["portal"]["blocks"][2]["requiresEntitlement"],
+        a.body["data"]["portal"]["blocks"][0]["requiresEntitlement"],
         "BETA"
     );
+    assert_eq!(a.body["data"]["portal"]["blocks"][0]["locked"], false);
 }
 
 #[tokio::test]
