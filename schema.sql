@@ -1,4 +1,4 @@
--- Keyward schema, version 8 (the latest). A fresh database is created from this file;
+-- Keyward schema, version 10 (the latest). A fresh database is created from this file;
 -- later versions are numbered migrations in src/storage/migrations.rs, tracked in user_version.
 -- Every row carries tenant_id: every query is scoped by the caller's tenant.
 -- Times are integer milliseconds since the Unix epoch (UTC).
@@ -45,6 +45,8 @@ CREATE TABLE products (
     abuse_webhook_secret_sealed BLOB,
     -- what a validation gets when every session of its key is live: REFUSE_NEW or END_OLDEST
     session_limit            TEXT NOT NULL DEFAULT 'END_OLDEST',
+    -- entitlement codes licenses may carry, joined by ',' ('' for none)
+    entitlements             TEXT NOT NULL DEFAULT '',
     UNIQUE (tenant_id, slug)
 );
 
@@ -88,7 +90,9 @@ CREATE TABLE licenses (
     current_nonce    TEXT,
     hwid_reset_at    INTEGER,
     created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL
+    updated_at       INTEGER NOT NULL,
+    -- the product's entitlement codes this license carries, joined by ',' ('' for none)
+    entitlements     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX licenses_tenant_product ON licenses (tenant_id, product_id, created_at);
 CREATE INDEX licenses_tenant_created ON licenses (tenant_id, created_at);

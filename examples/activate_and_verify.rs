@@ -332,6 +332,7 @@ async fn self_test() -> Result<(), Box<dyn Error>> {
                     default_max_activations: 2,
                     key_format: KeyFormat::parse("DEMO-XXXX-XXXX-XXXX-XXXX")?,
                     heartbeat: None,
+                    entitlements: Vec::new(),
                 },
             )?;
             let (_, api_key) = api_keys::create(
@@ -357,6 +358,7 @@ async fn self_test() -> Result<(), Box<dyn Error>> {
                     order_id: None,
                     metadata: None,
                     note: None,
+                    entitlements: Vec::new(),
                 },
             )?;
             Ok((api_key, license.key))

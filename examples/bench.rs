@@ -882,6 +882,7 @@ fn bench_license() -> NewLicense {
         order_id: None,
         metadata: None,
         note: None,
+        entitlements: Vec::new(),
     }
 }
 
@@ -908,6 +909,7 @@ fn create_fixtures(
                 default_max_activations: 1,
                 key_format: KeyFormat::parse(products::DEFAULT_KEY_FORMAT)?,
                 heartbeat: None,
+                entitlements: Vec::new(),
             },
         )?;
         let (_, api_key) = api_keys::create(

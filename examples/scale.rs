@@ -170,6 +170,7 @@ fn fill(dir: &Path, n: u64, every: u64) -> Result<String, Box<dyn Error>> {
             default_max_activations: 1,
             key_format: KeyFormat::parse("XXXX-XXXX-XXXX-XXXX")?,
             heartbeat: None,
+            entitlements: Vec::new(),
         },
     )?;
     // Bulk load: durability does not matter for a throw-away fixture.

@@ -308,6 +308,7 @@ async fn self_test() -> Result<(), Box<dyn Error>> {
                     default_max_activations: 2,
                     key_format: KeyFormat::parse("DEMO-XXXX-XXXX-XXXX-XXXX")?,
                     heartbeat: None,
+                    entitlements: Vec::new(),
                 },
             )?;
             let (_, admin_key) = api_keys::create(c, &tenant.id, "ci", Scope::FullAdmin, None)?;
@@ -327,6 +328,7 @@ async fn self_test() -> Result<(), Box<dyn Error>> {
                     order_id: None,
                     metadata: None,
                     note: None,
+                    entitlements: Vec::new(),
                 },
             )?;
             Ok((product.id, admin_key, license.key))

@@ -258,6 +258,9 @@ pub enum ProductCommand {
         /// Keep dead machines (reported HEARTBEAT_DEAD) instead of culling them.
         #[arg(long)]
         keep_dead_machines: bool,
+        /// Entitlement codes its licenses may carry, comma-separated (e.g. PRO_EXPORT,CLOUD_SYNC).
+        #[arg(long, value_delimiter = ',')]
+        entitlements: Vec<String>,
     },
     /// List a tenant's products.
     List {
@@ -430,6 +433,7 @@ async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, E
             heartbeat_interval,
             heartbeat_grace,
             keep_dead_machines,
+            entitlements,
         } => {
             let draft = ProductDraft {
                 tenant_id: None,
@@ -455,6 +459,7 @@ async fn product_command(state: &AppState, cmd: ProductCommand) -> Result<i32, E
                     cull_dead: !keep_dead_machines,
                 }),
                 settings: ProjectSettings::default(),
+                entitlements: entitlements.iter().map(|c| c.trim().to_owned()).collect(),
             };
             let ctx = service::tenants::cli_context(state, &tenant)?;
             let product = catalog::create_product(state, &ctx, draft).await?.product;

@@ -142,6 +142,26 @@ async fn admin_panel_and_user_portal_end_to_end() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // Entitlements: typed as a list (any case), saved as the project's codes.
+    b.fill("settings-entitlements", "pro_export, BETA").await;
+    b.click("settings-save").await;
+    let codes = |srv: &TestServer| -> String {
+        srv.db()
+            .query_row(
+                "SELECT entitlements FROM products WHERE id = ?1",
+                [&project_id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while codes(&srv) != "PRO_EXPORT,BETA" {
+        assert!(
+            Instant::now() < deadline,
+            "the panel saves the entitlements"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     b.click("nav-projects").await;
     b.el("projects-table").await;
     b.shot("projects").await;
@@ -532,6 +552,20 @@ async fn admin_panel_and_user_portal_end_to_end() {
     b.el("key-activations-row").await;
     b.assert_clean("key detail").await;
     b.shot("key-detail").await;
+    // The key's entitlements: one checkbox per project code.
+    b.click("key-entitlement-BETA").await;
+    b.click("key-limits-save").await;
+    b.wait_text("key-entitlements", "BETA").await;
+    assert_eq!(
+        srv.db()
+            .query_row(
+                "SELECT entitlements FROM licenses WHERE id = ?1",
+                [&key_id],
+                |r| r.get::<_, String>(0),
+            )
+            .unwrap(),
+        "BETA"
+    );
     b.click("key-ban").await;
     b.el("key-ban-dialog").await;
     b.click("confirm-ok").await;

@@ -136,3 +136,29 @@ export function pager(pagination, onPage, test = 'pager') {
     ),
   );
 }
+
+/** Entitlement codes typed as text: split on commas or spaces, upper-cased, empties dropped. */
+export function parseCodes(text) {
+  return String(text || '')
+    .split(/[\s,]+/)
+    .map((c) => c.trim().toUpperCase())
+    .filter((c) => c !== '');
+}
+
+/** The entitlement codes of a cached project (empty when unknown). */
+export function projectCodes(id) {
+  const p = (state.projects || []).find((x) => x.id === id);
+  return p?.entitlements || [];
+}
+
+/** Entitlement codes as badges, or a muted dash for none. */
+export function entitlementBadges(codes, test = 'entitlements') {
+  if (!codes || codes.length === 0) {
+    return h('span', { class: 'muted', 'data-test': test }, 'none');
+  }
+  return h(
+    'span',
+    { 'data-test': test },
+    codes.map((c) => [h('span', { class: 'badge mono', 'data-code': c }, c), ' ']),
+  );
+}

@@ -59,6 +59,8 @@ export function normalizeBlocks(blocks) {
     else o = { type: b.type };
     if (LEVELS.includes(b.requires) && b.requires !== DEFAULT_REQUIRES[b.type])
       o.requires = b.requires;
+    if (typeof b.requiresEntitlement === 'string' && b.requiresEntitlement !== '')
+      o.requiresEntitlement = b.requiresEntitlement;
     out.push(o);
   }
   return out;
@@ -377,6 +379,21 @@ export function renderDashboard(blocks, me, ctx = {}) {
   }
   for (const b of list) {
     let el = null;
+    // Locked although the user's access reaches the block: the key lacks its entitlement.
+    const byLevel =
+      DEFAULT_REQUIRES[b.type] === 'key'
+        ? b.requires === 'full' && level === 'unbound'
+        : gated({ ...b, locked: false }, level);
+    if (b.locked && b.requiresEntitlement && !byLevel) {
+      wrap.appendChild(
+        locked(
+          b.type,
+          BLOCK_TITLES[b.type] || null,
+          `Your license does not include ${b.requiresEntitlement}.`,
+        ),
+      );
+      continue;
+    }
     // A key block the vendor gated to full access (`requires: "full"`) waits for the binding.
     if (
       (b.locked || b.requires === 'full') &&

@@ -5,6 +5,7 @@ pub mod abuse;
 pub mod activations;
 pub mod api_keys;
 pub mod audit;
+pub mod entitlements;
 pub mod license_files;
 pub mod licenses;
 pub mod operators;

@@ -14,7 +14,7 @@ use crate::domain::products::{
 };
 use crate::domain::sessions::SessionLimit;
 use crate::domain::tenants;
-use crate::domain::{ProductId, TenantId, now_ms, portal_users, releases};
+use crate::domain::{ProductId, TenantId, entitlements, now_ms, portal_users, releases};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -35,6 +35,8 @@ pub struct ProductDraft {
     pub key_format: KeyFormat,
     pub heartbeat: Option<HeartbeatPolicy>,
     pub settings: ProjectSettings,
+    /// The entitlement codes its licenses may carry.
+    pub entitlements: Vec<String>,
 }
 
 /// Changes to a product. `None` keeps a field; for clearable fields `Some(None)` clears it.
@@ -58,6 +60,9 @@ pub struct ProductChanges {
     pub keep_dead_machines: Option<bool>,
     /// The portal's configuration, a JSON object (checked here).
     pub portal_settings: Option<Option<serde_json::Value>>,
+    /// Replaces the entitlement codes. A code some license still carries cannot be removed
+    /// (409 naming the code and how many licenses carry it).
+    pub entitlements: Option<Vec<String>>,
 }
 
 /// A product as its administrator sees it: with its key count and its opened secrets.
@@ -111,6 +116,7 @@ pub async fn create_product(
         tenants::validate_slug(slug).map_err(Error::Invalid)?;
     }
     products::validate_settings(&draft.settings)?;
+    entitlements::parse_set("entitlements", &draft.entitlements)?;
     let master = state.master.clone();
     let event = ctx.event(&tenant_id, AuditAction::ProductCreate);
     let product = state
@@ -129,13 +135,18 @@ pub async fn create_product(
                 default_max_activations: draft.default_max_activations,
                 key_format: draft.key_format,
                 heartbeat: draft.heartbeat,
+                entitlements: draft.entitlements,
             };
             let mut product = products::create(c, &master, &tenant_id, new)?;
             if product.settings != draft.settings {
                 product.settings = draft.settings;
                 products::repo::update(c, &product)?;
             }
-            audit::repo::insert(c, &event.product(&product.id))?;
+            let mut event = event.product(&product.id);
+            if !product.entitlements.is_empty() {
+                event = event.detail(json!({"entitlements": product.entitlements}));
+            }
+            audit::repo::insert(c, &event)?;
             Ok(product)
         })
         .await?;
@@ -233,6 +244,11 @@ pub async fn update_product(
         Some(None) => Some(None),
         None => None,
     };
+    let new_entitlements = changes
+        .entitlements
+        .as_deref()
+        .map(|codes| entitlements::parse_set("entitlements", codes))
+        .transpose()?;
     let master = state.master.clone();
     let ctx = ctx.clone();
     let id = id.clone();
@@ -243,6 +259,20 @@ pub async fn update_product(
             let rotated = changes.regenerate_secret;
             let renamed = apply(&mut p, changes, portal_settings);
             products::validate_settings(&p.settings)?;
+            let entitlements_changed = match new_entitlements {
+                Some(codes) if codes != p.entitlements => {
+                    ensure_not_carried(c, &p, &codes)?;
+                    p.entitlements = codes;
+                    true
+                }
+                _ => false,
+            };
+            // A portal block may only be gated on one of the project's codes (checked when
+            // either changes).
+            portal_users::check_block_entitlements(
+                &portal_users::settings_of(&p),
+                &p.entitlements,
+            )?;
             if rotated {
                 let secret = products::new_client_secret();
                 p.client_secret_sha256 = crypto::sha256(secret.as_bytes()).to_vec();
@@ -250,14 +280,18 @@ pub async fn update_product(
             }
             p.updated_at = now_ms();
             products::repo::update(c, &p)?;
+            let mut detail = json!({
+                "secretRotated": rotated,
+                "renamed": renamed,
+                "status": p.status.as_str(),
+            });
+            if entitlements_changed {
+                detail["entitlements"] = json!(p.entitlements);
+            }
             let event = ctx
                 .event(&p.tenant_id, AuditAction::ProductUpdate)
                 .product(&p.id)
-                .detail(json!({
-                    "secretRotated": rotated,
-                    "renamed": renamed,
-                    "status": p.status.as_str(),
-                }));
+                .detail(detail);
             audit::repo::insert(c, &event)?;
             let n = products::repo::license_count(c, &p.id)?;
             Ok((p, n))
@@ -266,6 +300,33 @@ pub async fn update_product(
     // Validation must see the new settings at once, not when the cached copy ages out.
     state.product_cache.forget(&product.id);
     ProductDetails::open(state, product, count)
+}
+
+/// Refuses to drop a code from the product while a license still carries it: the licenses
+/// would silently lose a feature their customers paid for. The operator takes it off those
+/// licenses first (or keeps the code).
+fn ensure_not_carried(
+    c: &rusqlite::Connection,
+    p: &Product,
+    codes: &[String],
+) -> Result<(), Error> {
+    for removed in p.entitlements.iter().filter(|old| !codes.contains(old)) {
+        let n = entitlements::repo::licenses_carrying(c, &p.id, removed)?;
+        if n > 0 {
+            return Err(Error::Conflict(format!(
+                "entitlements: {removed} cannot be removed: {n} license{} of this product \
+                 carr{} it (take it off {} first)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "ies" } else { "y" },
+                if n == 1 {
+                    "that license"
+                } else {
+                    "those licenses"
+                },
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Applies the changes but the secret rotation; returns whether the name changed.

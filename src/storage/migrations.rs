@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 9;
+pub const LATEST_VERSION: i64 = 10;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v7_session_chains.sql"),
     include_str!("migrations/v8_audit_retention.sql"),
     include_str!("migrations/v9_revocations.sql"),
+    include_str!("migrations/v10_entitlements.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.

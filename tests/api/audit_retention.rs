@@ -373,13 +373,15 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
     let product = srv.create_product(tenants::DEFAULT_SLUG, "kept");
     let license = srv.create_license(&admin, &product.id, json!({})).await;
     srv.running.take().unwrap().stop().await.unwrap();
-    // As version 7 left it: no audit_daily (nor the later versions' tables), auto_vacuum off.
+    // As version 7 left it: no audit_daily (version 8), no revocation lists (version 9), no
+    // entitlements (version 10), auto_vacuum off.
     {
         let conn =
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
         conn.execute_batch(
             "DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
-             PRAGMA user_version = 7;
+             ALTER TABLE licenses DROP COLUMN entitlements;
+             ALTER TABLE products DROP COLUMN entitlements; PRAGMA user_version = 7;
              PRAGMA auto_vacuum = NONE; VACUUM;",
         )
         .unwrap();

@@ -144,6 +144,7 @@ impl TestServer {
             default_max_activations: 3,
             key_format: KeyFormat::parse("TT-XXXX-XXXX-XXXX-XXXX").unwrap(),
             heartbeat: None,
+            entitlements: Vec::new(),
         };
         tune(&mut new);
         products::create(&conn, &master, &tenant.id, new).expect("product")

@@ -3106,6 +3106,7 @@ async fn key_counts_stop_at_a_cap_past_the_page() {
         order_id: None,
         metadata: None,
         note: None,
+        entitlements: Vec::new(),
     };
     for _ in 0..10_050 {
         licenses::create(&tx, &product, &new).expect("license");

@@ -7,6 +7,7 @@ mod access_regressions;
 mod admin_operators_projects;
 mod audit_retention;
 mod catalog_regressions;
+mod entitlements;
 mod helpers;
 mod keys_and_validation;
 mod keys_regressions;

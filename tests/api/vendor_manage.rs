@@ -178,6 +178,7 @@ async fn create_answers_201_with_exactly_the_license_created_fields_and_product_
         "maxActivations",
         "validUntil",
         "createdAt",
+        "entitlements",
     ]
     .into_iter()
     .collect();

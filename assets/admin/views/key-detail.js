@@ -1,8 +1,9 @@
 // One license key: #/keys/ID. Details, machines (HWID), sessions, recent logs; actions ban,
-// suspend, reactivate, revoke (DELETE), reset HWID, max sessions and note (PATCH).
+// suspend, reactivate, revoke (DELETE), reset HWID, max sessions, note and entitlements (PATCH).
 
 import { api } from '../../shared/api.js';
 import {
+  checkbox,
   confirmDialog,
   copyButton,
   field,
@@ -17,7 +18,15 @@ import {
   titleCase,
   toast,
 } from '../../shared/ui.js';
-import { failInto, hrefFor, loadProjects, pageHead, projectName } from '../state.js';
+import {
+  entitlementBadges,
+  failInto,
+  hrefFor,
+  loadProjects,
+  pageHead,
+  projectCodes,
+  projectName,
+} from '../state.js';
 
 export async function render(root, { parts }) {
   const id = parts[0];
@@ -158,6 +167,8 @@ function paint(root, detail) {
     }),
   );
 
+  // The project's codes, and any the key carries that the cached list does not know yet.
+  const codes = [...new Set([...projectCodes(k.projectId), ...(k.entitlements || [])])];
   const limitsForm = h(
     'form',
     { novalidate: true, 'data-test': 'key-limits-form' },
@@ -175,6 +186,25 @@ function paint(root, detail) {
       }),
       field({ label: 'Note', name: 'note', value: k.note || '', maxlength: 500, test: 'key-note' }),
     ),
+    h(
+      'fieldset',
+      { 'data-test': 'key-entitlements-edit' },
+      h('legend', { class: 'small' }, 'Entitlements'),
+      codes.length === 0
+        ? h(
+            'p',
+            { class: 'muted small' },
+            'This project declares no entitlements (add them in its settings).',
+          )
+        : codes.map((c) =>
+            checkbox({
+              label: c,
+              name: `ent:${c}`,
+              checked: (k.entitlements || []).includes(c),
+              test: `key-entitlement-${c}`,
+            }),
+          ),
+    ),
     formError('key-limits-error'),
     h(
       'button',
@@ -188,6 +218,7 @@ function paint(root, detail) {
       const body = { maxSessions: Number(fd.get('maxSessions')) };
       const note = String(fd.get('note') || '').trim();
       body.note = note === '' ? null : note;
+      if (codes.length > 0) body.entitlements = codes.filter((c) => fd.get(`ent:${c}`) === 'on');
       await update(body, 'Key updated');
     },
     { sessions: 'maxSessions' },
@@ -253,6 +284,8 @@ function paint(root, detail) {
           ),
           h('dt', {}, 'Note'),
           h('dd', {}, k.note || h('span', { class: 'muted' }, '—')),
+          h('dt', {}, 'Entitlements'),
+          h('dd', {}, entitlementBadges(k.entitlements, 'key-entitlements')),
           h('dt', {}, 'Created'),
           h('dd', {}, fmtDateTime(k.createdAt)),
         ),

@@ -26,6 +26,7 @@ import {
   loadProjects,
   pageHead,
   pager,
+  parseCodes,
   projectName,
 } from '../state.js';
 
@@ -414,6 +415,15 @@ export async function generateDialog(defaultProjectId, onDone) {
         placeholder: 'e.g. VIP client, order #1234',
         test: 'generate-note',
       }),
+      field({
+        label: 'Entitlements (optional)',
+        name: 'entitlements',
+        maxlength: 4200,
+        cls: 'span-all',
+        placeholder: 'PRO_EXPORT, CLOUD_SYNC',
+        hint: 'Codes every generated key carries; each must be one of the project\u2019s.',
+        test: 'generate-entitlements',
+      }),
     ),
     h(
       'p',
@@ -456,6 +466,8 @@ export async function generateDialog(defaultProjectId, onDone) {
       if (body.plan === 'CUSTOM') body.customDays = Number(fd.get('customDays'));
       const note = String(fd.get('note') || '').trim();
       if (note) body.note = note;
+      const codes = parseCodes(fd.get('entitlements'));
+      if (codes.length > 0) body.entitlements = codes;
       if (!Number.isInteger(body.count) || body.count < 1 || body.count > 50)
         throw new Error('count must be between 1 and 50');
       const data = await api.post('/api/keys', body);

@@ -229,6 +229,28 @@ export function render(root, project, onChange) {
       changed();
     });
     fields.push(requires);
+    // Entitlement gating: only keys carrying the code unlock the block.
+    const codes = project.entitlements || [];
+    if (codes.length > 0 || b.requiresEntitlement) {
+      const gate = field({
+        label: 'Needs entitlement',
+        name: `entitlement-${i}`,
+        type: 'select',
+        options: [
+          ['', 'No entitlement'],
+          ...[...new Set([...codes, ...(b.requiresEntitlement ? [b.requiresEntitlement] : [])])],
+        ],
+        value: b.requiresEntitlement || '',
+        test: 'block-entitlement',
+        cls: 'field-compact',
+      });
+      gate.querySelector('select').addEventListener('change', (e) => {
+        if (e.target.value === '') delete b.requiresEntitlement;
+        else b.requiresEntitlement = e.target.value;
+        changed();
+      });
+      fields.push(gate);
+    }
     const li = h(
       'li',
       {

@@ -19,7 +19,7 @@ import {
   statusBadge,
   toast,
 } from '../../shared/ui.js';
-import { failInto, hrefFor, invalidateProjects, pageHead } from '../state.js';
+import { failInto, hrefFor, invalidateProjects, pageHead, parseCodes } from '../state.js';
 
 const TABS = [
   ['settings', 'Settings'],
@@ -264,6 +264,16 @@ function renderSettings(root, project, onChange) {
           hint: 'Returned to your app by a successful validation.',
           test: 'settings-server-var',
         }),
+        field({
+          label: 'Entitlements',
+          name: 'entitlements',
+          value: (project.entitlements || []).join(', '),
+          maxlength: 4200,
+          cls: 'span-all',
+          placeholder: 'PRO_EXPORT, CLOUD_SYNC',
+          hint: 'Feature codes keys of this project may carry (A-Z, 0-9, _), comma-separated. A code some key still carries cannot be removed.',
+          test: 'settings-entitlements',
+        }),
       ),
       checkbox({
         label: 'Require encrypted validation',
@@ -309,6 +319,7 @@ function renderSettings(root, project, onChange) {
         sessionLimit: fd.get('sessionLimit'),
         keepDeadMachines: fd.get('keepDeadMachines') === 'on',
         heartbeatIntervalSeconds: intOrNull('heartbeatIntervalSeconds'),
+        entitlements: parseCodes(fd.get('entitlements')),
       };
       for (const k of [
         'defaultMaxActivations',

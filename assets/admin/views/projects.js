@@ -16,7 +16,7 @@ import {
   statusBadge,
   toast,
 } from '../../shared/ui.js';
-import { failInto, hrefFor, invalidateProjects, pageHead, pager } from '../state.js';
+import { failInto, hrefFor, invalidateProjects, pageHead, pager, parseCodes } from '../state.js';
 
 export async function render(root, ctx) {
   if (ctx.parts.length > 0) {
@@ -230,6 +230,15 @@ export function createProjectDialog() {
           value: 'DESKTOP',
           test: 'project-type',
         }),
+        field({
+          label: 'Entitlements',
+          name: 'entitlements',
+          maxlength: 4200,
+          cls: 'span-all',
+          placeholder: 'PRO_EXPORT, CLOUD_SYNC',
+          hint: 'Feature codes keys may carry, comma-separated (A-Z, 0-9, _).',
+          test: 'project-entitlements',
+        }),
       ),
       checkbox({
         label: 'Require encrypted validation',
@@ -270,6 +279,8 @@ export function createProjectDialog() {
     if (ma) body.defaultMaxActivations = Number(ma);
     body.type = fd.get('type');
     body.requireEncryption = fd.get('requireEncryption') === 'on';
+    const codes = parseCodes(fd.get('entitlements'));
+    if (codes.length > 0) body.entitlements = codes;
     const data = await api.post('/api/projects', body);
     invalidateProjects();
     d.close();

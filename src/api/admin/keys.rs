@@ -32,6 +32,7 @@ crate::field_names!(
     ProjectIdField = "projectId",
     StatusField = "status",
     ResetHwidField = "resetHwid",
+    EntitlementsField = "entitlements",
 );
 
 #[derive(Object, Debug)]
@@ -74,6 +75,9 @@ pub struct GenerateKeysRequest {
         validator(max_length = 64)
     )]
     pub project_id: Option<String>,
+    /// Entitlement codes every generated key carries, each one of the project's.
+    #[oai(nullable, deserialize_with = "named::<EntitlementsField, _>")]
+    pub entitlements: Option<Vec<String>>,
 }
 
 #[derive(Object, Debug)]
@@ -98,6 +102,9 @@ pub struct UpdateKeyRequest {
         validator(max_length = 500)
     )]
     pub note: MaybeUndefined<String>,
+    /// Replaces the key's entitlement codes (each one of its project's; [] removes all).
+    #[oai(nullable, deserialize_with = "named::<EntitlementsField, _>")]
+    pub entitlements: Option<Vec<String>>,
 }
 
 #[derive(Object, Debug)]
@@ -125,6 +132,8 @@ pub struct KeyView {
     pub activations: u64,
     #[oai(nullable)]
     pub note: Option<String>,
+    /// The entitlement codes the key carries.
+    pub entitlements: Vec<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -148,6 +157,7 @@ impl KeyView {
             hwid_locked: l.max_activations == 1,
             activations: activation_count,
             note: l.note.clone(),
+            entitlements: l.entitlements.clone(),
             created_at: ms_to_datetime(l.created_at),
         }
     }
@@ -346,6 +356,7 @@ impl KeysApi {
             custom_days: body.custom_days,
             note: body.note,
             project: body.project_id.map(ProductId::from),
+            entitlements: body.entitlements.unwrap_or_default(),
         };
         let issued = keys::issue_plan_keys(&self.state, &admin.ctx, order).await?;
         let now = now_ms();
@@ -368,7 +379,7 @@ impl KeysApi {
         Ok(KeyDetailResponse::Ok(Json(detail_view(detail))))
     }
 
-    /// Update a key's status, sessions or note, or reset its HWID
+    /// Update a key's status, sessions, note or entitlements, or reset its HWID
     ///
     /// REVOKED is final: a revoked key cannot be changed back.
     #[oai(path = "/api/keys/:id", method = "patch")]
@@ -384,9 +395,11 @@ impl KeysApi {
             && body.reset_hwid.is_none()
             && body.max_sessions.is_none()
             && body.note.is_undefined()
+            && body.entitlements.is_none()
         {
             return Err(Error::Invalid(
-                "nothing to change: send status, resetHwid, maxSessions or note".into(),
+                "nothing to change: send status, resetHwid, maxSessions, note or entitlements"
+                    .into(),
             )
             .into());
         }
@@ -399,6 +412,7 @@ impl KeysApi {
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Undefined => None,
             },
+            entitlements: body.entitlements,
         };
         let detail = keys::update(&self.state, &admin.ctx, LicenseId::from(id.0), changes).await?;
         Ok(KeyDetailResponse::Ok(Json(detail_view(detail))))

@@ -46,6 +46,7 @@ crate::field_names!(
     StatusField = "status",
     RegenerateSecretField = "regenerateSecret",
     TenantIdField = "tenantId",
+    EntitlementsField = "entitlements",
 );
 
 #[derive(Object, Debug)]
@@ -127,6 +128,10 @@ pub struct CreateProjectRequest {
         validator(max_length = 64)
     )]
     pub tenant_id: Option<String>,
+    /// Entitlement codes (`^[A-Z][A-Z0-9_]{0,63}$`, at most 64, no duplicates) its keys may
+    /// carry.
+    #[oai(nullable, deserialize_with = "named::<EntitlementsField, _>")]
+    pub entitlements: Option<Vec<String>>,
 }
 
 #[derive(Object, Debug)]
@@ -199,6 +204,10 @@ pub struct UpdateProjectRequest {
     /// The portal's configuration (JSON object); null clears it.
     #[oai(nullable, deserialize_with = "named::<PortalSettingsField, _>")]
     pub portal_settings: MaybeUndefined<serde_json::Value>,
+    /// Replaces the entitlement codes. Removing a code some key still carries is refused
+    /// (409 `CONFLICT`, naming the code and how many keys carry it).
+    #[oai(nullable, deserialize_with = "named::<EntitlementsField, _>")]
+    pub entitlements: Option<Vec<String>>,
 }
 
 /// A project as the admin panel sees it. Secrets appear only in single-project answers.
@@ -229,8 +238,10 @@ pub struct ProjectView {
     pub heartbeat_interval_seconds: Option<u32>,
     pub heartbeat_grace_seconds: u32,
     pub keep_dead_machines: bool,
+    /// The entitlement codes its keys may carry.
+    pub entitlements: Vec<String>,
     /// The portal's configuration: `enabled`, `title`, `welcome`, `loaderUrl` and `blocks`
-    /// (`{type, label?, url?, text?, requires?}`), defaults filled in.
+    /// (`{type, label?, url?, text?, requires?, requiresEntitlement?}`), defaults filled in.
     #[oai(nullable)]
     pub portal_settings: Option<serde_json::Value>,
     /// Ed25519 public key (base64 of 32 bytes): verifies signed answers and bundles.
@@ -267,6 +278,7 @@ impl ProjectView {
             heartbeat_interval_seconds: p.heartbeat.map(|h| h.interval_secs),
             heartbeat_grace_seconds: p.heartbeat.map(|h| h.grace_secs).unwrap_or(0),
             keep_dead_machines: p.heartbeat.is_some_and(|h| !h.cull_dead),
+            entitlements: p.entitlements.clone(),
             // The effective settings: a project that never saved any has the default portal.
             portal_settings: serde_json::to_value(portal_users::settings_of(p)).ok(),
             public_key: crypto::base64(&p.signing_public_key),
@@ -415,6 +427,7 @@ impl ProjectsApi {
             product_type: body.product_type.unwrap_or(ProductType::Desktop),
             default_license_type: body.default_license_type.unwrap_or(LicenseType::Perpetual),
             default_max_activations: body.default_max_activations.unwrap_or(1),
+            entitlements: body.entitlements.unwrap_or_default(),
         };
         let created = catalog::create_product(&self.state, &ctx, draft).await?;
         Ok(CreateProjectResponse::Created(Json(ProjectOk {
@@ -470,6 +483,7 @@ impl ProjectsApi {
             heartbeat_grace_secs: body.heartbeat_grace_seconds,
             keep_dead_machines: body.keep_dead_machines,
             portal_settings: change(body.portal_settings),
+            entitlements: body.entitlements,
         };
         let updated =
             catalog::update_product(&self.state, &ctx, &ProductId::from(id.0), changes).await?;

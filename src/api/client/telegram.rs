@@ -96,6 +96,8 @@ pub struct TelegramData {
     pub nonce: Option<String>,
     #[oai(nullable)]
     pub note: Option<String>,
+    /// The entitlement codes the key carries.
+    pub entitlements: Vec<String>,
     /// info only: the key's status now.
     #[oai(nullable, skip_serializing_if_is_none)]
     pub status: Option<LicenseStatus>,
@@ -161,6 +163,7 @@ impl TelegramApi {
                     custom_days: licensing::custom_days(l),
                     expires_at: l.valid_until.map(ms_to_datetime),
                     nonce: Some(v.nonce),
+                    entitlements: v.license.entitlements,
                     note: v.license.note,
                     status: None,
                     hwid_bound: None,
@@ -180,6 +183,7 @@ impl TelegramApi {
                     expires_at: l.valid_until.map(ms_to_datetime),
                     nonce: None,
                     note: l.note.clone(),
+                    entitlements: l.entitlements.clone(),
                     status: Some(l.effective_status(info.at)),
                     hwid_bound: Some(info.hwid_bound),
                     hwid_match: info.hwid_match,
@@ -221,6 +225,7 @@ impl TelegramApi {
             expires_at: license.valid_until.map(ms_to_datetime),
             nonce: None,
             note: license.note.clone(),
+            entitlements: license.entitlements.clone(),
             status: None,
             hwid_bound: Some(false),
             hwid_match: None,

@@ -137,6 +137,8 @@ pub struct Validation {
     /// The project's server variable.
     #[oai(nullable)]
     pub server_var: Option<String>,
+    /// The entitlement codes the key carries.
+    pub entitlements: Vec<String>,
     /// Present this nonce on the next validation.
     pub nonce: String,
     pub session_id: String,
@@ -438,6 +440,7 @@ fn validation(v: KeyValidation, client_nonce: Option<String>) -> Validation {
         plan: l.plan,
         custom_days: licensing::custom_days(l),
         expires_at: l.valid_until.map(ms_to_datetime),
+        entitlements: v.license.entitlements,
         note: v.license.note,
         server_var: v.server_var,
         nonce: v.nonce,

@@ -46,7 +46,11 @@ pub struct BlockView {
     pub text: Option<String>,
     /// The access level the block needs: none, key (an active key) or full (bound HWID).
     pub requires: AccessLevel,
-    /// True when the user's access is below `requires`; a locked block's URL is withheld.
+    /// The entitlement the user's key must carry for the block to unlock, if any.
+    #[oai(nullable, skip_serializing_if_is_none, rename = "requiresEntitlement")]
+    pub requires_entitlement: Option<String>,
+    /// True when the user's access is below `requires`, or the key lacks
+    /// `requiresEntitlement`; a locked block's URL is withheld.
     pub locked: bool,
 }
 
@@ -58,6 +62,7 @@ impl From<ShownBlock> for BlockView {
             url: b.url,
             text: b.text,
             requires: b.requires,
+            requires_entitlement: b.requires_entitlement,
             locked: b.locked,
         }
     }

@@ -50,7 +50,8 @@ pub enum KvError {
     /// The path exists, but not with this method (`METHOD_NOT_ALLOWED`).
     #[oai(status = 405)]
     MethodNotAllowed(Json<KvErrorBody>),
-    /// A unique value is taken (`CONFLICT`).
+    /// A unique value is taken, or a project would drop an entitlement code its keys still
+    /// carry (`CONFLICT`).
     #[oai(status = 409)]
     Conflict(Json<KvErrorBody>),
     /// The body exceeds the size limit (`PAYLOAD_TOO_LARGE`).

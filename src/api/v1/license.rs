@@ -24,6 +24,7 @@ pub struct LicenseApi {
 
 crate::field_names!(
     AppVersionField = "appVersion",
+    EntitlementsField = "entitlements",
     KeyField = "key",
     LicenseKeyField = "licenseKey",
     MachineIdField = "machineId",
@@ -109,6 +110,32 @@ pub struct MachineRequest {
 }
 
 #[derive(Object, Debug)]
+#[oai(rename = "LicenseValidateRequest", rename_all = "camelCase")]
+pub struct ValidateRequest {
+    #[oai(
+        deserialize_with = "named::<LicenseKeyField, _>",
+        validator(min_length = 10, max_length = 100)
+    )]
+    pub license_key: String,
+    #[oai(
+        deserialize_with = "named::<MachineIdField, _>",
+        validator(min_length = 8, max_length = 255)
+    )]
+    pub machine_id: String,
+    /// Client-chosen value echoed inside the signed response (anti-replay).
+    #[oai(
+        nullable,
+        deserialize_with = "named::<NonceField, _>",
+        validator(max_length = 128)
+    )]
+    pub nonce: Option<String>,
+    /// Entitlement codes the app requires (at most 64). A usable license lacking one answers
+    /// `valid: false` with code `ENTITLEMENTS_MISSING`, naming the missing codes.
+    #[oai(nullable, deserialize_with = "named::<EntitlementsField, _>")]
+    pub entitlements: Option<Vec<String>>,
+}
+
+#[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct HeartbeatRequest {
     /// The license key (`licenseKey` is accepted as an alias).
@@ -172,6 +199,8 @@ pub struct ActivateOk {
     pub message: String,
     pub license: LicensePublic,
     pub activation: ActivationView,
+    /// The license's entitlement codes.
+    pub entitlements: Vec<String>,
     #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
@@ -193,7 +222,8 @@ pub enum ActivateResponse {
 pub struct ValidateOk {
     pub success: bool,
     pub valid: bool,
-    /// VALID, NOT_FOUND, EXPIRED, SUSPENDED, REVOKED, NOT_ACTIVATED or HEARTBEAT_DEAD.
+    /// VALID, NOT_FOUND, EXPIRED, SUSPENDED, REVOKED, NOT_ACTIVATED, HEARTBEAT_DEAD or
+    /// ENTITLEMENTS_MISSING.
     pub code: String,
     /// Null when the license was not found.
     #[oai(nullable)]
@@ -203,6 +233,10 @@ pub struct ValidateOk {
     pub license: Option<LicensePublic>,
     #[oai(nullable)]
     pub activation: Option<ActivationView>,
+    /// The license's entitlement codes (empty when the license was not found).
+    pub entitlements: Vec<String>,
+    /// With `ENTITLEMENTS_MISSING`: the required codes the license lacks; otherwise empty.
+    pub missing_entitlements: Vec<String>,
     #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
@@ -239,6 +273,8 @@ pub struct HeartbeatOk {
     /// When the next heartbeat is due; null when the product has no heartbeat policy.
     #[oai(nullable)]
     pub next_heartbeat_at: Option<OffsetDateTime>,
+    /// The license's entitlement codes.
+    pub entitlements: Vec<String>,
     #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
@@ -257,6 +293,8 @@ pub enum HeartbeatResponse {
 pub struct CheckOk {
     pub success: bool,
     pub status: VendorStatus,
+    /// The license's entitlement codes.
+    pub entitlements: Vec<String>,
     #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
@@ -341,6 +379,7 @@ impl LicenseApi {
                     .into(),
                     license: LicensePublic::new(&a.license, &a.product, a.used),
                     activation: ActivationView::new(&a.activation),
+                    entitlements: a.license.entitlements.clone(),
                     nonce,
                 }
             })),
@@ -351,34 +390,43 @@ impl LicenseApi {
     /// Validate a license on a machine
     ///
     /// Read-only: never creates or changes activations. Always answers 200; `valid` says
-    /// whether the app may run and `code` says why not. Signed when the license was found.
+    /// whether the app may run and `code` says why not. With `entitlements`, a license that
+    /// lacks one of them is `ENTITLEMENTS_MISSING`. Signed when the license was found.
     #[oai(path = "/validate", method = "post")]
     async fn validate(
         &self,
         auth: ValidateScope,
-        body: Json<MachineRequest>,
+        body: Json<ValidateRequest>,
     ) -> VendorResult<ValidateResponse> {
         let body = body.0;
         let nonce = body.nonce;
-        let signed =
-            match licensing::validate(&self.state, &auth.0, &body.license_key, &body.machine_id)? {
-                MachineValidation::Found(signed) => signed,
-                MachineValidation::NotFound => {
-                    return Ok(ValidateResponse::Ok(
-                        SignedIfKnown::Plain(ValidateOk {
-                            success: true,
-                            valid: false,
-                            code: Verdict::NotFound.code().into(),
-                            status: None,
-                            message: Verdict::NotFound.message().into(),
-                            license: None,
-                            activation: None,
-                            nonce,
-                        }),
-                        None,
-                    ));
-                }
-            };
+        let required = body.entitlements.unwrap_or_default();
+        let signed = match licensing::validate(
+            &self.state,
+            &auth.0,
+            &body.license_key,
+            &body.machine_id,
+            &required,
+        )? {
+            MachineValidation::Found(signed) => signed,
+            MachineValidation::NotFound => {
+                return Ok(ValidateResponse::Ok(
+                    SignedIfKnown::Plain(ValidateOk {
+                        success: true,
+                        valid: false,
+                        code: Verdict::NotFound.code().into(),
+                        status: None,
+                        message: Verdict::NotFound.message().into(),
+                        license: None,
+                        activation: None,
+                        entitlements: Vec::new(),
+                        missing_entitlements: Vec::new(),
+                        nonce,
+                    }),
+                    None,
+                ));
+            }
+        };
         let product_id = signed.signer.product_id().to_string();
         Ok(ValidateResponse::Ok(
             SignedIfKnown::from(signed.map(|v| ValidateOk {
@@ -386,9 +434,11 @@ impl LicenseApi {
                 valid: v.verdict == Verdict::Valid,
                 code: v.verdict.code().into(),
                 status: Some(VendorStatus::of(v.license.effective_status(v.at))),
-                message: v.verdict.message().into(),
+                message: v.message(),
                 license: Some(LicensePublic::new(&v.license, &v.product, v.used)),
                 activation: v.activation.as_ref().map(ActivationView::new),
+                entitlements: v.license.entitlements.clone(),
+                missing_entitlements: v.missing.clone(),
                 nonce,
             })),
             Some(product_id),
@@ -476,6 +526,7 @@ impl LicenseApi {
             SignedJson::from(signed.map(|h| HeartbeatOk {
                 success: true,
                 next_heartbeat_at: h.next_heartbeat_at.map(crate::domain::ms_to_datetime),
+                entitlements: h.entitlements,
                 nonce,
             })),
             product_id,
@@ -503,9 +554,10 @@ impl LicenseApi {
         let product_id = signed.signer.product_id().to_string();
         let nonce = nonce.0;
         Ok(CheckResponse::Ok(
-            SignedJson::from(signed.map(|status| CheckOk {
+            SignedJson::from(signed.map(|checked| CheckOk {
                 success: true,
-                status: VendorStatus::of(status),
+                status: VendorStatus::of(checked.status),
+                entitlements: checked.entitlements,
                 nonce,
             })),
             product_id,

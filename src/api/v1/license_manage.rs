@@ -30,6 +30,7 @@ pub struct LicenseManageApi {
 crate::field_names!(
     CustomerEmailField = "customerEmail",
     CustomerNameField = "customerName",
+    EntitlementsField = "entitlements",
     LicenseIdField = "licenseId",
     LicenseKeyField = "licenseKey",
     LicensesField = "licenses",
@@ -95,6 +96,15 @@ pub struct CreateLicenseRequest {
         validator(max_properties = 20)
     )]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    /// Entitlement codes the license carries, each one of the product's (at most 64).
+    // Left out of the idempotency hash when absent, so requests hashed before entitlements
+    // existed still match.
+    #[oai(
+        nullable,
+        skip_serializing_if_is_none,
+        deserialize_with = "named::<EntitlementsField, _>"
+    )]
+    pub entitlements: Option<Vec<String>>,
 }
 
 #[derive(Object, Debug)]
@@ -150,6 +160,9 @@ pub struct RenewRequest {
     /// The new expiration; must be in the future.
     #[oai(deserialize_with = "named::<ValidUntilField, _>")]
     pub valid_until: OffsetDateTime,
+    /// When given, replaces the license's entitlement codes (each one of its product's).
+    #[oai(nullable, deserialize_with = "named::<EntitlementsField, _>")]
+    pub entitlements: Option<Vec<String>>,
 }
 
 // ---- responses ------------------------------------------------------------------------
@@ -356,7 +369,8 @@ impl LicenseManageApi {
         let body = body.0;
         let target = KeyRef::from_parts(body.license_id, body.license_key)?;
         let valid_until = datetime_to_ms(body.valid_until);
-        let license = keys::renew(&self.state, &auth.0, target, valid_until).await?;
+        let license =
+            keys::renew(&self.state, &auth.0, target, valid_until, body.entitlements).await?;
         Ok(LicenseResponse::Ok(Json(LicenseOk {
             success: true,
             license: LicenseCreated::new(&license, now_ms()),
@@ -416,6 +430,7 @@ impl LicenseManageApi {
             customer_name: req.customer_name,
             order_id: req.order_id,
             metadata: req.metadata,
+            entitlements: req.entitlements.unwrap_or_default(),
         };
         keys::issue(&self.state, ctx, order, idempotency).await
     }

@@ -85,6 +85,8 @@ pub struct LicenseCreated {
     #[oai(nullable)]
     pub valid_until: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    /// The entitlement codes the license carries.
+    pub entitlements: Vec<String>,
 }
 
 impl LicenseCreated {
@@ -99,6 +101,7 @@ impl LicenseCreated {
             max_activations: license.max_activations,
             valid_until: license.valid_until.map(ms_to_datetime),
             created_at: ms_to_datetime(license.created_at),
+            entitlements: license.entitlements.clone(),
         }
     }
 }
@@ -143,6 +146,8 @@ pub struct ProductPublic {
     pub heartbeat_interval_seconds: Option<u32>,
     /// Ed25519 public key, base64 of the raw 32 bytes.
     pub public_key: String,
+    /// The entitlement codes its licenses may carry.
+    pub entitlements: Vec<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -158,6 +163,7 @@ impl ProductPublic {
             default_max_activations: p.default_max_activations,
             heartbeat_interval_seconds: p.heartbeat.map(|h| h.interval_secs),
             public_key: crate::crypto::base64(&p.signing_public_key),
+            entitlements: p.entitlements.clone(),
             created_at: ms_to_datetime(p.created_at),
         }
     }

@@ -63,6 +63,8 @@ pub enum Verdict {
     Revoked,
     NotActivated,
     HeartbeatDead,
+    /// Usable, but without an entitlement the app requires.
+    EntitlementsMissing,
 }
 
 impl Verdict {
@@ -75,6 +77,7 @@ impl Verdict {
             Self::Revoked => "REVOKED",
             Self::NotActivated => "NOT_ACTIVATED",
             Self::HeartbeatDead => "HEARTBEAT_DEAD",
+            Self::EntitlementsMissing => "ENTITLEMENTS_MISSING",
         }
     }
 
@@ -89,6 +92,7 @@ impl Verdict {
             Self::HeartbeatDead => {
                 "The machine stopped sending heartbeats; send a heartbeat or activate again"
             }
+            Self::EntitlementsMissing => "The license lacks entitlements the app requires",
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct License {
     pub hwid_reset_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The product's entitlement codes this license carries.
+    pub entitlements: Vec<String>,
 }
 
 impl License {
@@ -168,6 +174,8 @@ pub struct NewLicense {
     pub order_id: Option<String>,
     pub metadata: Option<String>,
     pub note: Option<String>,
+    /// Entitlement codes, each one of the product's (checked by [`create`]).
+    pub entitlements: Vec<String>,
 }
 
 /// A plausible e-mail address: one `@`, something before it, a dotted domain, no spaces.
@@ -203,6 +211,11 @@ pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<
     {
         return Err(Error::Invalid("validUntil must be in the future".into()));
     }
+    let entitlements = super::entitlements::parse_for_product(
+        "entitlements",
+        &new.entitlements,
+        &product.entitlements,
+    )?;
     let mut license = License {
         id: crypto::new_id("lic"),
         tenant_id: product.tenant_id.clone(),
@@ -225,6 +238,7 @@ pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<
         hwid_reset_at: None,
         created_at: now,
         updated_at: now,
+        entitlements,
     };
     // With >= 80 random bits a collision is practically impossible; retry anyway rather than
     // fail a paying customer's order on the one-in-a-trillion chance.
@@ -376,6 +390,7 @@ mod tests {
             hwid_reset_at: None,
             created_at: 0,
             updated_at: 0,
+            entitlements: Vec::new(),
         }
     }
 

@@ -6,7 +6,7 @@ use crate::error::Result;
 /// Column positions of `SELECT *` / `l.*` (the table's order in schema.sql; migrations only
 /// append). Read by position: looking names up costs a scan of all columns per field, on the
 /// validation hot path. `tests::positions_match_the_schema` guards the order.
-pub const COLUMNS: [&str; 22] = [
+pub const COLUMNS: [&str; 23] = [
     "id",
     "tenant_id",
     "product_id",
@@ -29,6 +29,7 @@ pub const COLUMNS: [&str; 22] = [
     "hwid_reset_at",
     "created_at",
     "updated_at",
+    "entitlements",
 ];
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<License> {
@@ -54,6 +55,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<License> {
         hwid_reset_at: r.get(19)?,
         created_at: r.get(20)?,
         updated_at: r.get(21)?,
+        entitlements: crate::domain::entitlements::from_column(&r.get::<_, String>(22)?),
     })
 }
 
@@ -61,9 +63,10 @@ pub fn insert(conn: &Connection, l: &License) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier, status,
             max_activations, max_sessions, valid_until, plan, plan_days, customer_email,
-            customer_name, order_id, metadata, note, revoked_reason, created_at, updated_at)
+            customer_name, order_id, metadata, note, revoked_reason, created_at, updated_at,
+            entitlements)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20)",
+            ?19, ?20, ?21)",
     )?
     .execute(params![
         l.id,
@@ -86,6 +89,7 @@ pub fn insert(conn: &Connection, l: &License) -> Result<()> {
         l.revoked_reason,
         l.created_at,
         l.updated_at,
+        crate::domain::entitlements::to_column(&l.entitlements),
     ])?;
     Ok(())
 }

@@ -196,6 +196,10 @@ pub struct Block {
     /// is bound to a machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<AccessLevel>,
+    /// An entitlement code the user's key must carry (besides the access level) for the block
+    /// to unlock; one of the project's entitlements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_entitlement: Option<String>,
 }
 
 impl Block {
@@ -241,6 +245,7 @@ fn default_blocks() -> Vec<Block> {
         url: None,
         text: None,
         requires: None,
+        requires_entitlement: None,
     })
     .collect()
 }
@@ -277,6 +282,14 @@ pub fn parse_settings(value: &serde_json::Value) -> Result<PortalSettings> {
         let at = |field: &str| format!("portalSettings.blocks[{i}].{field}");
         check_len(&at("label"), block.label.as_deref(), 60)?;
         check_len(&at("text"), block.text.as_deref(), 2000)?;
+        if let Some(code) = &block.requires_entitlement
+            && !crate::domain::entitlements::valid_code(code)
+        {
+            return Err(Error::Invalid(format!(
+                "{}: {code:?} is not a valid entitlement code",
+                at("requiresEntitlement")
+            )));
+        }
         match block.block_type {
             BlockType::CustomButton => {
                 if block.label.as_deref().is_none_or(|l| l.trim().is_empty()) {
@@ -298,6 +311,21 @@ pub fn parse_settings(value: &serde_json::Value) -> Result<PortalSettings> {
         }
     }
     Ok(settings)
+}
+
+/// Every block's `requiresEntitlement` must be one of the project's entitlement codes.
+pub fn check_block_entitlements(settings: &PortalSettings, codes: &[String]) -> Result<()> {
+    for (i, block) in settings.blocks.iter().enumerate() {
+        if let Some(code) = &block.requires_entitlement
+            && !codes.contains(code)
+        {
+            return Err(Error::Invalid(format!(
+                "portalSettings.blocks[{i}].requiresEntitlement: {code} is not an entitlement of \
+                 this project"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The settings stored for a product, or the defaults (every project has a portal).

@@ -124,6 +124,8 @@ pub struct Product {
     pub client_secret_sealed: Vec<u8>,
     pub payload_key_sealed: Vec<u8>,
     pub settings: ProjectSettings,
+    /// The entitlement codes its licenses may carry (see [`super::entitlements`]).
+    pub entitlements: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -188,6 +190,8 @@ pub struct NewProduct {
     pub default_max_activations: u32,
     pub key_format: KeyFormat,
     pub heartbeat: Option<HeartbeatPolicy>,
+    /// Entitlement codes, checked by [`create`].
+    pub entitlements: Vec<String>,
 }
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -277,6 +281,10 @@ pub fn create(
             "heartbeat interval must be at least 1 second".into(),
         ));
     }
+    let new = NewProduct {
+        entitlements: super::entitlements::parse_set("entitlements", &new.entitlements)?,
+        ..new
+    };
     if repo::find_by_slug(conn, tenant_id, &new.slug)?.is_some() {
         return Err(Error::Conflict(format!(
             "a product with slug {:?} exists in this tenant",
@@ -304,6 +312,7 @@ pub fn create(
         client_secret_sealed: master.seal(client_secret.as_bytes())?,
         payload_key_sealed: master.seal(&payload_key)?,
         settings: ProjectSettings::default(),
+        entitlements: new.entitlements,
         created_at: now,
         updated_at: now,
     };

@@ -39,6 +39,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
             hwid_reset_cooldown_secs: r.get("hwid_reset_cooldown_secs")?,
             portal_settings: r.get("portal_settings")?,
         },
+        entitlements: crate::domain::entitlements::from_column(
+            &r.get::<_, String>("entitlements")?,
+        ),
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
     })
@@ -52,9 +55,9 @@ pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
             signing_public_key, signing_secret_sealed, client_secret_sha256,
             client_secret_sealed, payload_key_sealed, description, server_var,
             require_encryption, session_ttl_secs, hwid_reset_cooldown_secs, portal_settings,
-            created_at, updated_at, session_limit)
+            created_at, updated_at, session_limit, entitlements)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         params![
             p.id,
             p.tenant_id,
@@ -82,6 +85,7 @@ pub fn insert(conn: &Connection, p: &Product) -> Result<()> {
             p.created_at,
             p.updated_at,
             p.settings.session_limit,
+            crate::domain::entitlements::to_column(&p.entitlements),
         ],
     )?;
     Ok(())
@@ -204,7 +208,7 @@ pub fn update(conn: &Connection, p: &Product) -> Result<()> {
             client_secret_sha256 = ?11, client_secret_sealed = ?12, description = ?13,
             server_var = ?14, require_encryption = ?15, session_ttl_secs = ?16,
             hwid_reset_cooldown_secs = ?17, portal_settings = ?18, updated_at = ?19,
-            session_limit = ?20
+            session_limit = ?20, entitlements = ?21
          WHERE id = ?1",
         params![
             p.id,
@@ -227,6 +231,7 @@ pub fn update(conn: &Connection, p: &Product) -> Result<()> {
             p.settings.portal_settings,
             p.updated_at,
             p.settings.session_limit,
+            crate::domain::entitlements::to_column(&p.entitlements),
         ],
     )?;
     Ok(())

@@ -29,6 +29,8 @@ pub struct LicenseOrder {
     pub order_id: Option<String>,
     /// Custom key-value pairs: at most 20 keys of 1-64 characters, at most 8 KiB as JSON.
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    /// Entitlement codes, each one of the product's.
+    pub entitlements: Vec<String>,
 }
 
 /// Makes a retried order safe: one license per key and tenant; the same key with another
@@ -52,6 +54,8 @@ pub struct PlanKeys {
     /// Without one, the caller's own product (a product-restricted key) or its workspace's
     /// "Default" project, created on first use.
     pub project: Option<ProductId>,
+    /// Entitlement codes every generated key carries, each one of the project's.
+    pub entitlements: Vec<String>,
 }
 
 /// Issues one license (or, with an idempotency key seen before, returns the one issued then).
@@ -86,13 +90,18 @@ pub async fn issue(
                 order_id: order.order_id,
                 metadata,
                 note: None,
+                entitlements: order.entitlements,
             };
             let idem = idempotency
                 .as_ref()
                 .map(|i| (i.key.as_str(), i.request_sha256));
             let created = licenses::create_idempotent(c, &product, &new, idem)?;
             if !created.replayed {
-                record_issue(c, &ctx, &created.license, json!({"orderId": new.order_id}))?;
+                let mut detail = json!({"orderId": new.order_id});
+                if !created.license.entitlements.is_empty() {
+                    detail["entitlements"] = json!(created.license.entitlements);
+                }
+                record_issue(c, &ctx, &created.license, detail)?;
             }
             Ok(created)
         })
@@ -145,11 +154,16 @@ pub async fn issue_plan_keys(
                 order_id: None,
                 metadata: None,
                 note: order.note.clone(),
+                entitlements: order.entitlements.clone(),
             };
             let mut issued = Vec::with_capacity(order.count as usize);
             for _ in 0..order.count {
                 let license = licenses::create(c, &product, &new)?;
-                record_issue(c, &ctx, &license, json!({"plan": order.plan.as_str()}))?;
+                let mut detail = json!({"plan": order.plan.as_str()});
+                if !license.entitlements.is_empty() {
+                    detail["entitlements"] = json!(license.entitlements);
+                }
+                record_issue(c, &ctx, &license, detail)?;
                 issued.push(license);
             }
             Ok(issued)
@@ -192,6 +206,7 @@ fn default_project(
             default_max_activations: 1,
             key_format: KeyFormat::parse("XXXX-XXXX-XXXX-XXXX")?,
             heartbeat: None,
+            entitlements: Vec::new(),
         },
     )?;
     audit::repo::insert(

@@ -11,7 +11,7 @@ use super::{KeyRef, reachable};
 use crate::domain::abuse::detector::Seen;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License, LicenseStatus};
-use crate::domain::{LicenseId, activations, audit, now_ms, products, sessions};
+use crate::domain::{LicenseId, activations, audit, entitlements, now_ms, products, sessions};
 use crate::error::Error;
 use crate::service::Ctx;
 use crate::service::licensing::KeyClient;
@@ -26,6 +26,8 @@ pub struct KeyChanges {
     pub max_sessions: Option<u32>,
     /// `Some(None)` clears the note.
     pub note: Option<Option<String>>,
+    /// Replaces the entitlement set (each code one of the key's project's).
+    pub entitlements: Option<Vec<String>>,
 }
 
 /// The outcome of an HWID reset.
@@ -108,18 +110,35 @@ pub async fn renew(
     ctx: &Ctx,
     target: KeyRef,
     valid_until: i64,
+    entitlements: Option<Vec<String>>,
 ) -> Result<License, Error> {
     let ctx = ctx.clone();
     state
         .db
         .write(move |c| {
             let license = reachable(c, &ctx, &target, "license")?;
-            let renewed = licenses::renew(c, &license, valid_until)?;
+            let mut detail = json!({"validUntil": valid_until, "previous": license.valid_until});
+            // Checked before anything is written: a refused set leaves the expiry as it was.
+            let codes = entitlements
+                .map(|codes| license_entitlements(c, &license, &codes))
+                .transpose()?;
+            let mut renewed = licenses::renew(c, &license, valid_until)?;
+            if let Some(codes) = codes {
+                entitlements::repo::set_for_license(
+                    c,
+                    &license.id,
+                    &entitlements::to_column(&codes),
+                    now_ms(),
+                )?;
+                detail["entitlements"] = json!(codes);
+                detail["previousEntitlements"] = json!(license.entitlements);
+                renewed.entitlements = codes;
+            }
             audit::repo::insert(
                 c,
                 &ctx.event(&license.tenant_id, AuditAction::LicenseRenew)
                     .license(&license.product_id, &license.id)
-                    .detail(json!({"validUntil": valid_until, "previous": license.valid_until})),
+                    .detail(detail),
             )?;
             Ok(renewed)
         })
@@ -142,6 +161,20 @@ pub async fn update(
             let license = reachable(c, &ctx, &KeyRef::Id(id.clone()), "key")?;
             let now = now_ms();
             let mut changed = serde_json::Map::new();
+            if let Some(codes) = &changes.entitlements {
+                // Checked first: a refused set changes nothing else either.
+                let codes = license_entitlements(c, &license, codes)?;
+                if codes != license.entitlements {
+                    entitlements::repo::set_for_license(
+                        c,
+                        &license.id,
+                        &entitlements::to_column(&codes),
+                        now,
+                    )?;
+                    changed.insert("entitlements".into(), json!(codes));
+                    changed.insert("previousEntitlements".into(), json!(license.entitlements));
+                }
+            }
             if let Some(status) = changes.status
                 && licenses::change_status(
                     c,
@@ -174,7 +207,8 @@ pub async fn update(
             let only_reset = changes.reset_hwid
                 && changes.status.is_none()
                 && changes.max_sessions.is_none()
-                && changes.note.is_none();
+                && changes.note.is_none()
+                && changes.entitlements.is_none();
             if !only_reset {
                 audit::repo::insert(
                     c,
@@ -186,6 +220,17 @@ pub async fn update(
             detail_in(c, &ctx, &id)
         })
         .await
+}
+
+/// `codes` checked as the license's new set: well-formed, each one of its product's.
+fn license_entitlements(
+    c: &Connection,
+    license: &License,
+    codes: &[String],
+) -> Result<Vec<String>, Error> {
+    let product = products::repo::find(c, &license.tenant_id, &license.product_id)?
+        .ok_or(Error::NotFound("product"))?;
+    entitlements::parse_for_product("entitlements", codes, &product.entitlements)
 }
 
 /// A user's HWID reset, relayed by a bot (the audit trail names its user) with the project's secret: at most once per the

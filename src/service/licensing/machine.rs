@@ -11,8 +11,8 @@ use crate::domain::abuse::detector::{SeatLimit, Seen};
 use crate::domain::activations::{self, Activation, MachineInfo};
 use crate::domain::audit::AuditAction;
 use crate::domain::licenses::{self, License, LicenseStatus, Verdict};
-use crate::domain::now_ms;
 use crate::domain::products::{self, Product};
+use crate::domain::{entitlements, now_ms};
 use crate::error::{Error, LicenseProblem};
 use crate::service::{Ctx, Signed, Signer};
 use crate::state::AppState;
@@ -50,12 +50,36 @@ pub struct MachineValidated {
     pub used: u64,
     /// When the verdict was reached (the status is as of then).
     pub at: i64,
+    /// The required entitlements the license lacks (verdict `EntitlementsMissing`).
+    pub missing: Vec<String>,
+}
+
+impl MachineValidated {
+    /// The verdict's message, naming the missing entitlements when they are the reason.
+    pub fn message(&self) -> String {
+        match self.verdict {
+            Verdict::EntitlementsMissing => format!(
+                "The license lacks entitlements the app requires: {}",
+                self.missing.join(", ")
+            ),
+            v => v.message().to_owned(),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct HeartbeatRecorded {
     /// When the next heartbeat is due (ms); none when the product has no heartbeat policy.
     pub next_heartbeat_at: Option<i64>,
+    /// The license's entitlements.
+    pub entitlements: Vec<String>,
+}
+
+/// A license's status now, with its entitlements.
+#[derive(Debug)]
+pub struct LicenseChecked {
+    pub status: LicenseStatus,
+    pub entitlements: Vec<String>,
 }
 
 /// Binds `machine` to the license `license_key`, unless it may not be used or has no free
@@ -139,12 +163,16 @@ pub async fn activate(
 
 /// Judges the license `license_key` on `machine_id`, read-only. The hot path of a licensed
 /// app: one statement, the product from the cache, the audit event queued to the writer.
+/// `required` names entitlements the app needs: a usable license lacking one of them is
+/// `ENTITLEMENTS_MISSING` (its entitlements come with the license row, no further query).
 pub fn validate(
     state: &AppState,
     ctx: &Ctx,
     license_key: &str,
     machine_id: &str,
+    required: &[String],
 ) -> Result<MachineValidation, Error> {
+    let required = entitlements::parse_set("entitlements", required)?;
     let key = licenses::normalize_key(license_key);
     let now = now_ms();
     let found = state.db.read(|c| {
@@ -173,14 +201,22 @@ pub fn validate(
         );
         return Ok(MachineValidation::NotFound);
     };
-    let verdict = activations::assess(&license, &product, activation.as_ref(), now);
+    let mut verdict = activations::assess(&license, &product, activation.as_ref(), now);
+    let missing = entitlements::missing(&required, &license.entitlements);
+    if verdict == Verdict::Valid && !missing.is_empty() {
+        verdict = Verdict::EntitlementsMissing;
+    }
     state
         .abuse
         .license_used(ctx.ip, &license, Some(machine_id), None, None);
+    let mut detail = json!({"code": verdict.code()});
+    if verdict == Verdict::EntitlementsMissing {
+        detail["missing"] = json!(missing);
+    }
     state.db.writer().record(
         license_event(ctx, AuditAction::LicenseValidate, &license)
             .machine(machine_id)
-            .detail(json!({"code": verdict.code()})),
+            .detail(detail),
     );
     let signer = Signer::of(state, &product)?;
     Ok(MachineValidation::Found(Signed::new(
@@ -191,6 +227,11 @@ pub fn validate(
             activation,
             used,
             at: now,
+            missing: if verdict == Verdict::EntitlementsMissing {
+                missing
+            } else {
+                Vec::new()
+            },
         },
         signer,
     )))
@@ -259,6 +300,7 @@ pub async fn heartbeat(
     Ok(Signed::new(
         HeartbeatRecorded {
             next_heartbeat_at: activations::next_heartbeat_at(&product, now_ms()),
+            entitlements: license.entitlements,
         },
         signer,
     ))
@@ -269,7 +311,7 @@ pub fn check(
     state: &AppState,
     ctx: &Ctx,
     license_key: &str,
-) -> Result<Signed<LicenseStatus>, Error> {
+) -> Result<Signed<LicenseChecked>, Error> {
     let key = licenses::normalize_key(license_key);
     let found = state.db.read(|c| license_by_key(c, ctx, &key));
     let (license, product) = unknown_key_seen(state, ctx, found)?;
@@ -278,7 +320,13 @@ pub fn check(
         .writer()
         .record(license_event(ctx, AuditAction::LicenseCheck, &license));
     let signer = Signer::of(state, &product)?;
-    Ok(Signed::new(license.effective_status(now_ms()), signer))
+    Ok(Signed::new(
+        LicenseChecked {
+            status: license.effective_status(now_ms()),
+            entitlements: license.entitlements,
+        },
+        signer,
+    ))
 }
 
 /// The caller's license with this (normalized) key and its product; another tenant's or a

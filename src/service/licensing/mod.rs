@@ -15,8 +15,8 @@ pub use keys::{
     telegram_validate, validate_key,
 };
 pub use machine::{
-    HeartbeatRecorded, MachineActivated, MachineValidated, MachineValidation, activate, check,
-    deactivate, heartbeat, validate,
+    HeartbeatRecorded, LicenseChecked, MachineActivated, MachineValidated, MachineValidation,
+    activate, check, deactivate, heartbeat, validate,
 };
 
 use crate::domain::licenses::{License, Plan};

@@ -42,7 +42,10 @@ pub struct ShownBlock {
     pub url: Option<String>,
     pub text: Option<String>,
     pub requires: AccessLevel,
-    /// True when the user's access is below `requires`.
+    /// The entitlement the user's key must carry, if any.
+    pub requires_entitlement: Option<String>,
+    /// True when the user's access is below `requires`, or the user's key lacks
+    /// `requires_entitlement`.
     pub locked: bool,
 }
 
@@ -82,7 +85,7 @@ pub struct Dashboard {
 /// else the only one with that slug. Anyone may read it; blocks show what they require.
 pub fn info(state: &AppState, slug: &str, tenant: Option<&str>) -> Result<PortalFace, Error> {
     let product = state.db.read(|c| portal_product(c, slug, tenant))?;
-    Ok(face_of(product, None))
+    Ok(face_of(product, None, &[]))
 }
 
 /// The signed-in user's dashboard: the linked key (masked), the access level and the blocks,
@@ -94,6 +97,7 @@ pub fn dashboard(state: &AppState, ctx: &Ctx) -> Result<Dashboard, Error> {
         let settings = portal_users::settings_of(&product);
         let facts = access_of(c, ctx, &user, &product)?;
         let now = now_ms();
+        let entitlements = facts.entitlements().to_vec();
         let key = match &facts.license {
             Some(l) => {
                 let ttl_ms = i64::from(product.settings.session_ttl_secs) * 1000;
@@ -121,8 +125,8 @@ pub fn dashboard(state: &AppState, ctx: &Ctx) -> Result<Dashboard, Error> {
         };
         // The loader is offered only through a `download_loader` block, at the level that
         // block requires (HWID gating).
-        let can_download = loader_level(&settings)
-            .is_some_and(|needed| facts.level.reaches(needed))
+        let can_download = loader_level(&settings, &entitlements)
+            .is_some_and(|needed| needed.is_ok_and(|n| facts.level.reaches(n)))
             && loader.is_some();
         Ok(Dashboard {
             key,
@@ -133,35 +137,45 @@ pub fn dashboard(state: &AppState, ctx: &Ctx) -> Result<Dashboard, Error> {
                 can_download_loader: can_download,
                 loader: if can_download { loader } else { None },
             },
-            face: face_of(product, Some(facts.level)),
+            face: face_of(product, Some(facts.level), &entitlements),
             user,
         })
     })
 }
 
-fn face_of(product: Product, level: Option<AccessLevel>) -> PortalFace {
+fn face_of(product: Product, level: Option<AccessLevel>, entitlements: &[String]) -> PortalFace {
     let settings = portal_users::settings_of(&product);
     PortalFace {
         title: title_of(&settings, &product),
         welcome: settings.welcome.clone(),
-        blocks: shown_blocks(&settings.blocks, level),
+        blocks: shown_blocks(&settings.blocks, level, entitlements),
         product,
     }
 }
 
-/// The blocks as `level` sees them (`None`: the public face, where nothing is locked yet).
-fn shown_blocks(blocks: &[Block], level: Option<AccessLevel>) -> Vec<ShownBlock> {
+/// The blocks as `level` with `entitlements` sees them (`None`: the public face, where
+/// nothing is locked yet).
+fn shown_blocks(
+    blocks: &[Block],
+    level: Option<AccessLevel>,
+    entitlements: &[String],
+) -> Vec<ShownBlock> {
     blocks
         .iter()
         .map(|b| {
             let needs = b.needs();
-            let locked = level.is_some_and(|l| !l.reaches(needs));
+            let lacks = b
+                .requires_entitlement
+                .as_ref()
+                .is_some_and(|code| !entitlements.contains(code));
+            let locked = level.is_some_and(|l| !l.reaches(needs) || lacks);
             ShownBlock {
                 block_type: b.block_type,
                 label: b.label.clone(),
                 url: if locked { None } else { b.url.clone() },
                 text: b.text.clone(),
                 requires: needs,
+                requires_entitlement: b.requires_entitlement.clone(),
                 locked,
             }
         })
@@ -246,15 +260,40 @@ pub(super) fn access_of(
     })
 }
 
-/// The access level the layout's `download_loader` block requires; None when the layout has
-/// no such block (then the loader is not offered at all).
-pub(super) fn loader_level(settings: &PortalSettings) -> Option<AccessLevel> {
-    settings
+impl AccessFacts {
+    /// The entitlements that unlock blocks: a usable key's, else none.
+    pub fn entitlements(&self) -> &[String] {
+        match &self.license {
+            Some(l) if self.level.reaches(AccessLevel::Key) => &l.entitlements,
+            _ => &[],
+        }
+    }
+}
+
+/// The access level the layout's `download_loader` block requires, among the blocks whose
+/// `requiresEntitlement` (if any) is in `entitlements`; `Err` with the code the user's key
+/// lacks when every such block needs one it does not carry; None when the layout has no such
+/// block (then the loader is not offered at all).
+pub(super) fn loader_level(
+    settings: &PortalSettings,
+    entitlements: &[String],
+) -> Option<Result<AccessLevel, String>> {
+    let loaders: Vec<&Block> = settings
         .blocks
         .iter()
         .filter(|b| b.block_type == BlockType::DownloadLoader)
-        .map(Block::needs)
-        .min_by_key(|level| level.rank())
+        .collect();
+    let first = loaders.first()?;
+    let open = loaders
+        .iter()
+        .filter(|b| {
+            b.requires_entitlement
+                .as_ref()
+                .is_none_or(|code| entitlements.contains(code))
+        })
+        .map(|b| b.needs())
+        .min_by_key(|level| level.rank());
+    Some(open.ok_or_else(|| first.requires_entitlement.clone().unwrap_or_default()))
 }
 
 /// The portal's loader: the product's newest published stable release. The portal's own

@@ -24,13 +24,20 @@ pub async fn download_loader(state: &AppState, ctx: &Ctx) -> Result<LoaderDownlo
     let (user, level, needed, release) = state.db.read(|c| {
         let user = signed_in_user(c, ctx)?;
         let product = open_portal_of(c, ctx, &user)?;
-        let level = access_of(c, ctx, &user, &product)?.level;
-        let needed = loader_level(&portal_users::settings_of(&product));
+        let facts = access_of(c, ctx, &user, &product)?;
+        let level = facts.level;
+        let needed = loader_level(&portal_users::settings_of(&product), facts.entitlements());
         let release = loader_release(c, &product)?;
         Ok((user, level, needed, release))
     })?;
-    let Some(needed) = needed else {
-        return Err(Error::NotFound("loader"));
+    let needed = match needed {
+        None => return Err(Error::NotFound("loader")),
+        Some(Err(code)) => {
+            return Err(Error::Forbidden(format!(
+                "the loader needs a key with the {code} entitlement"
+            )));
+        }
+        Some(Ok(needed)) => needed,
     };
     if !level.reaches(needed) {
         let why = if needed == AccessLevel::Full {
