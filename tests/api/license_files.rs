@@ -670,3 +670,42 @@ fn keygen_example_file_verifies_decrypts_and_is_expired() {
     // The independent reader reads it too, so both readers agree on the format.
     assert_eq!(python_reader(&file, &pk, key).unwrap(), d.payload);
 }
+
+#[tokio::test]
+async fn a_file_carries_the_licenses_entitlements_as_keygen_includes_them() {
+    let srv = TestServer::start().await;
+    let product = srv.create_product_with("default", "pro", |p| {
+        p.entitlements = vec!["PRO_EXPORT".into(), "CLOUD_SYNC".into()];
+    });
+    let admin_key = srv.create_api_key("default", Scope::CreateLicense, None);
+    let l = srv
+        .create_license(
+            &admin_key,
+            &product.id,
+            json!({"entitlements": ["PRO_EXPORT"]}),
+        )
+        .await;
+    let key = str_of(&l["key"]);
+    let a = srv
+        .post(
+            CHECKOUT,
+            &admin_key,
+            json!({"licenseKey": key, "encrypt": false}),
+        )
+        .await;
+    assert_status(&a, 200);
+    let pk: [u8; 32] = product.signing_public_key.as_slice().try_into().unwrap();
+    let d = decode(&certificate(&a), &pk, None).expect("the file verifies");
+    assert_eq!(
+        d.payload["data"]["relationships"]["entitlements"]["data"],
+        json!([{"type": "entitlements", "id": "PRO_EXPORT"}])
+    );
+    let included: Vec<&Value> = d.payload["included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "entitlements")
+        .collect();
+    assert_eq!(included.len(), 1, "{included:?}");
+    assert_eq!(included[0]["attributes"]["code"], "PRO_EXPORT");
+}

@@ -444,7 +444,11 @@ async fn long_lists_come_in_pages_of_one_version() {
         let product = products::repo::find_any(&conn, &f.product)
             .unwrap()
             .unwrap();
-        let tx = conn.transaction().unwrap();
+        // IMMEDIATE: a deferred transaction that read first cannot upgrade to a write once the
+        // server's writer committed meanwhile (SQLITE_BUSY_SNAPSHOT, no busy wait).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
         let new = NewLicense {
             license_type: LicenseType::Perpetual,
             tier: LicenseTier::Personal,
@@ -458,6 +462,7 @@ async fn long_lists_come_in_pages_of_one_version() {
             order_id: None,
             metadata: None,
             note: None,
+            entitlements: Vec::new(),
         };
         for _ in 0..1001 {
             let l = licenses::create(&tx, &product, &new).unwrap();

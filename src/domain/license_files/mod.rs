@@ -159,9 +159,23 @@ impl Contents<'_> {
                 "updated": iso(p.updated_at),
             },
         })];
+        // Keyward's entitlements are codes without ids of their own: the code is the id, so a
+        // reader that follows Keygen's relationships finds each one in `included`.
+        for code in &l.entitlements {
+            included.push(json!({
+                "type": "entitlements",
+                "id": code,
+                "attributes": {"name": code, "code": code, "metadata": {}},
+            }));
+        }
+        let entitlement_refs: Vec<Value> = l
+            .entitlements
+            .iter()
+            .map(|code| json!({"type": "entitlements", "id": code}))
+            .collect();
         let mut relationships = json!({
             "product": {"data": {"type": "products", "id": p.id}},
-            "entitlements": {"data": []},
+            "entitlements": {"data": entitlement_refs},
         });
         if let Some(m) = self.machine {
             included.push(json!({
