@@ -21,7 +21,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use crate::error::Error;
 use crate::state::AppState;
 
-pub use shared::signed::{SIGNATURE_HEADER, SIGNED_BY_HEADER};
+pub use shared::signed::{KEY_ID_HEADER, SIGNATURE_HEADER, SIGNED_BY_HEADER};
 
 /// Which contract a path belongs to, and so which error envelope it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,11 +274,12 @@ async fn sign_if_asked(resp: Response, state: &AppState, face: Face) -> Response
             return face.error(&Error::Storage("response lost".into()));
         }
     };
-    match signer.sign(&bytes).parse() {
-        Ok(value) => {
-            parts.headers.insert(SIGNATURE_HEADER, value);
+    match (signer.sign(&bytes).parse(), signer.kid().parse()) {
+        (Ok(signature), Ok(kid)) => {
+            parts.headers.insert(SIGNATURE_HEADER, signature);
+            parts.headers.insert(KEY_ID_HEADER, kid);
             Response::from_parts(parts, bytes.into())
         }
-        Err(_) => face.error(&Error::Storage("a signature is not a header value".into())),
+        _ => face.error(&Error::Storage("a signature is not a header value".into())),
     }
 }

@@ -57,6 +57,12 @@ impl Signer {
         &self.product_id
     }
 
+    /// The id of the key that signs (`X-Keyward-Key-Id`, a license file's `meta.kid`), so an
+    /// app that pins several keys knows which one verifies.
+    pub fn kid(&self) -> String {
+        crate::domain::license_files::kid(self.key.verifying_key().as_bytes())
+    }
+
     /// Ed25519 over `bytes`, base64.
     pub fn sign(&self, bytes: &[u8]) -> String {
         crate::crypto::sign(&self.key, bytes)

@@ -709,3 +709,26 @@ async fn a_file_carries_the_licenses_entitlements_as_keygen_includes_them() {
     assert_eq!(included.len(), 1, "{included:?}");
     assert_eq!(included[0]["attributes"]["code"], "PRO_EXPORT");
 }
+
+#[tokio::test]
+async fn every_signed_answer_names_the_key_that_signed_it() {
+    let s = Setup::new().await;
+    let key = s.license(json!({"maxActivations": 1})).await;
+    let kid = license_files::kid(&s.product.signing_public_key);
+    // A success signed by its payload: the header and the file's meta.kid agree.
+    let ok = s
+        .checkout(json!({"licenseKey": key, "encrypt": false}))
+        .await;
+    assert_status(&ok, 200);
+    assert_eq!(ok.header("x-keyward-key-id"), Some(kid.as_str()));
+    let d = decode(&certificate(&ok), &s.public_key(), None).expect("verifies");
+    assert_eq!(d.payload["meta"]["kid"], kid.as_str());
+    // A refusal signed by the guard (it names its product) carries it too.
+    let bound = s.license_file(json!({"key": key, "hwid": "HWID-A"})).await;
+    assert_status(&bound, 200);
+    assert_eq!(bound.header("x-keyward-key-id"), Some(kid.as_str()));
+    let refused = s.license_file(json!({"key": key, "hwid": "HWID-B"})).await;
+    assert_kv_error(&refused, 403, "HWID_MISMATCH");
+    s.assert_signed(&refused);
+    assert_eq!(refused.header("x-keyward-key-id"), Some(kid.as_str()));
+}

@@ -13,6 +13,8 @@ use crate::service::signing::{Signed, Signer};
 pub const SIGNED_BY_HEADER: &str = "X-Keyward-Product";
 /// Ed25519 over the exact response body, base64.
 pub const SIGNATURE_HEADER: &str = "X-Signature";
+/// The id of the key that made the signature (a license file's `meta.kid`).
+pub const KEY_ID_HEADER: &str = "X-Keyward-Key-Id";
 
 pub struct SignedJson<T> {
     value: T,
@@ -51,6 +53,7 @@ impl<T: ToJSON> IntoResponse for SignedJson<T> {
             .content_type(Self::CONTENT_TYPE)
             .header(SIGNED_BY_HEADER, self.signer.product_id().as_str())
             .header(SIGNATURE_HEADER, signature)
+            .header(KEY_ID_HEADER, self.signer.kid())
             .body(bytes)
     }
 }
