@@ -341,9 +341,28 @@ fn run(
         client_rt.block_on(load.closed_loop(Requests::each(activation_requests), ACTIVATED))?;
 
     // The key/HWID face. Every /api/validate writes (nonce rotation, session refresh), so it is
-    // bound by group commit rather than by reads. The same machine validates again and again
-    // without a sessionId, as a restarted app does, and takes over its own session.
+    // bound by group commit rather than by reads. A running app refreshes its own session: one
+    // first validation opens it, then every request presents its sessionId. (Without it, each
+    // request would be a new instance of the app, which opens a session and ends the oldest.)
     println!("[7/10] POST /api/validate (key/HWID face, plain), closed loop …");
+    let kv_url = format!("http://{host}/api/validate");
+    let opened: serde_json::Value = client_rt.block_on(async {
+        reqwest::Client::new()
+            .post(&kv_url)
+            .json(&serde_json::json!({
+                "key": fixture.kv_key,
+                "hwid": "bench-kv-hwid-0001",
+                "secret": fixture.project_secret,
+            }))
+            .send()
+            .await?
+            .json()
+            .await
+    })?;
+    let session_id = opened["data"]["sessionId"]
+        .as_str()
+        .ok_or_else(|| format!("the first key/HWID validation opened no session: {opened}"))?
+        .to_owned();
     let kv_plain = post_json(
         &host,
         "/api/validate",
@@ -352,6 +371,7 @@ fn run(
             "key": fixture.kv_key,
             "hwid": "bench-kv-hwid-0001",
             "secret": fixture.project_secret,
+            "sessionId": session_id,
             "clientNonce": "bench-client-nonce",
         })
         .to_string(),
@@ -366,6 +386,7 @@ fn run(
             let inner = serde_json::json!({
                 "key": fixture.kv_key,
                 "hwid": "bench-kv-hwid-0001",
+                "sessionId": session_id,
                 "timestamp": time::OffsetDateTime::now_utc().unix_timestamp(),
                 "requestId": format!("bench-request-{i:012}"),
             });
