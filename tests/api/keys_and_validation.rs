@@ -2057,6 +2057,34 @@ async fn an_encrypted_rate_limit_refusal_keeps_retry_after() {
     assert_eq!(a.header("x-ratelimit-limit"), Some("1"));
 }
 
+/// Ending a session by envelope seals its refusals the same way: the status and the rate-limit
+/// headers stay outside the encryption.
+#[tokio::test]
+async fn an_encrypted_end_session_refusal_keeps_retry_after() {
+    let kv = Kv::start_with(|c| c.rate_limits.per_license_key = 1).await;
+    let p = kv.project(&kv.admin, "Sealed end").await;
+    let pid = str_of(&p["id"]);
+    let key = str_of(&kv.key(&pid, "WEEKLY").await["key"]);
+    let (a, inner) = kv
+        .envelope(&p, &envelope_plaintext(&key, "sealed-pc-02", json!({})))
+        .await;
+    assert_status(&a, 200);
+    let session = str_of(&inner.expect("an encrypted answer")["data"]["sessionId"]);
+    let enc = str_of(&p["encryptionKey"]);
+    let plaintext = envelope_plaintext(&key, "sealed-pc-02", json!({"sessionId": session}));
+    let a = kv
+        .public(
+            "/api/session/end",
+            json!({"projectId": pid, "payload": seal(&enc, plaintext.to_string().as_bytes())}),
+        )
+        .await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!(a.body["success"], json!(false), "{}", a.body);
+    assert_eq!(unseal(&enc, &a.body["payload"])["code"], "RATE_LIMITED");
+    assert!(a.header("retry-after").is_some(), "{:?}", a.body);
+    assert_eq!(a.header("x-ratelimit-limit"), Some("1"));
+}
+
 // ---- /api/logs, /api/stats, /api/admin, /api/heartbeat ---------------------------------
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! No operator authentication: the license key (optionally scoped by the project's `kv_`
 //! secret) is the credential. Errors use the key/HWID envelope.
 
+mod envelope;
 pub mod license_file;
 pub mod session;
 pub mod telegram;

@@ -3,15 +3,13 @@
 //! and HWID, optionally the project's `kv_` secret, or the same encrypted envelope.
 
 use poem::Request;
-use poem::http::StatusCode;
 use poem_openapi::payload::{Json, Response};
-use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::ClientTags;
 use super::validate::{EncryptedReply, Refusal};
+use super::{ClientTags, envelope};
 use crate::api::ClientIp;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
@@ -223,40 +221,21 @@ impl SessionApi {
     ) -> KvResult<Response<EndSessionResponse>> {
         let project = licensing::envelope_project(&self.state, project_id)?;
         let plaintext = project.open(payload)?;
-        let outcome = envelope_outcome(&self.state, client, &project, &plaintext).await;
+        let outcome = envelope_outcome(&self.state, client, &project, &plaintext)
+            .await
+            .map(|data| SessionEndedOk {
+                success: true,
+                data,
+            });
         // From here on every answer, success or error, is encrypted for the client.
-        let (status, plain) = match outcome {
-            Ok(ended) => {
-                let ok = SessionEndedOk {
-                    success: true,
-                    data: ended,
-                };
-                (StatusCode::OK, ok.to_json_string().into_bytes())
-            }
-            Err(e) => {
-                let resp = poem::IntoResponse::into_response(e);
-                let status = resp.status();
-                let bytes = resp
-                    .into_body()
-                    .into_vec()
-                    .await
-                    .map_err(|e| Error::Storage(e.to_string()))?;
-                (status, bytes)
-            }
-        };
-        let sealed = project.seal(&plain)?;
+        let sealed = envelope::seal(&project, outcome).await?;
         let product_id = project.product_id.to_string();
-        Ok(Response::new(EndSessionResponse::Ok(
-            SignedJson::new(
-                EndSessionReply::Encrypted(EncryptedReply {
-                    success: status == StatusCode::OK,
-                    payload: sealed,
-                }),
-                project.signer,
-            ),
-            Some(product_id),
-        ))
-        .status(status))
+        Ok(sealed.answer(|reply| {
+            Response::new(EndSessionResponse::Ok(
+                SignedJson::new(EndSessionReply::Encrypted(reply), project.signer),
+                Some(product_id),
+            ))
+        }))
     }
 }
 
@@ -269,19 +248,14 @@ async fn envelope_outcome(
     let request: EnvelopeEndSession = serde_json::from_slice(plaintext).map_err(|e| {
         Error::Invalid(format!("the decrypted payload is not a valid request: {e}"))
     })?;
-    if request.key.len() > 100 || request.hwid.is_empty() || request.hwid.len() > 255 {
-        return Err(
-            Error::Invalid("key (1-100) and hwid (1-255 characters) are required".into()).into(),
-        );
-    }
+    envelope::check_fields(
+        &request.key,
+        &request.hwid,
+        request.secret.as_deref(),
+        &request.request_id,
+    )?;
     if request.session_id.is_empty() || request.session_id.len() > 64 {
         return Err(Error::Invalid("sessionId must be 1-64 characters".into()).into());
-    }
-    if request.secret.as_ref().is_some_and(|s| s.len() > 100) {
-        return Err(Error::Invalid("secret must be at most 100 characters".into()).into());
-    }
-    if !(16..=128).contains(&request.request_id.len()) {
-        return Err(Error::Invalid("requestId must be 16-128 characters".into()).into());
     }
     let end = EndSessionRequest {
         lookup: KeyLookup::InProject {

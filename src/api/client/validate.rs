@@ -1,15 +1,14 @@
 //! `POST /api/validate`.
 
 use poem::Request;
-use poem::http::StatusCode;
 use poem_openapi::payload::{Json, Response};
 use poem_openapi::registry::{MetaHeader, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::ClientTags;
+use super::{ClientTags, envelope};
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::{KvError, KvErrorBody, KvResult};
 use crate::api::shared::signed::SignedJson;
@@ -344,49 +343,21 @@ impl ValidateApi {
     ) -> KvResult<Response<ValidateResponse>> {
         let project = licensing::envelope_project(&self.state, project_id)?;
         let plaintext = project.open(payload)?;
-        let outcome = envelope_outcome(&self.state, client, &project, &plaintext).await;
+        let outcome = envelope_outcome(&self.state, client, &project, &plaintext)
+            .await
+            .map(|data| ValidationOk {
+                success: true,
+                data,
+            });
         // From here on every answer, success or error, is encrypted for the client.
-        // A refusal keeps its status and its rate-limit headers (`Retry-After`, …).
-        let (status, plain, headers) = match outcome {
-            Ok(validation) => {
-                let ok = ValidationOk {
-                    success: true,
-                    data: validation,
-                };
-                (StatusCode::OK, ok.to_json_string().into_bytes(), Vec::new())
-            }
-            Err(e) => {
-                let resp = poem::IntoResponse::into_response(e);
-                let status = resp.status();
-                let headers: Vec<_> = ["Retry-After", "X-RateLimit-Limit"]
-                    .into_iter()
-                    .filter_map(|name| Some((name, resp.headers().get(name)?.clone())))
-                    .collect();
-                let bytes = resp
-                    .into_body()
-                    .into_vec()
-                    .await
-                    .map_err(|e| Error::Storage(e.to_string()))?;
-                (status, bytes, headers)
-            }
-        };
-        let sealed = project.seal(&plain)?;
+        let sealed = envelope::seal(&project, outcome).await?;
         let product_id = project.product_id.to_string();
-        let mut answer = Response::new(ValidateResponse::Ok(
-            SignedJson::new(
-                ValidateBody::Encrypted(EncryptedReply {
-                    success: status == StatusCode::OK,
-                    payload: sealed,
-                }),
-                project.signer,
-            ),
-            Some(product_id),
-        ))
-        .status(status);
-        for (name, value) in headers {
-            answer = answer.header(name, value);
-        }
-        Ok(answer)
+        Ok(sealed.answer(|reply| {
+            Response::new(ValidateResponse::Ok(
+                SignedJson::new(ValidateBody::Encrypted(reply), project.signer),
+                Some(product_id),
+            ))
+        }))
     }
 }
 
@@ -401,17 +372,12 @@ async fn envelope_outcome(
     let request: EnvelopeRequest = serde_json::from_slice(plaintext).map_err(|e| {
         Error::Invalid(format!("the decrypted payload is not a valid request: {e}"))
     })?;
-    if request.key.len() > 100 || request.hwid.is_empty() || request.hwid.len() > 255 {
-        return Err(
-            Error::Invalid("key (1-100) and hwid (1-255 characters) are required".into()).into(),
-        );
-    }
-    if request.secret.as_ref().is_some_and(|s| s.len() > 100) {
-        return Err(Error::Invalid("secret must be at most 100 characters".into()).into());
-    }
-    if !(16..=128).contains(&request.request_id.len()) {
-        return Err(Error::Invalid("requestId must be 16-128 characters".into()).into());
-    }
+    envelope::check_fields(
+        &request.key,
+        &request.hwid,
+        request.secret.as_deref(),
+        &request.request_id,
+    )?;
     let key_request = KeyRequest {
         lookup: KeyLookup::InProject {
             key: request.key,
