@@ -3,17 +3,17 @@
 
 use poem::Request;
 use poem_openapi::payload::{Json, Response};
-use poem_openapi::registry::{MetaHeader, MetaResponses, Registry};
-use poem_openapi::types::{MaybeUndefined, Type};
+use poem_openapi::registry::{MetaResponses, Registry};
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ClientTags;
-use super::validate::Refusal;
+use super::validate::{Refusal, declare_signed_refusals};
+use crate::api::ClientIp;
 use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvError;
 use crate::api::shared::signed::SignedJson;
-use crate::api::{ClientIp, SIGNED_BY_HEADER};
 use crate::domain::ms_to_datetime;
 use crate::error::Error;
 use crate::service::licensing::{self, FileOptions, KeyClient, KeyLookup};
@@ -162,22 +162,7 @@ impl<T: Into<Refusal>> From<T> for FileRefusal {
 impl ApiResponse for FileRefusal {
     fn meta() -> MetaResponses {
         let mut meta = KvError::meta();
-        // Only refusals about a key (403) or within a named project (404) can be signed.
-        for response in &mut meta.responses {
-            if matches!(response.status, Some(403 | 404)) {
-                response.headers.push(MetaHeader {
-                    name: SIGNED_BY_HEADER.to_owned(),
-                    description: Some(
-                        "The project whose key signed the body (X-Signature), when the key's \
-                         project is known"
-                            .to_owned(),
-                    ),
-                    required: false,
-                    deprecated: false,
-                    schema: String::schema_ref(),
-                });
-            }
-        }
+        declare_signed_refusals(&mut meta);
         meta
     }
 

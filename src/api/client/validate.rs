@@ -293,28 +293,33 @@ impl ApiResponse for Refusal {
                 content.schema = either.clone();
             }
         }
-        // Only refusals about a key (403) or within a named project (404) can be signed.
-        for response in &mut meta.responses {
-            if matches!(response.status, Some(403 | 404)) {
-                response.headers.push(MetaHeader {
-                    name: SIGNED_BY_HEADER.to_owned(),
-                    description: Some(
-                        "The project whose key signed the body (X-Signature), when the key's \
-                         project is known"
-                            .to_owned(),
-                    ),
-                    required: false,
-                    deprecated: false,
-                    schema: String::schema_ref(),
-                });
-            }
-        }
+        declare_signed_refusals(&mut meta);
         meta
     }
 
     fn register(registry: &mut Registry) {
         KvError::register(registry);
         EncryptedReply::register(registry);
+    }
+}
+
+/// Declares the header that names the signing project on the refusals that can be signed:
+/// those about a key (403) or within a named project (404).
+pub(super) fn declare_signed_refusals(meta: &mut MetaResponses) {
+    for response in &mut meta.responses {
+        if matches!(response.status, Some(403 | 404)) {
+            response.headers.push(MetaHeader {
+                name: SIGNED_BY_HEADER.to_owned(),
+                description: Some(
+                    "The project whose key signed the body (X-Signature), when the key's \
+                     project is known"
+                        .to_owned(),
+                ),
+                required: false,
+                deprecated: false,
+                schema: String::schema_ref(),
+            });
+        }
     }
 }
 
