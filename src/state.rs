@@ -144,7 +144,14 @@ impl<T> RowCache<T> {
 /// Decrypted product signing keys, opened once per product and kept in memory: signing a
 /// validation response must not cost an AES decryption each time.
 #[derive(Default)]
-pub struct SigningKeys(RwLock<HashMap<String, Arc<SigningKey>>>);
+pub struct SigningKeys(RwLock<HashMap<String, Arc<OpenSigningKey>>>);
+
+/// A product's signing key, opened, with its id (`kid`) worked out once: every signed answer
+/// names it, so it is not recomputed per answer.
+pub struct OpenSigningKey {
+    pub key: SigningKey,
+    pub kid: String,
+}
 
 impl SigningKeys {
     /// The signing key of `product`, opening its sealed secret on first use.
@@ -152,12 +159,14 @@ impl SigningKeys {
         &self,
         master: &MasterKey,
         product: &Product,
-    ) -> Result<Arc<SigningKey>, Error> {
+    ) -> Result<Arc<OpenSigningKey>, Error> {
         if let Some(key) = self.get(&product.id) {
             return Ok(key);
         }
         let seed = master.open(&product.signing_secret_sealed)?;
-        let key = Arc::new(crypto::signing_key_from_seed(&seed)?);
+        let key = crypto::signing_key_from_seed(&seed)?;
+        let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
+        let key = Arc::new(OpenSigningKey { key, kid });
         if let Ok(mut map) = self.0.write() {
             map.insert(product.id.clone(), key.clone());
         }
@@ -165,7 +174,7 @@ impl SigningKeys {
     }
 
     /// Only keys already opened by [`SigningKeys::for_product`].
-    pub fn get(&self, product_id: &str) -> Option<Arc<SigningKey>> {
+    pub fn get(&self, product_id: &str) -> Option<Arc<OpenSigningKey>> {
         self.0.read().ok()?.get(product_id).cloned()
     }
 }

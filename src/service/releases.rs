@@ -231,7 +231,7 @@ impl Intake {
             let (made, version) = fields()?;
             let key = state.signing_keys.for_product(&state.master, product)?;
             let path = file.temp_path.clone();
-            let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key, &path))
+            let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key.key, &path))
                 .await
                 .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
             let bundle = Bundle {

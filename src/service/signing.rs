@@ -6,18 +6,16 @@
 
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
-
 use crate::domain::ProductId;
 use crate::domain::products::Product;
 use crate::error::Error;
-use crate::state::AppState;
+use crate::state::{AppState, OpenSigningKey};
 
 /// A product's open signing key.
 #[derive(Clone)]
 pub struct Signer {
     product_id: ProductId,
-    key: Arc<SigningKey>,
+    key: Arc<OpenSigningKey>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -59,13 +57,13 @@ impl Signer {
 
     /// The id of the key that signs (`X-Keyward-Key-Id`, a license file's `meta.kid`), so an
     /// app that pins several keys knows which one verifies.
-    pub fn kid(&self) -> String {
-        crate::domain::license_files::kid(self.key.verifying_key().as_bytes())
+    pub fn kid(&self) -> &str {
+        &self.key.kid
     }
 
     /// Ed25519 over `bytes`, base64.
     pub fn sign(&self, bytes: &[u8]) -> String {
-        crate::crypto::sign(&self.key, bytes)
+        crate::crypto::sign(&self.key.key, bytes)
     }
 }
 
