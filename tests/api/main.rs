@@ -22,6 +22,7 @@ mod proxy;
 mod releases_regressions;
 mod revocations;
 mod sessions;
+mod signing_keys;
 mod setup_token;
 mod smoke;
 mod updates;
