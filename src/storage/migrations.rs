@@ -197,6 +197,66 @@ mod tests {
         Ok(())
     }
 
+    /// Version 11 makes each product's only key its first signing key, and names it as the
+    /// signer of the bundles already uploaded.
+    #[test]
+    fn upgrading_to_v11_copies_each_products_key_and_names_the_bundles_signer()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
+        conn.execute_batch(
+            "DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
+             ALTER TABLE release_deltas DROP COLUMN signature_kid; PRAGMA user_version = 10;
+             PRAGMA foreign_keys = OFF;",
+        )?;
+        let public = [7u8; 32];
+        conn.execute(
+            "INSERT INTO products (id, tenant_id, name, slug, product_type, status,
+                default_license_type, default_max_activations, key_format, signing_public_key,
+                signing_secret_sealed, client_secret_sha256, client_secret_sealed,
+                payload_key_sealed, created_at, updated_at)
+             VALUES ('prod_1', 't', 'P', 'p', 'DESKTOP', 'ACTIVE', 'PERPETUAL', 1, 'XXXX', ?1,
+                x'0102', x'03', x'04', x'05', 42, 42)",
+            [&public[..]],
+        )?;
+        conn.execute_batch(
+            "INSERT INTO releases (id, tenant_id, product_id, version, channel, status,
+                bundle_filename, bundle_size, bundle_sha256, signature, created_at)
+             VALUES ('rel_1', 't', 'prod_1', '1.0.0', 'stable', 'DRAFT', 'a', 1, 'h', 's', 0);
+             INSERT INTO release_deltas (release_id, from_version, bundle_filename, bundle_size,
+                bundle_sha256, signature, created_at)
+             VALUES ('rel_1', '0.9.0', 'd', 1, 'h2', 's2', 0);",
+        )?;
+        migrate(&mut conn)?;
+        let kid = crate::domain::license_files::kid(&public);
+        let (serial, listed, current, sealed, created, endorsed): (
+            i64,
+            String,
+            bool,
+            Vec<u8>,
+            i64,
+            Option<String>,
+        ) = conn.query_row(
+            "SELECT serial, kid, is_current, secret_sealed, created_at, endorsement
+             FROM signing_keys WHERE product_id = 'prod_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )?;
+        assert_eq!(
+            (serial, listed.as_str(), current, sealed, created, endorsed),
+            (1, kid.as_str(), true, vec![1, 2], 42, None)
+        );
+        let signers: Vec<String> = conn
+            .prepare(
+                "SELECT signature_kid FROM releases
+                 UNION ALL SELECT signature_kid FROM release_deltas",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(signers, [kid.clone(), kid]);
+        Ok(())
+    }
+
     #[test]
     fn upgrading_from_v1_gives_the_schema_a_fresh_database_gets()
     -> Result<(), Box<dyn std::error::Error>> {

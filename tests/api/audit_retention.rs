@@ -374,12 +374,14 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
     let license = srv.create_license(&admin, &product.id, json!({})).await;
     srv.running.take().unwrap().stop().await.unwrap();
     // As version 7 left it: no audit_daily (version 8), no revocation lists (version 9), no
-    // entitlements (version 10), auto_vacuum off.
+    // entitlements (version 10), no signing key table (version 11), auto_vacuum off.
     {
         let conn =
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
         conn.execute_batch(
             "DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
+             DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
+             ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;
              ALTER TABLE products DROP COLUMN entitlements; PRAGMA user_version = 7;
              PRAGMA auto_vacuum = NONE; VACUUM;",
@@ -401,6 +403,16 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
         .unwrap();
     assert_eq!(version, keyward::storage::LATEST_VERSION);
     assert_eq!(srv.count("SELECT COUNT(*) FROM audit_daily", []), 0);
+    // Version 11 copied the product's key in as its first, current key.
+    assert_eq!(
+        srv.count(
+            "SELECT COUNT(*) FROM signing_keys k JOIN products p ON p.id = k.product_id
+             WHERE k.is_current = 1 AND k.public_key = p.signing_public_key
+                AND k.endorsement IS NULL",
+            []
+        ),
+        1
+    );
     let key = str_of(&license["key"]);
     assert_status(&srv.activate(&admin, &key, "after-the-rewrite").await, 200);
 }
