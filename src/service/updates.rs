@@ -8,7 +8,7 @@ use semver::Version;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::Ctx;
+use super::{Ctx, Signed, Signer};
 use super::releases::ReleaseWithDeltas;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License};
@@ -69,13 +69,14 @@ pub struct UpdateCheck {
 }
 
 /// The highest published release above `current` on `channel` or a more stable one, if any,
-/// and the version of the product's revocation list.
+/// and the version of the product's revocation list, signed with the product's current key (an
+/// offline-minded app trusts the offered release only through it).
 pub fn check(
     state: &AppState,
     app: &LicensedApp,
     current: &Version,
     channel: Channel,
-) -> Result<UpdateCheck, Error> {
+) -> Result<Signed<UpdateCheck>, Error> {
     state
         .limits
         .update_checks_per_license
@@ -87,10 +88,14 @@ pub fn check(
             revocations::repo::version(c, product_id)?,
         ))
     })?;
-    Ok(UpdateCheck {
-        release: releases::newest_update(&published, current, channel).cloned(),
-        revocations_version,
-    })
+    let signer = Signer::of_product_id(state, product_id)?;
+    Ok(Signed::new(
+        UpdateCheck {
+            release: releases::newest_update(&published, current, channel).cloned(),
+            revocations_version,
+        },
+        signer,
+    ))
 }
 
 /// A published release of the app's product, without the bundle.

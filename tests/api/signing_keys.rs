@@ -690,6 +690,8 @@ async fn bundles_name_the_key_that_signed_them_across_a_rotation() {
     assert_status(&check, 200);
     assert_eq!(check.body["version"], "1.2.0");
     assert_eq!(check.body["signature_kid"], new_kid.as_str());
+    assert_signed_by(&check, &new_pk, &new_kid);
+    assert_eq!(check.header("x-keyward-product"), Some(s.product.id.as_str()));
     let manifest = get(format!(
         "/api/v1/updates/manifest?release_id={}",
         str_of(&v1["id"])

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use super::ApiTags;
 use super::error::{ErrorEnvelope, VendorError, VendorResult};
 use crate::api::ClientIp;
+use crate::api::shared::signed::SignedJson;
 use crate::domain::ms_to_datetime;
 use crate::domain::releases::{self, Bundle, Channel};
 use crate::error::Error;
@@ -130,9 +131,15 @@ pub struct ManifestOk {
 #[derive(ApiResponse)]
 pub enum CheckResponse {
     /// Whether a newer release is available on the channel (or a more stable one), and
-    /// if so which. Limit: 60 checks per 15 minutes per license key.
+    /// if so which. Limit: 60 checks per 15 minutes per license key. Signed with the product's
+    /// current key (`X-Signature`, Ed25519 over the exact body; `X-Keyward-Key-Id` names it).
     #[oai(status = 200)]
-    Ok(Json<UpdateCheckOk>),
+    Ok(
+        SignedJson<UpdateCheckOk>,
+        /// Product whose key signed the body.
+        #[oai(header = "X-Keyward-Product")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -231,7 +238,9 @@ impl UpdatesApi {
             None | Some("") => Channel::Stable,
             Some(text) => releases::parse_channel("channel", text)?,
         };
-        let checked = service::updates::check(&self.state, &app, &current, channel)?;
+        let signed = service::updates::check(&self.state, &app, &current, channel)?;
+        let product_id = signed.signer.product_id().to_string();
+        let checked = signed.body;
         let revocations_version = checked.revocations_version;
         let answer = match checked.release {
             None => UpdateCheckOk {
@@ -267,7 +276,10 @@ impl UpdatesApi {
                 revocations_version,
             },
         };
-        Ok(CheckResponse::Ok(Json(answer)))
+        Ok(CheckResponse::Ok(
+            SignedJson::new(answer, signed.signer),
+            product_id,
+        ))
     }
 
     /// Release metadata
