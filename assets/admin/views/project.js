@@ -1,5 +1,5 @@
 // One project: #/projects/ID[/settings|credentials|releases|portal]. Settings (PATCH), client
-// credentials (secret, encryption key, public key; regenerate), releases, the portal dashboard
+// credentials (secret, encryption key, public key; regenerate; signing keys), releases, the portal dashboard
 // editor, and deletion (the user types the project's slug, which DELETE checks as ?confirm=).
 
 import { api } from '../../shared/api.js';
@@ -470,6 +470,15 @@ function renderCredentials(root, project, onChange) {
       },
     }),
   );
+  // After a rotation the project's public key is the new key's: read it again.
+  const keys = h('div');
+  import('./signing-keys.js').then((m) =>
+    m.render(keys, project, async () => {
+      const data = await api.get(`/api/projects/${encodeURIComponent(project.id)}`);
+      onChange(data.project);
+      renderCredentials(root, data.project, onChange);
+    }),
+  );
   mount(
     root,
     h(
@@ -499,6 +508,7 @@ function renderCredentials(root, project, onChange) {
         help: 'Not secret: your app verifies signed answers and release bundles with it.',
       }),
     ),
+    keys,
     h(
       'section',
       { class: 'card' },
