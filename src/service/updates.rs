@@ -8,8 +8,8 @@ use semver::Version;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{Ctx, Signed, Signer};
 use super::releases::ReleaseWithDeltas;
+use super::{Ctx, Signed, Signer};
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License};
 use crate::domain::releases::{self, Bundle, Channel, Release, repo};

@@ -240,7 +240,16 @@ mod tests {
             "SELECT serial, kid, is_current, secret_sealed, created_at, endorsement
              FROM signing_keys WHERE product_id = 'prod_1'",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )?;
         assert_eq!(
             (serial, listed.as_str(), current, sealed, created, endorsed),

@@ -96,7 +96,11 @@ impl Setup {
     async fn license(&self) -> String {
         let l = self
             .srv
-            .create_license(&self.admin_key, &self.product.id, json!({"maxActivations": 5}))
+            .create_license(
+                &self.admin_key,
+                &self.product.id,
+                json!({"maxActivations": 5}),
+            )
             .await;
         str_of(&l["key"])
     }
@@ -215,7 +219,11 @@ async fn a_rotation_makes_a_new_current_key_endorsed_by_the_previous_one() {
     parse_time(&keys[0]["createdAt"]);
     let public = s.public().await;
     assert_eq!(public["publicKey"], first_pk.as_str());
-    assert_eq!(public["public_key"], first_pk.as_str(), "the field it always had");
+    assert_eq!(
+        public["public_key"],
+        first_pk.as_str(),
+        "the field it always had"
+    );
     assert_eq!(public["kid"], first_kid.as_str());
     assert_eq!(public["keys"], json!(keys));
 
@@ -243,12 +251,22 @@ async fn a_rotation_makes_a_new_current_key_endorsed_by_the_previous_one() {
     // Listed oldest first, one current; the public endpoint agrees and leads with the current.
     let keys = s.listed().await;
     let kids: Vec<&str> = keys.iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert_eq!(kids, [first_kid.as_str(), second_kid.as_str(), third["kid"].as_str().unwrap()]);
+    assert_eq!(
+        kids,
+        [
+            first_kid.as_str(),
+            second_kid.as_str(),
+            third["kid"].as_str().unwrap()
+        ]
+    );
     let currents: Vec<bool> = keys.iter().map(|k| k["current"] == true).collect();
     assert_eq!(currents, [false, false, true]);
     let mut was_current = second.clone();
     was_current["current"] = json!(false);
-    assert_eq!(keys[1], was_current, "listed as rotate answered, no longer current");
+    assert_eq!(
+        keys[1], was_current,
+        "listed as rotate answered, no longer current"
+    );
     assert_eq!(keys[1]["endorsement"], second["endorsement"]);
     let public = s.public().await;
     assert_eq!(public["publicKey"], third_pk.as_str());
@@ -262,7 +280,10 @@ async fn a_rotation_makes_a_new_current_key_endorsed_by_the_previous_one() {
         .get(&format!("/api/projects/{}", s.product.id), &s.admin_key)
         .await;
     assert_status(&project, 200);
-    assert_eq!(project.body["data"]["project"]["publicKey"], third_pk.as_str());
+    assert_eq!(
+        project.body["data"]["project"]["publicKey"],
+        third_pk.as_str()
+    );
     let products = s.srv.get("/api/v1/products", &s.admin_key).await;
     assert_status(&products, 200);
     assert_eq!(products.body["products"][0]["publicKey"], third_pk.as_str());
@@ -394,7 +415,11 @@ async fn a_key_rotation_in_the_middle_of_a_files_life() {
     let late = s.checkout(&key).await;
     let late_file = certificate(&late);
     assert_eq!(late.header("x-keyward-key-id"), new["kid"].as_str());
-    assert_signed_by(&late, new["publicKey"].as_str().unwrap(), new["kid"].as_str().unwrap());
+    assert_signed_by(
+        &late,
+        new["publicKey"].as_str().unwrap(),
+        new["kid"].as_str().unwrap(),
+    );
 
     // An app that holds the early file finds its key by kid in the public list.
     let public = s.public().await;
@@ -415,7 +440,10 @@ async fn a_key_rotation_in_the_middle_of_a_files_life() {
     // The old key is still listed (not retired) and reachable from the pinned one: the new key
     // carries its endorsement.
     assert_eq!(key_named(keys, &early_kid)["retired"], false);
-    assert_eq!(key_named(keys, &late_kid)["endorsement"]["kid"], early_kid.as_str());
+    assert_eq!(
+        key_named(keys, &late_kid)["endorsement"]["kid"],
+        early_kid.as_str()
+    );
 
     // Once the old key is retired the list says so, and apps drop files it signed.
     assert_status(&s.retire(&early_kid).await, 200);
@@ -452,7 +480,10 @@ async fn retiring_a_key_is_final_and_never_the_current_one() {
     // Again: unchanged, not audited twice. A kid in capitals names the same key.
     let again = s.retire(&first_kid.to_uppercase()).await;
     assert_status(&again, 200);
-    assert_eq!(parse_time(&again.body["data"]["key"]["retiredAt"]), retired_at);
+    assert_eq!(
+        parse_time(&again.body["data"]["key"]["retiredAt"]),
+        retired_at
+    );
     assert_eq!(audit_rows(&s.srv, "project.signing_key.retire", 1).await, 1);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
@@ -464,10 +495,18 @@ async fn retiring_a_key_is_final_and_never_the_current_one() {
     );
 
     // The new current key still cannot be retired; the answers are still signed by it.
-    assert_kv_error(&s.retire(second["kid"].as_str().unwrap()).await, 409, "CONFLICT");
+    assert_kv_error(
+        &s.retire(second["kid"].as_str().unwrap()).await,
+        409,
+        "CONFLICT",
+    );
     let key = s.license().await;
     let a = s.vendor_validate(&key).await;
-    assert_signed_by(&a, second["publicKey"].as_str().unwrap(), second["kid"].as_str().unwrap());
+    assert_signed_by(
+        &a,
+        second["publicKey"].as_str().unwrap(),
+        second["kid"].as_str().unwrap(),
+    );
 }
 
 #[tokio::test]
@@ -557,7 +596,14 @@ async fn signing_key_requests_with_bad_input_change_nothing() {
     );
     let expected = if a.status.as_u16() == 201 { 2 } else { 1 };
     assert_eq!(s.listed().await.len(), expected);
-    assert_eq!(s.listed().await.iter().filter(|k| k["retired"] == true).count(), 0);
+    assert_eq!(
+        s.listed()
+            .await
+            .iter()
+            .filter(|k| k["retired"] == true)
+            .count(),
+        0
+    );
 
     // The public endpoint: product required, slugs bounded, unknown → 404.
     for (query, status, code) in [
@@ -611,15 +657,35 @@ async fn only_callers_that_manage_the_project_reach_its_signing_keys() {
     let callers: [(&str, Cred<'_>, u16, &str); 6] = [
         ("unauthenticated", Cred::None, 401, "UNAUTHORIZED"),
         ("bad bearer", Cred::Bearer("nope"), 401, "UNAUTHORIZED"),
-        ("VALIDATE_ONLY key", Cred::ApiKey(&s.app_key), 403, "FORBIDDEN"),
+        (
+            "VALIDATE_ONLY key",
+            Cred::ApiKey(&s.app_key),
+            403,
+            "FORBIDDEN",
+        ),
         ("READ_ONLY key", Cred::ApiKey(&read_only), 403, "FORBIDDEN"),
-        ("other tenant's FULL_ADMIN", Cred::ApiKey(&other_admin), 404, "NOT_FOUND"),
-        ("key restricted to another product", Cred::ApiKey(&restricted), 404, "NOT_FOUND"),
+        (
+            "other tenant's FULL_ADMIN",
+            Cred::ApiKey(&other_admin),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "key restricted to another product",
+            Cred::ApiKey(&restricted),
+            404,
+            "NOT_FOUND",
+        ),
     ];
     for (name, cred, status, code) in callers {
         for (method, path) in &calls {
             let a = send(&s.srv, method.clone(), path, cred, None, &[]).await;
-            assert_eq!(a.status.as_u16(), status, "{name}: {method} {path}: {}", a.body);
+            assert_eq!(
+                a.status.as_u16(),
+                status,
+                "{name}: {method} {path}: {}",
+                a.body
+            );
             assert_kv_error(&a, status, code);
         }
     }
@@ -645,11 +711,23 @@ async fn only_callers_that_manage_the_project_reach_its_signing_keys() {
     )
     .await;
     assert_status(&own, 201);
-    assert_eq!(s.listed().await.len(), 1, "the rotations stayed in their products");
+    assert_eq!(
+        s.listed().await.len(),
+        1,
+        "the rotations stayed in their products"
+    );
 
     // An operator session rotates too.
     let admin = setup_admin(&s.srv).await;
-    let a = send(&s.srv, Method::POST, &base, Cred::Bearer(&admin.token), None, &[]).await;
+    let a = send(
+        &s.srv,
+        Method::POST,
+        &base,
+        Cred::Bearer(&admin.token),
+        None,
+        &[],
+    )
+    .await;
     assert_status(&a, 201);
     assert_eq!(s.listed().await.len(), 2);
 }
@@ -668,9 +746,17 @@ async fn bundles_name_the_key_that_signed_them_across_a_rotation() {
     let new_kid = str_of(&new["kid"]);
     let v2 = release(&s, "1.2.0", vec![2u8; 2048]).await;
     assert_eq!(v2["signatureKid"], new_kid.as_str());
-    assert!(signature_verifies(&new_pk, &[2u8; 2048], v2["signature"].as_str().unwrap()));
+    assert!(signature_verifies(
+        &new_pk,
+        &[2u8; 2048],
+        v2["signature"].as_str().unwrap()
+    ));
     // The old bundle's signature is unchanged and verifies with the old key.
-    assert!(signature_verifies(&old_pk, &[1u8; 2048], v1["signature"].as_str().unwrap()));
+    assert!(signature_verifies(
+        &old_pk,
+        &[1u8; 2048],
+        v1["signature"].as_str().unwrap()
+    ));
 
     let get = |path: String| {
         let srv = &s.srv;
@@ -691,7 +777,10 @@ async fn bundles_name_the_key_that_signed_them_across_a_rotation() {
     assert_eq!(check.body["version"], "1.2.0");
     assert_eq!(check.body["signature_kid"], new_kid.as_str());
     assert_signed_by(&check, &new_pk, &new_kid);
-    assert_eq!(check.header("x-keyward-product"), Some(s.product.id.as_str()));
+    assert_eq!(
+        check.header("x-keyward-product"),
+        Some(s.product.id.as_str())
+    );
     let manifest = get(format!(
         "/api/v1/updates/manifest?release_id={}",
         str_of(&v1["id"])
@@ -722,7 +811,10 @@ async fn release(s: &Setup, version: &str, bytes: Vec<u8>) -> Value {
     let resp = s
         .srv
         .client
-        .post(format!("{}/api/projects/{}/releases", s.srv.url, s.product.id))
+        .post(format!(
+            "{}/api/projects/{}/releases",
+            s.srv.url, s.product.id
+        ))
         .header("X-API-Key", &s.admin_key)
         .multipart(form)
         .send()
