@@ -742,6 +742,79 @@ async fn admin_panel_and_user_portal_end_to_end() {
     );
 }
 
+/// The project's signing keys in the credentials tab: rotate (through the confirm dialog that
+/// explains the endorsement rule), then retire the old key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_signing_keys_rotate_and_retire() {
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    let product = srv.create_product("default", "rotating");
+    let first_kid = keyward::domain::license_files::kid(&product.signing_public_key);
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.goto(&format!("/#/projects/{}/credentials", product.id))
+        .await;
+    b.el("signing-keys-table").await;
+    assert_eq!(b.all(&t("signing-key-row")).await.len(), 1);
+    let current = format!("{}[data-current=true]", t("signing-key-row"));
+    assert_eq!(
+        b.find(&current)
+            .await
+            .attr("data-kid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(first_kid.as_str())
+    );
+    assert!(
+        b.all(&t("signing-key-retire")).await.is_empty(),
+        "the current key has no Retire button"
+    );
+    b.assert_clean("signing keys").await;
+
+    b.click("signing-key-rotate").await;
+    b.wait_text("signing-key-rotate-dialog", "endorse").await;
+    b.click("confirm-ok").await;
+    b.wait_js(
+        "two keys listed",
+        "return document.querySelectorAll(arguments[0]).length === 2;",
+        vec![json!(t("signing-key-row"))],
+    )
+    .await;
+    let new_public: Vec<u8> = srv
+        .db()
+        .query_row(
+            "SELECT signing_public_key FROM products WHERE id = ?1",
+            [&product.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let new_kid = keyward::domain::license_files::kid(&new_public);
+    b.wait_js(
+        "the new key is current",
+        "const e = document.querySelector(arguments[0]); return e && e.getAttribute('data-kid') === arguments[1];",
+        vec![json!(current), json!(new_kid)],
+    )
+    .await;
+    b.shot("signing-keys").await;
+
+    b.click("signing-key-retire").await;
+    b.el("signing-key-retire-dialog").await;
+    b.click("confirm-ok").await;
+    b.wait_js(
+        "the old key is retired",
+        "const e = document.querySelector(arguments[0]); return e && e.getAttribute('data-retired') === 'true';",
+        vec![json!(format!("{}[data-kid=\"{first_kid}\"]", t("signing-key-row")))],
+    )
+    .await;
+    b.assert_clean("signing keys after retiring").await;
+    b.close().await;
+}
+
 /// The `data-type` (editor items) or `data-block` (dashboard blocks) of every match, in order.
 async fn order(b: &Browser, css: &str) -> Value {
     b.js(

@@ -505,7 +505,7 @@ function renderCredentials(root, project, onChange) {
         value: project.publicKey || '',
         hiddenByDefault: false,
         test: 'project-public-key',
-        help: 'Not secret: your app verifies signed answers and release bundles with it.',
+        help: 'Not secret: the current key (see Signing keys below). Your app verifies signed answers and release bundles with it.',
       }),
     ),
     keys,
