@@ -363,6 +363,16 @@ fn backup_writes_a_consistent_copy() {
         .query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
+    // The product's signing keys travel with it (sealed, like the product's own columns).
+    let keys: i64 = copy
+        .query_row(
+            "SELECT COUNT(*) FROM signing_keys k JOIN products p ON p.id = k.product_id
+             WHERE k.is_current = 1 AND k.public_key = p.signing_public_key",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(keys, 1);
     let again = keyward(dir.path(), &["backup", target.to_str().unwrap()]);
     assert_eq!(
         again.status.code(),
