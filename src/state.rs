@@ -151,6 +151,9 @@ pub struct SigningKeys(RwLock<HashMap<String, Arc<OpenSigningKey>>>);
 pub struct OpenSigningKey {
     pub key: SigningKey,
     pub kid: String,
+    /// The rotation that made it current in this process (`signing_keys.serial`); 0 for a key
+    /// opened from the product row, which is current when read.
+    serial: i64,
 }
 
 impl SigningKeys {
@@ -166,7 +169,11 @@ impl SigningKeys {
         let seed = master.open(&product.signing_secret_sealed)?;
         let key = crypto::signing_key_from_seed(&seed)?;
         let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
-        let key = Arc::new(OpenSigningKey { key, kid });
+        let key = Arc::new(OpenSigningKey {
+            key,
+            kid,
+            serial: 0,
+        });
         // A rotation that replaced the entry meanwhile wins: `product` may be the row as it
         // was read before that rotation.
         match self.0.write() {
@@ -175,19 +182,44 @@ impl SigningKeys {
         }
     }
 
-    /// Makes `key` the product's signing key in this process at once: called by the rotation
-    /// that made it current, after its commit, so the next answer is signed by it.
-    pub fn replace(&self, product_id: &str, key: SigningKey) -> Arc<OpenSigningKey> {
+    /// Makes `key` (the product's key number `serial`) its signing key in this process at
+    /// once: called by the rotation that made it current, after its commit, so the next answer
+    /// is signed by it. Of two rotations that finish together, the later key stays.
+    pub fn replace(&self, product_id: &str, key: SigningKey, serial: i64) {
         let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
-        let key = Arc::new(OpenSigningKey { key, kid });
+        let key = Arc::new(OpenSigningKey { key, kid, serial });
         if let Ok(mut map) = self.0.write() {
-            map.insert(product_id.to_owned(), key.clone());
+            let newer = map.get(product_id).is_none_or(|open| open.serial < serial);
+            if newer {
+                map.insert(product_id.to_owned(), key);
+            }
         }
-        key
     }
 
     /// Only keys already opened by [`SigningKeys::for_product`].
     pub fn get(&self, product_id: &str) -> Option<Arc<OpenSigningKey>> {
         self.0.read().ok()?.get(product_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        let (_, seed) = crypto::generate_signing_key();
+        SigningKey::from_bytes(&seed)
+    }
+
+    /// Two rotations of one product that commit together may reach the cache in either order;
+    /// the later key (the current one) stays.
+    #[test]
+    fn the_later_rotation_wins_the_cache() {
+        let keys = SigningKeys::default();
+        let (second, third) = (key(), key());
+        let third_kid = crate::domain::license_files::kid(third.verifying_key().as_bytes());
+        keys.replace("prod_1", third, 3);
+        keys.replace("prod_1", second, 2);
+        assert_eq!(keys.get("prod_1").map(|k| k.kid.clone()), Some(third_kid));
     }
 }

@@ -72,7 +72,9 @@ pub async fn rotate(
         .await?;
     let product_id = rotated.key.product_id.clone();
     // Committed: the next signature is the new key's, not when a cached copy ages out.
-    state.signing_keys.replace(&product_id, rotated.open);
+    state
+        .signing_keys
+        .replace(&product_id, rotated.open, rotated.key.serial);
     state.product_cache.forget(&product_id);
     Ok(rotated.key)
 }
