@@ -25,6 +25,9 @@ pub enum PortalLoaderResponse {
         /// Ed25519 over the bundle's exact bytes, base64.
         #[oai(header = "X-Bundle-Signature")]
         String,
+        /// The kid of the project key that made `X-Bundle-Signature`.
+        #[oai(header = "X-Keyward-Key-Id")]
+        String,
         /// `attachment; filename="…"`.
         #[oai(header = "Content-Disposition")]
         String,
@@ -39,6 +42,7 @@ impl PortalLoaderResponse {
             bundle.size,
             bundle.sha256,
             bundle.signature,
+            bundle.signature_kid,
             format!("attachment; filename=\"{}\"", bundle.filename),
         )
     }
