@@ -244,7 +244,8 @@ pub struct ProjectView {
     /// (`{type, label?, url?, text?, requires?, requiresEntitlement?}`), defaults filled in.
     #[oai(nullable)]
     pub portal_settings: Option<serde_json::Value>,
-    /// Ed25519 public key (base64 of 32 bytes): verifies signed answers and bundles.
+    /// The current Ed25519 public key (base64 of 32 bytes): verifies signed answers and bundles
+    /// (earlier keys: `GET /api/projects/{id}/signing-keys`).
     pub public_key: String,
     pub key_count: u64,
     /// The project's `kv_` client secret (only in single-project answers).

@@ -144,7 +144,8 @@ pub struct ProductPublic {
     /// Seconds between expected heartbeats; null when the product expects none.
     #[oai(nullable)]
     pub heartbeat_interval_seconds: Option<u32>,
-    /// Ed25519 public key, base64 of the raw 32 bytes.
+    /// The current Ed25519 public key, base64 of the raw 32 bytes (every key, with its
+    /// endorsement: `GET /api/v1/updates/public-key`).
     pub public_key: String,
     /// The entitlement codes its licenses may carry.
     pub entitlements: Vec<String>,
