@@ -7,6 +7,7 @@
 pub mod files;
 pub mod keys;
 pub mod machine;
+pub mod offline;
 
 pub use files::{CheckedOut, FileOptions, checkout, key_checkout};
 pub use keys::{
@@ -14,6 +15,7 @@ pub use keys::{
     KeyValidation, ScopeHint, SealedRequest, SessionEnded, end_session, envelope_project, key_info,
     telegram_validate, validate_key,
 };
+pub use offline::{OfflineActivated, activate_offline, activate_request};
 pub use machine::{
     HeartbeatRecorded, LicenseChecked, MachineActivated, MachineValidated, MachineValidation,
     activate, check, deactivate, heartbeat, validate,
