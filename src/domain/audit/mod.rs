@@ -129,9 +129,20 @@ impl AuditAction {
             | KeySessionEnd
             | KeySessionEndRefused
             | UpdateDownload => RetentionClass::Validations,
-            LicenseActivate | LicenseActivateOffline | LicenseDeactivate | LicenseCreate | LicenseRevoke | LicenseRenew
-            | LicenseUpdate | LicenseExpire | MachineCull | KeyResetHwid | PortalRegister
-            | PortalLogin | PortalActivate | PortalLoaderDownload => RetentionClass::Licenses,
+            LicenseActivate
+            | LicenseActivateOffline
+            | LicenseDeactivate
+            | LicenseCreate
+            | LicenseRevoke
+            | LicenseRenew
+            | LicenseUpdate
+            | LicenseExpire
+            | MachineCull
+            | KeyResetHwid
+            | PortalRegister
+            | PortalLogin
+            | PortalActivate
+            | PortalLoaderDownload => RetentionClass::Licenses,
             ProductCreate | ProductUpdate | ProductDelete | ApiKeyCreate | ApiKeyRevoke
             | OperatorCreate | OperatorUpdate | OperatorDelete | OperatorLogin
             | OperatorLoginFailed | OperatorLogout | TenantCreate | ReleaseUpload

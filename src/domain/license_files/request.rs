@@ -52,7 +52,9 @@ impl ActivationRequest {
         }
         let text = text.trim();
         if text.is_empty() {
-            return Err(invalid("empty: paste the text the app shows, or its .req file"));
+            return Err(invalid(
+                "empty: paste the text the app shows, or its .req file",
+            ));
         }
         let body = match text.strip_prefix(BEGIN) {
             Some(rest) => rest
@@ -68,8 +70,8 @@ impl ActivationRequest {
         };
         let body: String = body.split_whitespace().collect();
         let bytes = crypto::from_base64(&body).ok_or_else(|| invalid("the body is not base64"))?;
-        let json: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| invalid("the body is not a JSON object"))?;
+        let json: Value =
+            serde_json::from_slice(&bytes).map_err(|_| invalid("the body is not a JSON object"))?;
         let Value::Object(fields) = json else {
             return Err(invalid("the body is not a JSON object"));
         };
@@ -146,7 +148,10 @@ mod tests {
             fingerprint: "fp-1".into(),
             name: Some("Lab PC".into()),
         };
-        assert_eq!(ActivationRequest::parse(&req.armoured()).ok(), Some(req.clone()));
+        assert_eq!(
+            ActivationRequest::parse(&req.armoured()).ok(),
+            Some(req.clone())
+        );
         let plain = bare(r#"{"v":1,"key":"ABCD-EFGH","fingerprint":"fp-1","name":"Lab PC"}"#);
         let spaced = format!("  {}\n{} ", &plain[..10], &plain[10..]);
         assert_eq!(ActivationRequest::parse(&spaced).ok(), Some(req));
@@ -159,11 +164,20 @@ mod tests {
             (&bare("[1,2]"), "not a JSON object"),
             (&bare("hello"), "not a JSON object"),
             (&bare(r#"{"key":"K","fingerprint":"F"}"#), "`v` is missing"),
-            (&bare(r#"{"v":2,"key":"K","fingerprint":"F"}"#), "unsupported version"),
+            (
+                &bare(r#"{"v":2,"key":"K","fingerprint":"F"}"#),
+                "unsupported version",
+            ),
             (&bare(r#"{"v":1,"fingerprint":"F"}"#), "`key` is missing"),
             (&bare(r#"{"v":1,"key":"K"}"#), "`fingerprint` is missing"),
-            (&bare(r#"{"v":1,"key":"K","fingerprint":7}"#), "must be a string"),
-            (&bare(r#"{"v":1,"key":" ","fingerprint":"F"}"#), "`key` is empty"),
+            (
+                &bare(r#"{"v":1,"key":"K","fingerprint":7}"#),
+                "must be a string",
+            ),
+            (
+                &bare(r#"{"v":1,"key":" ","fingerprint":"F"}"#),
+                "`key` is empty",
+            ),
             ("-----BEGIN ACTIVATION REQUEST-----\nAAAA", "no `-----END"),
             ("-----BEGIN MACHINE FILE-----", "first line"),
             ("", "empty"),
@@ -173,7 +187,9 @@ mod tests {
             assert!(err.contains(needle), "{text:?}: {err}");
         }
         let long = format!(r#"{{"v":1,"key":"K","fingerprint":"{}"}}"#, "f".repeat(256));
-        let err = ActivationRequest::parse(&bare(&long)).expect_err("long").to_string();
+        let err = ActivationRequest::parse(&bare(&long))
+            .expect_err("long")
+            .to_string();
         assert!(err.contains("at most 255"), "{err}");
         let err = ActivationRequest::parse(&"A".repeat(5000))
             .expect_err("oversize")

@@ -15,11 +15,11 @@ pub use keys::{
     KeyValidation, ScopeHint, SealedRequest, SessionEnded, end_session, envelope_project, key_info,
     telegram_validate, validate_key,
 };
-pub use offline::{OfflineActivated, activate_offline, activate_request};
 pub use machine::{
     HeartbeatRecorded, LicenseChecked, MachineActivated, MachineValidated, MachineValidation,
     activate, check, deactivate, heartbeat, validate,
 };
+pub use offline::{OfflineActivated, activate_offline, activate_request};
 
 use crate::domain::licenses::{License, Plan};
 
