@@ -28,7 +28,7 @@ export function offlineActivationForm({ send, done, disabled = false, test = 'of
     rows: 6,
     spellcheck: 'false',
     autocomplete: 'off',
-    cls: 'mono',
+    class: 'mono',
     placeholder: '-----BEGIN ACTIVATION REQUEST-----\n…\n-----END ACTIVATION REQUEST-----',
     hint: 'Paste the text the app shows, or load its .req file.',
     test: `${test}-request`,

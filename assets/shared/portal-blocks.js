@@ -371,6 +371,7 @@ function renderLicenseFile(me, level, ctx) {
         : 'No machine is bound yet: start the app once, or activate a machine offline below.',
     ),
     h('div', { class: 'btn-row' }, download),
+    h('hr'),
     h('h4', {}, 'Activate a machine offline'),
     h(
       'p',
