@@ -879,6 +879,48 @@ async fn portal_activates_an_air_gapped_machine_from_its_request() {
     .await;
     b.assert_clean("portal license file").await;
     b.shot("portal-license-file").await;
+
+    // The vendor's side: the key's page takes a request in the "Offline activation" dialog.
+    let operator = helpers::setup_admin(&srv).await;
+    let key_id = keys.body["data"]["keys"][0]["id"].as_str().expect("id");
+    // Signed in as the panel's login would leave it (the portal page is on the same origin).
+    b.js(
+        "document.cookie = `keyward_token=${arguments[0]}; path=/; SameSite=Strict`; return true;",
+        vec![json!(operator.token)],
+    )
+    .await;
+    b.goto(&format!("/#/keys/{key_id}")).await;
+    b.el("key-actions").await;
+    b.js(
+        "window.__files = []; const make = URL.createObjectURL.bind(URL);\
+         URL.createObjectURL = (blob) => { blob.text().then((t) => window.__files.push(t)); return make(blob); };\
+         return true;",
+        vec![],
+    )
+    .await;
+    b.click("key-offline").await;
+    b.el("offline-dialog").await;
+    let elsewhere = ActivationRequest {
+        key: key.clone(),
+        fingerprint: "another-pc".into(),
+        name: None,
+    }
+    .armoured();
+    b.fill("offline-request", &elsewhere).await;
+    b.click("offline-submit").await;
+    b.wait_text("error-request", "maximum number of activations")
+        .await;
+    b.fill("offline-request", &request).await;
+    b.click("offline-submit").await;
+    b.wait_text("offline-done", "already activated").await;
+    b.wait_js(
+        "the admin's machine file download",
+        "return window.__files && window.__files.length >= 1;",
+        vec![],
+    )
+    .await;
+    b.assert_clean("admin offline activation").await;
+    b.shot("admin-offline-activation").await;
     b.close().await;
 }
 

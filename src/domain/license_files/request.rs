@@ -44,10 +44,10 @@ fn invalid(why: impl std::fmt::Display) -> Error {
 impl ActivationRequest {
     /// Reads an activation request, armoured or bare, naming what is wrong with it.
     pub fn parse(text: &str) -> Result<Self> {
-        if text.len() > MAX_REQUEST_CHARS {
+        let chars = text.chars().count();
+        if chars > MAX_REQUEST_CHARS {
             return Err(invalid(format_args!(
-                "at most {MAX_REQUEST_CHARS} characters, got {}",
-                text.len()
+                "at most {MAX_REQUEST_CHARS} characters, got {chars}"
             )));
         }
         let text = text.trim();
