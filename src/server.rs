@@ -14,7 +14,7 @@ use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
-use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
+use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineActivationApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
 };
@@ -40,7 +40,8 @@ pub type Apis = (
     HealthApi,
     OperatorsApi,
     ProjectsApi,
-    KeysApi,
+    // Keys and their air-gapped activation share one place (a tuple holds at most 16 APIs).
+    (KeysApi, OfflineActivationApi),
     ApiKeysApi,
     ValidateApi,
     // A tuple holds at most 16 APIs: the key/HWID face's app operations share one place.
@@ -74,9 +75,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             ProjectsApi {
                 state: state.clone(),
             },
-            KeysApi {
-                state: state.clone(),
-            },
+            (
+                KeysApi {
+                    state: state.clone(),
+                },
+                OfflineActivationApi {
+                    state: state.clone(),
+                },
+            ),
             ApiKeysApi {
                 state: state.clone(),
             },

@@ -9,5 +9,6 @@ pub mod csrf;
 pub mod device_cookie;
 pub mod fields;
 pub mod keyvault_error;
+pub mod offline;
 pub mod pagination;
 pub mod signed;
