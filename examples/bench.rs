@@ -4,6 +4,16 @@
 //! abuse detection off against on (issue 6: within 10 %), and offline-license checkouts
 //! (`POST /api/v1/license/checkout`, a signed and encrypted machine file) next to validate.
 //!
+//! For every closed-loop phase it also prints the **server CPU time per request**: the
+//! process's CPU time over the measured window (`/proc/self/stat`), less the load generator's
+//! threads, divided by the answers completed. Next to it, the floor of a signed validation,
+//! each part timed in isolation: a health request (one HTTP exchange with its database ping),
+//! one Ed25519 signature and one indexed license read; for the key/HWID face, one write
+//! committed by the writer's group commit on top. Validate must stay within 1.5 times its
+//! floor (issue 16). The validate, checkout, key/HWID and update phases rotate over many
+//! licenses (`--validate-licenses`, `--kv-keys`), each with its own machine, nonce and session,
+//! so no cache can serve a request from the one before it.
+//!
 //! ```text
 //! cargo run --release --example bench
 //! cargo run --release --example bench -- --connections 64 --duration 10
@@ -39,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use keyward::Config;
+use keyward::domain::activations::{self, MachineInfo};
 use keyward::domain::api_keys::{self, Scope};
 use keyward::domain::licenses::{self, LicenseTier, LicenseType, NewLicense};
 use keyward::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
@@ -57,6 +68,8 @@ const P99_HALF_LOAD_BUDGET_MS: f64 = 5.0;
 const ACTIVATIONS_BUDGET: f64 = 5_000.0;
 /// Issue 6: validate with abuse detection on stays within 10 % of its rate with it off.
 const DETECTION_BUDGET: f64 = 0.90;
+/// Issue 16: a validation costs the server at most 1.5 times the floor of its work.
+const CPU_FLOOR_FACTOR: f64 = 1.5;
 
 #[derive(Parser, Debug)]
 #[command(about = "Loads an in-process Keyward on loopback and prints the performance budget")]
@@ -74,6 +87,13 @@ struct Args {
     /// The phase ends early if they run out.
     #[arg(long, env = "BENCH_ACTIVATION_LICENSES", default_value_t = 100_000)]
     activation_licenses: usize,
+    /// Licenses the validate and checkout phases rotate over, each activated on its own
+    /// machine: a bench that repeats one request would flatter every cache on the way.
+    #[arg(long, env = "BENCH_VALIDATE_LICENSES", default_value_t = 2_000)]
+    validate_licenses: usize,
+    /// Keys the key/HWID phases rotate over, each with its own session.
+    #[arg(long, env = "BENCH_KV_KEYS", default_value_t = 256)]
+    kv_keys: usize,
     /// Worker threads of the load generator's own runtime (the server's runtime gets one
     /// worker per core, as `keyward serve` does).
     #[arg(long, env = "BENCH_CLIENT_THREADS", default_value_t = 1)]
@@ -102,11 +122,15 @@ struct Args {
 fn main() -> Result<ExitCode, Box<dyn Error>> {
     let args = Args::parse();
     if args.connections == 0
+        || args.validate_licenses == 0
+        || args.kv_keys == 0
         || args.duration <= 0.0
         || args.warmup < 0.0
         || args.client_threads == 0
     {
-        return Err("connections, duration and client threads must be positive".into());
+        return Err(
+            "connections, licenses, keys, duration and client threads must be positive".into(),
+        );
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -189,34 +213,49 @@ fn run(
     } else {
         args.activation_licenses
     };
-    let fixture = create_fixtures(server_rt, state, activation_licenses)?;
+    let fixture = create_fixtures(
+        server_rt,
+        state,
+        activation_licenses,
+        args.validate_licenses,
+        args.kv_keys,
+    )?;
     println!(
         "  fixtures: 1 product, 1 API key, {} licenses made through the domain in {:.1} s",
-        fixture.activation_keys.len() + 1,
+        fixture.activation_keys.len() + fixture.validate_keys.len() + fixture.kv_keys.len(),
         setup.elapsed().as_secs_f64()
     );
 
-    // The machine that the validate phases ask about is activated over HTTP, like an app does.
-    let validate_machine = "bench-validate-machine-0001";
+    // The first license's machine is activated over HTTP, like an app does (the others were
+    // activated through the domain). Every validation names its license's machine and carries
+    // its own nonce; the phases rotate over all of them.
     let activate_once = post_json(
         &host,
         "/api/v1/license/activate",
         &fixture.api_key,
-        &serde_json::json!({"licenseKey": fixture.validate_key, "machineId": validate_machine})
+        &serde_json::json!({"licenseKey": fixture.validate_key, "machineId": validate_machine(0)})
             .to_string(),
     );
-    let validate = post_json(
-        &host,
-        "/api/v1/license/validate",
-        &fixture.api_key,
-        &serde_json::json!({
-            "licenseKey": fixture.validate_key,
-            "machineId": validate_machine,
-            "nonce": "bench-nonce-0123456789abcdef",
+    let validations: Vec<Vec<u8>> = fixture
+        .validate_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            post_json(
+                &host,
+                "/api/v1/license/validate",
+                &fixture.api_key,
+                &serde_json::json!({
+                    "licenseKey": key,
+                    "machineId": validate_machine(i),
+                    "nonce": format!("bench-nonce-{i:012}-0123456789"),
+                })
+                .to_string(),
+            )
         })
-        .to_string(),
-    );
-    client_rt.block_on(sanity_check(addr, &activate_once, &validate))?;
+        .collect();
+    let validate = Requests::cycle(validations);
+    client_rt.block_on(sanity_check(addr, &activate_once, validate.first()))?;
     let health = get(&host, "/api/health");
 
     let load = Load {
@@ -248,8 +287,7 @@ fn run(
     println!("[1/10] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
     println!("[2/10] POST /api/v1/license/validate, closed loop …");
-    let validate_r =
-        client_rt.block_on(load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+    let validate_r = client_rt.block_on(load.closed_loop(validate.clone(), VALID))?;
     if args.ratio_only {
         let ratio = validate_r.rate() / health_r.rate();
         println!(
@@ -266,15 +304,22 @@ fn run(
     // Offline licenses: a machine file of the machine validate asks about, encrypted and
     // signed on every request (read path: one look-up, the audit event queued).
     println!("[3/10] POST /api/v1/license/checkout (machine file, AES-256-GCM), closed loop …");
-    let checkout = post_json(
-        &host,
-        "/api/v1/license/checkout",
-        &fixture.api_key,
-        &serde_json::json!({"licenseKey": fixture.validate_key, "machineId": validate_machine})
-            .to_string(),
-    );
+    let checkouts = fixture
+        .validate_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            post_json(
+                &host,
+                "/api/v1/license/checkout",
+                &fixture.api_key,
+                &serde_json::json!({"licenseKey": key, "machineId": validate_machine(i)})
+                    .to_string(),
+            )
+        })
+        .collect();
     let checkout_r =
-        client_rt.block_on(load.closed_loop(Requests::repeat(checkout), CHECKED_OUT))?;
+        client_rt.block_on(load.closed_loop(Requests::cycle(checkouts), CHECKED_OUT))?;
     println!("[4/10] POST /api/v1/license/validate, abuse detection off/on interleaved x3 …");
     let pair_load = Load {
         warmup: Duration::from_millis(300),
@@ -284,8 +329,7 @@ fn run(
     for _ in 0..3 {
         for on in [false, true] {
             state.abuse.set_enabled(on);
-            let r = client_rt
-                .block_on(pair_load.closed_loop(Requests::repeat(validate.clone()), VALID))?;
+            let r = client_rt.block_on(pair_load.closed_loop(validate.clone(), VALID))?;
             if on {
                 on_runs.push(r)
             } else {
@@ -314,7 +358,7 @@ fn run(
         "[5/10] POST /api/v1/license/validate, open loop at {} req/s …",
         thousands(half_rate)
     );
-    let half_r = client_rt.block_on(load.open_loop(Arc::from(validate), VALID, half_rate))?;
+    let half_r = client_rt.block_on(load.open_loop(validate, VALID, half_rate))?;
     println!("[6/10] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
@@ -346,47 +390,62 @@ fn run(
     // request would be a new instance of the app, which opens a session and ends the oldest.)
     println!("[7/10] POST /api/validate (key/HWID face, plain), closed loop …");
     let kv_url = format!("http://{host}/api/validate");
-    let opened: serde_json::Value = client_rt.block_on(async {
-        reqwest::Client::new()
-            .post(&kv_url)
-            .json(&serde_json::json!({
-                "key": fixture.kv_key,
-                "hwid": "bench-kv-hwid-0001",
-                "secret": fixture.project_secret,
-            }))
-            .send()
-            .await?
-            .json()
-            .await
+    let kv_hwid = |i: usize| format!("bench-kv-hwid-{i:06}");
+    let session_ids: Vec<String> = client_rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut ids = Vec::with_capacity(fixture.kv_keys.len());
+        for (i, key) in fixture.kv_keys.iter().enumerate() {
+            let opened: serde_json::Value = client
+                .post(&kv_url)
+                .json(&serde_json::json!({
+                    "key": key,
+                    "hwid": kv_hwid(i),
+                    "secret": fixture.project_secret,
+                }))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = opened["data"]["sessionId"].as_str().ok_or_else(|| {
+                format!("the first key/HWID validation opened no session: {opened}")
+            })?;
+            ids.push(id.to_owned());
+        }
+        Ok::<_, Box<dyn Error>>(ids)
     })?;
-    let session_id = opened["data"]["sessionId"]
-        .as_str()
-        .ok_or_else(|| format!("the first key/HWID validation opened no session: {opened}"))?
-        .to_owned();
-    let kv_plain = post_json(
-        &host,
-        "/api/validate",
-        "",
-        &serde_json::json!({
-            "key": fixture.kv_key,
-            "hwid": "bench-kv-hwid-0001",
-            "secret": fixture.project_secret,
-            "sessionId": session_id,
-            "clientNonce": "bench-client-nonce",
+    let kv_plain = fixture
+        .kv_keys
+        .iter()
+        .zip(&session_ids)
+        .enumerate()
+        .map(|(i, (key, session_id))| {
+            post_json(
+                &host,
+                "/api/validate",
+                "",
+                &serde_json::json!({
+                    "key": key,
+                    "hwid": kv_hwid(i),
+                    "secret": fixture.project_secret,
+                    "sessionId": session_id,
+                    "clientNonce": format!("bench-client-nonce-{i}"),
+                })
+                .to_string(),
+            )
         })
-        .to_string(),
-    );
-    let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::repeat(kv_plain), VALID))?;
+        .collect();
+    let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::cycle(kv_plain), VALID))?;
     println!("[8/10] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
     let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
         as usize)
         .max(1000))
         .map(|i| {
+            let k = i % fixture.kv_keys.len();
             let inner = serde_json::json!({
-                "key": fixture.kv_key,
-                "hwid": "bench-kv-hwid-0001",
-                "sessionId": session_id,
+                "key": fixture.kv_keys[k],
+                "hwid": kv_hwid(k),
+                "sessionId": session_ids[k],
                 "timestamp": time::OffsetDateTime::now_utc().unix_timestamp(),
                 "requestId": format!("bench-request-{i:012}"),
             });
@@ -421,14 +480,19 @@ fn run(
     ))?;
     let rss_growth = peak_rss_bytes().saturating_sub(rss_before);
     println!("[10/10] GET /api/v1/updates/check (X-License-Key), closed loop …");
-    let check = format!(
-        "GET /api/v1/updates/check?current_version=1.0.0&channel=stable HTTP/1.1\r\n\
-         Host: {host}\r\nX-License-Key: {}\r\n\r\n",
-        fixture.validate_key
-    )
-    .into_bytes();
+    let checks = fixture
+        .validate_keys
+        .iter()
+        .map(|key| {
+            format!(
+                "GET /api/v1/updates/check?current_version=1.0.0&channel=stable HTTP/1.1\r\n\
+                 Host: {host}\r\nX-License-Key: {key}\r\n\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
     let check_r =
-        client_rt.block_on(load.closed_loop(Requests::repeat(check), UPDATE_AVAILABLE))?;
+        client_rt.block_on(load.closed_loop(Requests::cycle(checks), UPDATE_AVAILABLE))?;
 
     // Every acknowledged activation must be a committed row: count them (plus the one above).
     let rows: i64 = server_rt.block_on(state.db.read_blocking(|c| {
@@ -616,6 +680,52 @@ fn run(
         "flat (not the bundle size)",
         "",
     );
+    // Issue 16: what each answer costs the server alone, against the floor of the work it must
+    // do: one HTTP exchange (a health request, with its database ping), one Ed25519 signature
+    // and one indexed license read; the key/HWID face also makes one group-committed write.
+    let read_us = license_read_cost_us(state, &fixture)?;
+    let write_us = group_write_cost_us(server_rt, state)?;
+    let floor_us = health_r.cpu_us() + sign_us + read_us;
+    let kv_floor_us = floor_us + write_us;
+    let validate_cost_ok = validate_r.cpu_us() <= CPU_FLOOR_FACTOR * floor_us;
+    let kv_cost_ok = kv_plain_r.cpu_us() <= CPU_FLOOR_FACTOR * kv_floor_us;
+    println!("{}", "-".repeat(90));
+    println!("server CPU per request (the server's own threads; the load generator excluded)");
+    for (name, r) in [
+        ("GET /api/health", &health_r),
+        ("POST /license/validate", &validate_r),
+        ("POST /license/checkout (machine file)", &checkout_r),
+        ("POST /license/activate (durable)", &activate_r),
+        ("POST /api/validate (key/HWID, plain)", &kv_plain_r),
+        ("POST /api/validate (envelope)", &kv_sealed_r),
+        ("GET /api/v1/updates/check", &check_r),
+    ] {
+        row(name, &format!("{:.1} µs", r.cpu_us()), "", "");
+    }
+    row(
+        "  floor: health + signature + read",
+        &format!("{floor_us:.1} µs"),
+        &format!("{:.1} + {:.1} + {:.1}", health_r.cpu_us(), sign_us, read_us),
+        "",
+    );
+    row(
+        "  floor, key/HWID: + one grouped write",
+        &format!("{kv_floor_us:.1} µs"),
+        &format!("write {write_us:.1} µs"),
+        "",
+    );
+    row(
+        "validate / its floor",
+        &format!("{:.2} x", validate_r.cpu_us() / floor_us.max(1e-9)),
+        &format!("<= {CPU_FLOOR_FACTOR:.1} x"),
+        verdict(validate_cost_ok),
+    );
+    row(
+        "key/HWID validate / its floor",
+        &format!("{:.2} x", kv_plain_r.cpu_us() / kv_floor_us.max(1e-9)),
+        &format!("<= {CPU_FLOOR_FACTOR:.1} x"),
+        verdict(kv_cost_ok),
+    );
     println!("{}", "-".repeat(90));
     if activate_r.exhausted {
         println!(
@@ -650,7 +760,13 @@ fn run(
     if !durable {
         println!("FAIL: fewer activation rows than acknowledged activations");
     }
-    let all_ok = ratio_ok && half_ok && activations_ok && durable && detection_ok;
+    let all_ok = ratio_ok
+        && half_ok
+        && activations_ok
+        && durable
+        && detection_ok
+        && validate_cost_ok
+        && kv_cost_ok;
     println!("overall: {}", verdict(all_ok));
     Ok(all_ok)
 }
@@ -669,6 +785,69 @@ fn signing_cost_us() -> Result<f64, Box<dyn Error>> {
     let us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
     std::hint::black_box(signed);
     Ok(us)
+}
+
+/// One indexed license read through the read pool, as validation makes it, in µs of one
+/// thread (the reads run back to back, so wall time is CPU time).
+fn license_read_cost_us(state: &AppState, fixture: &Fixture) -> Result<f64, Box<dyn Error>> {
+    let rounds = 20_000;
+    let started = Instant::now();
+    let mut found = 0;
+    for i in 0..rounds {
+        let k = i % fixture.validate_keys.len();
+        let (key, machine) = (&fixture.validate_keys[k], validate_machine(k));
+        let hit = state
+            .db
+            .read(|c| licenses::repo::find_for_validation(c, &fixture.tenant_id, key, &machine))?;
+        found += usize::from(hit.is_some());
+    }
+    let us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    if found != rounds {
+        return Err(format!("only {found} of {rounds} license reads found their license").into());
+    }
+    Ok(us)
+}
+
+/// The server CPU of one small write committed by the writer's group commit, with 64 writes
+/// in flight at a time (as under load), in µs per write.
+fn group_write_cost_us(rt: &Runtime, state: &AppState) -> Result<f64, Box<dyn Error>> {
+    rt.block_on(state.db.write(|c| {
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS bench_floor_writes (id INTEGER PRIMARY KEY, at INTEGER)",
+        )?;
+        Ok(())
+    }))?;
+    let (tasks, per_task) = (64, 200);
+    let before = server_cpu_time();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        state
+                            .db
+                            .write(|c| {
+                                c.execute(
+                                    "INSERT INTO bench_floor_writes (at) VALUES (?1)",
+                                    [keyward::domain::now_ms()],
+                                )?;
+                                Ok(())
+                            })
+                            .await?;
+                    }
+                    Ok::<_, keyward::error::Error>(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await
+                .map_err(|e| keyward::error::Error::Storage(e.to_string()))??;
+        }
+        Ok::<_, keyward::error::Error>(())
+    })?;
+    let cpu = server_cpu_time().saturating_sub(before);
+    Ok(cpu.as_secs_f64() * 1e6 / (tasks * per_task) as f64)
 }
 
 fn row(name: &str, measured: &str, budget: &str, verdict: &str) {
@@ -750,7 +929,7 @@ fn mb(bytes: u64) -> String {
 fn retention_phase(
     args: &Args,
     load: &Load,
-    validate: Vec<u8>,
+    validate: Requests,
     state: &AppState,
     dir: &std::path::Path,
     server_rt: &Runtime,
@@ -773,11 +952,7 @@ fn retention_phase(
         duration: total,
     };
     let started = Instant::now();
-    let task = client_rt.spawn(async move {
-        sustained
-            .closed_loop(Requests::repeat(validate), VALID)
-            .await
-    });
+    let task = client_rt.spawn(async move { sustained.closed_loop(validate, VALID).await });
     let mut samples = vec![sample_size(server_rt, state, dir, Duration::ZERO)?];
     let mut next = every;
     while next <= total {
@@ -881,9 +1056,12 @@ fn retention_phase(
 struct Fixture {
     api_key: String,
     validate_key: String,
+    /// `validate_key` first; license i is activated on `validate_machine(i)`.
+    validate_keys: Vec<String>,
     activation_keys: Vec<String>,
     /// Key/HWID face: a key of the same product, its project id, `kv_` secret and payload key.
-    kv_key: String,
+    kv_keys: Vec<String>,
+    tenant_id: String,
     project_id: String,
     project_secret: String,
     payload_key: Vec<u8>,
@@ -913,6 +1091,8 @@ fn create_fixtures(
     rt: &Runtime,
     state: &AppState,
     activation_licenses: usize,
+    validate_licenses: usize,
+    kv_keys: usize,
 ) -> Result<Fixture, Box<dyn Error>> {
     let master = state.master.clone();
     let (product, api_key, validate_key) = rt.block_on(state.db.write(move |c| {
@@ -943,12 +1123,41 @@ fn create_fixtures(
         let license = licenses::create(c, &product, &bench_license())?;
         Ok((product, api_key, license.key))
     }))?;
+    // The licenses validate and checkout rotate over, each activated on its own machine
+    // (`validate_machine(i)`); the first is `validate_key`, activated over HTTP below.
+    let mut validate_keys = vec![validate_key.clone()];
+    while validate_keys.len() < validate_licenses {
+        let (from, chunk) = (
+            validate_keys.len(),
+            (validate_licenses - validate_keys.len()).min(10_000),
+        );
+        let product: Product = product.clone();
+        let mut keys = rt.block_on(state.db.write(move |c| {
+            let now = keyward::domain::now_ms();
+            (from..from + chunk)
+                .map(|i| {
+                    let license = licenses::create(c, &product, &bench_license())?;
+                    let machine = MachineInfo {
+                        machine_id: validate_machine(i),
+                        machine_name: None,
+                        os_name: None,
+                        os_version: None,
+                        app_version: None,
+                        ip: None,
+                    };
+                    activations::activate_machine(c, &license, &machine, now)?;
+                    Ok(license.key)
+                })
+                .collect::<Result<Vec<_>, keyward::error::Error>>()
+        }))?;
+        validate_keys.append(&mut keys);
+    }
     let kv_product = product.clone();
-    let kv_key = rt.block_on(
-        state
-            .db
-            .write(move |c| Ok(licenses::create(c, &kv_product, &bench_license())?.key)),
-    )?;
+    let kv_keys = rt.block_on(state.db.write(move |c| {
+        (0..kv_keys)
+            .map(|_| licenses::create(c, &kv_product, &bench_license()).map(|l| l.key))
+            .collect::<Result<Vec<_>, _>>()
+    }))?;
     let project_secret = String::from_utf8(state.master.open(&product.client_secret_sealed)?)?;
     let payload_key = state.master.open(&product.payload_key_sealed)?;
     // Chunks keep each writer job (one savepoint) a reasonable size.
@@ -966,12 +1175,19 @@ fn create_fixtures(
     Ok(Fixture {
         api_key,
         validate_key,
+        validate_keys,
         activation_keys,
-        kv_key,
+        kv_keys,
+        tenant_id: product.tenant_id.clone(),
         project_id: product.id.clone(),
         project_secret,
         payload_key,
     })
+}
+
+/// The machine the validate and checkout phases name for license i of `validate_keys`.
+fn validate_machine(i: usize) -> String {
+    format!("bench-validate-machine-{i:06}")
 }
 
 /// One activation and one validation, checked in full before any load: a benchmark of
@@ -1023,6 +1239,9 @@ enum Requests {
     Repeat(Arc<[u8]>),
     /// Each request once, handed out in order across all connections (activations).
     Each(Arc<[Vec<u8>]>, Arc<AtomicUsize>),
+    /// The requests in turn, again and again (one per license, so no answer repeats back to
+    /// back and nothing on the way can serve a request from the previous one).
+    Cycle(Arc<[Vec<u8>]>, Arc<AtomicUsize>),
 }
 
 impl Requests {
@@ -1034,12 +1253,27 @@ impl Requests {
         Self::Each(Arc::from(requests), Arc::new(AtomicUsize::new(0)))
     }
 
+    fn cycle(requests: Vec<Vec<u8>>) -> Self {
+        Self::Cycle(Arc::from(requests), Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// The first request (the sanity check sends it before any load).
+    fn first(&self) -> &[u8] {
+        match self {
+            Self::Repeat(r) => r,
+            Self::Each(list, _) | Self::Cycle(list, _) => list.first().map_or(&[], Vec::as_slice),
+        }
+    }
+
     /// The next request to send; None when a list of single-use requests is used up.
     fn next(&self) -> Option<&[u8]> {
         match self {
             Self::Repeat(r) => Some(r),
             Self::Each(list, next) => list
                 .get(next.fetch_add(1, Ordering::Relaxed))
+                .map(Vec::as_slice),
+            Self::Cycle(list, next) => list
+                .get(next.fetch_add(1, Ordering::Relaxed) % list.len().max(1))
                 .map(Vec::as_slice),
         }
     }
@@ -1075,6 +1309,8 @@ struct PhaseResult {
     exhausted: bool,
     /// Sorted.
     latencies_us: Vec<u32>,
+    /// The server's own CPU time over the measured window (closed-loop phases).
+    server_cpu: Duration,
 }
 
 impl PhaseResult {
@@ -1095,7 +1331,14 @@ impl PhaseResult {
             window: window_end.saturating_duration_since(measure_from),
             exhausted,
             latencies_us,
+            server_cpu: Duration::ZERO,
         }
+    }
+
+    /// Server CPU time per completed request, in µs: what the request costs the server alone,
+    /// whatever the load generator beside it takes.
+    fn cpu_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / (self.completed.max(1) as f64)
     }
 
     fn rate(&self) -> f64 {
@@ -1136,6 +1379,12 @@ impl Load {
         let conns = self.connect_all().await?;
         let measure_from = Instant::now() + self.warmup;
         let end = measure_from + self.duration;
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let before = server_cpu_time();
+            tokio::time::sleep_until(end.into()).await;
+            server_cpu_time().saturating_sub(before)
+        });
         let tasks: Vec<_> = conns
             .into_iter()
             .map(|mut conn| {
@@ -1177,9 +1426,11 @@ impl Load {
             })
             .collect();
         let stats = join_all(tasks).await?;
+        let server_cpu = sampler.await.map_err(io::Error::other)?;
         let acknowledged_total = stats.iter().map(|s| s.acknowledged).sum();
         Ok(PhaseResult {
             acknowledged_total,
+            server_cpu,
             ..PhaseResult::from_stats(stats, measure_from, end)
         })
     }
@@ -1195,7 +1446,7 @@ impl Load {
     /// the ~1 ms granularity of tokio's timer does not count against the server.
     async fn open_loop(
         &self,
-        request: Arc<[u8]>,
+        requests: Requests,
         expect: &'static [u8],
         rate: f64,
     ) -> io::Result<PhaseResult> {
@@ -1211,7 +1462,7 @@ impl Load {
             .into_iter()
             .enumerate()
             .map(|(c, mut conn)| {
-                let request = request.clone();
+                let requests = requests.clone();
                 tokio::spawn(async move {
                     let mut stats = ConnStats::default();
                     for k in 0u64.. {
@@ -1225,7 +1476,10 @@ impl Load {
                         } else {
                             due
                         };
-                        match conn.exchange(&request).await {
+                        let Some(request) = requests.next() else {
+                            break;
+                        };
+                        match conn.exchange(request).await {
                             Ok(r) if r.status == 200 && contains(r.body, expect) => {
                                 let done = Instant::now();
                                 if done >= measure_from && done <= end {
@@ -1259,6 +1513,39 @@ impl Load {
         }
         Ok(conns)
     }
+}
+
+/// The CPU time (user + system) the server has used so far: the whole process's, which keeps
+/// the time of threads that have exited (tokio's blocking pool retires idle threads), less the
+/// load generator's threads (`bench-client`) and the main thread, which only waits on them.
+/// Read from `/proc`, in clock ticks of 10 ms: a phase's window holds hundreds of them.
+fn server_cpu_time() -> Duration {
+    fn ticks(stat: &str) -> Option<(&str, u64)> {
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        let comm = stat.get(open + 1..close)?;
+        // After the command: state, ppid, … ; utime and stime are fields 14 and 15 of stat.
+        let mut fields = stat.get(close + 2..)?.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some((comm, utime + stime))
+    }
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let pid = std::process::id().to_string();
+    let Some((_, total)) = ticks(&read("/proc/self/stat".as_ref())) else {
+        return Duration::ZERO;
+    };
+    let mut not_server = 0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let stat = read(&task.path().join("stat"));
+            if let Some((comm, t)) = ticks(&stat)
+                && (comm.starts_with("bench-client") || task.file_name() == pid.as_str())
+            {
+                not_server += t;
+            }
+        }
+    }
+    Duration::from_millis(total.saturating_sub(not_server) * 10)
 }
 
 async fn join_all(tasks: Vec<tokio::task::JoinHandle<ConnStats>>) -> io::Result<Vec<ConnStats>> {

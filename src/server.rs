@@ -15,7 +15,7 @@ use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::signing_keys::SigningKeysApi;
-use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
+use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineActivationApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
 };
@@ -40,8 +40,10 @@ pub type Apis = (
     ProductApi,
     HealthApi,
     OperatorsApi,
+    // Projects and their signing keys, keys and their air-gapped activation: each pair shares
+    // one place (a tuple holds at most 16 APIs).
     (ProjectsApi, SigningKeysApi),
-    KeysApi,
+    (KeysApi, OfflineActivationApi),
     ApiKeysApi,
     ValidateApi,
     // A tuple holds at most 16 APIs: the key/HWID face's app operations share one place.
@@ -80,9 +82,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
             ),
-            KeysApi {
-                state: state.clone(),
-            },
+            (
+                KeysApi {
+                    state: state.clone(),
+                },
+                OfflineActivationApi {
+                    state: state.clone(),
+                },
+            ),
             ApiKeysApi {
                 state: state.clone(),
             },

@@ -815,6 +815,188 @@ async fn project_signing_keys_rotate_and_retire() {
     b.close().await;
 }
 
+/// Air-gapped activation on the portal: a user pastes the activation request an offline app
+/// shows into the `license_file` block; the machine is activated and its machine file
+/// downloads (read back here with the key and the fingerprint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_activates_an_air_gapped_machine_from_its_request() {
+    use keyward::domain::api_keys::Scope;
+    use keyward::domain::license_files::{self, ActivationRequest, FileKind};
+    use reqwest::Method;
+
+    let srv = TestServer::start().await;
+    let product = srv.create_product_with("default", "airgap", |p| {
+        p.default_max_activations = 1;
+    });
+    let admin = srv.create_api_key("default", Scope::FullAdmin, None);
+    let layout = srv
+        .call(
+            Method::PATCH,
+            &format!("/api/projects/{}", product.id),
+            Some(&admin),
+            Some(json!({"portalSettings": {"blocks": [
+                {"type": "key_info"}, {"type": "hwid_status"}, {"type": "license_file"}
+            ]}})),
+        )
+        .await;
+    assert_eq!(layout.status, StatusCode::OK, "{}", layout.body);
+    let keys = srv
+        .post(
+            "/api/keys",
+            &admin,
+            json!({"plan": "MONTHLY", "projectId": product.id}),
+        )
+        .await;
+    assert_eq!(keys.status, StatusCode::CREATED, "{}", keys.body);
+    let key = keys.body["data"]["keys"][0]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let user = srv
+        .call(
+            Method::POST,
+            "/api/portal/register",
+            None,
+            Some(
+                json!({"username": "offline_user", "password": PASSWORD, "projectId": product.id}),
+            ),
+        )
+        .await;
+    assert_eq!(user.status, StatusCode::CREATED, "{}", user.body);
+    let token = user.body["data"]["token"].as_str().expect("token");
+    let linked = srv
+        .client
+        .post(format!("{}/api/portal/activate", srv.url))
+        .bearer_auth(token)
+        .json(&json!({"key": key}))
+        .send()
+        .await
+        .expect("link the key");
+    assert_eq!(linked.status(), StatusCode::OK);
+
+    let b = Browser::start(&srv.url).await;
+    b.goto("/p/airgap").await;
+    b.el("portal-login-form").await;
+    b.fill("login-username", "offline_user").await;
+    b.fill("login-password", PASSWORD).await;
+    b.click("login-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "unbound")
+        .await;
+    b.el("block-license_file").await;
+    assert!(
+        b.el("license-file-download")
+            .await
+            .attr("disabled")
+            .await
+            .expect("attr")
+            .is_some(),
+        "nothing bound yet: nothing to download"
+    );
+    // A request that is not one is refused next to the field.
+    b.fill("license-file-request", "this is not a request")
+        .await;
+    b.click("license-file-submit").await;
+    b.wait_text("error-request", "not base64").await;
+    b.shot("portal-license-file-error").await;
+    // The download is a blob handed to a link: keep its text.
+    b.js(
+        "window.__files = []; const make = URL.createObjectURL.bind(URL);\
+         URL.createObjectURL = (blob) => { blob.text().then((t) => window.__files.push(t)); return make(blob); };\
+         return true;",
+        vec![],
+    )
+    .await;
+    let request = ActivationRequest {
+        key: key.clone(),
+        fingerprint: "vault-pc-01".into(),
+        name: Some("Vault PC".into()),
+    }
+    .armoured();
+    b.fill("license-file-request", &request).await;
+    b.click("license-file-submit").await;
+    b.wait_text("portal-notice", "vault-pc-01").await;
+    b.wait_attr("portal-dashboard", "data-access", "full").await;
+    let file = b
+        .wait_js(
+            "the machine file download",
+            "return window.__files && window.__files[0];",
+            vec![],
+        )
+        .await;
+    let public: [u8; 32] = product
+        .signing_public_key
+        .as_slice()
+        .try_into()
+        .expect("32-byte key");
+    let file_key = license_files::file_key(&key, Some("vault-pc-01"));
+    let decoded = license_files::decode(file.as_str().expect("text"), &public, Some(&file_key))
+        .expect("the downloaded machine file verifies and decrypts");
+    assert_eq!(decoded.kind, FileKind::Machine);
+    assert_eq!(
+        srv.db()
+            .query_row(
+                "SELECT COUNT(*) FROM activations WHERE machine_id = 'vault-pc-01'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap(),
+        1
+    );
+    // Bound now: the block downloads the machine's file again.
+    b.click("license-file-download").await;
+    b.wait_js(
+        "the bound machine's file",
+        "return window.__files && window.__files.length >= 2;",
+        vec![],
+    )
+    .await;
+    b.assert_clean("portal license file").await;
+    b.shot("portal-license-file").await;
+
+    // The vendor's side: the key's page takes a request in the "Offline activation" dialog.
+    let operator = helpers::setup_admin(&srv).await;
+    let key_id = keys.body["data"]["keys"][0]["id"].as_str().expect("id");
+    // Signed in as the panel's login would leave it (the portal page is on the same origin).
+    b.js(
+        "document.cookie = `keyward_token=${arguments[0]}; path=/; SameSite=Strict`; return true;",
+        vec![json!(operator.token)],
+    )
+    .await;
+    b.goto(&format!("/#/keys/{key_id}")).await;
+    b.el("key-actions").await;
+    b.js(
+        "window.__files = []; const make = URL.createObjectURL.bind(URL);\
+         URL.createObjectURL = (blob) => { blob.text().then((t) => window.__files.push(t)); return make(blob); };\
+         return true;",
+        vec![],
+    )
+    .await;
+    b.click("key-offline").await;
+    b.el("offline-dialog").await;
+    let elsewhere = ActivationRequest {
+        key: key.clone(),
+        fingerprint: "another-pc".into(),
+        name: None,
+    }
+    .armoured();
+    b.fill("offline-request", &elsewhere).await;
+    b.click("offline-submit").await;
+    b.wait_text("error-request", "maximum number of activations")
+        .await;
+    b.fill("offline-request", &request).await;
+    b.click("offline-submit").await;
+    b.wait_text("offline-done", "already activated").await;
+    b.wait_js(
+        "the admin's machine file download",
+        "return window.__files && window.__files.length >= 1;",
+        vec![],
+    )
+    .await;
+    b.assert_clean("admin offline activation").await;
+    b.shot("admin-offline-activation").await;
+    b.close().await;
+}
+
 /// The `data-type` (editor items) or `data-block` (dashboard blocks) of every match, in order.
 async fn order(b: &Browser, css: &str) -> Value {
     b.js(

@@ -2,6 +2,7 @@
 // The session is the HttpOnly `portal_token` cookie set by the API; the page keeps no secret.
 
 import { ApiError, api } from '../shared/api.js';
+import { saveMachineFile } from '../shared/offline.js';
 import { accessLevel, accessNotice, renderDashboard } from '../shared/portal-blocks.js';
 import { field, formError, h, mount, onSubmit, toast } from '../shared/ui.js';
 
@@ -334,6 +335,16 @@ function activateForm(level) {
   );
 }
 
+/** The license_file block's calls: the bound machine's file, and air-gapped activation. */
+const licenseFile = {
+  download: async () => {
+    const data = await api.post('/api/portal/license-file', {});
+    saveMachineFile(data);
+    return data;
+  },
+  activate: (request) => api.post('/api/portal/license-file/activate', { request }),
+};
+
 function dashboard(notice) {
   document.title = brandTitle();
   const level = accessLevel(me);
@@ -371,7 +382,17 @@ function dashboard(notice) {
             status[1],
           )
         : null,
-      renderDashboard(blocks, me, { activateForm }),
+      renderDashboard(blocks, me, {
+        activateForm,
+        licenseFile,
+        // A new machine changes the key's binding: show it.
+        onLicenseFile: (data) => {
+          if (data.newActivation)
+            loadMe().then(() =>
+              dashboard(`Machine ${data.fingerprint} activated: load ${data.fileName} in the app.`),
+            );
+        },
+      }),
     ),
   );
 }

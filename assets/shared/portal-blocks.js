@@ -2,13 +2,18 @@
 // dashboard with it, and the admin panel's Portal Dashboard Editor renders its live preview with
 // the very same code, so what the vendor sees is what its users get.
 
-import { copyButton, fmtDate, h, s, statusBadge, titleCase } from './ui.js';
+import { offlineActivationForm } from './offline.js';
+import { copyButton, fmtDate, h, s, setBusy, statusBadge, titleCase, toast } from './ui.js';
 
 export const BLOCK_TYPES = {
   key_info: { label: 'Key info', description: 'License status, plan, expiry, sessions' },
   copy_key: { label: 'Copy key', description: 'Button to copy the license key mask' },
   download_loader: { label: 'Download loader', description: 'Loader download with HWID gating' },
   hwid_status: { label: 'HWID status', description: 'HWID binding status indicator' },
+  license_file: {
+    label: 'License file',
+    description: 'Offline license file download and air-gapped activation',
+  },
   custom_button: { label: 'Custom button', description: 'External link (Discord, website…)' },
   custom_text: { label: 'Custom text', description: 'A paragraph of your own text' },
 };
@@ -72,6 +77,7 @@ export const DEFAULT_REQUIRES = {
   copy_key: 'key',
   download_loader: 'key',
   hwid_status: 'key',
+  license_file: 'key',
   custom_button: 'none',
   custom_text: 'none',
 };
@@ -180,6 +186,7 @@ const BLOCK_TITLES = {
   copy_key: 'Your key',
   download_loader: 'Loader',
   hwid_status: 'Machine',
+  license_file: 'License file',
 };
 
 const LOCK_BIND = 'Available once your machine is bound: download the loader and start it.';
@@ -318,6 +325,70 @@ function renderHwid(me, level) {
   );
 }
 
+/**
+ * Offline licensing: the bound machine's file, and a machine without network activated from
+ * its activation request. ctx.licenseFile = {download(), activate(text)} calls the portal API;
+ * without it (the editor's preview) the controls are inert.
+ */
+function renderLicenseFile(me, level, ctx) {
+  const title = 'License file';
+  if (level === 'none') return locked('license_file', title, 'Activate a license key first.');
+  if (level === 'inactive')
+    return locked('license_file', title, 'Your key is not active, so no license file is issued.');
+  const api = ctx.licenseFile;
+  const bound = !!me.access?.hwidBound;
+  const download = h(
+    'button',
+    {
+      type: 'button',
+      class: 'btn',
+      'data-test': 'license-file-download',
+      disabled: !bound || !api,
+    },
+    'Download license file',
+  );
+  if (api)
+    download.addEventListener('click', async () => {
+      setBusy(download, true);
+      try {
+        const data = await api.download();
+        toast(`${data.fileName} downloaded`);
+      } catch (err) {
+        toast(err?.message || String(err), 'error');
+      } finally {
+        setBusy(download, false);
+        download.disabled = !bound;
+      }
+    });
+  return card(
+    'license_file',
+    title,
+    h(
+      'p',
+      { class: 'muted' },
+      bound
+        ? 'A signed license file for the machine your key is bound to, for use without a connection.'
+        : 'No machine is bound yet: start the app once, or activate a machine offline below.',
+    ),
+    h('div', { class: 'btn-row' }, download),
+    h('hr'),
+    h('h4', {}, 'Activate a machine offline'),
+    h(
+      'p',
+      { class: 'muted small' },
+      'On a computer without internet, the app shows an activation request. Paste it here ' +
+        '(or load its .req file): the machine is activated and its license file downloads. ' +
+        'Copy that file to the computer and load it in the app.',
+    ),
+    offlineActivationForm({
+      send: (text) => api.activate(text),
+      done: ctx.onLicenseFile,
+      disabled: !api,
+      test: 'license-file',
+    }),
+  );
+}
+
 function gatedNote(b) {
   return b.requires === 'full' ? LOCK_BIND : 'Activate a license key to see this.';
 }
@@ -415,6 +486,9 @@ export function renderDashboard(blocks, me, ctx = {}) {
         break;
       case 'hwid_status':
         el = renderHwid(me, level);
+        break;
+      case 'license_file':
+        el = renderLicenseFile(me, level, ctx);
         break;
       case 'custom_button':
         el = renderButton(b, ctx, level);

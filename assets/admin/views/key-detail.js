@@ -27,6 +27,7 @@ import {
   projectCodes,
   projectName,
 } from '../state.js';
+import { offlineDialog } from './keys.js';
 
 export async function render(root, { parts }) {
   const id = parts[0];
@@ -167,6 +168,18 @@ function paint(root, detail) {
     }),
   );
 
+  const offlineBtn = h(
+    'button',
+    { type: 'button', class: 'btn', 'data-test': 'key-offline', disabled: final },
+    'Offline activation',
+  );
+  offlineBtn.addEventListener('click', () =>
+    offlineDialog(
+      async () => paint(root, await api.get(`/api/keys/${encodeURIComponent(k.id)}`)),
+      `Paste the activation request an app without internet shows for this key (${k.key}): the machine is activated with the key\u2019s usual seat rules, and its license file downloads for you to pass on.`,
+    ),
+  );
+
   // The project's codes, and any the key carries that the cached list does not know yet.
   const codes = [...new Set([...projectCodes(k.projectId), ...(k.entitlements || [])])];
   const limitsForm = h(
@@ -297,7 +310,7 @@ function paint(root, detail) {
         final
           ? h('p', { class: 'alert alert-warn' }, 'This key is revoked. Revocation is final.')
           : null,
-        h('div', { class: 'btn-row' }, buttons, resetBtn),
+        h('div', { class: 'btn-row' }, buttons, resetBtn, offlineBtn),
         actionError,
         h('hr'),
         limitsForm,

@@ -2,6 +2,7 @@
 // and #/keys/ID → the key page (key-detail.js).
 
 import { api } from '../../shared/api.js';
+import { offlineActivationForm } from '../../shared/offline.js';
 import {
   clearErrors,
   copyButton,
@@ -103,6 +104,12 @@ export async function render(root, ctx) {
     limitField,
   );
   const results = h('div', { 'data-test': 'keys-results', 'aria-live': 'polite' });
+  const offlineBtn = h(
+    'button',
+    { type: 'button', class: 'btn', 'data-test': 'keys-offline' },
+    'Offline activation',
+  );
+  offlineBtn.addEventListener('click', () => offlineDialog(() => load()));
   const genBtn = h(
     'button',
     { type: 'button', class: 'btn btn-primary', 'data-test': 'keys-generate' },
@@ -111,7 +118,7 @@ export async function render(root, ctx) {
 
   mount(
     root,
-    pageHead('License keys', 'Search, filter and manage every key.', genBtn),
+    pageHead('License keys', 'Search, filter and manage every key.', [offlineBtn, genBtn]),
     toolbar,
     results,
   );
@@ -345,6 +352,40 @@ export async function render(root, ctx) {
 
 export function shortHwid(hwid) {
   return hwid.length > 16 ? `${hwid.slice(0, 8)}…${hwid.slice(-4)}` : hwid;
+}
+
+/**
+ * The "Offline activation" dialog: an air-gapped machine's activation request in, its machine
+ * file out (downloaded). `onDone(data)` runs after a machine was activated.
+ */
+export function offlineDialog(onDone, hint) {
+  const close = h('button', { type: 'button', class: 'btn' }, 'Close');
+  const form = offlineActivationForm({
+    send: (request) => api.post('/api/keys/activate-offline', { request }),
+    done: (data) => {
+      toast(`${data.fileName} downloaded`);
+      if (onDone) onDone(data);
+    },
+    test: 'offline',
+  });
+  const d = openDialog({
+    title: 'Offline activation',
+    body: [
+      h(
+        'p',
+        { class: 'muted' },
+        hint ||
+          'For a computer without internet: its app shows an activation request naming the key and the machine. ' +
+            'The machine is activated with the key\u2019s usual seat rules, and its license file downloads for you to pass on.',
+      ),
+      form,
+    ],
+    foot: [close],
+    wide: true,
+    test: 'offline-dialog',
+  });
+  close.addEventListener('click', d.close);
+  return d;
 }
 
 export async function generateDialog(defaultProjectId, onDone) {

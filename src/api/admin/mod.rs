@@ -5,6 +5,7 @@ pub mod abuse;
 pub mod api_keys;
 pub mod auth;
 pub mod keys;
+pub mod offline;
 pub mod operators;
 pub mod overview;
 pub mod projects;

@@ -35,7 +35,8 @@ impl ProjectInfo {
 #[derive(Object, Debug, Clone)]
 #[oai(rename = "PortalBlock")]
 pub struct BlockView {
-    /// key_info, copy_key, download_loader, hwid_status, custom_button or custom_text.
+    /// key_info, copy_key, download_loader, hwid_status, license_file, custom_button or
+    /// custom_text.
     #[oai(rename = "type")]
     pub block_type: BlockType,
     #[oai(nullable, skip_serializing_if_is_none)]

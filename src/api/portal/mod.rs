@@ -7,6 +7,7 @@ mod account;
 mod dashboard;
 mod downloads;
 mod keys;
+mod license_file;
 
 use poem::{IntoResponse, Request, RequestBody};
 use poem_openapi::auth::{ApiKey, Bearer};
@@ -21,6 +22,7 @@ use crate::api::ClientIp;
 use crate::api::shared::csrf::refuse_cross_site;
 use crate::api::shared::device_cookie;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
+use crate::api::shared::offline::{MachineFileOk, OfflineActivationRequest, requested_ttl};
 use crate::domain::ProductId;
 use crate::domain::portal_users::TOKEN_COOKIE;
 use crate::error::Error;
@@ -34,6 +36,9 @@ pub use account::{
 pub use dashboard::{PortalInfoOk, PortalInfoResponse, PortalMeOk, PortalMeResponse};
 pub use downloads::PortalLoaderResponse;
 pub use keys::{PortalActivateOk, PortalActivateRequest, PortalActivateResponse};
+pub use license_file::{
+    PortalMachineFileRequest, PortalMachineFileResponse, PortalOfflineActivationResponse,
+};
 
 #[derive(Tags)]
 pub enum PortalTags {
@@ -256,5 +261,56 @@ impl PortalApi {
     async fn loader(&self, auth: PortalAuth) -> KvResult<PortalLoaderResponse> {
         let download = portal::download_loader(&self.state, &auth.ctx).await?;
         Ok(PortalLoaderResponse::new(download))
+    }
+
+    /// The machine file of the user's bound machine
+    ///
+    /// For the portal's `license_file` block (404 without one; 403 while the block is locked
+    /// for this user). A Keygen-compatible machine file for `fingerprint` (one of the machines
+    /// the user's key is bound to, else 404; by default the one seen last), encrypted with
+    /// the key and the fingerprint. 409 when the key is bound to no machine yet; an expired,
+    /// suspended, banned or revoked key → 403 KEY_EXPIRED / KEY_SUSPENDED / KEY_BANNED /
+    /// KEY_REVOKED. Audited as `license.checkout`.
+    #[oai(path = "/api/portal/license-file", method = "post")]
+    async fn license_file(
+        &self,
+        auth: PortalAuth,
+        body: Json<PortalMachineFileRequest>,
+    ) -> KvResult<PortalMachineFileResponse> {
+        let body = body.0;
+        let file = portal::machine_file(
+            &self.state,
+            &auth.ctx,
+            body.fingerprint.as_deref(),
+            requested_ttl(body.ttl),
+        )?;
+        Ok(PortalMachineFileResponse::new(file))
+    }
+
+    /// Activate a machine offline
+    ///
+    /// For the portal's `license_file` block. `request` is the activation request an
+    /// air-gapped app shows (or its `.req` file's text) for the user's own key: the machine
+    /// is activated with the usual seat rules (idempotent for a machine already activated; a
+    /// full key → 403 HWID_MISMATCH; an unusable key → 403 KEY_*), and its machine file is
+    /// returned. A malformed request → 400 naming what is wrong; a request for any other key
+    /// → 404. Audited as `license.activate.offline`.
+    #[oai(path = "/api/portal/license-file/activate", method = "post")]
+    async fn activate_offline(
+        &self,
+        auth: PortalAuth,
+        body: Json<OfflineActivationRequest>,
+    ) -> KvResult<PortalOfflineActivationResponse> {
+        let body = body.0;
+        let done = portal::activate_offline(
+            &self.state,
+            &auth.ctx,
+            &body.request,
+            requested_ttl(body.ttl),
+        )
+        .await?;
+        Ok(PortalOfflineActivationResponse::Ok(Json(
+            MachineFileOk::activated(done),
+        )))
     }
 }

@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod device_cookie;
 pub mod fields;
 pub mod keyvault_error;
+pub mod offline;
 pub mod pagination;
 pub mod signed;
 pub mod signing_key;

@@ -9,6 +9,9 @@ super::text_enum! {
     pub enum AuditAction {
         LicenseActivate => "license.activate",
         LicenseActivateRefused => "license.activate.refused",
+        /// An air-gapped machine activated from its activation request (refusals are
+        /// `license.activate.refused` with `"offline": true`).
+        LicenseActivateOffline => "license.activate.offline",
         LicenseValidate => "license.validate",
         LicenseDeactivate => "license.deactivate",
         LicenseCheck => "license.check",
@@ -128,9 +131,20 @@ impl AuditAction {
             | KeySessionEnd
             | KeySessionEndRefused
             | UpdateDownload => RetentionClass::Validations,
-            LicenseActivate | LicenseDeactivate | LicenseCreate | LicenseRevoke | LicenseRenew
-            | LicenseUpdate | LicenseExpire | MachineCull | KeyResetHwid | PortalRegister
-            | PortalLogin | PortalActivate | PortalLoaderDownload => RetentionClass::Licenses,
+            LicenseActivate
+            | LicenseActivateOffline
+            | LicenseDeactivate
+            | LicenseCreate
+            | LicenseRevoke
+            | LicenseRenew
+            | LicenseUpdate
+            | LicenseExpire
+            | MachineCull
+            | KeyResetHwid
+            | PortalRegister
+            | PortalLogin
+            | PortalActivate
+            | PortalLoaderDownload => RetentionClass::Licenses,
             ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
             | ApiKeyCreate | ApiKeyRevoke | OperatorCreate | OperatorUpdate | OperatorDelete
             | OperatorLogin | OperatorLoginFailed | OperatorLogout | TenantCreate

@@ -18,7 +18,12 @@
 //!
 //! Nothing here reads the database: the service gathers the license, its product and the
 //! machine, and signs with the product's key. [`decode`] is the reader: it verifies and opens
-//! any such file, Keygen's own included.
+//! any such file, Keygen's own included. [`request`] reads the activation requests of
+//! air-gapped apps, which are answered with a machine file.
+
+pub mod request;
+
+pub use request::ActivationRequest;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -98,6 +103,35 @@ pub fn file_key(license_key: &str, fingerprint: Option<&str>) -> [u8; 32] {
         secret.extend_from_slice(fp.as_bytes());
     }
     crypto::sha256(&secret)
+}
+
+/// A download name for a file: `<product slug>-<last 4 of the key>[-<fingerprint>].lic`, in
+/// characters every file system accepts.
+pub fn file_name(product_slug: &str, license_key: &str, fingerprint: Option<&str>) -> String {
+    let safe = |s: &str, max: usize| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(max)
+            .collect()
+    };
+    let key: Vec<char> = license_key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let tail: String = key[key.len().saturating_sub(4)..].iter().collect();
+    let mut name = format!("{}-{tail}", safe(product_slug, 64));
+    if let Some(fp) = fingerprint {
+        name.push('-');
+        name.push_str(&safe(fp, 32));
+    }
+    name.push_str(".lic");
+    name
 }
 
 /// ISO 8601 with milliseconds, as Keygen writes times.

@@ -140,6 +140,8 @@ text_enum! {
         HwidStatus => "hwid_status",
         CustomButton => "custom_button",
         CustomText => "custom_text",
+        /// Offline licensing: the bound machine's file, and air-gapped activation.
+        LicenseFile => "license_file",
     }
 }
 
@@ -174,7 +176,8 @@ impl BlockType {
             BlockType::KeyInfo
             | BlockType::CopyKey
             | BlockType::DownloadLoader
-            | BlockType::HwidStatus => AccessLevel::Key,
+            | BlockType::HwidStatus
+            | BlockType::LicenseFile => AccessLevel::Key,
             BlockType::CustomButton | BlockType::CustomText => AccessLevel::Anyone,
         }
     }

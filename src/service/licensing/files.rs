@@ -167,7 +167,7 @@ pub async fn key_checkout(
 }
 
 /// Writes and signs the file.
-fn issue(
+pub(super) fn issue(
     state: &AppState,
     license: &License,
     product: &Product,

@@ -88,7 +88,28 @@ pub async fn activate(
     state: &AppState,
     ctx: &Ctx,
     license_key: &str,
+    machine: MachineInfo,
+) -> Result<Signed<MachineActivated>, Error> {
+    bind_machine(state, ctx, license_key, machine, Via::Online).await
+}
+
+/// How the machine asked to be activated, which decides what the audit trail records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// The app itself, online: a new machine is `license.activate`; a repeat is not news.
+    Online,
+    /// An activation request carried across an air gap: every one hands out a machine file,
+    /// so every one is `license.activate.offline`.
+    Offline,
+}
+
+/// [`activate`]'s rules, recorded as `via` says.
+pub(super) async fn bind_machine(
+    state: &AppState,
+    ctx: &Ctx,
+    license_key: &str,
     mut machine: MachineInfo,
+    via: Via,
 ) -> Result<Signed<MachineActivated>, Error> {
     let key = licenses::normalize_key(license_key);
     machine.ip = ctx.ip_text();
@@ -100,12 +121,23 @@ pub async fn activate(
             match activations::activate_machine(c, &license, &machine, now_ms()) {
                 Ok(activated) => {
                     let used = activations::repo::count(c, &license.id)?;
-                    if activated.new {
+                    let recorded = match via {
+                        Via::Online if activated.new => Some((
+                            AuditAction::LicenseActivate,
+                            json!({"machineName": machine.machine_name}),
+                        )),
+                        Via::Online => None,
+                        Via::Offline => Some((
+                            AuditAction::LicenseActivateOffline,
+                            json!({"machineName": machine.machine_name, "new": activated.new}),
+                        )),
+                    };
+                    if let Some((action, detail)) = recorded {
                         crate::domain::audit::repo::insert(
                             c,
-                            &license_event(&job_ctx, AuditAction::LicenseActivate, &license)
+                            &license_event(&job_ctx, action, &license)
                                 .machine(&machine.machine_id)
-                                .detail(json!({"machineName": machine.machine_name})),
+                                .detail(detail),
                         )?;
                     }
                     Ok(Ok((activated, product, used, machine)))
@@ -136,7 +168,11 @@ pub async fn activate(
             state.db.writer().record(
                 license_event(ctx, AuditAction::LicenseActivateRefused, &license)
                     .machine(&machine.machine_id)
-                    .detail(json!({"code": problem.vendor_code()})),
+                    .detail(if via == Via::Offline {
+                        json!({"code": problem.vendor_code(), "offline": true})
+                    } else {
+                        json!({"code": problem.vendor_code()})
+                    }),
             );
             return Err(Error::License(problem));
         }

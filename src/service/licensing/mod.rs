@@ -7,6 +7,7 @@
 pub mod files;
 pub mod keys;
 pub mod machine;
+pub mod offline;
 
 pub use files::{CheckedOut, FileOptions, checkout, key_checkout};
 pub use keys::{
@@ -18,6 +19,7 @@ pub use machine::{
     HeartbeatRecorded, LicenseChecked, MachineActivated, MachineValidated, MachineValidation,
     activate, check, deactivate, heartbeat, validate,
 };
+pub use offline::{OfflineActivated, activate_offline, activate_request};
 
 use crate::domain::licenses::{License, Plan};
 

@@ -9,6 +9,7 @@
 mod account;
 mod dashboard;
 mod keys;
+mod license_file;
 mod loader;
 
 pub use account::{PortalSession, authenticate, login, logout, register};
@@ -16,6 +17,7 @@ pub use dashboard::{
     Access, Dashboard, KeyFacts, LoaderLink, PortalFace, ShownBlock, dashboard, info,
 };
 pub use keys::{LinkedKey, link_key};
+pub use license_file::{MachineFile, activate_offline, machine_file};
 pub use loader::{LoaderDownload, download_loader};
 
 use rusqlite::Connection;
