@@ -835,3 +835,46 @@ async fn release(s: &Setup, version: &str, bytes: Vec<u8>) -> Value {
     assert_status(&published, 200);
     published.body["data"]["release"].clone()
 }
+
+/// Rotations at the same moment are serialized: each new key is endorsed by the one current
+/// just before it, exactly one key is current, and this process signs with that one.
+#[tokio::test]
+async fn concurrent_rotations_keep_one_chain_and_sign_with_its_last_key() {
+    let s = Setup::new().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let client = s.srv.client.clone();
+        let url = format!("{}{}", s.srv.url, s.keys_path());
+        let key = s.admin_key.clone();
+        set.spawn(async move {
+            let resp = client
+                .post(url)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .expect("sent");
+            resp.status().as_u16()
+        });
+    }
+    while let Some(status) = set.join_next().await {
+        assert_eq!(status.unwrap(), 201);
+    }
+    let keys = s.listed().await;
+    assert_eq!(keys.len(), 7);
+    assert_eq!(keys.iter().filter(|k| k["current"] == true).count(), 1);
+    assert_eq!(keys[6]["current"], true, "the newest key is current");
+    for pair in keys.windows(2) {
+        assert_eq!(pair[1]["endorsement"]["kid"], pair[0]["kid"]);
+        assert!(endorsement_verifies(
+            pair[0]["publicKey"].as_str().unwrap(),
+            &pair[1]
+        ));
+    }
+    let license = s.license().await;
+    let a = s.vendor_validate(&license).await;
+    assert_signed_by(
+        &a,
+        keys[6]["publicKey"].as_str().unwrap(),
+        keys[6]["kid"].as_str().unwrap(),
+    );
+}
