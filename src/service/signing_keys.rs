@@ -20,6 +20,14 @@ pub struct KeyRing {
     pub keys: Vec<SigningKeyRecord>,
 }
 
+impl KeyRing {
+    /// The current key's public key and kid, as the product row mirrors them.
+    pub fn current(&self) -> (String, String) {
+        let public = &self.product.signing_public_key;
+        (crate::crypto::base64(public), signing_keys::kid(public))
+    }
+}
+
 /// The keys of a product within reach.
 pub fn list(state: &AppState, ctx: &Ctx, id: &ProductId) -> Result<KeyRing, Error> {
     state.db.read(|c| {

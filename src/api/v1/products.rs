@@ -173,10 +173,10 @@ impl ProductApi {
         let tenant_slug = tenant.0.unwrap_or_else(|| tenants::DEFAULT_SLUG.to_owned());
         let ring =
             crate::service::signing_keys::public_keys(&self.state, &tenant_slug, &product.0)?;
-        let current = crate::crypto::base64(&ring.product.signing_public_key);
+        let (current, kid) = ring.current();
         Ok(PublicKeyResponse::Ok(Json(PublicKeyOk {
             success: true,
-            kid: crate::domain::signing_keys::kid(&ring.product.signing_public_key),
+            kid,
             public_key_camel: current.clone(),
             public_key: current,
             keys: ring.keys.iter().map(SigningKeyView::new).collect(),
