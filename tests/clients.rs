@@ -69,16 +69,25 @@ fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) {
 }
 
 /// A license file signed by `key`, issued `issued_offset_secs` from now, with `ttl`.
-fn crafted_file(key: &SigningKey, license_key: &str, issued_offset_secs: i64, ttl: Value) -> String {
+fn crafted_file(
+    key: &SigningKey,
+    license_key: &str,
+    issued_offset_secs: i64,
+    ttl: Value,
+) -> String {
     let issued = (time::OffsetDateTime::now_utc().unix_timestamp() + issued_offset_secs) * 1000;
     let payload = json!({
         "meta": {"issued": license_files::iso(issued), "expiry": null, "ttl": ttl, "kid": kid_of(key)},
         "data": {"type": "licenses", "id": "lic_crafted", "attributes": {"key": license_key, "status": "ACTIVE"}},
     });
     let aes_key = license_files::file_key(license_key, None);
-    license_files::encode(FileKind::License, &payload, Some(&aes_key), &kid_of(key), |bytes| {
-        b64(&key.sign(bytes).to_bytes())
-    })
+    license_files::encode(
+        FileKind::License,
+        &payload,
+        Some(&aes_key),
+        &kid_of(key),
+        |bytes| b64(&key.sign(bytes).to_bytes()),
+    )
     .unwrap()
 }
 
@@ -96,11 +105,21 @@ fn tampered(file: &str) -> String {
         .chunks(60)
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect();
-    format!("{}\n{}\n{}\n", lines[0], chunks.join("\n"), lines[lines.len() - 1])
+    format!(
+        "{}\n{}\n{}\n",
+        lines[0],
+        chunks.join("\n"),
+        lines[lines.len() - 1]
+    )
 }
 
 /// An entry of a public-key answer's `keys`, endorsed by `endorser` over `endorsed_text`.
-fn key_entry(key: &SigningKey, endorser: Option<(&SigningKey, &str)>, current: bool, retired: bool) -> Value {
+fn key_entry(
+    key: &SigningKey,
+    endorser: Option<(&SigningKey, &str)>,
+    current: bool,
+    retired: bool,
+) -> Value {
     json!({
         "kid": kid_of(key),
         "publicKey": public_b64(key),
@@ -151,8 +170,13 @@ async fn build_fixture() -> Fixture {
                     entitlements: Vec::new(),
                 },
             )?;
-            let (_, api_key) =
-                api_keys::create(c, &tenant.id, "recipes", Scope::CreateLicense, Some(&product.id))?;
+            let (_, api_key) = api_keys::create(
+                c,
+                &tenant.id,
+                "recipes",
+                Scope::CreateLicense,
+                Some(&product.id),
+            )?;
             let new = || NewLicense {
                 license_type: LicenseType::Perpetual,
                 tier: LicenseTier::Personal,
@@ -215,12 +239,23 @@ async fn build_fixture() -> Fixture {
     )
     .await
     .unwrap();
-    assert_eq!(activated.status(), 200, "{}", activated.text().await.unwrap());
+    assert_eq!(
+        activated.status(),
+        200,
+        "{}",
+        activated.text().await.unwrap()
+    );
 
     for (name, body) in [
         ("license.lic", json!({"licenseKey": license})),
-        ("license-plain.lic", json!({"licenseKey": license, "encrypt": false})),
-        ("machine.lic", json!({"licenseKey": license, "machineId": MACHINE, "ttl": 604800})),
+        (
+            "license-plain.lic",
+            json!({"licenseKey": license, "encrypt": false}),
+        ),
+        (
+            "machine.lic",
+            json!({"licenseKey": license, "machineId": MACHINE, "ttl": 604800}),
+        ),
         (
             "machine-plain.lic",
             json!({"licenseKey": license, "machineId": MACHINE, "encrypt": false}),
@@ -266,7 +301,9 @@ async fn build_fixture() -> Fixture {
             .unwrap();
             assert_eq!(revoked.status(), 200);
         }
-        let list = get("/api/v1/license/revocations?product=recipe-app").await.unwrap();
+        let list = get("/api/v1/license/revocations?product=recipe-app")
+            .await
+            .unwrap();
         assert_eq!(list.status(), 200);
         list_signatures[i] = header(&list, "X-Signature");
         assert_eq!(header(&list, "X-Keyward-Key-Id"), kid);
@@ -279,7 +316,9 @@ async fn build_fixture() -> Fixture {
     assert!(list_versions[1] > list_versions[0], "{list_versions:?}");
     // A list whose version was raised by someone other than the server.
     let mut tampered_list = std::fs::read(d.join("revocations-after.json")).unwrap();
-    let at = String::from_utf8_lossy(&tampered_list).find("\"version\":").unwrap();
+    let at = String::from_utf8_lossy(&tampered_list)
+        .find("\"version\":")
+        .unwrap();
     tampered_list[at + "\"version\":".len()] = b'9';
     write(d, "revocations-tampered.json", &tampered_list);
     running.stop().await.unwrap();
@@ -324,7 +363,10 @@ async fn build_fixture() -> Fixture {
             "keys-unendorsed.json",
             key_list(
                 &dk,
-                vec![key_entry(&a, None, false, false), key_entry(&dk, None, true, false)],
+                vec![
+                    key_entry(&a, None, false, false),
+                    key_entry(&dk, None, true, false),
+                ],
             ),
         ),
         (
@@ -359,11 +401,31 @@ async fn build_fixture() -> Fixture {
     }
 
     // Files signed by C (after the rotation) and by A with skewed clocks.
-    write(d, "rotated.lic", crafted_file(&c, &license, -60, json!(3600)));
-    write(d, "future.lic", crafted_file(&a, &license, 3600, json!(7200)));
-    write(d, "skewed.lic", crafted_file(&a, &license, 240, json!(3600)));
-    write(d, "expired.lic", crafted_file(&a, &license, -7200, json!(3600)));
-    write(d, "forever.lic", crafted_file(&a, &license, -400 * 86400, Value::Null));
+    write(
+        d,
+        "rotated.lic",
+        crafted_file(&c, &license, -60, json!(3600)),
+    );
+    write(
+        d,
+        "future.lic",
+        crafted_file(&a, &license, 3600, json!(7200)),
+    );
+    write(
+        d,
+        "skewed.lic",
+        crafted_file(&a, &license, 240, json!(3600)),
+    );
+    write(
+        d,
+        "expired.lic",
+        crafted_file(&a, &license, -7200, json!(3600)),
+    );
+    write(
+        d,
+        "forever.lic",
+        crafted_file(&a, &license, -400 * 86400, Value::Null),
+    );
 
     Fixture {
         dir,
@@ -413,7 +475,14 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         args
     };
     let answer = |trust: &str, body: &str, nonce: &str| {
-        vec![s("answer"), p(trust), p(body), fx.answer_signature.clone(), fx.kid.clone(), s(nonce)]
+        vec![
+            s("answer"),
+            p(trust),
+            p(body),
+            fx.answer_signature.clone(),
+            fx.kid.clone(),
+            s(nonce),
+        ]
     };
     let rotate = |trust: &str, list: &str| vec![s("rotate"), p(trust), p(list)];
     let revoked = |list: &str, sig: usize, key: &str, last_seen: i64| {
@@ -464,7 +533,12 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         ),
         refused(
             "machine file for another machine does not decrypt",
-            file("trusted.json", "machine.lic", &lic, Some("another-machine-0002")),
+            file(
+                "trusted.json",
+                "machine.lic",
+                &lic,
+                Some("another-machine-0002"),
+            ),
             "UNDECRYPTABLE",
         ),
         refused(
@@ -564,7 +638,10 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         accepted(
             "a key list without a new key changes nothing",
             rotate("trusted-a.json", "keys-unchanged.json"),
-            vec![("/trusted", json!([public_b64(a)])), ("/accepted", json!([]))],
+            vec![
+                ("/trusted", json!([public_b64(a)])),
+                ("/accepted", json!([])),
+            ],
         ),
         refused(
             "a key the server lists without endorsement is not trusted",
@@ -599,26 +676,49 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         accepted(
             "a license not on the revocation list",
             revoked("revocations-after.json", 1, &lic, fx.list_versions[1]),
-            vec![("/version", json!(fx.list_versions[1])), ("/revoked", json!(false))],
+            vec![
+                ("/version", json!(fx.list_versions[1])),
+                ("/revoked", json!(false)),
+            ],
         ),
         refused(
             "a revoked license is refused",
-            revoked("revocations-after.json", 1, &fx.revoked_license, fx.list_versions[0]),
+            revoked(
+                "revocations-after.json",
+                1,
+                &fx.revoked_license,
+                fx.list_versions[0],
+            ),
             "REVOKED",
         ),
         refused(
             "a revoked license typed in lower case is refused",
-            revoked("revocations-after.json", 1, &format!(" {} ", fx.revoked_license.to_lowercase()), 0),
+            revoked(
+                "revocations-after.json",
+                1,
+                &format!(" {} ", fx.revoked_license.to_lowercase()),
+                0,
+            ),
             "REVOKED",
         ),
         refused(
             "an older list (replayed) is refused once a newer one was seen",
-            revoked("revocations-before.json", 0, &fx.revoked_license, fx.list_versions[1]),
+            revoked(
+                "revocations-before.json",
+                0,
+                &fx.revoked_license,
+                fx.list_versions[1],
+            ),
             "STALE_LIST",
         ),
         accepted(
             "the older list is accepted before the newer one was seen",
-            revoked("revocations-before.json", 0, &fx.revoked_license, fx.list_versions[0]),
+            revoked(
+                "revocations-before.json",
+                0,
+                &fx.revoked_license,
+                fx.list_versions[0],
+            ),
             vec![("/version", json!(fx.list_versions[0]))],
         ),
         refused(
@@ -640,7 +740,11 @@ fn require(program: &str, args: &[&str], install: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "`{program} {}` failed: install {install} (./test.sh does)", args.join(" "));
+    assert!(
+        ok,
+        "`{program} {}` failed: install {install} (./test.sh does)",
+        args.join(" ")
+    );
 }
 
 fn run_cases(language: &str, program: &str, prefix: &[String]) {
@@ -653,7 +757,9 @@ fn run_cases(language: &str, program: &str, prefix: &[String]) {
             Some(now) => command.env("KEYWARD_CLIENT_NOW", now),
             None => command.env_remove("KEYWARD_CLIENT_NOW"),
         };
-        let out = command.output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let report = |why: String| {
             format!(
@@ -675,9 +781,9 @@ fn run_cases(language: &str, program: &str, prefix: &[String]) {
             None if code != Some(0) || printed["ok"] != json!(true) => {
                 Some(format!("expected acceptance, got exit {code:?}"))
             }
-            Some(error) if code != Some(1) || printed["error"] != json!(error) => {
-                Some(format!("expected refusal {error} with exit 1, got exit {code:?}"))
-            }
+            Some(error) if code != Some(1) || printed["error"] != json!(error) => Some(format!(
+                "expected refusal {error} with exit 1, got exit {code:?}"
+            )),
             _ => case.expect.iter().find_map(|(pointer, want)| {
                 let got = printed.pointer(pointer);
                 (got != Some(want)).then(|| format!("{pointer}: expected {want}, got {got:?}"))
@@ -701,14 +807,22 @@ fn python_recipe() {
 
 #[test]
 fn node_recipe() {
-    require("node", &["--version"], "Node.js 18 or later (Debian: nodejs)");
+    require(
+        "node",
+        &["--version"],
+        "Node.js 18 or later (Debian: nodejs)",
+    );
     let script = examples_dir().join("node/keyward_client.mjs");
     run_cases("node", "node", &[script.display().to_string()]);
 }
 
 #[test]
 fn java_recipe() {
-    require("javac", &["-version"], "a JDK 17 (Debian: openjdk-17-jdk-headless)");
+    require(
+        "javac",
+        &["-version"],
+        "a JDK 17 (Debian: openjdk-17-jdk-headless)",
+    );
     let source = examples_dir().join("java/KeywardClient.java");
     // The README runs it with the source launcher; the cases run the compiled class, which
     // starts several times faster.
@@ -727,11 +841,17 @@ fn java_recipe() {
     let fx = fixture();
     let launched = Command::new("java")
         .arg(&source)
-        .args(["file", &fx.path("trusted.json"), &fx.path("license.lic"), &fx.license])
+        .args([
+            "file",
+            &fx.path("trusted.json"),
+            &fx.path("license.lic"),
+            &fx.license,
+        ])
         .output()
         .unwrap();
     assert!(
-        launched.status.success() && String::from_utf8_lossy(&launched.stdout).contains(&fx.license),
+        launched.status.success()
+            && String::from_utf8_lossy(&launched.stdout).contains(&fx.license),
         "java KeywardClient.java: {}{}",
         String::from_utf8_lossy(&launched.stdout),
         String::from_utf8_lossy(&launched.stderr)
@@ -768,6 +888,10 @@ fn c_recipe() {
         .current_dir(examples_dir().join("c"))
         .output()
         .unwrap();
-    assert!(built.status.success(), "cc: {}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     run_cases("c", &binary.display().to_string(), &[]);
 }
