@@ -231,6 +231,8 @@ CREATE TABLE releases (
     created_at          INTEGER NOT NULL,
     published_at        INTEGER,
     yanked_at           INTEGER,
+    -- the kid of the key that made `signature` (version 11)
+    signature_kid       TEXT NOT NULL DEFAULT '',
     UNIQUE (product_id, version)
 );
 CREATE INDEX releases_product ON releases (tenant_id, product_id, created_at);
@@ -245,6 +247,7 @@ CREATE TABLE release_deltas (
     bundle_sha256    TEXT NOT NULL,
     signature        TEXT NOT NULL,
     created_at       INTEGER NOT NULL,
+    signature_kid    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (release_id, from_version)
 );
 CREATE INDEX release_deltas_bundle ON release_deltas (bundle_sha256);
@@ -395,3 +398,30 @@ CREATE TABLE revocation_lists (
     version     INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Signing keys (version 11) that can change. A product may have several Ed25519 keys; one is
+-- current (it signs), the others only verify until they are retired. Each key after the first
+-- is endorsed by the key current before it. `products.signing_public_key` and
+-- `products.signing_secret_sealed` keep mirroring the current key, so the validation path still
+-- reads one row. The existing keys are copied in (and the bundles' `signature_kid` filled) by
+-- `storage::migrations::copy_signing_keys`: a kid is a SHA-256, which SQL cannot compute.
+CREATE TABLE signing_keys (
+    product_id       TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+    -- 1 for a product's first key, then one more per rotation: the listing order
+    serial           INTEGER NOT NULL,
+    -- first 16 hex characters of SHA-256(public_key)
+    kid              TEXT NOT NULL,
+    public_key       BLOB NOT NULL,
+    -- AES-256-GCM(master key), as products.signing_secret_sealed
+    secret_sealed    BLOB NOT NULL,
+    is_current       INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    retired_at       INTEGER,
+    -- the key current before this one, and its Ed25519 signature (base64) over
+    -- 'keyward-key-endorsement/' || base64(public_key); NULL for a product's first key
+    endorsed_by_kid  TEXT,
+    endorsement      TEXT,
+    PRIMARY KEY (product_id, serial),
+    UNIQUE (product_id, kid)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX signing_keys_current ON signing_keys (product_id) WHERE is_current = 1;

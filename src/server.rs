@@ -14,6 +14,7 @@ use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
+use crate::api::admin::signing_keys::SigningKeysApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
@@ -39,7 +40,7 @@ pub type Apis = (
     ProductApi,
     HealthApi,
     OperatorsApi,
-    ProjectsApi,
+    (ProjectsApi, SigningKeysApi),
     KeysApi,
     ApiKeysApi,
     ValidateApi,
@@ -71,9 +72,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             OperatorsApi {
                 state: state.clone(),
             },
-            ProjectsApi {
-                state: state.clone(),
-            },
+            (
+                ProjectsApi {
+                    state: state.clone(),
+                },
+                SigningKeysApi {
+                    state: state.clone(),
+                },
+            ),
             KeysApi {
                 state: state.clone(),
             },

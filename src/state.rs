@@ -167,10 +167,23 @@ impl SigningKeys {
         let key = crypto::signing_key_from_seed(&seed)?;
         let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
         let key = Arc::new(OpenSigningKey { key, kid });
-        if let Ok(mut map) = self.0.write() {
-            map.insert(product.id.clone(), key.clone());
+        // A rotation that replaced the entry meanwhile wins: `product` may be the row as it
+        // was read before that rotation.
+        match self.0.write() {
+            Ok(mut map) => Ok(map.entry(product.id.clone()).or_insert(key).clone()),
+            Err(_) => Ok(key),
         }
-        Ok(key)
+    }
+
+    /// Makes `key` the product's signing key in this process at once: called by the rotation
+    /// that made it current, after its commit, so the next answer is signed by it.
+    pub fn replace(&self, product_id: &str, key: SigningKey) -> Arc<OpenSigningKey> {
+        let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
+        let key = Arc::new(OpenSigningKey { key, kid });
+        if let Ok(mut map) = self.0.write() {
+            map.insert(product_id.to_owned(), key.clone());
+        }
+        key
     }
 
     /// Only keys already opened by [`SigningKeys::for_product`].

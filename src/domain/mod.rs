@@ -14,6 +14,7 @@ pub mod products;
 pub mod releases;
 pub mod revocations;
 pub mod sessions;
+pub mod signing_keys;
 pub mod tenants;
 
 mod ids;

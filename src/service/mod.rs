@@ -21,6 +21,7 @@ pub mod releases;
 pub mod reports;
 pub mod revocations;
 pub mod signing;
+pub mod signing_keys;
 pub mod tenants;
 pub mod updates;
 

@@ -231,6 +231,7 @@ impl Intake {
             let (made, version) = fields()?;
             let key = state.signing_keys.for_product(&state.master, product)?;
             let path = file.temp_path.clone();
+            let signature_kid = key.kid.clone();
             let signature = tokio::task::spawn_blocking(move || crypto::sign_file(&key.key, &path))
                 .await
                 .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
@@ -243,6 +244,7 @@ impl Intake {
                 size: file.size,
                 sha256: file.sha256.clone(),
                 signature,
+                signature_kid,
             };
             Ok((made, bundle))
         }

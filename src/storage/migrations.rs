@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 10;
+pub const LATEST_VERSION: i64 = 11;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v8_audit_retention.sql"),
     include_str!("migrations/v9_revocations.sql"),
     include_str!("migrations/v10_entitlements.sql"),
+    include_str!("migrations/v11_signing_keys.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -64,6 +65,10 @@ fn migrate(conn: &mut Connection) -> Result<(), Error> {
         let to = i as i64 + 2;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if to == 11 {
+            // A kid is a SHA-256 of the public key, which SQL cannot compute.
+            crate::domain::signing_keys::repo::copy_product_keys(&tx)?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {to}"))?;
         tx.commit()?;
         tracing::info!("database migrated to schema version {to}");

@@ -9,6 +9,7 @@ pub mod operators;
 pub mod overview;
 pub mod projects;
 pub mod releases;
+pub mod signing_keys;
 
 use poem_openapi::Tags;
 

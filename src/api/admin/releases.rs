@@ -156,6 +156,8 @@ pub struct DeltaView {
     pub bundle_size: u64,
     pub bundle_sha256: String,
     pub signature: String,
+    /// The kid of the project key that made `signature`.
+    pub signature_kid: String,
     pub created_at: OffsetDateTime,
 }
 
@@ -167,6 +169,7 @@ impl DeltaView {
             bundle_size: d.bundle.size,
             bundle_sha256: d.bundle.sha256.clone(),
             signature: d.bundle.signature.clone(),
+            signature_kid: d.bundle.signature_kid.clone(),
             created_at: ms_to_datetime(d.created_at),
         }
     }
@@ -190,6 +193,9 @@ pub struct ReleaseView {
     pub bundle_sha256: String,
     /// Ed25519 over the bundle's exact bytes with the project's key, base64.
     pub signature: String,
+    /// The kid of the project key that made `signature` (the key current at upload; see
+    /// `GET /api/projects/{id}/signing-keys`).
+    pub signature_kid: String,
     pub created_at: OffsetDateTime,
     #[oai(nullable)]
     pub published_at: Option<OffsetDateTime>,
@@ -217,6 +223,7 @@ impl ReleaseView {
             bundle_size: r.bundle.size,
             bundle_sha256: r.bundle.sha256.clone(),
             signature: r.bundle.signature.clone(),
+            signature_kid: r.bundle.signature_kid.clone(),
             created_at: ms_to_datetime(r.created_at),
             published_at: r.published_at.map(ms_to_datetime),
             yanked_at: r.yanked_at.map(ms_to_datetime),

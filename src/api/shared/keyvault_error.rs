@@ -50,8 +50,8 @@ pub enum KvError {
     /// The path exists, but not with this method (`METHOD_NOT_ALLOWED`).
     #[oai(status = 405)]
     MethodNotAllowed(Json<KvErrorBody>),
-    /// A unique value is taken, or a project would drop an entitlement code its keys still
-    /// carry (`CONFLICT`).
+    /// A unique value is taken, a project would drop an entitlement code its keys still
+    /// carry, or the current signing key was to be retired (`CONFLICT`).
     #[oai(status = 409)]
     Conflict(Json<KvErrorBody>),
     /// The body exceeds the size limit (`PAYLOAD_TOO_LARGE`).

@@ -11,3 +11,4 @@ pub mod fields;
 pub mod keyvault_error;
 pub mod pagination;
 pub mod signed;
+pub mod signing_key;

@@ -11,6 +11,7 @@ use super::auth::CreateScope;
 use super::error::VendorResult;
 use super::schemas::{Pagination, ProductPublic, VendorStatus, page_and_limit};
 use crate::api::shared::signed::SignedJson;
+use crate::api::shared::signing_key::SigningKeyView;
 use crate::domain::{ms_to_datetime, revocations, tenants};
 use crate::service::catalog;
 use crate::service::revocations::RevocationList;
@@ -37,13 +38,23 @@ pub enum ProductsResponse {
 #[derive(Object, Debug)]
 pub struct PublicKeyOk {
     pub success: bool,
-    /// Ed25519 public key: base64 of the raw 32 bytes.
+    /// The current Ed25519 public key (the one that signs now): base64 of the raw 32 bytes.
     pub public_key: String,
+    /// The same key as `public_key`, spelled as the entries of `keys` spell it.
+    #[oai(rename = "publicKey")]
+    pub public_key_camel: String,
+    /// The current key's id.
+    pub kid: String,
+    /// Every key of the product, oldest first. Pin the first key you trust; accept a later
+    /// key only when a key you already trust endorses it (its `endorsement` verifies under the
+    /// endorsing key, over `keyward-key-endorsement/` followed by its `publicKey`); drop keys
+    /// listed as `retired`.
+    pub keys: Vec<SigningKeyView>,
 }
 
 #[derive(ApiResponse)]
 pub enum PublicKeyResponse {
-    /// The product's public key.
+    /// The product's current public key and all its keys.
     #[oai(status = 200)]
     Ok(Json<PublicKeyOk>),
 }
@@ -143,9 +154,10 @@ impl ProductApi {
         })))
     }
 
-    /// Ed25519 public key of a product
+    /// Ed25519 public keys of a product
     ///
-    /// Verifies signed validation responses and release bundles. No authentication.
+    /// Verify signed validation responses, license files and release bundles: each names the
+    /// `kid` of the key that signed it. No authentication.
     #[oai(
         path = "/api/v1/updates/public-key",
         method = "get",
@@ -159,10 +171,14 @@ impl ProductApi {
         tenant: Query<Option<String>>,
     ) -> VendorResult<PublicKeyResponse> {
         let tenant_slug = tenant.0.unwrap_or_else(|| tenants::DEFAULT_SLUG.to_owned());
-        let product = catalog::find_public(&self.state, &tenant_slug, &product.0)?;
+        let ring = crate::service::signing_keys::public_keys(&self.state, &tenant_slug, &product.0)?;
+        let current = crate::crypto::base64(&ring.product.signing_public_key);
         Ok(PublicKeyResponse::Ok(Json(PublicKeyOk {
             success: true,
-            public_key: crate::crypto::base64(&product.signing_public_key),
+            kid: crate::domain::signing_keys::kid(&ring.product.signing_public_key),
+            public_key_camel: current.clone(),
+            public_key: current,
+            keys: ring.keys.iter().map(SigningKeyView::new).collect(),
         })))
     }
 

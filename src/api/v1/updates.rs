@@ -67,6 +67,10 @@ pub struct UpdateCheckOk {
     /// Ed25519 over the full bundle's exact bytes, base64.
     #[oai(nullable, skip_serializing_if_is_none)]
     pub signature: Option<String>,
+    /// The kid of the product key that made `signature` (listed by
+    /// `GET /api/v1/updates/public-key`): the key current when the bundle was uploaded.
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub signature_kid: Option<String>,
     #[oai(nullable, skip_serializing_if_is_none)]
     pub is_critical: Option<bool>,
     #[oai(nullable, skip_serializing_if_is_none)]
@@ -90,6 +94,8 @@ pub struct DeltaInfo {
     pub bundle_size: u64,
     pub bundle_sha256: String,
     pub signature: String,
+    /// The kid of the product key that made `signature`.
+    pub signature_kid: String,
 }
 
 #[derive(Object, Debug)]
@@ -106,6 +112,8 @@ pub struct ReleaseInfo {
     pub bundle_sha256: String,
     /// Ed25519 over the bundle's exact bytes, base64.
     pub signature: String,
+    /// The kid of the product key that made `signature` (the key current at upload).
+    pub signature_kid: String,
     pub is_critical: bool,
     pub requires_migration: bool,
     #[oai(nullable)]
@@ -149,6 +157,9 @@ pub enum DownloadResponse {
         /// Ed25519 over the whole bundle's exact bytes, base64.
         #[oai(header = "X-Bundle-Signature")]
         String,
+        /// The kid of the product key that made `X-Bundle-Signature`.
+        #[oai(header = "X-Keyward-Key-Id")]
+        String,
         /// Always `bytes`: an interrupted download resumes with `Range`.
         #[oai(header = "Accept-Ranges")]
         String,
@@ -174,6 +185,9 @@ pub enum DownloadResponse {
         String,
         /// Ed25519 over the whole bundle's exact bytes, base64.
         #[oai(header = "X-Bundle-Signature")]
+        String,
+        /// The kid of the product key that made `X-Bundle-Signature`.
+        #[oai(header = "X-Keyward-Key-Id")]
         String,
         /// Always `bytes`.
         #[oai(header = "Accept-Ranges")]
@@ -229,6 +243,7 @@ impl UpdatesApi {
                 bundle_size: None,
                 sha256: None,
                 signature: None,
+                signature_kid: None,
                 is_critical: None,
                 requires_migration: None,
                 published_at: None,
@@ -244,6 +259,7 @@ impl UpdatesApi {
                 bundle_size: Some(r.bundle.size),
                 sha256: Some(r.bundle.sha256.clone()),
                 signature: Some(r.bundle.signature.clone()),
+                signature_kid: Some(r.bundle.signature_kid.clone()),
                 is_critical: Some(r.is_critical),
                 requires_migration: Some(r.requires_migration),
                 published_at: r.published_at.map(ms_to_datetime),
@@ -278,6 +294,7 @@ impl UpdatesApi {
                 bundle_size: release.bundle.size,
                 bundle_sha256: release.bundle.sha256.clone(),
                 signature: release.bundle.signature.clone(),
+                signature_kid: release.bundle.signature_kid.clone(),
                 is_critical: release.is_critical,
                 requires_migration: release.requires_migration,
                 published_at: release.published_at.map(ms_to_datetime),
@@ -289,6 +306,7 @@ impl UpdatesApi {
                         bundle_size: d.bundle.size,
                         bundle_sha256: d.bundle.sha256.clone(),
                         signature: d.bundle.signature.clone(),
+                        signature_kid: d.bundle.signature_kid.clone(),
                     })
                     .collect(),
             },
@@ -338,6 +356,7 @@ impl UpdatesApi {
                 bundle.size,
                 bundle.sha256.clone(),
                 bundle.signature.clone(),
+                bundle.signature_kid.clone(),
                 "bytes".into(),
                 disposition(&bundle),
                 etag(&bundle),
@@ -353,6 +372,7 @@ impl UpdatesApi {
                 format!("bytes {start}-{end}/{}", bundle.size),
                 bundle.sha256.clone(),
                 bundle.signature.clone(),
+                bundle.signature_kid.clone(),
                 "bytes".into(),
                 disposition(&bundle),
                 etag(&bundle),

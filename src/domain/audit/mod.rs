@@ -29,6 +29,8 @@ super::text_enum! {
         ProductCreate => "project.create",
         ProductUpdate => "project.update",
         ProductDelete => "project.delete",
+        SigningKeyRotate => "project.signing_key.rotate",
+        SigningKeyRetire => "project.signing_key.retire",
         ApiKeyCreate => "apikey.create",
         ApiKeyRevoke => "apikey.revoke",
         OperatorCreate => "operator.create",
@@ -129,7 +131,8 @@ impl AuditAction {
             LicenseActivate | LicenseDeactivate | LicenseCreate | LicenseRevoke | LicenseRenew
             | LicenseUpdate | LicenseExpire | MachineCull | KeyResetHwid | PortalRegister
             | PortalLogin | PortalActivate | PortalLoaderDownload => RetentionClass::Licenses,
-            ProductCreate | ProductUpdate | ProductDelete | ApiKeyCreate | ApiKeyRevoke
+            ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
+            | ApiKeyCreate | ApiKeyRevoke
             | OperatorCreate | OperatorUpdate | OperatorDelete | OperatorLogin
             | OperatorLoginFailed | OperatorLogout | TenantCreate | ReleaseUpload
             | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete | ReleaseDelta

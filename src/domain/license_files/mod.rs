@@ -121,6 +121,8 @@ pub struct Contents<'a> {
     pub issued: i64,
     /// Its lifetime in seconds; `None` never expires.
     pub ttl: Option<i64>,
+    /// The id of the key that signs it: the product's current key when it is issued.
+    pub kid: &'a str,
 }
 
 impl Contents<'_> {
@@ -200,7 +202,7 @@ impl Contents<'_> {
                 "issued": iso(self.issued),
                 "expiry": iso_opt(self.expiry()),
                 "ttl": self.ttl,
-                "kid": kid(&p.signing_public_key),
+                "kid": self.kid,
             },
             "data": {
                 "type": "licenses",

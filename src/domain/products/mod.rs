@@ -317,6 +317,15 @@ pub fn create(
         updated_at: now,
     };
     repo::insert(conn, &product)?;
+    super::signing_keys::repo::insert(
+        conn,
+        &super::signing_keys::SigningKeyRecord::first(
+            &product.id,
+            &product.signing_public_key,
+            product.signing_secret_sealed.clone(),
+            now,
+        ),
+    )?;
     Ok(product)
 }
 

@@ -237,6 +237,22 @@ pub fn update(conn: &Connection, p: &Product) -> Result<()> {
     Ok(())
 }
 
+/// Mirrors a new current signing key into the product row (see `domain::signing_keys`).
+pub fn set_signing_key(
+    conn: &Connection,
+    id: &str,
+    public_key: &[u8],
+    secret_sealed: &[u8],
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE products SET signing_public_key = ?2, signing_secret_sealed = ?3, updated_at = ?4
+         WHERE id = ?1",
+        params![id, public_key, secret_sealed, now],
+    )?;
+    Ok(())
+}
+
 /// Deletes the product; its licenses, activations and API keys go with it (cascade).
 pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn.execute("DELETE FROM products WHERE id = ?1", [id])? > 0)

@@ -59,6 +59,8 @@ pub struct Bundle {
     pub sha256: String,
     /// Ed25519 over the exact bytes with the product's key, base64.
     pub signature: String,
+    /// The kid of the key that made `signature` (the product's current key at upload).
+    pub signature_kid: String,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +307,7 @@ mod tests {
                 size: 1,
                 sha256: "00".into(),
                 signature: "s".into(),
+                signature_kid: "k".into(),
             },
             created_at: 0,
             published_at: None,

@@ -19,6 +19,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
             size: r.get::<_, i64>("bundle_size")?.max(0) as u64,
             sha256: r.get("bundle_sha256")?,
             signature: r.get("signature")?,
+            signature_kid: r.get("signature_kid")?,
         },
         created_at: r.get("created_at")?,
         published_at: r.get("published_at")?,
@@ -35,6 +36,7 @@ fn delta_from_row(r: &Row<'_>) -> rusqlite::Result<Delta> {
             size: r.get::<_, i64>("bundle_size")?.max(0) as u64,
             sha256: r.get("bundle_sha256")?,
             signature: r.get("signature")?,
+            signature_kid: r.get("signature_kid")?,
         },
         created_at: r.get("created_at")?,
     })
@@ -44,8 +46,8 @@ pub fn insert(conn: &Connection, r: &Release) -> Result<()> {
     conn.execute(
         "INSERT INTO releases (id, tenant_id, product_id, version, channel, changelog,
             is_critical, requires_migration, status, bundle_filename, bundle_size,
-            bundle_sha256, signature, created_at, published_at, yanked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            bundle_sha256, signature, created_at, published_at, yanked_at, signature_kid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             r.id,
             r.tenant_id,
@@ -62,7 +64,8 @@ pub fn insert(conn: &Connection, r: &Release) -> Result<()> {
             r.bundle.signature,
             r.created_at,
             r.published_at,
-            r.yanked_at
+            r.yanked_at,
+            r.bundle.signature_kid
         ],
     )?;
     Ok(())
@@ -147,8 +150,8 @@ pub fn delete(conn: &Connection, id: &str) -> Result<()> {
 pub fn insert_delta(conn: &Connection, d: &Delta) -> Result<()> {
     conn.execute(
         "INSERT INTO release_deltas (release_id, from_version, bundle_filename, bundle_size,
-            bundle_sha256, signature, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            bundle_sha256, signature, created_at, signature_kid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             d.release_id,
             d.from_version,
@@ -156,7 +159,8 @@ pub fn insert_delta(conn: &Connection, d: &Delta) -> Result<()> {
             d.bundle.size as i64,
             d.bundle.sha256,
             d.bundle.signature,
-            d.created_at
+            d.created_at,
+            d.bundle.signature_kid
         ],
     )?;
     Ok(())

@@ -182,6 +182,7 @@ fn issue(
         machine,
         issued: now_ms(),
         ttl,
+        kid: signer.kid(),
     };
     let key = encrypt
         .then(|| license_files::file_key(&license.key, machine.map(|m| m.machine_id.as_str())));
@@ -189,7 +190,7 @@ fn issue(
         contents.kind(),
         &contents.payload(),
         key.as_ref(),
-        &license_files::kid(&product.signing_public_key),
+        signer.kid(),
         |bytes| signer.sign(bytes),
     )?;
     Ok(Signed::new(
