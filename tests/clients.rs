@@ -33,6 +33,8 @@ struct Fixture {
     list_versions: [i64; 2],
     /// Test-held keys: A is pinned, B endorsed by A, C by B.
     rotation: [SigningKey; 3],
+    /// The product's key after the live rotation: its kid and base64 public key.
+    live: [String; 2],
 }
 
 impl Fixture {
@@ -149,7 +151,7 @@ async fn build_fixture() -> Fixture {
         .await
         .unwrap();
     let master = running.state.master.clone();
-    let (api_key, license, revoked_license) = running
+    let (api_key, admin_key, product_id, license, revoked_license) = running
         .state
         .db
         .write(move |c| {
@@ -177,6 +179,14 @@ async fn build_fixture() -> Fixture {
                 Scope::CreateLicense,
                 Some(&product.id),
             )?;
+            // Rotating keys is an admin action: a FULL_ADMIN key, held to this product.
+            let (_, admin_key) = api_keys::create(
+                c,
+                &tenant.id,
+                "recipes admin",
+                Scope::FullAdmin,
+                Some(&product.id),
+            )?;
             let new = || NewLicense {
                 license_type: LicenseType::Perpetual,
                 tier: LicenseTier::Personal,
@@ -194,7 +204,13 @@ async fn build_fixture() -> Fixture {
             };
             let license = licenses::create(c, &product, &new())?;
             let revoked = licenses::create(c, &product, &new())?;
-            Ok((api_key, license.key, revoked.key))
+            Ok((
+                api_key,
+                admin_key,
+                product.id.to_string(),
+                license.key,
+                revoked.key,
+            ))
         })
         .await
         .unwrap();
@@ -321,6 +337,47 @@ async fn build_fixture() -> Fixture {
         .unwrap();
     tampered_list[at + "\"version\":".len()] = b'9';
     write(d, "revocations-tampered.json", &tampered_list);
+
+    // A live rotation: the product gets a new current key (endorsed by the pinned one), signs a
+    // file with it, and retires the pinned key.
+    let admin = |path: String| {
+        http.post(format!("{base}{path}"))
+            .header("X-API-Key", &admin_key)
+            .send()
+    };
+    let rotated = admin(format!("/api/projects/{product_id}/signing-keys"))
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 201, "{}", rotated.text().await.unwrap());
+    let rotated: Value = rotated.json().await.unwrap();
+    let live_kid = rotated["data"]["key"]["kid"].as_str().unwrap().to_owned();
+    let checkout = post("/api/v1/license/checkout", json!({"licenseKey": license}))
+        .await
+        .unwrap();
+    assert_eq!(checkout.status(), 200);
+    let checkout: Value = checkout.json().await.unwrap();
+    write(
+        d,
+        "live-rotated.lic",
+        checkout["certificate"].as_str().unwrap(),
+    );
+    let retired = admin(format!(
+        "/api/projects/{product_id}/signing-keys/{kid}/retire"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(retired.status(), 200, "{}", retired.text().await.unwrap());
+    let keys = get("/api/v1/updates/public-key?product=recipe-app")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listed: Value = serde_json::from_str(&keys).unwrap();
+    assert_eq!(listed["kid"], json!(live_kid), "{keys}");
+    let live_public_key = listed["publicKey"].as_str().unwrap().to_owned();
+    write(d, "keys-live.json", &keys);
+    write(d, "trusted-live.json", json!([live_public_key]).to_string());
     running.stop().await.unwrap();
     drop(data);
 
@@ -436,6 +493,7 @@ async fn build_fixture() -> Fixture {
         list_signatures,
         list_versions,
         rotation: [a, b, c],
+        live: [live_kid, live_public_key],
     }
 }
 
@@ -672,6 +730,29 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             "a file signed by the rotated-in key, after the rotation",
             file("trusted-c.json", "rotated.lic", &lic, None),
             vec![("/kid", json!(kid_of(c))), (data_key, json!(lic))],
+        ),
+        refused(
+            "live: a file signed after the server rotated its key, with the pinned key alone",
+            file("trusted.json", "live-rotated.lic", &lic, None),
+            "UNKNOWN_KID",
+        ),
+        accepted(
+            "live: the server's key list moves the trust set to the endorsed key, dropping the retired one",
+            rotate("trusted.json", "keys-live.json"),
+            vec![
+                ("/trusted", json!([fx.live[1]])),
+                ("/accepted", json!([fx.live[0]])),
+                ("/dropped", json!([fx.kid])),
+            ],
+        ),
+        accepted(
+            "live: the file signed after the rotation verifies with the rotated trust set",
+            file("trusted-live.json", "live-rotated.lic", &lic, None),
+            vec![
+                ("/kid", json!(fx.live[0])),
+                ("/payload/meta/kid", json!(fx.live[0])),
+                (data_key, json!(lic)),
+            ],
         ),
         accepted(
             "a license not on the revocation list",

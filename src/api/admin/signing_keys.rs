@@ -112,8 +112,7 @@ impl SigningKeysApi {
         kid: Path<String>,
     ) -> KvResult<RetireSigningKeyResponse> {
         let ctx = auth.admin().ctx;
-        let key =
-            signing_keys::retire(&self.state, &ctx, &ProductId::from(id.0), &kid.0).await?;
+        let key = signing_keys::retire(&self.state, &ctx, &ProductId::from(id.0), &kid.0).await?;
         Ok(RetireSigningKeyResponse::Ok(Json(SigningKeyOk {
             success: true,
             data: SigningKeyData {

@@ -171,7 +171,8 @@ impl ProductApi {
         tenant: Query<Option<String>>,
     ) -> VendorResult<PublicKeyResponse> {
         let tenant_slug = tenant.0.unwrap_or_else(|| tenants::DEFAULT_SLUG.to_owned());
-        let ring = crate::service::signing_keys::public_keys(&self.state, &tenant_slug, &product.0)?;
+        let ring =
+            crate::service::signing_keys::public_keys(&self.state, &tenant_slug, &product.0)?;
         let current = crate::crypto::base64(&ring.product.signing_public_key);
         Ok(PublicKeyResponse::Ok(Json(PublicKeyOk {
             success: true,

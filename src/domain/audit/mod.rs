@@ -132,12 +132,11 @@ impl AuditAction {
             | LicenseUpdate | LicenseExpire | MachineCull | KeyResetHwid | PortalRegister
             | PortalLogin | PortalActivate | PortalLoaderDownload => RetentionClass::Licenses,
             ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
-            | ApiKeyCreate | ApiKeyRevoke
-            | OperatorCreate | OperatorUpdate | OperatorDelete | OperatorLogin
-            | OperatorLoginFailed | OperatorLogout | TenantCreate | ReleaseUpload
-            | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete | ReleaseDelta
-            | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock | AbuseFlagUpdate
-            | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
+            | ApiKeyCreate | ApiKeyRevoke | OperatorCreate | OperatorUpdate | OperatorDelete
+            | OperatorLogin | OperatorLoginFailed | OperatorLogout | TenantCreate
+            | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
+            | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
+            | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
         }
     }
 }

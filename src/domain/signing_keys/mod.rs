@@ -98,7 +98,12 @@ pub struct Rotated {
 
 /// Makes a new current key for `product`, endorsed by the current one, and mirrors it into the
 /// product row. The previous key stays listed and keeps verifying.
-pub fn rotate(conn: &Connection, master: &MasterKey, product: &Product, now: i64) -> Result<Rotated> {
+pub fn rotate(
+    conn: &Connection,
+    master: &MasterKey,
+    product: &Product,
+    now: i64,
+) -> Result<Rotated> {
     let previous = repo::current(conn, &product.id)?.ok_or_else(|| {
         Error::Storage(format!("product {} has no current signing key", product.id))
     })?;
@@ -163,14 +168,26 @@ mod tests {
 
     #[test]
     fn kids_are_sixteen_hex_characters() {
-        assert_eq!(parse_kid("0123456789ABCDEF").ok().as_deref(), Some("0123456789abcdef"));
-        for bad in ["", "0123456789abcde", "0123456789abcdef0", "0123456789abcdeg", "../../etc/passwd"] {
+        assert_eq!(
+            parse_kid("0123456789ABCDEF").ok().as_deref(),
+            Some("0123456789abcdef")
+        );
+        for bad in [
+            "",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "0123456789abcdeg",
+            "../../etc/passwd",
+        ] {
             assert!(parse_kid(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn the_endorsement_signs_the_prefix_and_the_listed_text() {
-        assert_eq!(endorsement_message("QUJD"), b"keyward-key-endorsement/QUJD".to_vec());
+        assert_eq!(
+            endorsement_message("QUJD"),
+            b"keyward-key-endorsement/QUJD".to_vec()
+        );
     }
 }
