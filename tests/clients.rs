@@ -610,6 +610,26 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             "UNDECRYPTABLE",
         ),
         refused(
+            "plain license file of another license",
+            file(
+                "trusted.json",
+                "license-plain.lic",
+                &fx.revoked_license,
+                None,
+            ),
+            "WRONG_LICENSE",
+        ),
+        refused(
+            "plain machine file of another machine",
+            file(
+                "trusted.json",
+                "machine-plain.lic",
+                &lic,
+                Some("another-machine-0002"),
+            ),
+            "WRONG_MACHINE",
+        ),
+        refused(
             "tampered license file is refused",
             file("trusted.json", "license-tampered.lic", &lic, None),
             "BAD_SIGNATURE",

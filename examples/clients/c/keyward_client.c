@@ -215,8 +215,22 @@ int keyward_read_file(const char *text, const keyward_trust *t, const char *lice
     }
     cJSON *meta = cJSON_GetObjectItem(*payload, "meta"), *ttl = cJSON_GetObjectItem(meta, "ttl");
     time_t issued = parse_time(cJSON_GetStringValue(cJSON_GetObjectItem(meta, "issued")));
+    const char *key = cJSON_GetStringValue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(*payload, "data"), "attributes"), "key"));
+    int on_this_machine = 0;
+    cJSON *included;
+    cJSON_ArrayForEach(included, cJSON_GetObjectItem(*payload, "included")) {
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(included, "type"));
+        const char *fp = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(included, "attributes"), "fingerprint"));
+        on_this_machine |= type && fp && strcmp(type, "machines") == 0 && strcmp(fp, fingerprint) == 0;
+    }
     if (issued < 0)
         refuse(r, "MALFORMED", "no meta.issued", NULL);
+    /* An unencrypted file opens with any key: only its contents say whose it is. */
+    else if (!key || strcmp(key, license_key) != 0)
+        refuse(r, "WRONG_LICENSE", "the file is about another license", NULL);
+    else if (strcmp(kind, "machine") == 0 && !on_this_machine)
+        refuse(r, "WRONG_MACHINE", "the file is about another machine", NULL);
     else if (issued > now + CLOCK_SKEW_SECS)
         refuse(r, "NOT_YET_VALID", "the file is issued in the future: is the clock wrong?", NULL);
     else if (cJSON_IsNumber(ttl) && now > issued + (time_t)ttl->valuedouble)

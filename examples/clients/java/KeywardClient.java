@@ -135,6 +135,16 @@ public class KeywardClient {
         } catch (RuntimeException e) {
             throw new Refused("MALFORMED", "no meta.issued");
         }
+        // An unencrypted file opens with any key: only its contents say whose it is.
+        Object attributes = payload.get("data") instanceof Map<?, ?> data ? data.get("attributes") : null;
+        if (!(attributes instanceof Map<?, ?> license && licenseKey.equals(license.get("key"))))
+            throw new Refused("WRONG_LICENSE", "the file is about another license");
+        boolean onThisMachine = payload.get("included") instanceof List<?> included
+                && included.stream().anyMatch(i -> i instanceof Map<?, ?> m && "machines".equals(m.get("type"))
+                        && m.get("attributes") instanceof Map<?, ?> machine
+                        && fingerprint.equals(machine.get("fingerprint")));
+        if (kind.equals("machine") && !onThisMachine)
+            throw new Refused("WRONG_MACHINE", "the file is about another machine");
         if (issued.isAfter(now.plus(CLOCK_SKEW)))
             throw new Refused("NOT_YET_VALID", "the file is issued in the future: is the clock wrong?");
         if (meta.get("ttl") instanceof Number ttl && now.isAfter(issued.plusSeconds(ttl.longValue())))

@@ -93,6 +93,14 @@ export function readFile(text, trusted, licenseKey, fingerprint = '', now = new 
   const issued = Date.parse(payload.meta?.issued);
   const ttl = payload.meta?.ttl;
   if (Number.isNaN(issued)) throw new Refused('MALFORMED', 'no meta.issued');
+  // An unencrypted file opens with any key: only its contents say whose it is.
+  if (payload.data?.attributes?.key !== licenseKey) {
+    throw new Refused('WRONG_LICENSE', 'the file is about another license');
+  }
+  const machines = (payload.included ?? []).filter((i) => i.type === 'machines');
+  if (kind === 'machine' && !machines.some((m) => m.attributes?.fingerprint === fingerprint)) {
+    throw new Refused('WRONG_MACHINE', 'the file is about another machine');
+  }
   if (issued > now.getTime() + CLOCK_SKEW_MS) {
     throw new Refused('NOT_YET_VALID', 'the file is issued in the future: is the clock wrong?');
   }

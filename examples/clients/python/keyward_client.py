@@ -83,9 +83,19 @@ def read_file(text, trusted, license_key, fingerprint="", now=None):
             aes_key = hashlib.sha256((license_key + fingerprint).encode()).digest()
             plaintext = AESGCM(aes_key).decrypt(iv, ciphertext + tag, None)
         payload = json.loads(plaintext)
-        issued, ttl = _time(payload["meta"]["issued"]), payload["meta"].get("ttl")
-    except (InvalidTag, ValueError, KeyError, TypeError):
+    except (InvalidTag, ValueError, TypeError):
         raise Refused("UNDECRYPTABLE", "the file does not decrypt with this license key and fingerprint")
+    try:
+        issued, ttl = _time(payload["meta"]["issued"]), payload["meta"].get("ttl")
+        key = payload["data"]["attributes"]["key"]
+        machines = [i["attributes"]["fingerprint"] for i in payload.get("included", []) if i["type"] == "machines"]
+    except (ValueError, KeyError, TypeError):
+        raise Refused("MALFORMED", "the payload lacks meta.issued, the license key or a machine's fingerprint")
+    # An unencrypted file opens with any key: only its contents say whose it is.
+    if key != license_key:
+        raise Refused("WRONG_LICENSE", "the file is about another license")
+    if kind == "machine" and fingerprint not in machines:
+        raise Refused("WRONG_MACHINE", "the file is about another machine")
     now = now or datetime.now(timezone.utc)
     if issued > now + CLOCK_SKEW:
         raise Refused("NOT_YET_VALID", "the file is issued in the future: is the clock wrong?")
