@@ -36,7 +36,7 @@ fi
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }
 
-# The client recipes (tests/clients.rs, examples/clients/): a JDK 17 for the Java one, a C
+# The client recipes (tests/clients/, examples/clients/): a JDK 17 for the Java one, a C
 # compiler with libcrypto's and cJSON's headers for the C one (Python's `cryptography` and Node
 # are installed above).
 command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
