@@ -36,6 +36,17 @@ fi
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }
 
+# The client recipes (tests/clients/, examples/clients/): a JDK 17 for the Java one, a C
+# compiler with libcrypto's and cJSON's headers for the C one (Python's `cryptography` and Node
+# are installed above).
+command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+command -v javac >/dev/null && command -v java >/dev/null || { echo "a JDK (javac, java) did not install" >&2; exit 1; }
+if ! command -v cc >/dev/null || ! pkg-config --exists libcrypto libcjson 2>/dev/null; then
+    apt_install gcc libc6-dev pkg-config libssl-dev libcjson-dev
+fi
+command -v cc >/dev/null && pkg-config --exists libcrypto libcjson \
+    || { echo "cc, libssl-dev or libcjson-dev did not install" >&2; exit 1; }
+
 # The browser tests drive Debian's Chromium through chromedriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt_install chromium chromium-driver
