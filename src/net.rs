@@ -494,7 +494,10 @@ struct TimedBody {
     inner: BoxBody,
     stall: Duration,
     start: Instant,
-    last: Instant,
+    /// Since when the reader has been waiting for the next frame. A pause counts from there,
+    /// not from the last frame: a reader that was busy (a slow disk under the bundle it
+    /// streams) must not blame the client for the time it did not ask.
+    waiting_since: Option<Instant>,
     received: u64,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -506,17 +509,18 @@ impl TimedBody {
             inner,
             stall,
             start: now,
-            last: now,
+            waiting_since: None,
             received: 0,
             timer: None,
         }
     }
 
-    fn deadline(&self) -> Instant {
+    fn deadline(&mut self) -> Instant {
         let paced = self.start
             + self.stall
             + Duration::from_millis(self.received.saturating_mul(1000) / MIN_BODY_BYTES_PER_SEC);
-        (self.last + self.stall).min(paced)
+        let waiting_since = *self.waiting_since.get_or_insert_with(Instant::now);
+        (waiting_since + self.stall).min(paced)
     }
 }
 
@@ -531,12 +535,12 @@ impl HttpBody for TimedBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(Ok(f)) = &frame {
-                    if let Some(data) = f.data_ref() {
-                        this.received += data.len() as u64;
-                    }
-                    this.last = Instant::now();
+                if let Some(Ok(f)) = &frame
+                    && let Some(data) = f.data_ref()
+                {
+                    this.received += data.len() as u64;
                 }
+                this.waiting_since = None;
                 this.timer = None;
                 Poll::Ready(frame)
             }
@@ -565,5 +569,58 @@ impl HttpBody for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+
+    /// A body whose frames the test sends when it wants.
+    fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, BoxBody) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let frames = tokio_stream_from(rx).map(|b| Ok::<_, io::Error>(Frame::data(b)));
+        (tx, BoxBody::new(StreamBody::new(frames)))
+    }
+
+    fn tokio_stream_from(
+        mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> impl futures_util::Stream<Item = Bytes> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_was_busy_does_not_blame_the_client() {
+        let stall = Duration::from_millis(200);
+        let (tx, inner) = channel_body();
+        let mut body = TimedBody::new(inner, stall);
+        // 64 KiB: well above the minimum average rate, so only the pause rule is in play.
+        tx.send(Bytes::from(vec![0u8; 64 * 1024])).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        // The reader is busy (writing to a slow disk) for longer than the stall allowance…
+        tokio::time::sleep(stall + Duration::from_millis(150)).await;
+        // …and the client's next frame comes soon after the reader asks for it.
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send(Bytes::from_static(b"second")).await.unwrap();
+            tx
+        });
+        let frame = body.frame().await.unwrap();
+        assert!(frame.is_ok(), "the body was cut off: {:?}", frame.err());
+        drop(sender.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_pauses_longer_than_the_allowance_is_cut_off() {
+        let stall = Duration::from_millis(100);
+        let (tx, inner) = channel_body();
+        let mut body = TimedBody::new(inner, stall);
+        tx.send(Bytes::from_static(b"first")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(tx);
     }
 }

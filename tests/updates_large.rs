@@ -38,6 +38,14 @@ fn peak_rss() -> u64 {
 
 #[tokio::test]
 async fn a_200_mb_bundle_streams_through_with_bounded_memory() {
+    // Hashed before the server starts: the test and the server share one thread, and seconds
+    // of hashing between two requests would leave the client's pooled connection idle past
+    // the server's idle timeout, to be closed just as the upload starts on it.
+    let mut expected = Sha256::new();
+    for i in 0..CHUNKS {
+        expected.update(chunk(i));
+    }
+    let expected = hex::encode(expected.finalize());
     let srv = TestServer::start().await;
     let product = srv.create_product("default", "big");
     let admin = srv.create_api_key("default", Scope::FullAdmin, None);
@@ -46,12 +54,6 @@ async fn a_200_mb_bundle_streams_through_with_bounded_memory() {
         .expect("key")
         .to_owned();
     let before = peak_rss();
-
-    let mut expected = Sha256::new();
-    for i in 0..CHUNKS {
-        expected.update(chunk(i));
-    }
-    let expected = hex::encode(expected.finalize());
 
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
         (0..CHUNKS).map(|i| Ok::<_, std::io::Error>(chunk(i))),
