@@ -148,10 +148,22 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/api/docs", docs)
         .nest_no_strip("/api", api)
         .around(move |ep, req| api::guard(ep, req, guard_state.clone()));
+    let metrics_state = state.clone();
     crate::web::mount(Route::new())
+        .at("/metrics", poem::get(api::metrics::scrape_with_token))
         .nest_no_strip("/api", api_routes)
         .with(poem::middleware::CookieJarManager::new())
         .data(state)
+        .around(move |ep, req| api::shared::http_metrics::track(ep, req, metrics_state.clone()))
+}
+
+/// The `--metrics-bind` listener's app: `/metrics` alone, without a token.
+pub fn metrics_app(state: AppState) -> impl Endpoint {
+    let metrics_state = state.clone();
+    Route::new()
+        .at("/metrics", poem::get(api::metrics::scrape_private))
+        .data(state)
+        .around(move |ep, req| api::shared::http_metrics::track(ep, req, metrics_state.clone()))
 }
 
 /// A server running in this process (tests and examples start one on port 0).
