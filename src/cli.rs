@@ -149,7 +149,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
     /// File holding the metrics bearer token (keeps it out of the process list).
-    #[arg(long, env = "KEYWARD_METRICS_TOKEN_FILE", conflicts_with = "metrics_token")]
+    #[arg(
+        long,
+        env = "KEYWARD_METRICS_TOKEN_FILE",
+        conflicts_with = "metrics_token"
+    )]
     pub metrics_token_file: Option<PathBuf>,
     /// Serve GET /metrics, without a token, on this separate address: bind it to loopback or a
     /// private network only.

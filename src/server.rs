@@ -403,7 +403,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         running.state.config.data_dir.display()
     ));
     if let Some(addr) = running.metrics_addr {
-        say(&format!("  metrics:     http://{addr}/metrics (no token: keep this address private)"));
+        say(&format!(
+            "  metrics:     http://{addr}/metrics (no token: keep this address private)"
+        ));
     }
     if let Some(setup) = &running.setup_token {
         say(&format!(

@@ -16,8 +16,8 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use std::sync::Arc;
 
-use poem::http::{Method, StatusCode, header};
 use poem::PathPattern;
+use poem::http::{Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::error::Error;

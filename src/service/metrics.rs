@@ -51,7 +51,10 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
             ("login_per_account", l.login_per_account.refusals()),
             ("login_per_device", l.login_per_device.refusals()),
             ("per_license_key", l.per_license_key.refusals()),
-            ("update_checks_per_license", l.update_checks_per_license.refusals()),
+            (
+                "update_checks_per_license",
+                l.update_checks_per_license.refusals(),
+            ),
             ("downloads_per_license", l.downloads_per_license.refusals()),
             ("downloads_per_ip", l.downloads_per_ip.refusals()),
         ],

@@ -27,7 +27,11 @@ async fn scrape_at(url: &str, auth: Option<&str>) -> (u16, Option<String>, Strin
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    (status, content_type, resp.text().await.expect("scrape body"))
+    (
+        status,
+        content_type,
+        resp.text().await.expect("scrape body"),
+    )
 }
 
 /// A scrape with the right token; panics unless it is a 200.
@@ -39,9 +43,13 @@ async fn scrape(srv: &TestServer) -> String {
 
 /// The value of the sample `series` (name and labels exactly as rendered), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[track_caller]
@@ -66,12 +74,37 @@ async fn metrics_on_the_main_listener_need_the_bearer_token() {
     let srv = TestServer::start_with(with_token).await;
     let cases: &[(&str, Option<String>, u16, &str)] = &[
         ("no credential", None, 401, "Bearer"),
-        ("wrong token", Some("Bearer not-the-token".into()), 401, "Bearer"),
-        ("token prefix", Some(format!("Bearer {}", &TOKEN[..10])), 401, "Bearer"),
-        ("token and more", Some(format!("Bearer {TOKEN}x")), 401, "Bearer"),
-        ("basic scheme", Some(format!("Basic {TOKEN}")), 401, "Bearer"),
+        (
+            "wrong token",
+            Some("Bearer not-the-token".into()),
+            401,
+            "Bearer",
+        ),
+        (
+            "token prefix",
+            Some(format!("Bearer {}", &TOKEN[..10])),
+            401,
+            "Bearer",
+        ),
+        (
+            "token and more",
+            Some(format!("Bearer {TOKEN}x")),
+            401,
+            "Bearer",
+        ),
+        (
+            "basic scheme",
+            Some(format!("Basic {TOKEN}")),
+            401,
+            "Bearer",
+        ),
         ("empty bearer", Some("Bearer ".into()), 401, "Bearer"),
-        ("right token", Some(format!("Bearer {TOKEN}")), 200, "# TYPE"),
+        (
+            "right token",
+            Some(format!("Bearer {TOKEN}")),
+            200,
+            "# TYPE",
+        ),
     ];
     for (name, auth, status, fragment) in cases {
         let mut req = srv.client.get(format!("{}/metrics", srv.url));
@@ -189,8 +222,8 @@ async fn wrong_tokens_spend_the_failed_credential_budget() {
 
 #[tokio::test]
 async fn the_private_listener_serves_metrics_alone_without_a_token() {
-    let srv = TestServer::start_with(|c| c.metrics.bind = Some("127.0.0.1:0".parse().unwrap()))
-        .await;
+    let srv =
+        TestServer::start_with(|c| c.metrics.bind = Some("127.0.0.1:0".parse().unwrap())).await;
     let private = format!(
         "http://{}",
         srv.running.as_ref().unwrap().metrics_addr.unwrap()
@@ -264,7 +297,10 @@ async fn traffic_shows_up_by_route_template_and_result_code() {
         )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
-    let kv_key = a.body["data"]["keys"][0]["key"].as_str().unwrap().to_owned();
+    let kv_key = a.body["data"]["keys"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let kv = |hwid: &'static str| {
         let srv = &srv;
         let kv_key = kv_key.clone();
@@ -335,30 +371,73 @@ async fn traffic_shows_up_by_route_template_and_result_code() {
     );
     let order = "order-secret-42".to_owned();
     for secret in [&key, &kv_key, &license_id, &product.id, &api_key, &order] {
-        assert!(!text.contains(secret.as_str()), "{secret} leaked into a label");
+        assert!(
+            !text.contains(secret.as_str()),
+            "{secret} leaked into a label"
+        );
     }
     // Validations and activations by face and result code.
     for (series, n) in [
-        (r#"keyward_validations_total{face="vendor",result="VALID"}"#, 3.0),
-        (r#"keyward_validations_total{face="vendor",result="NOT_FOUND"}"#, 1.0),
-        (r#"keyward_validations_total{face="key_hwid",result="VALID"}"#, 1.0),
-        (r#"keyward_validations_total{face="key_hwid",result="HWID_MISMATCH"}"#, 1.0),
-        (r#"keyward_activations_total{face="vendor",result="ACTIVATED"}"#, 1.0),
-        (r#"keyward_activations_total{face="vendor",result="ALREADY_ACTIVATED"}"#, 1.0),
-        (r#"keyward_activations_total{face="key_hwid",result="ACTIVATED"}"#, 1.0),
-        (r#"keyward_activations_total{face="key_hwid",result="HWID_MISMATCH"}"#, 1.0),
+        (
+            r#"keyward_validations_total{face="vendor",result="VALID"}"#,
+            3.0,
+        ),
+        (
+            r#"keyward_validations_total{face="vendor",result="NOT_FOUND"}"#,
+            1.0,
+        ),
+        (
+            r#"keyward_validations_total{face="key_hwid",result="VALID"}"#,
+            1.0,
+        ),
+        (
+            r#"keyward_validations_total{face="key_hwid",result="HWID_MISMATCH"}"#,
+            1.0,
+        ),
+        (
+            r#"keyward_activations_total{face="vendor",result="ACTIVATED"}"#,
+            1.0,
+        ),
+        (
+            r#"keyward_activations_total{face="vendor",result="ALREADY_ACTIVATED"}"#,
+            1.0,
+        ),
+        (
+            r#"keyward_activations_total{face="key_hwid",result="ACTIVATED"}"#,
+            1.0,
+        ),
+        (
+            r#"keyward_activations_total{face="key_hwid",result="HWID_MISMATCH"}"#,
+            1.0,
+        ),
     ] {
         assert_sample(&text, series, n);
     }
     // The writer, the database, abuse, outgoing queues.
     assert_positive(&text, "keyward_writer_batch_size_count");
     assert_positive(&text, "keyward_writer_batch_size_sum");
-    assert_positive(&text, r#"keyward_writer_commits_total{outcome="committed"}"#);
-    assert_positive(&text, r#"keyward_writer_commit_duration_seconds_bucket{le="+Inf"}"#);
-    assert!(sample(&text, "keyward_writer_queue_depth").is_some(), "{text}");
+    assert_positive(
+        &text,
+        r#"keyward_writer_commits_total{outcome="committed"}"#,
+    );
+    assert_positive(
+        &text,
+        r#"keyward_writer_commit_duration_seconds_bucket{le="+Inf"}"#,
+    );
+    assert!(
+        sample(&text, "keyward_writer_queue_depth").is_some(),
+        "{text}"
+    );
     assert_positive(&text, "keyward_database_size_bytes");
-    assert!(sample(&text, "keyward_database_wal_size_bytes").is_some(), "{text}");
-    assert_sample(&text, r#"keyward_abuse_flags_open{kind="KEY_SHARING"}"#, 1.0);
+    assert!(
+        sample(&text, "keyward_database_wal_size_bytes").is_some(),
+        "{text}"
+    );
+    assert_sample(
+        &text,
+        r#"keyward_abuse_flags_open{kind="KEY_SHARING"}"#,
+        1.0,
+    );
     assert_sample(&text, "keyward_abuse_ip_blocks_active", 0.0);
     assert_sample(
         &text,
@@ -373,8 +452,14 @@ async fn traffic_shows_up_by_route_template_and_result_code() {
         "keyward_activations_total",
         "keyward_writer_batch_size",
     ] {
-        assert!(text.contains(&format!("# HELP {family} ")), "{family}:\n{text}");
-        assert!(text.contains(&format!("# TYPE {family} ")), "{family}:\n{text}");
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family}:\n{text}"
+        );
     }
 }
 
@@ -398,7 +483,10 @@ async fn rate_limit_refusals_are_counted_by_limiter() {
             json!({"plan": "MONTHLY", "projectId": project}),
         )
         .await;
-    let kv_key = a.body["data"]["keys"][0]["key"].as_str().unwrap().to_owned();
+    let kv_key = a.body["data"]["keys"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let a = srv
@@ -482,9 +570,7 @@ async fn promtool_accepts_a_real_scrape() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!(
-                "promtool is required (Debian package `prometheus`; test.sh installs it): {e}"
-            )
+            panic!("promtool is required (Debian package `prometheus`; test.sh installs it): {e}")
         });
     promtool
         .stdin

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::Method;
 use poem::PathPattern;
+use poem::http::Method;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::state::AppState;

@@ -173,7 +173,9 @@ pub fn open_by_kind(conn: &Connection) -> Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT kind, COUNT(*) FROM abuse_flags WHERE state = 'OPEN' GROUP BY kind ORDER BY kind",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -337,8 +337,9 @@ fn count_validation(
                 _ => "ERROR",
             };
             state.telemetry.validation(Via::KeyHwid, code);
-            if let Error::License(LicenseProblem::HwidMismatch | LicenseProblem::ActivationLimitReached) =
-                &refusal.error
+            if let Error::License(
+                LicenseProblem::HwidMismatch | LicenseProblem::ActivationLimitReached,
+            ) = &refusal.error
             {
                 state.telemetry.activation(Via::KeyHwid, code);
             }
