@@ -6,10 +6,15 @@
 //! Recording is switchable at runtime ([`Telemetry::set_enabled`]): off, every probe returns
 //! after one relaxed atomic load, which is how the bench measures the cost of being on.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -81,6 +86,51 @@ pub struct Telemetry {
     enabled: AtomicBool,
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The request series already registered, by (method, route, status).
+    http_series: RwLock<HashMap<HttpSeries, (Counter, Histogram)>>,
+}
+
+/// Routes are templates and statuses a short list, so the series are few; the bound only
+/// guards against a surprise (a series past it is still recorded, just not cached).
+const MAX_HTTP_SERIES: usize = 4096;
+
+type HttpSeries = (&'static str, String, &'static str);
+
+/// Looks a series up by borrowed parts (no `String` built per request).
+trait SeriesKey {
+    fn parts(&self) -> (&'static str, &str, &'static str);
+}
+
+impl SeriesKey for HttpSeries {
+    fn parts(&self) -> (&'static str, &str, &'static str) {
+        (self.0, &self.1, self.2)
+    }
+}
+
+impl SeriesKey for (&'static str, &str, &'static str) {
+    fn parts(&self) -> (&'static str, &str, &'static str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn SeriesKey + 'a> for HttpSeries {
+    fn borrow(&self) -> &(dyn SeriesKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn SeriesKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn SeriesKey + '_ {}
+
+impl std::hash::Hash for dyn SeriesKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
 }
 
 impl Telemetry {
@@ -103,6 +153,7 @@ impl Telemetry {
             enabled: AtomicBool::new(enabled),
             recorder,
             handle,
+            http_series: RwLock::new(HashMap::new()),
         }
     }
 
@@ -123,13 +174,36 @@ impl Telemetry {
 
     /// One answered HTTP request. `route` is the matched route template (`/api/keys/:id`),
     /// never the raw path: ids and keys must not become label values.
-    pub fn http_request(&self, method: &'static str, route: String, status: u16, took: Duration) {
-        self.record(|| {
-            let status = status_label(status);
-            counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
-                .increment(1);
-            histogram!(HTTP_DURATION, "method" => method, "route" => route).record(took);
-        });
+    pub fn http_request(&self, method: &'static str, route: &str, status: u16, took: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let status = status_label(status);
+        // The hot path: a read lock and a look-up, no allocation once a series is known.
+        let cached = self
+            .http_series
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(method, route, status) as &dyn SeriesKey).cloned());
+        let (requests, duration) = match cached {
+            Some(series) => series,
+            None => {
+                let series = metrics::with_local_recorder(&self.recorder, || {
+                    (
+                        counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status),
+                        histogram!(HTTP_DURATION, "method" => method, "route" => route.to_owned()),
+                    )
+                });
+                if let Ok(mut m) = self.http_series.write()
+                    && m.len() < MAX_HTTP_SERIES
+                {
+                    m.insert((method, route.to_owned(), status), series.clone());
+                }
+                series
+            }
+        };
+        requests.increment(1);
+        duration.record(took);
     }
 
     /// A validation's result code (`VALID`, `EXPIRED`, `KEY_BANNED`…, as its face answers it).

@@ -28,7 +28,7 @@ pub async fn track<E: Endpoint>(
         Ok(resp) => (resp.status(), resp.data::<PathPattern>()),
         Err(e) => (e.status(), e.data::<PathPattern>()),
     };
-    let route = route.map_or_else(|| UNMATCHED.to_owned(), |p| p.0.to_string());
+    let route = route.map_or(UNMATCHED, |p| &p.0);
     state
         .telemetry
         .http_request(method, route, status.as_u16(), started.elapsed());
