@@ -586,3 +586,54 @@ async fn promtool_accepts_a_real_scrape() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The flags as `keyward serve` parses them (and their refusals).
+#[test]
+fn the_metrics_flags_parse_into_the_configuration() {
+    use clap::Parser;
+    use keyward::cli::{Cli, Command};
+    let serve = |args: &[&str]| {
+        let mut argv = vec!["keyward", "serve"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Some(Command::Serve(args)) => args.into_config("./data".into()).metrics,
+            other => panic!("not serve: {other:?}"),
+        })
+    };
+    let defaults = serve(&[]).unwrap();
+    assert!(defaults.enabled);
+    assert_eq!(defaults.token, None);
+    assert_eq!(defaults.bind, None);
+    let set = serve(&[
+        "--metrics",
+        "off",
+        "--metrics-token-file",
+        "/etc/keyward/metrics.token",
+        "--metrics-bind",
+        "10.0.0.5:9912",
+    ])
+    .unwrap();
+    assert!(!set.enabled);
+    assert_eq!(
+        set.token_file.as_deref(),
+        Some(std::path::Path::new("/etc/keyward/metrics.token"))
+    );
+    assert_eq!(set.bind, Some("10.0.0.5:9912".parse().unwrap()));
+    assert_eq!(
+        serve(&["--metrics-token", "t0ken"])
+            .unwrap()
+            .token
+            .as_deref(),
+        Some("t0ken")
+    );
+    for (name, args) in [
+        (
+            "token and token file",
+            &["--metrics-token", "a", "--metrics-token-file", "f"][..],
+        ),
+        ("not an address", &["--metrics-bind", "localhost"][..]),
+        ("not on/off", &["--metrics", "maybe"][..]),
+    ] {
+        assert!(serve(args).is_err(), "{name}");
+    }
+}
