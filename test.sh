@@ -54,6 +54,11 @@ fi
 [ -x /usr/bin/chromium ] || { echo "/usr/bin/chromium is missing: the browser tests need it" >&2; exit 1; }
 [ -x /usr/bin/chromedriver ] || { echo "/usr/bin/chromedriver is missing: the browser tests need it" >&2; exit 1; }
 
+# Metrics (issue 14): tests/api/metrics.rs checks a real /metrics scrape with promtool, from
+# Debian's prometheus package.
+command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+command -v promtool >/dev/null || { echo "promtool (Debian package prometheus) did not install" >&2; exit 1; }
+
 # The embedded pages: Biome (pinned in package-lock.json) formats and lints assets/.
 npm ci --no-audit --no-fund --silent
 npx --no-install biome ci assets

@@ -68,6 +68,8 @@ const P99_HALF_LOAD_BUDGET_MS: f64 = 5.0;
 const ACTIVATIONS_BUDGET: f64 = 5_000.0;
 /// Issue 6: validate with abuse detection on stays within 10 % of its rate with it off.
 const DETECTION_BUDGET: f64 = 0.90;
+/// Issue 14: validate with metrics recorded stays at >= 95 % of its rate with them off.
+const METRICS_BUDGET: f64 = 0.95;
 /// Issue 16: a validation costs the server at most 1.5 times the floor of its work.
 const CPU_FLOOR_FACTOR: f64 = 1.5;
 
@@ -284,9 +286,9 @@ fn run(
         );
     }
 
-    println!("[1/10] GET /api/health, closed loop …");
+    println!("[1/11] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/10] POST /api/v1/license/validate, closed loop …");
+    println!("[2/11] POST /api/v1/license/validate, closed loop …");
     let validate_r = client_rt.block_on(load.closed_loop(validate.clone(), VALID))?;
     if args.ratio_only {
         let ratio = validate_r.rate() / health_r.rate();
@@ -303,7 +305,7 @@ fn run(
     // other work on a shared machine comes and goes) falls on both sides alike.
     // Offline licenses: a machine file of the machine validate asks about, encrypted and
     // signed on every request (read path: one look-up, the audit event queued).
-    println!("[3/10] POST /api/v1/license/checkout (machine file, AES-256-GCM), closed loop …");
+    println!("[3/11] POST /api/v1/license/checkout (machine file, AES-256-GCM), closed loop …");
     let checkouts = fixture
         .validate_keys
         .iter()
@@ -320,7 +322,7 @@ fn run(
         .collect();
     let checkout_r =
         client_rt.block_on(load.closed_loop(Requests::cycle(checkouts), CHECKED_OUT))?;
-    println!("[4/10] POST /api/v1/license/validate, abuse detection off/on interleaved x3 …");
+    println!("[4/11] POST /api/v1/license/validate, abuse detection off/on interleaved x3 …");
     let pair_load = Load {
         warmup: Duration::from_millis(300),
         ..load
@@ -353,13 +355,35 @@ fn run(
             .collect::<Vec<_>>()
             .join(" / ")
     };
+    // The metrics' cost, measured like detection's: off and on interleaved three times.
+    println!("[5/11] POST /api/v1/license/validate, metrics off/on interleaved x3 …");
+    let (mut metrics_off_runs, mut metrics_on_runs) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for on in [false, true] {
+            state.telemetry.set_enabled(on);
+            let r = client_rt.block_on(pair_load.closed_loop(validate.clone(), VALID))?;
+            if on {
+                metrics_on_runs.push(r)
+            } else {
+                metrics_off_runs.push(r)
+            }
+        }
+    }
+    state.telemetry.set_enabled(true);
+    let (metrics_off_rate, metrics_on_rate) = (pooled(&metrics_off_runs), pooled(&metrics_on_runs));
+    let metrics_ratio = metrics_on_rate / metrics_off_rate;
+    let metrics_clean = metrics_off_runs
+        .iter()
+        .chain(&metrics_on_runs)
+        .all(PhaseResult::clean);
+    let metrics_ok = metrics_ratio >= METRICS_BUDGET && metrics_clean;
     let half_rate = validate_r.rate() / 2.0;
     println!(
-        "[5/10] POST /api/v1/license/validate, open loop at {} req/s …",
+        "[6/11] POST /api/v1/license/validate, open loop at {} req/s …",
         thousands(half_rate)
     );
     let half_r = client_rt.block_on(load.open_loop(validate, VALID, half_rate))?;
-    println!("[6/10] POST /api/v1/license/activate, a new machine on a fresh license each …");
+    println!("[7/11] POST /api/v1/license/activate, a new machine on a fresh license each …");
     let activation_requests: Vec<Vec<u8>> = fixture
         .activation_keys
         .iter()
@@ -388,7 +412,7 @@ fn run(
     // bound by group commit rather than by reads. A running app refreshes its own session: one
     // first validation opens it, then every request presents its sessionId. (Without it, each
     // request would be a new instance of the app, which opens a session and ends the oldest.)
-    println!("[7/10] POST /api/validate (key/HWID face, plain), closed loop …");
+    println!("[8/11] POST /api/validate (key/HWID face, plain), closed loop …");
     let kv_url = format!("http://{host}/api/validate");
     let kv_hwid = |i: usize| format!("bench-kv-hwid-{i:06}");
     let session_ids: Vec<String> = client_rt.block_on(async {
@@ -435,7 +459,7 @@ fn run(
         })
         .collect();
     let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::cycle(kv_plain), VALID))?;
-    println!("[8/10] POST /api/validate (AES-256-GCM envelope), closed loop …");
+    println!("[9/11] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
     let sealed: Vec<Vec<u8>> = (0..((kv_plain_r.rate() * (args.warmup + args.duration) * 1.5)
         as usize)
@@ -466,7 +490,7 @@ fn run(
     // Software updates: a large bundle up (hashed and signed on the way in) and down, then
     // update checks against the published release.
     println!(
-        "[9/10] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
+        "[10/11] release bundle of {} MiB: upload (streamed, hashed, signed), publish, download …",
         args.bundle_mib
     );
     let admin_key = create_admin_key(server_rt, state)?;
@@ -479,7 +503,7 @@ fn run(
         args.bundle_mib,
     ))?;
     let rss_growth = peak_rss_bytes().saturating_sub(rss_before);
-    println!("[10/10] GET /api/v1/updates/check (X-License-Key), closed loop …");
+    println!("[11/11] GET /api/v1/updates/check (X-License-Key), closed loop …");
     let checks = fixture
         .validate_keys
         .iter()
@@ -547,6 +571,24 @@ fn run(
         &format!("{:.1} %", detection_ratio * 100.0),
         &format!(">= {:.0} %", DETECTION_BUDGET * 100.0),
         verdict(detection_ok),
+    );
+    row(
+        "validate, metrics off (3 runs)",
+        &format!("{} req/s", thousands(metrics_off_rate)),
+        &per_run(&metrics_off_runs),
+        "",
+    );
+    row(
+        "validate, metrics on (3 runs)",
+        &format!("{} req/s", thousands(metrics_on_rate)),
+        &per_run(&metrics_on_runs),
+        "",
+    );
+    row(
+        "  metrics on / off",
+        &format!("{:.1} %", metrics_ratio * 100.0),
+        &format!(">= {:.0} %", METRICS_BUDGET * 100.0),
+        verdict(metrics_ok),
     );
     row(
         "  abuse reports dropped (queue full)",
@@ -765,6 +807,7 @@ fn run(
         && activations_ok
         && durable
         && detection_ok
+        && metrics_ok
         && validate_cost_ok
         && kv_cost_ok;
     println!("overall: {}", verdict(all_ok));

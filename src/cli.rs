@@ -141,6 +141,24 @@ pub struct ServeArgs {
     /// Open connections in all.
     #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    // --- Metrics (issue 14) ---
+    /// Record Prometheus metrics: `on` (default) or `off` (then /metrics answers 404).
+    #[arg(long, env = "KEYWARD_METRICS", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+    /// Bearer token that opens GET /metrics on the main listener (without one, it is 404 there).
+    #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// File holding the metrics bearer token (keeps it out of the process list).
+    #[arg(
+        long,
+        env = "KEYWARD_METRICS_TOKEN_FILE",
+        conflicts_with = "metrics_token"
+    )]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Serve GET /metrics, without a token, on this separate address: bind it to loopback or a
+    /// private network only.
+    #[arg(long, env = "KEYWARD_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -182,6 +200,10 @@ impl Default for ServeArgs {
                 idle_timeout: 5,
                 max_connections_per_ip: 256,
                 max_connections: 10_000,
+                metrics: true,
+                metrics_token: None,
+                metrics_token_file: None,
+                metrics_bind: None,
             },
         }
     }
@@ -220,6 +242,12 @@ impl ServeArgs {
                 idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 max_per_ip: self.max_connections_per_ip.max(1),
                 max_total: self.max_connections.max(1),
+            },
+            metrics: crate::config::MetricsConfig {
+                enabled: self.metrics,
+                token: self.metrics_token,
+                token_file: self.metrics_token_file,
+                bind: self.metrics_bind,
             },
         }
     }

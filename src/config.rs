@@ -99,6 +99,21 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// Timeouts and caps of client connections.
     pub connections: crate::net::ConnectionLimits,
+    // --- Metrics (issue 14) ---
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics: what is recorded and where `/metrics` is served.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Record metrics at all (`--metrics on|off`); off, `/metrics` answers 404 everywhere.
+    pub enabled: bool,
+    /// Bearer token that opens `/metrics` on the main listener; none: 404 there.
+    pub token: Option<String>,
+    /// A file holding that token (read at start), so it stays out of `ps` and the unit file.
+    pub token_file: Option<PathBuf>,
+    /// A separate listener serving only `/metrics`, without a token (bind it privately).
+    pub bind: Option<SocketAddr>,
 }
 
 impl Config {
@@ -126,6 +141,10 @@ impl Config {
             webhook_retry_base: Duration::from_secs(5),
             webhook_allow_private: false,
             connections: crate::net::ConnectionLimits::default(),
+            metrics: MetricsConfig {
+                enabled: true,
+                ..MetricsConfig::default()
+            },
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -15,6 +16,9 @@ use crate::error::Error;
 pub struct Limiter<K: Hash + Eq + Clone> {
     count: u32,
     inner: Option<DefaultKeyedRateLimiter<K>>,
+    /// Requests refused since start (the metrics read it; counted here, only on refusal, so
+    /// an admitted request pays nothing for it).
+    refused: AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
@@ -28,19 +32,29 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             Quota::with_period(window / n.get())
                 .map(|quota| RateLimiter::keyed(quota.allow_burst(n)))
         });
-        Self { count, inner }
+        Self {
+            count,
+            inner,
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests this limit refused since start.
+    pub fn refusals(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub fn check(&self, key: &K) -> Result<(), Error> {
         let Some(limiter) = &self.inner else {
             return Ok(());
         };
-        limiter
-            .check_key(key)
-            .map_err(|not_until| Error::RateLimited {
+        limiter.check_key(key).map_err(|not_until| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            Error::RateLimited {
                 retry_after: not_until.wait_time_from(DefaultClock::default().now()),
                 limit: self.count,
-            })
+            }
+        })
     }
 
     /// Forgets keys whose allowance is full again, so memory stays bounded.
@@ -64,6 +78,7 @@ pub struct FailureBudget<K: Hash + Eq + Clone> {
     window: Duration,
     /// Per key, the instant its budget is whole again.
     full_at: std::sync::Mutex<std::collections::HashMap<K, std::time::Instant>>,
+    refused: AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> FailureBudget<K> {
@@ -74,7 +89,13 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
             period: NonZeroU32::new(count).map(|n| window / n.get()),
             window,
             full_at: std::sync::Mutex::new(std::collections::HashMap::new()),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Attempts this budget refused since start.
+    pub fn refusals(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub fn per_minute(count: u32) -> Self {
@@ -82,6 +103,7 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
     }
 
     fn refused(&self, wait: Duration) -> Error {
+        self.refused.fetch_add(1, Ordering::Relaxed);
         Error::RateLimited {
             retry_after: wait,
             limit: self.count,

@@ -148,15 +148,29 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/api/docs", docs)
         .nest_no_strip("/api", api)
         .around(move |ep, req| api::guard(ep, req, guard_state.clone()));
+    let metrics_state = state.clone();
     crate::web::mount(Route::new())
+        .at("/metrics", poem::get(api::metrics::scrape_with_token))
         .nest_no_strip("/api", api_routes)
         .with(poem::middleware::CookieJarManager::new())
         .data(state)
+        .around(move |ep, req| api::shared::http_metrics::track(ep, req, metrics_state.clone()))
+}
+
+/// The `--metrics-bind` listener's app: `/metrics` alone, without a token.
+pub fn metrics_app(state: AppState) -> impl Endpoint {
+    let metrics_state = state.clone();
+    Route::new()
+        .at("/metrics", poem::get(api::metrics::scrape_private))
+        .data(state)
+        .around(move |ep, req| api::shared::http_metrics::track(ep, req, metrics_state.clone()))
 }
 
 /// A server running in this process (tests and examples start one on port 0).
 pub struct Running {
     pub addr: SocketAddr,
+    /// The `--metrics-bind` listener's address, when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     /// While no operator exists: the one-time setup token issued at this start (its URL is
     /// what `serve` prints). `None` once setup is done.
@@ -237,7 +251,8 @@ fn give_space_back(conn: &rusqlite::Connection) {
 }
 
 /// Binds, starts serving and returns at once. `shutdown` (or [`Running::stop`]) stops it.
-pub async fn start(config: Config) -> Result<Running, Error> {
+pub async fn start(mut config: Config) -> Result<Running, Error> {
+    config.metrics.token = metrics_token(&config.metrics)?;
     let open_files = crate::net::raise_open_files_limit();
     let mut limits = config.connections;
     limits.max_total = crate::net::effective_max_total(&limits, open_files);
@@ -262,8 +277,22 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Invalid(format!("cannot listen on {bind}: {e}")))?;
+    let metrics_listener = match state.config.metrics.bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| Error::Invalid(describe_listen_error(bind, &e)))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::Invalid(format!("cannot listen on {bind}: {e}")))?;
+            Some((listener, addr))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
+    let metrics_tasks = start_metrics(&state, metrics_listener, limits);
     let abuse_tasks = crate::abuse::start(&state);
     // Build the decoy password hash now, so the first login with an unknown email costs no
     // more than one with a wrong password.
@@ -285,7 +314,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         )
         .await;
         maintenance.abort();
-        for t in &abuse_tasks {
+        for t in metrics_tasks.iter().chain(&abuse_tasks) {
             t.abort();
         }
         // Every handler has returned; commit whatever is still queued, then stop the writer.
@@ -294,11 +323,69 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     });
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         setup_token,
         stop: Some(stop_tx),
         task,
     })
+}
+
+/// The metrics bearer token: given inline, or read from its file (trailing newline dropped).
+fn metrics_token(metrics: &crate::config::MetricsConfig) -> Result<Option<String>, Error> {
+    let Some(path) = &metrics.token_file else {
+        return Ok(metrics.token.clone().filter(|t| !t.trim().is_empty()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot read the metrics token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the metrics token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// The recorder's upkeep, and the `--metrics-bind` listener if configured; both end with the
+/// server (their tasks are aborted, in-flight scrapes cut off: a scraper retries).
+fn start_metrics(
+    state: &AppState,
+    listener: Option<(tokio::net::TcpListener, SocketAddr)>,
+    limits: crate::net::ConnectionLimits,
+) -> Vec<JoinHandle<()>> {
+    let upkeep_state = state.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep_state.telemetry.upkeep();
+        }
+    })];
+    if let Some((listener, addr)) = listener {
+        let app = metrics_app(state.clone()).map_to_response();
+        let trusted_proxies = state.config.trusted_proxies.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = crate::net::serve(
+                listener,
+                app,
+                limits,
+                trusted_proxies,
+                std::future::pending(),
+                Duration::from_secs(1),
+            )
+            .await;
+            if let Err(e) = served {
+                tracing::error!("the metrics listener on {addr} stopped: {e}");
+            }
+        }));
+    }
+    tasks
 }
 
 /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
@@ -315,6 +402,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         running.addr,
         running.state.config.data_dir.display()
     ));
+    if let Some(addr) = running.metrics_addr {
+        say(&format!(
+            "  metrics:     http://{addr}/metrics (no token: keep this address private)"
+        ));
+    }
     if let Some(setup) = &running.setup_token {
         say(&format!(
             "No operator exists yet. Open {} to create the first administrator \

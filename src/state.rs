@@ -35,6 +35,8 @@ pub struct Inner {
     pub password_hashing: tokio::sync::Semaphore,
     /// Abuse detection: reports from handlers, the IP block list.
     pub abuse: crate::abuse::Abuse,
+    /// Prometheus metrics of this server (see `telemetry`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 pub struct Limits {
@@ -63,7 +65,10 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: Config, db: Db, master: MasterKey) -> Self {
         let r = config.rate_limits;
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(config.metrics.enabled));
+        db.writer().observe(telemetry.clone());
         Self(Arc::new(Inner {
+            telemetry,
             limits: Limits {
                 per_ip: Limiter::per_minute(r.per_ip),
                 per_api_key: Limiter::per_minute(r.per_api_key),

@@ -74,6 +74,9 @@ cargo() {
             return 1
         fi
         [ "${1:-}" = -- ] && shift
+        # `cargo run` replaces itself with the program; so does this in a subshell (`… &`,
+        # `$(…)`), so that `kill $!` reaches the server itself.
+        if [ "$BASHPID" != "$$" ]; then exec "$KEYWARD_BIN" "$@"; fi
         "$KEYWARD_BIN" "$@"
         return
     fi

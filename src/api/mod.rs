@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod metrics;
 pub mod portal;
 pub mod shared;
 pub mod v1;
@@ -15,6 +16,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use std::sync::Arc;
 
+use poem::PathPattern;
 use poem::http::{Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
@@ -113,7 +115,7 @@ pub async fn guard<E: Endpoint>(
             Ok(sign_if_asked(resp, &state, face).await)
         }
         Err(e) if e.is_from_response() => {
-            let resp = e.into_response();
+            let resp = keep_route(e.data::<PathPattern>().cloned(), e.into_response());
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 state.abuse.rate_limited(ip, None);
             }
@@ -123,9 +125,18 @@ pub async fn guard<E: Endpoint>(
         Err(e) => {
             let status = e.status();
             let message = framework_message(&e, status, face, credential);
-            Ok(face.framework_error(status, message))
+            let route = e.data::<PathPattern>().cloned();
+            Ok(keep_route(route, face.framework_error(status, message)))
         }
     }
+}
+
+/// An error turned into the face's answer keeps the route it matched, for the request metrics.
+fn keep_route(route: Option<PathPattern>, mut resp: Response) -> Response {
+    if let Some(route) = route {
+        resp.set_data(route);
+    }
+    resp
 }
 
 /// Paths an IP block applies to: licensing and client traffic. The admin API and its login

@@ -14,6 +14,7 @@ pub mod context;
 pub mod keys;
 pub mod licensing;
 pub mod login_guard;
+pub mod metrics;
 pub mod operators;
 pub mod ops;
 pub mod portal;

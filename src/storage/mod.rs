@@ -15,7 +15,7 @@ use rusqlite::Connection;
 pub use backup::backup_to;
 pub use files::{has_database, make_private, open_data_dir, private_dir};
 pub use migrations::{LATEST_VERSION, open_and_migrate};
-pub use writer::{Writer, WriterHandle};
+pub use writer::{BatchObserver, Writer, WriterHandle};
 
 use crate::error::Error;
 

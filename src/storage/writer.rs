@@ -4,6 +4,8 @@
 //! own savepoint without disturbing the others in its batch.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,10 +31,31 @@ enum Message {
     Shutdown,
 }
 
+/// Told about every writer transaction (the server's metrics); storage knows nothing of them.
+pub trait BatchObserver: Send + Sync {
+    /// A transaction of `messages` jobs and audit events ended after `took`; `ok` if committed.
+    fn committed(&self, messages: usize, took: Duration, ok: bool);
+}
+
+/// What the handles and the writer thread share: the queue's depth (an unbounded channel does
+/// not tell its length to senders) and who is told about commits.
+#[derive(Default)]
+struct Probe {
+    queued: AtomicI64,
+    observer: OnceLock<Arc<dyn BatchObserver>>,
+}
+
+impl Probe {
+    fn taken(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Cheap, cloneable sender side of the writer queue.
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::UnboundedSender<Message>,
+    probe: Arc<Probe>,
 }
 
 /// Owns the writer thread; [`Writer::shutdown`] commits what is queued and joins it.
@@ -44,12 +67,14 @@ pub struct Writer {
 impl Writer {
     pub fn start(conn: Connection) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let probe = Arc::new(Probe::default());
+        let thread_probe = probe.clone();
         let thread = std::thread::Builder::new()
             .name("keyward-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &thread_probe))
             .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            handle: WriterHandle { tx },
+            handle: WriterHandle { tx, probe },
             thread: Some(thread),
         })
     }
@@ -60,7 +85,7 @@ impl Writer {
 
     /// Commits every job queued so far, then stops the thread. Jobs queued afterwards fail.
     pub fn shutdown(mut self) {
-        let _ = self.handle.tx.send(Message::Shutdown);
+        let _ = self.handle.send(Message::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -87,8 +112,7 @@ impl WriterHandle {
             });
             (ok, completion)
         });
-        self.tx
-            .send(Message::Job(job))
+        self.send(Message::Job(job))
             .map_err(|_| Error::Storage("storage is shutting down".into()))?;
         reply_rx.await.map_err(|_| {
             Error::Storage("the write was not committed (storage unavailable)".into())
@@ -98,18 +122,37 @@ impl WriterHandle {
     /// Queues an audit event. It is committed with the next batch; nobody waits for it,
     /// which is why recording a validation never slows the validation down.
     pub fn record(&self, event: AuditEvent) {
-        if self.tx.send(Message::Audit(event)).is_err() {
+        if self.send(Message::Audit(event)).is_err() {
             tracing::warn!("audit event dropped: storage is shutting down");
         }
     }
+
+    fn send(&self, message: Message) -> Result<(), ()> {
+        self.probe.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(message).map_err(|_| {
+            self.probe.taken();
+        })
+    }
+
+    /// Jobs and audit events queued and not yet taken into a transaction.
+    pub fn queue_depth(&self) -> u64 {
+        self.probe.queued.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Tells `observer` about every later transaction (once per writer; a second call is
+    /// ignored).
+    pub fn observe(&self, observer: Arc<dyn BatchObserver>) {
+        let _ = self.probe.observer.set(observer);
+    }
 }
 
-fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>) {
+fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>, probe: &Probe) {
     let mut stopping = false;
     while !stopping {
         let Some(first) = rx.blocking_recv() else {
             break;
         };
+        probe.taken();
         let mut batch = Vec::with_capacity(16);
         match first {
             Message::Shutdown => stopping = true,
@@ -121,12 +164,18 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>) {
                 Ok(m) => batch.push(m),
                 Err(_) => break,
             }
+            probe.taken();
         }
         if !stopping && batch.iter().all(|m| matches!(m, Message::Audit(_))) {
-            stopping = linger_for_audit(&mut rx, &mut batch);
+            stopping = linger_for_audit(&mut rx, &mut batch, probe);
         }
         if !batch.is_empty() {
-            commit_batch(&conn, batch);
+            let messages = batch.len();
+            let started = Instant::now();
+            let ok = commit_batch(&conn, batch);
+            if let Some(observer) = probe.observer.get() {
+                observer.committed(messages, started.elapsed(), ok);
+            }
         }
     }
     // Anything sent after Shutdown is refused by the closed channel.
@@ -140,12 +189,20 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>) {
 /// commits (each an fsync, and each making every reader drop its page cache) into a hundred a
 /// second. A write job that arrives meanwhile ends the wait at the next poll, so it waits at
 /// most [`LINGER_POLL`] longer. Returns true if Shutdown arrived.
-fn linger_for_audit(rx: &mut mpsc::UnboundedReceiver<Message>, batch: &mut Vec<Message>) -> bool {
+fn linger_for_audit(
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    batch: &mut Vec<Message>,
+    probe: &Probe,
+) -> bool {
     let deadline = Instant::now() + AUDIT_LINGER;
     while batch.len() < MAX_BATCH && Instant::now() < deadline {
         std::thread::sleep(LINGER_POLL);
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+            let message = rx.try_recv();
+            if message.is_ok() {
+                probe.taken();
+            }
+            match message {
                 Ok(Message::Shutdown) => return true,
                 Ok(job @ Message::Job(_)) => {
                     batch.push(job);
@@ -159,13 +216,14 @@ fn linger_for_audit(rx: &mut mpsc::UnboundedReceiver<Message>, batch: &mut Vec<M
     false
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Message>) {
+/// Runs and commits one batch; true if it committed.
+fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = format!("cannot begin a transaction: {e}");
         tracing::error!("{msg}");
         // Dropping the jobs unrun answers each caller "not committed".
         drop(batch);
-        return;
+        return false;
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     for m in batch {
@@ -200,7 +258,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) {
         tracing::error!("{e}");
         let _ = conn.execute_batch("ROLLBACK");
     }
+    let ok = committed.is_ok();
     for done in completions {
         done(committed.clone());
     }
+    ok
 }

@@ -15,6 +15,7 @@ mod layers;
 mod license_files;
 mod licensing_regressions;
 mod login_lockout;
+mod metrics;
 mod offline_activation;
 mod openapi_nulls;
 mod portal;

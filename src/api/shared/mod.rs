@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod csrf;
 pub mod device_cookie;
 pub mod fields;
+pub mod http_metrics;
 pub mod keyvault_error;
 pub mod offline;
 pub mod pagination;

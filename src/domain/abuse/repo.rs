@@ -168,6 +168,17 @@ pub fn count_open(
         .query_row(params![tenant_scope, product_id], |r| r.get::<_, i64>(0))? as u64)
 }
 
+/// OPEN flags per kind across every tenant (the server's metrics).
+pub fn open_by_kind(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, COUNT(*) FROM abuse_flags WHERE state = 'OPEN' GROUP BY kind ORDER BY kind",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 // ---- IP blocks --------------------------------------------------------------------------
 
 fn block_from_row(r: &Row<'_>) -> rusqlite::Result<IpBlock> {
@@ -264,6 +275,15 @@ pub fn list_blocks(
         block_from_row,
     )?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+/// How many blocks are in force at `now` (the server's metrics).
+pub fn active_block_count(conn: &Connection, now: i64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM ip_blocks WHERE lifted_at IS NULL AND expires_at > ?1",
+        )?
+        .query_row([now], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// Every block in force at `now` (loaded into memory at start and after a lift).
@@ -376,6 +396,16 @@ pub fn due_deliveries(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Del
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Deliveries neither made nor given up on (the server's metrics).
+pub fn pending_deliveries(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM abuse_webhook_deliveries
+             WHERE delivered_at IS NULL AND failed_at IS NULL",
+        )?
+        .query_row([], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// When the next delivery falls due, if any is pending.

@@ -271,7 +271,7 @@ async fn run_validation(
         rotates_nonce: client.rotates_nonce,
     };
     let actor = client.actor.clone();
-    let (product, validated) = run_key_request(
+    let outcome = run_key_request(
         state,
         client,
         request.lookup,
@@ -294,7 +294,9 @@ async fn run_validation(
             Ok((v, event))
         },
     )
-    .await?;
+    .await;
+    count_validation(state, &outcome);
+    let (product, validated) = outcome?;
     state.abuse.license_used(
         client.ip,
         &validated.license,
@@ -309,6 +311,40 @@ async fn run_validation(
         server_var: product.settings.server_var.clone(),
     };
     Ok((product, validation))
+}
+
+/// A key/HWID validation's result code in the metrics, as the face answers it; a HWID bound
+/// on first use (or refused for the activation limit) is that face's activation.
+fn count_validation(
+    state: &AppState,
+    outcome: &Result<(Product, sessions::KeyValidated), KeyRefusal>,
+) {
+    use crate::telemetry::Via;
+    match outcome {
+        Ok((_, v)) => {
+            state.telemetry.validation(Via::KeyHwid, "VALID");
+            if v.bound_now {
+                state.telemetry.activation(Via::KeyHwid, "ACTIVATED");
+            }
+        }
+        Err(refusal) => {
+            let code = match &refusal.error {
+                Error::License(p) => p.key_code(),
+                Error::NotFound(_) => "NOT_FOUND",
+                Error::Forbidden(_) => "FORBIDDEN",
+                Error::RateLimited { .. } => "RATE_LIMITED",
+                Error::Invalid(_) => "INVALID",
+                _ => "ERROR",
+            };
+            state.telemetry.validation(Via::KeyHwid, code);
+            if let Error::License(
+                LicenseProblem::HwidMismatch | LicenseProblem::ActivationLimitReached,
+            ) = &refusal.error
+            {
+                state.telemetry.activation(Via::KeyHwid, code);
+            }
+        }
+    }
 }
 
 /// An app's request to end its own session, authenticated like a validation (the key, an

@@ -16,6 +16,7 @@ use crate::domain::{entitlements, now_ms};
 use crate::error::{Error, LicenseProblem};
 use crate::service::{Ctx, Signed, Signer};
 use crate::state::AppState;
+use crate::telemetry::Via as Face;
 
 /// A machine bound to its license (newly, or already: activation is idempotent).
 #[derive(Debug)]
@@ -148,6 +149,13 @@ pub(super) async fn bind_machine(
             }
         })
         .await;
+    let face = match via {
+        Via::Online => Face::Vendor,
+        Via::Offline => Face::Offline,
+    };
+    if let Err(Error::NotFound("license")) = &outcome {
+        state.telemetry.activation(face, "NOT_FOUND");
+    }
     let outcome = unknown_key_seen(state, ctx, outcome)?;
     let (activated, product, used, machine) = match outcome {
         Ok(ok) => ok,
@@ -174,9 +182,18 @@ pub(super) async fn bind_machine(
                         json!({"code": problem.vendor_code()})
                     }),
             );
+            state.telemetry.activation(face, problem.vendor_code());
             return Err(Error::License(problem));
         }
     };
+    state.telemetry.activation(
+        face,
+        if activated.new {
+            "ACTIVATED"
+        } else {
+            "ALREADY_ACTIVATED"
+        },
+    );
     state.abuse.license_used(
         ctx.ip,
         &activated.license,
@@ -229,6 +246,9 @@ pub fn validate(
         Ok(Some((license, product, activation, used)))
     })?;
     let Some((license, product, activation, used)) = found else {
+        state
+            .telemetry
+            .validation(Face::Vendor, Verdict::NotFound.code());
         state.abuse.unknown_key(ctx.ip, abuse_scope(ctx));
         state.db.writer().record(
             ctx.event(&ctx.tenant, AuditAction::LicenseValidate)
@@ -245,6 +265,7 @@ pub fn validate(
     state
         .abuse
         .license_used(ctx.ip, &license, Some(machine_id), None, None);
+    state.telemetry.validation(Face::Vendor, verdict.code());
     let mut detail = json!({"code": verdict.code()});
     if verdict == Verdict::EntitlementsMissing {
         detail["missing"] = json!(missing);
