@@ -30,11 +30,11 @@ pub fn restore(archive: &Path, target: &Path, passphrase: Option<&str>) -> Resul
 
     let reader = archive::open(archive, passphrase)?;
     let (manifest, read) = extract(reader, &temp.0).map_err(|e| match e {
-        Error::Invalid(_) => e,
-        other => Error::Invalid(format!(
-            "{} is damaged or truncated: {other}; nothing was restored",
+        Error::Storage(why) => Error::Invalid(format!(
+            "{} is damaged or truncated ({why}); nothing was restored",
             archive.display()
         )),
+        other => other,
     })?;
     let Some(manifest) = manifest else {
         return Err(Error::Invalid(format!(
