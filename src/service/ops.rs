@@ -39,10 +39,8 @@ const SCHEDULED_PREFIX: &str = "keyward-";
 /// `schedule.keep`. Each runs on a blocking thread: requests never wait for it (the snapshot
 /// is a read, beside the writer). A failure is logged as an error and retried next time.
 pub async fn run_backup_schedule(data_dir: PathBuf, schedule: BackupSchedule) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + schedule.every,
-        schedule.every,
-    );
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + schedule.every, schedule.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -57,7 +55,11 @@ pub async fn run_backup_schedule(data_dir: PathBuf, schedule: BackupSchedule) {
                 summary.path.display(),
                 summary.bytes,
                 summary.bundles,
-                if summary.encrypted { "encrypted" } else { "not encrypted" },
+                if summary.encrypted {
+                    "encrypted"
+                } else {
+                    "not encrypted"
+                },
                 started.elapsed().as_secs_f64()
             ),
             Ok(Err(e)) => tracing::error!(
@@ -75,7 +77,11 @@ fn scheduled_backup(
 ) -> Result<(storage::BackupSummary, usize), Error> {
     storage::private_dir(&schedule.dir)?;
     let passphrase = schedule.passphrase.as_ref().map(|p| p.expose());
-    let suffix = if passphrase.is_some() { ".tar.age" } else { ".tar" };
+    let suffix = if passphrase.is_some() {
+        ".tar.age"
+    } else {
+        ".tar"
+    };
     let target = schedule
         .dir
         .join(format!("{SCHEDULED_PREFIX}{}{suffix}", storage::stamp()));

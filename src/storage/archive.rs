@@ -52,7 +52,11 @@ pub struct Summary {
 /// Safe beside a running server: the database is read in one snapshot (`VACUUM INTO`), and the
 /// bundles are the ones that snapshot refers to. The archive appears under its name only once
 /// it is complete and on disk, 0600 whatever the umask.
-pub fn write_archive(data_dir: &Path, target: &Path, passphrase: Option<&str>) -> Result<Summary, Error> {
+pub fn write_archive(
+    data_dir: &Path,
+    target: &Path,
+    passphrase: Option<&str>,
+) -> Result<Summary, Error> {
     if target.exists() {
         return Err(Error::Invalid(format!(
             "{} already exists; choose a new file name",
@@ -112,9 +116,8 @@ pub fn write_archive(data_dir: &Path, target: &Path, passphrase: Option<&str>) -
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     drop(file);
     // A hard link never replaces an existing file, unlike a rename.
-    std::fs::hard_link(&partial.0, target).map_err(|e| {
-        Error::Storage(format!("cannot create {}: {e}", target.display()))
-    })?;
+    std::fs::hard_link(&partial.0, target)
+        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", target.display())))?;
     drop(partial);
     sync_dir(&parent);
     Ok(Summary {
@@ -251,10 +254,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// Opens an archive for reading, decrypting it when it is an age file.
-pub(super) fn open(
-    archive: &Path,
-    passphrase: Option<&str>,
-) -> Result<Box<dyn Read>, Error> {
+pub(super) fn open(archive: &Path, passphrase: Option<&str>) -> Result<Box<dyn Read>, Error> {
     let file = File::open(archive).map_err(io_error(archive))?;
     let mut reader = BufReader::new(file);
     let encrypted = reader

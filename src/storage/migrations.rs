@@ -356,7 +356,9 @@ mod tests {
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()?;
         assert_eq!(snapshots.len(), 1, "{snapshots:?}");
-        let name = snapshots[0].file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = snapshots[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
         assert!(
             name.as_deref()
                 .is_some_and(|n| n.starts_with("pre-migration-v1-") && n.ends_with(".db")),
@@ -365,11 +367,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&snapshots[0])?.permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&snapshots[0])?.permissions().mode() & 0o777,
+                0o600
+            );
         }
         let copy = Connection::open(&snapshots[0])?;
         let version: i64 = copy.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        assert_eq!(version, 1, "the copy is the database as it was before migrating");
+        assert_eq!(
+            version, 1,
+            "the copy is the database as it was before migrating"
+        );
         // At the latest version nothing is migrated, so nothing is copied.
         drop(open_and_migrate(&path)?);
         assert_eq!(std::fs::read_dir(dir.path().join("backups"))?.count(), 1);

@@ -14,11 +14,11 @@ use std::time::Duration;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
-pub use archive::{write_archive, Manifest, ManifestEntry, Summary as BackupSummary};
+pub use archive::{Manifest, ManifestEntry, Summary as BackupSummary, write_archive};
 pub use backup::{default_backup_dir, snapshot_to, stamp};
-pub use restore::{Restored, restore};
 pub use files::{has_database, make_private, open_data_dir, private_dir};
 pub use migrations::{LATEST_VERSION, open_and_migrate};
+pub use restore::{Restored, restore};
 pub use writer::{Writer, WriterHandle};
 
 use crate::error::Error;

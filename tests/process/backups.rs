@@ -113,7 +113,12 @@ async fn the_restore_drill_under_write_load() {
         .send()
         .await
         .unwrap();
-    assert_eq!(uploaded.status().as_u16(), 201, "{}", uploaded.text().await.unwrap());
+    assert_eq!(
+        uploaded.status().as_u16(),
+        201,
+        "{}",
+        uploaded.text().await.unwrap()
+    );
     let key_before = public_key(&client, &url, "crash-app").await;
 
     // Licenses created one after another until told to stop, each with the moment its 201
@@ -121,7 +126,8 @@ async fn the_restore_drill_under_write_load() {
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
     let load = {
-        let (client, url, key, product) = (client.clone(), url.clone(), key.clone(), product.clone());
+        let (client, url, key, product) =
+            (client.clone(), url.clone(), key.clone(), product.clone());
         let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
         tokio::spawn(async move {
             let mut i = 0;
@@ -146,11 +152,9 @@ async fn the_restore_drill_under_write_load() {
     let started = Instant::now();
     let out = {
         let (data, archive) = (dir.path().to_path_buf(), archive.clone());
-        tokio::task::spawn_blocking(move || {
-            keyward(&data, &["backup", archive.to_str().unwrap()])
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || keyward(&data, &["backup", archive.to_str().unwrap()]))
+            .await
+            .unwrap()
     };
     let finished = Instant::now();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -193,12 +197,19 @@ async fn the_restore_drill_under_write_load() {
     let restored = work.path().join("restored");
     let out = keyward(&restored, &["restore", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("every checksum matched"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("every checksum matched"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(mode(&restored), 0o700);
     assert_eq!(mode(&restored.join("master.key")), 0o600);
     assert_eq!(mode(&restored.join("bundles")), 0o700);
     let restored_bundle = std::fs::read(restored.join("bundles").join(&bundle_sha)).unwrap();
-    assert!(restored_bundle == bundle, "the bundle comes back byte for byte");
+    assert!(
+        restored_bundle == bundle,
+        "the bundle comes back byte for byte"
+    );
 
     let (mut child, url) = serve(&restored);
     assert_eq!(
@@ -266,7 +277,10 @@ fn restore_refuses_a_non_empty_directory() {
 #[test]
 fn a_damaged_archive_is_refused_and_nothing_is_written() {
     let dir = installation();
-    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a"]));
+    stdout(&keyward(
+        dir.path(),
+        &["product", "create", "--name", "A", "--slug", "a"],
+    ));
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("good.tar");
     stdout(&keyward(dir.path(), &["backup", archive.to_str().unwrap()]));
@@ -294,7 +308,11 @@ fn a_damaged_archive_is_refused_and_nothing_is_written() {
         let out = keyward(&target, &["restore", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
-        assert!(stderr(&out).contains("nothing was restored"), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was restored"),
+            "{name}: {}",
+            stderr(&out)
+        );
         assert!(!target.exists(), "{name}: no target directory");
         assert!(
             !listing(work.path()).iter().any(|n| n.starts_with('.')),
@@ -309,13 +327,21 @@ fn a_damaged_archive_is_refused_and_nothing_is_written() {
 #[test]
 fn an_encrypted_archive_needs_its_passphrase() {
     let dir = installation();
-    stdout(&keyward(dir.path(), &["product", "create", "--name", "A", "--slug", "a"]));
+    stdout(&keyward(
+        dir.path(),
+        &["product", "create", "--name", "A", "--slug", "a"],
+    ));
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("secret.tar.age");
     let out = std::process::Command::new(super::BIN)
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["backup", archive.to_str().unwrap(), "--passphrase-env", "BACKUP_PASS"])
+        .args([
+            "backup",
+            archive.to_str().unwrap(),
+            "--passphrase-env",
+            "BACKUP_PASS",
+        ])
         .env("BACKUP_PASS", "correct horse battery staple")
         .output()
         .unwrap();
@@ -340,7 +366,10 @@ fn an_encrypted_archive_needs_its_passphrase() {
     let target = work.path().join("restored");
     let cases: [(&[&str], Option<&str>); 3] = [
         (&[], Some("is encrypted with a passphrase")),
-        (&["--passphrase-file", wrong.to_str().unwrap()], Some("wrong passphrase")),
+        (
+            &["--passphrase-file", wrong.to_str().unwrap()],
+            Some("wrong passphrase"),
+        ),
         (&["--passphrase-file", right.to_str().unwrap()], None),
     ];
     for (flags, refusal) in cases {
@@ -350,7 +379,11 @@ fn an_encrypted_archive_needs_its_passphrase() {
         match refusal {
             Some(expected) => {
                 assert_eq!(out.status.code(), Some(1), "{flags:?}");
-                assert!(stderr(&out).contains(expected), "{flags:?}: {}", stderr(&out));
+                assert!(
+                    stderr(&out).contains(expected),
+                    "{flags:?}: {}",
+                    stderr(&out)
+                );
                 assert!(!target.exists());
             }
             None => assert!(out.status.success(), "{}", stderr(&out)),

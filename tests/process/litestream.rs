@@ -13,9 +13,11 @@ use super::{installation, keyward, post, serve, serve_with, setup, stdout};
 
 /// `deploy/litestream.yml` with its paths pointed at a test's directories.
 fn config(data_dir: &Path, replica: &Path, out: &Path) {
-    let documented =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/litestream.yml"))
-            .unwrap();
+    let documented = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/litestream.yml"
+    ))
+    .unwrap();
     assert!(documented.contains("/var/lib/keyward/keyward.db"));
     assert!(documented.contains("/var/backups/keyward/litestream"));
     let config = documented
@@ -60,9 +62,11 @@ fn replica_holds(config: &Path, db: &Path, out: &Path, license: &str) -> bool {
     }
     let conn = rusqlite::Connection::open(out).unwrap();
     let found: i64 = conn
-        .query_row("SELECT COUNT(*) FROM licenses WHERE key = ?1", [license], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT COUNT(*) FROM licenses WHERE license_key = upper(trim(?1))",
+            [license],
+            |r| r.get(0),
+        )
         .unwrap_or(0);
     drop(conn);
     for suffix in ["", "-wal", "-shm"] {
@@ -95,7 +99,8 @@ async fn litestream_replicates_while_the_server_writes() {
         .expect("litestream replicate");
     let client = reqwest::Client::new();
     let create = |i: usize| {
-        let (client, url, key, product) = (client.clone(), url.clone(), key.clone(), product.clone());
+        let (client, url, key, product) =
+            (client.clone(), url.clone(), key.clone(), product.clone());
         async move {
             let (status, body) = post(
                 &client,
@@ -149,7 +154,11 @@ async fn litestream_replicates_while_the_server_writes() {
         restored.join("keyward.db").to_str().unwrap(),
         db.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // As the README says: `tar -xf ARCHIVE master.key`.
     let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
     for entry in tar.entries().unwrap() {
@@ -182,5 +191,9 @@ async fn litestream_replicates_while_the_server_writes() {
          lag (acknowledged → in the replica) {millis:?} ms",
         acknowledged.len()
     );
-    assert_eq!(survived, acknowledged.len(), "every acknowledged license survives");
+    assert_eq!(
+        survived,
+        acknowledged.len(),
+        "every acknowledged license survives"
+    );
 }
