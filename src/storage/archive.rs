@@ -292,12 +292,12 @@ pub(super) fn open(archive: &Path, passphrase: Option<&str>) -> Result<Box<dyn R
     Ok(Box::new(stream))
 }
 
+/// What was read from an archive: each entry's path → its size and SHA-256 (hex).
+pub(super) type ReadEntries = BTreeMap<String, (u64, String)>;
+
 /// Checks what was read from an archive against its manifest: the same entries, sizes and
 /// SHA-256s, and the database and master key among them.
-pub(super) fn check_against_manifest(
-    manifest: &Manifest,
-    read: &BTreeMap<String, (u64, String)>,
-) -> Result<(), Error> {
+pub(super) fn check_against_manifest(manifest: &Manifest, read: &ReadEntries) -> Result<(), Error> {
     if manifest.format_version > FORMAT_VERSION {
         return Err(Error::Invalid(format!(
             "the archive's format version is {}, this keyward reads up to {FORMAT_VERSION}: \

@@ -3,11 +3,10 @@
 //! master key opening its secrets) before one rename makes it the target: a damaged archive
 //! leaves nothing behind.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::archive::{self, DATABASE_ENTRY, Hashing, MANIFEST, Manifest};
+use super::archive::{self, DATABASE_ENTRY, Hashing, MANIFEST, Manifest, ReadEntries};
 use crate::error::Error;
 
 /// The manifest is a few lines per entry; anything this large is not one.
@@ -87,13 +86,10 @@ fn refuse_non_empty(target: &Path) -> Result<(), Error> {
 
 /// Extracts the entries a Keyward archive may hold into `dir`, each 0600, hashing them on the
 /// way; any other entry (another path, a link, a second copy) is refused.
-fn extract(
-    reader: Box<dyn Read>,
-    dir: &Path,
-) -> Result<(Option<Manifest>, BTreeMap<String, (u64, String)>), Error> {
+fn extract(reader: Box<dyn Read>, dir: &Path) -> Result<(Option<Manifest>, ReadEntries), Error> {
     let mut tar = tar::Archive::new(reader);
     let mut manifest = None;
-    let mut read = BTreeMap::new();
+    let mut read = ReadEntries::new();
     let entries = tar.entries().map_err(|e| Error::Storage(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::Storage(e.to_string()))?;
