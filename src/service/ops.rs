@@ -42,6 +42,7 @@ pub async fn run_backup_schedule(data_dir: PathBuf, schedule: BackupSchedule) {
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + schedule.every, schedule.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    remove_leftovers(&schedule.dir);
     loop {
         tick.tick().await;
         let (data_dir, schedule) = (data_dir.clone(), schedule.clone());
@@ -88,6 +89,27 @@ fn scheduled_backup(
     let summary = storage::write_archive(data_dir, &target, passphrase)?;
     let removed = rotate(&schedule.dir, schedule.keep)?;
     Ok((summary, removed))
+}
+
+/// A server stopped while it wrote an archive leaves its hidden temporary files (the snapshot,
+/// the partial archive) beside where the archive would have gone.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hidden = format!(".{SCHEDULED_PREFIX}");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&hidden) && (name.contains(".partial-") || name.contains(".db-")) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!("removed {name}, left by an interrupted backup"),
+                Err(e) => {
+                    tracing::warn!("cannot remove {name}, left by an interrupted backup: {e}")
+                }
+            }
+        }
+    }
 }
 
 /// Removes all but the newest `keep` scheduled archives in `dir`; returns how many went.

@@ -394,7 +394,8 @@ fn an_encrypted_archive_needs_its_passphrase() {
 }
 
 /// `serve --backup-every 1s --backup-keep 2`: archives keep coming, only the newest two stay,
-/// other files in the directory are left alone, and the newest restores.
+/// other files in the directory are left alone (an interrupted backup's leftovers are removed),
+/// and the newest restores.
 #[test]
 fn scheduled_backups_keep_the_newest() {
     let dir = installation();
@@ -402,6 +403,12 @@ fn scheduled_backups_keep_the_newest() {
     let backups = work.path().join("backups");
     std::fs::create_dir(&backups).unwrap();
     std::fs::write(backups.join("keep-me.tar"), "an operator's own file").unwrap();
+    let leftover = backups.join(".keyward-20261130T030000.000Z.tar.partial-0123456789");
+    std::fs::write(
+        &leftover,
+        "half an archive, from a server stopped while it wrote one",
+    )
+    .unwrap();
     let (mut child, _url) = serve_with(
         dir.path(),
         &[
@@ -438,6 +445,10 @@ fn scheduled_backups_keep_the_newest() {
     let left = scheduled(&backups);
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(backups.join("keep-me.tar").exists());
+    assert!(
+        !leftover.exists(),
+        "an interrupted backup's leftovers are removed"
+    );
     let newest = left.last().unwrap();
     assert_eq!(mode(newest), 0o600);
     let restored = work.path().join("restored");
