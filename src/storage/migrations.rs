@@ -38,6 +38,15 @@ pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
     // until the one-time VACUUM of `super::vacuum::enable_incremental` at server start.
     conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
     super::configure_connection(&conn)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > 0 && version < LATEST_VERSION {
+        let snapshot = super::backup::before_migration(&conn, path, version)?;
+        tracing::info!(
+            "schema version {version} will be migrated to {LATEST_VERSION}; the database as it \
+             was is in {}",
+            snapshot.display()
+        );
+    }
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -328,6 +337,50 @@ mod tests {
         let reopened = open_and_migrate(&old_path)?;
         assert!(crate::storage::vacuum::is_incremental(&reopened)?);
         assert!(!crate::storage::vacuum::enable_incremental(&reopened)?);
+        Ok(())
+    }
+
+    #[test]
+    fn the_database_is_snapshotted_before_a_migration() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keyward.db");
+        {
+            let old = Connection::open(&path)?;
+            crate::storage::configure_connection(&old)?;
+            old.execute_batch(V1_SCHEMA)?;
+            old.execute_batch("PRAGMA user_version = 1")?;
+            crate::domain::tenants::repo::ensure_default(&old)?;
+        }
+        drop(open_and_migrate(&path)?);
+        let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("backups"))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+        let name = snapshots[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        assert!(
+            name.as_deref()
+                .is_some_and(|n| n.starts_with("pre-migration-v1-") && n.ends_with(".db")),
+            "{name:?}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&snapshots[0])?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let copy = Connection::open(&snapshots[0])?;
+        let version: i64 = copy.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        assert_eq!(
+            version, 1,
+            "the copy is the database as it was before migrating"
+        );
+        // At the latest version nothing is migrated, so nothing is copied.
+        drop(open_and_migrate(&path)?);
+        assert_eq!(std::fs::read_dir(dir.path().join("backups"))?.count(), 1);
         Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! SQLite storage: a read pool and one writer thread (see DESIGN.md, "Storage").
 
+mod archive;
 mod backup;
 mod files;
 mod migrations;
+mod restore;
 pub mod vacuum;
 mod writer;
 
@@ -12,9 +14,11 @@ use std::time::Duration;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
-pub use backup::backup_to;
+pub use archive::{Manifest, ManifestEntry, Summary as BackupSummary, write_archive};
+pub use backup::{default_backup_dir, snapshot_to, stamp};
 pub use files::{has_database, make_private, open_data_dir, private_dir};
 pub use migrations::{LATEST_VERSION, open_and_migrate};
+pub use restore::{Restored, restore};
 pub use writer::{BatchObserver, Writer, WriterHandle};
 
 use crate::error::Error;
