@@ -57,6 +57,11 @@ pub enum Command {
     /// The first administrator's setup.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Manage licenses.
+    #[command(subcommand)]
+    License(licenses::LicenseCommand),
+    /// Import licenses sold elsewhere from a CSV file (all rows or none).
+    Import(licenses::ImportArgs),
     /// Write a consistent snapshot of the live database to FILE.
     Backup {
         /// The file to create; must not exist.
@@ -397,6 +402,18 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Admin(cmd) => {
             let shell = Shell::open(&data_dir)?;
             let out = admin(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::License(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = licenses::run(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::Import(args) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = licenses::import(&shell.state, args).await;
             shell.close().await;
             out
         }
