@@ -62,6 +62,8 @@ pub enum Command {
     License(licenses::LicenseCommand),
     /// Import licenses sold elsewhere from a CSV file (all rows or none).
     Import(licenses::ImportArgs),
+    /// Check the installation: permissions, master key, schema, disk, TLS certificate, backups.
+    Doctor(doctor::DoctorArgs),
     /// Write a consistent snapshot of the live database to FILE.
     Backup {
         /// The file to create; must not exist.
@@ -417,6 +419,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             shell.close().await;
             out
         }
+        Command::Doctor(args) => doctor::run(&data_dir, args),
         Command::Backup { file } => {
             service::ops::backup(&data_dir, &file)?;
             eprintln!("backup written to {}", file.display());
