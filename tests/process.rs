@@ -858,7 +858,7 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
         json!({"licenseKey": "GOOD-0002", "machineId": "machine-one-0001"}),
     )
     .await;
-    assert_eq!(body["data"]["code"].as_str().or(body["error"]["code"].as_str()), Some("EXPIRED"), "{status} {body}");
+    assert_eq!(body["code"].as_str().or(body["error"]["code"].as_str()), Some("EXPIRED"), "{status} {body}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
