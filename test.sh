@@ -54,6 +54,10 @@ fi
 [ -x /usr/bin/chromium ] || { echo "/usr/bin/chromium is missing: the browser tests need it" >&2; exit 1; }
 [ -x /usr/bin/chromedriver ] || { echo "/usr/bin/chromedriver is missing: the browser tests need it" >&2; exit 1; }
 
+# tests/process.rs checks deploy/keyward.service with `systemd-analyze verify` (Debian's systemd).
+command -v systemd-analyze >/dev/null || apt_install systemd
+command -v systemd-analyze >/dev/null || { echo "systemd-analyze did not install (package systemd)" >&2; exit 1; }
+
 # The embedded pages: Biome (pinned in package-lock.json) formats and lints assets/.
 npm ci --no-audit --no-fund --silent
 npx --no-install biome ci assets
