@@ -163,8 +163,11 @@ fn parse_instant(field: &str, text: &str) -> Result<Option<i64>, Error> {
         return Ok(None);
     }
     let parsed = OffsetDateTime::parse(text, &Rfc3339).or_else(|_| {
-        time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-            .map(|d| d.midnight().assume_utc())
+        time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map(|d| d.midnight().assume_utc())
     });
     match parsed {
         Ok(t) => Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64)),
@@ -240,7 +243,10 @@ fn describe(license: &License, slugs: &HashMap<String, String>, activations: u64
 
 pub async fn run(state: &AppState, cmd: LicenseCommand) -> Result<i32, Error> {
     match cmd {
-        LicenseCommand::List { filter: args, limit } => {
+        LicenseCommand::List {
+            filter: args,
+            limit,
+        } => {
             let ctx = context(state, &args.tenant)?;
             let slugs = product_slugs(state, &ctx)?;
             let (rows, counted) =
@@ -530,12 +536,13 @@ fn import_row(
     let tier = field("tier")
         .map(|v| super::parse_choice("tier", v, LicenseTier::parse, LicenseTier::choices()))
         .transpose()?;
-    let max_activations = match field("max_activations") {
-        Some(v) => Some(v.parse::<u32>().map_err(|_| {
-            Error::Invalid(format!("max_activations {v:?} is not a whole number"))
-        })?),
-        None => None,
-    };
+    let max_activations =
+        match field("max_activations") {
+            Some(v) => Some(v.parse::<u32>().map_err(|_| {
+                Error::Invalid(format!("max_activations {v:?} is not a whole number"))
+            })?),
+            None => None,
+        };
     let entitlements = field("entitlements")
         .map(|v| {
             v.split(';')
@@ -574,12 +581,7 @@ fn import_row(
 
 fn choice_status(text: Option<&str>) -> Result<LicenseStatus, Error> {
     match text {
-        Some(v) => super::parse_choice(
-            "status",
-            v,
-            LicenseStatus::parse,
-            LicenseStatus::choices(),
-        ),
+        Some(v) => super::parse_choice("status", v, LicenseStatus::parse, LicenseStatus::choices()),
         None => Ok(LicenseStatus::Active),
     }
 }

@@ -30,9 +30,9 @@ impl PasswordSource {
             (Some(file), _) => read_file(file)?,
             (None, true) => {
                 let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(|e| Error::Invalid(format!("cannot read the password from stdin: {e}")))?;
+                std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                    Error::Invalid(format!("cannot read the password from stdin: {e}"))
+                })?;
                 text
             }
             (None, false) => {
@@ -135,10 +135,7 @@ pub async fn change(
     let reset = change.password.is_some();
     let o = service::operators::update(state, &ctx, &OperatorId::from(target.id), change).await?;
     if reset {
-        eprintln!(
-            "password of {} reset; its sessions have ended",
-            o.email
-        );
+        eprintln!("password of {} reset; its sessions have ended", o.email);
     }
     match disabled {
         Some(true) => eprintln!("{} disabled; its sessions have ended", o.email),

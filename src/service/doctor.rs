@@ -145,7 +145,11 @@ fn permissions(data_dir: &Path) -> Check {
     }
     let mut loose = Vec::new();
     if mode(data_dir).is_some_and(|m| m & 0o077 != 0) {
-        loose.push(format!("{} ({:o})", shown.display(), mode(data_dir).unwrap_or(0)));
+        loose.push(format!(
+            "{} ({:o})",
+            shown.display(),
+            mode(data_dir).unwrap_or(0)
+        ));
     }
     let db = storage::database_path(data_dir);
     let names = [
@@ -234,7 +238,10 @@ fn master_key(data_dir: &Path, db: Option<&Connection>) -> Check {
     match (master, sealed) {
         (None, Some(_)) => Check::fail(
             NAME,
-            format!("{} is missing, but the database holds sealed secrets", key_path.display()),
+            format!(
+                "{} is missing, but the database holds sealed secrets",
+                key_path.display()
+            ),
             "restore the master.key backed up together with this keyward.db; without it no \
              signed answer can be made",
         ),
@@ -428,7 +435,10 @@ fn backup_age(data_dir: &Path, options: &DoctorOptions) -> Check {
              have made one",
         )
     } else {
-        Check::ok(NAME, format!("the newest, {}, is {hours} h old", path.display()))
+        Check::ok(
+            NAME,
+            format!("the newest, {}, is {hours} h old", path.display()),
+        )
     }
 }
 
@@ -436,4 +446,3 @@ fn backup_age(data_dir: &Path, options: &DoctorOptions) -> Check {
 pub fn healthy(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.level != Level::Fail)
 }
-

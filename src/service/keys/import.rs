@@ -55,9 +55,7 @@ pub async fn import(
                 let outcome = (|| {
                     let key = licenses::validate_imported_key(&row.license.key)?;
                     if let Some(first) = seen.insert(key.clone(), row.line) {
-                        return Err(Error::Invalid(format!(
-                            "key {key} is also on line {first}"
-                        )));
+                        return Err(Error::Invalid(format!("key {key} is also on line {first}")));
                     }
                     let product = match products.get(&row.product) {
                         Some(found) => found.clone(),
