@@ -611,6 +611,8 @@ async fn admin_commands_recover_a_locked_out_install() {
     assert_eq!(status, 401, "the old password no longer works");
     let (status, body) = login_status(&base, "boss@example.com", "a brand new password").await;
     assert_eq!(status, 200, "{body}");
+    // Logins are limited to 5 a minute: the rest of the test keeps this session.
+    let fresh_token = body["data"]["token"].as_str().unwrap().to_owned();
 
     // A USER in the default tenant, then list, disable and enable it.
     let user = stdout(&keyward_stdin(
@@ -654,13 +656,7 @@ async fn admin_commands_recover_a_locked_out_install() {
     // The audit trail names the shell.
     let logs = reqwest::Client::new()
         .get(format!("{base}/api/logs?limit=50"))
-        .bearer_auth(
-            login_status(&base, "boss@example.com", "a brand new password")
-                .await
-                .1["data"]["token"]
-                .as_str()
-                .unwrap(),
-        )
+        .bearer_auth(&fresh_token)
         .send()
         .await
         .unwrap()
@@ -1098,12 +1094,13 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
     std::fs::write(
         &bad,
         "key,product,customer_email,expires_at,max_activations,status\n\
-         GOOD-0001,old-app,a@example.com,2030-01-01,2,ACTIVE\n\
-         GOOD-0002,nope,,,,\n\
-         GOOD-0003,old-app,not-an-email,,,\n\
-         GOOD-0001,old-app,,,,\n\
-         BAD KEY,old-app,,,,\n\
-         GOOD-0004,old-app,,,0,\n",
+         GOOD-KEY-0001,old-app,a@example.com,2030-01-01,2,ACTIVE\n\
+         GOOD-KEY-0002,nope,,,,\n\
+         GOOD-KEY-0003,old-app,not-an-email,,,\n\
+         GOOD-KEY-0001,old-app,,,,\n\
+         BAD KEY HERE,old-app,,,,\n\
+         SHORT,old-app,,,,\n\
+         GOOD-KEY-0004,old-app,,,0,\n",
     )
     .unwrap();
     let out = keyward(d, &["import", bad.to_str().unwrap()]);
@@ -1113,9 +1110,10 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
         "nothing was imported",
         "line 3: no product \"nope\"",
         "line 4: customerEmail \"not-an-email\" is not a valid e-mail address",
-        "line 5: key GOOD-0001 is also on line 2",
-        "line 6: key \"BAD KEY\" may hold only letters",
-        "line 7: maxActivations must be 1-1000",
+        "line 5: key GOOD-KEY-0001 is also on line 2",
+        "line 6: key \"BAD KEY HERE\" may hold only letters",
+        "line 7: key \"SHORT\" must be 10-100 characters",
+        "line 8: maxActivations must be 1-1000",
     ] {
         assert!(err.contains(fragment), "{fragment:?} not in {err}");
     }
@@ -1152,8 +1150,10 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
     ] {
         let f = d.join("case.csv");
         std::fs::write(&f, body).unwrap();
-        refused(&keyward(d, &["import", f.to_str().unwrap()]), fragment);
-        let _ = name;
+        let out = keyward(d, &["import", f.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(fragment), "{name}: {fragment:?} not in {err}");
     }
     refused(
         &keyward(d, &["import", "/nonexistent.csv"]),
@@ -1169,9 +1169,9 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
     std::fs::write(
         &good,
         "key,product,customer_email,customer_name,order_id,expires_at,max_activations,status,legacy_id\n\
-         good-0001,old-app,a@example.com,\"Doe, Jane\",ord-1,2030-01-01,2,ACTIVE,17\n\
-         GOOD-0002,old-app,b@example.com,,ord-2,2020-01-01,,EXPIRED,18\n\
-         GOOD-0003,,,,,,,SUSPENDED,19\n",
+         good-key-0001,old-app,a@example.com,\"Doe, Jane\",ord-1,2030-01-01,2,ACTIVE,17\n\
+         GOOD-KEY-0002,old-app,b@example.com,,ord-2,2020-01-01,,EXPIRED,18\n\
+         GOOD-KEY-0003,,,,,,,SUSPENDED,19\n",
     )
     .unwrap();
     let out = keyward(
@@ -1193,21 +1193,21 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
         String::from_utf8_lossy(&out.stderr).contains("0 licenses imported, 3 already present")
     );
     let first: Value =
-        serde_json::from_str(&stdout(&keyward(d, &["license", "show", "GOOD-0001"]))).unwrap();
+        serde_json::from_str(&stdout(&keyward(d, &["license", "show", "GOOD-KEY-0001"]))).unwrap();
     assert_eq!(first["customerName"], "Doe, Jane");
     assert_eq!(first["maxActivations"], 2);
     assert_eq!(first["expiresAt"], "2030-01-01T00:00:00Z");
     let second: Value =
-        serde_json::from_str(&stdout(&keyward(d, &["license", "show", "GOOD-0002"]))).unwrap();
+        serde_json::from_str(&stdout(&keyward(d, &["license", "show", "GOOD-KEY-0002"]))).unwrap();
     assert_eq!(second["status"], "EXPIRED");
     assert_eq!(second["maxActivations"], 4, "the product's default");
 
     // The same key into another product is refused.
     let clash = d.join("clash.csv");
-    std::fs::write(&clash, "key,product\nGOOD-0001,other\n").unwrap();
+    std::fs::write(&clash, "key,product\nGOOD-KEY-0001,other\n").unwrap();
     refused(
         &keyward(d, &["import", clash.to_str().unwrap()]),
-        "line 2: key GOOD-0001 is already in use by another product",
+        "line 2: key GOOD-KEY-0001 is already in use by another product",
     );
 
     // The export of the imported keys imports again as "already present".
@@ -1222,27 +1222,24 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
     );
 
     // An imported key activates and validates through the vendor API like any other.
-    let (_, api_key) = (
-        (),
-        stdout(&keyward(
-            d,
-            &[
-                "apikey",
-                "create",
-                "--name",
-                "ci",
-                "--scope",
-                "VALIDATE_ONLY",
-            ],
-        )),
-    );
+    let api_key = stdout(&keyward(
+        d,
+        &[
+            "apikey",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "VALIDATE_ONLY",
+        ],
+    ));
     let (mut child, base) = serve(d);
     let client = reqwest::Client::new();
     let (status, body) = post(
         &client,
         &format!("{base}/api/v1/license/activate"),
         &api_key,
-        json!({"licenseKey": "good-0001", "machineId": "machine-one-0001"}),
+        json!({"licenseKey": "good-key-0001", "machineId": "machine-one-0001"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -1250,7 +1247,7 @@ async fn import_brings_in_existing_keys_all_or_nothing() {
         &client,
         &format!("{base}/api/v1/license/validate"),
         &api_key,
-        json!({"licenseKey": "GOOD-0002", "machineId": "machine-one-0001"}),
+        json!({"licenseKey": "GOOD-KEY-0002", "machineId": "machine-one-0001"}),
     )
     .await;
     assert_eq!(

@@ -276,13 +276,14 @@ pub enum ImportOutcome {
     AlreadyPresent(License),
 }
 
-/// Keys from elsewhere: 4-128 letters, digits and `-_.`, compared as [`normalize_key`] does.
+/// Keys from elsewhere: 10-100 letters, digits and `-_.` (the lengths every face accepts, so
+/// an imported key validates everywhere), compared as [`normalize_key`] does.
 pub fn validate_imported_key(key: &str) -> Result<String> {
     let key = normalize_key(key);
     let n = key.chars().count();
-    if !(4..=128).contains(&n) {
+    if !(10..=100).contains(&n) {
         return Err(Error::Invalid(format!(
-            "key {key:?} must be 4-128 characters"
+            "key {key:?} must be 10-100 characters"
         )));
     }
     if !key
