@@ -20,6 +20,7 @@ use crate::storage;
 
 // Operator tasks from a shell (issue 14): one module per resource.
 mod doctor;
+mod import;
 mod licenses;
 mod operators;
 
@@ -61,7 +62,7 @@ pub enum Command {
     #[command(subcommand)]
     License(licenses::LicenseCommand),
     /// Import licenses sold elsewhere from a CSV file (all rows or none).
-    Import(licenses::ImportArgs),
+    Import(import::ImportArgs),
     /// Check the installation: permissions, master key, schema, disk, TLS certificate, backups.
     Doctor(doctor::DoctorArgs),
     /// Write a consistent snapshot of the live database to FILE.
@@ -415,7 +416,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Import(args) => {
             let shell = Shell::open(&data_dir)?;
-            let out = licenses::import(&shell.state, args).await;
+            let out = import::import(&shell.state, args).await;
             shell.close().await;
             out
         }

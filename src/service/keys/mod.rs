@@ -8,6 +8,8 @@ mod issue;
 mod manage;
 mod read;
 
+/// A listed license with its activation count, as [`list`] returns it.
+pub use crate::domain::licenses::repo::KeyRow;
 pub use import::{ImportReport, ImportRow, import};
 pub use issue::{Idempotency, LicenseOrder, PlanKeys, issue, issue_plan_keys};
 pub use manage::{HwidReset, KeyChanges, delete, renew, reset_hwid, revoke, update};
