@@ -66,6 +66,9 @@ if [ "$(litestream version 2>/dev/null)" != "$LITESTREAM_VERSION" ]; then
 fi
 [ "$(litestream version 2>/dev/null)" = "$LITESTREAM_VERSION" ] \
     || { echo "litestream $LITESTREAM_VERSION did not install (or is not on PATH)" >&2; exit 1; }
+# tests/process.rs checks deploy/keyward.service with `systemd-analyze verify` (Debian's systemd).
+command -v systemd-analyze >/dev/null || apt_install systemd
+command -v systemd-analyze >/dev/null || { echo "systemd-analyze did not install (package systemd)" >&2; exit 1; }
 
 # The embedded pages: Biome (pinned in package-lock.json) formats and lints assets/.
 npm ci --no-audit --no-fund --silent

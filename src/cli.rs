@@ -18,6 +18,12 @@ use crate::service::{self, Ctx};
 use crate::state::AppState;
 use crate::storage;
 
+// Operator tasks from a shell (issue 14): one module per resource.
+mod doctor;
+mod import;
+mod licenses;
+mod operators;
+
 #[derive(Parser, Debug)]
 #[command(name = "keyward", version, about = "Self-hosted license-key server")]
 pub struct Cli {
@@ -52,6 +58,13 @@ pub enum Command {
     /// The first administrator's setup.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Manage licenses.
+    #[command(subcommand)]
+    License(licenses::LicenseCommand),
+    /// Import licenses sold elsewhere from a CSV file (all rows or none).
+    Import(import::ImportArgs),
+    /// Check the installation: permissions, master key, schema, disk, TLS certificate, backups.
+    Doctor(doctor::DoctorArgs),
     /// Write one backup archive of the installation to FILE: a consistent snapshot of the live
     /// database, the master key, every release bundle, and a manifest of their SHA-256s.
     Backup {
@@ -457,6 +470,34 @@ pub enum AdminCommand {
         #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
         bind: SocketAddr,
     },
+    /// Create an operator (also the first one, without the setup URL); prints its id.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// ADMIN or USER.
+        #[arg(long, default_value = "USER")]
+        role: String,
+        /// Put a USER into this tenant (by slug) instead of a new workspace of its own.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        password: operators::PasswordSource,
+    },
+    /// List operators: id, e-mail, role, enabled/disabled, tenant id.
+    List,
+    /// Set a new password for an operator (by e-mail or id); ends its sessions.
+    ResetPassword {
+        operator: String,
+        #[command(flatten)]
+        password: operators::PasswordSource,
+        /// Also enable the operator if it was disabled.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Disable an operator (by e-mail or id): it can no longer sign in; its sessions end.
+    Disable { operator: String },
+    /// Enable a disabled operator again.
+    Enable { operator: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -518,6 +559,19 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             shell.close().await;
             out
         }
+        Command::License(cmd) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = licenses::run(&shell.state, cmd).await;
+            shell.close().await;
+            out
+        }
+        Command::Import(args) => {
+            let shell = Shell::open(&data_dir)?;
+            let out = import::import(&shell.state, args).await;
+            shell.close().await;
+            out
+        }
+        Command::Doctor(args) => doctor::run(&data_dir, args),
         Command::Backup { file, passphrase } => {
             let passphrase = passphrase.read()?;
             let done = service::ops::backup(&data_dir, &file, passphrase.as_deref())?;
@@ -766,6 +820,24 @@ async fn admin(state: &AppState, cmd: AdminCommand) -> Result<i32, Error> {
                  earlier setup URLs no longer work"
             );
             Ok(0)
+        }
+        AdminCommand::Create {
+            email,
+            role,
+            tenant,
+            password,
+        } => operators::create(state, email, &role, tenant, password).await,
+        AdminCommand::List => operators::list(state),
+        AdminCommand::ResetPassword {
+            operator,
+            password,
+            enable,
+        } => operators::change(state, &operator, Some(password), enable.then_some(false)).await,
+        AdminCommand::Disable { operator } => {
+            operators::change(state, &operator, None, Some(true)).await
+        }
+        AdminCommand::Enable { operator } => {
+            operators::change(state, &operator, None, Some(false)).await
         }
     }
 }

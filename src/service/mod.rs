@@ -11,6 +11,7 @@ pub mod abuse;
 pub mod api_keys;
 pub mod catalog;
 pub mod context;
+pub mod doctor;
 pub mod keys;
 pub mod licensing;
 pub mod login_guard;

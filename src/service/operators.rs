@@ -150,16 +150,22 @@ pub async fn register(
         .write(move |c| {
             // Counted again inside the write: of two concurrent setups, one wins.
             let first = operators::repo::count(c)? == 0;
+            // The shell proves access to the server as the setup token does: `keyward admin
+            // create` recovers an installation whose operators are all gone.
+            let by_shell = caller.as_ref().is_some_and(|c| c.actor == Actor::Cli);
             if first {
                 // Single use: consumed in the transaction that creates the first operator.
-                operators::check_setup_token(
-                    setup_token.as_deref(),
-                    operators::repo::setup_token(c)?,
-                    now_ms(),
-                )?;
+                if !by_shell {
+                    operators::check_setup_token(
+                        setup_token.as_deref(),
+                        operators::repo::setup_token(c)?,
+                        now_ms(),
+                    )?;
+                }
                 operators::repo::delete_setup_token(c)?;
             }
             let actor = match (&caller, first) {
+                (Some(ctx), true) if by_shell => ctx.actor_label(),
                 (_, true) => "setup".to_owned(),
                 (Some(ctx), false) => ctx.actor_label(),
                 (None, false) => return Err(Error::Forbidden(SELF_REGISTRATION_DISABLED.into())),
@@ -417,4 +423,20 @@ pub async fn delete(state: &AppState, ctx: &Ctx, id: &OperatorId) -> Result<(), 
             )
         })
         .await
+}
+
+/// The operator an ADMIN (or the shell) names by e-mail or id, if within its reach.
+pub fn find(state: &AppState, ctx: &Ctx, email_or_id: &str) -> Result<Operator, Error> {
+    ctx.require_operator_admin()?;
+    let wanted = email_or_id.trim();
+    state
+        .db
+        .read(|c| {
+            Ok(match operators::repo::find(c, wanted)? {
+                Some(o) => Some(o),
+                None => operators::repo::find_by_email(c, &wanted.to_ascii_lowercase())?,
+            })
+        })?
+        .filter(|o| ctx.reaches_tenant(&o.tenant_id))
+        .ok_or(Error::NotFound("operator"))
 }

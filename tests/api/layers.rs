@@ -48,6 +48,7 @@ fn faces() -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(&root.join("src/api"), &mut files);
     files.push(root.join("src/cli.rs"));
+    rust_files(&root.join("src/cli"), &mut files);
     files
 }
 

@@ -201,22 +201,39 @@ pub fn validate_email(email: &str) -> Result<()> {
 
 /// Issues a license with a fresh key in the product's format.
 pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<License> {
-    product.ensure_issues_licenses()?;
-    if !(1..=1000).contains(&new.max_activations) {
-        return Err(Error::Invalid("maxActivations must be 1-1000".into()));
-    }
     let now = now_ms();
     if let Some(until) = new.valid_until
         && until <= now
     {
         return Err(Error::Invalid("validUntil must be in the future".into()));
     }
+    let mut license = draft(product, new, now)?;
+    // With >= 80 random bits a collision is practically impossible; retry anyway rather than
+    // fail a paying customer's order on the one-in-a-trillion chance.
+    for _ in 0..5 {
+        license.key = product.key_format.generate();
+        if repo::find_by_key_any_tenant(conn, &license.key)?.is_none() {
+            repo::insert(conn, &license)?;
+            return Ok(license);
+        }
+    }
+    Err(Error::Storage(
+        "could not generate a unique license key".into(),
+    ))
+}
+
+/// A new license of `product` without its key: the rules every way of issuing one shares.
+fn draft(product: &Product, new: &NewLicense, now: i64) -> Result<License> {
+    product.ensure_issues_licenses()?;
+    if !(1..=1000).contains(&new.max_activations) {
+        return Err(Error::Invalid("maxActivations must be 1-1000".into()));
+    }
     let entitlements = super::entitlements::parse_for_product(
         "entitlements",
         &new.entitlements,
         &product.entitlements,
     )?;
-    let mut license = License {
+    Ok(License {
         id: crypto::new_id("lic"),
         tenant_id: product.tenant_id.clone(),
         product_id: product.id.clone(),
@@ -239,19 +256,74 @@ pub fn create(conn: &Connection, product: &Product, new: &NewLicense) -> Result<
         created_at: now,
         updated_at: now,
         entitlements,
-    };
-    // With >= 80 random bits a collision is practically impossible; retry anyway rather than
-    // fail a paying customer's order on the one-in-a-trillion chance.
-    for _ in 0..5 {
-        license.key = product.key_format.generate();
-        if repo::find_by_key_any_tenant(conn, &license.key)?.is_none() {
-            repo::insert(conn, &license)?;
-            return Ok(license);
-        }
+    })
+}
+
+/// A license carried over from another system: its key as it was sold, its status and its
+/// expiry (which may have passed: such a license is imported expired).
+#[derive(Debug, Clone)]
+pub struct ImportedLicense {
+    pub key: String,
+    pub status: LicenseStatus,
+    pub license: NewLicense,
+}
+
+/// What importing one license did.
+#[derive(Debug, Clone)]
+pub enum ImportOutcome {
+    Created(License),
+    /// The key was imported before (into the same product): importing again changes nothing.
+    AlreadyPresent(License),
+}
+
+/// Keys from elsewhere: 10-100 letters, digits and `-_.` (the lengths every face accepts, so
+/// an imported key validates everywhere), compared as [`normalize_key`] does.
+pub fn validate_imported_key(key: &str) -> Result<String> {
+    let key = normalize_key(key);
+    let n = key.chars().count();
+    if !(10..=100).contains(&n) {
+        return Err(Error::Invalid(format!(
+            "key {key:?} must be 10-100 characters"
+        )));
     }
-    Err(Error::Storage(
-        "could not generate a unique license key".into(),
-    ))
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::Invalid(format!(
+            "key {key:?} may hold only letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(key)
+}
+
+/// Imports one license under its existing key. A key already in `product` is left as it is
+/// (so a file can be imported twice); a key anywhere else is refused.
+pub fn import(
+    conn: &Connection,
+    product: &Product,
+    imported: &ImportedLicense,
+) -> Result<ImportOutcome> {
+    let key = validate_imported_key(&imported.key)?;
+    if let Some(existing) = repo::find_by_key_everywhere(conn, &key)? {
+        if existing.tenant_id == product.tenant_id && existing.product_id == product.id {
+            return Ok(ImportOutcome::AlreadyPresent(existing));
+        }
+        return Err(Error::Conflict(format!(
+            "key {key} is already in use by another product"
+        )));
+    }
+    if let Some(email) = &imported.license.customer_email {
+        validate_email(email)?;
+    }
+    let mut license = draft(product, &imported.license, now_ms())?;
+    license.key = key;
+    license.status = imported.status;
+    if imported.status == LicenseStatus::Revoked {
+        license.revoked_reason = Some("imported as revoked".into());
+    }
+    repo::insert(conn, &license)?;
+    Ok(ImportOutcome::Created(license))
 }
 
 /// Outcome of an idempotent create.

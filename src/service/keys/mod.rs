@@ -3,13 +3,17 @@
 //! Every look-up is scoped by the caller's [`Ctx`]: a license or product outside its reach is
 //! "not found", exactly like a missing one.
 
+mod import;
 mod issue;
 mod manage;
 mod read;
 
+/// A listed license with its activation count, as [`list`] returns it.
+pub use crate::domain::licenses::repo::KeyRow;
+pub use import::{ImportReport, ImportRow, import};
 pub use issue::{Idempotency, LicenseOrder, PlanKeys, issue, issue_plan_keys};
 pub use manage::{HwidReset, KeyChanges, delete, renew, reset_hwid, revoke, update};
-pub use read::{KeyDetail, KeyFilter, by_order, get, list};
+pub use read::{KeyDetail, KeyFilter, by_order, find, get, list};
 
 /// An audit event as read back (a key's recent logs): faces show it, never build one.
 pub use crate::domain::audit::AuditEvent as LogEntry;

@@ -89,6 +89,14 @@ pub fn get(state: &AppState, ctx: &Ctx, id: &LicenseId) -> Result<KeyDetail, Err
     state.db.read(|c| detail_in(c, ctx, id))
 }
 
+/// A license the caller reaches, named by id or key, with its machines, sessions and logs.
+pub fn find(state: &AppState, ctx: &Ctx, target: &KeyRef) -> Result<KeyDetail, Error> {
+    state.db.read(|c| {
+        let license = reachable(c, ctx, target, "license")?;
+        detail_in(c, ctx, &LicenseId::from(license.id))
+    })
+}
+
 pub(super) fn detail_in(c: &Connection, ctx: &Ctx, id: &LicenseId) -> Result<KeyDetail, Error> {
     let license = reachable(c, ctx, &KeyRef::Id(id.clone()), "key")?;
     let activations = activations::repo::for_license(c, &license.id)?;
