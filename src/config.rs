@@ -99,6 +99,11 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// Timeouts and caps of client connections.
     pub connections: crate::net::ConnectionLimits,
+    // --- HTTPS (issue 14) ---
+    /// Serve HTTPS on `bind` (`--tls-cert`/`--tls-key` or `--acme-domain`); `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// A plain-HTTP listener that redirects to HTTPS and answers HTTP-01 challenges.
+    pub http_redirect_bind: Option<SocketAddr>,
 }
 
 impl Config {
@@ -126,6 +131,8 @@ impl Config {
             webhook_retry_base: Duration::from_secs(5),
             webhook_allow_private: false,
             connections: crate::net::ConnectionLimits::default(),
+            tls: None,
+            http_redirect_bind: None,
         }
     }
 }

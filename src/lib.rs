@@ -17,6 +17,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod web;
 
 pub use config::Config;
