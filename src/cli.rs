@@ -150,7 +150,12 @@ pub struct ServeArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct HttpsArgs {
     /// PEM certificate chain (leaf first) to serve HTTPS with; read again when it changes.
-    #[arg(long, env = "KEYWARD_TLS_CERT", requires = "tls_key", conflicts_with = "acme_domain")]
+    #[arg(
+        long,
+        env = "KEYWARD_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "acme_domain"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
     #[arg(long, env = "KEYWARD_TLS_KEY", requires = "tls_cert")]

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use poem::http::uri::Scheme;
 use poem::{Addr, Endpoint, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use poem::http::uri::Scheme;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -357,8 +357,7 @@ where
                         TimedBody::new(body, body_timeout),
                     )));
                 }
-                let mut response: poem::http::Response<BoxBody> =
-                    ep.get_response(req).await.into();
+                let mut response: poem::http::Response<BoxBody> = ep.get_response(req).await.into();
                 if hsts {
                     response.headers_mut().insert(
                         poem::http::header::STRICT_TRANSPORT_SECURITY,

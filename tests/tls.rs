@@ -175,7 +175,14 @@ where
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
@@ -202,8 +209,9 @@ where
     }
 }
 
-/// Polls `f` every 250 ms until it returns `Some`, for at most `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+/// Polls `f` every 250 ms until it returns `Some`, for at most `limit`; the server's log is
+/// shown if it never does.
+async fn wait_for<T, F, Fut>(limit: Duration, what: &str, log: &Path, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -213,7 +221,11 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; the server's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -254,7 +266,9 @@ async fn own_certificate_is_served_and_reloaded_without_dropping_connections() {
         ],
     );
 
-    let mut kept = connect(addr, &roots).await.expect("a verified TLS connection");
+    let mut kept = connect(addr, &roots)
+        .await
+        .expect("a verified TLS connection");
     assert_eq!(served(&kept), der(&first_cert));
     let health = exchange(&mut kept, "GET", "/api/health", None).await;
     assert_eq!(health.status, 200, "{}", health.body);
@@ -314,10 +328,15 @@ async fn own_certificate_is_served_and_reloaded_without_dropping_connections() {
     let (second_cert, second_key) = leaf(&issuer);
     write(&key_path, &second_key);
     write(&cert_path, &second_cert);
-    wait_for(Duration::from_secs(15), "the new certificate", || async {
-        let fresh = connect(addr, &roots).await.ok()?;
-        (served(&fresh) == der(&second_cert)).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(15),
+        "the new certificate",
+        &log,
+        || async {
+            let fresh = connect(addr, &roots).await.ok()?;
+            (served(&fresh) == der(&second_cert)).then_some(())
+        },
+    )
     .await;
     // The connection opened before goes on, with the certificate it was opened with.
     let again = exchange(&mut kept, "GET", "/api/health", None).await;
@@ -325,7 +344,10 @@ async fn own_certificate_is_served_and_reloaded_without_dropping_connections() {
     assert_eq!(served(&kept), der(&first_cert));
 
     // A broken replacement keeps the last good certificate, and says why in the log.
-    write(&cert_path, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    write(
+        &cert_path,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let fresh = connect(addr, &roots).await.expect("still serving");
     assert_eq!(served(&fresh), der(&second_cert));
@@ -367,7 +389,11 @@ fn a_missing_certificate_file_refuses_to_start() {
 
 /// pebble on free ports, its validation pointed at keyward's ports: (child, directory URL,
 /// management address, the CA file that trusts pebble's own HTTPS).
-fn start_pebble(dir: &Path, tls_port: u16, http_port: u16) -> (Killed, String, SocketAddr, PathBuf) {
+fn start_pebble(
+    dir: &Path,
+    tls_port: u16,
+    http_port: u16,
+) -> (Killed, String, SocketAddr, PathBuf) {
     assert!(
         Path::new(PEBBLE).exists(),
         "{PEBBLE} is missing: install Debian's `pebble` package (./test.sh does)"
@@ -408,7 +434,10 @@ fn start_pebble(dir: &Path, tls_port: u16, http_port: u16) -> (Killed, String, S
     let killed = Killed(child);
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "pebble did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pebble did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (
@@ -454,16 +483,23 @@ async fn acme_certificate_is_obtained_from_pebble_served_and_renewed() {
 
     // pebble's issuing root, from its management interface.
     let pebble_trust = [der(&std::fs::read_to_string(&pebble_ca).unwrap())];
-    let mut mgmt = connect(management, &pebble_trust).await.expect("pebble management");
+    let mut mgmt = connect(management, &pebble_trust)
+        .await
+        .expect("pebble management");
     let roots = exchange(&mut mgmt, "GET", "/roots/0", None).await;
     assert_eq!(roots.status, 200, "{}", roots.body);
     let root = [der(&roots.body)];
 
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    let first = wait_for(Duration::from_secs(60), "an ACME certificate", || async {
-        let stream = connect(addr, &root).await.ok()?;
-        Some((served(&stream), stream))
-    })
+    let first = wait_for(
+        Duration::from_secs(60),
+        "an ACME certificate",
+        &log,
+        || async {
+            let stream = connect(addr, &root).await.ok()?;
+            Some((served(&stream), stream))
+        },
+    )
     .await;
     let (first_cert, mut stream) = first;
     let health = exchange(&mut stream, "GET", "/api/health", None).await;
@@ -491,16 +527,25 @@ async fn acme_certificate_is_obtained_from_pebble_served_and_renewed() {
     );
 
     // Renewal at two thirds of a 24 s life: a new certificate for new connections.
-    let renewed = wait_for(Duration::from_secs(60), "a renewed certificate", || async {
-        let stream = connect(addr, &root).await.ok()?;
-        let cert = served(&stream);
-        (cert != first_cert).then_some(stream)
-    })
+    let renewed = wait_for(
+        Duration::from_secs(60),
+        "a renewed certificate",
+        &log,
+        || async {
+            let stream = connect(addr, &root).await.ok()?;
+            let cert = served(&stream);
+            (cert != first_cert).then_some(stream)
+        },
+    )
     .await;
     let mut renewed = renewed;
     let health = exchange(&mut renewed, "GET", "/api/health", None).await;
     assert_eq!(health.status, 200);
     let stored = std::fs::read_to_string(data.join("acme/localhost.crt")).unwrap();
-    assert_eq!(der(&stored), served(&renewed), "the renewed certificate is stored");
+    assert_eq!(
+        der(&stored),
+        served(&renewed),
+        "the renewed certificate is stored"
+    );
     assert!(log_text().contains("obtained"), "{}", log_text());
 }

@@ -298,7 +298,15 @@ fn validation_certificate(domain: &str, digest: &[u8]) -> Result<CertifiedKey, S
     let cert = params
         .self_signed(&key)
         .map_err(|e| format!("validation certificate: {e}"))?;
-    super::files::parse(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+    // Not `files::parse`: its key check parses the certificate with webpki, which refuses
+    // the critical acmeIdentifier extension this certificate exists to carry.
+    let signing_key = super::provider()
+        .key_provider
+        .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+            key.serialize_der().into(),
+        ))
+        .map_err(|e| format!("validation key: {e}"))?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
 }
 
 /// The certificate's validity, its renewal moment (two thirds of its lifetime, as Let's

@@ -178,7 +178,8 @@ pub fn start(settings: &TlsSettings, data_dir: &Path, http_listener: bool) -> Re
                         .into(),
                 ));
             }
-            let manager = acme::Manager::new(acme_settings.clone(), data_dir, certificates.clone())?;
+            let manager =
+                acme::Manager::new(acme_settings.clone(), data_dir, certificates.clone())?;
             tokio::spawn(manager.run())
         }
     };
