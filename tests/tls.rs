@@ -261,7 +261,10 @@ async fn own_certificate_is_served_and_reloaded_without_dropping_connections() {
             key_path.to_str().unwrap(),
             "--tls-reload-interval",
             "1",
+            // The kept-alive connection below waits between its requests.
             "--idle-timeout",
+            "60",
+            "--header-timeout",
             "60",
         ],
     );
@@ -548,4 +551,129 @@ async fn acme_certificate_is_obtained_from_pebble_served_and_renewed() {
         "the renewed certificate is stored"
     );
     assert!(log_text().contains("obtained"), "{}", log_text());
+}
+
+/// The connection limits hold for TLS: a client that connects and never completes its
+/// handshake is let go after the header timeout, and the server goes on answering.
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, issuer) = test_ca();
+    let (cert, key) = leaf(&issuer);
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    write(&cert_path, &cert);
+    write(&key_path, &key);
+    let log = dir.path().join("keyward.log");
+    let (_server, addr) = serve(
+        &dir.path().join("data"),
+        &log,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--header-timeout",
+            "1",
+        ],
+    );
+    // Silent, and a handshake cut short (the first bytes of a ClientHello).
+    for opening in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket.write_all(opening).await.unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest))
+            .await
+            .is_ok();
+        assert!(closed, "a stalled handshake was kept open");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let mut stream = connect(addr, &[der(&ca_pem)]).await.unwrap();
+    let health = exchange(&mut stream, "GET", "/api/health", None).await;
+    assert_eq!(health.status, 200);
+}
+
+/// HTTP-01: pebble fetches the key authorization from the plain-HTTP listener.
+#[tokio::test]
+async fn acme_certificate_by_http_01_on_the_redirect_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let https_port = free_port();
+    let http_port = free_port();
+    let (_pebble, directory, management, pebble_ca) =
+        start_pebble(dir.path(), https_port, http_port);
+    let data = dir.path().join("data");
+    let log = dir.path().join("keyward.log");
+    let https_bind = format!("127.0.0.1:{https_port}");
+    let http_bind = format!("127.0.0.1:{http_port}");
+    let (_server, addr) = serve(
+        &data,
+        &log,
+        &[
+            "--bind",
+            &https_bind,
+            "--acme-domain",
+            "localhost",
+            "--acme-directory",
+            &directory,
+            "--acme-ca-file",
+            pebble_ca.to_str().unwrap(),
+            "--acme-challenge",
+            "http-01",
+            "--http-redirect-bind",
+            &http_bind,
+        ],
+    );
+    let pebble_trust = [der(&std::fs::read_to_string(&pebble_ca).unwrap())];
+    let mut mgmt = connect(management, &pebble_trust)
+        .await
+        .expect("pebble management");
+    let roots = exchange(&mut mgmt, "GET", "/roots/0", None).await;
+    let root = [der(&roots.body)];
+    let mut stream = wait_for(
+        Duration::from_secs(60),
+        "an ACME certificate",
+        &log,
+        || async { connect(addr, &root).await.ok() },
+    )
+    .await;
+    let health = exchange(&mut stream, "GET", "/api/health", None).await;
+    assert_eq!(health.status, 200);
+    // An unknown token is not answered.
+    let mut plain = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    let missing = exchange(&mut plain, "GET", "/.well-known/acme-challenge/nope", None).await;
+    assert_eq!(missing.status, 404);
+}
+
+/// HTTP-01 without the plain-HTTP listener, or a redirect listener without TLS, cannot work:
+/// the server says so and does not start.
+#[test]
+fn inconsistent_https_flags_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &[
+                "--acme-domain",
+                "example.com",
+                "--acme-challenge",
+                "http-01",
+            ],
+            "--http-redirect-bind",
+        ),
+        (&["--http-redirect-bind", "127.0.0.1:0"], "--tls-cert"),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
