@@ -38,6 +38,16 @@ struct Issued {
     not_after: SystemTime,
 }
 
+/// Where the certificate for `settings` is kept.
+pub fn certificate_path(data_dir: &Path, settings: &AcmeSettings) -> PathBuf {
+    let first = settings
+        .domains
+        .first()
+        .map(String::as_str)
+        .unwrap_or("none");
+    data_dir.join("acme").join(format!("{first}.crt"))
+}
+
 pub struct Manager {
     settings: AcmeSettings,
     dir: PathBuf,
@@ -338,11 +348,7 @@ fn inspect(key: &CertifiedKey, domains: &[String]) -> Result<Issued, String> {
     {
         return Err(format!("it does not cover {missing}"));
     }
-    let at = |t: x509_parser::time::ASN1Time| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
-    };
-    let not_before = at(cert.validity().not_before);
-    let not_after = at(cert.validity().not_after);
+    let (not_before, not_after) = super::validity(leaf.as_ref())?;
     let lifetime = not_after.duration_since(not_before).unwrap_or_default();
     Ok(Issued {
         renew_at: not_before + lifetime * 2 / 3,

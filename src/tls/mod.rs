@@ -11,7 +11,7 @@ pub mod redirect;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -140,6 +140,37 @@ impl ResolvesServerCert for Certificates {
         }
         self.current()
     }
+}
+
+/// The certificate file the server serves: the operator's, or the one ACME keeps in the data
+/// directory (what `doctor` checks the expiry of).
+pub fn certificate_file(settings: &TlsSettings, data_dir: &Path) -> PathBuf {
+    match &settings.source {
+        TlsSource::Files { cert, .. } => cert.clone(),
+        TlsSource::Acme(acme) => acme::certificate_path(data_dir, acme),
+    }
+}
+
+/// When the first certificate of a PEM file stops being valid.
+pub fn expires_at(cert_file: &Path) -> Result<SystemTime, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let leaf = CertificateDer::from_pem_file(cert_file)
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    Ok(validity(&leaf)?.1)
+}
+
+/// A certificate's (not before, not after).
+pub(crate) fn validity(der: &[u8]) -> Result<(SystemTime, SystemTime), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
+    };
+    Ok((
+        at(cert.validity().not_before),
+        at(cert.validity().not_after),
+    ))
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
