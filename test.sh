@@ -47,6 +47,10 @@ fi
 command -v cc >/dev/null && pkg-config --exists libcrypto libcjson \
     || { echo "cc, libssl-dev or libcjson-dev did not install" >&2; exit 1; }
 
+# tests/tls.rs obtains and renews a certificate from pebble, Let's Encrypt's ACME test server.
+[ -x /usr/bin/pebble ] || apt_install pebble
+[ -x /usr/bin/pebble ] || { echo "/usr/bin/pebble is missing: the ACME test needs it" >&2; exit 1; }
+
 # The browser tests drive Debian's Chromium through chromedriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt_install chromium chromium-driver

@@ -201,6 +201,8 @@ pub struct ServeArgs {
     /// automatic checkpoints are turned off, so the WAL grows unless Litestream runs).
     #[arg(long, env = "KEYWARD_LITESTREAM")]
     pub litestream: bool,
+    #[command(flatten)]
+    pub https: HttpsArgs,
 }
 
 /// Where the passphrase of an encrypted archive comes from (never the command line itself,
@@ -266,6 +268,79 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+// --- HTTPS (issue 14) ---
+/// Serving HTTPS: the operator's certificate files, or ACME.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpsArgs {
+    /// PEM certificate chain (leaf first) to serve HTTPS with; read again when it changes.
+    #[arg(
+        long,
+        env = "KEYWARD_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "acme_domain"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KEYWARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between checks of --tls-cert and --tls-key for a new certificate.
+    #[arg(long, env = "KEYWARD_TLS_RELOAD_INTERVAL", default_value_t = 5)]
+    pub tls_reload_interval: u64,
+    /// Obtain and renew the certificate by ACME for this domain (repeat or comma-separate for
+    /// more names); stored in <data-dir>/acme.
+    #[arg(long, env = "KEYWARD_ACME_DOMAIN", value_delimiter = ',')]
+    pub acme_domain: Vec<String>,
+    /// Contact e-mail given to the certificate authority (expiry notices).
+    #[arg(long, env = "KEYWARD_ACME_EMAIL", requires = "acme_domain")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL of the certificate authority.
+    #[arg(long, env = "KEYWARD_ACME_DIRECTORY", default_value = crate::tls::LETS_ENCRYPT)]
+    pub acme_directory: String,
+    /// PEM root certificate to trust for the ACME directory's HTTPS (a test CA such as pebble).
+    #[arg(long, env = "KEYWARD_ACME_CA_FILE", requires = "acme_domain")]
+    pub acme_ca_file: Option<PathBuf>,
+    /// The challenge the CA validates: tls-alpn-01 (on the HTTPS port) or http-01 (on
+    /// --http-redirect-bind).
+    #[arg(long, env = "KEYWARD_ACME_CHALLENGE", default_value = "tls-alpn-01", value_parser = parse_challenge)]
+    pub acme_challenge: crate::tls::AcmeChallenge,
+    /// Also listen for plain HTTP here, only to redirect to HTTPS and answer HTTP-01
+    /// challenges (e.g. 0.0.0.0:80).
+    #[arg(long, env = "KEYWARD_HTTP_REDIRECT_BIND")]
+    pub http_redirect_bind: Option<SocketAddr>,
+}
+
+fn parse_challenge(text: &str) -> Result<crate::tls::AcmeChallenge, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "tls-alpn-01" => Ok(crate::tls::AcmeChallenge::TlsAlpn01),
+        "http-01" => Ok(crate::tls::AcmeChallenge::Http01),
+        other => Err(format!("{other:?}: expected tls-alpn-01 or http-01")),
+    }
+}
+
+impl HttpsArgs {
+    fn tls_settings(&self) -> Option<crate::tls::TlsSettings> {
+        use crate::tls::{AcmeSettings, TlsSettings, TlsSource};
+        let source = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ if !self.acme_domain.is_empty() => TlsSource::Acme(AcmeSettings {
+                domains: self.acme_domain.clone(),
+                email: self.acme_email.clone(),
+                directory: self.acme_directory.clone(),
+                ca_file: self.acme_ca_file.clone(),
+                challenge: self.acme_challenge,
+            }),
+            _ => return None,
+        };
+        Some(TlsSettings {
+            source,
+            reload_interval: Duration::from_secs(self.tls_reload_interval.max(1)),
+        })
+    }
+}
+
 fn parse_on_off(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" | "yes" => Ok(true),
@@ -314,6 +389,7 @@ impl Default for ServeArgs {
                 backup_dir: None,
                 backup_passphrase_file: None,
                 litestream: false,
+                https: HttpsArgs::default(),
             },
         }
     }
@@ -385,6 +461,8 @@ impl ServeArgs {
             },
             backup_schedule: None,
             litestream: self.litestream,
+            tls: self.https.tls_settings(),
+            http_redirect_bind: self.https.http_redirect_bind,
         }
     }
 }

@@ -106,6 +106,11 @@ pub struct Config {
     pub backup_schedule: Option<BackupSchedule>,
     /// Litestream replicates the database: the server leaves WAL checkpoints to it.
     pub litestream: bool,
+    // --- HTTPS (issue 14) ---
+    /// Serve HTTPS on `bind` (`--tls-cert`/`--tls-key` or `--acme-domain`); `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// A plain-HTTP listener that redirects to HTTPS and answers HTTP-01 challenges.
+    pub http_redirect_bind: Option<SocketAddr>,
 }
 
 /// Prometheus metrics: what is recorded and where `/metrics` is served.
@@ -181,6 +186,8 @@ impl Config {
             },
             backup_schedule: None,
             litestream: false,
+            tls: None,
+            http_redirect_bind: None,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod service;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 pub use config::Config;

@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use poem::http::uri::Scheme;
 use poem::{Addr, Endpoint, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::task::TaskTracker;
 
 /// poem's body type, under the name hyper sees.
@@ -123,6 +126,23 @@ pub async fn serve<E>(
 where
     E: Endpoint<Output = Response> + 'static,
 {
+    serve_with_tls(listener, ep, limits, trusted_proxies, None, shutdown, grace).await
+}
+
+/// [`serve`], over TLS when `tls` is given: the same caps and timers, the handshake bounded
+/// by the header timeout, and `Strict-Transport-Security` on every answer.
+pub async fn serve_with_tls<E>(
+    listener: TcpListener,
+    ep: E,
+    limits: ConnectionLimits,
+    trusted_proxies: Vec<IpAddr>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()>
+where
+    E: Endpoint<Output = Response> + 'static,
+{
     let ep = Arc::new(ep);
     let local = listener.local_addr()?;
     let counts = Arc::new(Counts::default());
@@ -137,8 +157,9 @@ where
     let builder = Arc::new(builder);
     let mut refused = RefusalLog::default();
     tracing::info!(
-        "listening on {local} (header timeout {:?}, body timeout {:?}, idle timeout {:?}, \
+        "listening on {local}{} (header timeout {:?}, body timeout {:?}, idle timeout {:?}, \
          at most {} connections, {} per address)",
+        if tls.is_some() { " with TLS" } else { "" },
         limits.header_timeout,
         limits.body_timeout,
         limits.idle_timeout,
@@ -174,6 +195,7 @@ where
                     ep: ep.clone(),
                     builder: builder.clone(),
                     limits,
+                    tls: tls.clone(),
                     phase: phase_rx.clone(),
                     _slot: slot,
                 }));
@@ -273,6 +295,7 @@ struct Connection<E> {
     ep: Arc<E>,
     builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     phase: watch::Receiver<Phase>,
     _slot: Slot,
 }
@@ -288,25 +311,45 @@ where
         ep,
         builder,
         limits,
+        tls,
         mut phase,
         _slot,
     } = c;
     let activity = Arc::new(Activity::new());
-    let io = Watched {
+    let watched = Watched {
         inner: socket,
         activity: activity.clone(),
     };
+    let (io, scheme) = match tls {
+        None => (Stream::Plain(watched), Scheme::HTTP),
+        Some(acceptor) => {
+            // A client that opens a socket and never finishes its handshake is let go like one
+            // that never finishes its headers.
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(limits.header_timeout, acceptor.accept(watched)).await
+            else {
+                return;
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validator: the handshake was the whole answer.
+                return;
+            }
+            (Stream::Tls(Box::new(stream)), Scheme::HTTPS)
+        }
+    };
+    let hsts = scheme == Scheme::HTTPS;
     let body_timeout = limits.body_timeout;
     let service =
         hyper::service::service_fn(move |req: poem::http::Request<hyper::body::Incoming>| {
             let ep = ep.clone();
+            let scheme = scheme.clone();
             async move {
                 let has_body = !req.body().is_end_stream();
                 let mut req = Request::from((
                     req,
                     poem::web::LocalAddr(Addr::SocketAddr(local)),
                     poem::web::RemoteAddr(Addr::SocketAddr(peer)),
-                    poem::http::uri::Scheme::HTTP,
+                    scheme,
                 ));
                 if has_body {
                     let body = BoxBody::from(req.take_body());
@@ -314,7 +357,13 @@ where
                         TimedBody::new(body, body_timeout),
                     )));
                 }
-                let response: poem::http::Response<BoxBody> = ep.get_response(req).await.into();
+                let mut response: poem::http::Response<BoxBody> = ep.get_response(req).await.into();
+                if hsts {
+                    response.headers_mut().insert(
+                        poem::http::header::STRICT_TRANSPORT_SECURITY,
+                        poem::http::HeaderValue::from_static(crate::tls::HSTS),
+                    );
+                }
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
@@ -484,6 +533,71 @@ impl Watched {
             Poll::Ready(Ok(_)) => self.activity.wrote(),
             Poll::Pending => self.activity.write_waits(),
             Poll::Ready(Err(_)) => {}
+        }
+    }
+}
+
+/// A connection's byte stream, in clear or inside TLS (whose socket is still [`Watched`], so
+/// the timers see the encrypted bytes move).
+enum Stream {
+    Plain(Watched),
+    Tls(Box<TlsStream<Watched>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The `--metrics-bind` listener's address, when there is one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The listener speaks TLS (`--tls-cert` or `--acme-domain`).
+    pub https: bool,
     pub state: AppState,
     /// While no operator exists: the one-time setup token issued at this start (its URL is
     /// what `serve` prints). `None` once setup is done.
@@ -295,6 +297,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
+    let (tls, redirect) = start_https(&state, addr.port(), limits).await?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
     let metrics_tasks = start_metrics(&state, metrics_listener, limits);
@@ -318,12 +321,15 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     });
     let app = app(state.clone()).map_to_response();
     let trusted_proxies = state.config.trusted_proxies.clone();
+    let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+    let https = tls.is_some();
     let task = tokio::spawn(async move {
-        let served = crate::net::serve(
+        let served = crate::net::serve_with_tls(
             listener,
             app,
             limits,
             trusted_proxies,
+            acceptor,
             async move {
                 let _ = stop_rx.await;
             },
@@ -333,6 +339,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         maintenance.abort();
         if let Some(backups) = &backups {
             backups.abort();
+        }
+        if let Some(tls) = &tls {
+            tls.task.abort();
+        }
+        if let Some(redirect) = &redirect {
+            redirect.abort();
         }
         for t in metrics_tasks.iter().chain(&abuse_tasks) {
             t.abort();
@@ -344,6 +356,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     Ok(Running {
         addr,
         metrics_addr,
+        https,
         state,
         setup_token,
         stop: Some(stop_tx),
@@ -408,14 +421,64 @@ fn start_metrics(
     tasks
 }
 
+/// TLS for the main listener and the plain-HTTP redirect listener, when configured.
+async fn start_https(
+    state: &AppState,
+    https_port: u16,
+    limits: crate::net::ConnectionLimits,
+) -> Result<(Option<crate::tls::Tls>, Option<JoinHandle<()>>), Error> {
+    let config = &state.config;
+    let Some(settings) = &config.tls else {
+        if config.http_redirect_bind.is_some() {
+            return Err(Error::Invalid(
+                "--http-redirect-bind redirects to HTTPS: it needs --tls-cert/--tls-key or \
+                 --acme-domain"
+                    .into(),
+            ));
+        }
+        return Ok((None, None));
+    };
+    let tls = crate::tls::start(
+        settings,
+        &config.data_dir,
+        config.http_redirect_bind.is_some(),
+    )?;
+    let redirect = match config.http_redirect_bind {
+        None => None,
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| Error::Invalid(describe_listen_error(bind, &e)))?;
+            let ep = crate::tls::redirect::endpoint(tls.certificates.clone(), https_port);
+            let trusted = config.trusted_proxies.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::net::serve(
+                    listener,
+                    ep,
+                    limits,
+                    trusted,
+                    std::future::pending(),
+                    Duration::ZERO,
+                )
+                .await
+                {
+                    tracing::error!("the HTTP redirect listener stopped: {e}");
+                }
+            }))
+        }
+    };
+    Ok((Some(tls), redirect))
+}
+
 /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), Error> {
     // Handlers are installed before the address is printed: a supervisor that reads the
     // address and at once sends SIGTERM must get a graceful stop, not the default kill.
     let signals = ShutdownSignals::install()?;
     let running = start(config).await?;
+    let scheme = if running.https { "https" } else { "http" };
     say(&format!(
-        "Keyward {} listening on http://{}\n  admin panel: http://{}/\n  API docs:    http://{}/api/docs\n  data dir:    {}",
+        "Keyward {} listening on {scheme}://{}\n  admin panel: {scheme}://{}/\n  API docs:    {scheme}://{}/api/docs\n  data dir:    {}",
         env!("CARGO_PKG_VERSION"),
         running.addr,
         running.addr,
@@ -428,10 +491,15 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         ));
     }
     if let Some(setup) = &running.setup_token {
+        let url = setup_url(running.addr, &setup.token);
+        let url = if running.https {
+            url.replacen("http://", "https://", 1)
+        } else {
+            url
+        };
         say(&format!(
-            "No operator exists yet. Open {} to create the first administrator \
-             (the link works once, for 24 h; `keyward admin setup-url` prints a new one)",
-            setup_url(running.addr, &setup.token)
+            "No operator exists yet. Open {url} to create the first administrator \
+             (the link works once, for 24 h; `keyward admin setup-url` prints a new one)"
         ));
     }
     signals.recv().await;

@@ -325,20 +325,32 @@ fn free_bytes(_dir: &Path) -> Option<u64> {
 /// Where a certificate kept in the data directory is looked for when none is named.
 pub const DATA_DIR_CERT: &str = "tls/cert.pem";
 
+/// The certificate the data directory holds when none is named: one ACME obtained
+/// (`acme/<domain>.crt`, see `tls::certificate_file`), else [`DATA_DIR_CERT`].
+fn data_dir_certificate(data_dir: &Path) -> Option<PathBuf> {
+    let acme = std::fs::read_dir(data_dir.join("acme"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "crt"))
+        .min();
+    acme.or_else(|| Some(data_dir.join(DATA_DIR_CERT)).filter(|p| p.is_file()))
+}
+
 fn certificate(data_dir: &Path, options: &DoctorOptions) -> Check {
     const NAME: &str = "TLS certificate";
     let path = match &options.tls_cert {
         Some(p) => p.clone(),
-        None => {
-            let p = data_dir.join(DATA_DIR_CERT);
-            if !p.is_file() {
+        None => match data_dir_certificate(data_dir) {
+            Some(p) => p,
+            None => {
                 return Check::ok(
                     NAME,
                     "none configured (pass --tls-cert FILE to check one served by a proxy)",
                 );
             }
-            p
-        }
+        },
     };
     let not_after = match certificate_not_after(&path) {
         Ok(t) => t,

@@ -34,7 +34,7 @@ pub fn refuse_cross_site(req: &Request) -> Result<(), Error> {
 
 /// HTTPS as seen by the browser: TLS here, or a trusted proxy saying so.
 pub fn is_https(req: &Request, state: &AppState) -> bool {
-    if req.uri().scheme_str() == Some("https") {
+    if req.uri().scheme_str() == Some("https") || *req.scheme() == poem::http::uri::Scheme::HTTPS {
         return true;
     }
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
