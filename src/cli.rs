@@ -43,7 +43,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the data directory, the database and the master key, then exit.
     Init,
     /// Manage products.
@@ -355,7 +355,7 @@ impl Default for ServeArgs {
             Ok(Cli {
                 command: Some(Command::Serve(args)),
                 ..
-            }) => args,
+            }) => *args,
             // Unreachable: "serve" alone always parses (every flag has a default).
             _ => ServeArgs {
                 bind: SocketAddr::from(([127, 0, 0, 1], 3002)),
@@ -596,7 +596,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     let data_dir = cli.data_dir;
     match cli
         .command
-        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+        .unwrap_or_else(|| Command::Serve(Box::default()))
     {
         Command::Serve(args) => {
             crate::server::serve(args.into_serve_config(data_dir)?).await?;

@@ -423,7 +423,7 @@ fn retention_flags_and_their_defaults() {
         let mut argv = vec!["keyward", "serve"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
-            Some(Command::Serve(s)) => s,
+            Some(Command::Serve(s)) => *s,
             other => panic!("{other:?}"),
         }
     };
