@@ -705,36 +705,49 @@ mod tests {
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 
+    type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    /// The next frame of `body`, which must come.
+    async fn next_frame(body: &mut TimedBody) -> Result<Frame<Bytes>, io::Error> {
+        body.frame()
+            .await
+            .unwrap_or_else(|| Err(io::Error::other("the body ended early")))
+    }
+
     #[tokio::test]
-    async fn a_reader_that_was_busy_does_not_blame_the_client() {
+    async fn a_reader_that_was_busy_does_not_blame_the_client() -> TestResult {
         let stall = Duration::from_millis(200);
         let (tx, inner) = channel_body();
         let mut body = TimedBody::new(inner, stall);
         // 64 KiB: well above the minimum average rate, so only the pause rule is in play.
-        tx.send(Bytes::from(vec![0u8; 64 * 1024])).await.unwrap();
-        assert!(body.frame().await.unwrap().is_ok());
+        tx.send(Bytes::from(vec![0u8; 64 * 1024])).await?;
+        next_frame(&mut body).await?;
         // The reader is busy (writing to a slow disk) for longer than the stall allowance…
         tokio::time::sleep(stall + Duration::from_millis(150)).await;
         // …and the client's next frame comes soon after the reader asks for it.
         let sender = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            tx.send(Bytes::from_static(b"second")).await.unwrap();
-            tx
+            tx.send(Bytes::from_static(b"second")).await.map(|()| tx)
         });
-        let frame = body.frame().await.unwrap();
+        let frame = next_frame(&mut body).await;
         assert!(frame.is_ok(), "the body was cut off: {:?}", frame.err());
-        drop(sender.await.unwrap());
+        drop(sender.await??);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_client_that_pauses_longer_than_the_allowance_is_cut_off() {
+    async fn a_client_that_pauses_longer_than_the_allowance_is_cut_off() -> TestResult {
         let stall = Duration::from_millis(100);
         let (tx, inner) = channel_body();
         let mut body = TimedBody::new(inner, stall);
-        tx.send(Bytes::from_static(b"first")).await.unwrap();
-        assert!(body.frame().await.unwrap().is_ok());
-        let err = body.frame().await.unwrap().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        tx.send(Bytes::from_static(b"first")).await?;
+        next_frame(&mut body).await?;
+        let refused = next_frame(&mut body).await;
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(io::ErrorKind::TimedOut)
+        );
         drop(tx);
+        Ok(())
     }
 }
