@@ -88,6 +88,9 @@ pub struct Telemetry {
     handle: PrometheusHandle,
     /// The request series already registered, by (method, route, status).
     http_series: RwLock<HashMap<HttpSeries, (Counter, Histogram)>>,
+    /// Validation and activation counters by (metric, face, result code): looked up once, as
+    /// the HTTP series are, so a validation pays no label allocation.
+    result_series: RwLock<HashMap<(&'static str, &'static str, &'static str), Counter>>,
 }
 
 /// Routes are templates and statuses a short list, so the series are few; the bound only
@@ -154,6 +157,7 @@ impl Telemetry {
             recorder,
             handle,
             http_series: RwLock::new(HashMap::new()),
+            result_series: RwLock::new(HashMap::new()),
         }
     }
 
@@ -208,16 +212,39 @@ impl Telemetry {
 
     /// A validation's result code (`VALID`, `EXPIRED`, `KEY_BANNED`…, as its face answers it).
     pub fn validation(&self, via: Via, result: &'static str) {
-        self.record(|| {
-            counter!(VALIDATIONS, "face" => via.label(), "result" => result).increment(1);
-        });
+        self.count_result(VALIDATIONS, via, result);
     }
 
     /// An activation's result code (`ACTIVATED`, `ALREADY_ACTIVATED`, or the refusal's code).
     pub fn activation(&self, via: Via, result: &'static str) {
-        self.record(|| {
-            counter!(ACTIVATIONS, "face" => via.label(), "result" => result).increment(1);
-        });
+        self.count_result(ACTIVATIONS, via, result);
+    }
+
+    /// One validation or activation result; result codes are a short static list.
+    fn count_result(&self, name: &'static str, via: Via, result: &'static str) {
+        if !self.enabled() {
+            return;
+        }
+        let key = (name, via.label(), result);
+        let cached = self
+            .result_series
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let counter = match cached {
+            Some(counter) => counter,
+            None => {
+                let counter = metrics::with_local_recorder(
+                    &self.recorder,
+                    || counter!(name, "face" => key.1, "result" => result),
+                );
+                if let Ok(mut m) = self.result_series.write() {
+                    m.insert(key, counter.clone());
+                }
+                counter
+            }
+        };
+        counter.increment(1);
     }
 
     /// Keeps the recorder's memory bounded between scrapes (histogram samples are buffered
