@@ -89,6 +89,8 @@ id_type!(
     PortalUserId,
     /// An abuse flag.
     FlagId,
+    /// An endpoint that receives a payment provider's webhooks (`payep_…`).
+    PaymentEndpointId,
 );
 
 /// Which tenants a caller reaches. Replaces `Option<&str>`, where `None` silently meant "every

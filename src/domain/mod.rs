@@ -9,6 +9,7 @@ pub mod entitlements;
 pub mod license_files;
 pub mod licenses;
 pub mod operators;
+pub mod payments;
 pub mod portal_users;
 pub mod products;
 pub mod releases;

@@ -59,7 +59,9 @@ fn scope_ceiling(ctx: &Ctx) -> Option<Scope> {
             role: Role::User, ..
         } => Some(Scope::ReadOnly),
         Actor::ApiKey { scope, .. } => Some(*scope),
-        Actor::PortalUser { .. } | Actor::App | Actor::System => None,
+        Actor::PortalUser { .. } | Actor::App | Actor::System | Actor::PaymentProvider { .. } => {
+            None
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use crate::domain::api_keys::Scope;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::operators::Role;
 use crate::domain::{
-    ApiKeyId, OperatorId, PortalUserId, ProductId, ProductScope, TenantId, TenantScope,
+    ApiKeyId, OperatorId, PaymentEndpointId, PortalUserId, ProductId, ProductScope, TenantId,
+    TenantScope,
 };
 use crate::error::Error;
 
@@ -28,6 +29,8 @@ pub enum Actor {
     Cli,
     /// Background jobs: expiry, culling, abuse detection.
     System,
+    /// A payment provider's webhook, proven by its signature, on one payment endpoint.
+    PaymentProvider { endpoint: PaymentEndpointId },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +126,22 @@ impl Ctx {
         }
     }
 
+    /// A payment provider's webhook on `endpoint`: it reaches its endpoint's tenant, every
+    /// product there (its mappings name them).
+    pub fn payment_provider(
+        endpoint: PaymentEndpointId,
+        tenant: TenantId,
+        ip: Option<IpAddr>,
+    ) -> Self {
+        Self {
+            actor: Actor::PaymentProvider { endpoint },
+            tenants: TenantScope::Only(tenant.clone()),
+            tenant,
+            products: ProductScope::All,
+            ip,
+        }
+    }
+
     /// True when an object of `tenant_id` and `product_id` is within reach.
     pub fn reaches(&self, tenant_id: &str, product_id: &str) -> bool {
         self.tenants.reaches(tenant_id) && self.products.reaches(product_id)
@@ -146,6 +165,7 @@ impl Ctx {
             Actor::App => "app".into(),
             Actor::Cli => "cli".into(),
             Actor::System => "system".into(),
+            Actor::PaymentProvider { endpoint } => format!("payment:{endpoint}"),
         }
     }
 

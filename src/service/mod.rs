@@ -18,6 +18,7 @@ pub mod login_guard;
 pub mod metrics;
 pub mod operators;
 pub mod ops;
+pub mod payments;
 pub mod portal;
 pub mod releases;
 pub mod reports;

@@ -379,7 +379,9 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
         let conn =
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
         conn.execute_batch(
-            "DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
+            "DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
+             DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
+             DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;

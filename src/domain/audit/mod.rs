@@ -61,6 +61,12 @@ super::text_enum! {
         AbuseIpUnblock => "abuse.ip.unblock",
         AbuseFlagUpdate => "abuse.flag.update",
         AbusePolicyUpdate => "abuse.policy.update",
+        PaymentEndpointCreate => "payment.endpoint.create",
+        PaymentEndpointUpdate => "payment.endpoint.update",
+        PaymentEndpointDelete => "payment.endpoint.delete",
+        PaymentMappingUpdate => "payment.mapping.update",
+        /// A received payment event Keyward could not act on (unmapped, no license, refused).
+        PaymentEventFlagged => "payment.event.flagged",
     }
 }
 
@@ -151,6 +157,8 @@ impl AuditAction {
             | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
             | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
             | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
+            PaymentEndpointCreate | PaymentEndpointUpdate | PaymentEndpointDelete
+            | PaymentMappingUpdate | PaymentEventFlagged => RetentionClass::Admin,
         }
     }
 }

@@ -392,6 +392,21 @@ pub fn renew(conn: &Connection, license: &License, valid_until: i64) -> Result<L
     repo::find(conn, &license.tenant_id, &license.id)?.ok_or(Error::NotFound("license"))
 }
 
+/// Makes the license end at `until` (a cancelled subscription's period end): still usable
+/// until then when it lies ahead, EXPIRED at once when it has passed. Revoked licenses stay
+/// revoked; a suspended or banned one keeps that status.
+pub fn expire_at(conn: &Connection, license: &License, until: i64) -> Result<License> {
+    license.ensure_not_final()?;
+    let now = now_ms();
+    let status = match license.status {
+        LicenseStatus::Active | LicenseStatus::Expired if until <= now => LicenseStatus::Expired,
+        LicenseStatus::Expired => LicenseStatus::Active,
+        s => s,
+    };
+    repo::set_valid_until(conn, &license.id, until, status, now)?;
+    repo::find(conn, &license.tenant_id, &license.id)?.ok_or(Error::NotFound("license"))
+}
+
 /// Gives the license another stored status. REVOKED goes through [`revoke`]; a revoked
 /// license keeps its status (REVOKED is final). Returns whether anything changed.
 pub fn change_status(

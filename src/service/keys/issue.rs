@@ -171,6 +171,31 @@ pub async fn issue_plan_keys(
         .await
 }
 
+/// Issues one license inside the caller's writer job (a paid order, with its other effects in
+/// the same transaction); `detail` joins the audit event's (the payment's provider and event).
+pub(crate) fn issue_in(
+    c: &Connection,
+    ctx: &Ctx,
+    product: &Product,
+    new: &NewLicense,
+    detail: serde_json::Value,
+) -> Result<License, Error> {
+    if !ctx.reaches(&product.tenant_id, &product.id) {
+        return Err(Error::NotFound("product"));
+    }
+    if let Some(email) = &new.customer_email {
+        licenses::validate_email(email)?;
+    }
+    let license = licenses::create(c, product, new)?;
+    let mut event = json!({"orderId": new.order_id});
+    if !license.entitlements.is_empty() {
+        event["entitlements"] = json!(license.entitlements);
+    }
+    super::merge_detail(&mut event, detail);
+    record_issue(c, ctx, &license, event)?;
+    Ok(license)
+}
+
 fn record_issue(
     c: &Connection,
     ctx: &Ctx,

@@ -83,7 +83,7 @@ pub async fn delete(state: &AppState, ctx: &Ctx, id: LicenseId) -> Result<KeyDet
         .await
 }
 
-fn revoke_in(
+pub(crate) fn revoke_in(
     c: &Connection,
     ctx: &Ctx,
     license: &License,
@@ -101,6 +101,76 @@ fn revoke_in(
         audit::repo::insert(c, &event)?;
     }
     Ok(revoked)
+}
+
+/// As [`renew`], inside the caller's writer job (a paid subscription period); `detail` joins
+/// the audit event's.
+pub(crate) fn renew_in(
+    c: &Connection,
+    ctx: &Ctx,
+    license: &License,
+    valid_until: i64,
+    detail: serde_json::Value,
+) -> Result<License, Error> {
+    let renewed = licenses::renew(c, license, valid_until)?;
+    let mut event = json!({"validUntil": valid_until, "previous": license.valid_until});
+    super::merge_detail(&mut event, detail);
+    audit::repo::insert(
+        c,
+        &ctx.event(&license.tenant_id, AuditAction::LicenseRenew)
+            .license(&license.product_id, &license.id)
+            .detail(event),
+    )?;
+    Ok(renewed)
+}
+
+/// Makes the license end at `until` (a cancelled subscription), inside the caller's writer
+/// job; recorded as a `license.update` of its expiry.
+pub(crate) fn expire_at_in(
+    c: &Connection,
+    ctx: &Ctx,
+    license: &License,
+    until: i64,
+    detail: serde_json::Value,
+) -> Result<License, Error> {
+    let ended = licenses::expire_at(c, license, until)?;
+    let mut event = json!({"validUntil": until, "previous": license.valid_until});
+    super::merge_detail(&mut event, detail);
+    audit::repo::insert(
+        c,
+        &ctx.event(&license.tenant_id, AuditAction::LicenseUpdate)
+            .license(&license.product_id, &license.id)
+            .detail(event),
+    )?;
+    Ok(ended)
+}
+
+/// Gives the license another status (a dispute suspends, a won dispute reinstates) inside the
+/// caller's writer job, recorded as the admin panel's status changes are; whether it changed.
+pub(crate) fn set_status_in(
+    c: &Connection,
+    ctx: &Ctx,
+    license: &License,
+    status: LicenseStatus,
+    detail: serde_json::Value,
+) -> Result<bool, Error> {
+    if status == LicenseStatus::Revoked {
+        let before = license.status;
+        revoke_in(c, ctx, license, Some("payment reversed"), Some(detail))?;
+        return Ok(before != LicenseStatus::Revoked);
+    }
+    if !licenses::change_status(c, license, status, None)? {
+        return Ok(false);
+    }
+    let mut event = json!({"status": status.as_str(), "previous": license.status.as_str()});
+    super::merge_detail(&mut event, detail);
+    audit::repo::insert(
+        c,
+        &ctx.event(&license.tenant_id, AuditAction::LicenseUpdate)
+            .license(&license.product_id, &license.id)
+            .detail(event),
+    )?;
+    Ok(true)
 }
 
 /// Moves the expiry to `valid_until` (in the future); an expired license becomes active

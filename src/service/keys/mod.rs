@@ -25,6 +25,16 @@ use crate::domain::licenses::{self, License};
 use crate::error::Error;
 use crate::service::Ctx;
 
+pub(crate) use issue::issue_in;
+pub(crate) use manage::{expire_at_in, renew_in, revoke_in, set_status_in};
+
+/// Adds `extra`'s fields to an audit event's detail (an effect's cause, such as a payment).
+fn merge_detail(detail: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+}
+
 /// A license named by its id or by its key (the vendor API's revoke and renew accept both).
 #[derive(Debug, Clone)]
 pub enum KeyRef {
