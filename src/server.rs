@@ -12,6 +12,7 @@ use crate::api;
 use crate::api::admin::abuse::AbuseApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
+use crate::api::admin::payments::PaymentEndpointsApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::signing_keys::SigningKeysApi;
@@ -19,6 +20,7 @@ use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineAct
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
 };
+use crate::api::payments::PaymentWebhooksApi;
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
     health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
@@ -53,7 +55,9 @@ pub type Apis = (
     ReleasesApi,
     UpdatesApi,
     PortalApi,
-    AbuseApi,
+    // Abuse detection and selling (payment endpoints and the providers' webhooks) share one
+    // place (a tuple holds at most 16 APIs).
+    (AbuseApi, PaymentEndpointsApi, PaymentWebhooksApi),
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -119,9 +123,17 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             PortalApi {
                 state: state.clone(),
             },
-            AbuseApi {
-                state: state.clone(),
-            },
+            (
+                AbuseApi {
+                    state: state.clone(),
+                },
+                PaymentEndpointsApi {
+                    state: state.clone(),
+                },
+                PaymentWebhooksApi {
+                    state: state.clone(),
+                },
+            ),
         ),
         "Keyward",
         env!("CARGO_PKG_VERSION"),

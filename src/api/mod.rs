@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod client;
 pub mod metrics;
+pub mod payments;
 pub mod portal;
 pub mod shared;
 pub mod v1;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-const FACES: [&str; 4] = ["v1", "client", "admin", "portal"];
+const FACES: [&str; 5] = ["v1", "client", "admin", "portal", "payments"];
 
 /// What only `src/service/` may do: read or write storage, queue writer jobs, record audit
 /// events.

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod offline;
 pub mod operators;
 pub mod overview;
+pub mod payments;
 pub mod projects;
 pub mod releases;
 pub mod signing_keys;
@@ -32,6 +33,9 @@ pub enum AdminTags {
     Logs,
     /// Abuse detection: flags with their evidence, IP blocks.
     Abuse,
+    /// Selling: payment endpoints for Stripe, Paddle and Lemon Squeezy, their price mappings
+    /// and received events.
+    Payments,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).
