@@ -494,6 +494,7 @@ CREATE TABLE payment_event_licenses (
     FOREIGN KEY (endpoint_id, event_id) REFERENCES payment_events(endpoint_id, event_id)
         ON DELETE CASCADE
 ) WITHOUT ROWID;
+CREATE INDEX payment_event_licenses_event ON payment_event_licenses (endpoint_id, event_id);
 
 -- The ids of a payment ("subscription:sub_…", "order:123") and the licenses they name.
 CREATE TABLE payment_refs (

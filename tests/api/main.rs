@@ -18,6 +18,7 @@ mod login_lockout;
 mod metrics;
 mod offline_activation;
 mod openapi_nulls;
+mod payments;
 mod portal;
 mod portal_regressions;
 mod proxy;
