@@ -32,6 +32,15 @@ fi
 [ "$(schemathesis --version 2>/dev/null)" = "schemathesis, version $SCHEMATHESIS_VERSION" ] \
     || { echo "schemathesis $SCHEMATHESIS_VERSION did not install (or is not on PATH)" >&2; exit 1; }
 
+# tests/api/payments.rs checks a signed webhook with Stripe's own `Webhook.construct_event`
+# (pinned: the proof is against a known version of Stripe's library).
+STRIPE_VERSION=16.1.0
+if [ "$(python3 -c 'import stripe; print(stripe.VERSION)' 2>/dev/null)" != "$STRIPE_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "stripe==$STRIPE_VERSION"
+fi
+[ "$(python3 -c 'import stripe; print(stripe.VERSION)' 2>/dev/null)" = "$STRIPE_VERSION" ] \
+    || { echo "stripe $STRIPE_VERSION (PyPI) did not install" >&2; exit 1; }
+
 # The README's bundle verification recipe is tested with openssl.
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }
