@@ -1,4 +1,4 @@
-// One license key: #/keys/ID. Details, machines (HWID), sessions, recent logs; actions ban,
+// One license key: #/keys/ID. Details, machines (HWID), sessions, payments, recent logs; actions ban,
 // suspend, reactivate, revoke (DELETE), reset HWID, max sessions, note and entitlements (PATCH).
 
 import { api } from '../../shared/api.js';
@@ -29,6 +29,9 @@ import {
 } from '../state.js';
 import { offlineDialog } from './keys.js';
 
+// The shown key's payment timeline: the key's edits repaint without reading it again.
+let keyPayments = [];
+
 export async function render(root, { parts }) {
   const id = parts[0];
   mount(root, loading('Loading the key…'));
@@ -57,6 +60,11 @@ export async function render(root, { parts }) {
     failInto(root, err);
     return;
   }
+  // The payment timeline is a second read; a key without payments shows an empty section.
+  keyPayments = await api
+    .get(`/api/keys/${encodeURIComponent(id)}/payments`)
+    .then((d) => d.payments || [])
+    .catch(() => []);
   paint(root, detail);
 }
 
@@ -344,6 +352,25 @@ function paint(root, detail) {
         h('span', { class: `badge ${s.live ? 'badge-ok' : ''}` }, s.live ? 'Live' : 'Ended'),
       ],
       'No sessions yet.',
+    ),
+    section(
+      'Payments',
+      'key-payments',
+      keyPayments,
+      ['Received', 'Provider', 'Event', 'Effect', 'Outcome'],
+      (p) => [
+        timeEl(p.receivedAt),
+        p.provider ? titleCase(p.provider) : '—',
+        h(
+          'span',
+          { title: p.eventId },
+          h('span', { class: 'mono small' }, p.eventType),
+          p.customerEmail ? h('div', { class: 'muted small' }, p.customerEmail) : null,
+        ),
+        titleCase(p.effect),
+        h('span', { title: p.message }, titleCase(p.outcome)),
+      ],
+      'No payment has made or changed this key.',
     ),
     section(
       'Recent activity',
