@@ -18,7 +18,11 @@ const SECRETS: [(Provider, &str); 3] = [
 ];
 
 fn secret(p: Provider) -> &'static str {
-    SECRETS.iter().find(|(q, _)| *q == p).map(|(_, s)| *s).unwrap()
+    SECRETS
+        .iter()
+        .find(|(q, _)| *q == p)
+        .map(|(_, s)| *s)
+        .unwrap()
 }
 
 /// A fixture with its future times filled in: `__PERIOD_END__` (RFC 3339) at `days` from now,
@@ -44,6 +48,38 @@ fn period_end_secs(days: i64) -> i64 {
 fn now_secs() -> i64 {
     now_ms() / 1000
 }
+
+/// provider, fixture, mapped id, mapping, licenses, e-mail, order id, expiry (days)
+type PurchaseCase = (
+    Provider,
+    &'static str,
+    &'static str,
+    Value,
+    usize,
+    &'static str,
+    &'static str,
+    Option<i64>,
+);
+/// name, path segment, endpoint, body, headers, status, code, message fragment
+type DeliveryCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<u8>,
+    Vec<(&'a str, String)>,
+    u16,
+    &'a str,
+    &'a str,
+);
+/// name, request, credential, status, code, message fragment
+type AdminCase<'a> = (
+    &'a str,
+    (Method, String, Option<Value>),
+    &'a str,
+    u16,
+    &'a str,
+    &'a str,
+);
 
 struct Shop {
     srv: TestServer,
@@ -112,8 +148,13 @@ impl Shop {
 
     /// Posts `body` signed with `provider`'s scheme and its test secret, now.
     async fn deliver(&self, provider: Provider, endpoint: &str, body: &str) -> Answer {
-        let header = sign(provider, secret(provider).as_bytes(), body.as_bytes(), now_secs())
-            .unwrap();
+        let header = sign(
+            provider,
+            secret(provider).as_bytes(),
+            body.as_bytes(),
+            now_secs(),
+        )
+        .unwrap();
         self.post_raw(
             provider.path_segment(),
             endpoint,
@@ -133,7 +174,10 @@ impl Shop {
         let mut req = self
             .srv
             .client
-            .post(format!("{}/api/payments/{segment}/{endpoint}", self.srv.url))
+            .post(format!(
+                "{}/api/payments/{segment}/{endpoint}",
+                self.srv.url
+            ))
             .header("content-type", "application/json")
             .body(body);
         for (k, v) in headers {
@@ -143,7 +187,9 @@ impl Shop {
     }
 
     async fn key(&self, id: &str) -> Value {
-        let a = self.admin(Method::GET, &format!("/api/keys/{id}"), None).await;
+        let a = self
+            .admin(Method::GET, &format!("/api/keys/{id}"), None)
+            .await;
         assert_status(&a, 200);
         a.body["data"]["key"].clone()
     }
@@ -200,7 +246,7 @@ fn expires_secs(key: &Value) -> Option<i64> {
 #[tokio::test]
 async fn a_purchase_creates_its_licenses_with_each_provider() {
     // provider, fixture, mapped id, mapping, licenses, e-mail, order id, expiry (days)
-    let cases: [(Provider, &str, &str, Value, usize, &str, &str, Option<i64>); 4] = [
+    let cases: [PurchaseCase; 4] = [
         (
             Provider::Stripe,
             "stripe_checkout_session_completed",
@@ -298,7 +344,11 @@ async fn a_purchase_creates_its_licenses_with_each_provider() {
         first.sort();
         replayed.sort();
         assert_eq!(replayed, first);
-        assert_eq!(shop.counts(), before, "{name}: a redelivery changes nothing");
+        assert_eq!(
+            shop.counts(),
+            before,
+            "{name}: a redelivery changes nothing"
+        );
     }
 }
 
@@ -311,7 +361,11 @@ async fn stripe_renewal_cancellation_refund_and_disputes_follow_the_payment() {
     let s = Provider::Stripe;
 
     let bought = shop
-        .deliver(s, &endpoint, &fixture("stripe_checkout_session_completed", 30))
+        .deliver(
+            s,
+            &endpoint,
+            &fixture("stripe_checkout_session_completed", 30),
+        )
         .await;
     let sub = license_ids(&bought).remove(0);
     assert_eq!(expires_secs(&shop.key(&sub).await), None);
@@ -319,13 +373,20 @@ async fn stripe_renewal_cancellation_refund_and_disputes_follow_the_payment() {
     let renewal = fixture("stripe_invoice_paid", 30);
     let a = shop.deliver(s, &endpoint, &renewal).await;
     assert_outcome(&a, "APPLIED", "RENEWAL");
-    assert_eq!(license_ids(&a), [sub.clone()]);
-    assert_eq!(expires_secs(&shop.key(&sub).await), Some(period_end_secs(30)));
+    assert_eq!(license_ids(&a), std::slice::from_ref(&sub));
+    assert_eq!(
+        expires_secs(&shop.key(&sub).await),
+        Some(period_end_secs(30))
+    );
     let again = shop.deliver(s, &endpoint, &renewal).await;
     assert_eq!(again.body["data"]["replayed"], true);
 
     let a = shop
-        .deliver(s, &endpoint, &fixture("stripe_subscription_updated_cancel", 30))
+        .deliver(
+            s,
+            &endpoint,
+            &fixture("stripe_subscription_updated_cancel", 30),
+        )
         .await;
     assert_outcome(&a, "APPLIED", "CANCELLATION");
     let key = shop.key(&sub).await;
@@ -351,9 +412,19 @@ async fn stripe_renewal_cancellation_refund_and_disputes_follow_the_payment() {
         }
     }
     let timeline = shop.timeline(&seats[0]).await;
-    let effects: Vec<&str> = timeline.iter().map(|e| e["effect"].as_str().unwrap()).collect();
-    assert_eq!(effects, ["PURCHASE", "DISPUTE_OPENED", "DISPUTE_WON", "REFUND"]);
-    assert_eq!(shop.key(&sub).await["status"], "ACTIVE", "another payment's license");
+    let effects: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["effect"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        effects,
+        ["PURCHASE", "DISPUTE_OPENED", "DISPUTE_WON", "REFUND"]
+    );
+    assert_eq!(
+        shop.key(&sub).await["status"],
+        "ACTIVE",
+        "another payment's license"
+    );
     let revoked = shop.srv.count(
         "SELECT COUNT(*) FROM audit_events WHERE action = 'license.revoke'
          AND json_extract(detail, '$.payment.eventId') = 'evt_3PkRefund000001'",
@@ -362,7 +433,8 @@ async fn stripe_renewal_cancellation_refund_and_disputes_follow_the_payment() {
     assert_eq!(revoked, 3);
 
     // A won dispute does not bring back a license a refund revoked.
-    let won_again = fixture("stripe_dispute_closed_won", 30).replace("evt_1PkDisputeWon001", "evt_x");
+    let won_again =
+        fixture("stripe_dispute_closed_won", 30).replace("evt_1PkDisputeWon001", "evt_x");
     let a = shop.deliver(s, &endpoint, &won_again).await;
     assert_outcome(&a, "APPLIED", "DISPUTE_WON");
     assert_eq!(shop.key(&seats[0]).await["status"], "REVOKED");
@@ -373,7 +445,8 @@ async fn paddle_renewal_cancellation_chargeback_and_refund() {
     let shop = shop().await;
     let p = Provider::Paddle;
     let endpoint = shop.endpoint(p).await;
-    shop.map(&endpoint, "pro_01gsz4t5hdjse780zja8vvr7jg", json!({})).await;
+    shop.map(&endpoint, "pro_01gsz4t5hdjse780zja8vvr7jg", json!({}))
+        .await;
     let bought = shop
         .deliver(p, &endpoint, &fixture("paddle_transaction_completed", 30))
         .await;
@@ -382,11 +455,41 @@ async fn paddle_renewal_cancellation_chargeback_and_refund() {
     assert_eq!(seats.len(), 2);
 
     let steps: [(&str, i64, &str, &str, Option<i64>); 5] = [
-        ("paddle_transaction_renewal", 60, "RENEWAL", "ACTIVE", Some(60)),
-        ("paddle_subscription_canceled", 45, "CANCELLATION", "ACTIVE", Some(45)),
-        ("paddle_adjustment_chargeback", 45, "DISPUTE_OPENED", "SUSPENDED", Some(45)),
-        ("paddle_adjustment_chargeback_reverse", 45, "DISPUTE_WON", "ACTIVE", Some(45)),
-        ("paddle_adjustment_refund", 45, "REFUND", "REVOKED", Some(45)),
+        (
+            "paddle_transaction_renewal",
+            60,
+            "RENEWAL",
+            "ACTIVE",
+            Some(60),
+        ),
+        (
+            "paddle_subscription_canceled",
+            45,
+            "CANCELLATION",
+            "ACTIVE",
+            Some(45),
+        ),
+        (
+            "paddle_adjustment_chargeback",
+            45,
+            "DISPUTE_OPENED",
+            "SUSPENDED",
+            Some(45),
+        ),
+        (
+            "paddle_adjustment_chargeback_reverse",
+            45,
+            "DISPUTE_WON",
+            "ACTIVE",
+            Some(45),
+        ),
+        (
+            "paddle_adjustment_refund",
+            45,
+            "REFUND",
+            "REVOKED",
+            Some(45),
+        ),
     ];
     for (name, days, effect, status, expires) in steps {
         let a = shop.deliver(p, &endpoint, &fixture(name, days)).await;
@@ -411,18 +514,30 @@ async fn lemon_squeezy_subscription_cancellation_and_refund() {
         .await;
     let id = license_ids(&bought).remove(0);
     let key = shop.key(&id).await;
-    assert_eq!(key["plan"], "MONTHLY", "the clock starts at the first activation");
+    assert_eq!(
+        key["plan"], "MONTHLY",
+        "the clock starts at the first activation"
+    );
 
     for (name, days, effect, status) in [
         ("lemonsqueezy_subscription_created", 30, "RENEWAL", "ACTIVE"),
-        ("lemonsqueezy_subscription_cancelled", 20, "CANCELLATION", "ACTIVE"),
+        (
+            "lemonsqueezy_subscription_cancelled",
+            20,
+            "CANCELLATION",
+            "ACTIVE",
+        ),
         ("lemonsqueezy_order_refunded", 20, "REFUND", "REVOKED"),
     ] {
         let a = shop.deliver(l, &endpoint, &fixture(name, days)).await;
         assert_outcome(&a, "APPLIED", effect);
         let key = shop.key(&id).await;
         assert_eq!(key["status"], status, "{name}");
-        assert_eq!(expires_secs(&key), Some(period_end_secs(days.max(20))), "{name}");
+        assert_eq!(
+            expires_secs(&key),
+            Some(period_end_secs(days.max(20))),
+            "{name}"
+        );
     }
 }
 
@@ -432,7 +547,11 @@ async fn unmapped_prices_and_unknown_payments_are_stored_and_flagged() {
     let s = Provider::Stripe;
     let endpoint = shop.endpoint(s).await;
     let a = shop
-        .deliver(s, &endpoint, &fixture("stripe_checkout_session_completed", 30))
+        .deliver(
+            s,
+            &endpoint,
+            &fixture("stripe_checkout_session_completed", 30),
+        )
         .await;
     assert_outcome(&a, "UNMAPPED", "PURCHASE");
     assert_eq!(a.body["data"]["flagged"], true);
@@ -465,10 +584,16 @@ async fn unmapped_prices_and_unknown_payments_are_stored_and_flagged() {
     flagged.sort();
     assert_eq!(flagged, ["LICENSE_NOT_FOUND", "UNMAPPED"]);
     let all = shop
-        .admin(Method::GET, &format!("/api/payment-endpoints/{endpoint}/events"), None)
+        .admin(
+            Method::GET,
+            &format!("/api/payment-endpoints/{endpoint}/events"),
+            None,
+        )
         .await;
     assert_eq!(all.body["data"]["pagination"]["total"], 3);
-    let listed = shop.admin(Method::GET, "/api/payment-endpoints", None).await;
+    let listed = shop
+        .admin(Method::GET, "/api/payment-endpoints", None)
+        .await;
     assert_eq!(listed.body["data"]["endpoints"][0]["flagged"], 2);
     assert_eq!(
         shop.srv.count(
@@ -490,7 +615,13 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     let key = secret(Provider::Stripe).as_bytes();
     let now = now_secs();
     let good = sign(Provider::Stripe, key, body.as_bytes(), now).unwrap();
-    let wrong = sign(Provider::Stripe, b"whsec_not_the_secret", body.as_bytes(), now).unwrap();
+    let wrong = sign(
+        Provider::Stripe,
+        b"whsec_not_the_secret",
+        body.as_bytes(),
+        now,
+    )
+    .unwrap();
     let stale = sign(Provider::Stripe, key, body.as_bytes(), now - 301).unwrap();
     let paddle_body = fixture("paddle_transaction_completed", 30);
     let paddle_stale = sign(
@@ -507,37 +638,155 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     let no_id_sig = sign(Provider::Stripe, key, &no_id, now).unwrap();
     let big = vec![b' '; 65 * 1024];
     let big_sig = sign(Provider::Stripe, key, &big, now).unwrap();
-    let ls_sig = sign(Provider::LemonSqueezy, b"other-secret-123", body.as_bytes(), now).unwrap();
+    let ls_sig = sign(
+        Provider::LemonSqueezy,
+        b"other-secret-123",
+        body.as_bytes(),
+        now,
+    )
+    .unwrap();
     // name, path segment, endpoint, body, headers, status, code, message fragment
-    let cases: Vec<(&str, &str, &str, Vec<u8>, Vec<(&str, String)>, u16, &str, &str)> = vec![
-        ("wrong secret", "stripe", &stripe, body.clone().into_bytes(),
-            vec![("Stripe-Signature", wrong)], 401, "UNAUTHORIZED", "does not match"),
-        ("missing header", "stripe", &stripe, body.clone().into_bytes(), vec![],
-            401, "UNAUTHORIZED", "Missing Stripe-Signature"),
-        ("stale timestamp", "stripe", &stripe, body.clone().into_bytes(),
-            vec![("Stripe-Signature", stale)], 401, "UNAUTHORIZED", "300 s"),
-        ("paddle stale after 5 s", "paddle", &paddle, paddle_body.clone().into_bytes(),
-            vec![("Paddle-Signature", paddle_stale)], 401, "UNAUTHORIZED", "5 s"),
-        ("malformed header", "stripe", &stripe, body.clone().into_bytes(),
-            vec![("Stripe-Signature", "v1=abc".into())], 400, "VALIDATION_ERROR", "t=<timestamp>"),
-        ("tampered body", "stripe", &stripe, body.replace("ana@", "eve@").into_bytes(),
-            vec![("Stripe-Signature", good.clone())], 401, "UNAUTHORIZED", "does not match"),
-        ("another provider's header", "lemonsqueezy", &lemon, body.clone().into_bytes(),
-            vec![("Stripe-Signature", good.clone())], 401, "UNAUTHORIZED", "X-Signature"),
-        ("wrong lemon squeezy secret", "lemonsqueezy", &lemon, body.clone().into_bytes(),
-            vec![("X-Signature", ls_sig)], 401, "UNAUTHORIZED", "does not match"),
-        ("wrong provider for the endpoint", "paddle", &stripe, body.clone().into_bytes(),
-            vec![("Paddle-Signature", good.clone())], 404, "NOT_FOUND", "ayment endpoint"),
-        ("unknown endpoint", "stripe", "payep_nope", body.clone().into_bytes(),
-            vec![("Stripe-Signature", good.clone())], 404, "NOT_FOUND", "ayment endpoint"),
-        ("malformed JSON", "stripe", &stripe, malformed,
-            vec![("Stripe-Signature", malformed_sig)], 400, "VALIDATION_ERROR", "not a JSON event"),
-        ("not an object", "stripe", &stripe, b"[1,2]".to_vec(),
-            vec![("Stripe-Signature", array_sig)], 400, "VALIDATION_ERROR", "JSON object"),
-        ("no event id", "stripe", &stripe, no_id,
-            vec![("Stripe-Signature", no_id_sig)], 400, "VALIDATION_ERROR", "no id"),
-        ("oversize", "stripe", &stripe, big,
-            vec![("Stripe-Signature", big_sig)], 413, "PAYLOAD_TOO_LARGE", "larger than"),
+    let cases: Vec<DeliveryCase> = vec![
+        (
+            "wrong secret",
+            "stripe",
+            &stripe,
+            body.clone().into_bytes(),
+            vec![("Stripe-Signature", wrong)],
+            401,
+            "UNAUTHORIZED",
+            "does not match",
+        ),
+        (
+            "missing header",
+            "stripe",
+            &stripe,
+            body.clone().into_bytes(),
+            vec![],
+            401,
+            "UNAUTHORIZED",
+            "Missing Stripe-Signature",
+        ),
+        (
+            "stale timestamp",
+            "stripe",
+            &stripe,
+            body.clone().into_bytes(),
+            vec![("Stripe-Signature", stale)],
+            401,
+            "UNAUTHORIZED",
+            "300 s",
+        ),
+        (
+            "paddle stale after 5 s",
+            "paddle",
+            &paddle,
+            paddle_body.clone().into_bytes(),
+            vec![("Paddle-Signature", paddle_stale)],
+            401,
+            "UNAUTHORIZED",
+            "5 s",
+        ),
+        (
+            "malformed header",
+            "stripe",
+            &stripe,
+            body.clone().into_bytes(),
+            vec![("Stripe-Signature", "v1=abc".into())],
+            400,
+            "VALIDATION_ERROR",
+            "t=<timestamp>",
+        ),
+        (
+            "tampered body",
+            "stripe",
+            &stripe,
+            body.replace("ana@", "eve@").into_bytes(),
+            vec![("Stripe-Signature", good.clone())],
+            401,
+            "UNAUTHORIZED",
+            "does not match",
+        ),
+        (
+            "another provider's header",
+            "lemonsqueezy",
+            &lemon,
+            body.clone().into_bytes(),
+            vec![("Stripe-Signature", good.clone())],
+            401,
+            "UNAUTHORIZED",
+            "X-Signature",
+        ),
+        (
+            "wrong lemon squeezy secret",
+            "lemonsqueezy",
+            &lemon,
+            body.clone().into_bytes(),
+            vec![("X-Signature", ls_sig)],
+            401,
+            "UNAUTHORIZED",
+            "does not match",
+        ),
+        (
+            "wrong provider for the endpoint",
+            "paddle",
+            &stripe,
+            body.clone().into_bytes(),
+            vec![("Paddle-Signature", good.clone())],
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "unknown endpoint",
+            "stripe",
+            "payep_nope",
+            body.clone().into_bytes(),
+            vec![("Stripe-Signature", good.clone())],
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "malformed JSON",
+            "stripe",
+            &stripe,
+            malformed,
+            vec![("Stripe-Signature", malformed_sig)],
+            400,
+            "VALIDATION_ERROR",
+            "not a JSON event",
+        ),
+        (
+            "not an object",
+            "stripe",
+            &stripe,
+            b"[1,2]".to_vec(),
+            vec![("Stripe-Signature", array_sig)],
+            400,
+            "VALIDATION_ERROR",
+            "JSON object",
+        ),
+        (
+            "no event id",
+            "stripe",
+            &stripe,
+            no_id,
+            vec![("Stripe-Signature", no_id_sig)],
+            400,
+            "VALIDATION_ERROR",
+            "no id",
+        ),
+        (
+            "oversize",
+            "stripe",
+            &stripe,
+            big,
+            vec![("Stripe-Signature", big_sig)],
+            413,
+            "PAYLOAD_TOO_LARGE",
+            "larger than",
+        ),
     ];
     for (name, segment, endpoint, body, headers, status, code, needle) in cases {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -547,7 +796,12 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     }
     // The genuine one still works afterwards.
     let a = shop
-        .post_raw("stripe", &stripe, body.into_bytes(), &[("Stripe-Signature", &good)])
+        .post_raw(
+            "stripe",
+            &stripe,
+            body.into_bytes(),
+            &[("Stripe-Signature", &good)],
+        )
         .await;
     assert_outcome(&a, "APPLIED", "PURCHASE");
 }
@@ -577,7 +831,11 @@ async fn endpoints_are_managed_by_admins_of_their_tenant() {
     let srv = &shop.srv;
     srv.create_tenant("other");
     let other_key = srv.create_api_key("other", Scope::FullAdmin, None);
-    let restricted = srv.create_api_key(tenants::DEFAULT_SLUG, Scope::FullAdmin, Some(&shop.product_id));
+    let restricted = srv.create_api_key(
+        tenants::DEFAULT_SLUG,
+        Scope::FullAdmin,
+        Some(&shop.product_id),
+    );
     let read_only = srv.create_api_key(tenants::DEFAULT_SLUG, Scope::ReadOnly, None);
     let other_product = srv.create_product("other", "theirs");
 
@@ -594,66 +852,215 @@ async fn endpoints_are_managed_by_admins_of_their_tenant() {
     let id = str_field(ep, "id").to_owned();
     assert_eq!(ep["name"], "Stripe live");
     assert_eq!(ep["receivingPath"], format!("/api/payments/stripe/{id}"));
-    assert!(!created.raw.windows(8).any(|w| w == b"abcdefgh"), "the secret is never returned");
+    assert!(
+        !created.raw.windows(8).any(|w| w == b"abcdefgh"),
+        "the secret is never returned"
+    );
     let stored: Vec<u8> = srv
         .db()
-        .query_row("SELECT secret_sealed FROM payment_endpoints", [], |r| r.get(0))
+        .query_row("SELECT secret_sealed FROM payment_endpoints", [], |r| {
+            r.get(0)
+        })
         .unwrap();
-    assert!(!stored.windows(8).any(|w| w == b"abcdefgh"), "stored sealed");
+    assert!(
+        !stored.windows(8).any(|w| w == b"abcdefgh"),
+        "stored sealed"
+    );
 
     let path = format!("/api/payment-endpoints/{id}");
     let mappings = format!("{path}/mappings");
     let bad = |body: Value| (Method::POST, mappings.clone(), Some(body));
     // name, request, credential, status, code, message fragment
-    let cases: Vec<(&str, (Method, String, Option<Value>), &str, u16, &str, &str)> = vec![
-        ("unknown provider", (Method::POST, "/api/payment-endpoints".into(),
-            Some(json!({"provider": "PAYPAL", "name": "x", "secret": "whsec_abcdefgh"}))),
-            "admin", 400, "VALIDATION_ERROR", "provider"),
-        ("short secret", (Method::POST, "/api/payment-endpoints".into(),
-            Some(json!({"provider": "PADDLE", "name": "x", "secret": "short"}))),
-            "admin", 400, "VALIDATION_ERROR", "secret"),
-        ("secret with spaces", (Method::POST, "/api/payment-endpoints".into(),
-            Some(json!({"provider": "PADDLE", "name": "x", "secret": "has a space in it"}))),
-            "admin", 400, "VALIDATION_ERROR", "secret"),
-        ("missing name", (Method::POST, "/api/payment-endpoints".into(),
-            Some(json!({"provider": "PADDLE", "secret": "whsec_abcdefgh"}))),
-            "admin", 400, "VALIDATION_ERROR", "name"),
-        ("name of the wrong type", (Method::POST, "/api/payment-endpoints".into(),
-            Some(json!({"provider": "PADDLE", "name": 5, "secret": "whsec_abcdefgh"}))),
-            "admin", 400, "VALIDATION_ERROR", "name"),
-        ("nothing to change", (Method::PATCH, path.clone(), Some(json!({}))),
-            "admin", 400, "VALIDATION_ERROR", "nothing to change"),
-        ("unknown project", bad(json!({"providerRef": "price_1", "projectId": "prod_nope"})),
-            "admin", 404, "NOT_FOUND", "roject"),
-        ("another tenant's project", bad(json!({"providerRef": "price_1",
-            "projectId": other_product.id})), "admin", 404, "NOT_FOUND", "roject"),
-        ("unknown entitlement", bad(json!({"providerRef": "price_1",
+    let cases: Vec<AdminCase> = vec![
+        (
+            "unknown provider",
+            (
+                Method::POST,
+                "/api/payment-endpoints".into(),
+                Some(json!({"provider": "PAYPAL", "name": "x", "secret": "whsec_abcdefgh"})),
+            ),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "provider",
+        ),
+        (
+            "short secret",
+            (
+                Method::POST,
+                "/api/payment-endpoints".into(),
+                Some(json!({"provider": "PADDLE", "name": "x", "secret": "short"})),
+            ),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "secret",
+        ),
+        (
+            "secret with spaces",
+            (
+                Method::POST,
+                "/api/payment-endpoints".into(),
+                Some(json!({"provider": "PADDLE", "name": "x", "secret": "has a space in it"})),
+            ),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "secret",
+        ),
+        (
+            "missing name",
+            (
+                Method::POST,
+                "/api/payment-endpoints".into(),
+                Some(json!({"provider": "PADDLE", "secret": "whsec_abcdefgh"})),
+            ),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "name",
+        ),
+        (
+            "name of the wrong type",
+            (
+                Method::POST,
+                "/api/payment-endpoints".into(),
+                Some(json!({"provider": "PADDLE", "name": 5, "secret": "whsec_abcdefgh"})),
+            ),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "name",
+        ),
+        (
+            "nothing to change",
+            (Method::PATCH, path.clone(), Some(json!({}))),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "nothing to change",
+        ),
+        (
+            "unknown project",
+            bad(json!({"providerRef": "price_1", "projectId": "prod_nope"})),
+            "admin",
+            404,
+            "NOT_FOUND",
+            "roject",
+        ),
+        (
+            "another tenant's project",
+            bad(json!({"providerRef": "price_1",
+            "projectId": other_product.id})),
+            "admin",
+            404,
+            "NOT_FOUND",
+            "roject",
+        ),
+        (
+            "unknown entitlement",
+            bad(json!({"providerRef": "price_1",
             "projectId": shop.product_id, "entitlements": ["GOLD"]})),
-            "admin", 400, "VALIDATION_ERROR", "GOLD"),
-        ("zero activations", bad(json!({"providerRef": "price_1",
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "GOLD",
+        ),
+        (
+            "zero activations",
+            bad(json!({"providerRef": "price_1",
             "projectId": shop.product_id, "maxActivations": 0})),
-            "admin", 400, "VALIDATION_ERROR", "maxActivations"),
-        ("custom plan", bad(json!({"providerRef": "price_1",
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "maxActivations",
+        ),
+        (
+            "custom plan",
+            bad(json!({"providerRef": "price_1",
             "projectId": shop.product_id, "plan": "CUSTOM"})),
-            "admin", 400, "VALIDATION_ERROR", "CUSTOM"),
-        ("ref with spaces", bad(json!({"providerRef": "price 1",
-            "projectId": shop.product_id})), "admin", 400, "VALIDATION_ERROR", "providerRef"),
-        ("unknown mapping", (Method::DELETE, format!("{mappings}/price_none"), None),
-            "admin", 404, "NOT_FOUND", "apping"),
-        ("unknown endpoint", (Method::GET, "/api/payment-endpoints/payep_nope".into(), None),
-            "admin", 404, "NOT_FOUND", "ayment endpoint"),
-        ("other tenant reads", (Method::GET, path.clone(), None),
-            "other", 404, "NOT_FOUND", "ayment endpoint"),
-        ("other tenant deletes", (Method::DELETE, path.clone(), None),
-            "other", 404, "NOT_FOUND", "ayment endpoint"),
-        ("other tenant's events", (Method::GET, format!("{path}/events"), None),
-            "other", 404, "NOT_FOUND", "ayment endpoint"),
-        ("product-restricted key", (Method::GET, "/api/payment-endpoints".into(), None),
-            "restricted", 403, "FORBIDDEN", "restricted"),
-        ("read-only key", (Method::GET, "/api/payment-endpoints".into(), None),
-            "read_only", 403, "FORBIDDEN", "FULL_ADMIN"),
-        ("no credential", (Method::GET, "/api/payment-endpoints".into(), None),
-            "none", 401, "UNAUTHORIZED", "Authentication"),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "CUSTOM",
+        ),
+        (
+            "ref with spaces",
+            bad(json!({"providerRef": "price 1",
+            "projectId": shop.product_id})),
+            "admin",
+            400,
+            "VALIDATION_ERROR",
+            "providerRef",
+        ),
+        (
+            "unknown mapping",
+            (Method::DELETE, format!("{mappings}/price_none"), None),
+            "admin",
+            404,
+            "NOT_FOUND",
+            "apping",
+        ),
+        (
+            "unknown endpoint",
+            (
+                Method::GET,
+                "/api/payment-endpoints/payep_nope".into(),
+                None,
+            ),
+            "admin",
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "other tenant reads",
+            (Method::GET, path.clone(), None),
+            "other",
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "other tenant deletes",
+            (Method::DELETE, path.clone(), None),
+            "other",
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "other tenant's events",
+            (Method::GET, format!("{path}/events"), None),
+            "other",
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "product-restricted key",
+            (Method::GET, "/api/payment-endpoints".into(), None),
+            "restricted",
+            403,
+            "FORBIDDEN",
+            "restricted",
+        ),
+        (
+            "read-only key",
+            (Method::GET, "/api/payment-endpoints".into(), None),
+            "read_only",
+            403,
+            "FORBIDDEN",
+            "FULL_ADMIN",
+        ),
+        (
+            "no credential",
+            (Method::GET, "/api/payment-endpoints".into(), None),
+            "none",
+            401,
+            "UNAUTHORIZED",
+            "Authentication",
+        ),
     ];
     for (name, (method, p, body), who, status, code, needle) in cases {
         let cred = match who {
@@ -668,54 +1075,99 @@ async fn endpoints_are_managed_by_admins_of_their_tenant() {
         let _ = name;
     }
     let malformed = srv
-        .call_raw(Method::POST, &mappings, Some(&shop.admin_key), "application/json", b"{".to_vec())
+        .call_raw(
+            Method::POST,
+            &mappings,
+            Some(&shop.admin_key),
+            "application/json",
+            b"{".to_vec(),
+        )
         .await;
     assert_kv_error(&malformed, 400, "VALIDATION_ERROR");
     assert_eq!(srv.count("SELECT COUNT(*) FROM payment_mappings", []), 0);
     assert_eq!(srv.count("SELECT COUNT(*) FROM payment_endpoints", []), 1);
 
     // The other tenant lists none of ours.
-    let theirs = send(srv, Method::GET, "/api/payment-endpoints", Cred::ApiKey(&other_key), None, &[]).await;
+    let theirs = send(
+        srv,
+        Method::GET,
+        "/api/payment-endpoints",
+        Cred::ApiKey(&other_key),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(theirs.body["data"]["endpoints"], json!([]));
 
-    shop.map(&id, "price_1", json!({"tier": "BUSINESS", "entitlements": ["PRO", "SYNC"]})).await;
-    shop.map(&id, "price_1", json!({"tier": "ENTERPRISE"})).await;
+    shop.map(
+        &id,
+        "price_1",
+        json!({"tier": "BUSINESS", "entitlements": ["PRO", "SYNC"]}),
+    )
+    .await;
+    shop.map(&id, "price_1", json!({"tier": "ENTERPRISE"}))
+        .await;
     let got = shop.admin(Method::GET, &path, None).await;
     assert_status(&got, 200);
     let m = &got.body["data"]["mappings"];
-    assert_eq!(m.as_array().unwrap().len(), 1, "a mapping is replaced, not doubled");
+    assert_eq!(
+        m.as_array().unwrap().len(),
+        1,
+        "a mapping is replaced, not doubled"
+    );
     assert_eq!(m[0]["tier"], "ENTERPRISE");
     assert_eq!(got.body["data"]["endpoint"]["mappings"], 1);
 
     let renamed = shop
-        .admin(Method::PATCH, &path, Some(json!({"name": "Renamed", "secret": "whsec_rolled_123"})))
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "Renamed", "secret": "whsec_rolled_123"})),
+        )
         .await;
     assert_status(&renamed, 200);
     assert_eq!(renamed.body["data"]["endpoint"]["name"], "Renamed");
     let after: Vec<u8> = srv
         .db()
-        .query_row("SELECT secret_sealed FROM payment_endpoints", [], |r| r.get(0))
+        .query_row("SELECT secret_sealed FROM payment_endpoints", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_ne!(after, stored, "the secret was replaced");
 
     // A key of another tenant has no payment timeline to show.
     let theirs = srv.create_api_key("other", Scope::FullAdmin, None);
-    let license = srv.create_license(&theirs, &other_product.id, json!({})).await;
+    let license = srv
+        .create_license(&theirs, &other_product.id, json!({}))
+        .await;
     let a = shop
-        .admin(Method::GET, &format!("/api/keys/{}/payments", str_field(&license, "id")), None)
+        .admin(
+            Method::GET,
+            &format!("/api/keys/{}/payments", str_field(&license, "id")),
+            None,
+        )
         .await;
     assert_kv_error(&a, 404, "NOT_FOUND");
 
-    let deleted = shop.admin(Method::DELETE, &format!("{mappings}/price_1"), None).await;
+    let deleted = shop
+        .admin(Method::DELETE, &format!("{mappings}/price_1"), None)
+        .await;
     assert_eq!(deleted.body["data"]["mappings"], json!([]));
     let gone = shop.admin(Method::DELETE, &path, None).await;
     assert_status(&gone, 200);
-    assert_kv_error(&shop.admin(Method::GET, &path, None).await, 404, "NOT_FOUND");
+    assert_kv_error(
+        &shop.admin(Method::GET, &path, None).await,
+        404,
+        "NOT_FOUND",
+    );
     let audited = srv.count(
         "SELECT COUNT(*) FROM audit_events WHERE action LIKE 'payment.%'",
         [],
     );
-    assert_eq!(audited, 6, "create, 2 mappings, rename, mapping delete, delete");
+    assert_eq!(
+        audited, 6,
+        "create, 2 mappings, rename, mapping delete, delete"
+    );
 }
 
 /// The official `stripe` package (pinned in test.sh) accepts what Keyward signs and verifies:

@@ -12,9 +12,7 @@ use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::api::shared::pagination::{Pagination, page_and_limit};
 use crate::domain::licenses::{LicenseTier, LicenseType, Plan};
-use crate::domain::payments::{
-    Effect, EndpointSummary, Mapping, Outcome, Provider, StoredEvent,
-};
+use crate::domain::payments::{Effect, EndpointSummary, Mapping, Outcome, Provider, StoredEvent};
 use crate::domain::{LicenseId, PaymentEndpointId, ProductId, ms_to_datetime};
 use crate::error::Error;
 use crate::service::payments;
@@ -496,7 +494,10 @@ impl PaymentEndpointsApi {
     }
 
     /// Remove a mapping
-    #[oai(path = "/api/payment-endpoints/:id/mappings/:provider_ref", method = "delete")]
+    #[oai(
+        path = "/api/payment-endpoints/:id/mappings/:provider_ref",
+        method = "delete"
+    )]
     async fn delete_mapping(
         &self,
         auth: AdminAuth,
@@ -553,15 +554,18 @@ impl PaymentEndpointsApi {
     ///
     /// The payment events that made or changed the key: purchase, renewals, cancellation,
     /// refund, disputes.
-    #[oai(path = "/api/keys/:id/payments", method = "get", tag = "AdminTags::Keys")]
+    #[oai(
+        path = "/api/keys/:id/payments",
+        method = "get",
+        tag = "AdminTags::Keys"
+    )]
     async fn key_payments(
         &self,
         auth: AdminAuth,
         id: Path<String>,
     ) -> KvResult<KeyPaymentsResponse> {
         let admin = auth.admin();
-        let timeline =
-            payments::license_timeline(&self.state, &admin.ctx, &LicenseId::from(id.0))?;
+        let timeline = payments::license_timeline(&self.state, &admin.ctx, &LicenseId::from(id.0))?;
         Ok(KeyPaymentsResponse::Ok(Json(KeyPaymentsOk {
             success: true,
             data: KeyPaymentsData {

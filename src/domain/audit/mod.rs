@@ -157,8 +157,11 @@ impl AuditAction {
             | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
             | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
             | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
-            PaymentEndpointCreate | PaymentEndpointUpdate | PaymentEndpointDelete
-            | PaymentMappingUpdate | PaymentEventFlagged => RetentionClass::Admin,
+            PaymentEndpointCreate
+            | PaymentEndpointUpdate
+            | PaymentEndpointDelete
+            | PaymentMappingUpdate
+            | PaymentEventFlagged => RetentionClass::Admin,
         }
     }
 }

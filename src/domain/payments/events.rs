@@ -37,12 +37,6 @@ pub struct PaymentEvent {
     pub ignore_reason: Option<String>,
 }
 
-impl Default for Effect {
-    fn default() -> Self {
-        Effect::None
-    }
-}
-
 /// Reads `body` as `provider`'s event. Malformed JSON, or an event without its id or type, is
 /// `Invalid`.
 pub fn parse(provider: Provider, body: &[u8]) -> Result<PaymentEvent> {
@@ -59,7 +53,9 @@ pub fn parse(provider: Provider, body: &[u8]) -> Result<PaymentEvent> {
     event.refs.sort();
     event.refs.dedup();
     if event.id.is_empty() || event.id.len() > 200 {
-        return Err(Error::Invalid("the event id must be 1-200 characters".into()));
+        return Err(Error::Invalid(
+            "the event id must be 1-200 characters".into(),
+        ));
     }
     if event.event_type.is_empty() || event.event_type.len() > 100 {
         return Err(Error::Invalid(
@@ -180,9 +176,12 @@ fn stripe(v: &Value) -> Result<PaymentEvent> {
                 &o["parent"]["subscription_details"]["subscription"],
             );
             e.customer_email = text(&o["customer_email"]);
-            e.period_end = o["lines"]["data"]
-                .as_array()
-                .and_then(|lines| lines.iter().filter_map(|l| secs_to_ms(&l["period"]["end"])).max());
+            e.period_end = o["lines"]["data"].as_array().and_then(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| secs_to_ms(&l["period"]["end"]))
+                    .max()
+            });
             if !e.refs.iter().any(|r| r.starts_with("subscription:")) {
                 e.effect = Effect::None;
                 e.ignore_reason = Some("the invoice belongs to no subscription".into());
@@ -191,9 +190,11 @@ fn stripe(v: &Value) -> Result<PaymentEvent> {
         "customer.subscription.updated" => {
             push_ref(&mut e.refs, "subscription", &o["id"]);
             let period_end = secs_to_ms(&o["current_period_end"]).or_else(|| {
-                o["items"]["data"]
-                    .as_array()
-                    .and_then(|i| i.iter().filter_map(|i| secs_to_ms(&i["current_period_end"])).max())
+                o["items"]["data"].as_array().and_then(|i| {
+                    i.iter()
+                        .filter_map(|i| secs_to_ms(&i["current_period_end"]))
+                        .max()
+                })
             });
             if o["cancel_at_period_end"].as_bool() == Some(true) || o["cancel_at"].is_number() {
                 e.effect = Effect::Cancellation;

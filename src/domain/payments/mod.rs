@@ -44,6 +44,7 @@ impl Provider {
 text_enum! {
     /// What an event means for the licenses of its payment.
     #[oai(rename = "PaymentEffect")]
+    #[derive(Default)]
     pub enum Effect {
         /// Create the license(s) of what was bought.
         Purchase => "PURCHASE",
@@ -60,6 +61,7 @@ text_enum! {
         /// The vendor lost the dispute: the license is revoked.
         DisputeLost => "DISPUTE_LOST",
         /// An event type Keyward does not act on (stored all the same).
+        #[default]
         None => "NONE",
     }
 }
@@ -101,11 +103,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Where the provider sends its webhooks, relative to the server's address.
     pub fn receiving_path(&self) -> String {
-        format!(
-            "/api/payments/{}/{}",
-            self.provider.path_segment(),
-            self.id
-        )
+        format!("/api/payments/{}/{}", self.provider.path_segment(), self.id)
     }
 }
 

@@ -36,11 +36,17 @@ pub fn insert_endpoint(conn: &Connection, e: &Endpoint, secret_sealed: &[u8]) ->
 pub fn find_with_secret(conn: &Connection, id: &str) -> Result<Option<(Endpoint, Vec<u8>)>> {
     let mut stmt = conn.prepare_cached("SELECT * FROM payment_endpoints WHERE id = ?1")?;
     Ok(stmt
-        .query_row([id], |r| Ok((endpoint_from_row(r)?, r.get("secret_sealed")?)))
+        .query_row([id], |r| {
+            Ok((endpoint_from_row(r)?, r.get("secret_sealed")?))
+        })
         .optional()?)
 }
 
-pub fn find_in(conn: &Connection, tenant_scope: Option<&str>, id: &str) -> Result<Option<Endpoint>> {
+pub fn find_in(
+    conn: &Connection,
+    tenant_scope: Option<&str>,
+    id: &str,
+) -> Result<Option<Endpoint>> {
     let mut stmt = conn.prepare_cached(
         "SELECT * FROM payment_endpoints WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
     )?;
@@ -148,7 +154,11 @@ pub fn mappings(conn: &Connection, endpoint_id: &str) -> Result<Vec<Mapping>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn find_mapping(conn: &Connection, endpoint_id: &str, provider_ref: &str) -> Result<Option<Mapping>> {
+pub fn find_mapping(
+    conn: &Connection,
+    endpoint_id: &str,
+    provider_ref: &str,
+) -> Result<Option<Mapping>> {
     let mut stmt = conn.prepare_cached(
         "SELECT * FROM payment_mappings WHERE endpoint_id = ?1 AND provider_ref = ?2",
     )?;
@@ -171,7 +181,11 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         message: r.get("message")?,
         customer_id: r.get("customer_id")?,
         customer_email: r.get("customer_email")?,
-        refs: refs.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        refs: refs
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         period_end: r.get("period_end")?,
         license_ids: licenses
             .unwrap_or_default()
@@ -228,7 +242,11 @@ pub fn set_outcome(
     Ok(())
 }
 
-pub fn find_event(conn: &Connection, endpoint_id: &str, event_id: &str) -> Result<Option<StoredEvent>> {
+pub fn find_event(
+    conn: &Connection,
+    endpoint_id: &str,
+    event_id: &str,
+) -> Result<Option<StoredEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM payment_events v WHERE v.endpoint_id = ?1 AND v.event_id = ?2"
     );
@@ -277,11 +295,18 @@ pub fn events_for_license(
          WHERE x.license_id = ?1 ORDER BY v.received_at, v.event_id LIMIT 500"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([license_id], |r| Ok((r.get("provider")?, event_from_row(r)?)))?;
+    let rows = stmt.query_map([license_id], |r| {
+        Ok((r.get("provider")?, event_from_row(r)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn link_event(conn: &Connection, endpoint_id: &str, event_id: &str, license_id: &str) -> Result<()> {
+pub fn link_event(
+    conn: &Connection,
+    endpoint_id: &str,
+    event_id: &str,
+    license_id: &str,
+) -> Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO payment_event_licenses (license_id, endpoint_id, event_id)
          VALUES (?1, ?2, ?3)",
@@ -290,7 +315,12 @@ pub fn link_event(conn: &Connection, endpoint_id: &str, event_id: &str, license_
     Ok(())
 }
 
-pub fn add_ref(conn: &Connection, endpoint_id: &str, payment_ref: &str, license_id: &str) -> Result<()> {
+pub fn add_ref(
+    conn: &Connection,
+    endpoint_id: &str,
+    payment_ref: &str,
+    license_id: &str,
+) -> Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO payment_refs (endpoint_id, ref, license_id) VALUES (?1, ?2, ?3)",
         [endpoint_id, payment_ref, license_id],
@@ -299,7 +329,11 @@ pub fn add_ref(conn: &Connection, endpoint_id: &str, payment_ref: &str, license_
 }
 
 /// The licenses any of `refs` names on the endpoint, oldest link first.
-pub fn licenses_by_refs(conn: &Connection, endpoint_id: &str, refs: &[String]) -> Result<Vec<String>> {
+pub fn licenses_by_refs(
+    conn: &Connection,
+    endpoint_id: &str,
+    refs: &[String],
+) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT license_id FROM payment_refs WHERE endpoint_id = ?1 AND ref = ?2",

@@ -111,9 +111,10 @@ pub async fn create_endpoint(
             repo::insert_endpoint(c, &endpoint, &sealed)?;
             audit::repo::insert(
                 c,
-                &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEndpointCreate).detail(
-                    json!({"endpointId": endpoint.id, "provider": endpoint.provider.as_str()}),
-                ),
+                &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEndpointCreate)
+                    .detail(
+                        json!({"endpointId": endpoint.id, "provider": endpoint.provider.as_str()}),
+                    ),
             )?;
             Ok(EndpointSummary {
                 endpoint,
@@ -169,7 +170,13 @@ pub async fn update_endpoint(
         .db
         .write(move |c| {
             let endpoint = reachable(c, &ctx, &id)?;
-            repo::update_endpoint(c, &endpoint.id, name.as_deref(), sealed.as_deref(), now_ms())?;
+            repo::update_endpoint(
+                c,
+                &endpoint.id,
+                name.as_deref(),
+                sealed.as_deref(),
+                now_ms(),
+            )?;
             // The secret itself is never recorded, only that it changed.
             audit::repo::insert(
                 c,
@@ -269,8 +276,10 @@ pub async fn delete_mapping(
             audit::repo::insert(
                 c,
                 &ctx.event(&endpoint.tenant_id, AuditAction::PaymentMappingUpdate)
-                    .detail(json!({"endpointId": endpoint.id, "providerRef": provider_ref,
-                        "deleted": true})),
+                    .detail(
+                        json!({"endpointId": endpoint.id, "providerRef": provider_ref,
+                        "deleted": true}),
+                    ),
             )?;
             repo::mappings(c, &endpoint.id)
         })
@@ -301,7 +310,5 @@ pub fn license_timeline(
     id: &LicenseId,
 ) -> Result<Vec<TimelineEntry>, Error> {
     let license = keys::get(state, ctx, id)?.license;
-    state
-        .db
-        .read(|c| repo::events_for_license(c, &license.id))
+    state.db.read(|c| repo::events_for_license(c, &license.id))
 }

@@ -121,14 +121,15 @@ fn record(
     if outcome.flagged() {
         audit::repo::insert(
             c,
-            &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEventFlagged).detail(json!({
-                "provider": endpoint.provider.as_str(),
-                "endpointId": endpoint.id,
-                "eventId": event.id,
-                "eventType": event.event_type,
-                "outcome": outcome.as_str(),
-                "message": message,
-            })),
+            &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEventFlagged)
+                .detail(json!({
+                    "provider": endpoint.provider.as_str(),
+                    "endpointId": endpoint.id,
+                    "eventId": event.id,
+                    "eventType": event.event_type,
+                    "outcome": outcome.as_str(),
+                    "message": message,
+                })),
         )?;
     } else if outcome == Outcome::Applied {
         notify(
@@ -174,7 +175,12 @@ fn notify(_c: &Connection, applied: &AppliedEffect<'_>) -> Result<(), Error> {
 
 type Applied = (Outcome, String, Vec<License>);
 
-fn apply(c: &Connection, ctx: &Ctx, endpoint: &Endpoint, event: &PaymentEvent) -> Result<Applied, Error> {
+fn apply(
+    c: &Connection,
+    ctx: &Ctx,
+    endpoint: &Endpoint,
+    event: &PaymentEvent,
+) -> Result<Applied, Error> {
     let detail = json!({"payment": {
         "provider": endpoint.provider.as_str(),
         "endpointId": endpoint.id,
@@ -183,9 +189,10 @@ fn apply(c: &Connection, ctx: &Ctx, endpoint: &Endpoint, event: &PaymentEvent) -
     }});
     let now = now_ms();
     if event.effect == Effect::None {
-        let reason = event.ignore_reason.clone().unwrap_or_else(|| {
-            format!("Keyward does not act on {} events", event.event_type)
-        });
+        let reason = event
+            .ignore_reason
+            .clone()
+            .unwrap_or_else(|| format!("Keyward does not act on {} events", event.event_type));
         return Ok((Outcome::Ignored, reason, Vec::new()));
     }
     if event.effect == Effect::Purchase {
@@ -241,11 +248,21 @@ fn apply(c: &Connection, ctx: &Ctx, endpoint: &Endpoint, event: &PaymentEvent) -
                 } else {
                     let reason = format!(
                         "{} ({} {})",
-                        if event.effect == Effect::Refund { "refunded" } else { "dispute lost" },
+                        if event.effect == Effect::Refund {
+                            "refunded"
+                        } else {
+                            "dispute lost"
+                        },
                         endpoint.provider.path_segment(),
                         event.id
                     );
-                    Some(keys::revoke_in(c, ctx, license, Some(&reason), Some(detail.clone()))?)
+                    Some(keys::revoke_in(
+                        c,
+                        ctx,
+                        license,
+                        Some(&reason),
+                        Some(detail.clone()),
+                    )?)
                 }
             }
             Effect::DisputeOpened => {
@@ -286,12 +303,16 @@ fn status_change(
     if !keys::set_status_in(c, ctx, license, status, detail.clone())? {
         return Ok(None);
     }
-    Ok(licenses::repo::find(c, &license.tenant_id, &license.id)?)
+    licenses::repo::find(c, &license.tenant_id, &license.id)
 }
 
 /// The licenses the event's payment ids name; the ids it brings are linked to them too (a
 /// renewal's invoice and charge, so that a refund of that charge finds them).
-fn payment_licenses(c: &Connection, endpoint: &Endpoint, event: &PaymentEvent) -> Result<Vec<License>, Error> {
+fn payment_licenses(
+    c: &Connection,
+    endpoint: &Endpoint,
+    event: &PaymentEvent,
+) -> Result<Vec<License>, Error> {
     let ids = repo::licenses_by_refs(c, &endpoint.id, &event.refs)?;
     let mut found = Vec::with_capacity(ids.len());
     for id in ids {
