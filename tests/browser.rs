@@ -1018,3 +1018,96 @@ fn publish_readme_shots() {
             .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
 }
+
+/// Selling: the Payments page creates an endpoint (its webhook URL shown to copy), maps a price,
+/// and lists the events received, a flagged one marked; the key a purchase made shows it in its
+/// Payments section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_page_endpoints_mappings_and_received_events() {
+    use keyward::domain::payments::{Provider, signature};
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    srv.create_product("default", "shop-app");
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.click("nav-payments").await;
+    b.el("payments-empty").await;
+
+    b.click("payment-endpoint-new").await;
+    b.select("payment-provider", "STRIPE").await;
+    b.fill("payment-name", "Stripe live").await;
+    b.fill("payment-secret", "short").await;
+    b.click("payment-endpoint-save").await;
+    b.wait_text("error-secret", "secret").await;
+    let secret = "whsec_browser_test_secret";
+    b.fill("payment-secret", secret).await;
+    b.click("payment-endpoint-save").await;
+    let url = b.wait_text("payment-url", "/api/payments/stripe/").await;
+    let endpoint = url.rsplit('/').next().unwrap().trim().to_owned();
+
+    b.click("payment-mapping-new").await;
+    b.fill("payment-mapping-ref", "price_1Browser").await;
+    b.select("payment-mapping-tier", "BUSINESS").await;
+    b.click("payment-mapping-save").await;
+    b.wait_text("payment-mappings-table", "price_1Browser")
+        .await;
+
+    let deliver = |event: Value| {
+        let body = event.to_string();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let header =
+            signature::sign(Provider::Stripe, secret.as_bytes(), body.as_bytes(), now).unwrap();
+        let req = srv
+            .client
+            .post(format!("{}/api/payments/stripe/{endpoint}", srv.url))
+            .header("Stripe-Signature", header)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { TestServer::decode(req.send().await.unwrap()).await }
+    };
+    let checkout = |id: &str, price: &str| {
+        json!({"id": id, "object": "event", "type": "checkout.session.completed",
+            "data": {"object": {"id": format!("cs_{id}"), "object": "checkout.session",
+                "mode": "payment", "payment_status": "paid", "payment_intent": format!("pi_{id}"),
+                "customer_details": {"email": "ivy@example.com", "name": "Ivy"},
+                "metadata": {"keyward_price": price}}}})
+    };
+    let unmapped = deliver(checkout("evt_browser_1", "price_1Other")).await;
+    assert_eq!(unmapped.body["data"]["outcome"], "UNMAPPED");
+    let bought = deliver(checkout("evt_browser_2", "price_1Browser")).await;
+    assert_eq!(bought.body["data"]["outcome"], "APPLIED", "{}", bought.body);
+    let license = bought.body["data"]["licenseIds"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    b.goto("/#/dashboard").await;
+    b.el("view-dashboard").await;
+    b.click("nav-payments").await;
+    b.wait_js(
+        "two received events",
+        "return document.querySelectorAll(arguments[0]).length === 2;",
+        vec![json!(t("payment-event-row"))],
+    )
+    .await;
+    b.wait_text("payment-flagged", "1 flagged").await;
+    b.assert_clean("payments").await;
+    b.shot("payments").await;
+    b.phone(true).await;
+    b.goto("/#/payments").await;
+    b.el("payment-events-table").await;
+    b.assert_no_hscroll("phone-payments").await;
+    b.shot("phone-payments").await;
+    b.phone(false).await;
+    b.goto("/#/payments").await;
+    b.el("payment-events-table").await;
+    b.click_css(&format!("a[href=\"#/keys/{license}\"]")).await;
+    b.wait_text("key-payments", "checkout.session.completed")
+        .await;
+    b.assert_clean("key payments").await;
+    b.close().await;
+}

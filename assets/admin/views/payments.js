@@ -286,7 +286,7 @@ function endpointCard(e, reload) {
         h(
           'p',
           { class: 'muted small' },
-          `${e.events} event(s) received`,
+          `${e.events} event(s) received `,
           e.flagged > 0
             ? h(
                 'span',
@@ -311,6 +311,7 @@ function endpointCard(e, reload) {
     ),
     h('div', { class: 'card-head' }, h('h3', {}, 'Mappings'), addMapping),
     mappings,
+    h('hr'),
     h(
       'div',
       { class: 'card-head' },
