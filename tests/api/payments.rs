@@ -1222,3 +1222,51 @@ except stripe.SignatureVerificationError:
         .await;
     assert_outcome(&a, "UNMAPPED", "PURCHASE");
 }
+
+/// Stripe sends a subscription's first `invoice.paid` and its `checkout.session.completed`
+/// together, in either order: an invoice that comes first waits (flagged) and gives the
+/// license its period when the purchase arrives; a refund of its charge then finds the license.
+#[tokio::test]
+async fn a_renewal_that_arrives_before_its_purchase_is_applied_with_it() {
+    let shop = shop().await;
+    let s = Provider::Stripe;
+    let endpoint = shop.endpoint(s).await;
+    shop.map(&endpoint, "price_1PkMonthlyPro", json!({})).await;
+    let early = shop
+        .deliver(s, &endpoint, &fixture("stripe_invoice_paid", 30))
+        .await;
+    assert_outcome(&early, "LICENSE_NOT_FOUND", "RENEWAL");
+    let bought = shop
+        .deliver(
+            s,
+            &endpoint,
+            &fixture("stripe_checkout_session_completed", 30),
+        )
+        .await;
+    assert_outcome(&bought, "APPLIED", "PURCHASE");
+    let id = license_ids(&bought).remove(0);
+    assert_eq!(
+        expires_secs(&shop.key(&id).await),
+        Some(period_end_secs(30))
+    );
+    let events = shop
+        .admin(
+            Method::GET,
+            &format!("/api/payment-endpoints/{endpoint}/events?flagged=true"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        events.body["data"]["events"],
+        json!([]),
+        "nothing flagged now"
+    );
+    assert_eq!(shop.timeline(&id).await.len(), 2);
+    let refund = fixture("stripe_charge_refunded", 30)
+        .replace("evt_3PkRefund000001", "evt_refund_renewal")
+        .replace("pi_3PkOneTime000001", "pi_3PkRenewal000001")
+        .replace("ch_3PkOneTimeCharge", "ch_3PkRenewalCharge1");
+    let a = shop.deliver(s, &endpoint, &refund).await;
+    assert_outcome(&a, "APPLIED", "REFUND");
+    assert_eq!(shop.key(&id).await["status"], "REVOKED");
+}

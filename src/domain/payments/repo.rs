@@ -349,3 +349,36 @@ pub fn licenses_by_refs(
     }
     Ok(out)
 }
+
+/// Renewals of this endpoint that arrived before the purchase of their payment (flagged
+/// LICENSE_NOT_FOUND) and name one of `refs`: their event ids, ids and period ends.
+pub fn early_renewals(
+    conn: &Connection,
+    endpoint_id: &str,
+    refs: &[String],
+) -> Result<Vec<(String, Vec<String>, Option<i64>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_id, refs, period_end FROM payment_events
+         WHERE endpoint_id = ?1 AND outcome = 'LICENSE_NOT_FOUND' AND effect = 'RENEWAL'
+         ORDER BY received_at",
+    )?;
+    let rows = stmt.query_map([endpoint_id], |r| {
+        let text: String = r.get(1)?;
+        Ok((
+            r.get::<_, String>(0)?,
+            text.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            r.get::<_, Option<i64>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, theirs, end) = row?;
+        if theirs.iter().any(|r| refs.contains(r)) {
+            out.push((id, theirs, end));
+        }
+    }
+    Ok(out)
+}

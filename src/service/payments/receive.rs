@@ -342,6 +342,10 @@ fn purchase(
         ));
     }
     let now = now_ms();
+    // Stripe sends a subscription's first invoice.paid and its checkout.session.completed at
+    // once, in either order: a renewal that came first waits, flagged, and is applied here.
+    let early = repo::early_renewals(c, &endpoint.id, &event.refs)?;
+    let early_end = early.iter().filter_map(|(_, _, end)| *end).max();
     let mut made: Vec<License> = Vec::new();
     let mut unmapped = Vec::new();
     for item in &event.items {
@@ -364,6 +368,7 @@ fn purchase(
             .ok_or(Error::NotFound("project"))?;
         let valid_until = event
             .period_end
+            .or(early_end)
             .filter(|e| *e > now && plausible_period_end(*e, now));
         // A period the provider names wins; without one a plan's clock starts at the first
         // activation, as keys generated in the panel do.
@@ -419,6 +424,21 @@ fn purchase(
     for license in &made {
         for r in &event.refs {
             repo::add_ref(c, &endpoint.id, r, &license.id)?;
+        }
+    }
+    for (early_id, early_refs, _) in &early {
+        repo::set_outcome(
+            c,
+            &endpoint.id,
+            early_id,
+            Outcome::Applied,
+            &format!("applied when its purchase arrived ({})", event.id),
+        )?;
+        for license in &made {
+            repo::link_event(c, &endpoint.id, early_id, &license.id)?;
+            for r in early_refs {
+                repo::add_ref(c, &endpoint.id, r, &license.id)?;
+            }
         }
     }
     let mut message = format!("{} license(s) created", made.len());
