@@ -350,13 +350,16 @@ pub fn licenses_by_refs(
     Ok(out)
 }
 
+/// A renewal that arrived before its purchase: its event id, its payment's ids, its period end.
+pub type EarlyRenewal = (String, Vec<String>, Option<i64>);
+
 /// Renewals of this endpoint that arrived before the purchase of their payment (flagged
-/// LICENSE_NOT_FOUND) and name one of `refs`: their event ids, ids and period ends.
+/// LICENSE_NOT_FOUND) and name one of `refs`.
 pub fn early_renewals(
     conn: &Connection,
     endpoint_id: &str,
     refs: &[String],
-) -> Result<Vec<(String, Vec<String>, Option<i64>)>> {
+) -> Result<Vec<EarlyRenewal>> {
     let mut stmt = conn.prepare_cached(
         "SELECT event_id, refs, period_end FROM payment_events
          WHERE endpoint_id = ?1 AND outcome = 'LICENSE_NOT_FOUND' AND effect = 'RENEWAL'
