@@ -15,6 +15,7 @@ use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::signing_keys::SigningKeysApi;
+use crate::api::admin::two_factor::TwoFactorApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineActivationApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
@@ -39,7 +40,8 @@ pub type Apis = (
     LicenseManageApi,
     ProductApi,
     HealthApi,
-    OperatorsApi,
+    // Operators and their two-factor login.
+    (OperatorsApi, TwoFactorApi),
     // Projects and their signing keys, keys and their air-gapped activation: each pair shares
     // one place (a tuple holds at most 16 APIs).
     (ProjectsApi, SigningKeysApi),
@@ -71,9 +73,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             HealthApi {
                 state: state.clone(),
             },
-            OperatorsApi {
-                state: state.clone(),
-            },
+            (
+                OperatorsApi {
+                    state: state.clone(),
+                },
+                TwoFactorApi {
+                    state: state.clone(),
+                },
+            ),
             (
                 ProjectsApi {
                     state: state.clone(),

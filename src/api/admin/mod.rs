@@ -11,6 +11,7 @@ pub mod overview;
 pub mod projects;
 pub mod releases;
 pub mod signing_keys;
+pub mod two_factor;
 
 use poem_openapi::Tags;
 
