@@ -576,6 +576,11 @@ pub enum AdminCommand {
     Disable { operator: String },
     /// Enable a disabled operator again.
     Enable { operator: String },
+    /// Turn off the two-factor login of an operator (by e-mail or id) who lost the device and
+    /// the recovery codes: its password alone signs in again (it must enrol again if its
+    /// workspace requires two-factor login).
+    #[command(name = "disable-2fa")]
+    Disable2fa { operator: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -917,5 +922,6 @@ async fn admin(state: &AppState, cmd: AdminCommand) -> Result<i32, Error> {
         AdminCommand::Enable { operator } => {
             operators::change(state, &operator, None, Some(false)).await
         }
+        AdminCommand::Disable2fa { operator } => operators::disable_2fa(state, &operator).await,
     }
 }

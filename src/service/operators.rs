@@ -273,7 +273,11 @@ pub async fn login(
         AuditEvent::new(&o.tenant_id, &format!("operator:{}", o.id), action).ip(ip_text.as_deref())
     };
     match found {
-        Some(o) if matches && o.disabled_at.is_none() && super::two_factor::is_enabled(state, &o.id)? => {
+        Some(o)
+            if matches
+                && o.disabled_at.is_none()
+                && super::two_factor::is_enabled(state, &o.id)? =>
+        {
             attempt.passed(state);
             Ok(LoginStep::SecondFactor {
                 operator: o,

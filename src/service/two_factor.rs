@@ -210,10 +210,8 @@ async fn check_proof(state: &AppState, operator: &Operator, proof: Proof) -> Res
     let passed = match proof {
         Proof::Password(password) => {
             let hash = operator.password_hash.clone();
-            super::off_runtime_hashing(state, move || {
-                operators::verify_password(&password, &hash)
-            })
-            .await?
+            super::off_runtime_hashing(state, move || operators::verify_password(&password, &hash))
+                .await?
         }
         Proof::Code(code) => {
             let code = two_factor::normalize_code(&code)?;

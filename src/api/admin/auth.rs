@@ -318,11 +318,7 @@ struct ChallengeClaims {
 const CHALLENGE_PURPOSE: &str = "second-factor";
 
 /// Signs the challenge a password step answers when the operator has two-factor login on.
-pub fn issue_challenge(
-    state: &AppState,
-    operator: &Operator,
-    at_ms: i64,
-) -> Result<String, Error> {
+pub fn issue_challenge(state: &AppState, operator: &Operator, at_ms: i64) -> Result<String, Error> {
     let claims = ChallengeClaims {
         sub: operator.id.clone(),
         purpose: CHALLENGE_PURPOSE.into(),

@@ -59,7 +59,7 @@ pub struct SecondFactorRequest {
 }
 
 #[derive(Object, Debug)]
-pub struct ConfirmRequest {
+pub struct TwoFactorConfirmRequest {
     /// The code the authenticator app shows for the new secret.
     #[oai(deserialize_with = "named::<CodeField, _>", validator(max_length = 32))]
     pub code: String,
@@ -67,7 +67,7 @@ pub struct ConfirmRequest {
 
 /// Proof that the operator is at the keyboard: a current code or the password.
 #[derive(Object, Debug)]
-pub struct ProofRequest {
+pub struct TwoFactorProofRequest {
     /// A current 6-digit code (it is spent, as at sign-in).
     #[oai(
         nullable,
@@ -84,7 +84,7 @@ pub struct ProofRequest {
     pub password: Option<String>,
 }
 
-impl ProofRequest {
+impl TwoFactorProofRequest {
     fn proof(self) -> Result<Proof, Error> {
         match (self.code, self.password) {
             (Some(code), None) => Ok(Proof::Code(code)),
@@ -98,7 +98,7 @@ impl ProofRequest {
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
-pub struct PolicyRequest {
+pub struct TwoFactorPolicyRequest {
     /// Whether the workspace's operators must sign in with two-factor login.
     #[oai(deserialize_with = "named::<RequiredField, _>")]
     pub required: bool,
@@ -123,14 +123,14 @@ pub struct TwoFactorStatusView {
 }
 
 #[derive(Object, Debug)]
-pub struct StatusOk {
+pub struct TwoFactorStatusOk {
     pub success: bool,
     pub data: TwoFactorStatusView,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
-pub struct EnrolmentView {
+pub struct TwoFactorEnrolment {
     /// The secret in base32, to type into an authenticator app (shown this once).
     pub secret: String,
     /// The `otpauth://` URI, what the QR code holds.
@@ -140,35 +140,35 @@ pub struct EnrolmentView {
 }
 
 #[derive(Object, Debug)]
-pub struct EnrolmentOk {
+pub struct TwoFactorEnrolmentOk {
     pub success: bool,
-    pub data: EnrolmentView,
+    pub data: TwoFactorEnrolment,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
-pub struct RecoveryCodesView {
+pub struct TwoFactorRecoveryCodes {
     /// Ten codes, each good for one sign-in without the authenticator app. Shown this once:
     /// only their hashes are kept.
     pub recovery_codes: Vec<String>,
 }
 
 #[derive(Object, Debug)]
-pub struct RecoveryCodesOk {
+pub struct TwoFactorRecoveryCodesOk {
     pub success: bool,
-    pub data: RecoveryCodesView,
+    pub data: TwoFactorRecoveryCodes,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
-pub struct PolicyView {
+pub struct TwoFactorPolicyView {
     pub tenant_id: String,
     /// Operators of this workspace must sign in with two-factor login; one who has not turned
     /// it on gets a session that may only enrol.
     pub required: bool,
 }
 
-impl PolicyView {
+impl TwoFactorPolicyView {
     fn new(p: WorkspacePolicy) -> Self {
         Self {
             tenant_id: p.tenant_id,
@@ -178,9 +178,9 @@ impl PolicyView {
 }
 
 #[derive(Object, Debug)]
-pub struct PolicyOk {
+pub struct TwoFactorPolicyOk {
     pub success: bool,
-    pub data: PolicyView,
+    pub data: TwoFactorPolicyView,
 }
 
 #[derive(ApiResponse)]
@@ -194,21 +194,21 @@ pub enum SecondFactorResponse {
 pub enum StatusResponse {
     /// The caller's two-factor state.
     #[oai(status = 200)]
-    Ok(Json<StatusOk>),
+    Ok(Json<TwoFactorStatusOk>),
 }
 
 #[derive(ApiResponse)]
 pub enum EnrolResponse {
     /// A new secret; two-factor login is on once a first code confirms it.
     #[oai(status = 200)]
-    Ok(Json<EnrolmentOk>),
+    Ok(Json<TwoFactorEnrolmentOk>),
 }
 
 #[derive(ApiResponse)]
 pub enum RecoveryCodesResponse {
     /// The recovery codes, shown this once.
     #[oai(status = 200)]
-    Ok(Json<RecoveryCodesOk>),
+    Ok(Json<TwoFactorRecoveryCodesOk>),
 }
 
 #[derive(ApiResponse)]
@@ -219,10 +219,10 @@ pub enum DisabledResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum PolicyResponse {
+pub enum TwoFactorPolicyResponse {
     /// The workspace's policy as it is now.
     #[oai(status = 200)]
-    Ok(Json<PolicyOk>),
+    Ok(Json<TwoFactorPolicyOk>),
 }
 
 #[OpenApi(tag = "AdminTags::Auth")]
@@ -268,7 +268,7 @@ impl TwoFactorApi {
     #[oai(path = "/api/auth/2fa", method = "get")]
     async fn status(&self, auth: EnrolmentAuth) -> KvResult<StatusResponse> {
         let s = two_factor::status(&self.state, &auth.admin().ctx)?;
-        Ok(StatusResponse::Ok(Json(StatusOk {
+        Ok(StatusResponse::Ok(Json(TwoFactorStatusOk {
             success: true,
             data: TwoFactorStatusView {
                 enabled: s.enabled,
@@ -287,9 +287,9 @@ impl TwoFactorApi {
     #[oai(path = "/api/auth/2fa/enroll", method = "post")]
     async fn enrol(&self, auth: EnrolmentAuth) -> KvResult<EnrolResponse> {
         let e = two_factor::start_enrolment(&self.state, &auth.admin().ctx).await?;
-        Ok(EnrolResponse::Ok(Json(EnrolmentOk {
+        Ok(EnrolResponse::Ok(Json(TwoFactorEnrolmentOk {
             success: true,
-            data: EnrolmentView {
+            data: TwoFactorEnrolment {
                 secret: e.secret,
                 otpauth_uri: e.uri,
                 qr_svg: e.qr_svg,
@@ -305,7 +305,7 @@ impl TwoFactorApi {
     async fn confirm(
         &self,
         auth: EnrolmentAuth,
-        body: Json<ConfirmRequest>,
+        body: Json<TwoFactorConfirmRequest>,
     ) -> KvResult<RecoveryCodesResponse> {
         let codes =
             two_factor::confirm_enrolment(&self.state, &auth.admin().ctx, &body.0.code).await?;
@@ -320,7 +320,7 @@ impl TwoFactorApi {
     async fn disable(
         &self,
         auth: AdminAuth,
-        body: Json<ProofRequest>,
+        body: Json<TwoFactorProofRequest>,
     ) -> KvResult<DisabledResponse> {
         let proof = body.0.proof()?;
         two_factor::disable(&self.state, &auth.admin().ctx, proof).await?;
@@ -340,7 +340,7 @@ impl TwoFactorApi {
     async fn regenerate(
         &self,
         auth: AdminAuth,
-        body: Json<ProofRequest>,
+        body: Json<TwoFactorProofRequest>,
     ) -> KvResult<RecoveryCodesResponse> {
         let proof = body.0.proof()?;
         let codes =
@@ -359,12 +359,12 @@ impl TwoFactorApi {
         /// The workspace (tenant id); default the caller's own.
         #[oai(name = "tenantId", validator(max_length = 64))]
         tenant_id: Query<Option<String>>,
-    ) -> KvResult<PolicyResponse> {
+    ) -> KvResult<TwoFactorPolicyResponse> {
         let tenant = tenant_id.0.map(TenantId::from);
         let p = two_factor::policy(&self.state, &auth.admin().ctx, tenant.as_ref())?;
-        Ok(PolicyResponse::Ok(Json(PolicyOk {
+        Ok(TwoFactorPolicyResponse::Ok(Json(TwoFactorPolicyOk {
             success: true,
-            data: PolicyView::new(p),
+            data: TwoFactorPolicyView::new(p),
         })))
     }
 
@@ -377,8 +377,8 @@ impl TwoFactorApi {
     async fn set_policy(
         &self,
         auth: AdminAuth,
-        body: Json<PolicyRequest>,
-    ) -> KvResult<PolicyResponse> {
+        body: Json<TwoFactorPolicyRequest>,
+    ) -> KvResult<TwoFactorPolicyResponse> {
         let body = body.0;
         let tenant = body.tenant_id.map(TenantId::from);
         let p = two_factor::set_policy(
@@ -388,17 +388,17 @@ impl TwoFactorApi {
             body.required,
         )
         .await?;
-        Ok(PolicyResponse::Ok(Json(PolicyOk {
+        Ok(TwoFactorPolicyResponse::Ok(Json(TwoFactorPolicyOk {
             success: true,
-            data: PolicyView::new(p),
+            data: TwoFactorPolicyView::new(p),
         })))
     }
 }
 
 fn recovery_codes(codes: Vec<String>) -> RecoveryCodesResponse {
-    RecoveryCodesResponse::Ok(Json(RecoveryCodesOk {
+    RecoveryCodesResponse::Ok(Json(TwoFactorRecoveryCodesOk {
         success: true,
-        data: RecoveryCodesView {
+        data: TwoFactorRecoveryCodes {
             recovery_codes: codes,
         },
     }))

@@ -157,14 +157,39 @@ impl AuditAction {
             | PortalLogin
             | PortalActivate
             | PortalLoaderDownload => RetentionClass::Licenses,
-            ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
-            | ApiKeyCreate | ApiKeyRevoke | OperatorCreate | OperatorUpdate | OperatorDelete
-            | OperatorLogin | OperatorLoginFailed | OperatorLogout | TenantCreate
-            | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
-            | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
-            | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue | TwoFactorEnable
-            | TwoFactorDisable | TwoFactorRecoveryCodesRegenerate | TwoFactorRecoveryCodeUse
-            | TwoFactorFailed | TwoFactorPolicyUpdate => RetentionClass::Admin,
+            ProductCreate
+            | ProductUpdate
+            | ProductDelete
+            | SigningKeyRotate
+            | SigningKeyRetire
+            | ApiKeyCreate
+            | ApiKeyRevoke
+            | OperatorCreate
+            | OperatorUpdate
+            | OperatorDelete
+            | OperatorLogin
+            | OperatorLoginFailed
+            | OperatorLogout
+            | TenantCreate
+            | ReleaseUpload
+            | ReleaseUpdate
+            | ReleasePublish
+            | ReleaseYank
+            | ReleaseDelete
+            | ReleaseDelta
+            | AbuseFlag
+            | AbuseLicenseSuspend
+            | AbuseIpBlock
+            | AbuseIpUnblock
+            | AbuseFlagUpdate
+            | AbusePolicyUpdate
+            | SetupTokenIssue
+            | TwoFactorEnable
+            | TwoFactorDisable
+            | TwoFactorRecoveryCodesRegenerate
+            | TwoFactorRecoveryCodeUse
+            | TwoFactorFailed
+            | TwoFactorPolicyUpdate => RetentionClass::Admin,
         }
     }
 }

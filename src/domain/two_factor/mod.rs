@@ -109,6 +109,15 @@ pub fn secret_base32(secret: &[u8]) -> String {
     data_encoding::BASE32_NOPAD.encode(secret)
 }
 
+/// The code an authenticator app shows at `unix_secs` for a secret given in base32 (what a
+/// script or a test holding the enrolment's `secret` computes).
+pub fn code_for_base32(secret_base32: &str, unix_secs: i64) -> Result<String> {
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret_base32.trim().to_ascii_uppercase().as_bytes())
+        .map_err(|e| Error::Invalid(format!("secret is not base32: {e}")))?;
+    code_at(&secret, step_at(unix_secs))
+}
+
 /// The `otpauth://` URI of Google Authenticator's key-URI format, which every authenticator
 /// app reads from a QR code.
 pub fn otpauth_uri(account: &str, secret: &[u8]) -> String {
