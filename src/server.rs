@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
+use crate::api::metrics::MetricsApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -55,7 +56,7 @@ pub type Apis = (
     ReleasesApi,
     UpdatesApi,
     PortalApi,
-    AbuseApi,
+    (AbuseApi, MetricsApi),
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -126,9 +127,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             PortalApi {
                 state: state.clone(),
             },
-            AbuseApi {
-                state: state.clone(),
-            },
+            (
+                AbuseApi {
+                    state: state.clone(),
+                },
+                MetricsApi {
+                    state: state.clone(),
+                },
+            ),
         ),
         "Keyward",
         env!("CARGO_PKG_VERSION"),
@@ -157,7 +163,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .around(move |ep, req| api::guard(ep, req, guard_state.clone()));
     let metrics_state = state.clone();
     crate::web::mount(Route::new())
-        .at("/metrics", poem::get(api::metrics::scrape_with_token))
+        .at("/metrics", api::metrics::service(&state))
         .nest_no_strip("/api", api_routes)
         .with(poem::middleware::CookieJarManager::new())
         .data(state)
