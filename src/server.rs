@@ -10,7 +10,6 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
-use crate::api::metrics::MetricsApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -21,6 +20,7 @@ use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineAct
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
 };
+use crate::api::metrics::MetricsApi;
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
     health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
