@@ -298,21 +298,14 @@ impl ListenerTls {
         }
     }
 
-    /// The setup URL: https when the server serves TLS, on its ACME domain when it has one
-    /// (the certificate names that domain, not the listening address).
+    /// The setup URL: https when the server serves TLS, on its ACME domain when it has one.
     fn setup_url(&self, bind: SocketAddr, token: &str) -> String {
-        let url = crate::server::setup_url(bind, token);
-        match (self.acme_domain.first(), self.https()) {
-            (Some(domain), _) => {
-                let port = match bind.port() {
-                    443 => String::new(),
-                    port => format!(":{port}"),
-                };
-                format!("https://{domain}{port}/setup?token={token}")
-            }
-            (None, true) => url.replacen("http://", "https://", 1),
-            (None, false) => url,
-        }
+        crate::server::setup_url(
+            bind,
+            token,
+            self.https(),
+            self.acme_domain.first().map(String::as_str),
+        )
     }
 }
 

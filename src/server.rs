@@ -504,12 +504,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         ));
     }
     if let Some(setup) = &running.setup_token {
-        let url = setup_url(running.addr, &setup.token);
-        let url = if running.https {
-            url.replacen("http://", "https://", 1)
-        } else {
-            url
+        let domain = match running.state.config.tls.as_ref().map(|t| &t.source) {
+            Some(crate::tls::TlsSource::Acme(acme)) => acme.domains.first().map(String::as_str),
+            _ => None,
         };
+        let url = setup_url(running.addr, &setup.token, running.https, domain);
         say(&format!(
             "No operator exists yet. Open {url} to create the first administrator \
              (the link works once, for 24 h; `keyward admin setup-url` prints a new one)"
@@ -529,17 +528,25 @@ fn say(line: &str) {
 }
 
 /// The setup URL for a server listening on `addr`. A wildcard address (0.0.0.0, ::) is not
-/// one a browser can open: the same port on loopback is.
-pub fn setup_url(addr: SocketAddr, token: &str) -> String {
+/// one a browser can open: the same port on loopback is. With HTTPS it is https://, on the
+/// ACME `domain` when there is one (its certificate names that domain, not the address).
+pub fn setup_url(addr: SocketAddr, token: &str, https: bool, domain: Option<&str>) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!(
-        "http://{}/setup?token={token}",
-        SocketAddr::new(ip, addr.port())
-    )
+    let host = match domain {
+        Some(domain) if addr.port() == 443 => domain.to_owned(),
+        Some(domain) => format!("{domain}:{}", addr.port()),
+        None => SocketAddr::new(ip, addr.port()).to_string(),
+    };
+    let scheme = if https || domain.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}/setup?token={token}")
 }
 
 #[cfg(unix)]
