@@ -216,7 +216,9 @@ mod tests {
         migrate(&mut conn)?;
         conn.execute_batch(
             "DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
-             ALTER TABLE release_deltas DROP COLUMN signature_kid; PRAGMA user_version = 10;
+             ALTER TABLE release_deltas DROP COLUMN signature_kid;
+             DROP TABLE operator_totp; DROP TABLE operator_recovery_codes;
+             DROP TABLE tenant_two_factor_policy; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;
         let public = [7u8; 32];
