@@ -51,6 +51,9 @@ async fn an_operator_turns_on_two_factor_login_and_signs_in_with_a_code() {
     b.el("totp-on").await;
     b.el("policy-form").await;
     b.assert_clean("two-factor on").await;
+    b.phone(true).await;
+    b.assert_no_hscroll("account security on a phone").await;
+    b.phone(false).await;
 
     // Sign out and in again: the password step asks for a code.
     b.click("logout").await;
