@@ -82,9 +82,13 @@ pub enum Command {
         passphrase: PassphraseArgs,
     },
     /// Exit 0 if the server at --bind answers healthy, 1 otherwise (for container checks).
+    /// Speaks HTTPS when the server does (its TLS settings in the environment, or a listener
+    /// that does not answer plain HTTP).
     Healthcheck {
         #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
         bind: SocketAddr,
+        #[command(flatten)]
+        tls: ListenerTls,
     },
 }
 
@@ -266,6 +270,43 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         return Err("the interval must be at least 1s".into());
     }
     Ok(Duration::from_secs(seconds))
+}
+
+// --- The server's TLS as shell commands see it (issue 14: healthcheck, setup-url) ---
+/// Whether the server serves HTTPS, read from the same settings (and environment) as `serve`,
+/// for the commands that reach its listener or print its address.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ListenerTls {
+    /// The server serves HTTPS with this certificate (as `serve --tls-cert`).
+    #[arg(long, env = "KEYWARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server serves HTTPS with an ACME certificate for these names (as `serve
+    /// --acme-domain`); URLs use the first.
+    #[arg(long, env = "KEYWARD_ACME_DOMAIN", value_delimiter = ',')]
+    pub acme_domain: Vec<String>,
+}
+
+impl ListenerTls {
+    fn https(&self) -> bool {
+        self.tls_cert.is_some() || !self.acme_domain.is_empty()
+    }
+
+    fn probe(&self) -> service::ops::ProbeTls {
+        service::ops::ProbeTls {
+            https: self.https(),
+            server_name: self.acme_domain.first().cloned(),
+        }
+    }
+
+    /// The setup URL: https when the server serves TLS, on its ACME domain when it has one.
+    fn setup_url(&self, bind: SocketAddr, token: &str) -> String {
+        crate::server::setup_url(
+            bind,
+            token,
+            self.https(),
+            self.acme_domain.first().map(String::as_str),
+        )
+    }
 }
 
 // --- HTTPS (issue 14) ---
@@ -547,6 +588,8 @@ pub enum AdminCommand {
         /// The address the server listens on (the URL's host and port).
         #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
         bind: SocketAddr,
+        #[command(flatten)]
+        tls: ListenerTls,
     },
     /// Create an operator (also the first one, without the setup URL); prints its id.
     Create {
@@ -576,6 +619,11 @@ pub enum AdminCommand {
     Disable { operator: String },
     /// Enable a disabled operator again.
     Enable { operator: String },
+    /// Turn off the two-factor login of an operator (by e-mail or id) who lost the device and
+    /// the recovery codes: its password alone signs in again (it must enrol again if its
+    /// workspace requires two-factor login).
+    #[command(name = "disable-2fa")]
+    Disable2fa { operator: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -681,13 +729,15 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             );
             Ok(0)
         }
-        Command::Healthcheck { bind } => match service::ops::probe_health(bind) {
-            Ok(()) => Ok(0),
-            Err(why) => {
-                eprintln!("unhealthy: {why}");
-                Ok(1)
+        Command::Healthcheck { bind, tls } => {
+            match service::ops::probe_health(bind, &tls.probe()) {
+                Ok(()) => Ok(0),
+                Err(why) => {
+                    eprintln!("unhealthy: {why}");
+                    Ok(1)
+                }
             }
-        },
+        }
     }
 }
 
@@ -889,10 +939,10 @@ async fn tenant(state: &AppState, cmd: TenantCommand) -> Result<i32, Error> {
 
 async fn admin(state: &AppState, cmd: AdminCommand) -> Result<i32, Error> {
     match cmd {
-        AdminCommand::SetupUrl { bind } => {
+        AdminCommand::SetupUrl { bind, tls } => {
             let ctx = service::tenants::cli_context(state, tenants::DEFAULT_SLUG)?;
             let setup = service::operators::issue_setup_token(state, &ctx).await?;
-            println!("{}", crate::server::setup_url(bind, &setup.token));
+            println!("{}", tls.setup_url(bind, &setup.token));
             eprintln!(
                 "open it to create the first administrator: it works once, for 24 h; \
                  earlier setup URLs no longer work"
@@ -917,5 +967,6 @@ async fn admin(state: &AppState, cmd: AdminCommand) -> Result<i32, Error> {
         AdminCommand::Enable { operator } => {
             operators::change(state, &operator, None, Some(false)).await
         }
+        AdminCommand::Disable2fa { operator } => operators::disable_2fa(state, &operator).await,
     }
 }

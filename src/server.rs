@@ -16,10 +16,12 @@ use crate::api::admin::payments::PaymentEndpointsApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::signing_keys::SigningKeysApi;
+use crate::api::admin::two_factor::TwoFactorApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineActivationApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
 };
+use crate::api::metrics::MetricsApi;
 use crate::api::payments::PaymentWebhooksApi;
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
@@ -41,7 +43,8 @@ pub type Apis = (
     LicenseManageApi,
     ProductApi,
     HealthApi,
-    OperatorsApi,
+    // Operators and their two-factor login.
+    (OperatorsApi, TwoFactorApi),
     // Projects and their signing keys, keys and their air-gapped activation: each pair shares
     // one place (a tuple holds at most 16 APIs).
     (ProjectsApi, SigningKeysApi),
@@ -55,9 +58,14 @@ pub type Apis = (
     ReleasesApi,
     UpdatesApi,
     PortalApi,
-    // Abuse detection and selling (payment endpoints and the providers' webhooks) share one
-    // place (a tuple holds at most 16 APIs).
-    (AbuseApi, PaymentEndpointsApi, PaymentWebhooksApi),
+    // Abuse detection, selling (payment endpoints and the providers' webhooks) and metrics share
+    // one place (a tuple holds at most 16 APIs).
+    (
+        AbuseApi,
+        PaymentEndpointsApi,
+        PaymentWebhooksApi,
+        MetricsApi,
+    ),
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -75,9 +83,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             HealthApi {
                 state: state.clone(),
             },
-            OperatorsApi {
-                state: state.clone(),
-            },
+            (
+                OperatorsApi {
+                    state: state.clone(),
+                },
+                TwoFactorApi {
+                    state: state.clone(),
+                },
+            ),
             (
                 ProjectsApi {
                     state: state.clone(),
@@ -133,6 +146,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 PaymentWebhooksApi {
                     state: state.clone(),
                 },
+                MetricsApi {
+                    state: state.clone(),
+                },
             ),
         ),
         "Keyward",
@@ -162,7 +178,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .around(move |ep, req| api::guard(ep, req, guard_state.clone()));
     let metrics_state = state.clone();
     crate::web::mount(Route::new())
-        .at("/metrics", poem::get(api::metrics::scrape_with_token))
+        .at("/metrics", api::metrics::service(&state))
         .nest_no_strip("/api", api_routes)
         .with(poem::middleware::CookieJarManager::new())
         .data(state)
@@ -503,12 +519,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         ));
     }
     if let Some(setup) = &running.setup_token {
-        let url = setup_url(running.addr, &setup.token);
-        let url = if running.https {
-            url.replacen("http://", "https://", 1)
-        } else {
-            url
+        let domain = match running.state.config.tls.as_ref().map(|t| &t.source) {
+            Some(crate::tls::TlsSource::Acme(acme)) => acme.domains.first().map(String::as_str),
+            _ => None,
         };
+        let url = setup_url(running.addr, &setup.token, running.https, domain);
         say(&format!(
             "No operator exists yet. Open {url} to create the first administrator \
              (the link works once, for 24 h; `keyward admin setup-url` prints a new one)"
@@ -528,17 +543,25 @@ fn say(line: &str) {
 }
 
 /// The setup URL for a server listening on `addr`. A wildcard address (0.0.0.0, ::) is not
-/// one a browser can open: the same port on loopback is.
-pub fn setup_url(addr: SocketAddr, token: &str) -> String {
+/// one a browser can open: the same port on loopback is. With HTTPS it is https://, on the
+/// ACME `domain` when there is one (its certificate names that domain, not the address).
+pub fn setup_url(addr: SocketAddr, token: &str, https: bool, domain: Option<&str>) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!(
-        "http://{}/setup?token={token}",
-        SocketAddr::new(ip, addr.port())
-    )
+    let host = match domain {
+        Some(domain) if addr.port() == 443 => domain.to_owned(),
+        Some(domain) => format!("{domain}:{}", addr.port()),
+        None => SocketAddr::new(ip, addr.port()).to_string(),
+    };
+    let scheme = if https || domain.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}/setup?token={token}")
 }
 
 #[cfg(unix)]

@@ -13,6 +13,8 @@
 mod driver;
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "browser/two_factor.rs"]
+mod two_factor;
 
 use std::path::Path;
 use std::time::Instant;

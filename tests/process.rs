@@ -41,6 +41,8 @@ fn installation() -> tempfile::TempDir {
 mod backups;
 #[path = "process/litestream.rs"]
 mod litestream;
+#[path = "process/two_factor.rs"]
+mod two_factor;
 
 /// Starts `keyward serve` on a free port; returns the child and its base URL.
 fn serve(data_dir: &Path) -> (Child, String) {

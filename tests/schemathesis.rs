@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// The server's `--metrics-token`, the credential of `GET /metrics`.
+const METRICS_TOKEN: &str = "schemathesis-metrics-token-0001";
+
 const BIN: &str = env!("CARGO_BIN_EXE_keyward");
 const SCHEMATHESIS: &str = "schemathesis";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
@@ -57,6 +60,7 @@ fn serve(data_dir: &Path) -> Server {
         .env("KEYWARD_RATE_LIMIT_UPDATE_CHECKS", "0")
         .env("KEYWARD_RATE_LIMIT_DOWNLOADS", "0")
         .env("KEYWARD_ABUSE_DETECTION", "off")
+        .env("KEYWARD_METRICS_TOKEN", METRICS_TOKEN)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -298,6 +302,7 @@ async fn seed(url: &str, setup_token: &str) -> Seeded {
         keyward::crypto::envelope_seal(&encryption_key, sealed.to_string().as_bytes()).unwrap();
 
     let user_id = s(&victim_operator["data"]["user"]["id"]);
+    let victim_tenant = s(&victim_operator["data"]["user"]["tenantId"]);
     let api_key_id = s(&victim_api_key["data"]["apiKey"]["id"]);
     let config = format!(
         r#"[auth]
@@ -350,6 +355,12 @@ parameters = {{ "query.product" = "fuzz-app" }}
 [[operations]]
 include-path = "/api/portal/info"
 parameters = {{ "query.slug" = "fuzz-app" }}
+
+# Requiring two-factor login of the credentials' own workspace would leave their sessions
+# able to enrol only: the policy is fuzzed on another workspace.
+[[operations]]
+include-path = "/api/workspace/2fa"
+parameters = {{ "body.tenantId" = "{victim_tenant}" }}
 
 [[operations]]
 include-path = "/api/validate"
@@ -594,6 +605,7 @@ fn every_operation_answers_as_the_document_says_with_each_credential() {
             format!("X-License-Key: {}", seeded.license_key),
             None,
         ),
+        ("metrics token", "MetricsToken", bearer(METRICS_TOKEN), None),
     ];
     let covered: BTreeSet<String> = credentials
         .iter()
@@ -613,8 +625,9 @@ fn every_operation_answers_as_the_document_says_with_each_credential() {
         config: "anonymous.toml",
     }];
     for (name, scheme, header, logout_header) in &credentials {
+        // The metrics token opens `/metrics` alone: the public operations need no run with it.
         let theirs = |(_, schemes): &&(String, Vec<String>)| {
-            schemes.is_empty() || schemes.iter().any(|s| s == scheme)
+            (schemes.is_empty() && *scheme != "MetricsToken") || schemes.iter().any(|s| s == scheme)
         };
         let is_logout = |op: &str| op.ends_with("/logout");
         let (logout, rest): (Vec<String>, Vec<String>) = ops

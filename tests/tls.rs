@@ -677,3 +677,119 @@ fn inconsistent_https_flags_refuse_to_start() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `keyward healthcheck` speaks HTTPS to a listener that serves it (told by the same settings
+/// as `serve`, or finding out itself), and `keyward admin setup-url` prints an https:// URL,
+/// on the ACME domain when there is one.
+#[tokio::test]
+async fn healthcheck_and_setup_url_speak_https_when_the_server_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, issuer) = test_ca();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    let (cert, key) = leaf(&issuer);
+    write(&cert_path, &cert);
+    write(&key_path, &key);
+    let cert_arg = cert_path.to_str().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("keyward.log");
+    let (_server, addr) = serve(
+        &data,
+        &log,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let bind = addr.to_string();
+    let keyward = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(&data).args(args);
+        for var in ["KEYWARD_TLS_CERT", "KEYWARD_TLS_KEY", "KEYWARD_ACME_DOMAIN"] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    for (name, args, env) in [
+        ("told by --tls-cert", vec!["--tls-cert", cert_arg], vec![]),
+        (
+            "told by the environment",
+            vec![],
+            vec![("KEYWARD_TLS_CERT", cert_arg)],
+        ),
+        ("finding out", vec![], vec![]),
+    ] {
+        let mut all = vec!["healthcheck", "--bind", &bind];
+        all.extend(args);
+        let out = keyward(&all, &env);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let setup_url = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["admin", "setup-url"];
+        all.extend(args);
+        let out = keyward(&all, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let url = setup_url(&["--bind", &bind, "--tls-cert", cert_arg], &[]);
+    assert!(
+        url.starts_with(&format!("https://{bind}/setup?token=")),
+        "{url}"
+    );
+    let url = setup_url(&["--bind", &bind], &[("KEYWARD_TLS_CERT", cert_arg)]);
+    assert!(url.starts_with("https://"), "{url}");
+    let url = setup_url(
+        &["--bind", "0.0.0.0:443"],
+        &[(
+            "KEYWARD_ACME_DOMAIN",
+            "licenses.example.com,www.example.com",
+        )],
+    );
+    assert!(
+        url.starts_with("https://licenses.example.com/setup?token="),
+        "{url}"
+    );
+    let url = setup_url(
+        &[
+            "--bind",
+            "0.0.0.0:8443",
+            "--acme-domain",
+            "licenses.example.com",
+        ],
+        &[],
+    );
+    assert!(
+        url.starts_with("https://licenses.example.com:8443/setup?token="),
+        "{url}"
+    );
+    let url = setup_url(&["--bind", "127.0.0.1:3002"], &[]);
+    assert!(
+        url.starts_with("http://127.0.0.1:3002/setup?token="),
+        "{url}"
+    );
+
+    // The latest URL's token creates the first administrator, over HTTPS.
+    let token = url.split("token=").nth(1).unwrap();
+    let mut stream = connect(addr, &[der(&ca_pem)]).await.unwrap();
+    let body = format!(
+        r#"{{"email":"owner@example.com","password":"correct horse battery","setupToken":"{token}"}}"#
+    );
+    let a = exchange(&mut stream, "POST", "/api/auth/register", Some(&body)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}

@@ -20,6 +20,7 @@ const ICONS = {
   abuse: 'M12 3l9 16H3L12 3z M12 10v4 M12 17h.01',
   payments: 'M3 6h18v12H3z M3 10h18 M7 15h4',
   menu: 'M4 6h16M4 12h16M4 18h16',
+  lock: 'M6 11h12v10H6z M8 11V7a4 4 0 0 1 8 0v4',
 };
 function icon(name) {
   return s(
@@ -75,6 +76,13 @@ const ROUTES = [
   },
   { name: 'abuse', label: 'Abuse', icon: 'abuse', load: () => import('./views/abuse.js') },
   {
+    name: 'security',
+    label: 'Account security',
+    icon: 'lock',
+    operator: true,
+    load: () => import('./views/security.js'),
+  },
+  {
     name: 'users',
     label: 'Operators',
     icon: 'users',
@@ -99,6 +107,7 @@ async function boot() {
   };
   try {
     state.me = await api.get('/api/auth/me');
+    if (state.me.twoFactorEnrolmentRequired) history.replaceState(null, '', '#/security');
     showShell();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
@@ -293,11 +302,99 @@ function showLogin(notice) {
 }
 
 async function login(email, password) {
-  await api.post('/api/auth/login', { email, password });
+  const step = await api.post('/api/auth/login', { email, password });
+  if (step?.twoFactorRequired) {
+    showSecondFactor(step.challenge);
+    return;
+  }
+  await enter();
+}
+
+async function enter() {
   state.me = await api.get('/api/auth/me');
-  if (!location.hash || location.hash === '#' || location.hash === '#/')
+  if (state.me.twoFactorEnrolmentRequired) history.replaceState(null, '', '#/security');
+  else if (!location.hash || location.hash === '#' || location.hash === '#/')
     history.replaceState(null, '', '#/dashboard');
   showShell();
+}
+
+/** The second step of a two-factor sign-in: a code of the app, or a recovery code. */
+function showSecondFactor(challenge, recovery = false) {
+  const form = h(
+    'form',
+    { novalidate: true, 'data-test': 'second-factor-form' },
+    recovery
+      ? field({
+          label: 'Recovery code',
+          name: 'recoveryCode',
+          autocomplete: 'off',
+          spellcheck: 'false',
+          required: true,
+          hint: 'One of the codes you saved when you turned two-factor login on. Each works once.',
+          test: 'login-recovery-code',
+        })
+      : field({
+          label: 'Code from your authenticator app',
+          name: 'code',
+          inputmode: 'numeric',
+          autocomplete: 'one-time-code',
+          maxlength: 7,
+          required: true,
+          test: 'login-code',
+        }),
+    formError('second-factor-error'),
+    h(
+      'button',
+      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'second-factor-submit' },
+      'Verify',
+    ),
+  );
+  const other = h(
+    'button',
+    { type: 'button', class: 'btn btn-ghost btn-block', 'data-test': 'second-factor-switch' },
+    recovery ? 'Use the authenticator app instead' : 'Use a recovery code instead',
+  );
+  other.addEventListener('click', () => showSecondFactor(challenge, !recovery));
+  const back = h(
+    'button',
+    { type: 'button', class: 'btn btn-ghost btn-block', 'data-test': 'second-factor-back' },
+    'Back to the password',
+  );
+  back.addEventListener('click', () => showLogin());
+  authPage(
+    h('h1', {}, 'Two-factor login'),
+    h(
+      'p',
+      { class: 'lead' },
+      recovery
+        ? 'Enter one of your recovery codes.'
+        : 'Enter the 6-digit code your authenticator app shows for Keyward.',
+    ),
+    form,
+    other,
+    back,
+  );
+  onSubmit(form, async (fd) => {
+    const body = recovery
+      ? { challenge, recoveryCode: String(fd.get('recoveryCode') || '').trim() }
+      : { challenge, code: String(fd.get('code') || '').trim() };
+    try {
+      await api.post('/api/auth/login/2fa', body);
+    } catch (err) {
+      if (err.status === 401 && /challenge/.test(err.message)) {
+        showLogin(err.message);
+        return;
+      }
+      // A wrong code names no field of its own: show it above the button.
+      if (err.status === 401 || err.status === 429) {
+        form.querySelector('[data-form-error]').textContent = err.message;
+        return;
+      }
+      throw err;
+    }
+    await enter();
+  });
+  form.querySelector('input').focus();
 }
 
 async function logout() {
@@ -328,7 +425,7 @@ function showShell() {
   navEl = h(
     'nav',
     { class: 'nav', 'aria-label': 'Main', 'data-test': 'nav' },
-    ROUTES.filter((r) => !r.admin).map(navLink),
+    ROUTES.filter((r) => !r.admin && (!r.operator || state.me.user)).map(navLink),
     isAdmin()
       ? [
           h('div', { class: 'nav-section' }, 'Administration'),
@@ -449,6 +546,7 @@ window.addEventListener('kw:abuse-count', (e) => {
   showAbuseCount(e.detail);
 });
 async function refreshAbuseBadge() {
+  if (state.me?.twoFactorEnrolmentRequired) return;
   if (Date.now() - abuseCheckedAt < 60_000) return;
   abuseCheckedAt = Date.now();
   try {
@@ -471,6 +569,11 @@ function navLink(r) {
 async function route() {
   if (!state.me || !mainEl) return;
   const { parts, query } = parseHash();
+  // A workspace that requires two-factor login lets an operator without it only set it up.
+  if (state.me.twoFactorEnrolmentRequired && parts[0] !== 'security') {
+    history.replaceState(null, '', '#/security');
+    parts.splice(0, parts.length, 'security');
+  }
   const name = parts[0] || 'dashboard';
   const r = ROUTES.find((x) => x.name === name);
   navEl.querySelectorAll('a').forEach((a) => {
@@ -512,6 +615,11 @@ async function route() {
     if (seq !== routeSeq) return;
     if (err instanceof ApiError && err.status === 401) {
       state.onUnauthorized();
+      return;
+    }
+    if (err instanceof ApiError && err.code === 'TWO_FACTOR_ENROLMENT_REQUIRED') {
+      state.me.twoFactorEnrolmentRequired = true;
+      navigate('/security');
       return;
     }
     mount(

@@ -1,4 +1,4 @@
-//! `keyward admin create|list|reset-password|disable|enable`: operator administration from the
+//! `keyward admin create|list|reset-password|disable|enable|disable-2fa`: operator administration from the
 //! server's shell, for the install whose only ADMIN forgot the password. Passwords come from
 //! stdin or a file, never from argv (which `ps` and shell history show to everyone).
 
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::domain::operators::Role;
+use crate::domain::operators::{Operator, Role};
 use crate::domain::{OperatorId, tenants};
 use crate::error::Error;
 use crate::service::{self, operators::NewOperator, operators::OperatorChange};
@@ -113,6 +113,35 @@ pub fn list(state: &AppState) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// The operator named on the command line, by e-mail or id.
+fn named_operator(state: &AppState, ctx: &service::Ctx, who: &str) -> Result<Operator, Error> {
+    service::operators::find(state, ctx, who).map_err(|e| match e {
+        Error::NotFound(_) => Error::Invalid(format!(
+            "no operator {who:?}; `keyward admin list` shows them"
+        )),
+        e => e,
+    })
+}
+
+/// `keyward admin disable-2fa`: for an operator who lost the authenticator device and the
+/// recovery codes.
+pub async fn disable_2fa(state: &AppState, who: &str) -> Result<i32, Error> {
+    let ctx = service::tenants::cli_context(state, tenants::DEFAULT_SLUG)?;
+    let target = named_operator(state, &ctx, who)?;
+    if !service::two_factor::disable_by_shell(state, &ctx, &target).await? {
+        return Err(Error::Invalid(format!(
+            "{} has no two-factor login: nothing to turn off",
+            target.email
+        )));
+    }
+    eprintln!(
+        "two-factor login of {} is off: its password alone signs in (if its workspace requires \
+         two-factor login, it must enrol again before anything else)",
+        target.email
+    );
+    Ok(0)
+}
+
 /// A new password (which also ends the operator's sessions) and/or a change of
 /// disabled state.
 pub async fn change(
@@ -122,12 +151,7 @@ pub async fn change(
     disabled: Option<bool>,
 ) -> Result<i32, Error> {
     let ctx = service::tenants::cli_context(state, tenants::DEFAULT_SLUG)?;
-    let target = service::operators::find(state, &ctx, who).map_err(|e| match e {
-        Error::NotFound(_) => Error::Invalid(format!(
-            "no operator {who:?}; `keyward admin list` shows them"
-        )),
-        e => e,
-    })?;
+    let target = named_operator(state, &ctx, who)?;
     let change = OperatorChange {
         disabled,
         password: password.map(|p| p.read()).transpose()?,

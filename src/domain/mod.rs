@@ -17,6 +17,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
+pub mod two_factor;
 
 mod ids;
 pub use ids::*;

@@ -185,6 +185,16 @@ impl Attempt {
         device_cookie(state, kind, account_id)
     }
 
+    /// The check passed, but it does not end a sign-in (the password step of a two-factor
+    /// sign-in, or a re-authentication): the unit goes back and no device cookie is issued,
+    /// so knowing the password buys no fresh budget for guessing the second factor.
+    pub fn passed(self, state: &AppState) {
+        match &self.budget {
+            Budget::Device(key) => state.limits.login_per_device.give_back(key),
+            Budget::Account(key) => state.limits.login_per_account.give_back(key),
+        }
+    }
+
     /// Whether the attempt came with a genuine device cookie (for the audit trail).
     pub fn from_known_device(&self) -> bool {
         matches!(self.budget, Budget::Device(_))

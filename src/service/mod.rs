@@ -26,6 +26,7 @@ pub mod revocations;
 pub mod signing;
 pub mod signing_keys;
 pub mod tenants;
+pub mod two_factor;
 pub mod updates;
 
 pub use context::{Actor, Ctx};

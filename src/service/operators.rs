@@ -225,6 +225,16 @@ pub struct LoginOutcome {
     pub device: DeviceCookie,
 }
 
+/// What a right password leads to.
+#[derive(Debug)]
+pub enum LoginStep {
+    /// Signed in.
+    SignedIn(LoginOutcome),
+    /// The operator has two-factor login on: a code completes the sign-in
+    /// (`service::two_factor::complete_sign_in`). No session and no device cookie yet.
+    SecondFactor { operator: Operator, at_ms: i64 },
+}
+
 /// Checks an operator's password. Limited per IP (every attempt) and per account (failures
 /// only; a client with a device cookie of the account has a budget of its own: see
 /// `service::login_guard`). An unknown email and a wrong password cost the same time and get
@@ -235,7 +245,7 @@ pub async fn login(
     email: &str,
     password: &str,
     devices: &[(String, String)],
-) -> Result<LoginOutcome, Error> {
+) -> Result<LoginStep, Error> {
     let email = email.trim().to_ascii_lowercase();
     if let Some(ip) = ip {
         state.limits.login_per_ip.check(&ip)?;
@@ -263,16 +273,27 @@ pub async fn login(
         AuditEvent::new(&o.tenant_id, &format!("operator:{}", o.id), action).ip(ip_text.as_deref())
     };
     match found {
+        Some(o)
+            if matches
+                && o.disabled_at.is_none()
+                && super::two_factor::is_enabled(state, &o.id)? =>
+        {
+            attempt.passed(state);
+            Ok(LoginStep::SecondFactor {
+                operator: o,
+                at_ms: now_ms(),
+            })
+        }
         Some(o) if matches && o.disabled_at.is_none() => {
             let device = attempt.succeeded(state, AccountKind::Operator, &o.id)?;
             state
                 .db
                 .writer()
                 .record(event(&o, AuditAction::OperatorLogin));
-            Ok(LoginOutcome {
+            Ok(LoginStep::SignedIn(LoginOutcome {
                 operator: o,
                 device,
-            })
+            }))
         }
         other => {
             if let Some(o) = other {

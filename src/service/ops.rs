@@ -135,20 +135,88 @@ pub fn rotate(dir: &Path, keep: usize) -> Result<usize, Error> {
     Ok(excess)
 }
 
+/// How the health probe speaks to the listener.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeTls {
+    /// The server is configured for HTTPS (its TLS settings are in the environment).
+    pub https: bool,
+    /// The name to ask for in the TLS handshake (the ACME domain), if known.
+    pub server_name: Option<String>,
+}
+
 /// Whether the server at `bind` answers `/api/health` with 200, and if not, why (for the
-/// container log). A plain HTTP/1.0 GET: the binary carries no HTTP client for this alone.
-pub fn probe_health(bind: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&bind, Duration::from_secs(3))
+/// container log). A plain HTTP/1.0 GET, over TLS when the server serves HTTPS: when it is
+/// configured so, or when the listener does not answer plain HTTP (a TLS listener answers
+/// plain text with a TLS alert). The binary carries no HTTP client for this alone.
+pub fn probe_health(bind: SocketAddr, tls: &ProbeTls) -> Result<(), String> {
+    let over_tls = |plain_failure: Option<String>| {
+        exchange_tls(bind, tls.server_name.as_deref()).map_err(|e| match plain_failure {
+            Some(plain) => format!("{plain}; over TLS: {e}"),
+            None => e,
+        })
+    };
+    let (response, https) = if tls.https {
+        (over_tls(None)?, true)
+    } else {
+        // Nothing listening is the answer; a listener that did not answer HTTP may speak TLS.
+        let mut stream = connect(bind)?;
+        match exchange_plain(bind, &mut stream) {
+            Ok(plain) if plain.starts_with(b"HTTP/") => (plain, false),
+            Ok(_) => (over_tls(None)?, true),
+            Err(e) => (over_tls(Some(e))?, true),
+        }
+    };
+    judge(bind, &String::from_utf8_lossy(&response), https)
+}
+
+const HEALTH_REQUEST: &str = "GET /api/health HTTP/1.0\r\n";
+
+fn connect(bind: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect_timeout(&bind, Duration::from_secs(3))
         .map_err(|e| format!("cannot connect to {bind}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /api/health HTTP/1.0\r\nHost: {bind}\r\n\r\n");
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    Ok(stream)
+}
+
+fn exchange_plain(bind: SocketAddr, stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     stream
-        .write_all(request.as_bytes())
+        .write_all(format!("{HEALTH_REQUEST}Host: {bind}\r\n\r\n").as_bytes())
         .map_err(|e| format!("cannot send a request to {bind}: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("no answer from {bind}: {e}"))?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => Ok(response),
+        // A TLS listener may reset the connection after its alert: that too says "not HTTP".
+        Err(_) if !response.is_empty() => Ok(response),
+        Err(e) => Err(format!("no answer from {bind}: {e}")),
+    }
+}
+
+fn exchange_tls(bind: SocketAddr, server_name: Option<&str>) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::ServerName;
+    let config = crate::tls::probe::loopback_probe_config()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let name = match server_name {
+        Some(domain) => ServerName::try_from(domain.to_owned())
+            .map_err(|e| format!("{domain:?} is not a server name: {e}"))?,
+        None => ServerName::IpAddress(bind.ip().into()),
+    };
+    let conn = rustls::ClientConnection::new(config, name)
+        .map_err(|e| format!("cannot start TLS with {bind}: {e}"))?;
+    let mut tls = rustls::StreamOwned::new(conn, connect(bind)?);
+    let host = server_name.map_or_else(|| bind.to_string(), str::to_owned);
+    tls.write_all(format!("{HEALTH_REQUEST}Host: {host}\r\n\r\n").as_bytes())
+        .map_err(|e| format!("no TLS session with {bind}: {e}"))?;
+    let mut response = Vec::new();
+    match tls.read_to_end(&mut response) {
+        Ok(_) => Ok(response),
+        // Closed without close_notify after a whole answer: the answer stands.
+        Err(_) if !response.is_empty() => Ok(response),
+        Err(e) => Err(format!("no answer from {bind} over TLS: {e}")),
+    }
+}
+
+fn judge(bind: SocketAddr, response: &str, https: bool) -> Result<(), String> {
     if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
         return Ok(());
     }
@@ -161,7 +229,8 @@ pub fn probe_health(bind: SocketAddr) -> Result<(), String> {
         .map(|(_, body)| body.trim())
         .unwrap_or("");
     let body: String = body.chars().take(300).collect();
+    let scheme = if https { "https" } else { "http" };
     Err(format!(
-        "GET http://{bind}/api/health answered {status:?}: {body}"
+        "GET {scheme}://{bind}/api/health answered {status:?}: {body}"
     ))
 }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 12;
+pub const LATEST_VERSION: i64 = 13;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v10_entitlements.sql"),
     include_str!("migrations/v11_signing_keys.sql"),
     include_str!("migrations/v12_payments.sql"),
+    include_str!("migrations/v13_totp.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -218,7 +219,9 @@ mod tests {
             "DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
              DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
-             ALTER TABLE release_deltas DROP COLUMN signature_kid; PRAGMA user_version = 10;
+             ALTER TABLE release_deltas DROP COLUMN signature_kid;
+             DROP TABLE operator_totp; DROP TABLE operator_recovery_codes;
+             DROP TABLE tenant_two_factor_policy; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;
         let public = [7u8; 32];

@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod files;
+pub mod probe;
 pub mod redirect;
 
 use std::collections::HashMap;

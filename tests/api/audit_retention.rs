@@ -375,7 +375,7 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
     srv.running.take().unwrap().stop().await.unwrap();
     // As version 7 left it: no audit_daily (version 8), no revocation lists (version 9), no
     // entitlements (version 10), no signing key table (version 11), no payments (version 12),
-    // auto_vacuum off.
+    // no two-factor tables (version 13), auto_vacuum off.
     {
         let conn =
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
@@ -383,7 +383,9 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
             "DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
              DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
              DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
-             DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
+             DROP TABLE signing_keys; DROP TABLE operator_totp;
+             DROP TABLE operator_recovery_codes; DROP TABLE tenant_two_factor_policy;
+             ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;
              ALTER TABLE products DROP COLUMN entitlements; PRAGMA user_version = 7;

@@ -28,6 +28,7 @@ mod sessions;
 mod setup_token;
 mod signing_keys;
 mod smoke;
+mod two_factor;
 mod updates;
 mod vendor_license;
 mod vendor_manage;

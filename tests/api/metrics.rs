@@ -637,3 +637,48 @@ fn the_metrics_flags_parse_into_the_configuration() {
         assert!(serve(args).is_err(), "{name}");
     }
 }
+
+/// `/metrics` is in the OpenAPI document with each status it answers, as plain text, behind
+/// its own bearer scheme (schemathesis checks the answers against it).
+#[tokio::test]
+async fn the_openapi_document_declares_metrics() {
+    let srv = TestServer::start().await;
+    let doc = srv
+        .call(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    let op = &doc["paths"]["/metrics"]["get"];
+    assert!(op.is_object(), "GET /metrics is declared");
+    assert_eq!(op["security"], json!([{"MetricsToken": []}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["MetricsToken"]["scheme"],
+        "bearer"
+    );
+    let responses = op["responses"].as_object().unwrap();
+    let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
+    assert_eq!(statuses, ["200", "401", "404", "429", "503"]);
+    assert!(
+        responses["200"]["content"]
+            .get("text/plain; version=0.0.4; charset=utf-8")
+            .is_some(),
+        "{}",
+        responses["200"]
+    );
+    for status in ["401", "404", "429", "503"] {
+        assert!(
+            responses[status]["content"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|t| t.starts_with("text/plain")),
+            "{status}: {}",
+            responses[status]
+        );
+    }
+    let named = |status: &str, header: &str| {
+        responses[status]["headers"]
+            .as_object()
+            .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(header)))
+    };
+    assert!(named("401", "WWW-Authenticate") && named("429", "Retry-After"));
+}

@@ -20,7 +20,7 @@ use crate::domain::now_ms;
 use crate::domain::operators::Operator;
 use crate::domain::{OperatorId, TenantId};
 use crate::error::Error;
-use crate::service::{Ctx, operators};
+use crate::service::{Ctx, operators, two_factor};
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -99,6 +99,9 @@ pub struct Admin {
     /// What services see: who acts and what it reaches (a product-restricted FULL_ADMIN key
     /// reaches its product only).
     pub ctx: Ctx,
+    /// The operator's workspace requires two-factor login and the operator has not turned it
+    /// on: the session may only enrol ([`EnrolmentAuth`]); [`AdminAuth`] refuses it.
+    pub must_enrol: bool,
 }
 
 /// Bearer session token (from `POST /api/auth/login`). Only declares the scheme: the
@@ -161,13 +164,57 @@ impl<'a> ApiExtractor<'a> for AdminAuth {
         _body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        match admin_from_request(req) {
-            Ok(Some(admin)) => Ok(AdminAuth(admin)),
-            Ok(None) => Err(refuse(Error::Unauthorized(
-                "Authentication required: log in, or send Authorization: Bearer <token>".into(),
-            ))),
-            Err(e) => Err(refuse(e)),
+        let admin = required_admin(req)?;
+        if admin.must_enrol {
+            return Err(poem::Error::from_response(
+                KvError::two_factor_enrolment_required(ENROL_FIRST).into_response(),
+            ));
         }
+        Ok(AdminAuth(admin))
+    }
+}
+
+const ENROL_FIRST: &str = "Your workspace requires two-factor login and yours is not on yet:      this session may only enrol (Account → Security in the panel; POST /api/auth/2fa/enroll,      then POST /api/auth/2fa/confirm with a first code)";
+
+fn required_admin(req: &Request) -> poem::Result<Admin> {
+    match admin_from_request(req) {
+        Ok(Some(admin)) => Ok(admin),
+        Ok(None) => Err(refuse(Error::Unauthorized(
+            "Authentication required: log in, or send Authorization: Bearer <token>".into(),
+        ))),
+        Err(e) => Err(refuse(e)),
+    }
+}
+
+/// Like [`AdminAuth`], but also admits a session that may only enrol in two-factor login (its
+/// workspace requires it): for the enrolment itself, `me` and logout.
+pub struct EnrolmentAuth(pub Admin);
+
+impl EnrolmentAuth {
+    pub fn admin(self) -> Admin {
+        self.0
+    }
+}
+
+impl<'a> ApiExtractor<'a> for EnrolmentAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <AdminAuth as ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        <AdminAuth as ApiExtractor>::security_schemes()
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        required_admin(req).map(EnrolmentAuth)
     }
 }
 
@@ -207,6 +254,7 @@ fn credential_admin(req: &Request) -> Result<Option<Admin>, Error> {
             session: None,
             ip: None,
             ctx,
+            must_enrol: false,
         }));
     }
     let cookie = req
@@ -243,11 +291,66 @@ pub fn session_admin(state: &AppState, token: &str) -> Result<Admin, Error> {
         None,
     );
     Ok(Admin {
+        must_enrol: two_factor::must_enrol(state, &operator)?,
         tenant_id: operator.tenant_id.clone(),
         principal: Principal::Operator(operator),
         session: Some(claims),
         // Filled in by `admin_from_request`, which has the request.
         ip: None,
         ctx,
+    })
+}
+
+/// The sign-in challenge between the password and the code lasts five minutes.
+pub const CHALLENGE_TTL_SECS: i64 = 300;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ChallengeClaims {
+    sub: String,
+    /// Says what the token is for: a challenge is never a session (its key differs too).
+    purpose: String,
+    iat: i64,
+    exp: i64,
+    #[serde(rename = "iatMs")]
+    iat_ms: i64,
+}
+
+const CHALLENGE_PURPOSE: &str = "second-factor";
+
+/// Signs the challenge a password step answers when the operator has two-factor login on.
+pub fn issue_challenge(state: &AppState, operator: &Operator, at_ms: i64) -> Result<String, Error> {
+    let claims = ChallengeClaims {
+        sub: operator.id.clone(),
+        purpose: CHALLENGE_PURPOSE.into(),
+        iat: at_ms / 1000,
+        exp: at_ms / 1000 + CHALLENGE_TTL_SECS,
+        iat_ms: at_ms,
+    };
+    let key = EncodingKey::from_secret(&state.master.derive("admin-sign-in-challenges"));
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| Error::Storage(format!("cannot sign a sign-in challenge: {e}")))
+}
+
+/// What a genuine, unexpired challenge vouches for.
+pub fn decode_challenge(state: &AppState, token: &str) -> Result<two_factor::Challenge, Error> {
+    let key = DecodingKey::from_secret(&state.master.derive("admin-sign-in-challenges"));
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let invalid = || {
+        Error::Unauthorized(
+            "The sign-in challenge is invalid or has expired: sign in with your password again"
+                .into(),
+        )
+    };
+    let claims = jsonwebtoken::decode::<ChallengeClaims>(token, &key, &validation)
+        .map_err(|_| invalid())?
+        .claims;
+    if claims.purpose != CHALLENGE_PURPOSE {
+        return Err(invalid());
+    }
+    Ok(two_factor::Challenge {
+        operator_id: claims.sub,
+        issued_at_ms: claims.iat_ms,
     })
 }

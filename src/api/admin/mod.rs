@@ -12,6 +12,7 @@ pub mod payments;
 pub mod projects;
 pub mod releases;
 pub mod signing_keys;
+pub mod two_factor;
 
 use poem_openapi::Tags;
 

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use super::AdminTags;
 use super::auth::{
-    AdminAuth, Principal, TOKEN_COOKIE, TOKEN_TTL_SECS, admin_from_request, issue_token,
+    AdminAuth, CHALLENGE_TTL_SECS, EnrolmentAuth, Principal, TOKEN_COOKIE, TOKEN_TTL_SECS,
+    admin_from_request, issue_challenge, issue_token,
 };
 use crate::api::ClientIp;
 use crate::api::shared::csrf::is_https;
@@ -19,7 +20,7 @@ use crate::api::shared::pagination::{Pagination, page_and_limit};
 use crate::domain::api_keys::Scope;
 use crate::domain::operators::{Operator, Role};
 use crate::domain::{OperatorId, TenantId, ms_to_datetime};
-use crate::service::operators::{self, NewOperator, OperatorChange};
+use crate::service::operators::{self, LoginOutcome, LoginStep, NewOperator, OperatorChange};
 use crate::state::AppState;
 
 /// Where the admin device cookie is sent back (and nowhere else).
@@ -167,6 +168,9 @@ pub struct MeData {
     #[oai(nullable)]
     pub api_key: Option<ApiKeyIdentity>,
     pub tenant_id: String,
+    /// The workspace requires two-factor login and this operator has not turned it on: until
+    /// it does, every other admin call answers 403 `TWO_FACTOR_ENROLMENT_REQUIRED`.
+    pub two_factor_enrolment_required: bool,
 }
 
 #[derive(Object, Debug)]
@@ -205,11 +209,31 @@ pub enum RegisterResponse {
     Created(Json<UserOk>),
 }
 
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct SecondFactorData {
+    /// Always true: send `challenge` with a code to `POST /api/auth/login/2fa`.
+    pub two_factor_required: bool,
+    /// Signed, valid for `expiresIn` seconds; not a session.
+    pub challenge: String,
+    pub expires_in: i64,
+}
+
+#[derive(Object, Debug)]
+pub struct SecondFactorOk {
+    pub success: bool,
+    pub data: SecondFactorData,
+}
+
 #[derive(ApiResponse)]
 pub enum LoginResponse {
     /// Logged in: the token is in the body and in the HttpOnly cookie.
     #[oai(status = 200)]
     Ok(Json<LoginOk>, #[oai(header = "Set-Cookie")] String),
+    /// The password is right and the operator has two-factor login on: no session yet; the
+    /// challenge and a code complete the sign-in at `POST /api/auth/login/2fa`.
+    #[oai(status = 202)]
+    SecondFactor(Json<SecondFactorOk>),
 }
 
 #[derive(Object, Debug)]
@@ -266,6 +290,31 @@ pub enum DeletedResponse {
     Ok(Json<KvMessageOk>),
 }
 
+/// A completed sign-in: the session token in the body and its cookie, and the device cookie.
+pub fn signed_in(
+    req: &Request,
+    state: &AppState,
+    outcome: LoginOutcome,
+) -> KvResult<(Json<LoginOk>, String)> {
+    let operator = outcome.operator;
+    device_cookie::set(req, state, LOGIN_PATH, &outcome.device);
+    let (token, _) = issue_token(state, &operator)?;
+    let cookie = format!(
+        "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={TOKEN_TTL_SECS}{}",
+        if is_https(req, state) { "; Secure" } else { "" }
+    );
+    Ok((
+        Json(LoginOk {
+            success: true,
+            data: LoginData {
+                user: OperatorView::new(&operator),
+                token,
+            },
+        }),
+        cookie,
+    ))
+}
+
 #[OpenApi(tag = "AdminTags::Auth")]
 impl OperatorsApi {
     /// Create an operator
@@ -316,9 +365,12 @@ impl OperatorsApi {
     /// budget is used up, 429 with `Retry-After` for every client except those presenting a
     /// device cookie of the account, which have a failure budget of their own. An unknown
     /// email and a wrong password get the same answer in about the same time.
+    ///
+    /// With two-factor login on, a right password answers 202 with a challenge instead of a
+    /// session (and sets no cookie); `POST /api/auth/login/2fa` completes the sign-in.
     #[oai(path = "/api/auth/login", method = "post")]
     async fn login(&self, req: &Request, body: Json<LoginRequest>) -> KvResult<LoginResponse> {
-        let outcome = operators::login(
+        let step = operators::login(
             &self.state,
             ClientIp::of(req),
             &body.0.email,
@@ -326,34 +378,29 @@ impl OperatorsApi {
             &device_cookie::presented(req),
         )
         .await?;
-        let operator = outcome.operator;
-        device_cookie::set(req, &self.state, LOGIN_PATH, &outcome.device);
-        let (token, _) = issue_token(&self.state, &operator)?;
-        let cookie = format!(
-            "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={TOKEN_TTL_SECS}{}",
-            if is_https(req, &self.state) {
-                "; Secure"
-            } else {
-                ""
+        match step {
+            LoginStep::SignedIn(outcome) => {
+                let (body, cookie) = signed_in(req, &self.state, outcome)?;
+                Ok(LoginResponse::Ok(body, cookie))
             }
-        );
-        Ok(LoginResponse::Ok(
-            Json(LoginOk {
-                success: true,
-                data: LoginData {
-                    user: OperatorView::new(&operator),
-                    token,
-                },
-            }),
-            cookie,
-        ))
+            LoginStep::SecondFactor { operator, at_ms } => {
+                Ok(LoginResponse::SecondFactor(Json(SecondFactorOk {
+                    success: true,
+                    data: SecondFactorData {
+                        two_factor_required: true,
+                        challenge: issue_challenge(&self.state, &operator, at_ms)?,
+                        expires_in: CHALLENGE_TTL_SECS,
+                    },
+                })))
+            }
+        }
     }
 
     /// Log out
     ///
     /// The session token stops working at once; the cookie is cleared.
     #[oai(path = "/api/auth/logout", method = "post")]
-    async fn logout(&self, req: &Request, auth: AdminAuth) -> KvResult<LogoutResponse> {
+    async fn logout(&self, req: &Request, auth: EnrolmentAuth) -> KvResult<LogoutResponse> {
         let admin = auth.admin();
         if let Some(claims) = &admin.session {
             operators::logout(&self.state, &admin.ctx, &claims.session_token()).await?;
@@ -392,8 +439,11 @@ impl OperatorsApi {
     }
 
     /// The current operator (or API key)
+    ///
+    /// Also answers for a session that may only enrol in two-factor login
+    /// (`twoFactorEnrolmentRequired`).
     #[oai(path = "/api/auth/me", method = "get")]
-    async fn me(&self, auth: AdminAuth) -> KvResult<MeResponse> {
+    async fn me(&self, auth: EnrolmentAuth) -> KvResult<MeResponse> {
         let admin = auth.admin();
         let (user, api_key) = match &admin.principal {
             Principal::Operator(o) => (Some(OperatorView::new(o)), None),
@@ -411,6 +461,7 @@ impl OperatorsApi {
                 user,
                 api_key,
                 tenant_id: admin.tenant_id,
+                two_factor_enrolment_required: admin.must_enrol,
             },
         })))
     }

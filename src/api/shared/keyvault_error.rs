@@ -14,7 +14,8 @@ pub struct KvErrorBody {
     /// For people: what was wrong, naming the field or rule.
     pub error: String,
     /// Machine-readable: VALIDATION_ERROR, UNAUTHORIZED, SETUP_TOKEN_REQUIRED,
-    /// SETUP_TOKEN_INVALID, SETUP_TOKEN_EXPIRED, FORBIDDEN, NOT_FOUND, CONFLICT,
+    /// SETUP_TOKEN_INVALID, SETUP_TOKEN_EXPIRED, FORBIDDEN, TWO_FACTOR_ENROLMENT_REQUIRED,
+    /// NOT_FOUND, CONFLICT,
     /// KEY_EXPIRED, KEY_SUSPENDED, KEY_REVOKED, IP_BLOCKED, RATE_LIMITED, INTERNAL_ERROR…
     pub code: String,
 }
@@ -39,8 +40,9 @@ pub enum KvError {
     #[oai(status = 401)]
     Unauthorized(Json<KvErrorBody>),
     /// Not allowed for this caller or this key (`FORBIDDEN`, `KEY_*`, `HWID_MISMATCH`,
-    /// `MAX_SESSIONS`, `SESSION_ENDED`, `REPLAY`, `REQUEST_REPLAYED`), or the client's address
-    /// is blocked for suspected abuse (`IP_BLOCKED`).
+    /// `MAX_SESSIONS`, `SESSION_ENDED`, `REPLAY`, `REQUEST_REPLAYED`), the client's address
+    /// is blocked for suspected abuse (`IP_BLOCKED`), or the operator's workspace requires
+    /// two-factor login and the session may only enrol (`TWO_FACTOR_ENROLMENT_REQUIRED`).
     #[oai(status = 403)]
     Forbidden(Json<KvErrorBody>),
     /// No such object in the caller's reach (`NOT_FOUND`; `SESSION_NOT_FOUND` for a session
@@ -114,6 +116,11 @@ impl KvError {
                 ))
             }
         }
+    }
+
+    /// A session whose workspace requires two-factor login, used for anything but enrolling.
+    pub fn two_factor_enrolment_required(message: &str) -> Self {
+        Self::Forbidden(body("TWO_FACTOR_ENROLMENT_REQUIRED", message))
     }
 
     /// Refusals raised by the framework before a handler ran.

@@ -42,6 +42,18 @@ super::text_enum! {
         OperatorLogin => "operator.login",
         OperatorLoginFailed => "operator.login.failed",
         OperatorLogout => "operator.logout",
+        /// An operator turned two-factor login on (its first code was right).
+        TwoFactorEnable => "operator.2fa.enable",
+        /// Two-factor login turned off, by the operator (with a code or its password) or by
+        /// `keyward admin disable-2fa`.
+        TwoFactorDisable => "operator.2fa.disable",
+        TwoFactorRecoveryCodesRegenerate => "operator.2fa.recovery_codes.regenerate",
+        /// A sign-in's second step used a recovery code (one fewer is left).
+        TwoFactorRecoveryCodeUse => "operator.2fa.recovery_code.use",
+        /// A wrong, replayed or malformed code at a sign-in's second step.
+        TwoFactorFailed => "operator.2fa.failed",
+        /// A workspace's requirement of two-factor login was set or lifted.
+        TwoFactorPolicyUpdate => "workspace.2fa.policy.update",
         SetupTokenIssue => "setup.token.issue",
         TenantCreate => "tenant.create",
         ReleaseUpload => "release.upload",
@@ -151,13 +163,40 @@ impl AuditAction {
             | PortalLogin
             | PortalActivate
             | PortalLoaderDownload => RetentionClass::Licenses,
-            ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
-            | ApiKeyCreate | ApiKeyRevoke | OperatorCreate | OperatorUpdate | OperatorDelete
-            | OperatorLogin | OperatorLoginFailed | OperatorLogout | TenantCreate
-            | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
-            | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
-            | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
-            PaymentEndpointCreate
+            ProductCreate
+            | ProductUpdate
+            | ProductDelete
+            | SigningKeyRotate
+            | SigningKeyRetire
+            | ApiKeyCreate
+            | ApiKeyRevoke
+            | OperatorCreate
+            | OperatorUpdate
+            | OperatorDelete
+            | OperatorLogin
+            | OperatorLoginFailed
+            | OperatorLogout
+            | TenantCreate
+            | ReleaseUpload
+            | ReleaseUpdate
+            | ReleasePublish
+            | ReleaseYank
+            | ReleaseDelete
+            | ReleaseDelta
+            | AbuseFlag
+            | AbuseLicenseSuspend
+            | AbuseIpBlock
+            | AbuseIpUnblock
+            | AbuseFlagUpdate
+            | AbusePolicyUpdate
+            | SetupTokenIssue
+            | TwoFactorEnable
+            | TwoFactorDisable
+            | TwoFactorRecoveryCodesRegenerate
+            | TwoFactorRecoveryCodeUse
+            | TwoFactorFailed
+            | TwoFactorPolicyUpdate
+            | PaymentEndpointCreate
             | PaymentEndpointUpdate
             | PaymentEndpointDelete
             | PaymentMappingUpdate
