@@ -264,6 +264,9 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let mut limits = config.connections;
     limits.max_total = crate::net::effective_max_total(&limits, open_files);
     let (db, writer, master) = open(&config, true)?;
+    if let Some(path) = &config.extra_ca_file {
+        crate::outgoing::client::extra_cas(path)?;
+    }
     let bind = config.bind;
     let state = AppState::new(config, db, master);
     state.bundles.prepare()?;
@@ -313,7 +316,8 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
             schedule,
         ))
     });
-    let abuse_tasks = crate::abuse::start(&state);
+    let mut abuse_tasks = crate::abuse::start(&state);
+    abuse_tasks.push(crate::outgoing::webhooks::start(&state));
     // Build the decoy password hash now, so the first login with an unknown email costs no
     // more than one with a wrong password.
     tokio::task::spawn_blocking(|| {

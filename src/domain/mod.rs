@@ -16,6 +16,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
+pub mod webhooks;
 
 mod ids;
 pub use ids::*;

@@ -61,6 +61,13 @@ super::text_enum! {
         AbuseIpUnblock => "abuse.ip.unblock",
         AbuseFlagUpdate => "abuse.flag.update",
         AbusePolicyUpdate => "abuse.policy.update",
+        WebhookEndpointCreate => "webhook.endpoint.create",
+        WebhookEndpointUpdate => "webhook.endpoint.update",
+        WebhookEndpointDelete => "webhook.endpoint.delete",
+        /// The server disabled an endpoint whose deliveries failed for too long.
+        WebhookEndpointDisable => "webhook.endpoint.disable",
+        WebhookRedeliver => "webhook.delivery.redeliver",
+        WebhookTest => "webhook.test",
     }
 }
 
@@ -151,6 +158,8 @@ impl AuditAction {
             | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
             | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
             | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
+            WebhookEndpointCreate | WebhookEndpointUpdate | WebhookEndpointDelete
+            | WebhookEndpointDisable | WebhookRedeliver | WebhookTest => RetentionClass::Admin,
         }
     }
 }
