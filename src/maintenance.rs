@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::domain::audit::repo::PruneCursor;
 use crate::domain::audit::{self, AuditEvent, RetentionClass};
+use crate::domain::webhooks::EventType;
 use crate::domain::{activations, licenses, now_ms, products};
+use crate::service::events;
 use crate::error::Error;
 use crate::state::AppState;
 use crate::storage;
@@ -83,6 +85,10 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                     )
                     .license(product_id, license_id),
                 )?;
+                // Once per license: the sweep only picks ACTIVE licenses past their expiry.
+                if let Some(license) = licenses::repo::find(c, tenant_id, license_id)? {
+                    events::license_event(c, &license, EventType::LicenseExpired)?;
+                }
             }
             let mut culled = 0;
             for product in products::repo::with_cull_policy(c)? {
@@ -102,11 +108,25 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                         .machine(&dead.machine_id)
                         .detail(json!({"lastSeenAt": dead.last_seen_at})),
                     )?;
+                    if let Some(license) = licenses::repo::find(c, &dead.tenant_id, &dead.license_id)? {
+                        events::emit(
+                            c,
+                            &dead.tenant_id,
+                            Some(&product.id),
+                            EventType::MachineCulled,
+                            events::machine_data(&license, &dead, Some("HEARTBEAT_DEAD")),
+                        )?;
+                    }
                 }
             }
             Ok((expired.len(), culled))
         })
         .await
+        .inspect(|(expired, culled)| {
+            if expired + culled > 0 {
+                state.webhooks.wake();
+            }
+        })
 }
 
 /// What one pruning pass did.
