@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
+use crate::api::admin::webhooks::WebhooksApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -53,7 +54,8 @@ pub type Apis = (
     ReleasesApi,
     UpdatesApi,
     PortalApi,
-    AbuseApi,
+    // Abuse detection and event webhooks (a tuple holds at most 16 APIs).
+    (AbuseApi, WebhooksApi),
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -119,9 +121,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             PortalApi {
                 state: state.clone(),
             },
-            AbuseApi {
-                state: state.clone(),
-            },
+            (
+                AbuseApi {
+                    state: state.clone(),
+                },
+                WebhooksApi {
+                    state: state.clone(),
+                },
+            ),
         ),
         "Keyward",
         env!("CARGO_PKG_VERSION"),

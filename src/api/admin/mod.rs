@@ -11,6 +11,7 @@ pub mod overview;
 pub mod projects;
 pub mod releases;
 pub mod signing_keys;
+pub mod webhooks;
 
 use poem_openapi::Tags;
 
@@ -32,6 +33,8 @@ pub enum AdminTags {
     Logs,
     /// Abuse detection: flags with their evidence, IP blocks.
     Abuse,
+    /// Event webhooks (Standard Webhooks): endpoints, deliveries, redelivery.
+    Webhooks,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).
