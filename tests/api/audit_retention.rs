@@ -380,7 +380,9 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
         conn.execute_batch(
             "DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
-             DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
+             DROP TABLE signing_keys; DROP TABLE webhook_deliveries;
+             DROP TABLE webhook_events; DROP TABLE webhook_endpoints;
+             ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;
              ALTER TABLE products DROP COLUMN entitlements; PRAGMA user_version = 7;

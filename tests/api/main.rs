@@ -30,3 +30,5 @@ mod smoke;
 mod updates;
 mod vendor_license;
 mod vendor_manage;
+mod webhook_receiver;
+mod webhooks;
