@@ -18,6 +18,8 @@ const ICONS = {
     'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-7 9a7 7 0 0 1 14 0 M17 11a3 3 0 1 0 0-6 M22 20a5 5 0 0 0-4-5',
   admin: 'M12 2l8 4v6c0 5-3.5 8.5-8 10-4.5-1.5-8-5-8-10V6l8-4z',
   abuse: 'M12 3l9 16H3L12 3z M12 10v4 M12 17h.01',
+  webhooks:
+    'M10 14a3.5 3.5 0 0 0 5 0l4-4a3.5 3.5 0 0 0-5-5l-.5.5 M14 10a3.5 3.5 0 0 0-5 0l-4 4a3.5 3.5 0 0 0 5 5l.5-.5',
   menu: 'M4 6h16M4 12h16M4 18h16',
 };
 function icon(name) {
@@ -67,6 +69,12 @@ const ROUTES = [
   },
   { name: 'logs', label: 'Audit logs', icon: 'logs', load: () => import('./views/logs.js') },
   { name: 'abuse', label: 'Abuse', icon: 'abuse', load: () => import('./views/abuse.js') },
+  {
+    name: 'webhooks',
+    label: 'Webhooks',
+    icon: 'webhooks',
+    load: () => import('./views/webhooks.js'),
+  },
   {
     name: 'users',
     label: 'Operators',
