@@ -9,8 +9,8 @@ use crate::domain::audit::repo::PruneCursor;
 use crate::domain::audit::{self, AuditEvent, RetentionClass};
 use crate::domain::webhooks::EventType;
 use crate::domain::{activations, licenses, now_ms, products};
-use crate::service::events;
 use crate::error::Error;
+use crate::service::events;
 use crate::state::AppState;
 use crate::storage;
 
@@ -108,7 +108,9 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                         .machine(&dead.machine_id)
                         .detail(json!({"lastSeenAt": dead.last_seen_at})),
                     )?;
-                    if let Some(license) = licenses::repo::find(c, &dead.tenant_id, &dead.license_id)? {
+                    if let Some(license) =
+                        licenses::repo::find(c, &dead.tenant_id, &dead.license_id)?
+                    {
                         events::emit(
                             c,
                             &dead.tenant_id,

@@ -10,12 +10,12 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
-use crate::api::admin::webhooks::WebhooksApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::signing_keys::SigningKeysApi;
+use crate::api::admin::webhooks::WebhooksApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineActivationApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,

@@ -340,7 +340,10 @@ mod tests {
             })
         );
         let t = Target::parse("http://[::1]:9000").ok();
-        assert_eq!(t.map(|t| (t.host, t.port, t.path)), Some(("::1".into(), 9000, "/".into())));
+        assert_eq!(
+            t.map(|t| (t.host, t.port, t.path)),
+            Some(("::1".into(), 9000, "/".into()))
+        );
     }
 
     #[test]

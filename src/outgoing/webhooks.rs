@@ -10,8 +10,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::client::{HttpClient, Limits};
-use crate::domain::webhooks::{self, repo};
 use crate::domain::now_ms;
+use crate::domain::webhooks::{self, repo};
 use crate::service::webhooks::{Outcome, record_outcome};
 use crate::state::AppState;
 
@@ -143,7 +143,10 @@ async fn attempt(state: &AppState, client: &HttpClient, d: repo::Due) {
         now_ms() + webhooks::backoff_ms(base, attempts, MAX_BACKOFF_MS, rand::random::<f64>())
     });
     if let (Some(why), None) = (&outcome.error, next) {
-        tracing::warn!("webhook delivery {} given up after {attempts} attempts: {why}", d.id);
+        tracing::warn!(
+            "webhook delivery {} given up after {attempts} attempts: {why}",
+            d.id
+        );
     }
     let id = d.id.clone();
     if let Err(e) = record_outcome(state, d, outcome, next).await {

@@ -191,11 +191,5 @@ pub fn status_event(
 
 /// Emits a license event with [`license_data`].
 pub fn license_event(c: &Connection, l: &License, event: EventType) -> Result<usize, Error> {
-    emit(
-        c,
-        &l.tenant_id,
-        Some(&l.product_id),
-        event,
-        license_data(l),
-    )
+    emit(c, &l.tenant_id, Some(&l.product_id), event, license_data(l))
 }

@@ -11,7 +11,6 @@ use serde_json::json;
 use tokio::io::AsyncRead;
 
 use super::Ctx;
-use crate::domain::webhooks::EventType;
 use crate::crypto;
 use crate::domain::audit::{self, AuditAction, AuditEvent};
 use crate::domain::products::{self, Product};
@@ -19,6 +18,7 @@ use crate::domain::releases::bundles::Received;
 use crate::domain::releases::{
     self, Bundle, Channel, Delta, NewRelease, Release, ReleaseStatus, repo,
 };
+use crate::domain::webhooks::EventType;
 use crate::domain::{ProductId, ReleaseId, now_ms};
 use crate::error::Error;
 use crate::state::AppState;

@@ -61,7 +61,8 @@ fn reachable(c: &Connection, ctx: &Ctx, id: &str) -> Result<Endpoint, Error> {
 fn check_endpoint_url(url: &str, allow_private: bool) -> Result<String, Error> {
     let url = url.trim();
     check_url(url).map_err(|why| Error::Invalid(format!("url {why}")))?;
-    refuse_internal_literal(url, allow_private).map_err(|why| Error::Invalid(format!("url {why}")))?;
+    refuse_internal_literal(url, allow_private)
+        .map_err(|why| Error::Invalid(format!("url {why}")))?;
     Ok(url.to_owned())
 }
 
@@ -131,10 +132,9 @@ pub async fn create_endpoint(
             repo::insert_endpoint(c, &endpoint, &master.seal(secret.as_bytes())?)?;
             audit::repo::insert(
                 c,
-                &endpoint_event(&ctx, &endpoint, AuditAction::WebhookEndpointCreate).detail(
-                    json!({"endpointId": endpoint.id, "url": endpoint.url,
-                           "eventTypes": endpoint.event_types}),
-                ),
+                &endpoint_event(&ctx, &endpoint, AuditAction::WebhookEndpointCreate)
+                    .detail(json!({"endpointId": endpoint.id, "url": endpoint.url,
+                           "eventTypes": endpoint.event_types})),
             )?;
             Ok(EndpointWithSecret {
                 endpoint,
@@ -287,8 +287,8 @@ pub async fn list_deliveries(
 }
 
 fn delivery_of(c: &Connection, ctx: &Ctx, id: &str) -> Result<Delivery, Error> {
-    let d = repo::find_delivery_in(c, ctx.tenants.filter(), id)?
-        .ok_or(Error::NotFound("delivery"))?;
+    let d =
+        repo::find_delivery_in(c, ctx.tenants.filter(), id)?.ok_or(Error::NotFound("delivery"))?;
     let endpoint = d.endpoint_id.as_deref().unwrap_or_default();
     reachable(c, ctx, endpoint).map_err(|_| Error::NotFound("delivery"))?;
     Ok(d)
@@ -326,7 +326,11 @@ pub async fn redeliver(state: &AppState, ctx: &Ctx, id: String) -> Result<Delive
 }
 
 /// Queues a `webhook.test` event to one endpoint. Audited.
-pub async fn send_test(state: &AppState, ctx: &Ctx, endpoint_id: String) -> Result<Delivery, Error> {
+pub async fn send_test(
+    state: &AppState,
+    ctx: &Ctx,
+    endpoint_id: String,
+) -> Result<Delivery, Error> {
     let ctx = ctx.clone();
     let d = state
         .db
@@ -368,7 +372,8 @@ pub async fn record_outcome(
     outcome: Outcome,
     next: Option<i64>,
 ) -> Result<(), Error> {
-    let disable_after = i64::try_from(state.config.webhook_disable_after.as_millis()).unwrap_or(i64::MAX);
+    let disable_after =
+        i64::try_from(state.config.webhook_disable_after.as_millis()).unwrap_or(i64::MAX);
     state
         .db
         .write(move |c| {

@@ -61,9 +61,8 @@ pub fn private_ca() -> PrivateCa {
     let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("leaf params");
+    let leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("leaf params");
     let leaf = leaf_params
         .signed_by(&leaf_key, &issuer)
         .expect("leaf certificate");
@@ -172,7 +171,9 @@ impl Receiver {
     /// Waits for a request of `event_type` (on `path`, if given).
     pub async fn wait_type(&self, event_type: &str) -> Received {
         let got = self
-            .wait(event_type, |got| got.iter().any(|r| r.event_type() == event_type))
+            .wait(event_type, |got| {
+                got.iter().any(|r| r.event_type() == event_type)
+            })
             .await;
         got.into_iter()
             .find(|r| r.event_type() == event_type)
@@ -217,7 +218,10 @@ async fn record(
 
 /// Verifies each request with `standardwebhooks.Webhook(secret).verify(body, headers)`;
 /// returns the verified payloads' types, or the library's error.
-pub fn verify_with_standard_webhooks(secret: &str, items: &[Received]) -> Result<Vec<String>, String> {
+pub fn verify_with_standard_webhooks(
+    secret: &str,
+    items: &[Received],
+) -> Result<Vec<String>, String> {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("deliveries.json");
     let list: Vec<Value> = items

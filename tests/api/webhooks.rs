@@ -13,6 +13,17 @@ use serde_json::{Value, json};
 
 const ENDPOINTS: &str = "/api/webhooks/endpoints";
 
+/// name, method, path, API key, body, expected status, expected code ("" for any).
+type Case<'a> = (
+    &'a str,
+    Method,
+    String,
+    Option<&'a str>,
+    Option<Value>,
+    u16,
+    &'a str,
+);
+
 async fn server() -> TestServer {
     TestServer::start_with(|c| {
         c.webhook_retry_base = Duration::from_millis(50);
@@ -101,7 +112,13 @@ async fn every_event_type_is_delivered_and_verifies_with_standard_webhooks() {
     let created = rx.wait_type("license.created").await;
     assert_eq!(created.json()["data"]["license"]["key"], key.as_str());
     for status in ["SUSPENDED", "ACTIVE"] {
-        let a = patch(&srv, &admin, &format!("/api/keys/{id}"), json!({"status": status})).await;
+        let a = patch(
+            &srv,
+            &admin,
+            &format!("/api/keys/{id}"),
+            json!({"status": status}),
+        )
+        .await;
         assert_status(&a, 200);
     }
     rx.wait_type("license.suspended").await;
@@ -168,7 +185,11 @@ async fn every_event_type_is_delivered_and_verifies_with_standard_webhooks() {
     let release = str_of(&up.body["data"]["release"]["id"]);
     for step in ["publish", "yank"] {
         let a = srv
-            .post(&format!("/api/releases/{release}/{step}"), &admin, json!({}))
+            .post(
+                &format!("/api/releases/{release}/{step}"),
+                &admin,
+                json!({}),
+            )
             .await;
         assert_status(&a, 200);
     }
@@ -202,10 +223,17 @@ async fn every_event_type_is_delivered_and_verifies_with_standard_webhooks() {
     // Each delivery carries the Standard Webhooks headers and body, and verifies.
     let got = rx.received();
     for r in &got {
-        assert!(r.header("webhook-id").starts_with("msg_"), "{:?}", r.headers);
+        assert!(
+            r.header("webhook-id").starts_with("msg_"),
+            "{:?}",
+            r.headers
+        );
         assert!(r.header("webhook-signature").starts_with("v1,"));
         let body = r.json();
-        assert!(body["timestamp"].is_string() && body["data"].is_object(), "{body}");
+        assert!(
+            body["timestamp"].is_string() && body["data"].is_object(),
+            "{body}"
+        );
     }
     let verified = verify_with_standard_webhooks(&secret, &got).expect("all verify");
     for t in [
@@ -222,12 +250,12 @@ async fn every_event_type_is_delivered_and_verifies_with_standard_webhooks() {
         "release.yanked",
         "abuse.flag.created",
     ] {
-        assert!(verified.iter().any(|v| v == t), "{t} verified: {verified:?}");
+        assert!(
+            verified.iter().any(|v| v == t),
+            "{t} verified: {verified:?}"
+        );
     }
-    let forged = verify_with_standard_webhooks(
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        &got[..1],
-    );
+    let forged = verify_with_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &got[..1]);
     assert!(forged.is_err(), "another secret must not verify");
 }
 
@@ -280,7 +308,10 @@ async fn https_receivers_with_a_private_ca_need_the_extra_ca_file() {
     let mut config = keyward::Config::for_data_dir(dir.path().join("data"));
     config.extra_ca_file = Some(bad);
     let refused = keyward::start(config).await;
-    assert!(refused.is_err(), "a bad --extra-ca-file is refused at start");
+    assert!(
+        refused.is_err(),
+        "a bad --extra-ca-file is refused at start"
+    );
 }
 
 /// A receiver answering 500 gets the delivery again with growing gaps; an endpoint failing for
@@ -306,7 +337,10 @@ async fn failing_endpoints_are_retried_with_backoff_then_disabled() {
 
     let got = rx.wait("four attempts", |got| got.len() >= 4).await;
     // The same event each time (one webhook-id), at growing intervals (100, 200, 400 ms ±20 %).
-    assert!(got.iter().all(|r| r.header("webhook-id") == got[0].header("webhook-id")));
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == got[0].header("webhook-id"))
+    );
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(gaps[2] > gaps[0], "backoff grows: {gaps:?}");
     assert!(gaps[0] >= Duration::from_millis(70), "{gaps:?}");
@@ -321,7 +355,12 @@ async fn failing_endpoints_are_retried_with_backoff_then_disabled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(disabled["disabledForFailures"], true, "{disabled}");
-    assert!(disabled["disabledReason"].as_str().unwrap_or("").contains("500"));
+    assert!(
+        disabled["disabledReason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("500")
+    );
     let d = deliveries(&srv, &admin, &id).await;
     assert_eq!(d[0]["lastStatusCode"], 500);
     assert_eq!(d[0]["lastResponse"], "receiver answered 500");
@@ -342,7 +381,13 @@ async fn failing_endpoints_are_retried_with_backoff_then_disabled() {
 
     // Re-enabled: the flag clears and the pending delivery goes through.
     rx.answer(200);
-    let a = patch(&srv, &admin, &format!("{ENDPOINTS}/{id}"), json!({"enabled": true})).await;
+    let a = patch(
+        &srv,
+        &admin,
+        &format!("{ENDPOINTS}/{id}"),
+        json!({"enabled": true}),
+    )
+    .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["disabledForFailures"], false);
     assert_eq!(a.body["data"]["disabledReason"], Value::Null);
@@ -352,7 +397,10 @@ async fn failing_endpoints_are_retried_with_backoff_then_disabled() {
     // Redelivered by hand: a new delivery of the same event (same webhook-id).
     let a = srv
         .post(
-            &format!("/api/webhooks/deliveries/{}/redeliver", str_field(&first, "id")),
+            &format!(
+                "/api/webhooks/deliveries/{}/redeliver",
+                str_field(&first, "id")
+            ),
             &admin,
             json!({}),
         )
@@ -370,7 +418,10 @@ async fn failing_endpoints_are_retried_with_backoff_then_disabled() {
 
     // Filtered by status.
     let a = srv
-        .get(&format!("{ENDPOINTS}/{id}/deliveries?status=SUCCEEDED"), &admin)
+        .get(
+            &format!("{ENDPOINTS}/{id}/deliveries?status=SUCCEEDED"),
+            &admin,
+        )
         .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["pagination"]["total"], 2);
@@ -405,14 +456,24 @@ async fn product_restriction_and_event_type_filters() {
     .await;
     let l1 = srv.create_license(&admin, &one, json!({})).await;
     let l2 = srv.create_license(&admin, &two, json!({})).await;
-    assert_status(&srv.activate(&admin, str_field(&l2, "key"), "machine-2").await, 200);
-    let got = rx
-        .wait("two deliveries", |got| got.len() >= 2)
-        .await;
+    assert_status(
+        &srv.activate(&admin, str_field(&l2, "key"), "machine-2")
+            .await,
+        200,
+    );
+    let got = rx.wait("two deliveries", |got| got.len() >= 2).await;
     // Let anything that should not come have its chance to.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let got_now = rx.received();
-    assert_eq!(got_now.len(), 2, "{:?}", got_now.iter().map(|r| (&r.path, r.event_type())).collect::<Vec<_>>());
+    assert_eq!(
+        got_now.len(),
+        2,
+        "{:?}",
+        got_now
+            .iter()
+            .map(|r| (&r.path, r.event_type()))
+            .collect::<Vec<_>>()
+    );
     let by_path = |p: &str| got.iter().find(|r| r.path == p).expect(p).json();
     let licenses = by_path("/one-licenses");
     assert_eq!(licenses["type"], "license.created");
@@ -451,7 +512,10 @@ async fn private_targets_are_refused_unless_allowed() {
     assert_status(&a, 202);
     let d = wait_delivery(&srv, &admin, &id, |d| d["attempts"].as_u64() >= Some(1)).await;
     assert!(
-        d["lastError"].as_str().unwrap_or_default().contains("refused"),
+        d["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
         "{d}"
     );
     assert!(rx.received().is_empty());
@@ -470,7 +534,12 @@ async fn admin_api_reach_secrets_and_bad_input() {
     let two_admin = srv.create_api_key("default", Scope::FullAdmin, Some(&two));
     let read_only = srv.create_api_key("default", Scope::ReadOnly, None);
     let stranger = srv.create_api_key("other", Scope::FullAdmin, None);
-    let (wide, secret) = endpoint(&srv, &admin, json!({"url": "https://hooks.example.com/all"})).await;
+    let (wide, secret) = endpoint(
+        &srv,
+        &admin,
+        json!({"url": "https://hooks.example.com/all"}),
+    )
+    .await;
     let (of_one, _) = endpoint(
         &srv,
         &one_admin,
@@ -478,11 +547,21 @@ async fn admin_api_reach_secrets_and_bad_input() {
     )
     .await;
     let e = get_endpoint(&srv, &admin, &of_one).await;
-    assert_eq!(e["projectId"], json!(one), "a restricted key's endpoint is its product's");
+    assert_eq!(
+        e["projectId"],
+        json!(one),
+        "a restricted key's endpoint is its product's"
+    );
     assert!(e.get("secret").is_none(), "the secret is shown once");
 
     // Rotation answers a new secret, once.
-    let a = patch(&srv, &admin, &format!("{ENDPOINTS}/{wide}"), json!({"rotateSecret": true, "description": "rotated"})).await;
+    let a = patch(
+        &srv,
+        &admin,
+        &format!("{ENDPOINTS}/{wide}"),
+        json!({"rotateSecret": true, "description": "rotated"}),
+    )
+    .await;
     assert_status(&a, 200);
     let rotated = str_field(&a.body["data"], "secret");
     assert!(rotated.starts_with("whsec_") && rotated != secret);
@@ -490,32 +569,232 @@ async fn admin_api_reach_secrets_and_bad_input() {
 
     let wide_path = format!("{ENDPOINTS}/{wide}");
     let one_path = format!("{ENDPOINTS}/{of_one}");
-    let cases: Vec<(&str, Method, String, Option<&str>, Option<Value>, u16, &str)> = vec![
-        ("no credential", Method::GET, ENDPOINTS.into(), None, None, 401, "UNAUTHORIZED"),
-        ("read-only key", Method::GET, ENDPOINTS.into(), Some(&read_only), None, 403, ""),
-        ("other tenant", Method::GET, wide_path.clone(), Some(&stranger), None, 404, "NOT_FOUND"),
-        ("other tenant patch", Method::PATCH, one_path.clone(), Some(&stranger), Some(json!({"enabled": false})), 404, "NOT_FOUND"),
-        ("other product", Method::GET, one_path.clone(), Some(&two_admin), None, 404, "NOT_FOUND"),
-        ("tenant-wide from a restricted key", Method::GET, wide_path.clone(), Some(&one_admin), None, 404, "NOT_FOUND"),
-        ("other product's deliveries", Method::GET, format!("{one_path}/deliveries"), Some(&two_admin), None, 404, "NOT_FOUND"),
-        ("other product delete", Method::DELETE, one_path.clone(), Some(&two_admin), None, 404, "NOT_FOUND"),
-        ("create for another product", Method::POST, ENDPOINTS.into(), Some(&two_admin), Some(json!({"url": "https://h.example.com/", "projectId": one})), 404, "NOT_FOUND"),
-        ("unknown endpoint", Method::GET, format!("{ENDPOINTS}/whep_nope"), Some(&admin), None, 404, "NOT_FOUND"),
-        ("unknown delivery", Method::POST, "/api/webhooks/deliveries/dlv_nope/redeliver".into(), Some(&admin), Some(json!({})), 404, "NOT_FOUND"),
-        ("unknown project", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "https://h.example.com/", "projectId": "prod_nope"})), 404, "NOT_FOUND"),
-        ("missing url", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"description": "x"})), 400, "VALIDATION_ERROR"),
-        ("url of a wrong type", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": 42})), 400, "VALIDATION_ERROR"),
-        ("not http", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "ftp://h.example.com/"})), 400, "VALIDATION_ERROR"),
-        ("credentials in the url", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "https://u:p@h.example.com/"})), 400, "VALIDATION_ERROR"),
-        ("oversize url", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": format!("https://h.example.com/{}", "a".repeat(2100))})), 400, "VALIDATION_ERROR"),
-        ("oversize description", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "https://h.example.com/", "description": "d".repeat(501)})), 400, "VALIDATION_ERROR"),
-        ("unknown event type", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "https://h.example.com/", "eventTypes": ["license.nope"]})), 400, "VALIDATION_ERROR"),
-        ("event types not a list", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "https://h.example.com/", "eventTypes": "license.*"})), 400, "VALIDATION_ERROR"),
-        ("too many event types", Method::POST, ENDPOINTS.into(), Some(&admin), Some(json!({"url": "https://h.example.com/", "eventTypes": vec!["*"; 33]})), 400, "VALIDATION_ERROR"),
-        ("enabled of a wrong type", Method::PATCH, wide_path.clone(), Some(&admin), Some(json!({"enabled": "yes"})), 400, "VALIDATION_ERROR"),
-        ("bad patch url", Method::PATCH, wide_path.clone(), Some(&admin), Some(json!({"url": "nope"})), 400, "VALIDATION_ERROR"),
-        ("bad status filter", Method::GET, format!("{wide_path}/deliveries?status=LOST"), Some(&admin), None, 400, "VALIDATION_ERROR"),
-        ("bad limit", Method::GET, format!("{ENDPOINTS}?limit=0"), Some(&admin), None, 400, "VALIDATION_ERROR"),
+    let cases: Vec<Case> = vec![
+        (
+            "no credential",
+            Method::GET,
+            ENDPOINTS.into(),
+            None,
+            None,
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            "read-only key",
+            Method::GET,
+            ENDPOINTS.into(),
+            Some(&read_only),
+            None,
+            403,
+            "",
+        ),
+        (
+            "other tenant",
+            Method::GET,
+            wide_path.clone(),
+            Some(&stranger),
+            None,
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "other tenant patch",
+            Method::PATCH,
+            one_path.clone(),
+            Some(&stranger),
+            Some(json!({"enabled": false})),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "other product",
+            Method::GET,
+            one_path.clone(),
+            Some(&two_admin),
+            None,
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "tenant-wide from a restricted key",
+            Method::GET,
+            wide_path.clone(),
+            Some(&one_admin),
+            None,
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "other product's deliveries",
+            Method::GET,
+            format!("{one_path}/deliveries"),
+            Some(&two_admin),
+            None,
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "other product delete",
+            Method::DELETE,
+            one_path.clone(),
+            Some(&two_admin),
+            None,
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "create for another product",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&two_admin),
+            Some(json!({"url": "https://h.example.com/", "projectId": one})),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "unknown endpoint",
+            Method::GET,
+            format!("{ENDPOINTS}/whep_nope"),
+            Some(&admin),
+            None,
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "unknown delivery",
+            Method::POST,
+            "/api/webhooks/deliveries/dlv_nope/redeliver".into(),
+            Some(&admin),
+            Some(json!({})),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "unknown project",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "https://h.example.com/", "projectId": "prod_nope"})),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "missing url",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"description": "x"})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "url of a wrong type",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": 42})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "not http",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "ftp://h.example.com/"})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "credentials in the url",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "https://u:p@h.example.com/"})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "oversize url",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": format!("https://h.example.com/{}", "a".repeat(2100))})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "oversize description",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "https://h.example.com/", "description": "d".repeat(501)})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "unknown event type",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "https://h.example.com/", "eventTypes": ["license.nope"]})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "event types not a list",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "https://h.example.com/", "eventTypes": "license.*"})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "too many event types",
+            Method::POST,
+            ENDPOINTS.into(),
+            Some(&admin),
+            Some(json!({"url": "https://h.example.com/", "eventTypes": vec!["*"; 33]})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "enabled of a wrong type",
+            Method::PATCH,
+            wide_path.clone(),
+            Some(&admin),
+            Some(json!({"enabled": "yes"})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "bad patch url",
+            Method::PATCH,
+            wide_path.clone(),
+            Some(&admin),
+            Some(json!({"url": "nope"})),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "bad status filter",
+            Method::GET,
+            format!("{wide_path}/deliveries?status=LOST"),
+            Some(&admin),
+            None,
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "bad limit",
+            Method::GET,
+            format!("{ENDPOINTS}?limit=0"),
+            Some(&admin),
+            None,
+            400,
+            "VALIDATION_ERROR",
+        ),
     ];
     for (name, method, path, key, body, status, code) in cases {
         let a = srv.call(method, &path, key, body).await;
@@ -526,7 +805,13 @@ async fn admin_api_reach_secrets_and_bad_input() {
         }
     }
     let a = srv
-        .call_raw(Method::POST, ENDPOINTS, Some(&admin), "application/json", b"{\"url\":".to_vec())
+        .call_raw(
+            Method::POST,
+            ENDPOINTS,
+            Some(&admin),
+            "application/json",
+            b"{\"url\":".to_vec(),
+        )
         .await;
     assert_kv_error(&a, 400, "VALIDATION_ERROR");
 
@@ -546,7 +831,15 @@ async fn admin_api_reach_secrets_and_bad_input() {
 
     // An operator's session works too, and deletes.
     let op = setup_admin(&srv).await;
-    let a = send(&srv, Method::DELETE, &one_path, Cred::Bearer(&op.token), None, &[]).await;
+    let a = send(
+        &srv,
+        Method::DELETE,
+        &one_path,
+        Cred::Bearer(&op.token),
+        None,
+        &[],
+    )
+    .await;
     assert_status(&a, 200);
     let a = srv.get(&one_path, &admin).await;
     assert_kv_error(&a, 404, "NOT_FOUND");

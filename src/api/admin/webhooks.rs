@@ -301,7 +301,10 @@ impl WebhooksApi {
         Ok(ListEndpointsResponse::Ok(Json(EndpointsOk {
             success: true,
             data: EndpointsData {
-                endpoints: endpoints.iter().map(|e| EndpointView::new(e, None)).collect(),
+                endpoints: endpoints
+                    .iter()
+                    .map(|e| EndpointView::new(e, None))
+                    .collect(),
                 pagination: Pagination::new(page, limit, total),
             },
         })))
@@ -394,7 +397,9 @@ impl WebhooksApi {
     ) -> KvResult<DeleteEndpointResponse> {
         let admin = auth.admin();
         service::webhooks::delete_endpoint(&self.state, &admin.ctx, id.0).await?;
-        Ok(DeleteEndpointResponse::Ok(Json(DeletedOk { success: true })))
+        Ok(DeleteEndpointResponse::Ok(Json(DeletedOk {
+            success: true,
+        })))
     }
 
     /// List an endpoint's deliveries
@@ -438,7 +443,11 @@ impl WebhooksApi {
     /// A `webhook.test` event, whatever the endpoint subscribes to. 409 when it is disabled.
     /// Audited.
     #[oai(path = "/api/webhooks/endpoints/:id/test", method = "post")]
-    async fn send_test(&self, auth: AdminAuth, id: Path<String>) -> KvResult<QueuedDeliveryResponse> {
+    async fn send_test(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+    ) -> KvResult<QueuedDeliveryResponse> {
         let admin = auth.admin();
         let d = service::webhooks::send_test(&self.state, &admin.ctx, id.0).await?;
         Ok(QueuedDeliveryResponse::Accepted(Json(DeliveryOk {
@@ -452,7 +461,11 @@ impl WebhooksApi {
     /// Sends the delivery's event to its endpoint again, as a new delivery with the same
     /// `webhook-id`. 409 when the endpoint is disabled. Audited.
     #[oai(path = "/api/webhooks/deliveries/:id/redeliver", method = "post")]
-    async fn redeliver(&self, auth: AdminAuth, id: Path<String>) -> KvResult<QueuedDeliveryResponse> {
+    async fn redeliver(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+    ) -> KvResult<QueuedDeliveryResponse> {
         let admin = auth.admin();
         let d = service::webhooks::redeliver(&self.state, &admin.ctx, id.0).await?;
         Ok(QueuedDeliveryResponse::Accepted(Json(DeliveryOk {

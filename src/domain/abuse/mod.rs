@@ -197,7 +197,8 @@ impl AbusePolicy {
 /// An `http://` or `https://` URL with a host, without credentials, at most 2048 characters
 /// (the outgoing client's rule).
 pub fn validate_webhook_url(url: &str) -> Result<()> {
-    crate::outgoing::client::check_url(url).map_err(|why| Error::Invalid(format!("webhookUrl {why}")))
+    crate::outgoing::client::check_url(url)
+        .map_err(|why| Error::Invalid(format!("webhookUrl {why}")))
 }
 
 /// The /24 (IPv4) or /64 (IPv6) range of an address.

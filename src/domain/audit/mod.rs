@@ -158,8 +158,12 @@ impl AuditAction {
             | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
             | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
             | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
-            WebhookEndpointCreate | WebhookEndpointUpdate | WebhookEndpointDelete
-            | WebhookEndpointDisable | WebhookRedeliver | WebhookTest => RetentionClass::Admin,
+            WebhookEndpointCreate
+            | WebhookEndpointUpdate
+            | WebhookEndpointDelete
+            | WebhookEndpointDisable
+            | WebhookRedeliver
+            | WebhookTest => RetentionClass::Admin,
         }
     }
 }

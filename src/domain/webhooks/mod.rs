@@ -111,7 +111,14 @@ fn valid_payment_name(name: &str) -> bool {
 }
 
 /// The prefixes a wildcard pattern may name (`license.*` …).
-const WILDCARD_PREFIXES: &[&str] = &["license", "machine", "release", "abuse", "abuse.flag", "payment"];
+const WILDCARD_PREFIXES: &[&str] = &[
+    "license",
+    "machine",
+    "release",
+    "abuse",
+    "abuse.flag",
+    "payment",
+];
 
 /// Checks and normalizes an endpoint's subscriptions: `*` (every event), an event type, or a
 /// prefix wildcard such as `license.*`. An empty list means `*`. Duplicates are dropped.
@@ -126,8 +133,7 @@ pub fn parse_event_types(patterns: &[String]) -> Result<Vec<String>> {
         let p = p.trim();
         let ok = p == "*"
             || (p != "webhook.test" && EventType::parse(p).is_some())
-            || p
-                .strip_suffix(".*")
+            || p.strip_suffix(".*")
                 .is_some_and(|prefix| WILDCARD_PREFIXES.contains(&prefix));
         if !ok {
             return Err(Error::Invalid(format!(
@@ -218,7 +224,8 @@ pub fn new_secret() -> String {
 /// this server makes) is used as its bytes.
 pub fn secret_key(secret: &str) -> Vec<u8> {
     let body = secret.strip_prefix("whsec_").unwrap_or(secret);
-    B64.decode(body).unwrap_or_else(|_| body.as_bytes().to_vec())
+    B64.decode(body)
+        .unwrap_or_else(|_| body.as_bytes().to_vec())
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
@@ -272,8 +279,15 @@ mod tests {
         assert_eq!(EventType::parse("payment."), None);
         assert_eq!(EventType::parse("payment.Bad"), None);
         assert_eq!(EventType::parse("license.nope"), None);
-        let ok = parse_event_types(&["license.*".into(), "machine.culled".into(), "license.*".into()]);
-        assert_eq!(ok.ok(), Some(vec!["license.*".to_owned(), "machine.culled".to_owned()]));
+        let ok = parse_event_types(&[
+            "license.*".into(),
+            "machine.culled".into(),
+            "license.*".into(),
+        ]);
+        assert_eq!(
+            ok.ok(),
+            Some(vec!["license.*".to_owned(), "machine.culled".to_owned()])
+        );
         assert_eq!(parse_event_types(&[]).ok(), Some(vec!["*".to_owned()]));
         for bad in ["lic*", "nope.*", "license.nope", "webhook.test", ""] {
             assert!(parse_event_types(&[bad.into()]).is_err(), "{bad}");

@@ -137,7 +137,10 @@ pub fn set_endpoint_secret(conn: &Connection, id: &str, sealed: &[u8], now: i64)
 
 /// Removes the endpoint with its deliveries.
 pub fn delete_endpoint(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?1", [id])?;
+    conn.execute(
+        "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1",
+        [id],
+    )?;
     conn.execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])?;
     Ok(())
 }

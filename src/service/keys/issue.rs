@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::domain::webhooks::EventType;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, Created, License, LicenseTier, LicenseType, NewLicense, Plan};
 use crate::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
+use crate::domain::webhooks::EventType;
 use crate::domain::{ProductId, ProductScope, audit};
 use crate::error::Error;
 use crate::service::Ctx;

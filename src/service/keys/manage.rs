@@ -11,11 +11,11 @@ use super::{KeyRef, reachable};
 use crate::domain::abuse::detector::Seen;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License, LicenseStatus};
+use crate::domain::webhooks::EventType;
 use crate::domain::{LicenseId, activations, audit, entitlements, now_ms, products, sessions};
 use crate::error::Error;
-use crate::domain::webhooks::EventType;
-use crate::service::{Ctx, events};
 use crate::service::licensing::KeyClient;
+use crate::service::{Ctx, events};
 use crate::state::AppState;
 
 /// The admin panel's edits of a key; `None` leaves a field as it is.

@@ -281,7 +281,8 @@ async fn run_validation(
         move |c, license, product, encrypted, now| {
             let v = sessions::validate_key(c, license, product, &check, now)?;
             if v.bound_now
-                && let Some(m) = crate::domain::activations::repo::find(c, &license.id, &check.hwid)?
+                && let Some(m) =
+                    crate::domain::activations::repo::find(c, &license.id, &check.hwid)?
             {
                 crate::service::events::emit(
                     c,

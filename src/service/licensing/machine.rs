@@ -7,12 +7,12 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::domain::webhooks::EventType;
 use crate::domain::abuse::detector::{SeatLimit, Seen};
 use crate::domain::activations::{self, Activation, MachineInfo};
 use crate::domain::audit::AuditAction;
 use crate::domain::licenses::{self, License, LicenseStatus, Verdict};
 use crate::domain::products::{self, Product};
+use crate::domain::webhooks::EventType;
 use crate::domain::{entitlements, now_ms};
 use crate::error::{Error, LicenseProblem};
 use crate::service::{Ctx, Signed, Signer};
