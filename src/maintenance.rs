@@ -74,6 +74,10 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                 now - crate::domain::sessions::ENDED_KEPT_MS,
             )?;
             crate::domain::portal_users::repo::purge_expired_sessions(c, now)?;
+            crate::domain::webhooks::repo::prune(
+                c,
+                now - crate::domain::webhooks::DELIVERIES_KEPT_MS,
+            )?;
             let expired = licenses::repo::expire_overdue(c, now)?;
             for (tenant_id, product_id, license_id) in &expired {
                 crate::domain::audit::repo::insert(

@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 pub const MAX_EVENT_TYPES: usize = 32;
 /// Longest description.
 pub const MAX_DESCRIPTION: usize = 500;
+/// How long a delivery is kept once made or given up (the delivery log of the admin API).
+pub const DELIVERIES_KEPT_MS: i64 = 30 * crate::domain::DAY_MS;
 /// Characters of a receiver's answer kept with its delivery.
 pub const RESPONSE_EXCERPT: usize = 500;
 

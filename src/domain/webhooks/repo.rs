@@ -373,3 +373,18 @@ pub fn record_attempt(conn: &Connection, id: &str, a: &Attempt<'_>) -> Result<()
     )?;
     Ok(())
 }
+
+/// Forgets deliveries made or given up before `before`, and events left without deliveries
+/// (their endpoints deleted, or all their deliveries forgotten). Returns the deliveries removed.
+pub fn prune(conn: &Connection, before: i64) -> Result<u64> {
+    let removed = conn.execute(
+        "DELETE FROM webhook_deliveries WHERE status <> 'PENDING' AND created_at < ?1",
+        [before],
+    )?;
+    conn.execute(
+        "DELETE FROM webhook_events WHERE created_at < ?1
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+        [before],
+    )?;
+    Ok(removed as u64)
+}

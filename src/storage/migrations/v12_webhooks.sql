@@ -34,6 +34,7 @@ CREATE TABLE webhook_events (
     body        TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 );
+CREATE INDEX webhook_events_created ON webhook_events (created_at);
 
 CREATE TABLE webhook_deliveries (
     id                TEXT PRIMARY KEY,
