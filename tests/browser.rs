@@ -875,6 +875,7 @@ async fn webhooks_page_creates_endpoints_and_redelivers() {
     )
     .await;
     b.assert_clean("webhook deliveries").await;
+    b.shot("webhook-deliveries").await;
     b.phone(true).await;
     b.assert_no_hscroll("webhook deliveries").await;
     b.phone(false).await;

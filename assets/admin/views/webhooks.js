@@ -17,7 +17,7 @@ import {
   timeEl,
   toast,
 } from '../../shared/ui.js';
-import { failInto, loadProjects, navigate, pageHead, pager, projectName } from '../state.js';
+import { failInto, loadProjects, pageHead, pager, projectName } from '../state.js';
 
 const EVENT_HINT =
   'Comma-separated: * (everything), a prefix such as license.* or machine.*, or types: ' +
@@ -138,6 +138,15 @@ function row(e, reload) {
       { 'data-label': 'Endpoint' },
       h('a', { href: `#/webhooks/${encodeURIComponent(e.id)}`, class: 'mono small' }, e.url),
       e.description ? h('div', { class: 'muted small' }, e.description) : null,
+      h(
+        'a',
+        {
+          href: `#/webhooks/${encodeURIComponent(e.id)}`,
+          class: 'small',
+          'data-test': 'webhook-deliveries',
+        },
+        'Deliveries →',
+      ),
       e.disabledForFailures && e.disabledReason
         ? h(
             'div',
@@ -151,19 +160,20 @@ function row(e, reload) {
       { 'data-label': 'Project' },
       e.projectId ? projectName(e.projectId) : h('span', { class: 'muted' }, 'All'),
     ),
-    h('td', { 'data-label': 'Events', class: 'mono small' }, e.eventTypes.join(', ')),
+    h(
+      'td',
+      { 'data-label': 'Events', class: 'mono small' },
+      e.eventTypes.map((t) => h('div', {}, t)),
+    ),
     h('td', { 'data-label': 'State' }, stateBadge(e)),
     h('td', { 'data-label': 'Created' }, timeEl(e.createdAt, true)),
     h(
       'td',
       { class: 'actions' },
-      h(
-        'div',
-        { class: 'btn-row' },
-        btn('Deliveries', 'webhook-deliveries', () => navigate(`/webhooks/${e.id}`)),
+      ...spaced(
         btn('Edit', 'webhook-edit', () => editDialog(e, reload)),
         e.enabled
-          ? btn('Send test', 'webhook-test', async () => {
+          ? btn('Test', 'webhook-test', async () => {
               await api.post(`${path(e.id)}/test`, {});
               toast('Test event queued');
             })
@@ -190,6 +200,9 @@ function row(e, reload) {
     ),
   );
 }
+
+/** Buttons side by side in a table cell (which keeps them on one line). */
+const spaced = (...items) => items.filter(Boolean).flatMap((x, i) => (i ? [' ', x] : [x]));
 
 const typesOf = (text) =>
   String(text || '')
