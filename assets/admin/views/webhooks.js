@@ -484,11 +484,11 @@ async function renderDeliveries(root, id) {
             ),
           ),
         ),
-        pager(pagination, (n) => {
-          page = n;
-          load();
-        }),
       ),
+      pager(pagination, (n) => {
+        page = n;
+        load();
+      }),
     );
   }
   load();
