@@ -96,7 +96,7 @@ pub struct Config {
     pub read_pool_size: u32,
     /// Abuse detection on (default) or off for the whole server (`KEYWARD_ABUSE_DETECTION`).
     pub abuse_detection: bool,
-    /// First retry delay of an abuse webhook; each further retry waits twice as long.
+    /// First retry delay of a webhook delivery; each further retry waits about twice as long.
     pub webhook_retry_base: Duration,
     /// Webhooks may reach loopback, private and link-local addresses (off: refused).
     pub webhook_allow_private: bool,
