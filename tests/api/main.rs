@@ -32,3 +32,5 @@ mod vendor_license;
 mod vendor_manage;
 mod webhook_receiver;
 mod webhooks;
+mod webhooks_admin;
+mod webhooks_delivery;
