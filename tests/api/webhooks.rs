@@ -152,6 +152,31 @@ async fn every_event_type_is_delivered_and_verifies_with_standard_webhooks() {
     assert_status(&srv.activate(&admin, &key, "machine-two").await, 200);
     let culled = rx.wait_type("machine.culled").await;
     assert_eq!(culled.json()["data"]["machine"]["machineId"], "machine-two");
+    // An HWID reset unbinds each machine: one machine.deactivated apiece, with its reason.
+    assert_status(&srv.activate(&admin, &key, "machine-three").await, 200);
+    let a = patch(
+        &srv,
+        &admin,
+        &format!("/api/keys/{id}"),
+        json!({"resetHwid": true}),
+    )
+    .await;
+    assert_status(&a, 200);
+    let reset = rx
+        .wait("the HWID reset", |got| {
+            got.iter()
+                .any(|r| r.json()["data"]["reason"] == "HWID_RESET")
+        })
+        .await;
+    let reset = reset
+        .iter()
+        .find(|r| r.json()["data"]["reason"] == "HWID_RESET")
+        .expect("found");
+    assert_eq!(reset.event_type(), "machine.deactivated");
+    assert_eq!(
+        reset.json()["data"]["machine"]["machineId"],
+        "machine-three"
+    );
 
     let a = srv
         .post("/api/v1/license/revoke", &admin, json!({"licenseKey": key}))

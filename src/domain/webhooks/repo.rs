@@ -388,3 +388,46 @@ pub fn prune(conn: &Connection, before: i64) -> Result<u64> {
     )?;
     Ok(removed as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Made and given-up deliveries older than the cut go, pending ones stay, and an event
+    /// goes with its last delivery.
+    #[test]
+    fn pruning_keeps_pending_deliveries_and_their_events()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let conn = crate::storage::open_and_migrate(&dir.path().join("k.db"))?;
+        let tenant: String = conn.query_row("SELECT id FROM tenants LIMIT 1", [], |r| r.get(0))?;
+        for (event, status) in [
+            ("msg_old", "SUCCEEDED"),
+            ("msg_failed", "FAILED"),
+            ("msg_wait", "PENDING"),
+        ] {
+            insert_event(&conn, event, &tenant, None, "license.created", "{}", 10)?;
+            conn.execute(
+                "INSERT INTO webhook_deliveries (id, event_id, url, status, created_at)
+                 VALUES (?1, ?2, 'https://h.example/', ?3, 10)",
+                params![format!("dlv_{event}"), event, status],
+            )?;
+        }
+        insert_event(
+            &conn,
+            "msg_new",
+            &tenant,
+            None,
+            "license.created",
+            "{}",
+            1_000,
+        )?;
+        assert_eq!(prune(&conn, 500)?, 2);
+        let left: Vec<String> = conn
+            .prepare("SELECT id FROM webhook_events ORDER BY id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        assert_eq!(left, vec!["msg_new".to_owned(), "msg_wait".to_owned()]);
+        Ok(())
+    }
+}
