@@ -140,18 +140,20 @@ mod tests {
     fn upgrading_to_v12_moves_pending_abuse_deliveries() -> Result<(), Box<dyn std::error::Error>> {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
-        conn.execute_batch(
+        // The version before the webhook migration (the last one when it was written).
+        conn.execute_batch(&format!(
             "PRAGMA foreign_keys = OFF;
              DROP TABLE webhook_deliveries; DROP TABLE webhook_events;
-             DROP TABLE webhook_endpoints; PRAGMA user_version = 11;
+             DROP TABLE webhook_endpoints; PRAGMA user_version = {};
              INSERT INTO tenants (id, slug, name, created_at) VALUES ('ten_x', 'x', 'x', 1);
              INSERT INTO abuse_webhook_deliveries (tenant_id, product_id, flag_id, url, body,
                  attempts, next_attempt_at, created_at)
              VALUES ('ten_x', 'prod_x', 'flag_1', 'http://hooks.example/a',
-                     '{\"event\":\"abuse.flag.created\",\"flag\":{\"id\":\"flag_1\"}}', 2, 5, 1000),
-                    ('ten_x', 'prod_x', 'flag_2', 'http://hooks.example/a', '{}', 1, 5, 1000);
+                     '{{\"event\":\"abuse.flag.created\",\"flag\":{{\"id\":\"flag_1\"}}}}', 2, 5, 1000),
+                    ('ten_x', 'prod_x', 'flag_2', 'http://hooks.example/a', '{{}}', 1, 5, 1000);
              UPDATE abuse_webhook_deliveries SET delivered_at = 9 WHERE flag_id = 'flag_2';",
-        )?;
+            LATEST_VERSION - 1
+        ))?;
         migrate(&mut conn)?;
         let (body, attempts, url): (String, i64, String) = conn.query_row(
             "SELECT e.body, d.attempts, d.url FROM webhook_deliveries d
