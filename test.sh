@@ -41,6 +41,15 @@ fi
 [ "$(python3 -c 'import stripe; print(stripe.VERSION)' 2>/dev/null)" = "$STRIPE_VERSION" ] \
     || { echo "stripe $STRIPE_VERSION (PyPI) did not install" >&2; exit 1; }
 
+# Event webhooks (issue 13): tests/api/webhooks.rs and the README verify real deliveries with
+# the Standard Webhooks reference library (pinned).
+STANDARDWEBHOOKS_VERSION=1.1.0
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("standardwebhooks"))' 2>/dev/null)" != "$STANDARDWEBHOOKS_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+fi
+[ "$(python3 -c 'import importlib.metadata as m; print(m.version("standardwebhooks"))' 2>/dev/null)" = "$STANDARDWEBHOOKS_VERSION" ] \
+    || { echo "standardwebhooks $STANDARDWEBHOOKS_VERSION did not install" >&2; exit 1; }
+
 # The README's bundle verification recipe is tested with openssl.
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }

@@ -1,8 +1,8 @@
 //! Abuse detection at work: request handlers report what they saw through [`Abuse`] without
 //! waiting (a bounded channel; `try_send`, so a full queue drops a report rather than slow a
 //! validation), one task runs the in-memory [`Detector`] and persists its findings through the
-//! writer, the IP block list is checked in memory by the API guard, and a second task
-//! delivers the abuse webhooks with retries.
+//! writer, and the IP block list is checked in memory by the API guard. A new flag is an
+//! `abuse.flag.created` webhook event (`outgoing::webhooks` delivers it).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
 use serde_json::json;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::domain::abuse::detector::{Detector, Event, SeatLimit, Seen};
 use crate::domain::abuse::{self, AbusePolicy, Finding, Flag, IpBlock, full_prefix, network_of};
 use crate::domain::licenses::License;
+use crate::domain::webhooks::EventType;
 use crate::domain::{ms_to_datetime, now_ms, tenants};
 use crate::state::AppState;
 
@@ -26,10 +25,6 @@ const QUEUE: usize = 65_536;
 /// How long a product's policy is trusted before it is read again (changes made through the
 /// admin API apply at once; see [`Abuse::policy_changed`]).
 const POLICY_TTL: Duration = Duration::from_secs(5);
-/// Webhook attempts before a delivery is given up.
-pub const WEBHOOK_MAX_ATTEMPTS: u32 = 8;
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
-const WEBHOOK_MAX_BACKOFF_MS: i64 = 3_600_000;
 
 /// Who a report concerns, as far as the handler knows without extra work.
 #[derive(Debug, Clone)]
@@ -81,7 +76,6 @@ pub struct Abuse {
     enabled: AtomicBool,
     dropped: AtomicU64,
     pub blocks: BlockList,
-    webhook_wake: Notify,
 }
 
 impl Abuse {
@@ -93,7 +87,6 @@ impl Abuse {
             enabled: AtomicBool::new(enabled),
             dropped: AtomicU64::new(0),
             blocks: BlockList::default(),
-            webhook_wake: Notify::new(),
         }
     }
 
@@ -204,10 +197,6 @@ impl Abuse {
         self.blocks.purge_expired(now);
         let _ = self.tx.try_send(Msg::Sweep(now));
     }
-
-    pub fn wake_webhooks(&self) {
-        self.webhook_wake.notify_one();
-    }
 }
 
 /// Blocks in force, checked by the API guard on every licensing request: with none in force
@@ -277,7 +266,6 @@ pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     if let Some(rx) = rx {
         tasks.push(tokio::spawn(run_detector(state.clone(), rx)));
-        tasks.push(tokio::spawn(deliver_webhooks(state.clone())));
     }
     tasks
 }
@@ -420,7 +408,7 @@ async fn persist(state: AppState, finding: Finding, policy: Arc<AbusePolicy>) {
     let subject = finding.subject.clone();
     let outcome = state
         .db
-        .write(move |c| abuse::record_finding(c, &finding, &policy, webhook_body))
+        .write(move |c| abuse::record_finding(c, &finding, &policy, emit_flag_events))
         .await;
     match outcome {
         Ok(recorded) => {
@@ -431,15 +419,46 @@ async fn persist(state: AppState, finding: Finding, policy: Arc<AbusePolicy>) {
                 state.abuse.blocks.add(block);
             }
             if recorded.webhook_queued {
-                state.abuse.wake_webhooks();
+                state.webhooks.wake();
             }
         }
         Err(e) => tracing::warn!("abuse finding ({kind} about {subject}) not recorded: {e}"),
     }
 }
 
-/// The JSON a webhook receives for a new flag.
-pub fn webhook_body(flag: &Flag) -> String {
+/// `abuse.flag.created` for a new flag (to event endpoints and to the policy's own URL), and
+/// `license.suspended` when the flag suspended its license. Runs in the flag's writer job.
+fn emit_flag_events(
+    c: &rusqlite::Connection,
+    flag: &Flag,
+    policy: &AbusePolicy,
+) -> Result<usize, crate::error::Error> {
+    let mut queued = crate::service::events::emit_with_abuse_url(
+        c,
+        &flag.tenant_id,
+        flag.product_id.as_deref(),
+        EventType::AbuseFlagCreated,
+        json!({"flag": flag_data(flag)}),
+        policy.webhook_url.as_deref(),
+    )?;
+    let suspended = flag.actions.contains("LICENSE_SUSPENDED");
+    if suspended
+        && let Some(license_id) = &flag.license_id
+        && let Some(license) = crate::domain::licenses::repo::find(c, &flag.tenant_id, license_id)?
+    {
+        queued += crate::service::events::emit(
+            c,
+            &license.tenant_id,
+            Some(&license.product_id),
+            EventType::LicenseSuspended,
+            crate::service::events::license_data(&license),
+        )?;
+    }
+    Ok(queued)
+}
+
+/// A flag as its webhook event shows it.
+pub fn flag_data(flag: &Flag) -> serde_json::Value {
     let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or(json!(null));
     let time = |ms: i64| {
         ms_to_datetime(ms)
@@ -447,150 +466,15 @@ pub fn webhook_body(flag: &Flag) -> String {
             .unwrap_or_default()
     };
     json!({
-        "event": "abuse.flag.created",
-        "flag": {
-            "id": flag.id,
-            "projectId": flag.product_id,
-            "kind": flag.kind.as_str(),
-            "subjectType": flag.subject_type.as_str(),
-            "subject": flag.subject,
-            "licenseId": flag.license_id,
-            "state": flag.state.as_str(),
-            "evidence": parse(&flag.evidence),
-            "actions": parse(&flag.actions),
-            "createdAt": time(flag.created_at),
-        },
+        "id": flag.id,
+        "projectId": flag.product_id,
+        "kind": flag.kind.as_str(),
+        "subjectType": flag.subject_type.as_str(),
+        "subject": flag.subject,
+        "licenseId": flag.license_id,
+        "state": flag.state.as_str(),
+        "evidence": parse(&flag.evidence),
+        "actions": parse(&flag.actions),
+        "createdAt": time(flag.created_at),
     })
-    .to_string()
-}
-
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
-async fn deliver_webhooks(state: AppState) {
-    let client: HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    loop {
-        let now = now_ms();
-        let due = state
-            .db
-            .read_blocking(move |c| abuse::repo::due_deliveries(c, now, 16))
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!("cannot read webhook deliveries: {e}");
-                Vec::new()
-            });
-        for delivery in due {
-            attempt(&state, &client, delivery).await;
-        }
-        let next = state.db.read(abuse::repo::next_delivery_at).ok().flatten();
-        let wait_ms = next.map_or(60_000, |n| (n - now_ms()).clamp(0, 60_000));
-        if wait_ms == 0 {
-            continue;
-        }
-        tokio::select! {
-            _ = state.abuse.webhook_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-        }
-    }
-}
-
-async fn attempt(state: &AppState, client: &HttpClient, d: abuse::repo::Delivery) {
-    let signature = d
-        .secret_sealed
-        .as_deref()
-        .and_then(|s| state.master.open(s).ok())
-        .map(|secret| abuse::webhook_signature(&secret, d.body.as_bytes()));
-    let target = match webhook_target(&d.url, state.config.webhook_allow_private).await {
-        Ok(t) => t,
-        Err(why) => {
-            finish_attempt(state, &d, Err(why)).await;
-            return;
-        }
-    };
-    let mut req = hyper::Request::post(target.uri)
-        .header("host", target.host)
-        .header("content-type", "application/json")
-        .header("user-agent", concat!("Keyward/", env!("CARGO_PKG_VERSION")))
-        .header("x-keyward-event", "abuse.flag.created")
-        .header("x-keyward-delivery", d.id.to_string());
-    if let Some(sig) = &signature {
-        req = req.header("x-keyward-signature", sig.as_str());
-    }
-    let outcome = match req.body(Full::new(Bytes::from(d.body.clone()))) {
-        Err(e) => Err(format!("cannot build the request: {e}")),
-        Ok(req) => match tokio::time::timeout(WEBHOOK_TIMEOUT, client.request(req)).await {
-            Err(_) => Err("timed out".to_owned()),
-            Ok(Err(e)) => Err(format!("{e}")),
-            Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
-            Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
-        },
-    };
-    finish_attempt(state, &d, outcome).await;
-}
-
-/// Where a delivery goes: the URL with its host replaced by the one address checked by
-/// `outgoing::resolve` (so a second DNS answer cannot send it inside), and the original
-/// authority for the Host header.
-struct WebhookTarget {
-    uri: hyper::Uri,
-    host: String,
-}
-
-async fn webhook_target(url: &str, allow_private: bool) -> Result<WebhookTarget, String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("invalid webhook URL: {e}"))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| "the webhook URL names no host".to_owned())?
-        .clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let addr = crate::outgoing::resolve(authority.host(), port, allow_private).await?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = format!("http://{addr}{path}")
-        .parse()
-        .map_err(|e| format!("invalid webhook URL: {e}"))?;
-    Ok(WebhookTarget {
-        uri,
-        host: authority.as_str().to_owned(),
-    })
-}
-
-/// Records an attempt's outcome: done, retried with backoff, or given up.
-async fn finish_attempt(state: &AppState, d: &abuse::repo::Delivery, outcome: Result<(), String>) {
-    let now = now_ms();
-    let id = d.id;
-    let base_ms = state.config.webhook_retry_base.as_millis() as i64;
-    let attempts = d.attempts + 1;
-    let result = match outcome {
-        Ok(()) => {
-            state
-                .db
-                .write(move |c| abuse::repo::delivery_succeeded(c, id, now))
-                .await
-        }
-        Err(error) => {
-            let next = (attempts < WEBHOOK_MAX_ATTEMPTS).then(|| {
-                now + (base_ms.saturating_mul(1 << (attempts - 1).min(20)))
-                    .min(WEBHOOK_MAX_BACKOFF_MS)
-            });
-            if next.is_none() {
-                tracing::warn!(
-                    "abuse webhook {id} for flag {} given up: {error}",
-                    d.flag_id
-                );
-            }
-            state
-                .db
-                .write(move |c| abuse::repo::delivery_failed(c, id, &error, next, now))
-                .await
-        }
-    };
-    if let Err(e) = result {
-        tracing::warn!("cannot record webhook delivery {id}: {e}");
-    }
 }

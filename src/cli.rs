@@ -188,6 +188,16 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
+    // --- Outgoing HTTPS and event webhooks (issue 13) ---
+    /// PEM file of extra CA certificates trusted by outgoing HTTPS (webhooks to a receiver
+    /// with a private CA), besides the bundled and system roots.
+    #[arg(long, env = "KEYWARD_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+    /// A webhook endpoint whose deliveries have failed for this long is disabled and flagged
+    /// (e.g. 3d, 12h, 90m).
+    #[arg(long, env = "KEYWARD_WEBHOOK_DISABLE_AFTER", value_parser = parse_interval, default_value = "3d")]
+    pub webhook_disable_after: Duration,
+
     // --- Backups and replication (issue 14) ---
     /// Make a backup archive this often while serving (e.g. 24h, 30m, 1d); off when absent.
     #[arg(long, env = "KEYWARD_BACKUP_EVERY", value_parser = parse_interval)]
@@ -425,6 +435,9 @@ impl Default for ServeArgs {
                 metrics_token: None,
                 metrics_token_file: None,
                 metrics_bind: None,
+                // Outgoing HTTPS and event webhooks (issue 13)
+                extra_ca_file: None,
+                webhook_disable_after: crate::config::DEFAULT_WEBHOOK_DISABLE_AFTER,
                 backup_every: None,
                 backup_keep: 7,
                 backup_dir: None,
@@ -500,6 +513,9 @@ impl ServeArgs {
                 token_file: self.metrics_token_file,
                 bind: self.metrics_bind,
             },
+            // Outgoing HTTPS and event webhooks (issue 13)
+            extra_ca_file: self.extra_ca_file,
+            webhook_disable_after: self.webhook_disable_after,
             backup_schedule: None,
             litestream: self.litestream,
             tls: self.https.tls_settings(),

@@ -25,6 +25,9 @@ pub struct RateLimits {
     pub downloads_per_hour: u32,
 }
 
+/// How long an endpoint may fail before it is disabled (`--webhook-disable-after`).
+pub const DEFAULT_WEBHOOK_DISABLE_AFTER: Duration = Duration::from_secs(3 * 86_400);
+
 pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// How long raw audit rows are kept, per kind of event (`None`: forever). Older rows are counted
@@ -93,7 +96,7 @@ pub struct Config {
     pub read_pool_size: u32,
     /// Abuse detection on (default) or off for the whole server (`KEYWARD_ABUSE_DETECTION`).
     pub abuse_detection: bool,
-    /// First retry delay of an abuse webhook; each further retry waits twice as long.
+    /// First retry delay of a webhook delivery; each further retry waits about twice as long.
     pub webhook_retry_base: Duration,
     /// Webhooks may reach loopback, private and link-local addresses (off: refused).
     pub webhook_allow_private: bool,
@@ -101,6 +104,11 @@ pub struct Config {
     pub connections: crate::net::ConnectionLimits,
     // --- Metrics (issue 14) ---
     pub metrics: MetricsConfig,
+    // --- Outgoing HTTPS and event webhooks (issue 13) ---
+    /// PEM CA certificates trusted by outgoing HTTPS besides the bundled and system roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// An endpoint whose deliveries have failed for this long is disabled and flagged.
+    pub webhook_disable_after: Duration,
     // --- Backups and replication (issue 14) ---
     /// Archives made by the running server (`--backup-every`); `None`: no schedule.
     pub backup_schedule: Option<BackupSchedule>,
@@ -184,6 +192,9 @@ impl Config {
                 enabled: true,
                 ..MetricsConfig::default()
             },
+            // Outgoing HTTPS and event webhooks (issue 13)
+            extra_ca_file: None,
+            webhook_disable_after: DEFAULT_WEBHOOK_DISABLE_AFTER,
             backup_schedule: None,
             litestream: false,
             tls: None,

@@ -7,8 +7,10 @@ use serde_json::json;
 
 use crate::domain::audit::repo::PruneCursor;
 use crate::domain::audit::{self, AuditEvent, RetentionClass};
+use crate::domain::webhooks::EventType;
 use crate::domain::{activations, licenses, now_ms, products};
 use crate::error::Error;
+use crate::service::events;
 use crate::state::AppState;
 use crate::storage;
 
@@ -72,6 +74,10 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                 now - crate::domain::sessions::ENDED_KEPT_MS,
             )?;
             crate::domain::portal_users::repo::purge_expired_sessions(c, now)?;
+            crate::domain::webhooks::repo::prune(
+                c,
+                now - crate::domain::webhooks::DELIVERIES_KEPT_MS,
+            )?;
             let expired = licenses::repo::expire_overdue(c, now)?;
             for (tenant_id, product_id, license_id) in &expired {
                 crate::domain::audit::repo::insert(
@@ -83,6 +89,10 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                     )
                     .license(product_id, license_id),
                 )?;
+                // Once per license: the sweep only picks ACTIVE licenses past their expiry.
+                if let Some(license) = licenses::repo::find(c, tenant_id, license_id)? {
+                    events::license_event(c, &license, EventType::LicenseExpired)?;
+                }
             }
             let mut culled = 0;
             for product in products::repo::with_cull_policy(c)? {
@@ -102,11 +112,27 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Error> {
                         .machine(&dead.machine_id)
                         .detail(json!({"lastSeenAt": dead.last_seen_at})),
                     )?;
+                    if let Some(license) =
+                        licenses::repo::find(c, &dead.tenant_id, &dead.license_id)?
+                    {
+                        events::emit(
+                            c,
+                            &dead.tenant_id,
+                            Some(&product.id),
+                            EventType::MachineCulled,
+                            events::machine_data(&license, &dead, Some("HEARTBEAT_DEAD")),
+                        )?;
+                    }
                 }
             }
             Ok((expired.len(), culled))
         })
         .await
+        .inspect(|(expired, culled)| {
+            if expired + culled > 0 {
+                state.webhooks.wake();
+            }
+        })
 }
 
 /// What one pruning pass did.

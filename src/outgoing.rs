@@ -5,6 +5,9 @@
 //! refused, also when a host name resolves to one, unless the operator allows them
 //! (`--webhook-allow-private`).
 
+pub mod client;
+pub mod webhooks;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// True when `ip` is an address of the public internet.

@@ -17,6 +17,7 @@ use crate::api::admin::projects::ProjectsApi;
 use crate::api::admin::releases::ReleasesApi;
 use crate::api::admin::signing_keys::SigningKeysApi;
 use crate::api::admin::two_factor::TwoFactorApi;
+use crate::api::admin::webhooks::WebhooksApi;
 use crate::api::admin::{api_keys::ApiKeysApi, keys::KeysApi, offline::OfflineActivationApi};
 use crate::api::client::{
     license_file::LicenseFileApi, session::SessionApi, telegram::TelegramApi, validate::ValidateApi,
@@ -65,6 +66,7 @@ pub type Apis = (
         PaymentEndpointsApi,
         PaymentWebhooksApi,
         MetricsApi,
+        WebhooksApi,
     ),
 );
 
@@ -147,6 +149,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
                 MetricsApi {
+                    state: state.clone(),
+                },
+                WebhooksApi {
                     state: state.clone(),
                 },
             ),
@@ -292,6 +297,9 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let mut limits = config.connections;
     limits.max_total = crate::net::effective_max_total(&limits, open_files);
     let (db, writer, master) = open(&config, true)?;
+    if let Some(path) = &config.extra_ca_file {
+        crate::outgoing::client::extra_cas(path)?;
+    }
     let bind = config.bind;
     let state = AppState::new(config, db, master);
     state.bundles.prepare()?;
@@ -341,7 +349,8 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
             schedule,
         ))
     });
-    let abuse_tasks = crate::abuse::start(&state);
+    let mut abuse_tasks = crate::abuse::start(&state);
+    abuse_tasks.push(crate::outgoing::webhooks::start(&state));
     // Build the decoy password hash now, so the first login with an unknown email costs no
     // more than one with a wrong password.
     tokio::task::spawn_blocking(|| {

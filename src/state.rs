@@ -35,6 +35,8 @@ pub struct Inner {
     pub password_hashing: tokio::sync::Semaphore,
     /// Abuse detection: reports from handlers, the IP block list.
     pub abuse: crate::abuse::Abuse,
+    /// Event webhooks: wakes the delivery worker after an event is committed.
+    pub webhooks: crate::outgoing::webhooks::Webhooks,
     /// Prometheus metrics of this server (see `telemetry`).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
@@ -93,6 +95,7 @@ impl AppState {
             bundles: BundleStore::new(&config.data_dir),
             password_hashing: tokio::sync::Semaphore::new(2),
             abuse: crate::abuse::Abuse::new(config.abuse_detection),
+            webhooks: crate::outgoing::webhooks::Webhooks::new(),
             config,
             db,
             master,

@@ -77,8 +77,8 @@ pub struct Snapshot {
     pub ip_blocks_active: u64,
     /// Refusals since start, per limiter (the limiters count them themselves).
     pub rate_limit_refusals: Vec<(&'static str, u64)>,
-    /// Outgoing queues (deliveries not yet made), per queue: abuse webhooks today; license
-    /// webhooks and e-mail join here when they exist.
+    /// Outgoing queues (deliveries not yet made), per queue: `webhooks` (event webhooks,
+    /// abuse policy URLs included); e-mail joins here when it exists.
     pub outgoing_queues: Vec<(&'static str, u64)>,
 }
 

@@ -817,6 +817,86 @@ async fn project_signing_keys_rotate_and_retire() {
     b.close().await;
 }
 
+/// The Webhooks page: an endpoint is created (its secret shown once), listed, flagged when the
+/// server disabled it for failing, and its deliveries listed and redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_page_creates_endpoints_and_redelivers() {
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    srv.create_product("default", "hooked");
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.goto("/#/webhooks").await;
+    b.el("webhooks-empty").await;
+    b.assert_clean("webhooks, empty").await;
+    b.click("webhook-new").await;
+    b.fill("webhook-url", "https://hooks.example.com/keyward")
+        .await;
+    b.fill("webhook-description", "CRM").await;
+    b.fill("webhook-events", "license.*, machine.activated")
+        .await;
+    b.click("webhook-save").await;
+    let secret = b.text("webhook-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    b.click("webhook-done").await;
+    b.el("webhooks-table").await;
+    assert_eq!(b.all(&t("webhook-row")).await.len(), 1);
+    let id = b
+        .find(&t("webhook-row"))
+        .await
+        .attr("data-id")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: String = srv
+        .db()
+        .query_row(
+            "SELECT event_types FROM webhook_endpoints WHERE id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, r#"["license.*","machine.activated"]"#);
+    b.shot("webhooks").await;
+
+    // Its deliveries: a test event, then a redelivery of it.
+    b.goto(&format!("/#/webhooks/{id}")).await;
+    b.el("deliveries-empty").await;
+    b.click("webhook-test").await;
+    b.el("deliveries-table").await;
+    assert_eq!(b.all(&t("delivery-row")).await.len(), 1);
+    b.click("delivery-redeliver").await;
+    b.wait_js(
+        "two deliveries listed",
+        "return document.querySelectorAll(arguments[0]).length === 2;",
+        vec![json!(t("delivery-row"))],
+    )
+    .await;
+    b.assert_clean("webhook deliveries").await;
+    b.shot("webhook-deliveries").await;
+    b.phone(true).await;
+    b.assert_no_hscroll("webhook deliveries").await;
+    b.phone(false).await;
+
+    // Disabled by the server for failing: flagged in the list, with the reason.
+    srv.db()
+        .execute(
+            "UPDATE webhook_endpoints SET enabled = 0, disabled_at = 1,
+                 disabled_reason = 'deliveries failed for 259200 s in a row (last: answered 500)'
+             WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    b.goto("/#/webhooks").await;
+    b.wait_text("webhook-state", "failing").await;
+    b.wait_text("webhook-disabled-reason", "answered 500").await;
+    b.close().await;
+}
+
 /// Air-gapped activation on the portal: a user pastes the activation request an offline app
 /// shows into the `license_file` block; the machine is activated and its machine file
 /// downloads (read back here with the key and the fingerprint).

@@ -219,6 +219,28 @@ async fn seed(url: &str, setup_token: &str) -> Seeded {
     .await["data"]["key"]);
     let victim_api_key = call(&c, new_api_key("victim", None), 201, "api key").await;
 
+    // A webhook endpoint of the target project, with one delivery (a test event), for
+    // `/api/webhooks/endpoints/{id}…` and `/api/webhooks/deliveries/{id}/redeliver`.
+    let hook = call(
+        &c,
+        c.post(format!("{url}/api/webhooks/endpoints"))
+            .header("Authorization", &bearer)
+            .json(&json!({"url": "https://hooks.example.com/fuzz", "projectId": target_id})),
+        201,
+        "webhook endpoint",
+    )
+    .await;
+    let webhook_id = s(&hook["data"]["id"]);
+    let hook_test = call(
+        &c,
+        c.post(format!("{url}/api/webhooks/endpoints/{webhook_id}/test"))
+            .header("Authorization", &bearer),
+        202,
+        "webhook test event",
+    )
+    .await;
+    let delivery_id = s(&hook_test["data"]["id"]);
+
     // A vendor license with an order id, for `/api/v1/license/by-order/{orderId}`.
     call(
         &c,
@@ -361,6 +383,14 @@ parameters = {{ "query.slug" = "fuzz-app" }}
 [[operations]]
 include-path = "/api/workspace/2fa"
 parameters = {{ "body.tenantId" = "{victim_tenant}" }}
+
+[[operations]]
+include-path-regex = "^/api/webhooks/endpoints/\\{{id\\}}"
+parameters = {{ "path.id" = "{webhook_id}" }}
+
+[[operations]]
+include-path = "/api/webhooks/deliveries/{{id}}/redeliver"
+parameters = {{ "path.id" = "{delivery_id}" }}
 
 [[operations]]
 include-path = "/api/validate"

@@ -19,6 +19,8 @@ const ICONS = {
   admin: 'M12 2l8 4v6c0 5-3.5 8.5-8 10-4.5-1.5-8-5-8-10V6l8-4z',
   abuse: 'M12 3l9 16H3L12 3z M12 10v4 M12 17h.01',
   payments: 'M3 6h18v12H3z M3 10h18 M7 15h4',
+  webhooks:
+    'M10 14a3.5 3.5 0 0 0 5 0l4-4a3.5 3.5 0 0 0-5-5l-.5.5 M14 10a3.5 3.5 0 0 0-5 0l-4 4a3.5 3.5 0 0 0 5 5l.5-.5',
   menu: 'M4 6h16M4 12h16M4 18h16',
   lock: 'M6 11h12v10H6z M8 11V7a4 4 0 0 1 8 0v4',
 };
@@ -81,6 +83,12 @@ const ROUTES = [
     icon: 'lock',
     operator: true,
     load: () => import('./views/security.js'),
+  },
+  {
+    name: 'webhooks',
+    label: 'Webhooks',
+    icon: 'webhooks',
+    load: () => import('./views/webhooks.js'),
   },
   {
     name: 'users',

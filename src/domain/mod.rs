@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
 pub mod two_factor;
+pub mod webhooks;
 
 mod ids;
 pub use ids::*;

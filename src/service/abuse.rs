@@ -11,6 +11,7 @@ use super::Ctx;
 use crate::domain::abuse::repo::FlagFilter;
 use crate::domain::abuse::{self, AbuseKind, AbusePolicy, Flag, FlagState, IpBlock};
 use crate::domain::audit::{self, AuditAction, Caller};
+use crate::domain::webhooks::EventType;
 use crate::domain::{FlagId, ProductId, now_ms, products};
 use crate::error::Error;
 use crate::state::AppState;
@@ -114,9 +115,25 @@ pub async fn update_flag(
         .write(move |c| {
             let flag = reachable_flag(c, &ctx, &id)?;
             let change = abuse::change_state(c, &flag, to, &caller(&ctx), now_ms())?;
+            if change.reactivated_license
+                && let Some(license_id) = &flag.license_id
+                && let Some(license) =
+                    crate::domain::licenses::repo::find(c, &flag.tenant_id, license_id)?
+            {
+                super::events::emit(
+                    c,
+                    &license.tenant_id,
+                    Some(&license.product_id),
+                    EventType::LicenseReinstated,
+                    super::events::license_data(&license),
+                )?;
+            }
             Ok((reachable_flag(c, &ctx, &id)?, change))
         })
         .await?;
+    if change.reactivated_license {
+        state.webhooks.wake();
+    }
     if change.lifted_blocks > 0 {
         crate::abuse::reload_blocks(state)?;
     }
@@ -268,20 +285,6 @@ pub async fn rotate_webhook_secret(
 /// A webhook URL naming an internal address outright is refused when it is set; a host name is
 /// checked after resolution at each delivery (`outgoing::resolve`), since DNS can change.
 fn refuse_internal_address(url: &str, allow_private: bool) -> Result<(), Error> {
-    if allow_private {
-        return Ok(());
-    }
-    let host = url
-        .parse::<hyper::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_owned))
-        .unwrap_or_default();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) if !crate::outgoing::is_public(ip) => Err(Error::Invalid(format!(
-            "webhookUrl points at {ip}, a loopback, private or link-local address; the server \
-             refuses those unless started with --webhook-allow-private"
-        ))),
-        _ => Ok(()),
-    }
+    crate::outgoing::client::refuse_internal_literal(url, allow_private)
+        .map_err(|why| Error::Invalid(format!("webhookUrl {why}")))
 }

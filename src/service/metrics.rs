@@ -33,7 +33,7 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
         Ok((
             abuse_repo::open_by_kind(c)?,
             abuse_repo::active_block_count(c, now)?,
-            abuse_repo::pending_deliveries(c)?,
+            crate::domain::webhooks::repo::pending_count(c)?,
         ))
     })?;
     let l = &state.limits;
@@ -58,8 +58,8 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
             ("downloads_per_license", l.downloads_per_license.refusals()),
             ("downloads_per_ip", l.downloads_per_ip.refusals()),
         ],
-        // License webhooks and e-mail add their queues here when they exist.
-        outgoing_queues: vec![("abuse_webhooks", webhooks)],
+        // Event webhooks (abuse policy URLs included); e-mail adds its queue here.
+        outgoing_queues: vec![("webhooks", webhooks)],
     };
     Ok(state.telemetry.render(&snapshot))
 }

@@ -12,6 +12,7 @@ pub mod api_keys;
 pub mod catalog;
 pub mod context;
 pub mod doctor;
+pub mod events;
 pub mod keys;
 pub mod licensing;
 pub mod login_guard;
@@ -28,6 +29,7 @@ pub mod signing_keys;
 pub mod tenants;
 pub mod two_factor;
 pub mod updates;
+pub mod webhooks;
 
 pub use context::{Actor, Ctx};
 pub use signing::{Signed, Signer};

@@ -18,6 +18,7 @@ use crate::domain::releases::bundles::Received;
 use crate::domain::releases::{
     self, Bundle, Channel, Delta, NewRelease, Release, ReleaseStatus, repo,
 };
+use crate::domain::webhooks::EventType;
 use crate::domain::{ProductId, ReleaseId, now_ms};
 use crate::error::Error;
 use crate::state::AppState;
@@ -153,14 +154,30 @@ async fn transition(
         .db
         .write(move |c| {
             let r = reachable_release(c, &ctx, &id)?;
-            if change(c, &r)? {
+            let changed = change(c, &r)?;
+            if changed {
                 audit::repo::insert(c, &release_event(&ctx, &r, action))?;
             }
             let r =
                 repo::find_in(c, Some(&r.tenant_id), &r.id)?.ok_or(Error::NotFound("release"))?;
+            let event = match action {
+                AuditAction::ReleasePublish => Some(EventType::ReleasePublished),
+                AuditAction::ReleaseYank => Some(EventType::ReleaseYanked),
+                _ => None,
+            };
+            if changed && let Some(event) = event {
+                super::events::emit(
+                    c,
+                    &r.tenant_id,
+                    Some(&r.product_id),
+                    event,
+                    super::events::release_data(&r),
+                )?;
+            }
             with_deltas(c, r)
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// Deletes a draft, and its bundles unless another release shares them.

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 13;
+pub const LATEST_VERSION: i64 = 14;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v11_signing_keys.sql"),
     include_str!("migrations/v12_payments.sql"),
     include_str!("migrations/v13_totp.sql"),
+    include_str!("migrations/v14_webhooks.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -135,6 +136,46 @@ mod tests {
         Ok(out)
     }
 
+    /// The schema version that brought event webhooks.
+    const WEBHOOKS_VERSION: i64 = 14;
+
+    /// Version 14 moves the pending abuse webhook deliveries to the event webhook queue, with
+    /// the Standard Webhooks body.
+    #[test]
+
+    fn upgrading_to_v14_moves_pending_abuse_deliveries() -> Result<(), Box<dyn std::error::Error>> {
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
+        // The version before the webhook migration; only that migration runs (later ones would
+        // find their tables made already).
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = OFF;
+             DROP TABLE webhook_deliveries; DROP TABLE webhook_events;
+             DROP TABLE webhook_endpoints; PRAGMA user_version = {};
+             INSERT INTO tenants (id, slug, name, created_at) VALUES ('ten_x', 'x', 'x', 1);
+             INSERT INTO abuse_webhook_deliveries (tenant_id, product_id, flag_id, url, body,
+                 attempts, next_attempt_at, created_at)
+             VALUES ('ten_x', 'prod_x', 'flag_1', 'http://hooks.example/a',
+                     '{{\"event\":\"abuse.flag.created\",\"flag\":{{\"id\":\"flag_1\"}}}}', 2, 5, 1000),
+                    ('ten_x', 'prod_x', 'flag_2', 'http://hooks.example/a', '{{}}', 1, 5, 1000);
+             UPDATE abuse_webhook_deliveries SET delivered_at = 9 WHERE flag_id = 'flag_2';",
+            WEBHOOKS_VERSION - 1
+        ))?;
+        conn.execute_batch(MIGRATIONS[(WEBHOOKS_VERSION - 2) as usize])?;
+        let (body, attempts, url): (String, i64, String) = conn.query_row(
+            "SELECT e.body, d.attempts, d.url FROM webhook_deliveries d
+             JOIN webhook_events e ON e.id = d.event_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let body: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(body["type"], "abuse.flag.created");
+        assert_eq!(body["data"]["flag"]["id"], "flag_1");
+        assert_eq!(body["timestamp"], "1970-01-01T00:00:01.000Z");
+        assert_eq!((attempts, url.as_str()), (2, "http://hooks.example/a"));
+        Ok(())
+    }
+
     /// Version 6 moves the key's nonce to its sessions: a running app keeps its chain.
     #[test]
     fn upgrading_to_v7_hands_the_keys_nonce_to_its_sessions()
@@ -221,7 +262,8 @@ mod tests {
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              DROP TABLE operator_totp; DROP TABLE operator_recovery_codes;
-             DROP TABLE tenant_two_factor_policy; PRAGMA user_version = 10;
+             DROP TABLE tenant_two_factor_policy; DROP TABLE webhook_deliveries;
+             DROP TABLE webhook_events; DROP TABLE webhook_endpoints; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;
         let public = [7u8; 32];

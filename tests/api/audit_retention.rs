@@ -385,6 +385,7 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
              DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
              DROP TABLE signing_keys; DROP TABLE operator_totp;
              DROP TABLE operator_recovery_codes; DROP TABLE tenant_two_factor_policy;
+             DROP TABLE webhook_deliveries; DROP TABLE webhook_events; DROP TABLE webhook_endpoints;
              ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;

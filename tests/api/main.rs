@@ -32,3 +32,7 @@ mod two_factor;
 mod updates;
 mod vendor_license;
 mod vendor_manage;
+mod webhook_receiver;
+mod webhooks;
+mod webhooks_admin;
+mod webhooks_delivery;

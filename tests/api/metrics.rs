@@ -335,10 +335,19 @@ async fn traffic_shows_up_by_route_template_and_result_code() {
         .unwrap();
     srv.db()
         .execute(
-            "INSERT INTO abuse_webhook_deliveries (tenant_id, product_id, flag_id, url, body,
-                                                   next_attempt_at, created_at)
-             VALUES (?1, ?2, 'flag_metrics', 'https://hooks.example.com/', '{}', 1, 1)",
+            "INSERT INTO webhook_events (id, tenant_id, product_id, type, body, created_at)
+             VALUES ('msg_metrics', ?1, ?2, 'abuse.flag.created', '{}', 1)",
             [&tenant, &product.id],
+        )
+        .unwrap();
+    // Due far in the future: the delivery worker leaves it queued.
+    srv.db()
+        .execute(
+            "INSERT INTO webhook_deliveries (id, event_id, product_id, url, status,
+                                             next_attempt_at, created_at)
+             VALUES ('dlv_metrics', 'msg_metrics', ?1, 'https://hooks.example.com/', 'PENDING',
+                     9000000000000000, 1)",
+            [&product.id],
         )
         .unwrap();
 
@@ -441,7 +450,7 @@ async fn traffic_shows_up_by_route_template_and_result_code() {
     assert_sample(&text, "keyward_abuse_ip_blocks_active", 0.0);
     assert_sample(
         &text,
-        r#"keyward_outgoing_queue_depth{queue="abuse_webhooks"}"#,
+        r#"keyward_outgoing_queue_depth{queue="webhooks"}"#,
         1.0,
     );
     // Every family has its help and type.

@@ -13,6 +13,7 @@ pub mod projects;
 pub mod releases;
 pub mod signing_keys;
 pub mod two_factor;
+pub mod webhooks;
 
 use poem_openapi::Tags;
 
@@ -37,6 +38,8 @@ pub enum AdminTags {
     /// Selling: payment endpoints for Stripe, Paddle and Lemon Squeezy, their price mappings
     /// and received events.
     Payments,
+    /// Event webhooks (Standard Webhooks): endpoints, deliveries, redelivery.
+    Webhooks,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).

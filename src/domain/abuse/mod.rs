@@ -133,7 +133,7 @@ pub struct AbusePolicy {
     pub block_ip: bool,
     /// How long an automatic block lasts: 60-2592000 seconds (default one hour).
     pub block_secs: u32,
-    /// Plain-HTTP URL that receives new flags (POST, signed); none by default.
+    /// URL that receives new flags (POST, signed; `abuse.flag.created` events); none by default.
     pub webhook_url: Option<String>,
 }
 
@@ -194,30 +194,11 @@ impl AbusePolicy {
     }
 }
 
-/// Webhooks go out over plain HTTP (the server carries no TLS client stack): an `http://`
-/// URL with a host, at most 2048 characters.
+/// An `http://` or `https://` URL with a host, without credentials, at most 2048 characters
+/// (the outgoing client's rule).
 pub fn validate_webhook_url(url: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::Invalid(format!("webhookUrl {why}")));
-    if url.len() > 2048 {
-        return bad("must be at most 2048 characters");
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            return bad(
-                "must be http://: this build sends webhooks over plain HTTP; for an https \
-                 endpoint, point it at a local relay",
-            );
-        }
-        return bad("must be an http:// URL");
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains('@') || url.chars().any(|c| c.is_whitespace()) {
-        return bad("must name a host (http://host[:port]/path), without credentials");
-    }
-    match url.parse::<hyper::Uri>() {
-        Ok(u) if u.host().is_some() => Ok(()),
-        _ => bad("is not a valid URL"),
-    }
+    crate::outgoing::client::check_url(url)
+        .map_err(|why| Error::Invalid(format!("webhookUrl {why}")))
 }
 
 /// The /24 (IPv4) or /64 (IPv6) range of an address.
@@ -313,11 +294,12 @@ pub struct Recorded {
     /// A block now in force (also to be added to the in-memory block list).
     pub block: Option<IpBlock>,
     pub suspended_license: bool,
-    /// A webhook delivery was queued.
+    /// Webhook deliveries were queued (event endpoints or the policy's URL).
     pub webhook_queued: bool,
 }
 
-/// Persists a finding inside a writer job: updates the OPEN flag of the same kind and subject
+/// Persists a finding inside a writer job (`on_new_flag` emits its webhook events and answers
+/// how many deliveries it queued): updates the OPEN flag of the same kind and subject
 /// if there is one (an ongoing attack keeps one flag), otherwise opens a new flag and applies
 /// the policy's automatic actions, each audited. Actions run only for a new flag, so lifting a
 /// block while its flag stays open is not undone by the attack's next finding.
@@ -325,7 +307,7 @@ pub fn record_finding(
     conn: &Connection,
     finding: &Finding,
     policy: &AbusePolicy,
-    webhook_body: impl FnOnce(&Flag) -> String,
+    on_new_flag: impl FnOnce(&Connection, &Flag, &AbusePolicy) -> Result<usize>,
 ) -> Result<Recorded> {
     let now = finding.at;
     if let Some(open) = repo::find_open(conn, &finding.tenant_id, finding.kind, &finding.subject)? {
@@ -422,19 +404,8 @@ pub fn record_finding(
         flag.actions = Value::Array(actions).to_string();
         repo::set_actions(conn, &flag.id, &flag.actions)?;
     }
-    let mut webhook_queued = false;
-    if let (Some(url), Some(product_id)) = (&policy.webhook_url, &finding.product_id) {
-        repo::insert_delivery(
-            conn,
-            &finding.tenant_id,
-            product_id,
-            &flag.id,
-            url,
-            &webhook_body(&flag),
-            now,
-        )?;
-        webhook_queued = true;
-    }
+    // The webhook events of the new flag (and of the suspension it caused) go out with it.
+    let webhook_queued = on_new_flag(conn, &flag, policy)? > 0;
     Ok(Recorded {
         flag_id: flag.id,
         new: true,
@@ -588,7 +559,7 @@ mod tests {
         for (url, ok) in [
             ("http://hooks.local:8080/abuse", true),
             ("http://127.0.0.1/x?y=1", true),
-            ("https://example.com/x", false),
+            ("https://example.com/x", true),
             ("ftp://example.com", false),
             ("http://", false),
             ("http://user:pw@example.com/", false),

@@ -79,6 +79,13 @@ super::text_enum! {
         PaymentMappingUpdate => "payment.mapping.update",
         /// A received payment event Keyward could not act on (unmapped, no license, refused).
         PaymentEventFlagged => "payment.event.flagged",
+        WebhookEndpointCreate => "webhook.endpoint.create",
+        WebhookEndpointUpdate => "webhook.endpoint.update",
+        WebhookEndpointDelete => "webhook.endpoint.delete",
+        /// The server disabled an endpoint whose deliveries failed for too long.
+        WebhookEndpointDisable => "webhook.endpoint.disable",
+        WebhookRedeliver => "webhook.delivery.redeliver",
+        WebhookTest => "webhook.test",
     }
 }
 
@@ -201,6 +208,12 @@ impl AuditAction {
             | PaymentEndpointDelete
             | PaymentMappingUpdate
             | PaymentEventFlagged => RetentionClass::Admin,
+            WebhookEndpointCreate
+            | WebhookEndpointUpdate
+            | WebhookEndpointDelete
+            | WebhookEndpointDisable
+            | WebhookRedeliver
+            | WebhookTest => RetentionClass::Admin,
         }
     }
 }

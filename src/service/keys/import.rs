@@ -82,6 +82,11 @@ pub async fn import(
                                 .license(&license.product_id, &license.id)
                                 .detail(json!({"imported": true, "line": row.line})),
                         )?;
+                        crate::service::events::license_event(
+                            c,
+                            &license,
+                            crate::domain::webhooks::EventType::LicenseCreated,
+                        )?;
                         report.created.push(license);
                     }
                     Ok(ImportOutcome::AlreadyPresent(license)) => {
@@ -105,4 +110,5 @@ pub async fn import(
             )))
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, Created, License, LicenseTier, LicenseType, NewLicense, Plan};
 use crate::domain::products::{self, KeyFormat, NewProduct, Product, ProductType};
+use crate::domain::webhooks::EventType;
 use crate::domain::{ProductId, ProductScope, audit};
 use crate::error::Error;
 use crate::service::Ctx;
@@ -106,6 +107,7 @@ pub async fn issue(
             Ok(created)
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// Issues `count` keys of one plan in one transaction. A plan's clock starts at the key's
@@ -169,6 +171,7 @@ pub async fn issue_plan_keys(
             Ok(issued)
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// Issues one license inside the caller's writer job (a paid order, with its other effects in
@@ -206,7 +209,9 @@ fn record_issue(
         .event(&license.tenant_id, AuditAction::LicenseCreate)
         .license(&license.product_id, &license.id)
         .detail(detail);
-    audit::repo::insert(c, &event)
+    audit::repo::insert(c, &event)?;
+    crate::service::events::license_event(c, license, EventType::LicenseCreated)?;
+    Ok(())
 }
 
 /// The caller's workspace's "Default" project, created on first use, for keys generated

@@ -11,10 +11,11 @@ use super::{KeyRef, reachable};
 use crate::domain::abuse::detector::Seen;
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License, LicenseStatus};
+use crate::domain::webhooks::EventType;
 use crate::domain::{LicenseId, activations, audit, entitlements, now_ms, products, sessions};
 use crate::error::Error;
-use crate::service::Ctx;
 use crate::service::licensing::KeyClient;
+use crate::service::{Ctx, events};
 use crate::state::AppState;
 
 /// The admin panel's edits of a key; `None` leaves a field as it is.
@@ -62,6 +63,7 @@ pub async fn revoke(
             )
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// The admin panel's delete: the key is revoked for good and stays listed with its history.
@@ -81,6 +83,7 @@ pub async fn delete(state: &AppState, ctx: &Ctx, id: LicenseId) -> Result<KeyDet
             detail_in(c, &ctx, &id)
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 pub(crate) fn revoke_in(
@@ -99,6 +102,7 @@ pub(crate) fn revoke_in(
             event = event.detail(detail);
         }
         audit::repo::insert(c, &event)?;
+        events::license_event(c, &revoked, EventType::LicenseRevoked)?;
     }
     Ok(revoked)
 }
@@ -210,9 +214,11 @@ pub async fn renew(
                     .license(&license.product_id, &license.id)
                     .detail(detail),
             )?;
+            events::license_event(c, &renewed, EventType::LicenseRenewed)?;
             Ok(renewed)
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// Applies the admin panel's edits in one transaction and returns the key as it is then. An
@@ -254,6 +260,12 @@ pub async fn update(
                 )?
             {
                 changed.insert("status".into(), json!(status.as_str()));
+                if let Some(event) = events::status_event(license.status, status)
+                    && let Some(now_license) =
+                        licenses::repo::find(c, &license.tenant_id, &license.id)?
+                {
+                    events::license_event(c, &now_license, event)?;
+                }
             }
             if changes.reset_hwid {
                 let event = ctx.event(&license.tenant_id, AuditAction::KeyResetHwid);
@@ -290,6 +302,7 @@ pub async fn update(
             detail_in(c, &ctx, &id)
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// `codes` checked as the license's new set: well-formed, each one of its product's.
@@ -342,7 +355,8 @@ pub async fn reset_hwid(
                 next_reset_at: now + cooldown_ms,
             })
         })
-        .await;
+        .await
+        .inspect(|_| state.webhooks.wake());
     match &outcome {
         Err(Error::NotFound("key")) => state
             .abuse
@@ -367,7 +381,17 @@ fn unbind_machines(
     event: AuditEvent,
     now: i64,
 ) -> Result<usize, Error> {
+    let machines = activations::repo::for_license(c, &license.id)?;
     let unbound = activations::repo::delete_all(c, &license.id)?;
+    for m in &machines {
+        events::emit(
+            c,
+            &license.tenant_id,
+            Some(&license.product_id),
+            EventType::MachineDeactivated,
+            events::machine_data(license, m, Some("HWID_RESET")),
+        )?;
+    }
     sessions::repo::delete_for_license(c, &license.id)?;
     licenses::repo::set_hwid_reset_at(c, &license.id, now)?;
     audit::repo::insert(

@@ -139,6 +139,19 @@ pub async fn key_checkout(
                 }
                 Err(e) => return Err(e),
             };
+            if activated.new {
+                crate::service::events::emit(
+                    c,
+                    &license.tenant_id,
+                    Some(&license.product_id),
+                    crate::domain::webhooks::EventType::MachineActivated,
+                    crate::service::events::machine_data(
+                        &activated.license,
+                        &activated.activation,
+                        None,
+                    ),
+                )?;
+            }
             let event = AuditEvent::new(&license.tenant_id, &actor, AuditAction::LicenseCheckout)
                 .license(&product.id, &license.id)
                 .machine(&job_hwid)
@@ -153,6 +166,7 @@ pub async fn key_checkout(
         },
     )
     .await?;
+    state.webhooks.wake();
     state
         .abuse
         .license_used(client.ip(), &license, Some(&hwid), None, None);

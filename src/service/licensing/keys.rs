@@ -280,6 +280,18 @@ async fn run_validation(
         AuditAction::KeyValidateRefused,
         move |c, license, product, encrypted, now| {
             let v = sessions::validate_key(c, license, product, &check, now)?;
+            if v.bound_now
+                && let Some(m) =
+                    crate::domain::activations::repo::find(c, &license.id, &check.hwid)?
+            {
+                crate::service::events::emit(
+                    c,
+                    &license.tenant_id,
+                    Some(&license.product_id),
+                    crate::domain::webhooks::EventType::MachineActivated,
+                    crate::service::events::machine_data(&v.license, &m, None),
+                )?;
+            }
             let mut detail =
                 json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": encrypted});
             if !v.ended.is_empty() {
@@ -296,6 +308,9 @@ async fn run_validation(
     )
     .await;
     count_validation(state, &outcome);
+    if outcome.as_ref().is_ok_and(|(_, v)| v.bound_now) {
+        state.webhooks.wake();
+    }
     let (product, validated) = outcome?;
     state.abuse.license_used(
         client.ip,

@@ -12,6 +12,7 @@ use crate::domain::activations::{self, Activation, MachineInfo};
 use crate::domain::audit::AuditAction;
 use crate::domain::licenses::{self, License, LicenseStatus, Verdict};
 use crate::domain::products::{self, Product};
+use crate::domain::webhooks::EventType;
 use crate::domain::{entitlements, now_ms};
 use crate::error::{Error, LicenseProblem};
 use crate::service::{Ctx, Signed, Signer};
@@ -122,6 +123,19 @@ pub(super) async fn bind_machine(
             match activations::activate_machine(c, &license, &machine, now_ms()) {
                 Ok(activated) => {
                     let used = activations::repo::count(c, &license.id)?;
+                    if activated.new {
+                        crate::service::events::emit(
+                            c,
+                            &license.tenant_id,
+                            Some(&license.product_id),
+                            EventType::MachineActivated,
+                            crate::service::events::machine_data(
+                                &activated.license,
+                                &activated.activation,
+                                None,
+                            ),
+                        )?;
+                    }
                     let recorded = match via {
                         Via::Online if activated.new => Some((
                             AuditAction::LicenseActivate,
@@ -186,6 +200,9 @@ pub(super) async fn bind_machine(
             return Err(Error::License(problem));
         }
     };
+    if activated.new {
+        state.webhooks.wake();
+    }
     state.telemetry.activation(
         face,
         if activated.new {
@@ -308,8 +325,18 @@ pub async fn deactivate(
         .db
         .write(move |c| {
             let (license, _) = license_by_key(c, &job_ctx, &key)?;
+            let machine = activations::repo::find(c, &license.id, &job_machine)?;
             if !activations::repo::delete(c, &license.id, &job_machine)? {
                 return Err(Error::NotFound("activation"));
+            }
+            if let Some(m) = &machine {
+                crate::service::events::emit(
+                    c,
+                    &license.tenant_id,
+                    Some(&license.product_id),
+                    EventType::MachineDeactivated,
+                    crate::service::events::machine_data(&license, m, None),
+                )?;
             }
             crate::domain::audit::repo::insert(
                 c,
@@ -320,6 +347,7 @@ pub async fn deactivate(
         })
         .await;
     let license = unknown_key_seen(state, ctx, outcome)?;
+    state.webhooks.wake();
     state.abuse.report(
         ctx.ip,
         crate::abuse::Scope::of_license(&license),
