@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
+use crate::api::admin::customers::CustomersApi;
+use crate::api::admin::mail::MailApi;
+use crate::api::admin::mail_templates::MailTemplatesApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -53,7 +56,8 @@ pub type Apis = (
     ReleasesApi,
     UpdatesApi,
     PortalApi,
-    AbuseApi,
+    // E-mail to customers (issue 13) shares a place with abuse detection.
+    (AbuseApi, MailApi, MailTemplatesApi, CustomersApi),
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -119,9 +123,20 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             PortalApi {
                 state: state.clone(),
             },
-            AbuseApi {
-                state: state.clone(),
-            },
+            (
+                AbuseApi {
+                    state: state.clone(),
+                },
+                MailApi {
+                    state: state.clone(),
+                },
+                MailTemplatesApi {
+                    state: state.clone(),
+                },
+                CustomersApi {
+                    state: state.clone(),
+                },
+            ),
         ),
         "Keyward",
         env!("CARGO_PKG_VERSION"),
@@ -260,6 +275,7 @@ fn give_space_back(conn: &rusqlite::Connection) {
 /// Binds, starts serving and returns at once. `shutdown` (or [`Running::stop`]) stops it.
 pub async fn start(mut config: Config) -> Result<Running, Error> {
     config.metrics.token = metrics_token(&config.metrics)?;
+    crate::mailer::check_extra_ca_file(config.extra_ca_file.as_deref())?;
     let open_files = crate::net::raise_open_files_limit();
     let mut limits = config.connections;
     limits.max_total = crate::net::effective_max_total(&limits, open_files);
@@ -300,6 +316,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let (tls, redirect) = start_https(&state, addr.port(), limits).await?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
+    let mail_worker = tokio::spawn(crate::mailer::run(state.clone()));
     let metrics_tasks = start_metrics(&state, metrics_listener, limits);
     let backups = state.config.backup_schedule.clone().map(|schedule| {
         tracing::info!(
@@ -337,6 +354,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         )
         .await;
         maintenance.abort();
+        mail_worker.abort();
         if let Some(backups) = &backups {
             backups.abort();
         }

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod entitlements;
 pub mod license_files;
+pub mod mail;
 pub mod licenses;
 pub mod operators;
 pub mod portal_users;

@@ -29,11 +29,12 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
     let mut wal = db_path.clone().into_os_string();
     wal.push("-wal");
     let now = crate::domain::now_ms();
-    let (abuse_flags_open, ip_blocks_active, webhooks) = state.db.read(|c| {
+    let (abuse_flags_open, ip_blocks_active, webhooks, mail_pending) = state.db.read(|c| {
         Ok((
             abuse_repo::open_by_kind(c)?,
             abuse_repo::active_block_count(c, now)?,
             abuse_repo::pending_deliveries(c)?,
+            crate::domain::mail::repo::pending_count(c)?,
         ))
     })?;
     let l = &state.limits;
@@ -59,7 +60,7 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
             ("downloads_per_ip", l.downloads_per_ip.refusals()),
         ],
         // License webhooks and e-mail add their queues here when they exist.
-        outgoing_queues: vec![("abuse_webhooks", webhooks)],
+        outgoing_queues: vec![("abuse_webhooks", webhooks), ("email", mail_pending)],
     };
     Ok(state.telemetry.render(&snapshot))
 }

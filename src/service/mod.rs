@@ -14,6 +14,7 @@ pub mod context;
 pub mod doctor;
 pub mod keys;
 pub mod licensing;
+pub mod mail;
 pub mod login_guard;
 pub mod metrics;
 pub mod operators;

@@ -176,7 +176,7 @@ pub struct ActivationInfo {
 }
 
 impl ActivationInfo {
-    fn new(a: &Activation) -> Self {
+    pub fn new(a: &Activation) -> Self {
         Self {
             hwid: a.machine_id.clone(),
             machine_name: a.machine_name.clone(),

@@ -61,6 +61,16 @@ super::text_enum! {
         AbuseIpUnblock => "abuse.ip.unblock",
         AbuseFlagUpdate => "abuse.flag.update",
         AbusePolicyUpdate => "abuse.policy.update",
+        MailSettingsUpdate => "mail.settings.update",
+        MailTemplateUpdate => "mail.template.update",
+        /// A message queued by hand or by a sweep (the key page's "E-mail the key", a test
+        /// message, an expiry reminder).
+        MailSend => "mail.send",
+        MailRetry => "mail.retry",
+        PortalKeysRequest => "portal.keys.request",
+        PortalPasswordResetRequest => "portal.password.reset.request",
+        PortalPasswordReset => "portal.password.reset",
+        PortalEmailUpdate => "portal.email.update",
     }
 }
 
@@ -144,13 +154,19 @@ impl AuditAction {
             | PortalRegister
             | PortalLogin
             | PortalActivate
-            | PortalLoaderDownload => RetentionClass::Licenses,
+            | PortalLoaderDownload
+            | MailSend
+            | PortalKeysRequest
+            | PortalPasswordResetRequest
+            | PortalPasswordReset
+            | PortalEmailUpdate => RetentionClass::Licenses,
             ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
             | ApiKeyCreate | ApiKeyRevoke | OperatorCreate | OperatorUpdate | OperatorDelete
             | OperatorLogin | OperatorLoginFailed | OperatorLogout | TenantCreate
             | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
             | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
-            | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
+            | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue | MailSettingsUpdate
+            | MailTemplateUpdate | MailRetry => RetentionClass::Admin,
         }
     }
 }
