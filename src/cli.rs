@@ -513,6 +513,7 @@ impl ServeArgs {
             mail_poll_interval: Duration::from_secs(1),
             expiry_reminder_days: self.expiry_reminder_days,
             mail_requests_per_hour: self.rate_limit_mail_requests,
+            password_reset_valid: Duration::from_secs(3600),
         }
     }
 }

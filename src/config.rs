@@ -132,6 +132,8 @@ pub struct Config {
     /// Portal "send me my keys" / password-reset requests per e-mail address per hour (per
     /// client IP: four times as many); 0: unlimited.
     pub mail_requests_per_hour: u32,
+    /// How long a portal password-reset link works.
+    pub password_reset_valid: Duration,
 }
 
 /// Prometheus metrics: what is recorded and where `/metrics` is served.
@@ -219,6 +221,7 @@ impl Config {
             mail_poll_interval: Duration::from_secs(1),
             expiry_reminder_days: 7,
             mail_requests_per_hour: 0,
+            password_reset_valid: Duration::from_secs(3600),
         }
     }
 }

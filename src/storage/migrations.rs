@@ -216,7 +216,13 @@ mod tests {
         migrate(&mut conn)?;
         conn.execute_batch(
             "DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
-             ALTER TABLE release_deltas DROP COLUMN signature_kid; PRAGMA user_version = 10;
+             ALTER TABLE release_deltas DROP COLUMN signature_kid;
+             DROP TABLE smtp_settings; DROP TABLE mail_outbox; DROP TABLE mail_templates;
+             DROP TABLE mail_reminders; DROP INDEX portal_users_email;
+             ALTER TABLE portal_users DROP COLUMN email; DROP INDEX licenses_customer_email;
+             DROP TRIGGER licenses_customer_insert; DROP TRIGGER licenses_customer_delete;
+             DROP TRIGGER licenses_customer_update; DROP TABLE license_customers;
+             DROP TABLE license_customer_rows; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;
         let public = [7u8; 32];

@@ -20,9 +20,7 @@ pub use dashboard::{
 pub use keys::{LinkedKey, link_key};
 pub use license_file::{MachineFile, activate_offline, machine_file};
 pub use loader::{LoaderDownload, download_loader};
-pub use recovery::{
-    RESET_VALID_MINUTES, request_password_reset, reset_password, send_my_keys, set_email,
-};
+pub use recovery::{request_password_reset, reset_password, send_my_keys, set_email};
 
 use rusqlite::Connection;
 

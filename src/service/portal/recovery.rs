@@ -20,8 +20,6 @@ use crate::error::Error;
 use crate::service::Ctx;
 use crate::state::AppState;
 
-/// A reset link works this long.
-pub const RESET_VALID_MINUTES: i64 = 60;
 /// Licenses listed in one "send me my keys" message at most.
 const MAX_KEYS_LISTED: u32 = 50;
 
@@ -128,7 +126,9 @@ pub async fn request_password_reset(
         let users = portal_users::repo::find_by_email(c, &product.id, &email)?;
         Ok((product, users))
     })?;
-    let expires = now_ms() + RESET_VALID_MINUTES * 60_000;
+    let valid = state.config.password_reset_valid;
+    let expires = now_ms() + valid.as_millis() as i64;
+    let valid_minutes = valid.as_secs().div_ceil(60).max(1);
     let mut links = Vec::new();
     for u in &users {
         links.push((u.clone(), reset_token(state, u, expires)?));
@@ -144,7 +144,7 @@ pub async fn request_password_reset(
                     ("product", product.name.clone()),
                     ("username", user.username.clone()),
                     ("reset_link", format!("{portal}{sep}reset={token}")),
-                    ("valid_minutes", RESET_VALID_MINUTES.to_string()),
+                    ("valid_minutes", valid_minutes.to_string()),
                 ];
                 crate::service::mail::queue(
                     c,
