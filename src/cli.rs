@@ -503,9 +503,7 @@ impl ServeArgs {
             http_redirect_bind: self.https.http_redirect_bind,
             // --- E-mail to customers (issue 13) ---
             extra_ca_file: self.extra_ca_file,
-            public_url: self
-                .public_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             smtp_allow_plaintext: self.smtp_allow_plaintext,
             smtp_timeout: Duration::from_secs(self.smtp_timeout.max(1)),
             mail_retry_base: Duration::from_secs(self.mail_retry_base.max(1)),

@@ -18,6 +18,7 @@ const ICONS = {
     'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-7 9a7 7 0 0 1 14 0 M17 11a3 3 0 1 0 0-6 M22 20a5 5 0 0 0-4-5',
   admin: 'M12 2l8 4v6c0 5-3.5 8.5-8 10-4.5-1.5-8-5-8-10V6l8-4z',
   abuse: 'M12 3l9 16H3L12 3z M12 10v4 M12 17h.01',
+  mail: 'M3 6h18v12H3z M3 7l9 6 9-6',
   menu: 'M4 6h16M4 12h16M4 18h16',
 };
 function icon(name) {
@@ -67,6 +68,13 @@ const ROUTES = [
   },
   { name: 'logs', label: 'Audit logs', icon: 'logs', load: () => import('./views/logs.js') },
   { name: 'abuse', label: 'Abuse', icon: 'abuse', load: () => import('./views/abuse.js') },
+  { name: 'mail', label: 'E-mail', icon: 'mail', load: () => import('./views/mail.js') },
+  {
+    name: 'customers',
+    label: 'Customer',
+    hidden: true,
+    load: () => import('./views/customer.js'),
+  },
   {
     name: 'users',
     label: 'Operators',
@@ -321,7 +329,7 @@ function showShell() {
   navEl = h(
     'nav',
     { class: 'nav', 'aria-label': 'Main', 'data-test': 'nav' },
-    ROUTES.filter((r) => !r.admin).map(navLink),
+    ROUTES.filter((r) => !r.admin && !r.hidden).map(navLink),
     isAdmin()
       ? [
           h('div', { class: 'nav-section' }, 'Administration'),

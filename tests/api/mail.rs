@@ -123,7 +123,15 @@ impl MailFixture {
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        send(&self.srv, method, path, Cred::Bearer(&self.admin.token), body, &[]).await
+        send(
+            &self.srv,
+            method,
+            path,
+            Cred::Bearer(&self.admin.token),
+            body,
+            &[],
+        )
+        .await
     }
 
     /// Saves plain-SMTP settings for `port` on 127.0.0.1.
@@ -194,10 +202,19 @@ async fn the_key_arrives_once_with_its_headers_and_both_parts() {
     let html = str_field(m, "html");
     assert!(text.contains(key), "{text}");
     assert!(text.contains("Hello Ana <Lovelace>,"), "{text}");
-    assert!(text.contains("https://licenses.example.com/p/ace"), "{text}");
+    assert!(
+        text.contains("https://licenses.example.com/p/ace"),
+        "{text}"
+    );
     assert!(html.contains(key), "{html}");
-    assert!(html.contains("Ana &lt;Lovelace&gt;"), "escaped in HTML: {html}");
-    assert!(html.contains("href=\"https://licenses.example.com/p/ace\""), "{html}");
+    assert!(
+        html.contains("Ana &lt;Lovelace&gt;"),
+        "escaped in HTML: {html}"
+    );
+    assert!(
+        html.contains("href=\"https://licenses.example.com/p/ace\""),
+        "{html}"
+    );
     // Sent once: the worker keeps polling, nothing more arrives.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(smtp.messages().len(), 1);
@@ -251,13 +268,22 @@ async fn a_key_without_a_customer_email_or_of_another_tenant_is_not_sent() {
     f.srv.create_tenant("other");
     let theirs = f.srv.create_product("other", "theirs");
     let their_key = f.srv.create_api_key("other", Scope::FullAdmin, None);
-    let their_license = f.srv.create_license(&their_key, &theirs.id, json!({})).await;
+    let their_license = f
+        .srv
+        .create_license(&their_key, &theirs.id, json!({}))
+        .await;
     let ours = f.srv.create_license(&f.key, &product.id, json!({})).await;
     // An API key of another tenant, and one restricted to another product: 404.
-    let restricted = f
-        .srv
-        .create_api_key("default", Scope::FullAdmin, Some(&f.srv.create_product("default", "b").id));
-    for (key, license) in [(&their_key, &ours), (&restricted, &ours), (&f.key, &their_license)] {
+    let restricted = f.srv.create_api_key(
+        "default",
+        Scope::FullAdmin,
+        Some(&f.srv.create_product("default", "b").id),
+    );
+    for (key, license) in [
+        (&their_key, &ours),
+        (&restricted, &ours),
+        (&f.key, &their_license),
+    ] {
         let a = send(
             &f.srv,
             Method::POST,
@@ -278,12 +304,14 @@ async fn a_server_that_is_down_is_retried_until_it_is_up() {
     let port = free_port();
     f.smtp_settings(port).await;
     let a = f
-        .admin(Method::POST, "/api/mail/test", Some(json!({"to": "ops@acme.example"})))
+        .admin(
+            Method::POST,
+            "/api/mail/test",
+            Some(json!({"to": "ops@acme.example"})),
+        )
         .await;
     assert_status(&a, 202);
-    let failed = f
-        .wait_outbox(|m| m["attempts"].as_u64() >= Some(1))
-        .await;
+    let failed = f.wait_outbox(|m| m["attempts"].as_u64() >= Some(1)).await;
     assert_eq!(failed["status"], "PENDING", "retried, not given up");
     assert!(failed["lastError"].is_string(), "{failed}");
     assert!(failed["nextAttemptAt"].is_string(), "{failed}");
@@ -302,16 +330,24 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     let f = MailFixture::start().await;
     let smtp = SmtpServer::start_on(free_port(), &["--fail-first", "1"]);
     f.smtp_settings(smtp.port).await;
-    f.admin(Method::POST, "/api/mail/test", Some(json!({"to": "a@acme.example"})))
-        .await;
+    f.admin(
+        Method::POST,
+        "/api/mail/test",
+        Some(json!({"to": "a@acme.example"})),
+    )
+    .await;
     assert_eq!(smtp.wait_for(1).await.len(), 1);
     let sent = f.wait_outbox(|m| m["status"] == "SENT").await;
     assert_eq!(sent["attempts"], 2, "451 first, then accepted: {sent}");
 
     let rejecting = SmtpServer::start_on(free_port(), &["--reject"]);
     f.smtp_settings(rejecting.port).await;
-    f.admin(Method::POST, "/api/mail/test", Some(json!({"to": "b@acme.example"})))
-        .await;
+    f.admin(
+        Method::POST,
+        "/api/mail/test",
+        Some(json!({"to": "b@acme.example"})),
+    )
+    .await;
     let failed = f.wait_outbox(|m| m["status"] == "FAILED").await;
     assert_eq!(failed["attempts"], 1, "550 is not retried: {failed}");
     assert!(str_field(&failed, "lastError").contains("550"), "{failed}");
@@ -338,26 +374,46 @@ async fn a_message_is_given_up_after_its_attempts_and_the_queue_is_measured() {
     let f = MailFixture::start_with(|c| c.mail_max_attempts = 2).await;
     // Nothing listens on the port: each attempt fails, then the message is given up.
     f.smtp_settings(free_port()).await;
-    f.admin(Method::POST, "/api/mail/test", Some(json!({"to": "c@acme.example"})))
-        .await;
+    f.admin(
+        Method::POST,
+        "/api/mail/test",
+        Some(json!({"to": "c@acme.example"})),
+    )
+    .await;
     let failed = f.wait_outbox(|m| m["status"] == "FAILED").await;
     assert_eq!(failed["attempts"], 2, "{failed}");
     let filtered = f
-        .admin(Method::GET, "/api/mail/outbox?status=FAILED&recipient=C@acme.example", None)
+        .admin(
+            Method::GET,
+            "/api/mail/outbox?status=FAILED&recipient=C@acme.example",
+            None,
+        )
         .await;
-    assert_eq!(filtered.body["data"]["pagination"]["total"], 1, "{}", filtered.body);
+    assert_eq!(
+        filtered.body["data"]["pagination"]["total"], 1,
+        "{}",
+        filtered.body
+    );
     let none = f
         .admin(Method::GET, "/api/mail/outbox?status=SENT", None)
         .await;
     assert_eq!(none.body["data"]["pagination"]["total"], 0);
-    for bad in ["status=LOST", "recipient=not-an-address", "limit=0", "page=0"] {
+    for bad in [
+        "status=LOST",
+        "recipient=not-an-address",
+        "limit=0",
+        "page=0",
+    ] {
         let a = f
             .admin(Method::GET, &format!("/api/mail/outbox?{bad}"), None)
             .await;
         assert_kv_error(&a, 400, "VALIDATION_ERROR");
     }
     assert_eq!(
-        f.srv.count("SELECT COUNT(*) FROM mail_outbox WHERE status = 'PENDING'", []),
+        f.srv.count(
+            "SELECT COUNT(*) FROM mail_outbox WHERE status = 'PENDING'",
+            []
+        ),
         0
     );
 }
@@ -407,8 +463,12 @@ async fn starttls_and_implicit_tls_trust_a_private_ca_given_by_extra_ca_file() {
         assert_status(&a, 200);
         assert_eq!(a.body["data"]["passwordSet"], true);
         assert!(a.body["data"].get("password").is_none(), "{}", a.body);
-        f.admin(Method::POST, "/api/mail/test", Some(json!({"to": "t@acme.example"})))
-            .await;
+        f.admin(
+            Method::POST,
+            "/api/mail/test",
+            Some(json!({"to": "t@acme.example"})),
+        )
+        .await;
         f.wait_outbox(|m| m["status"] == "SENT").await;
         let m = &smtp.wait_for(1).await[0];
         assert_eq!(m["tls"], true, "{mode}: {m}");
@@ -418,7 +478,9 @@ async fn starttls_and_implicit_tls_trust_a_private_ca_given_by_extra_ca_file() {
     let stored: Vec<u8> = f
         .srv
         .db()
-        .query_row("SELECT password_sealed FROM smtp_settings", [], |r| r.get(0))
+        .query_row("SELECT password_sealed FROM smtp_settings", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert!(!String::from_utf8_lossy(&stored).contains("s3cret"));
 
@@ -430,15 +492,23 @@ async fn starttls_and_implicit_tls_trust_a_private_ca_given_by_extra_ca_file() {
     g.admin(
         Method::PUT,
         "/api/mail/settings",
-        Some(json!({"host": "localhost", "port": smtp.port, "security": "tls",
-                    "fromAddress": "licenses@acme.example"})),
+        Some(
+            json!({"host": "localhost", "port": smtp.port, "security": "tls",
+                    "fromAddress": "licenses@acme.example"}),
+        ),
     )
     .await;
-    g.admin(Method::POST, "/api/mail/test", Some(json!({"to": "t@acme.example"})))
-        .await;
+    g.admin(
+        Method::POST,
+        "/api/mail/test",
+        Some(json!({"to": "t@acme.example"})),
+    )
+    .await;
     let failed = g.wait_outbox(|m| m["attempts"].as_u64() >= Some(1)).await;
     assert!(
-        str_field(&failed, "lastError").to_lowercase().contains("certificate"),
+        str_field(&failed, "lastError")
+            .to_lowercase()
+            .contains("certificate"),
         "{failed}"
     );
     assert!(smtp.messages().is_empty());
@@ -473,7 +543,11 @@ async fn smtp_settings_are_checked_kept_per_workspace_and_never_show_the_passwor
     assert_status(&none, 200);
     assert!(none.body["data"].is_null());
     let test = f
-        .admin(Method::POST, "/api/mail/test", Some(json!({"to": "a@b.example"})))
+        .admin(
+            Method::POST,
+            "/api/mail/test",
+            Some(json!({"to": "a@b.example"})),
+        )
         .await;
     assert_kv_error(&test, 409, "CONFLICT");
     let good = json!({"host": "smtp.example.com", "port": 587, "security": "starttls",
@@ -495,14 +569,46 @@ async fn smtp_settings_are_checked_kept_per_workspace_and_never_show_the_passwor
         ("port 0", with("port", json!(0)), "port"),
         ("port too big", with("port", json!(70000)), "port"),
         ("port a string", with("port", json!("587")), "port"),
-        ("unknown security", with("security", json!("ssl")), "security"),
-        ("host with a space", with("host", json!("smtp example.com")), "host"),
-        ("host too long", with("host", json!("a".repeat(300))), "host"),
-        ("bad from", with("fromAddress", json!("not-an-address")), "fromAddress"),
-        ("two froms", with("fromAddress", json!("a@x.com, b@y.com")), "fromAddress"),
-        ("name with a newline", with("fromName", json!("A\nBcc: x@y.z")), "fromName"),
-        ("bad public url", with("publicUrl", json!("ftp://x")), "publicUrl"),
-        ("plaintext to a public host", with("security", json!("none")), "none"),
+        (
+            "unknown security",
+            with("security", json!("ssl")),
+            "security",
+        ),
+        (
+            "host with a space",
+            with("host", json!("smtp example.com")),
+            "host",
+        ),
+        (
+            "host too long",
+            with("host", json!("a".repeat(300))),
+            "host",
+        ),
+        (
+            "bad from",
+            with("fromAddress", json!("not-an-address")),
+            "fromAddress",
+        ),
+        (
+            "two froms",
+            with("fromAddress", json!("a@x.com, b@y.com")),
+            "fromAddress",
+        ),
+        (
+            "name with a newline",
+            with("fromName", json!("A\nBcc: x@y.z")),
+            "fromName",
+        ),
+        (
+            "bad public url",
+            with("publicUrl", json!("ftp://x")),
+            "publicUrl",
+        ),
+        (
+            "plaintext to a public host",
+            with("security", json!("none")),
+            "none",
+        ),
     ];
     for (name, body, needle) in cases {
         let a = f.admin(Method::PUT, "/api/mail/settings", Some(body)).await;
@@ -524,19 +630,35 @@ async fn smtp_settings_are_checked_kept_per_workspace_and_never_show_the_passwor
     )
     .await;
     assert_eq!(malformed.status.as_u16() / 100, 4, "{}", malformed.body);
-    assert_eq!(f.srv.count("SELECT COUNT(*) FROM smtp_settings", []), 0, "nothing saved");
+    assert_eq!(
+        f.srv.count("SELECT COUNT(*) FROM smtp_settings", []),
+        0,
+        "nothing saved"
+    );
 
-    let a = f.admin(Method::PUT, "/api/mail/settings", Some(good.clone())).await;
+    let a = f
+        .admin(Method::PUT, "/api/mail/settings", Some(good.clone()))
+        .await;
     assert_status(&a, 200);
     assert_eq!(a.body["data"]["passwordSet"], true);
     assert!(!a.raw.windows(4).any(|w| w == b"p4ss"), "{}", a.body);
     // Without a password field the stored one stays; null removes it.
-    let kept = f.admin(Method::PUT, "/api/mail/settings", Some(without("password"))).await;
+    let kept = f
+        .admin(Method::PUT, "/api/mail/settings", Some(without("password")))
+        .await;
     assert_eq!(kept.body["data"]["passwordSet"], true, "{}", kept.body);
     let cleared = f
-        .admin(Method::PUT, "/api/mail/settings", Some(with("password", Value::Null)))
+        .admin(
+            Method::PUT,
+            "/api/mail/settings",
+            Some(with("password", Value::Null)),
+        )
         .await;
-    assert_eq!(cleared.body["data"]["passwordSet"], false, "{}", cleared.body);
+    assert_eq!(
+        cleared.body["data"]["passwordSet"], false,
+        "{}",
+        cleared.body
+    );
     let read = f.admin(Method::GET, "/api/mail/settings", None).await;
     assert_eq!(read.body["data"]["host"], "smtp.example.com");
     assert_eq!(read.body["data"]["security"], "starttls");
@@ -545,10 +667,20 @@ async fn smtp_settings_are_checked_kept_per_workspace_and_never_show_the_passwor
     // a READ_ONLY key is no admin credential.
     f.srv.create_tenant("other");
     let theirs = f.srv.create_api_key("other", Scope::FullAdmin, None);
-    let a = send(&f.srv, Method::GET, "/api/mail/settings", Cred::ApiKey(&theirs), None, &[]).await;
+    let a = send(
+        &f.srv,
+        Method::GET,
+        "/api/mail/settings",
+        Cred::ApiKey(&theirs),
+        None,
+        &[],
+    )
+    .await;
     assert!(a.body["data"].is_null(), "{}", a.body);
     let product = f.srv.create_product("default", "p");
-    let restricted = f.srv.create_api_key("default", Scope::FullAdmin, Some(&product.id));
+    let restricted = f
+        .srv
+        .create_api_key("default", Scope::FullAdmin, Some(&product.id));
     for (method, path) in [
         (Method::GET, "/api/mail/settings"),
         (Method::GET, "/api/mail/outbox"),
@@ -558,9 +690,25 @@ async fn smtp_settings_are_checked_kept_per_workspace_and_never_show_the_passwor
         assert_kv_error(&a, 403, "FORBIDDEN");
     }
     let read_only = f.srv.create_api_key("default", Scope::ReadOnly, None);
-    let a = send(&f.srv, Method::GET, "/api/mail/settings", Cred::ApiKey(&read_only), None, &[]).await;
+    let a = send(
+        &f.srv,
+        Method::GET,
+        "/api/mail/settings",
+        Cred::ApiKey(&read_only),
+        None,
+        &[],
+    )
+    .await;
     assert!(matches!(a.status.as_u16(), 401 | 403), "{}", a.body);
-    let anonymous = send(&f.srv, Method::GET, "/api/mail/settings", Cred::None, None, &[]).await;
+    let anonymous = send(
+        &f.srv,
+        Method::GET,
+        "/api/mail/settings",
+        Cred::None,
+        None,
+        &[],
+    )
+    .await;
     assert_kv_error(&anonymous, 401, "UNAUTHORIZED");
     // Deleting: gone, then 404.
     let a = f.admin(Method::DELETE, "/api/mail/settings", None).await;
@@ -605,20 +753,39 @@ async fn a_project_overrides_a_template_previews_it_and_its_customers_get_it() {
         .collect();
     assert_eq!(
         kinds,
-        ["LICENSE_DELIVERED", "SEND_KEYS", "PASSWORD_RESET", "EXPIRY_REMINDER"]
+        [
+            "LICENSE_DELIVERED",
+            "SEND_KEYS",
+            "PASSWORD_RESET",
+            "EXPIRY_REMINDER"
+        ]
     );
-    assert_eq!(list.body["data"]["templates"][0]["subjectOverridden"], false);
+    assert_eq!(
+        list.body["data"]["templates"][0]["subjectOverridden"],
+        false
+    );
 
     let body = json!({"subject": "{{ product }} key: {{key}}",
                       "html": "<h1>Thanks {{ customer_name }}</h1><p>{{ key }}</p>"});
     let preview = f
-        .admin(Method::POST, &format!("{base}/LICENSE_DELIVERED/preview"), Some(body.clone()))
+        .admin(
+            Method::POST,
+            &format!("{base}/LICENSE_DELIVERED/preview"),
+            Some(body.clone()),
+        )
         .await;
     assert_status(&preview, 200);
-    assert_eq!(preview.body["data"]["subject"], "Product ace key: ABCD-EFGH-JKLM-NPQR");
+    assert_eq!(
+        preview.body["data"]["subject"],
+        "Product ace key: ABCD-EFGH-JKLM-NPQR"
+    );
     assert!(str_of(&preview.body["data"]["text"]).contains("https://licenses.example.com/p/ace"));
     let saved = f
-        .admin(Method::PUT, &format!("{base}/LICENSE_DELIVERED"), Some(body))
+        .admin(
+            Method::PUT,
+            &format!("{base}/LICENSE_DELIVERED"),
+            Some(body),
+        )
         .await;
     assert_status(&saved, 200);
     assert_eq!(saved.body["data"]["subjectOverridden"], true);
@@ -626,7 +793,11 @@ async fn a_project_overrides_a_template_previews_it_and_its_customers_get_it() {
 
     let license = f
         .srv
-        .create_license(&f.key, &product.id, json!({"customerName": "<script>x</script>"}))
+        .create_license(
+            &f.key,
+            &product.id,
+            json!({"customerName": "<script>x</script>"}),
+        )
         .await;
     f.admin(
         Method::POST,
@@ -638,18 +809,40 @@ async fn a_project_overrides_a_template_previews_it_and_its_customers_get_it() {
     let key = str_field(&license, "key");
     assert_eq!(m["subject"], format!("Product ace key: {key}"));
     let html = str_field(m, "html");
-    assert!(html.contains("<h1>Thanks &lt;script&gt;x&lt;/script&gt;</h1>"), "{html}");
-    assert!(str_field(m, "text").contains("thank you for choosing"), "default text kept");
+    assert!(
+        html.contains("<h1>Thanks &lt;script&gt;x&lt;/script&gt;</h1>"),
+        "{html}"
+    );
+    assert!(
+        str_field(m, "text").contains("thank you for choosing"),
+        "default text kept"
+    );
 
     // Bad input changes nothing.
     let cases: Vec<(String, Value, u16)> = vec![
-        (format!("{base}/LICENSE_DELIVERED"), json!({"subject": "{{ password }}"}), 400),
-        (format!("{base}/LICENSE_DELIVERED"), json!({"subject": "a\nBcc: x@y.z"}), 400),
-        (format!("{base}/LICENSE_DELIVERED"), json!({"text": "x".repeat(20001)}), 400),
+        (
+            format!("{base}/LICENSE_DELIVERED"),
+            json!({"subject": "{{ password }}"}),
+            400,
+        ),
+        (
+            format!("{base}/LICENSE_DELIVERED"),
+            json!({"subject": "a\nBcc: x@y.z"}),
+            400,
+        ),
+        (
+            format!("{base}/LICENSE_DELIVERED"),
+            json!({"text": "x".repeat(20001)}),
+            400,
+        ),
         (format!("{base}/LICENSE_DELIVERED"), json!({"text": 5}), 400),
         (format!("{base}/TEST"), json!({"subject": "x"}), 400),
         (format!("{base}/NOPE"), json!({"subject": "x"}), 400),
-        ("/api/projects/prod_nope/mail-templates/SEND_KEYS".into(), json!({"subject": "x"}), 404),
+        (
+            "/api/projects/prod_nope/mail-templates/SEND_KEYS".into(),
+            json!({"subject": "x"}),
+            404,
+        ),
     ];
     for (path, body, status) in cases {
         let a = f.admin(Method::PUT, &path, Some(body.clone())).await;
@@ -657,7 +850,10 @@ async fn a_project_overrides_a_template_previews_it_and_its_customers_get_it() {
         assert_eq!(a.body["success"], false);
     }
     let after = f.admin(Method::GET, &base, None).await;
-    assert_eq!(after.body["data"]["templates"][0]["subject"], "{{ product }} key: {{key}}");
+    assert_eq!(
+        after.body["data"]["templates"][0]["subject"],
+        "{{ product }} key: {{key}}"
+    );
     // Another tenant's key does not reach the project.
     f.srv.create_tenant("other");
     let theirs = f.srv.create_api_key("other", Scope::FullAdmin, None);
@@ -668,6 +864,9 @@ async fn a_project_overrides_a_template_previews_it_and_its_customers_get_it() {
         .admin(Method::DELETE, &format!("{base}/LICENSE_DELIVERED"), None)
         .await;
     assert_status(&reset, 200);
-    assert_eq!(reset.body["data"]["subject"], "Your license key for {{ product }}");
+    assert_eq!(
+        reset.body["data"]["subject"],
+        "Your license key for {{ product }}"
+    );
     assert_eq!(f.srv.count("SELECT COUNT(*) FROM mail_templates", []), 0);
 }

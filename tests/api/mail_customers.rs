@@ -147,7 +147,8 @@ async fn the_customer_view_shows_keys_machines_payments_and_messages_of_one_addr
     let keys: Vec<&Value> = d["keys"].as_array().unwrap().iter().collect();
     assert_eq!(keys[0]["key"]["id"], first["id"], "oldest first");
     assert_eq!(keys[1]["key"]["id"], second["id"]);
-    assert_eq!(keys[0]["orderId"], "o-1");
+    assert_eq!(keys[0]["key"]["orderId"], "o-1");
+    assert_eq!(keys[0]["key"]["customerEmail"], "Ana@Example.com");
     assert_eq!(keys[0]["machines"][0]["hwid"], "machine-ana-1");
     assert_eq!(keys[1]["machines"], json!([]));
     assert_eq!(d["payments"], json!([]));
@@ -166,7 +167,9 @@ async fn the_customer_view_shows_keys_machines_payments_and_messages_of_one_addr
     f.srv.create_tenant("other");
     let theirs = f.srv.create_api_key("other", Scope::FullAdmin, None);
     let b = f.srv.create_product("default", "b");
-    let restricted = f.srv.create_api_key("default", Scope::FullAdmin, Some(&b.id));
+    let restricted = f
+        .srv
+        .create_api_key("default", Scope::FullAdmin, Some(&b.id));
     for key in [&theirs, &restricted] {
         let a = send(
             &f.srv,
@@ -190,7 +193,11 @@ async fn by_email_lists_a_customers_licenses_for_read_only_keys_of_its_tenant() 
     for product in [&ace, &ace, &b] {
         let l = f
             .srv
-            .create_license(&f.key, &product.id, json!({"customerEmail": "Cy@Example.com"}))
+            .create_license(
+                &f.key,
+                &product.id,
+                json!({"customerEmail": "Cy@Example.com"}),
+            )
             .await;
         ours.push(l["id"].clone());
     }
@@ -198,7 +205,10 @@ async fn by_email_lists_a_customers_licenses_for_read_only_keys_of_its_tenant() 
         .create_license(&f.key, &ace.id, json!({"customerEmail": "dee@example.com"}))
         .await;
     let read = f.srv.create_api_key("default", Scope::ReadOnly, None);
-    let a = f.srv.get("/api/v1/license/by-email/cy@example.com", &read).await;
+    let a = f
+        .srv
+        .get("/api/v1/license/by-email/cy@example.com", &read)
+        .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let ids: Vec<Value> = a.body["licenses"]
         .as_array()
@@ -209,12 +219,17 @@ async fn by_email_lists_a_customers_licenses_for_read_only_keys_of_its_tenant() 
     assert_eq!(ids, ours, "oldest first, any case");
     let paged = f
         .srv
-        .get("/api/v1/license/by-email/cy@example.com?limit=2&page=2", &read)
+        .get(
+            "/api/v1/license/by-email/cy@example.com?limit=2&page=2",
+            &read,
+        )
         .await;
     assert_eq!(paged.body["licenses"].as_array().unwrap().len(), 1);
     assert_eq!(paged.body["pagination"]["total"], 3);
     // A product-restricted key sees its product's only; another tenant sees none.
-    let restricted = f.srv.create_api_key("default", Scope::ReadOnly, Some(&b.id));
+    let restricted = f
+        .srv
+        .create_api_key("default", Scope::ReadOnly, Some(&b.id));
     let a = f
         .srv
         .get("/api/v1/license/by-email/cy@example.com", &restricted)
@@ -222,12 +237,18 @@ async fn by_email_lists_a_customers_licenses_for_read_only_keys_of_its_tenant() 
     assert_eq!(a.body["pagination"]["total"], 1, "{}", a.body);
     f.srv.create_tenant("other");
     let theirs = f.srv.create_api_key("other", Scope::ReadOnly, None);
-    let a = f.srv.get("/api/v1/license/by-email/cy@example.com", &theirs).await;
+    let a = f
+        .srv
+        .get("/api/v1/license/by-email/cy@example.com", &theirs)
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["licenses"], json!([]));
     // Scope and bad input.
     let create = f.srv.create_api_key("default", Scope::CreateLicense, None);
-    let a = f.srv.get("/api/v1/license/by-email/cy@example.com", &create).await;
+    let a = f
+        .srv
+        .get("/api/v1/license/by-email/cy@example.com", &create)
+        .await;
     a.assert_error(403, "FORBIDDEN");
     for path in [
         "/api/v1/license/by-email/not-an-address",
@@ -238,7 +259,10 @@ async fn by_email_lists_a_customers_licenses_for_read_only_keys_of_its_tenant() 
         a.assert_error(400, "VALIDATION_ERROR");
     }
     let long = format!("/api/v1/license/by-email/{}@example.com", "a".repeat(300));
-    f.srv.get(&long, &read).await.assert_error(400, "VALIDATION_ERROR");
+    f.srv
+        .get(&long, &read)
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     let anonymous = send(
         &f.srv,
         Method::GET,

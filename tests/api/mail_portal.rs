@@ -29,7 +29,11 @@ async fn send_me_my_keys_answers_alike_sends_only_that_projects_keys_and_is_limi
     }
     let elsewhere = f
         .srv
-        .create_license(&f.key, &other.id, json!({"customerEmail": "ana@example.com"}))
+        .create_license(
+            &f.key,
+            &other.id,
+            json!({"customerEmail": "ana@example.com"}),
+        )
         .await;
     let known = portal(
         &f,
@@ -64,7 +68,10 @@ async fn send_me_my_keys_answers_alike_sends_only_that_projects_keys_and_is_limi
         (json!({"projectId": ace.id}), 400),
         (json!({"email": "ana@example.com"}), 400),
         (json!({"projectId": ace.id, "email": 42}), 400),
-        (json!({"projectId": "prod_nope", "email": "x@example.com"}), 404),
+        (
+            json!({"projectId": "prod_nope", "email": "x@example.com"}),
+            404,
+        ),
     ];
     for (body, status) in cases {
         let a = portal(&f, "/api/portal/send-keys", body.clone()).await;
@@ -163,11 +170,19 @@ async fn a_reset_link_works_once_and_only_before_it_expires() {
     assert_eq!(m["subject"], "Reset your Product ace portal password");
     let text = str_field(m, "text");
     assert!(text.contains("Hello ana,"), "{text}");
-    assert!(text.contains("https://licenses.example.com/p/ace?reset="), "{text}");
+    assert!(
+        text.contains("https://licenses.example.com/p/ace?reset="),
+        "{text}"
+    );
     let token = token_of(text);
 
     // Tampered and malformed tokens are refused and change nothing.
-    for bad in [format!("{token}0"), "x".into(), "a.b.c".into(), format!("{}.1.00", "pu_x")] {
+    for bad in [
+        format!("{token}0"),
+        "x".into(),
+        "a.b.c".into(),
+        format!("{}.1.00", "pu_x"),
+    ] {
         let a = portal(
             &f,
             "/api/portal/password-reset/confirm",
@@ -183,9 +198,17 @@ async fn a_reset_link_works_once_and_only_before_it_expires() {
     )
     .await;
     assert_kv_error(&short, 400, "VALIDATION_ERROR");
-    let missing = portal(&f, "/api/portal/password-reset/confirm", json!({"token": token})).await;
+    let missing = portal(
+        &f,
+        "/api/portal/password-reset/confirm",
+        json!({"token": token}),
+    )
+    .await;
     assert_kv_error(&missing, 400, "VALIDATION_ERROR");
-    assert_eq!(portal_login(&f, &ace.id, "ana", "first password").await, 200);
+    assert_eq!(
+        portal_login(&f, &ace.id, "ana", "first password").await,
+        200
+    );
 
     let ok = portal(
         &f,
@@ -194,10 +217,24 @@ async fn a_reset_link_works_once_and_only_before_it_expires() {
     )
     .await;
     assert_status(&ok, 200);
-    assert_eq!(portal_login(&f, &ace.id, "ana", "second password").await, 200);
-    assert_eq!(portal_login(&f, &ace.id, "ana", "first password").await, 401);
+    assert_eq!(
+        portal_login(&f, &ace.id, "ana", "second password").await,
+        200
+    );
+    assert_eq!(
+        portal_login(&f, &ace.id, "ana", "first password").await,
+        401
+    );
     // The sessions of the old password ended.
-    let me = send(&f.srv, Method::GET, "/api/portal/me", Cred::Bearer(&session), None, &[]).await;
+    let me = send(
+        &f.srv,
+        Method::GET,
+        "/api/portal/me",
+        Cred::Bearer(&session),
+        None,
+        &[],
+    )
+    .await;
     assert_kv_error(&me, 401, "UNAUTHORIZED");
     // Single use.
     let reused = portal(
@@ -224,7 +261,10 @@ async fn a_reset_link_works_once_and_only_before_it_expires() {
     )
     .await;
     assert_kv_error_naming(&expired, 401, "UNAUTHORIZED", "expired");
-    assert_eq!(portal_login(&f, &ace.id, "ana", "second password").await, 200);
+    assert_eq!(
+        portal_login(&f, &ace.id, "ana", "second password").await,
+        200
+    );
 }
 
 #[tokio::test]
@@ -238,7 +278,15 @@ async fn a_portal_user_sets_and_removes_its_email() {
         let token = token.clone();
         let srv = &f.srv;
         async move {
-            send(srv, Method::PUT, "/api/portal/email", Cred::Bearer(&token), Some(body), &[]).await
+            send(
+                srv,
+                Method::PUT,
+                "/api/portal/email",
+                Cred::Bearer(&token),
+                Some(body),
+                &[],
+            )
+            .await
         }
     };
     let a = put(json!({"email": "Bo@Example.com"})).await;
@@ -279,7 +327,9 @@ async fn a_subscription_gets_one_reminder_per_expiry_date() {
     f.smtp_settings(smtp.port).await;
     let ace = f.srv.create_product("default", "ace");
     let in_days = |d: i64| {
-        rfc3339(time::OffsetDateTime::now_utc() + time::Duration::days(d) + time::Duration::hours(1))
+        rfc3339(
+            time::OffsetDateTime::now_utc() + time::Duration::days(d) + time::Duration::hours(1),
+        )
     };
     let sub = f
         .srv
@@ -292,7 +342,11 @@ async fn a_subscription_gets_one_reminder_per_expiry_date() {
         .await;
     // Not due: perpetual, far away, or without an address.
     f.srv
-        .create_license(&f.key, &ace.id, json!({"customerEmail": "perp@example.com"}))
+        .create_license(
+            &f.key,
+            &ace.id,
+            json!({"customerEmail": "perp@example.com"}),
+        )
         .await;
     f.srv
         .create_license(
@@ -319,7 +373,10 @@ async fn a_subscription_gets_one_reminder_per_expiry_date() {
         .await;
     assert_eq!(renewed.status, 200, "{}", renewed.body);
     let both = smtp.wait_for(2).await;
-    assert_eq!(both[1]["subject"], "Your Product ace license expires in 6 day(s)");
+    assert_eq!(
+        both[1]["subject"],
+        "Your Product ace license expires in 6 day(s)"
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(smtp.messages().len(), 2);
 }

@@ -22,10 +22,6 @@ pub struct CustomersApi {
 #[oai(rename = "CustomerKey", rename_all = "camelCase")]
 pub struct CustomerKeyView {
     pub key: KeyView,
-    #[oai(nullable)]
-    pub customer_name: Option<String>,
-    #[oai(nullable)]
-    pub order_id: Option<String>,
     /// The machines bound to the key.
     pub machines: Vec<ActivationInfo>,
 }
@@ -97,8 +93,6 @@ impl CustomersApi {
                             machines.first().map(|a| a.machine_id.clone()),
                             now,
                         ),
-                        customer_name: l.customer_name.clone(),
-                        order_id: l.order_id.clone(),
                         machines: machines.iter().map(ActivationInfo::new).collect(),
                     })
                     .collect(),

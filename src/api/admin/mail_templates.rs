@@ -207,7 +207,10 @@ impl MailTemplatesApi {
     ///
     /// The given parts (unsaved; missing ones from the saved override or the defaults)
     /// rendered with sample values.
-    #[oai(path = "/api/projects/:id/mail-templates/:kind/preview", method = "post")]
+    #[oai(
+        path = "/api/projects/:id/mail-templates/:kind/preview",
+        method = "post"
+    )]
     async fn preview(
         &self,
         auth: AdminAuth,

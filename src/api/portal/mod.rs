@@ -37,13 +37,13 @@ pub use account::{
 pub use dashboard::{PortalInfoOk, PortalInfoResponse, PortalMeOk, PortalMeResponse};
 pub use downloads::PortalLoaderResponse;
 pub use keys::{PortalActivateOk, PortalActivateRequest, PortalActivateResponse};
+pub use license_file::{
+    PortalMachineFileRequest, PortalMachineFileResponse, PortalOfflineActivationResponse,
+};
 pub use recovery::{
     PortalAccountEmailRequest, PortalAccountEmailResponse, PortalEmailRequest,
     PortalMailRequestResponse, PortalMessageOk, PortalResetConfirmRequest,
     PortalResetConfirmResponse,
-};
-pub use license_file::{
-    PortalMachineFileRequest, PortalMachineFileResponse, PortalOfflineActivationResponse,
 };
 
 #[derive(Tags)]
@@ -380,8 +380,7 @@ impl PortalApi {
         body: Json<PortalResetConfirmRequest>,
     ) -> KvResult<PortalResetConfirmResponse> {
         let body = body.0;
-        portal::reset_password(&self.state, ClientIp::of(req), &body.token, body.password)
-            .await?;
+        portal::reset_password(&self.state, ClientIp::of(req), &body.token, body.password).await?;
         Ok(PortalResetConfirmResponse::Ok(PortalMessageOk::new(
             "Your password is changed. Sign in with it.",
         )))

@@ -188,10 +188,21 @@ mod tests {
     #[test]
     fn addresses_are_checked_and_lower_cased() {
         assert_eq!(
-            normalize_address("email", " Ana@Example.COM ").ok().as_deref(),
+            normalize_address("email", " Ana@Example.COM ")
+                .ok()
+                .as_deref(),
             Some("ana@example.com")
         );
-        for bad in ["", "ana", "ana@", "@x.com", "a b@x.com", "a@x", "<a@x.com>", "a@x.com,b@y.com"] {
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@x.com",
+            "a b@x.com",
+            "a@x",
+            "<a@x.com>",
+            "a@x.com,b@y.com",
+        ] {
             assert!(normalize_address("email", bad).is_err(), "{bad}");
         }
     }

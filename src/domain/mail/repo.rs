@@ -53,7 +53,10 @@ pub fn save_settings(conn: &Connection, s: &SmtpSettings) -> Result<()> {
 }
 
 pub fn delete_settings(conn: &Connection, tenant_id: &str) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM smtp_settings WHERE tenant_id = ?1", [tenant_id])? > 0)
+    Ok(conn.execute(
+        "DELETE FROM smtp_settings WHERE tenant_id = ?1",
+        [tenant_id],
+    )? > 0)
 }
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
@@ -121,8 +124,13 @@ pub fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<OutboxMessage>, u64)> {
-    let filter = "tenant_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR recipient = ?3)";
-    let args = params![f.tenant_id, f.status, f.recipient.map(str::to_ascii_lowercase)];
+    let filter =
+        "tenant_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR recipient = ?3)";
+    let args = params![
+        f.tenant_id,
+        f.status,
+        f.recipient.map(str::to_ascii_lowercase)
+    ];
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM mail_outbox WHERE {filter}"))?
         .query_row(args, |r| r.get(0))?;
@@ -273,7 +281,12 @@ pub struct ReminderDue {
 
 /// Active subscription licenses with a customer address that expire within `(now, until]`
 /// and have had no reminder for this expiry date.
-pub fn reminders_due(conn: &Connection, now: i64, until: i64, limit: u32) -> Result<Vec<ReminderDue>> {
+pub fn reminders_due(
+    conn: &Connection,
+    now: i64,
+    until: i64,
+    limit: u32,
+) -> Result<Vec<ReminderDue>> {
     let mut stmt = conn.prepare_cached(
         "SELECT l.id, l.valid_until FROM licenses l INDEXED BY licenses_expiring
          WHERE l.status = 'ACTIVE' AND l.valid_until IS NOT NULL
@@ -292,7 +305,12 @@ pub fn reminders_due(conn: &Connection, now: i64, until: i64, limit: u32) -> Res
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn record_reminder(conn: &Connection, license_id: &str, valid_until: i64, now: i64) -> Result<()> {
+pub fn record_reminder(
+    conn: &Connection,
+    license_id: &str,
+    valid_until: i64,
+    now: i64,
+) -> Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO mail_reminders (license_id, valid_until, sent_at) VALUES (?1, ?2, ?3)",
         params![license_id, valid_until, now],

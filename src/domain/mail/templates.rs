@@ -17,13 +17,7 @@ pub struct Defaults {
 /// The placeholders a kind's templates may use.
 pub fn variables(kind: MailKind) -> &'static [&'static str] {
     match kind {
-        MailKind::LicenseDelivered => &[
-            "product",
-            "key",
-            "expiry",
-            "portal_link",
-            "customer_name",
-        ],
+        MailKind::LicenseDelivered => &["product", "key", "expiry", "portal_link", "customer_name"],
         MailKind::SendKeys => &["product", "licenses", "portal_link"],
         MailKind::PasswordReset => &["product", "username", "reset_link", "valid_minutes"],
         MailKind::ExpiryReminder => &[

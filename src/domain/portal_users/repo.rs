@@ -163,6 +163,9 @@ pub fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<
         "UPDATE portal_users SET password_hash = ?2 WHERE id = ?1",
         params![id, password_hash],
     )?;
-    conn.execute("DELETE FROM portal_sessions WHERE portal_user_id = ?1", [id])?;
+    conn.execute(
+        "DELETE FROM portal_sessions WHERE portal_user_id = ?1",
+        [id],
+    )?;
     Ok(())
 }

@@ -101,13 +101,6 @@ pub fn licenses_by_email(
 ) -> Result<(Vec<License>, u64), Error> {
     let email = mail::normalize_address("email", email)?;
     state.db.read(|c| {
-        licenses::repo::list_by_email(
-            c,
-            &ctx.tenant,
-            &email,
-            ctx.products.filter(),
-            limit,
-            offset,
-        )
+        licenses::repo::list_by_email(c, &ctx.tenant, &email, ctx.products.filter(), limit, offset)
     })
 }

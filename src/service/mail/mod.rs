@@ -42,8 +42,8 @@ pub fn queue_license_delivered(
         ));
     };
     let email = mail::normalize_address("the key's customer e-mail", &email)?;
-    let product = products::repo::find(c, tenant, &license.product_id)?
-        .ok_or(Error::NotFound("project"))?;
+    let product =
+        products::repo::find(c, tenant, &license.product_id)?.ok_or(Error::NotFound("project"))?;
     let values = license_values(c, &product, &license)?;
     queue(
         c,

@@ -56,8 +56,7 @@ pub async fn retry(state: &AppState, ctx: &Ctx, id: &str) -> Result<OutboxMessag
     let (m, url) = state
         .db
         .write(move |c| {
-            let m = mail::repo::find_message(c, &tenant, &id)?
-                .ok_or(Error::NotFound("message"))?;
+            let m = mail::repo::find_message(c, &tenant, &id)?.ok_or(Error::NotFound("message"))?;
             if m.status == OutboxStatus::Sent {
                 return Err(Error::Conflict(
                     "this message was sent already; it is not sent twice".into(),
@@ -68,8 +67,8 @@ pub async fn retry(state: &AppState, ctx: &Ctx, id: &str) -> Result<OutboxMessag
                 .event(&tenant, AuditAction::MailRetry)
                 .detail(json!({"messageId": m.id, "previousStatus": m.status}));
             audit::repo::insert(c, &event)?;
-            let m = mail::repo::find_message(c, &tenant, &m.id)?
-                .ok_or(Error::NotFound("message"))?;
+            let m =
+                mail::repo::find_message(c, &tenant, &m.id)?.ok_or(Error::NotFound("message"))?;
             let url = mail::repo::settings(c, &tenant)?.and_then(|s| s.public_url);
             Ok((m, url))
         })
@@ -90,9 +89,7 @@ pub async fn deliver_due(state: &AppState) -> Result<usize, Error> {
     let due = state.db.read(|c| mail::repo::due(c, now, BATCH))?;
     let mut sent = 0;
     for m in due {
-        let settings = state
-            .db
-            .read(|c| mail::repo::settings(c, &m.tenant_id))?;
+        let settings = state.db.read(|c| mail::repo::settings(c, &m.tenant_id))?;
         let outcome = match settings {
             None => Err(mailer::SendFailure {
                 permanent: false,
@@ -135,10 +132,8 @@ pub async fn deliver_due(state: &AppState) -> Result<usize, Error> {
             Err(failure) => {
                 let attempts = m.attempts + 1;
                 let give_up = failure.permanent || attempts >= state.config.mail_max_attempts;
-                let wait = mail::backoff_ms(
-                    state.config.mail_retry_base.as_millis() as i64,
-                    attempts,
-                );
+                let wait =
+                    mail::backoff_ms(state.config.mail_retry_base.as_millis() as i64, attempts);
                 tracing::info!(
                     "e-mail {} to {}: attempt {attempts} failed ({}){}",
                     m.id,

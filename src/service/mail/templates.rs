@@ -166,7 +166,10 @@ pub fn preview(
         ("expiry", expiry),
         ("portal_link", link.clone()),
         ("customer_name", "Ana Example".into()),
-        ("licenses", "ABCD-EFGH-JKLM-NPQR (valid until 2030-01-01)".into()),
+        (
+            "licenses",
+            "ABCD-EFGH-JKLM-NPQR (valid until 2030-01-01)".into(),
+        ),
         ("username", "ana".into()),
         ("reset_link", format!("{link}#reset=…")),
         ("valid_minutes", "60".into()),

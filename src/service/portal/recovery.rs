@@ -62,21 +62,31 @@ pub async fn send_my_keys(
                 MAX_KEYS_LISTED,
                 0,
             )?;
-            let mut event = AuditEvent::new(&product.tenant_id, "portal", AuditAction::PortalKeysRequest)
-                .product(&product.id)
-                .ip(ip.map(|i| i.to_string()).as_deref());
+            let mut event =
+                AuditEvent::new(&product.tenant_id, "portal", AuditAction::PortalKeysRequest)
+                    .product(&product.id)
+                    .ip(ip.map(|i| i.to_string()).as_deref());
             if found.is_empty() {
                 event = event.detail(json!({"found": 0}));
             } else {
                 let list = found
                     .iter()
-                    .map(|l| format!("{} (valid until: {})", l.key, crate::service::mail::expiry_text(l)))
+                    .map(|l| {
+                        format!(
+                            "{} (valid until: {})",
+                            l.key,
+                            crate::service::mail::expiry_text(l)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 let values = vec![
                     ("product", product.name.clone()),
                     ("licenses", list),
-                    ("portal_link", crate::service::mail::portal_link(c, &product)?),
+                    (
+                        "portal_link",
+                        crate::service::mail::portal_link(c, &product)?,
+                    ),
                 ];
                 let id = crate::service::mail::queue(
                     c,
