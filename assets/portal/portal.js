@@ -1,4 +1,6 @@
-// Keyward user portal of one project: /p/<slug> (dashboard or sign in), /p/<slug>/register.
+// Keyward user portal of one project: /p/<slug> (dashboard or sign in), /p/<slug>/register,
+// /p/<slug>/forgot (password-reset link), /p/<slug>/keys ("send me my keys"), and
+// /p/<slug>?reset=TOKEN (choose a new password with a reset link).
 // The session is the HttpOnly `portal_token` cookie set by the API; the page keeps no secret.
 
 import { ApiError, api } from '../shared/api.js';
@@ -144,6 +146,15 @@ async function loadMe() {
 
 function route() {
   const rest = location.pathname.slice(base.length).replace(/\/+$/, '');
+  const reset = new URLSearchParams(location.search).get('reset');
+  if (reset) {
+    resetPage(reset);
+    return;
+  }
+  if (!me && (rest === '/forgot' || rest === '/keys')) {
+    emailPage(rest === '/keys' ? 'keys' : 'forgot');
+    return;
+  }
   if (me) {
     if (rest) history.replaceState(null, '', base);
     dashboard();
@@ -180,6 +191,17 @@ function authPage(mode) {
       test: reg ? 'register-password' : 'login-password',
       hint: reg ? 'At least 8 characters.' : undefined,
     }),
+    reg
+      ? field({
+          label: 'E-mail (optional)',
+          name: 'email',
+          type: 'email',
+          autocomplete: 'email',
+          maxlength: 254,
+          hint: 'Lets you reset a forgotten password.',
+          test: 'register-email',
+        })
+      : null,
     reg
       ? field({
           label: 'Repeat the password',
@@ -239,6 +261,7 @@ function authPage(mode) {
         ),
         form,
         switcher,
+        reg ? null : helpLinks(),
       ),
     ),
   );
@@ -248,12 +271,11 @@ function authPage(mode) {
       const username = String(fd.get('username') || '').trim();
       const password = String(fd.get('password') || '');
       if (reg && password !== fd.get('password2')) throw new Error('The passwords do not match.');
+      const body = { username, password, projectId: info.project.id };
+      const email = String(fd.get('email') || '').trim();
+      if (reg && email) body.email = email;
       try {
-        await api.post(`/api/portal/${reg ? 'register' : 'login'}`, {
-          username,
-          password,
-          projectId: info.project.id,
-        });
+        await api.post(`/api/portal/${reg ? 'register' : 'login'}`, body);
       } catch (err) {
         if (!reg && err.status === 401) {
           form.querySelector('[data-form-error]').textContent = err.message;
@@ -269,6 +291,176 @@ function authPage(mode) {
     { 'do not match': 'password2', user: 'username' },
   );
   form.querySelector('input').focus();
+}
+
+function helpLinks() {
+  const link = (path, text, test) =>
+    h(
+      'a',
+      {
+        href: `${base}${path}`,
+        'data-test': test,
+        onclick: (e) => {
+          e.preventDefault();
+          go(path);
+        },
+      },
+      text,
+    );
+  return h(
+    'p',
+    { class: 'auth-switch' },
+    link('/forgot', 'Forgot your password?', 'goto-forgot'),
+    ' · ',
+    link('/keys', 'Lost your license key?', 'goto-send-keys'),
+  );
+}
+
+/* ---------- By e-mail: reset link, "send me my keys", new password ---------- */
+function emailPage(kind) {
+  const keys = kind === 'keys';
+  document.title = `${keys ? 'Send me my keys' : 'Forgot password'} · ${brandTitle()}`;
+  const form = h(
+    'form',
+    { novalidate: true, 'data-test': keys ? 'portal-send-keys-form' : 'portal-forgot-form' },
+    field({
+      label: 'E-mail',
+      name: 'email',
+      type: 'email',
+      autocomplete: 'email',
+      required: true,
+      maxlength: 254,
+      test: 'portal-email',
+    }),
+    formError('portal-email-error'),
+    h(
+      'button',
+      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'portal-email-submit' },
+      keys ? 'Send me my keys' : 'Send a reset link',
+    ),
+  );
+  const card = h(
+    'div',
+    { class: 'auth-card' },
+    h('h1', {}, keys ? 'Send me my keys' : 'Forgot your password?'),
+    h(
+      'p',
+      { class: 'lead' },
+      keys
+        ? 'Enter the address you bought with: every license key of it is e-mailed to it.'
+        : 'Enter the e-mail of your account: a link to choose a new password is e-mailed to it.',
+    ),
+    form,
+    h(
+      'p',
+      { class: 'auth-switch' },
+      h(
+        'a',
+        {
+          href: base,
+          onclick: (e) => {
+            e.preventDefault();
+            go('');
+          },
+        },
+        'Back to sign in',
+      ),
+    ),
+  );
+  mount(root, topbar(null), h('main', { class: 'auth-wrap' }, card));
+  onSubmit(form, async (fd) => {
+    const res = await api.post(keys ? '/api/portal/send-keys' : '/api/portal/password-reset', {
+      projectId: info.project.id,
+      email: String(fd.get('email') || '').trim(),
+    });
+    form.replaceWith(
+      h(
+        'div',
+        { class: 'alert alert-ok', role: 'status', 'data-test': 'portal-email-sent' },
+        res.data?.message || 'Sent.',
+      ),
+    );
+  });
+  form.querySelector('input').focus();
+}
+
+function resetPage(token) {
+  document.title = `New password · ${brandTitle()}`;
+  const form = h(
+    'form',
+    { novalidate: true, 'data-test': 'portal-reset-form' },
+    field({
+      label: 'New password',
+      name: 'password',
+      type: 'password',
+      autocomplete: 'new-password',
+      required: true,
+      hint: 'At least 8 characters.',
+      test: 'reset-password',
+    }),
+    field({
+      label: 'Repeat the password',
+      name: 'password2',
+      type: 'password',
+      autocomplete: 'new-password',
+      required: true,
+      test: 'reset-password2',
+    }),
+    formError('reset-error'),
+    h(
+      'button',
+      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'reset-submit' },
+      'Set the new password',
+    ),
+  );
+  mount(
+    root,
+    topbar(null),
+    h(
+      'main',
+      { class: 'auth-wrap' },
+      h('div', { class: 'auth-card' }, h('h1', {}, 'Choose a new password'), form),
+    ),
+  );
+  onSubmit(
+    form,
+    async (fd) => {
+      const password = String(fd.get('password') || '');
+      if (password !== fd.get('password2')) throw new Error('The passwords do not match.');
+      await api.post('/api/portal/password-reset/confirm', { token, password });
+      me = null;
+      history.replaceState(null, '', base);
+      toast('Your password is changed: sign in with it.');
+      route();
+    },
+    { 'do not match': 'password2' },
+  );
+  form.querySelector('input').focus();
+}
+
+function accountEmailForm() {
+  const form = h(
+    'form',
+    { novalidate: true, class: 'card', 'data-test': 'portal-account-email' },
+    h('h2', {}, 'Account e-mail'),
+    field({
+      label: 'E-mail for password resets',
+      name: 'email',
+      type: 'email',
+      value: me.user.email || '',
+      maxlength: 254,
+      test: 'account-email',
+    }),
+    formError('account-email-error'),
+    h('button', { type: 'submit', class: 'btn', 'data-test': 'account-email-save' }, 'Save'),
+  );
+  onSubmit(form, async (fd) => {
+    const email = String(fd.get('email') || '').trim();
+    const res = await api.put('/api/portal/email', { email: email || null });
+    me.user.email = res.data.email;
+    toast(email ? 'E-mail saved' : 'E-mail removed');
+  });
+  return form;
 }
 
 async function logout() {
@@ -393,6 +585,7 @@ function dashboard(notice) {
             );
         },
       }),
+      accountEmailForm(),
     ),
   );
 }
