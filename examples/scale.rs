@@ -47,10 +47,9 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let binary = args
-        .binary
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/keyward"));
+    let binary = args.binary.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/keyward")
+    });
     if !binary.exists() {
         return Err("build the server first: cargo build --release".into());
     }
