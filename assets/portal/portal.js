@@ -7,6 +7,7 @@ import { ApiError, api } from '../shared/api.js';
 import { saveMachineFile } from '../shared/offline.js';
 import { accessLevel, accessNotice, renderDashboard } from '../shared/portal-blocks.js';
 import { field, formError, h, mount, onSubmit, toast } from '../shared/ui.js';
+import { accountEmailForm, emailPage, helpLinks, resetPage } from './recovery.js';
 
 const root = document.getElementById('portal');
 const segs = location.pathname.split('/').filter(Boolean); // ['p', slug, ...rest]
@@ -148,11 +149,11 @@ function route() {
   const rest = location.pathname.slice(base.length).replace(/\/+$/, '');
   const reset = new URLSearchParams(location.search).get('reset');
   if (reset) {
-    resetPage(reset);
+    resetPage(pageCtx(), reset);
     return;
   }
   if (!me && (rest === '/forgot' || rest === '/keys')) {
-    emailPage(rest === '/keys' ? 'keys' : 'forgot');
+    emailPage(pageCtx(), rest === '/keys' ? 'keys' : 'forgot');
     return;
   }
   if (me) {
@@ -261,7 +262,7 @@ function authPage(mode) {
         ),
         form,
         switcher,
-        reg ? null : helpLinks(),
+        reg ? null : helpLinks(pageCtx()),
       ),
     ),
   );
@@ -293,174 +294,21 @@ function authPage(mode) {
   form.querySelector('input').focus();
 }
 
-function helpLinks() {
-  const link = (path, text, test) =>
-    h(
-      'a',
-      {
-        href: `${base}${path}`,
-        'data-test': test,
-        onclick: (e) => {
-          e.preventDefault();
-          go(path);
-        },
-      },
-      text,
-    );
-  return h(
-    'p',
-    { class: 'auth-switch' },
-    link('/forgot', 'Forgot your password?', 'goto-forgot'),
-    ' · ',
-    link('/keys', 'Lost your license key?', 'goto-send-keys'),
-  );
-}
-
-/* ---------- By e-mail: reset link, "send me my keys", new password ---------- */
-function emailPage(kind) {
-  const keys = kind === 'keys';
-  document.title = `${keys ? 'Send me my keys' : 'Forgot password'} · ${brandTitle()}`;
-  const form = h(
-    'form',
-    { novalidate: true, 'data-test': keys ? 'portal-send-keys-form' : 'portal-forgot-form' },
-    field({
-      label: 'E-mail',
-      name: 'email',
-      type: 'email',
-      autocomplete: 'email',
-      required: true,
-      maxlength: 254,
-      test: 'portal-email',
-    }),
-    formError('portal-email-error'),
-    h(
-      'button',
-      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'portal-email-submit' },
-      keys ? 'Send me my keys' : 'Send a reset link',
-    ),
-  );
-  const card = h(
-    'div',
-    { class: 'auth-card' },
-    h('h1', {}, keys ? 'Send me my keys' : 'Forgot your password?'),
-    h(
-      'p',
-      { class: 'lead' },
-      keys
-        ? 'Enter the address you bought with: every license key of it is e-mailed to it.'
-        : 'Enter the e-mail of your account: a link to choose a new password is e-mailed to it.',
-    ),
-    form,
-    h(
-      'p',
-      { class: 'auth-switch' },
-      h(
-        'a',
-        {
-          href: base,
-          onclick: (e) => {
-            e.preventDefault();
-            go('');
-          },
-        },
-        'Back to sign in',
-      ),
-    ),
-  );
-  mount(root, topbar(null), h('main', { class: 'auth-wrap' }, card));
-  onSubmit(form, async (fd) => {
-    const res = await api.post(keys ? '/api/portal/send-keys' : '/api/portal/password-reset', {
-      projectId: info.project.id,
-      email: String(fd.get('email') || '').trim(),
-    });
-    form.replaceWith(
-      h(
-        'div',
-        { class: 'alert alert-ok', role: 'status', 'data-test': 'portal-email-sent' },
-        res.data?.message || 'Sent.',
-      ),
-    );
-  });
-  form.querySelector('input').focus();
-}
-
-function resetPage(token) {
-  document.title = `New password · ${brandTitle()}`;
-  const form = h(
-    'form',
-    { novalidate: true, 'data-test': 'portal-reset-form' },
-    field({
-      label: 'New password',
-      name: 'password',
-      type: 'password',
-      autocomplete: 'new-password',
-      required: true,
-      hint: 'At least 8 characters.',
-      test: 'reset-password',
-    }),
-    field({
-      label: 'Repeat the password',
-      name: 'password2',
-      type: 'password',
-      autocomplete: 'new-password',
-      required: true,
-      test: 'reset-password2',
-    }),
-    formError('reset-error'),
-    h(
-      'button',
-      { type: 'submit', class: 'btn btn-primary btn-block', 'data-test': 'reset-submit' },
-      'Set the new password',
-    ),
-  );
-  mount(
+/** What the e-mail pages (recovery.js) need of this page. */
+function pageCtx() {
+  return {
     root,
-    topbar(null),
-    h(
-      'main',
-      { class: 'auth-wrap' },
-      h('div', { class: 'auth-card' }, h('h1', {}, 'Choose a new password'), form),
-    ),
-  );
-  onSubmit(
-    form,
-    async (fd) => {
-      const password = String(fd.get('password') || '');
-      if (password !== fd.get('password2')) throw new Error('The passwords do not match.');
-      await api.post('/api/portal/password-reset/confirm', { token, password });
+    base,
+    info,
+    me: () => me,
+    go,
+    topbar,
+    brandTitle,
+    signedOut: () => {
       me = null;
-      history.replaceState(null, '', base);
-      toast('Your password is changed: sign in with it.');
       route();
     },
-    { 'do not match': 'password2' },
-  );
-  form.querySelector('input').focus();
-}
-
-function accountEmailForm() {
-  const form = h(
-    'form',
-    { novalidate: true, class: 'card', 'data-test': 'portal-account-email' },
-    h('h2', {}, 'Account e-mail'),
-    field({
-      label: 'E-mail for password resets',
-      name: 'email',
-      type: 'email',
-      value: me.user.email || '',
-      maxlength: 254,
-      test: 'account-email',
-    }),
-    formError('account-email-error'),
-    h('button', { type: 'submit', class: 'btn', 'data-test': 'account-email-save' }, 'Save'),
-  );
-  onSubmit(form, async (fd) => {
-    const email = String(fd.get('email') || '').trim();
-    const res = await api.put('/api/portal/email', { email: email || null });
-    me.user.email = res.data.email;
-    toast(email ? 'E-mail saved' : 'E-mail removed');
-  });
-  return form;
+  };
 }
 
 async function logout() {
@@ -585,7 +433,7 @@ function dashboard(notice) {
             );
         },
       }),
-      accountEmailForm(),
+      accountEmailForm(pageCtx()),
     ),
   );
 }

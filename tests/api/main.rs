@@ -18,6 +18,7 @@ mod login_lockout;
 mod mail;
 mod mail_customers;
 mod mail_portal;
+mod mail_settings;
 mod metrics;
 mod offline_activation;
 mod openapi_nulls;

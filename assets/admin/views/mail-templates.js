@@ -128,18 +128,11 @@ export async function render(root, project) {
     async function showPreview() {
       try {
         const r = (await api.post(`${base}/${kind}/preview`, body())).data;
-        const frame = h('iframe', {
-          title: 'HTML preview',
-          sandbox: '',
-          style:
-            'width:100%;min-height:220px;border:1px solid #ddd;border-radius:6px;background:#fff',
-        });
-        frame.srcdoc = r.html;
         mount(
           preview,
           h('h3', {}, r.subject),
-          frame,
-          h('pre', { class: 'small', style: 'white-space:pre-wrap' }, r.text),
+          h('pre', { class: 'evidence-json small', 'data-test': 'tpl-preview-text' }, r.text),
+          h('pre', { class: 'evidence-json small', 'data-test': 'tpl-preview-html' }, r.html),
         );
       } catch (err) {
         failInto(preview, err);

@@ -322,13 +322,8 @@ export async function render(root) {
 
 /** The message as it was (or will be) sent: subject, plain text and the HTML part. */
 export function showMessage(m) {
-  const frame = h('iframe', {
-    title: 'HTML part',
-    sandbox: '',
-    style:
-      'width:100%;min-height:240px;border:1px solid var(--border, #ddd);border-radius:6px;background:#fff',
-  });
-  frame.srcdoc = m.html;
+  // The HTML part is shown as its source: the panel's CSP frames nothing, and a customer's
+  // message must not run or load anything here.
   openDialog({
     title: m.subject,
     wide: true,
@@ -337,9 +332,10 @@ export function showMessage(m) {
       'div',
       {},
       h('p', { class: 'muted small' }, `To ${m.recipient} · ${titleCase(m.status)}`),
-      frame,
       h('h3', {}, 'Plain text'),
-      h('pre', { class: 'small', style: 'white-space:pre-wrap' }, m.text),
+      h('pre', { class: 'evidence-json small', 'data-test': 'outbox-message-text' }, m.text),
+      h('h3', {}, 'HTML'),
+      h('pre', { class: 'evidence-json small', 'data-test': 'outbox-message-html' }, m.html),
     ),
   });
 }
