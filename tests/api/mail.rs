@@ -371,7 +371,12 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
 
 #[tokio::test]
 async fn a_message_is_given_up_after_its_attempts_and_the_queue_is_measured() {
-    let f = MailFixture::start_with(|c| c.mail_max_attempts = 2).await;
+    let f = MailFixture::start_with(|c| {
+        c.mail_max_attempts = 3;
+        c.mail_retry_base = Duration::from_secs(1);
+        c.metrics.token = Some("mail-metrics-token".into());
+    })
+    .await;
     // Nothing listens on the port: each attempt fails, then the message is given up.
     f.smtp_settings(free_port()).await;
     f.admin(
@@ -380,8 +385,38 @@ async fn a_message_is_given_up_after_its_attempts_and_the_queue_is_measured() {
         Some(json!({"to": "c@acme.example"})),
     )
     .await;
+    let gauge = |body: &[u8]| {
+        String::from_utf8_lossy(body)
+            .lines()
+            .find(|l| l.starts_with("keyward_outgoing_queue_depth{queue=\"email\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
+    };
+    let waiting = send(
+        &f.srv,
+        Method::GET,
+        "/metrics",
+        Cred::Bearer("mail-metrics-token"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        gauge(&waiting.raw).as_deref(),
+        Some("1"),
+        "one message waits"
+    );
     let failed = f.wait_outbox(|m| m["status"] == "FAILED").await;
-    assert_eq!(failed["attempts"], 2, "{failed}");
+    assert_eq!(failed["attempts"], 3, "{failed}");
+    let done = send(
+        &f.srv,
+        Method::GET,
+        "/metrics",
+        Cred::Bearer("mail-metrics-token"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(gauge(&done.raw).as_deref(), Some("0"), "none waits");
     let filtered = f
         .admin(
             Method::GET,
