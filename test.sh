@@ -88,6 +88,13 @@ if [ "$(litestream version 2>/dev/null)" != "$LITESTREAM_VERSION" ]; then
 fi
 [ "$(litestream version 2>/dev/null)" = "$LITESTREAM_VERSION" ] \
     || { echo "litestream $LITESTREAM_VERSION did not install (or is not on PATH)" >&2; exit 1; }
+# E-mail (issue 13): tests/api/mail*.rs start a real SMTP server, aiosmtpd from PyPI (pinned).
+AIOSMTPD_VERSION=1.4.6
+if [ "$(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null)" != "$AIOSMTPD_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
+[ "$(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null)" = "$AIOSMTPD_VERSION" ] \
+    || { echo "aiosmtpd $AIOSMTPD_VERSION did not install" >&2; exit 1; }
 # tests/process.rs checks deploy/keyward.service with `systemd-analyze verify` (Debian's systemd).
 command -v systemd-analyze >/dev/null || apt_install systemd
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze did not install (package systemd)" >&2; exit 1; }

@@ -39,11 +39,17 @@ struct Args {
     /// One license in this many has a bound machine (HWID).
     #[arg(long, default_value_t = 10)]
     activated_every: u64,
+    /// The server binary to measure (default: target/release/keyward). A debug build gives
+    /// upper bounds of the list and search figures only.
+    #[arg(long)]
+    binary: Option<PathBuf>,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/keyward");
+    let binary = args.binary.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/keyward")
+    });
     if !binary.exists() {
         return Err("build the server first: cargo build --release".into());
     }
@@ -101,6 +107,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         (
             "search note text (0.1 % match)",
             "/api/keys?search=batch-999&limit=50".into(),
+        ),
+        (
+            "search customer e-mail",
+            "/api/keys?search=customer-777777@example.com&limit=50".into(),
+        ),
+        (
+            "search customer name (0.1 %)",
+            "/api/keys?search=Customer%20Name%20777x&limit=50".into(),
+        ),
+        (
+            "search order id",
+            "/api/keys?search=ORD-0555555&limit=50".into(),
+        ),
+        (
+            "search e-mail domain (all)",
+            "/api/keys?search=example.com&limit=50".into(),
         ),
     ];
     let mut rows = Vec::new();
@@ -179,8 +201,10 @@ fn fill(dir: &Path, n: u64, every: u64) -> Result<String, Box<dyn Error>> {
     {
         let mut lic = tx.prepare(
             "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier, status,
-                max_activations, max_sessions, plan, plan_days, note, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'SUBSCRIPTION', 'PERSONAL', ?5, 1, 1, ?6, ?7, ?8, ?9, ?9)",
+                max_activations, max_sessions, plan, plan_days, note, created_at, updated_at,
+                customer_email, customer_name, order_id)
+             VALUES (?1, ?2, ?3, ?4, 'SUBSCRIPTION', 'PERSONAL', ?5, 1, 1, ?6, ?7, ?8, ?9, ?9,
+                ?10, ?11, ?12)",
         )?;
         let mut act = tx.prepare(
             "INSERT INTO activations (id, tenant_id, license_id, machine_id, activated_at, last_seen_at)
@@ -208,6 +232,9 @@ fn fill(dir: &Path, n: u64, every: u64) -> Result<String, Box<dyn Error>> {
                 days,
                 format!("batch-{}", i % 1000),
                 base + i as i64,
+                format!("customer-{i}@example.com"),
+                format!("Customer Name {}x", i % 1000),
+                format!("ORD-{i:07}"),
             ])?;
             if i % every == 0 {
                 act.execute(rusqlite::params![

@@ -189,8 +189,8 @@ pub struct ServeArgs {
     pub metrics_bind: Option<SocketAddr>,
 
     // --- Outgoing HTTPS and event webhooks (issue 13) ---
-    /// PEM file of extra CA certificates trusted by outgoing HTTPS (webhooks to a receiver
-    /// with a private CA), besides the bundled and system roots.
+    /// PEM file of extra CA certificates trusted by outgoing TLS (webhooks to a receiver with
+    /// a private CA, SMTP), besides the bundled and system roots.
     #[arg(long, env = "KEYWARD_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<PathBuf>,
     /// A webhook endpoint whose deliveries have failed for this long is disabled and flagged
@@ -217,6 +217,31 @@ pub struct ServeArgs {
     pub litestream: bool,
     #[command(flatten)]
     pub https: HttpsArgs,
+    // --- E-mail to customers (issue 13) ---
+    /// The URL customers reach this server at, for links in e-mails (portal, password reset),
+    /// e.g. https://licenses.example.com; default http://<bind>.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Allow SMTP security `none` (no TLS), to loopback and private hosts only (a relay on this
+    /// host or the LAN).
+    #[arg(long, env = "KEYWARD_SMTP_ALLOW_PLAINTEXT")]
+    pub smtp_allow_plaintext: bool,
+    /// Seconds an SMTP connection and each of its exchanges may take.
+    #[arg(long, env = "KEYWARD_SMTP_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub smtp_timeout: u64,
+    /// Seconds before a failed message's first retry; each further retry waits twice as long.
+    #[arg(long, env = "KEYWARD_MAIL_RETRY_BASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub mail_retry_base: u64,
+    /// Attempts before a message is given up (then FAILED, retried only by hand).
+    #[arg(long, env = "KEYWARD_MAIL_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub mail_max_attempts: u32,
+    /// Days before a subscription license expires that its reminder is e-mailed (0: none).
+    #[arg(long, env = "KEYWARD_EXPIRY_REMINDER_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=365))]
+    pub expiry_reminder_days: u32,
+    /// Portal "send me my keys" and password-reset requests per e-mail address per hour (per
+    /// client IP: four times as many; 0 = unlimited).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_MAIL_REQUESTS", default_value_t = 5)]
+    pub rate_limit_mail_requests: u32,
 }
 
 /// Where the passphrase of an encrypted archive comes from (never the command line itself,
@@ -444,6 +469,14 @@ impl Default for ServeArgs {
                 backup_passphrase_file: None,
                 litestream: false,
                 https: HttpsArgs::default(),
+                // --- E-mail to customers (issue 13) ---
+                public_url: None,
+                smtp_allow_plaintext: false,
+                smtp_timeout: 30,
+                mail_retry_base: 60,
+                mail_max_attempts: 8,
+                expiry_reminder_days: 7,
+                rate_limit_mail_requests: 5,
             },
         }
     }
@@ -520,6 +553,16 @@ impl ServeArgs {
             litestream: self.litestream,
             tls: self.https.tls_settings(),
             http_redirect_bind: self.https.http_redirect_bind,
+            // --- E-mail to customers (issue 13) ---
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            smtp_allow_plaintext: self.smtp_allow_plaintext,
+            smtp_timeout: Duration::from_secs(self.smtp_timeout.max(1)),
+            mail_retry_base: Duration::from_secs(self.mail_retry_base.max(1)),
+            mail_max_attempts: self.mail_max_attempts.max(1),
+            mail_poll_interval: Duration::from_secs(1),
+            expiry_reminder_days: self.expiry_reminder_days,
+            mail_requests_per_hour: self.rate_limit_mail_requests,
+            password_reset_valid: Duration::from_secs(3600),
         }
     }
 }

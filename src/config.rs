@@ -105,7 +105,8 @@ pub struct Config {
     // --- Metrics (issue 14) ---
     pub metrics: MetricsConfig,
     // --- Outgoing HTTPS and event webhooks (issue 13) ---
-    /// PEM CA certificates trusted by outgoing HTTPS besides the bundled and system roots.
+    /// PEM CA certificates trusted by outgoing TLS (webhooks over HTTPS, SMTP) besides the
+    /// bundled and system roots.
     pub extra_ca_file: Option<PathBuf>,
     /// An endpoint whose deliveries have failed for this long is disabled and flagged.
     pub webhook_disable_after: Duration,
@@ -119,6 +120,26 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsSettings>,
     /// A plain-HTTP listener that redirects to HTTPS and answers HTTP-01 challenges.
     pub http_redirect_bind: Option<SocketAddr>,
+    // --- E-mail to customers (issue 13) ---
+    /// The address customers reach this server at (links in e-mails); default `http://<bind>`.
+    pub public_url: Option<String>,
+    /// SMTP without TLS is allowed, to loopback and private hosts only.
+    pub smtp_allow_plaintext: bool,
+    /// Connecting to and each exchange with an SMTP server time out after this.
+    pub smtp_timeout: Duration,
+    /// First retry delay of a message; each further retry waits twice as long.
+    pub mail_retry_base: Duration,
+    /// Attempts before a message is given up (FAILED).
+    pub mail_max_attempts: u32,
+    /// How often the outbox is looked at for due messages.
+    pub mail_poll_interval: Duration,
+    /// Days before a subscription's expiry its reminder goes out (0: no reminders).
+    pub expiry_reminder_days: u32,
+    /// Portal "send me my keys" / password-reset requests per e-mail address per hour (per
+    /// client IP: four times as many); 0: unlimited.
+    pub mail_requests_per_hour: u32,
+    /// How long a portal password-reset link works.
+    pub password_reset_valid: Duration,
 }
 
 /// Prometheus metrics: what is recorded and where `/metrics` is served.
@@ -199,6 +220,16 @@ impl Config {
             litestream: false,
             tls: None,
             http_redirect_bind: None,
+            // --- E-mail to customers (issue 13) ---
+            public_url: None,
+            smtp_allow_plaintext: false,
+            smtp_timeout: Duration::from_secs(30),
+            mail_retry_base: Duration::from_secs(60),
+            mail_max_attempts: 8,
+            mail_poll_interval: Duration::from_secs(1),
+            expiry_reminder_days: 7,
+            mail_requests_per_hour: 0,
+            password_reset_valid: Duration::from_secs(3600),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod mailer;
 pub mod maintenance;
 pub mod net;
 pub mod outgoing;

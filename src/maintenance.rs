@@ -57,6 +57,13 @@ pub async fn run(state: AppState) {
         state.limits.update_checks_per_license.forget_idle();
         state.limits.downloads_per_license.forget_idle();
         state.limits.downloads_per_ip.forget_idle();
+        state.limits.mail_requests_per_ip.forget_idle();
+        state.limits.mail_requests_per_address.forget_idle();
+        match crate::service::mail::reminders::sweep(&state).await {
+            Ok(n) if n > 0 => tracing::info!("maintenance: {n} expiry reminder(s) queued"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("expiry reminders failed: {e}"),
+        }
         state.abuse.sweep();
     }
 }

@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
+use crate::api::admin::customers::CustomersApi;
+use crate::api::admin::mail::MailApi;
+use crate::api::admin::mail_templates::MailTemplatesApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::payments::PaymentEndpointsApi;
@@ -67,6 +70,8 @@ pub type Apis = (
         PaymentWebhooksApi,
         MetricsApi,
         WebhooksApi,
+        // E-mail to customers and finding them (issue 13).
+        (MailApi, MailTemplatesApi, CustomersApi),
     ),
 );
 
@@ -154,6 +159,17 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 WebhooksApi {
                     state: state.clone(),
                 },
+                (
+                    MailApi {
+                        state: state.clone(),
+                    },
+                    MailTemplatesApi {
+                        state: state.clone(),
+                    },
+                    CustomersApi {
+                        state: state.clone(),
+                    },
+                ),
             ),
         ),
         "Keyward",
@@ -336,6 +352,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let (tls, redirect) = start_https(&state, addr.port(), limits).await?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let maintenance = tokio::spawn(maintenance::run(state.clone()));
+    let mail_worker = tokio::spawn(crate::mailer::run(state.clone()));
     let metrics_tasks = start_metrics(&state, metrics_listener, limits);
     let backups = state.config.backup_schedule.clone().map(|schedule| {
         tracing::info!(
@@ -374,6 +391,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         )
         .await;
         maintenance.abort();
+        mail_worker.abort();
         if let Some(backups) = &backups {
             backups.abort();
         }

@@ -55,6 +55,11 @@ pub struct Limits {
     pub update_checks_per_license: Limiter<String>,
     pub downloads_per_license: Limiter<String>,
     pub downloads_per_ip: Limiter<IpAddr>,
+    // --- E-mail to customers (issue 13) ---
+    /// Portal "send me my keys" and password-reset requests, per client IP.
+    pub mail_requests_per_ip: Limiter<IpAddr>,
+    /// The same, per e-mail address asked about (an address is not flooded from many IPs).
+    pub mail_requests_per_address: Limiter<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,6 +94,14 @@ impl AppState {
                 ),
                 downloads_per_ip: Limiter::per_window(
                     r.downloads_per_hour,
+                    Duration::from_secs(3600),
+                ),
+                mail_requests_per_ip: Limiter::per_window(
+                    config.mail_requests_per_hour.saturating_mul(4),
+                    Duration::from_secs(3600),
+                ),
+                mail_requests_per_address: Limiter::per_window(
+                    config.mail_requests_per_hour,
                     Duration::from_secs(3600),
                 ),
             },

@@ -21,6 +21,7 @@ const ICONS = {
   payments: 'M3 6h18v12H3z M3 10h18 M7 15h4',
   webhooks:
     'M10 14a3.5 3.5 0 0 0 5 0l4-4a3.5 3.5 0 0 0-5-5l-.5.5 M14 10a3.5 3.5 0 0 0-5 0l-4 4a3.5 3.5 0 0 0 5 5l.5-.5',
+  mail: 'M3 6h18v12H3z M3 7l9 6 9-6',
   menu: 'M4 6h16M4 12h16M4 18h16',
   lock: 'M6 11h12v10H6z M8 11V7a4 4 0 0 1 8 0v4',
 };
@@ -77,6 +78,13 @@ const ROUTES = [
     load: () => import('./views/payments.js'),
   },
   { name: 'abuse', label: 'Abuse', icon: 'abuse', load: () => import('./views/abuse.js') },
+  { name: 'mail', label: 'E-mail', icon: 'mail', load: () => import('./views/mail.js') },
+  {
+    name: 'customers',
+    label: 'Customer',
+    hidden: true,
+    load: () => import('./views/customer.js'),
+  },
   {
     name: 'security',
     label: 'Account security',
@@ -433,7 +441,7 @@ function showShell() {
   navEl = h(
     'nav',
     { class: 'nav', 'aria-label': 'Main', 'data-test': 'nav' },
-    ROUTES.filter((r) => !r.admin && (!r.operator || state.me.user)).map(navLink),
+    ROUTES.filter((r) => !r.admin && !r.hidden && (!r.operator || state.me.user)).map(navLink),
     isAdmin()
       ? [
           h('div', { class: 'nav-section' }, 'Administration'),

@@ -1,10 +1,13 @@
-// Keyward user portal of one project: /p/<slug> (dashboard or sign in), /p/<slug>/register.
+// Keyward user portal of one project: /p/<slug> (dashboard or sign in), /p/<slug>/register,
+// /p/<slug>/forgot (password-reset link), /p/<slug>/keys ("send me my keys"), and
+// /p/<slug>?reset=TOKEN (choose a new password with a reset link).
 // The session is the HttpOnly `portal_token` cookie set by the API; the page keeps no secret.
 
 import { ApiError, api } from '../shared/api.js';
 import { saveMachineFile } from '../shared/offline.js';
 import { accessLevel, accessNotice, renderDashboard } from '../shared/portal-blocks.js';
 import { field, formError, h, mount, onSubmit, toast } from '../shared/ui.js';
+import { accountEmailForm, emailPage, helpLinks, resetPage } from './recovery.js';
 
 const root = document.getElementById('portal');
 const segs = location.pathname.split('/').filter(Boolean); // ['p', slug, ...rest]
@@ -144,6 +147,15 @@ async function loadMe() {
 
 function route() {
   const rest = location.pathname.slice(base.length).replace(/\/+$/, '');
+  const reset = new URLSearchParams(location.search).get('reset');
+  if (reset) {
+    resetPage(pageCtx(), reset);
+    return;
+  }
+  if (!me && (rest === '/forgot' || rest === '/keys')) {
+    emailPage(pageCtx(), rest === '/keys' ? 'keys' : 'forgot');
+    return;
+  }
   if (me) {
     if (rest) history.replaceState(null, '', base);
     dashboard();
@@ -180,6 +192,17 @@ function authPage(mode) {
       test: reg ? 'register-password' : 'login-password',
       hint: reg ? 'At least 8 characters.' : undefined,
     }),
+    reg
+      ? field({
+          label: 'E-mail (optional)',
+          name: 'email',
+          type: 'email',
+          autocomplete: 'email',
+          maxlength: 254,
+          hint: 'Lets you reset a forgotten password.',
+          test: 'register-email',
+        })
+      : null,
     reg
       ? field({
           label: 'Repeat the password',
@@ -239,6 +262,7 @@ function authPage(mode) {
         ),
         form,
         switcher,
+        reg ? null : helpLinks(pageCtx()),
       ),
     ),
   );
@@ -248,12 +272,11 @@ function authPage(mode) {
       const username = String(fd.get('username') || '').trim();
       const password = String(fd.get('password') || '');
       if (reg && password !== fd.get('password2')) throw new Error('The passwords do not match.');
+      const body = { username, password, projectId: info.project.id };
+      const email = String(fd.get('email') || '').trim();
+      if (reg && email) body.email = email;
       try {
-        await api.post(`/api/portal/${reg ? 'register' : 'login'}`, {
-          username,
-          password,
-          projectId: info.project.id,
-        });
+        await api.post(`/api/portal/${reg ? 'register' : 'login'}`, body);
       } catch (err) {
         if (!reg && err.status === 401) {
           form.querySelector('[data-form-error]').textContent = err.message;
@@ -269,6 +292,23 @@ function authPage(mode) {
     { 'do not match': 'password2', user: 'username' },
   );
   form.querySelector('input').focus();
+}
+
+/** What the e-mail pages (recovery.js) need of this page. */
+function pageCtx() {
+  return {
+    root,
+    base,
+    info,
+    me: () => me,
+    go,
+    topbar,
+    brandTitle,
+    signedOut: () => {
+      me = null;
+      route();
+    },
+  };
 }
 
 async function logout() {
@@ -393,6 +433,7 @@ function dashboard(notice) {
             );
         },
       }),
+      accountEmailForm(pageCtx()),
     ),
   );
 }

@@ -561,6 +561,9 @@ const STATUS_KIND = {
   YANKED: 'danger',
   DISCONTINUED: 'danger',
   DISABLED: 'danger',
+  SENT: 'ok',
+  PENDING: 'info',
+  FAILED: 'danger',
 };
 export function statusBadge(status, test = 'status') {
   const kind = STATUS_KIND[status] || '';

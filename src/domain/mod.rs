@@ -8,6 +8,7 @@ pub mod audit;
 pub mod entitlements;
 pub mod license_files;
 pub mod licenses;
+pub mod mail;
 pub mod operators;
 pub mod payments;
 pub mod portal_users;

@@ -29,11 +29,12 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
     let mut wal = db_path.clone().into_os_string();
     wal.push("-wal");
     let now = crate::domain::now_ms();
-    let (abuse_flags_open, ip_blocks_active, webhooks) = state.db.read(|c| {
+    let (abuse_flags_open, ip_blocks_active, webhooks, mail_pending) = state.db.read(|c| {
         Ok((
             abuse_repo::open_by_kind(c)?,
             abuse_repo::active_block_count(c, now)?,
             crate::domain::webhooks::repo::pending_count(c)?,
+            crate::domain::mail::repo::pending_count(c)?,
         ))
     })?;
     let l = &state.limits;
@@ -58,8 +59,7 @@ pub fn scrape(state: &AppState) -> Result<String, Error> {
             ("downloads_per_license", l.downloads_per_license.refusals()),
             ("downloads_per_ip", l.downloads_per_ip.refusals()),
         ],
-        // Event webhooks (abuse policy URLs included); e-mail adds its queue here.
-        outgoing_queues: vec![("webhooks", webhooks)],
+        outgoing_queues: vec![("webhooks", webhooks), ("email", mail_pending)],
     };
     Ok(state.telemetry.render(&snapshot))
 }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod keys;
 pub mod licensing;
 pub mod login_guard;
+pub mod mail;
 pub mod metrics;
 pub mod operators;
 pub mod ops;

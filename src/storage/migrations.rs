@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 14;
+pub const LATEST_VERSION: i64 = 15;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v12_payments.sql"),
     include_str!("migrations/v13_totp.sql"),
     include_str!("migrations/v14_webhooks.sql"),
+    include_str!("migrations/v15_mail.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -263,7 +264,13 @@ mod tests {
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              DROP TABLE operator_totp; DROP TABLE operator_recovery_codes;
              DROP TABLE tenant_two_factor_policy; DROP TABLE webhook_deliveries;
-             DROP TABLE webhook_events; DROP TABLE webhook_endpoints; PRAGMA user_version = 10;
+             DROP TABLE webhook_events; DROP TABLE webhook_endpoints;
+             DROP TABLE smtp_settings; DROP TABLE mail_outbox; DROP TABLE mail_templates;
+             DROP TABLE mail_reminders; DROP INDEX portal_users_email;
+             ALTER TABLE portal_users DROP COLUMN email; DROP INDEX licenses_customer_email;
+             DROP TRIGGER licenses_customer_insert; DROP TRIGGER licenses_customer_delete;
+             DROP TRIGGER licenses_customer_update; DROP TABLE license_customers;
+             DROP TABLE license_customer_rows; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;
         let public = [7u8; 32];

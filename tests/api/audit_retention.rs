@@ -375,7 +375,8 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
     srv.running.take().unwrap().stop().await.unwrap();
     // As version 7 left it: no audit_daily (version 8), no revocation lists (version 9), no
     // entitlements (version 10), no signing key table (version 11), no payments (version 12),
-    // no two-factor tables (version 13), auto_vacuum off.
+    // no two-factor tables (version 13), no webhooks (version 14), no e-mail tables (version 15),
+    // auto_vacuum off.
     {
         let conn =
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
@@ -387,6 +388,12 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
              DROP TABLE operator_recovery_codes; DROP TABLE tenant_two_factor_policy;
              DROP TABLE webhook_deliveries; DROP TABLE webhook_events; DROP TABLE webhook_endpoints;
              ALTER TABLE releases DROP COLUMN signature_kid;
+             DROP TABLE smtp_settings; DROP TABLE mail_outbox; DROP TABLE mail_templates;
+             DROP TABLE mail_reminders; DROP INDEX portal_users_email;
+             ALTER TABLE portal_users DROP COLUMN email; DROP INDEX licenses_customer_email;
+             DROP TRIGGER licenses_customer_insert; DROP TRIGGER licenses_customer_delete;
+             DROP TRIGGER licenses_customer_update; DROP TABLE license_customers;
+             DROP TABLE license_customer_rows;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;
              ALTER TABLE products DROP COLUMN entitlements; PRAGMA user_version = 7;

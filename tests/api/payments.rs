@@ -1270,3 +1270,112 @@ async fn a_renewal_that_arrives_before_its_purchase_is_applied_with_it() {
     assert_outcome(&a, "APPLIED", "REFUND");
     assert_eq!(shop.key(&id).await["status"], "REVOKED");
 }
+
+/// A payment's effects announce themselves: a `payment.<effect>` webhook event beside the
+/// license events, and for a purchase the key e-mailed to the customer (queued in the same
+/// transaction); a redelivered event announces nothing again.
+#[tokio::test]
+async fn a_purchase_emails_the_key_and_every_effect_is_a_webhook_event() {
+    let shop = shop().await;
+    let hook = shop
+        .admin(
+            Method::POST,
+            "/api/webhooks/endpoints",
+            Some(json!({"url": "https://hooks.example.com/keyward", "eventTypes": ["*"]})),
+        )
+        .await;
+    assert_status(&hook, 201);
+    let endpoint = shop.endpoint(Provider::Stripe).await;
+    shop.map(&endpoint, "prod_QbTeam", json!({})).await;
+    let events = |kind: &str| {
+        shop.srv.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE type = ?1",
+            [kind],
+        )
+    };
+    let mails = |to: &str| {
+        shop.srv.count(
+            "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'LICENSE_DELIVERED' AND recipient = ?1",
+            [to],
+        )
+    };
+
+    let order = fixture("stripe_checkout_one_time", 30);
+    let bought = shop.deliver(Provider::Stripe, &endpoint, &order).await;
+    assert_outcome(&bought, "APPLIED", "PURCHASE");
+    let seats = license_ids(&bought);
+    assert_eq!(seats.len(), 3);
+    assert_eq!(events("payment.purchase"), 1);
+    assert_eq!(events("license.created"), 3);
+    assert_eq!(mails("bo@example.com"), 3, "one message per key");
+    let body: String = shop
+        .srv
+        .db()
+        .query_row(
+            "SELECT body FROM webhook_events WHERE type = 'payment.purchase'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["data"]["provider"], "STRIPE", "{body}");
+    assert_eq!(body["data"]["licenses"].as_array().map(Vec::len), Some(3));
+
+    let again = shop.deliver(Provider::Stripe, &endpoint, &order).await;
+    assert_eq!(again.body["data"]["replayed"], true);
+    assert_eq!(
+        (events("payment.purchase"), mails("bo@example.com")),
+        (1, 3)
+    );
+
+    for (name, payment, license, count) in [
+        (
+            "stripe_dispute_created",
+            "payment.dispute_opened",
+            "license.suspended",
+            3,
+        ),
+        (
+            "stripe_dispute_closed_won",
+            "payment.dispute_won",
+            "license.reinstated",
+            3,
+        ),
+        (
+            "stripe_charge_refunded",
+            "payment.refund",
+            "license.revoked",
+            3,
+        ),
+    ] {
+        let a = shop
+            .deliver(Provider::Stripe, &endpoint, &fixture(name, 30))
+            .await;
+        assert_eq!(a.status, 200, "{name}: {}", a.body);
+        assert_eq!(events(payment), 1, "{name}");
+        assert_eq!(events(license), count, "{name}");
+    }
+    assert_eq!(
+        mails("bo@example.com"),
+        3,
+        "only a purchase e-mails the key"
+    );
+
+    // The customer view lists the payments of the address, newest first.
+    let customer = shop
+        .admin(Method::GET, "/api/customers/bo@example.com", None)
+        .await;
+    assert_status(&customer, 200);
+    let kinds: Vec<&str> = customer.body["data"]["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["REFUND", "DISPUTE_WON", "DISPUTE_OPENED", "PURCHASE"],
+        "{}",
+        customer.body
+    );
+}

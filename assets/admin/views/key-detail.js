@@ -303,6 +303,22 @@ function paint(root, detail) {
             { class: 'mono small', 'data-test': 'key-hwid' },
             k.hwid || h('span', { class: 'muted' }, 'not bound'),
           ),
+          h('dt', {}, 'Customer'),
+          h(
+            'dd',
+            { 'data-test': 'key-customer' },
+            k.customerEmail
+              ? h(
+                  'a',
+                  {
+                    href: `#/customers/${encodeURIComponent(k.customerEmail)}`,
+                    'data-test': 'key-customer-link',
+                  },
+                  k.customerName ? `${k.customerName} <${k.customerEmail}>` : k.customerEmail,
+                )
+              : h('span', { class: 'muted' }, '—'),
+            k.orderId ? h('div', { class: 'muted small' }, `Order ${k.orderId}`) : null,
+          ),
           h('dt', {}, 'Note'),
           h('dd', {}, k.note || h('span', { class: 'muted' }, '—')),
           h('dt', {}, 'Entitlements'),
@@ -318,7 +334,7 @@ function paint(root, detail) {
         final
           ? h('p', { class: 'alert alert-warn' }, 'This key is revoked. Revocation is final.')
           : null,
-        h('div', { class: 'btn-row' }, buttons, resetBtn, offlineBtn),
+        h('div', { class: 'btn-row' }, buttons, resetBtn, offlineBtn, emailKeyButton(k)),
         actionError,
         h('hr'),
         limitsForm,
@@ -449,4 +465,27 @@ function section(title, test, rows, headers, cells, emptyText, extra) {
           ),
         ),
   );
+}
+
+/** "E-mail the key to the customer": queues the license-delivered message (see the outbox). */
+function emailKeyButton(k) {
+  if (!k.customerEmail || k.status === 'REVOKED') return null;
+  const btn = h(
+    'button',
+    { type: 'button', class: 'btn', 'data-test': 'key-email' },
+    'E-mail the key to the customer',
+  );
+  btn.addEventListener('click', () =>
+    confirmDialog({
+      title: 'E-mail the key?',
+      message: `The key, its expiry and the portal link go to ${k.customerEmail}.`,
+      confirmLabel: 'Send',
+      test: 'key-email-dialog',
+      onConfirm: async () => {
+        await api.post(`/api/keys/${encodeURIComponent(k.id)}/send`);
+        toast('Queued: see E-mail → Outbox');
+      },
+    }),
+  );
+  return btn;
 }

@@ -26,6 +26,7 @@ const TABS = [
   ['credentials', 'Credentials'],
   ['releases', 'Releases'],
   ['portal', 'User portal'],
+  ['mail', 'E-mail templates'],
 ];
 
 export async function render(root, { parts }) {
@@ -128,6 +129,8 @@ export async function render(root, { parts }) {
       return (await import('./releases.js')).render(content, project);
     case 'portal':
       return (await import('./portal-editor.js')).render(content, project, onChange);
+    case 'mail':
+      return (await import('./mail-templates.js')).render(content, project);
     default:
       renderSettings(content, project, onChange);
   }

@@ -135,6 +135,13 @@ pub struct KeyView {
     /// The entitlement codes the key carries.
     pub entitlements: Vec<String>,
     pub created_at: OffsetDateTime,
+    /// The customer (`GET /api/customers/{email}` shows all of the address).
+    #[oai(nullable)]
+    pub customer_email: Option<String>,
+    #[oai(nullable)]
+    pub customer_name: Option<String>,
+    #[oai(nullable)]
+    pub order_id: Option<String>,
 }
 
 impl KeyView {
@@ -159,6 +166,9 @@ impl KeyView {
             note: l.note.clone(),
             entitlements: l.entitlements.clone(),
             created_at: ms_to_datetime(l.created_at),
+            customer_email: l.customer_email.clone(),
+            customer_name: l.customer_name.clone(),
+            order_id: l.order_id.clone(),
         }
     }
 }
@@ -176,7 +186,7 @@ pub struct ActivationInfo {
 }
 
 impl ActivationInfo {
-    fn new(a: &Activation) -> Self {
+    pub fn new(a: &Activation) -> Self {
         Self {
             hwid: a.machine_id.clone(),
             machine_name: a.machine_name.clone(),
@@ -294,7 +304,8 @@ impl KeysApi {
     /// List keys
     ///
     /// Paginated, newest first; filter by project, status and plan; `search` matches the start
-    /// of a key or of a bound HWID, or any part of the note.
+    /// of a key or of a bound HWID, or any part of the note, of the customer's e-mail or name,
+    /// or of the order id.
     #[oai(path = "/api/keys", method = "get")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
@@ -303,7 +314,8 @@ impl KeysApi {
         #[oai(name = "projectId")] project_id: Query<Option<String>>,
         status: Query<Option<LicenseStatus>>,
         plan: Query<Option<Plan>>,
-        /// Key or HWID prefix, or part of the note (2-100 characters).
+        /// Key or HWID prefix, or part of the note, customer e-mail, customer name or order id
+        /// (up to 100 characters).
         search: Query<Option<String>>,
         /// Page number, from 1.
         page: Query<Option<u32>>,

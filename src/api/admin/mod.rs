@@ -4,7 +4,10 @@
 pub mod abuse;
 pub mod api_keys;
 pub mod auth;
+pub mod customers;
 pub mod keys;
+pub mod mail;
+pub mod mail_templates;
 pub mod offline;
 pub mod operators;
 pub mod overview;
@@ -40,6 +43,10 @@ pub enum AdminTags {
     Payments,
     /// Event webhooks (Standard Webhooks): endpoints, deliveries, redelivery.
     Webhooks,
+    /// E-mail to customers: SMTP settings, the outbox, message templates.
+    Mail,
+    /// Finding customers: everything of one e-mail address.
+    Customers,
 }
 
 /// Page and limit from the query: page ≥ 1 (default 1), limit 1–500 (default 50).

@@ -14,6 +14,7 @@ crate::field_names!(
     UsernameField = "username",
     PasswordField = "password",
     ProjectIdField = "projectId",
+    EmailField = "email",
 );
 
 #[derive(Object, Debug)]
@@ -37,6 +38,13 @@ pub struct PortalCredentialsRequest {
         validator(max_length = 64)
     )]
     pub project_id: String,
+    /// Registration only (ignored by sign in): where password-reset links go.
+    #[oai(
+        nullable,
+        deserialize_with = "named::<EmailField, _>",
+        validator(max_length = 254)
+    )]
+    pub email: Option<String>,
 }
 
 #[derive(Object, Debug)]
@@ -48,15 +56,19 @@ pub struct PortalUserView {
     /// The linked key's id, or null.
     #[oai(nullable)]
     pub key_id: Option<String>,
+    /// Where password-reset links go, if set.
+    #[oai(nullable)]
+    pub email: Option<String>,
 }
 
 impl PortalUserView {
-    fn new(u: &PortalUser) -> Self {
+    pub fn new(u: &PortalUser) -> Self {
         Self {
             id: u.id.clone(),
             username: u.username.clone(),
             project_id: u.product_id.clone(),
             key_id: u.license_id.clone(),
+            email: u.email.clone(),
         }
     }
 }

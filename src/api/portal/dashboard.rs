@@ -161,6 +161,9 @@ pub struct PortalMeUser {
     pub username: String,
     #[oai(rename = "projectId")]
     pub project_id: String,
+    /// Where password-reset links go, if set.
+    #[oai(nullable)]
+    pub email: Option<String>,
 }
 
 #[derive(Object, Debug)]
@@ -193,6 +196,7 @@ impl PortalMeOk {
                     id: d.user.id,
                     username: d.user.username,
                     project_id: d.user.product_id,
+                    email: d.user.email,
                 },
                 key: d.key.map(KeyView::from),
                 access: PortalAccess {

@@ -8,6 +8,7 @@ mod dashboard;
 mod downloads;
 mod keys;
 mod license_file;
+mod recovery;
 
 use poem::{IntoResponse, Request, RequestBody};
 use poem_openapi::auth::{ApiKey, Bearer};
@@ -38,6 +39,11 @@ pub use downloads::PortalLoaderResponse;
 pub use keys::{PortalActivateOk, PortalActivateRequest, PortalActivateResponse};
 pub use license_file::{
     PortalMachineFileRequest, PortalMachineFileResponse, PortalOfflineActivationResponse,
+};
+pub use recovery::{
+    PortalAccountEmailRequest, PortalAccountEmailResponse, PortalEmailRequest,
+    PortalMailRequestResponse, PortalMessageOk, PortalResetConfirmRequest,
+    PortalResetConfirmResponse,
 };
 
 #[derive(Tags)]
@@ -174,6 +180,7 @@ impl PortalApi {
             &project,
             &body.username,
             body.password,
+            body.email.as_deref(),
         )
         .await?;
         device_cookie::set(req, &self.state, LOGIN_PATH, &session.device);
@@ -311,6 +318,89 @@ impl PortalApi {
         .await?;
         Ok(PortalOfflineActivationResponse::Ok(Json(
             MachineFileOk::activated(done),
+        )))
+    }
+
+    /// Send me my keys
+    ///
+    /// E-mails every license of this address for the portal's project, in one message. The
+    /// answer is the same whether or not the address has licenses. Limited per address and
+    /// per IP (429 with `Retry-After`).
+    #[oai(path = "/api/portal/send-keys", method = "post")]
+    async fn send_keys(
+        &self,
+        req: &Request,
+        body: Json<PortalEmailRequest>,
+    ) -> KvResult<PortalMailRequestResponse> {
+        let body = body.0;
+        portal::send_my_keys(
+            &self.state,
+            ClientIp::of(req),
+            &ProductId::from(body.project_id),
+            &body.email,
+        )
+        .await?;
+        Ok(PortalMailRequestResponse::Accepted(PortalMessageOk::new(
+            "If this address has licenses, they are on their way to it.",
+        )))
+    }
+
+    /// Forgot password
+    ///
+    /// E-mails a password-reset link (signed, single use, valid for an hour) to each account
+    /// of the portal with this address. The answer is the same whether or not there is one.
+    /// Limited per address and per IP (429 with `Retry-After`).
+    #[oai(path = "/api/portal/password-reset", method = "post")]
+    async fn password_reset(
+        &self,
+        req: &Request,
+        body: Json<PortalEmailRequest>,
+    ) -> KvResult<PortalMailRequestResponse> {
+        let body = body.0;
+        portal::request_password_reset(
+            &self.state,
+            ClientIp::of(req),
+            &ProductId::from(body.project_id),
+            &body.email,
+        )
+        .await?;
+        Ok(PortalMailRequestResponse::Accepted(PortalMessageOk::new(
+            "If an account has this address, a reset link is on its way to it.",
+        )))
+    }
+
+    /// Choose a new password with a reset link
+    ///
+    /// The link's token works once and for an hour (401 otherwise). Every session of the
+    /// account ends.
+    #[oai(path = "/api/portal/password-reset/confirm", method = "post")]
+    async fn password_reset_confirm(
+        &self,
+        req: &Request,
+        body: Json<PortalResetConfirmRequest>,
+    ) -> KvResult<PortalResetConfirmResponse> {
+        let body = body.0;
+        portal::reset_password(&self.state, ClientIp::of(req), &body.token, body.password).await?;
+        Ok(PortalResetConfirmResponse::Ok(PortalMessageOk::new(
+            "Your password is changed. Sign in with it.",
+        )))
+    }
+
+    /// Set the account's e-mail address
+    ///
+    /// Where password-reset links go; null removes it.
+    #[oai(path = "/api/portal/email", method = "put")]
+    async fn set_email(
+        &self,
+        auth: PortalAuth,
+        body: Json<PortalAccountEmailRequest>,
+    ) -> KvResult<PortalAccountEmailResponse> {
+        let user = portal::set_email(&self.state, &auth.ctx, body.0.email.as_deref()).await?;
+        Ok(PortalAccountEmailResponse::Ok(Json(
+            recovery::PortalAccountOk {
+                success: true,
+                data: account::PortalUserView::new(&user),
+            },
         )))
     }
 }

@@ -1,4 +1,4 @@
-//! `/api/v1/license/{create,create-bulk,revoke,renew,by-order}`: license management for
+//! `/api/v1/license/{create,create-bulk,revoke,renew,by-order,by-email}`: license management for
 //! server-to-server integrations (checkout webhooks, back offices). The use cases are
 //! `service::keys`; this face parses, calls one of them and answers in the vendor envelope.
 
@@ -239,6 +239,13 @@ pub enum ByOrderResponse {
     Ok(Json<LicensesOk>),
 }
 
+#[derive(ApiResponse)]
+pub enum ByEmailResponse {
+    /// The customer's licenses (possibly none).
+    #[oai(status = 200)]
+    Ok(Json<LicensesOk>),
+}
+
 // ---- operations -----------------------------------------------------------------------
 
 #[OpenApi(prefix_path = "/api/v1/license", tag = "ApiTags::License")]
@@ -401,6 +408,38 @@ impl LicenseManageApi {
         let (found, total) = keys::by_order(&self.state, &auth.0, &order_id.0, limit, offset)?;
         let now = now_ms();
         Ok(ByOrderResponse::Ok(Json(LicensesOk {
+            success: true,
+            licenses: found.iter().map(|l| LicenseCreated::new(l, now)).collect(),
+            pagination: Pagination::new(page, limit, total),
+        })))
+    }
+
+    /// Licenses of a customer e-mail
+    ///
+    /// Every license whose `customerEmail` is this address (ignoring case), oldest first.
+    /// Needs READ_ONLY scope; a product-restricted key sees its product's only.
+    #[oai(path = "/by-email/:email", method = "get")]
+    async fn by_email(
+        &self,
+        auth: ReadScope,
+        /// The customer's e-mail address.
+        email: Path<String>,
+        /// Page number, from 1.
+        page: Query<Option<u32>>,
+        /// Items per page, 1-500 (default 50).
+        limit: Query<Option<u32>>,
+    ) -> VendorResult<ByEmailResponse> {
+        let (page, limit) = page_and_limit(page.0, limit.0)?;
+        let offset = (page as u64 - 1) * limit as u64;
+        let (found, total) = crate::service::mail::customers::licenses_by_email(
+            &self.state,
+            &auth.0,
+            &email.0,
+            limit,
+            offset,
+        )?;
+        let now = now_ms();
+        Ok(ByEmailResponse::Ok(Json(LicensesOk {
             success: true,
             licenses: found.iter().map(|l| LicenseCreated::new(l, now)).collect(),
             pagination: Pagination::new(page, limit, total),

@@ -86,6 +86,16 @@ super::text_enum! {
         WebhookEndpointDisable => "webhook.endpoint.disable",
         WebhookRedeliver => "webhook.delivery.redeliver",
         WebhookTest => "webhook.test",
+        MailSettingsUpdate => "mail.settings.update",
+        MailTemplateUpdate => "mail.template.update",
+        /// A message queued by hand or by a sweep (the key page's "E-mail the key", a test
+        /// message, an expiry reminder).
+        MailSend => "mail.send",
+        MailRetry => "mail.retry",
+        PortalKeysRequest => "portal.keys.request",
+        PortalPasswordResetRequest => "portal.password.reset.request",
+        PortalPasswordReset => "portal.password.reset",
+        PortalEmailUpdate => "portal.email.update",
     }
 }
 
@@ -169,7 +179,12 @@ impl AuditAction {
             | PortalRegister
             | PortalLogin
             | PortalActivate
-            | PortalLoaderDownload => RetentionClass::Licenses,
+            | PortalLoaderDownload
+            | MailSend
+            | PortalKeysRequest
+            | PortalPasswordResetRequest
+            | PortalPasswordReset
+            | PortalEmailUpdate => RetentionClass::Licenses,
             ProductCreate
             | ProductUpdate
             | ProductDelete
@@ -213,7 +228,10 @@ impl AuditAction {
             | WebhookEndpointDelete
             | WebhookEndpointDisable
             | WebhookRedeliver
-            | WebhookTest => RetentionClass::Admin,
+            | WebhookTest
+            | MailSettingsUpdate
+            | MailTemplateUpdate
+            | MailRetry => RetentionClass::Admin,
         }
     }
 }

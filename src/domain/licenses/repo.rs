@@ -141,6 +141,32 @@ pub fn list_by_order(
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
+/// A customer's licenses (by e-mail, ignoring case), oldest first, and the total.
+pub fn list_by_email(
+    conn: &Connection,
+    tenant_id: &str,
+    email: &str,
+    only_product: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<License>, u64)> {
+    let filter = "tenant_id = ?1 AND lower(customer_email) = lower(?2)
+                  AND customer_email IS NOT NULL AND (?3 IS NULL OR product_id = ?3)";
+    let total: u64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM licenses WHERE {filter}"))?
+        .query_row(params![tenant_id, email, only_product], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT * FROM licenses WHERE {filter} ORDER BY created_at, rowid LIMIT ?4 OFFSET ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![tenant_id, email, only_product, limit, offset as i64],
+        from_row,
+    )?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
 // Every write of a status below ends with `revocations::follow`, so the product's revocation
 // list changes (and its version grows) in the same transaction as the status. (`insert` writes
 // ACTIVE, `expire_overdue` turns ACTIVE into EXPIRED: neither is ever listed.)
@@ -253,7 +279,8 @@ pub struct KeyRow {
 }
 
 /// Filters of the admin key list. Text search matches the start of a key or of a bound
-/// HWID (index range scans), or any part of the note.
+/// HWID (index range scans), or any part of the note, of the customer's e-mail or name, or of
+/// the order id.
 #[derive(Debug, Default, Clone)]
 pub struct Search<'a> {
     pub tenant_scope: Option<&'a str>,
@@ -313,7 +340,8 @@ fn search_with(
         conditions.push("l.plan = ?");
         args.push(Box::new(plan));
     }
-    // Text matches the start of the key, the start of a bound HWID, or any part of the note.
+    // Text matches the start of the key, the start of a bound HWID, or any part of the note
+    // or of the customer (e-mail, name, order id).
     let mut walk_text = false;
     if let Some(text) = s.text {
         let key = super::normalize_key(text);
@@ -332,7 +360,7 @@ fn search_with(
         match rare_notes {
             Some(ids) => {
                 // Each alternative on its own index, joined by UNION: key range, HWID range
-                // and the (few) licenses whose notes matched, found once above.
+                // and the (few) licenses whose notes or customers matched, found once above.
                 conditions.push(
                     "l.id IN (SELECT id FROM licenses WHERE license_key >= ? AND license_key < ?
                               UNION SELECT license_id FROM activations
@@ -346,14 +374,21 @@ fn search_with(
                     "(l.license_key >= ? AND l.license_key < ?
                       OR l.id IN (SELECT license_id FROM activations
                                   WHERE machine_id >= ? AND machine_id < ?)
-                      OR l.note LIKE ? ESCAPE '\\')",
+                      OR l.note LIKE ? ESCAPE '\\'
+                      OR l.customer_email LIKE ? ESCAPE '\\'
+                      OR l.customer_name LIKE ? ESCAPE '\\'
+                      OR l.order_id LIKE ? ESCAPE '\\')",
                 );
-                args.push(Box::new(format!(
+                let pattern = format!(
                     "%{}%",
                     text.replace('\\', "\\\\")
                         .replace('%', "\\%")
                         .replace('_', "\\_")
-                )));
+                );
+                // Note, customer e-mail, customer name, order id.
+                for _ in 0..4 {
+                    args.push(Box::new(pattern.clone()));
+                }
             }
         }
     }
@@ -438,20 +473,28 @@ fn search_with(
     Ok((rows, total))
 }
 
-/// The licenses whose notes contain `phrase` (an FTS5 phrase), unless there are more than
-/// `threshold` (None; the search stops there).
+/// The licenses whose notes or customer (e-mail, name, order id) contain `phrase` (an FTS5
+/// phrase), unless there are more than `threshold` (None; the search stops there).
 fn rare_note_matches(
     conn: &Connection,
     phrase: &str,
     threshold: i64,
 ) -> Result<Option<Vec<String>>> {
-    let mut stmt = conn.prepare_cached(
+    let mut ids: Vec<String> = Vec::new();
+    for sql in [
         "SELECT license_id FROM license_notes WHERE license_notes MATCH ?1 LIMIT ?2",
-    )?;
-    let ids = stmt
-        .query_map(params![phrase, threshold.saturating_add(1)], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok((ids.len() as i64 <= threshold).then_some(ids))
+        "SELECT license_id FROM license_customers WHERE license_customers MATCH ?1 LIMIT ?2",
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let found = stmt
+            .query_map(params![phrase, threshold.saturating_add(1)], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        ids.extend(found);
+        if ids.len() as i64 > threshold {
+            return Ok(None);
+        }
+    }
+    Ok(Some(ids))
 }
 
 pub fn set_status(conn: &Connection, id: &str, status: LicenseStatus, now: i64) -> Result<()> {

@@ -301,6 +301,32 @@ pub fn events_for_license(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The payment events of a customer in `tenant`: those that name `email` and those of its
+/// licenses, newest first (at most `limit`).
+pub fn events_for_customer(
+    conn: &Connection,
+    tenant: &str,
+    email: &str,
+    license_ids: &[String],
+    limit: u32,
+) -> Result<Vec<(super::Provider, StoredEvent)>> {
+    let ids = serde_json::Value::from(license_ids.to_vec()).to_string();
+    let sql = format!(
+        "SELECT e.provider, {EVENT_COLUMNS} FROM payment_events v
+         JOIN payment_endpoints e ON e.id = v.endpoint_id
+         WHERE v.tenant_id = ?1 AND (lower(v.customer_email) = lower(?2)
+            OR EXISTS (SELECT 1 FROM payment_event_licenses x
+                       WHERE x.endpoint_id = v.endpoint_id AND x.event_id = v.event_id
+                         AND x.license_id IN (SELECT value FROM json_each(?3))))
+         ORDER BY v.received_at DESC, v.event_id LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![tenant, email, ids, limit], |r| {
+        Ok((r.get("provider")?, event_from_row(r)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn link_event(
     conn: &Connection,
     endpoint_id: &str,

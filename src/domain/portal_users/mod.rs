@@ -23,6 +23,9 @@ pub struct PortalUser {
     pub license_id: Option<String>,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// Where password-reset links go (lower-cased); none: the password cannot be reset by
+    /// e-mail.
+    pub email: Option<String>,
 }
 
 /// Portal sessions last a week; logging out ends one at once.
@@ -48,6 +51,7 @@ pub fn register(
     product: &Product,
     username: &str,
     password_hash: String,
+    email: Option<String>,
 ) -> Result<PortalUser> {
     if repo::find_by_username(conn, &product.id, username)?.is_some() {
         return Err(Error::Conflict(format!(
@@ -63,6 +67,7 @@ pub fn register(
         license_id: None,
         created_at: now_ms(),
         last_login_at: None,
+        email,
     };
     repo::insert(conn, &user)?;
     Ok(user)

@@ -13,14 +13,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<PortalUser> {
         license_id: r.get("license_id")?,
         created_at: r.get("created_at")?,
         last_login_at: r.get("last_login_at")?,
+        email: r.get("email")?,
     })
 }
 
 pub fn insert(conn: &Connection, u: &PortalUser) -> Result<()> {
     conn.execute(
         "INSERT INTO portal_users (id, tenant_id, product_id, username, password_hash,
-            license_id, created_at, last_login_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            license_id, created_at, last_login_at, email)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             u.id,
             u.tenant_id,
@@ -29,7 +30,8 @@ pub fn insert(conn: &Connection, u: &PortalUser) -> Result<()> {
             u.password_hash,
             u.license_id,
             u.created_at,
-            u.last_login_at
+            u.last_login_at,
+            u.email
         ],
     )?;
     Ok(())
@@ -134,4 +136,36 @@ pub fn delete_session_of(conn: &Connection, token_sha256: &[u8], user_id: &str) 
         "DELETE FROM portal_sessions WHERE token_sha256 = ?1 AND portal_user_id = ?2",
         params![token_sha256, user_id],
     )? > 0)
+}
+
+pub fn set_email(conn: &Connection, id: &str, email: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE portal_users SET email = ?2 WHERE id = ?1",
+        params![id, email],
+    )?;
+    Ok(())
+}
+
+/// The users of a product's portal with this e-mail address (ignoring case).
+pub fn find_by_email(conn: &Connection, product_id: &str, email: &str) -> Result<Vec<PortalUser>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM portal_users WHERE product_id = ?1 AND lower(email) = lower(?2)
+           AND email IS NOT NULL LIMIT 10",
+    )?;
+    let rows = stmt.query_map(params![product_id, email], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Replaces a user's password hash and ends all of its sessions (a reset signs out every
+/// browser that knew the old password).
+pub fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE portal_users SET password_hash = ?2 WHERE id = ?1",
+        params![id, password_hash],
+    )?;
+    conn.execute(
+        "DELETE FROM portal_sessions WHERE portal_user_id = ?1",
+        [id],
+    )?;
+    Ok(())
 }

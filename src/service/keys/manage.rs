@@ -125,6 +125,7 @@ pub(crate) fn renew_in(
             .license(&license.product_id, &license.id)
             .detail(event),
     )?;
+    events::license_event(c, &renewed, EventType::LicenseRenewed)?;
     Ok(renewed)
 }
 
@@ -174,6 +175,11 @@ pub(crate) fn set_status_in(
             .license(&license.product_id, &license.id)
             .detail(event),
     )?;
+    if let Some(event) = events::status_event(license.status, status)
+        && let Some(now_license) = licenses::repo::find(c, &license.tenant_id, &license.id)?
+    {
+        events::license_event(c, &now_license, event)?;
+    }
     Ok(true)
 }
 

@@ -12,6 +12,7 @@ use crate::domain::audit::AuditAction;
 use crate::domain::licenses::{self, License, LicenseStatus, LicenseType, NewLicense, Plan};
 use crate::domain::payments::events::{self, PaymentEvent, plausible_period_end};
 use crate::domain::payments::{Effect, Endpoint, Outcome, Provider, StoredEvent, repo, signature};
+use crate::domain::webhooks::EventType;
 use crate::domain::{PaymentEndpointId, TenantId, audit, now_ms, products};
 use crate::error::Error;
 use crate::service::{Ctx, keys};
@@ -158,18 +159,51 @@ pub struct AppliedEffect<'a> {
     pub licenses: &'a [License],
 }
 
-/// Every side notification of a payment effect, inside the effect's transaction (so an outbox
-/// row commits with the change it announces, or not at all). At merge, the `payment.*`
-/// webhook event (`service::events::emit`) and, for a purchase, the license-delivered e-mail
-/// (`service::mail::queue_license_delivered`) are wired here.
-fn notify(_c: &Connection, applied: &AppliedEffect<'_>) -> Result<(), Error> {
-    tracing::debug!(
-        "payment {} {} on {} changed {} license(s)",
-        applied.event.effect,
-        applied.event.id,
-        applied.endpoint.id,
-        applied.licenses.len()
-    );
+/// Every side notification of a payment effect, inside the effect's transaction, so an outbox
+/// row commits with the change it announces, or not at all: the `payment.<effect>` webhook
+/// event and, for a purchase, the license-delivered e-mail to each customer with an address.
+fn notify(c: &Connection, applied: &AppliedEffect<'_>) -> Result<(), Error> {
+    let endpoint = applied.endpoint;
+    let event = applied.event;
+    // The effects' names (PURCHASE, DISPUTE_OPENED…) are valid payment event names as they are.
+    let event_type = EventType::Payment(event.effect.as_str().to_ascii_lowercase());
+    let product = applied.licenses.first().map(|l| l.product_id.as_str());
+    let licenses: Vec<_> = applied
+        .licenses
+        .iter()
+        .map(crate::service::events::license_data)
+        .collect();
+    crate::service::events::emit(
+        c,
+        &endpoint.tenant_id,
+        product,
+        event_type,
+        json!({
+            "provider": endpoint.provider.as_str(),
+            "endpointId": endpoint.id,
+            "eventId": event.id,
+            "eventType": event.event_type,
+            "licenses": licenses,
+        }),
+    )?;
+    if event.effect == Effect::Purchase {
+        for license in applied.licenses {
+            if license.customer_email.is_none() {
+                continue;
+            }
+            // An address the mailer cannot write to must not undo the purchase: the license
+            // stands, and the operator can correct the address and e-mail it from its page.
+            match crate::service::mail::queue_license_delivered(c, &license.tenant_id, &license.id)
+            {
+                Err(Error::Invalid(why)) => {
+                    tracing::warn!("license {} not e-mailed: {why}", license.id)
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

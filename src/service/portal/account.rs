@@ -54,10 +54,16 @@ pub async fn register(
     project: &ProductId,
     username: &str,
     password: String,
+    email: Option<&str>,
 ) -> Result<PortalSession, Error> {
     limit_by_ip(state, ip)?;
     let username = username.trim().to_owned();
     portal_users::validate_username(&username)?;
+    let email = email
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| crate::domain::mail::normalize_address("email", e))
+        .transpose()?;
     operators::validate_password(&password)?;
     let product = state
         .db
@@ -69,7 +75,7 @@ pub async fn register(
     let (token, user) = state
         .db
         .write(move |c| {
-            let user = portal_users::register(c, &product, &username, hash)?;
+            let user = portal_users::register(c, &product, &username, hash, email)?;
             let token = portal_users::open_session(c, &user)?;
             let event = ctx_of(&user, ip)
                 .event(&user.tenant_id, AuditAction::PortalRegister)

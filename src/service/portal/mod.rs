@@ -11,6 +11,7 @@ mod dashboard;
 mod keys;
 mod license_file;
 mod loader;
+mod recovery;
 
 pub use account::{PortalSession, authenticate, login, logout, register};
 pub use dashboard::{
@@ -19,6 +20,7 @@ pub use dashboard::{
 pub use keys::{LinkedKey, link_key};
 pub use license_file::{MachineFile, activate_offline, machine_file};
 pub use loader::{LoaderDownload, download_loader};
+pub use recovery::{request_password_reset, reset_password, send_my_keys, set_email};
 
 use rusqlite::Connection;
 
