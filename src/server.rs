@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
+use crate::api::admin::artifacts::ArtifactsApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -50,7 +51,8 @@ pub type Apis = (
     (SessionApi, LicenseFileApi),
     TelegramApi,
     OverviewApi,
-    ReleasesApi,
+    // Releases and their per-platform artifacts share one place.
+    (ReleasesApi, ArtifactsApi),
     UpdatesApi,
     PortalApi,
     AbuseApi,
@@ -110,9 +112,14 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             OverviewApi {
                 state: state.clone(),
             },
-            ReleasesApi {
-                state: state.clone(),
-            },
+            (
+                ReleasesApi {
+                    state: state.clone(),
+                },
+                ArtifactsApi {
+                    state: state.clone(),
+                },
+            ),
             UpdatesApi {
                 state: state.clone(),
             },

@@ -4,6 +4,7 @@
 pub mod abuse;
 pub mod activations;
 pub mod api_keys;
+pub mod artifacts;
 pub mod audit;
 pub mod entitlements;
 pub mod license_files;

@@ -9,6 +9,7 @@
 
 pub mod abuse;
 pub mod api_keys;
+pub mod artifacts;
 pub mod catalog;
 pub mod context;
 pub mod doctor;

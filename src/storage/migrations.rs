@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 11;
+pub const LATEST_VERSION: i64 = 12;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v9_revocations.sql"),
     include_str!("migrations/v10_entitlements.sql"),
     include_str!("migrations/v11_signing_keys.sql"),
+    include_str!("migrations/v12_artifacts.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -214,7 +215,9 @@ mod tests {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
         conn.execute_batch(
-            "DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
+            "DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
+             ALTER TABLE products DROP COLUMN minimum_version;
+             DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;

@@ -5,6 +5,7 @@
 mod abuse;
 mod access_regressions;
 mod admin_operators_projects;
+mod artifacts;
 mod audit_retention;
 mod catalog_regressions;
 mod entitlements;

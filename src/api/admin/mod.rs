@@ -3,8 +3,10 @@
 
 pub mod abuse;
 pub mod api_keys;
+pub mod artifacts;
 pub mod auth;
 pub mod keys;
+pub mod multipart;
 pub mod offline;
 pub mod operators;
 pub mod overview;

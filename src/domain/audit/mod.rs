@@ -50,6 +50,8 @@ super::text_enum! {
         ReleaseYank => "release.yank",
         ReleaseDelete => "release.delete",
         ReleaseDelta => "release.delta",
+        ReleaseArtifactUpload => "release.artifact.upload",
+        ReleaseArtifactDelete => "release.artifact.delete",
         UpdateDownload => "update.download",
         PortalRegister => "portal.register",
         PortalLogin => "portal.login",
@@ -145,12 +147,35 @@ impl AuditAction {
             | PortalLogin
             | PortalActivate
             | PortalLoaderDownload => RetentionClass::Licenses,
-            ProductCreate | ProductUpdate | ProductDelete | SigningKeyRotate | SigningKeyRetire
-            | ApiKeyCreate | ApiKeyRevoke | OperatorCreate | OperatorUpdate | OperatorDelete
-            | OperatorLogin | OperatorLoginFailed | OperatorLogout | TenantCreate
-            | ReleaseUpload | ReleaseUpdate | ReleasePublish | ReleaseYank | ReleaseDelete
-            | ReleaseDelta | AbuseFlag | AbuseLicenseSuspend | AbuseIpBlock | AbuseIpUnblock
-            | AbuseFlagUpdate | AbusePolicyUpdate | SetupTokenIssue => RetentionClass::Admin,
+            ProductCreate
+            | ProductUpdate
+            | ProductDelete
+            | SigningKeyRotate
+            | SigningKeyRetire
+            | ApiKeyCreate
+            | ApiKeyRevoke
+            | OperatorCreate
+            | OperatorUpdate
+            | OperatorDelete
+            | OperatorLogin
+            | OperatorLoginFailed
+            | OperatorLogout
+            | TenantCreate
+            | ReleaseUpload
+            | ReleaseUpdate
+            | ReleasePublish
+            | ReleaseYank
+            | ReleaseDelete
+            | ReleaseDelta
+            | ReleaseArtifactUpload
+            | ReleaseArtifactDelete
+            | AbuseFlag
+            | AbuseLicenseSuspend
+            | AbuseIpBlock
+            | AbuseIpUnblock
+            | AbuseFlagUpdate
+            | AbusePolicyUpdate
+            | SetupTokenIssue => RetentionClass::Admin,
         }
     }
 }
