@@ -49,6 +49,8 @@ CREATE TABLE products (
     entitlements             TEXT NOT NULL DEFAULT '',
     -- a client below this version is told its update is critical (version 12; NULL: none)
     minimum_version          TEXT,
+    -- its update feeds answer without a license (version 13; 0: licensed clients only)
+    feeds_public             INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant_id, slug)
 );
 
@@ -279,9 +281,24 @@ CREATE TABLE release_artifacts (
     -- made by the same product key (its minisign key id is the kid)
     minisign_signature  TEXT NOT NULL,
     created_at          INTEGER NOT NULL,
+    -- lower-case hex SHA-1 (Velopack's feed names it; version 13, '' before it)
+    sha1                TEXT NOT NULL DEFAULT '',
     UNIQUE (release_id, platform, arch, filetype)
 );
 CREATE INDEX release_artifacts_sha256 ON release_artifacts (sha256);
+
+-- Per-license feed tokens (version 13): what a client whose updater cannot send headers
+-- (Sparkle) puts in its feed URL instead of its license key. SHA-256 only; a deleted row is a
+-- revoked token.
+CREATE TABLE feed_tokens (
+    token_sha256  BLOB PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    product_id    TEXT NOT NULL,
+    license_id    TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    prefix        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX feed_tokens_license ON feed_tokens (license_id);
 
 
 -- The per-project user portal (added in version 3). Portal users belong to one product (project); a

@@ -203,6 +203,26 @@ pub struct ServeArgs {
     pub litestream: bool,
     #[command(flatten)]
     pub https: HttpsArgs,
+    // --- Update feeds (issue 15) ---
+    /// The address clients reach this server at (e.g. https://updates.example.com), written
+    /// into the download URLs of update feeds; default: each request's Host.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+    /// Seconds a download URL written into an update feed stays valid.
+    #[arg(long, env = "KEYWARD_FEED_DOWNLOAD_TTL", default_value_t = crate::config::DEFAULT_FEED_DOWNLOAD_TTL_SECS)]
+    pub feed_download_ttl: u64,
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{text:?}: expected an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(format!("{text:?}: expected a URL without query or fragment"));
+    }
+    Ok(url.to_owned())
 }
 
 /// Where the passphrase of an encrypted archive comes from (never the command line itself,
@@ -390,6 +410,9 @@ impl Default for ServeArgs {
                 backup_passphrase_file: None,
                 litestream: false,
                 https: HttpsArgs::default(),
+                // Update feeds (issue 15).
+                public_url: None,
+                feed_download_ttl: crate::config::DEFAULT_FEED_DOWNLOAD_TTL_SECS,
             },
         }
     }
@@ -463,6 +486,9 @@ impl ServeArgs {
             litestream: self.litestream,
             tls: self.https.tls_settings(),
             http_redirect_bind: self.https.http_redirect_bind,
+            // Update feeds (issue 15).
+            public_url: self.public_url,
+            feed_download_ttl: Duration::from_secs(self.feed_download_ttl.max(1)),
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct RateLimits {
     pub downloads_per_hour: u32,
 }
 
+/// Long enough for an updater to start its download after reading the feed, short enough that
+/// a leaked feed stops working soon.
+pub const DEFAULT_FEED_DOWNLOAD_TTL_SECS: u64 = 900;
 pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// How long raw audit rows are kept, per kind of event (`None`: forever). Older rows are counted
@@ -111,6 +114,12 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsSettings>,
     /// A plain-HTTP listener that redirects to HTTPS and answers HTTP-01 challenges.
     pub http_redirect_bind: Option<SocketAddr>,
+    // --- Update feeds (issue 15) ---
+    /// The address clients reach this server at (`https://updates.example.com`), for the
+    /// download URLs inside feeds; `None`: taken from each request's `Host`.
+    pub public_url: Option<String>,
+    /// How long a download URL written into a feed stays valid.
+    pub feed_download_ttl: Duration,
 }
 
 /// Prometheus metrics: what is recorded and where `/metrics` is served.
@@ -188,6 +197,8 @@ impl Config {
             litestream: false,
             tls: None,
             http_redirect_bind: None,
+            public_url: None,
+            feed_download_ttl: Duration::from_secs(DEFAULT_FEED_DOWNLOAD_TTL_SECS),
         }
     }
 }

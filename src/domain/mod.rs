@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod artifacts;
 pub mod audit;
 pub mod entitlements;
+pub mod feeds;
 pub mod license_files;
 pub mod licenses;
 pub mod operators;

@@ -139,14 +139,14 @@ impl ArtifactUpload<'_> {
             let comment = minisign::trusted_comment(now_ms() / 1000, &filename);
             let signed = tokio::task::spawn_blocking(move || {
                 let signature = crypto::sign_file(&key.key, &path)?;
-                let (sha512, blake) = artifacts::file_digests(&path)?;
+                let digests = artifacts::file_digests(&path)?;
                 let minisign_signature =
-                    minisign::signature_file(&key.key, &key.kid, &blake, &comment)?;
-                Ok::<_, Error>((signature, key.kid.clone(), sha512, minisign_signature))
+                    minisign::signature_file(&key.key, &key.kid, &digests.blake2b, &comment)?;
+                Ok::<_, Error>((signature, key.kid.clone(), digests, minisign_signature))
             })
             .await
             .map_err(|e| Error::Storage(format!("signing task failed: {e}")))??;
-            let (signature, signature_kid, sha512, minisign_signature) = signed;
+            let (signature, signature_kid, digests, minisign_signature) = signed;
             Ok(Artifact {
                 id: crypto::new_id("art"),
                 release_id: release.id.clone(),
@@ -160,9 +160,10 @@ impl ArtifactUpload<'_> {
                     signature,
                     signature_kid,
                 },
-                sha512,
+                sha512: digests.sha512,
                 minisign_signature,
                 created_at: now_ms(),
+                sha1: digests.sha1,
             })
         }
         .await;

@@ -13,6 +13,7 @@ pub mod artifacts;
 pub mod catalog;
 pub mod context;
 pub mod doctor;
+pub mod feeds;
 pub mod keys;
 pub mod licensing;
 pub mod login_guard;

@@ -277,15 +277,15 @@ fn served_release(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Unsatisfiable;
+pub(super) struct Unsatisfiable;
 
 /// An inclusive byte range to send, `None` for the whole bundle.
-type WantedRange = Result<Option<(u64, u64)>, Unsatisfiable>;
+pub(super) type WantedRange = Result<Option<(u64, u64)>, Unsatisfiable>;
 
 /// One byte range of a `size`-byte file, inclusive. `Ok(None)`: serve the whole file (no
 /// usable single range: several ranges or a header we do not understand, which RFC 9110 lets
 /// a server ignore). `Err`: the range lies beyond the end (416).
-fn parse_range(header: &str, size: u64) -> WantedRange {
+pub(super) fn parse_range(header: &str, size: u64) -> WantedRange {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };

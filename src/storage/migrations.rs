@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 12;
+pub const LATEST_VERSION: i64 = 13;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v10_entitlements.sql"),
     include_str!("migrations/v11_signing_keys.sql"),
     include_str!("migrations/v12_artifacts.sql"),
+    include_str!("migrations/v13_feeds.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.

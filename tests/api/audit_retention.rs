@@ -375,12 +375,13 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
     srv.running.take().unwrap().stop().await.unwrap();
     // As version 7 left it: no audit_daily (version 8), no revocation lists (version 9), no
     // entitlements (version 10), no signing key table (version 11), no artifacts, rollouts or
-    // minimum versions (version 12), auto_vacuum off.
+    // minimum versions (version 12), no feeds (version 13), auto_vacuum off.
     {
         let conn =
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
         conn.execute_batch(
-            "DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
+            "DROP TABLE feed_tokens; ALTER TABLE products DROP COLUMN feeds_public;
+             DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
              ALTER TABLE products DROP COLUMN minimum_version;
              DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;

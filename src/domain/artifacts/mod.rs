@@ -43,16 +43,30 @@ pub struct Artifact {
     /// The text of a minisign `.sig` file for the exact bytes.
     pub minisign_signature: String,
     pub created_at: i64,
+    /// Lower-case hex SHA-1 of the exact bytes (Velopack's feed names it); empty for an artifact
+    /// uploaded before it was recorded.
+    pub sha1: String,
 }
 
-/// The SHA-512 (hex) and BLAKE2b-512 digests of a stored file, read once (blocking: call off
+/// What [`file_digests`] reads from a file.
+pub struct FileDigests {
+    /// Lower-case hex SHA-512.
+    pub sha512: String,
+    /// Lower-case hex SHA-1 (Velopack's feed still names it).
+    pub sha1: String,
+    /// What minisign's prehashed signature signs.
+    pub blake2b: [u8; 64],
+}
+
+/// The SHA-512, SHA-1 and BLAKE2b-512 digests of a stored file, read once (blocking: call off
 /// the async runtime).
-pub fn file_digests(path: &std::path::Path) -> Result<(String, [u8; 64])> {
+pub fn file_digests(path: &std::path::Path) -> Result<FileDigests> {
     use sha2::Digest as _;
     use std::io::Read;
     let failed = |e: std::io::Error| Error::Storage(format!("cannot hash {}: {e}", path.display()));
     let mut file = std::fs::File::open(path).map_err(failed)?;
     let mut sha512 = sha2::Sha512::new();
+    let mut sha1 = sha1::Sha1::new();
     let mut blake = minisign::hasher();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -61,9 +75,14 @@ pub fn file_digests(path: &std::path::Path) -> Result<(String, [u8; 64])> {
             break;
         }
         sha512.update(&buf[..n]);
+        sha1.update(&buf[..n]);
         blake2::Digest::update(&mut blake, &buf[..n]);
     }
-    Ok((hex::encode(sha512.finalize()), blake.finalize().into()))
+    Ok(FileDigests {
+        sha512: hex::encode(sha512.finalize()),
+        sha1: hex::encode(sha1.finalize()),
+        blake2b: blake.finalize().into(),
+    })
 }
 
 /// What a platform or file type may be: short, and safe in a URL path and a file name.
@@ -247,6 +266,7 @@ mod tests {
             sha512: "00".into(),
             minisign_signature: String::new(),
             created_at: 0,
+            sha1: String::new(),
         }
     }
 

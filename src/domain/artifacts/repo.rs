@@ -21,14 +21,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
         sha512: r.get("sha512")?,
         minisign_signature: r.get("minisign_signature")?,
         created_at: r.get("created_at")?,
+        sha1: r.get("sha1")?,
     })
 }
 
 pub fn insert(conn: &Connection, a: &Artifact) -> Result<()> {
     conn.execute(
         "INSERT INTO release_artifacts (id, release_id, platform, arch, filetype, filename, size,
-            sha256, sha512, signature, signature_kid, minisign_signature, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            sha256, sha512, signature, signature_kid, minisign_signature, created_at, sha1)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             a.id,
             a.release_id,
@@ -42,7 +43,8 @@ pub fn insert(conn: &Connection, a: &Artifact) -> Result<()> {
             a.file.signature,
             a.file.signature_kid,
             a.minisign_signature,
-            a.created_at
+            a.created_at,
+            a.sha1
         ],
     )?;
     Ok(())

@@ -53,6 +53,9 @@ super::text_enum! {
         ReleaseArtifactUpload => "release.artifact.upload",
         ReleaseArtifactDelete => "release.artifact.delete",
         UpdateDownload => "update.download",
+        /// A license asked for a feed token (for an updater that cannot send headers).
+        FeedTokenIssue => "feed.token.issue",
+        FeedTokenRevoke => "feed.token.revoke",
         PortalRegister => "portal.register",
         PortalLogin => "portal.login",
         PortalActivate => "portal.activate",
@@ -146,7 +149,9 @@ impl AuditAction {
             | PortalRegister
             | PortalLogin
             | PortalActivate
-            | PortalLoaderDownload => RetentionClass::Licenses,
+            | PortalLoaderDownload
+            | FeedTokenIssue
+            | FeedTokenRevoke => RetentionClass::Licenses,
             ProductCreate
             | ProductUpdate
             | ProductDelete
