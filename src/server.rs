@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
 use crate::api::admin::artifacts::ArtifactsApi;
+use crate::api::admin::feeds::FeedsAdminApi;
 use crate::api::admin::operators::OperatorsApi;
 use crate::api::admin::overview::OverviewApi;
 use crate::api::admin::projects::ProjectsApi;
@@ -22,8 +23,8 @@ use crate::api::client::{
 };
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
-    health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
-    updates::UpdatesApi,
+    feeds::FeedsApi, health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi,
+    products::ProductApi, updates::UpdatesApi,
 };
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -51,9 +52,10 @@ pub type Apis = (
     (SessionApi, LicenseFileApi),
     TelegramApi,
     OverviewApi,
-    // Releases and their per-platform artifacts share one place.
-    (ReleasesApi, ArtifactsApi),
-    UpdatesApi,
+    // Releases, their per-platform artifacts and the project's feeds share one place.
+    (ReleasesApi, ArtifactsApi, FeedsAdminApi),
+    // The vendor contract's update endpoints and the desktop updaters' feeds.
+    (UpdatesApi, FeedsApi),
     PortalApi,
     AbuseApi,
 );
@@ -119,10 +121,18 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
                 ArtifactsApi {
                     state: state.clone(),
                 },
+                FeedsAdminApi {
+                    state: state.clone(),
+                },
             ),
-            UpdatesApi {
-                state: state.clone(),
-            },
+            (
+                UpdatesApi {
+                    state: state.clone(),
+                },
+                FeedsApi {
+                    state: state.clone(),
+                },
+            ),
             PortalApi {
                 state: state.clone(),
             },

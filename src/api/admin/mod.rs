@@ -5,6 +5,7 @@ pub mod abuse;
 pub mod api_keys;
 pub mod artifacts;
 pub mod auth;
+pub mod feeds;
 pub mod keys;
 pub mod multipart;
 pub mod offline;

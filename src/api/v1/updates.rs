@@ -35,7 +35,7 @@ pub struct UpdatesApi {
     key_in = "header",
     checker = "active_license"
 )]
-pub struct LicenseKeyAuth(LicensedApp);
+pub struct LicenseKeyAuth(pub LicensedApp);
 
 async fn active_license(req: &Request, key: ApiKey) -> poem::Result<LicensedApp> {
     let state = req
