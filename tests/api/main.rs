@@ -9,6 +9,7 @@ mod artifacts;
 mod audit_retention;
 mod catalog_regressions;
 mod entitlements;
+mod feeds;
 mod helpers;
 mod keys_and_validation;
 mod keys_regressions;
