@@ -216,7 +216,8 @@ mod tests {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
         conn.execute_batch(
-            "DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
+            "DROP TABLE feed_tokens; ALTER TABLE products DROP COLUMN feeds_public;
+             DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
              ALTER TABLE products DROP COLUMN minimum_version;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid; PRAGMA user_version = 10;
