@@ -4,9 +4,10 @@
 
 mod formats;
 
-use poem::{Body, Request};
+use poem::{Body, IntoResponse, Request};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
@@ -110,11 +111,15 @@ pub struct VelopackFeed {
 }
 
 #[derive(ApiResponse)]
-pub enum VelopackResponse {
-    /// `releases.{channel}.json`: the packages of the channel (possibly none); or a package
-    /// itself.
+pub enum VelopackFeedResponse {
+    /// `releases.{channel}.json`: the packages of the channel (possibly none); for a
+    /// package's name, the package itself (`application/octet-stream`).
     #[oai(status = 200)]
     Feed(Json<VelopackFeed>),
+}
+
+#[derive(ApiResponse)]
+pub enum VelopackPackageResponse {
     /// A package the feed lists, whole.
     #[oai(status = 200, content_type = "application/octet-stream")]
     Package(
@@ -154,6 +159,48 @@ pub enum VelopackResponse {
         #[oai(header = "Content-Range")]
         String,
     ),
+}
+
+/// One path serves Velopack's feed and its packages (Velopack downloads `FileName` next to
+/// the feed), so the 200 answer is JSON or a package: the two declarations are merged here,
+/// since a derived response holds one content type per status.
+pub enum VelopackResponse {
+    Feed(VelopackFeedResponse),
+    Package(VelopackPackageResponse),
+}
+
+impl ApiResponse for VelopackResponse {
+    fn meta() -> MetaResponses {
+        let mut responses = VelopackFeedResponse::meta().responses;
+        for mut extra in VelopackPackageResponse::meta().responses {
+            match responses.iter_mut().find(|m| m.status == extra.status) {
+                Some(same) => {
+                    same.content.append(&mut extra.content);
+                    for mut header in extra.headers {
+                        // Only one of the two answers sends them.
+                        header.required = false;
+                        same.headers.push(header);
+                    }
+                }
+                None => responses.push(extra),
+            }
+        }
+        MetaResponses { responses }
+    }
+
+    fn register(registry: &mut Registry) {
+        VelopackFeedResponse::register(registry);
+        VelopackPackageResponse::register(registry);
+    }
+}
+
+impl IntoResponse for VelopackResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Feed(feed) => feed.into_response(),
+            Self::Package(package) => package.into_response(),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -537,7 +584,7 @@ impl FeedsApi {
             .and_then(|rest| rest.strip_suffix(".json"));
         if let Some(channel) = channel {
             let assets = service::feeds::velopack(&self.state, &feed, channel).await?;
-            return Ok(VelopackResponse::Feed(Json(VelopackFeed {
+            return Ok(VelopackResponse::Feed(VelopackFeedResponse::Feed(Json(VelopackFeed {
                 assets: assets
                     .into_iter()
                     .map(|a| VelopackAsset {
@@ -551,7 +598,7 @@ impl FeedsApi {
                         notes_markdown: a.release.changelog.clone(),
                     })
                     .collect(),
-            })));
+            }))));
         }
         let sent = service::feeds::velopack_package(
             &self.state,
@@ -560,12 +607,12 @@ impl FeedsApi {
             range.0.as_deref(),
         )
         .await?;
-        Ok(match sent {
-            BundleDownload::Unsatisfiable { size } => VelopackResponse::RangeNotSatisfiable(
+        Ok(VelopackResponse::Package(match sent {
+            BundleDownload::Unsatisfiable { size } => VelopackPackageResponse::RangeNotSatisfiable(
                 unsatisfiable(size),
                 format!("bytes */{size}"),
             ),
-            BundleDownload::Whole { file, bundle } => VelopackResponse::Package(
+            BundleDownload::Whole { file, bundle } => VelopackPackageResponse::Package(
                 Binary(crate::api::shared::body::bundle_body(file)),
                 bundle.size,
                 "bytes".into(),
@@ -576,14 +623,14 @@ impl FeedsApi {
                 start,
                 end,
                 bundle,
-            } => VelopackResponse::Partial(
+            } => VelopackPackageResponse::Partial(
                 Binary(crate::api::shared::body::bundle_body(file)),
                 end - start + 1,
                 format!("bytes {start}-{end}/{}", bundle.size),
                 "bytes".into(),
                 format!("\"{}\"", bundle.sha256),
             ),
-        })
+        }))
     }
 
     /// Download through a feed's link
