@@ -36,6 +36,11 @@ fi
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }
 
+# Update feeds (issue 15): tests/api/feeds.rs verifies Tauri's minisign signatures with
+# Debian's minisign (and Sparkle's edSignature with the openssl above).
+command -v minisign >/dev/null || apt_install minisign
+command -v minisign >/dev/null || { echo "minisign did not install" >&2; exit 1; }
+
 # The client recipes (tests/clients/, examples/clients/): a JDK 17 for the Java one, a C
 # compiler with libcrypto's and cJSON's headers for the C one (Python's `cryptography` and Node
 # are installed above).
