@@ -220,7 +220,9 @@ fn parse_public_url(text: &str) -> Result<String, String> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| format!("{text:?}: expected an http:// or https:// URL"))?;
     if rest.is_empty() || rest.contains(['?', '#', ' ']) {
-        return Err(format!("{text:?}: expected a URL without query or fragment"));
+        return Err(format!(
+            "{text:?}: expected a URL without query or fragment"
+        ));
     }
     Ok(url.to_owned())
 }

@@ -277,11 +277,29 @@ mod tests {
             artifact("r", "linux", Arch::X86_64, "AppImage"),
         ];
         let id = |a: Option<&Artifact>| a.map(|a| a.id.clone()).unwrap_or_default();
-        let win = choose(&files, "r", "windows", Some(Arch::X86_64), tauri_filetypes("windows"));
+        let win = choose(
+            &files,
+            "r",
+            "windows",
+            Some(Arch::X86_64),
+            tauri_filetypes("windows"),
+        );
         assert_eq!(id(win), "r-windows-x86_64-nsis");
-        let mac = choose(&files, "r", "darwin", Some(Arch::Aarch64), tauri_filetypes("darwin"));
+        let mac = choose(
+            &files,
+            "r",
+            "darwin",
+            Some(Arch::Aarch64),
+            tauri_filetypes("darwin"),
+        );
         assert_eq!(id(mac), "r-darwin-universal-app.tar.gz");
-        let linux_arm = choose(&files, "r", "linux", Some(Arch::Aarch64), tauri_filetypes("linux"));
+        let linux_arm = choose(
+            &files,
+            "r",
+            "linux",
+            Some(Arch::Aarch64),
+            tauri_filetypes("linux"),
+        );
         assert!(linux_arm.is_none());
         let sparkle = choose(&files, "r", "darwin", None, SPARKLE_FILETYPES);
         assert_eq!(id(sparkle), "r-darwin-aarch64-dmg");
@@ -299,7 +317,10 @@ mod tests {
                 arch: None
             })
         );
-        assert_eq!(e("beta-mac.yml").map(|f| (f.channel, f.platform)), Some((Channel::Beta, "darwin")));
+        assert_eq!(
+            e("beta-mac.yml").map(|f| (f.channel, f.platform)),
+            Some((Channel::Beta, "darwin"))
+        );
         assert_eq!(
             e("latest-linux-arm64.yml").map(|f| f.arch),
             Some(Some(Arch::Aarch64))
@@ -322,24 +343,43 @@ mod tests {
 
     #[test]
     fn the_newest_release_with_a_file_is_offered() {
-        let mut old = crate::domain::releases::tests::release("1.1.0", Channel::Stable, ReleaseStatus::Published);
+        let mut old = crate::domain::releases::tests::release(
+            "1.1.0",
+            Channel::Stable,
+            ReleaseStatus::Published,
+        );
         old.id = "old".into();
-        let mut new = crate::domain::releases::tests::release("1.2.0", Channel::Stable, ReleaseStatus::Published);
+        let mut new = crate::domain::releases::tests::release(
+            "1.2.0",
+            Channel::Stable,
+            ReleaseStatus::Published,
+        );
         new.id = "new".into();
-        let mut beta = crate::domain::releases::tests::release("1.3.0-beta.1", Channel::Beta, ReleaseStatus::Published);
+        let mut beta = crate::domain::releases::tests::release(
+            "1.3.0-beta.1",
+            Channel::Beta,
+            ReleaseStatus::Published,
+        );
         beta.id = "beta".into();
         let all = vec![old, new, beta];
         let files = vec![
             artifact("old", "linux", Arch::X86_64, "AppImage"),
             artifact("beta", "linux", Arch::X86_64, "AppImage"),
         ];
-        let file_of = |r: &Release| choose(&files, &r.id, "linux", Some(Arch::X86_64), &["AppImage"]);
+        let file_of =
+            |r: &Release| choose(&files, &r.id, "linux", Some(Arch::X86_64), &["AppImage"]);
         let current = Version::new(1, 0, 0);
         let stable = newest_with_file(&all, Some(&current), Channel::Stable, "lic", file_of);
         assert_eq!(stable.map(|(r, _)| r.id.as_str()), Some("old"));
         let beta = newest_with_file(&all, Some(&current), Channel::Beta, "lic", file_of);
         assert_eq!(beta.map(|(r, _)| r.id.as_str()), Some("beta"));
-        let none = newest_with_file(&all, Some(&Version::new(2, 0, 0)), Channel::Beta, "lic", file_of);
+        let none = newest_with_file(
+            &all,
+            Some(&Version::new(2, 0, 0)),
+            Channel::Beta,
+            "lic",
+            file_of,
+        );
         assert!(none.is_none());
         let listed: Vec<&str> = offered_newest_first(&all, Channel::Beta, "lic")
             .iter()

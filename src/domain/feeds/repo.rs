@@ -65,7 +65,10 @@ pub fn find_token(conn: &Connection, hash: &[u8; 32]) -> Result<Option<FeedToken
 
 /// Revokes every feed token of a license; how many there were.
 pub fn delete_tokens_of(conn: &Connection, license_id: &str) -> Result<u64> {
-    Ok(conn.execute("DELETE FROM feed_tokens WHERE license_id = ?1", [license_id])? as u64)
+    Ok(conn.execute(
+        "DELETE FROM feed_tokens WHERE license_id = ?1",
+        [license_id],
+    )? as u64)
 }
 
 /// Records the SHA-1 of an artifact uploaded before SHA-1s were recorded.

@@ -58,9 +58,11 @@ pub fn verify_download(key: &[u8; 32], token: &str, now: i64) -> Result<Download
     }
     let (payload, tag) = token.split_once('.').ok_or_else(refused)?;
     let tag = B64URL.decode(tag).map_err(|_| refused())?;
-    mac(key, payload)?.verify_slice(&tag).map_err(|_| refused())?;
-    let text = String::from_utf8(B64URL.decode(payload).map_err(|_| refused())?)
+    mac(key, payload)?
+        .verify_slice(&tag)
         .map_err(|_| refused())?;
+    let text =
+        String::from_utf8(B64URL.decode(payload).map_err(|_| refused())?).map_err(|_| refused())?;
     let mut parts = text.splitn(3, ':');
     let (Some(artifact_id), Some(expires_at), Some(license)) =
         (parts.next(), parts.next(), parts.next())

@@ -84,7 +84,11 @@ pub fn appcast(feed: &Appcast) -> String {
              <sparkle:shortVersionString>{version}</sparkle:shortVersionString>\n"
         );
         if r.channel != Channel::Stable {
-            let _ = writeln!(xml, "<sparkle:channel>{}</sparkle:channel>", r.channel.as_str());
+            let _ = writeln!(
+                xml,
+                "<sparkle:channel>{}</sparkle:channel>",
+                r.channel.as_str()
+            );
         }
         if r.is_critical {
             xml.push_str("<sparkle:criticalUpdate/>\n");
@@ -187,6 +191,9 @@ mod tests {
     fn text_is_escaped_for_its_reader() {
         assert_eq!(xml_text("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;");
         assert_eq!(cdata("x]]>y"), "<![CDATA[x]]]]><![CDATA[>y]]>");
-        assert_eq!(yaml_str("a\"b\\c\nd\u{2028}é😀"), "\"a\\\"b\\\\c\\nd\\u2028\\u00E9\\U0001F600\"");
+        assert_eq!(
+            yaml_str("a\"b\\c\nd\u{2028}é😀"),
+            "\"a\\\"b\\\\c\\nd\\u2028\\u00E9\\U0001F600\""
+        );
     }
 }

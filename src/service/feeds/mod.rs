@@ -8,22 +8,24 @@
 use std::net::IpAddr;
 
 use semver::Version;
-use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::Ctx;
 use super::catalog;
-use super::updates::{self, BundleDownload, LicensedApp, Unsatisfiable};
+use super::updates;
 use crate::domain::artifacts::{self, Arch, Artifact};
-use crate::domain::audit::{self, AuditAction, AuditEvent};
 use crate::domain::feeds::token::{self, DownloadGrant};
 use crate::domain::feeds::{self, ElectronFile, VelopackChannel, repo};
 use crate::domain::licenses::{self, License};
+use crate::domain::now_ms;
 use crate::domain::products::Product;
 use crate::domain::releases::{self, Channel, Release};
-use crate::domain::{ProductId, now_ms};
 use crate::error::Error;
 use crate::state::AppState;
+
+mod downloads;
+mod tokens;
+
+pub use downloads::{download, velopack_package};
+pub use tokens::{FeedSettings, issue_feed_token, revoke_feed_tokens, set_public, settings};
 
 /// How a feed request proves a license, as the face found it.
 #[derive(Debug, Clone)]
@@ -79,10 +81,7 @@ fn open(state: &AppState, req: &FeedRequest) -> Result<Opened, Error> {
         if license.product_id != product.id {
             return Err(Error::NotFound("product"));
         }
-        state
-            .limits
-            .update_checks_per_license
-            .check(&license.id)?;
+        state.limits.update_checks_per_license.check(&license.id)?;
     }
     let (public, releases, files, minimum_version) = state.db.read(|c| {
         Ok((
@@ -383,218 +382,4 @@ async fn sha1_of(state: &AppState, artifact: &Artifact) -> Result<String, Error>
         .write(move |c| repo::set_sha1(c, &id, &sha1))
         .await?;
     Ok(digests.sha1)
-}
-
-/// A package a Velopack feed listed, by its file name (Velopack downloads `FileName` next to
-/// the feed, with the feed's own credential); `range` is an HTTP `Range` header.
-pub async fn velopack_package(
-    state: &AppState,
-    req: &FeedRequest,
-    file_name: &str,
-    range: Option<&str>,
-) -> Result<BundleDownload, Error> {
-    let opened = open(state, req)?;
-    let artifact = opened
-        .files
-        .iter()
-        .filter(|a| a.filetype == "nupkg" && a.file.filename == file_name)
-        .find(|a| {
-            opened.releases.iter().any(|r| {
-                r.id == a.release_id && feeds::offered(r, Channel::Nightly, &opened.subject)
-            })
-        })
-        .cloned()
-        .ok_or(Error::NotFound("package"))?;
-    send(
-        state,
-        &artifact,
-        opened.license.as_ref(),
-        req.ip,
-        range,
-        "velopack",
-    )
-    .await
-}
-
-/// The file a feed's download URL names, if its token is genuine and unexpired and the
-/// artifact's release is still served (a yanked release's links die at once).
-pub async fn download(
-    state: &AppState,
-    download_token: &str,
-    ip: Option<IpAddr>,
-    range: Option<&str>,
-) -> Result<BundleDownload, Error> {
-    let key = state.master.derive(token::DOWNLOAD_KEY_LABEL);
-    let grant = token::verify_download(&key, download_token, now_ms() / 1000)?;
-    let (artifact, license) = state.db.read(|c| {
-        let artifact =
-            repo::find_artifact(c, &grant.artifact_id)?.ok_or(Error::NotFound("artifact"))?;
-        let release = releases::repo::find_in(c, None, &artifact.release_id)?
-            .filter(Release::is_served)
-            .ok_or(Error::NotFound("artifact"))?;
-        let license = match &grant.license_id {
-            Some(id) => licenses::repo::find(c, &release.tenant_id, id)?,
-            None => None,
-        };
-        Ok((artifact, license))
-    })?;
-    if let Some(license) = &license
-        && let Some(problem) = license.problem(now_ms())
-    {
-        return Err(Error::LicenseRefused(problem));
-    }
-    send(state, &artifact, license.as_ref(), ip, range, "feed").await
-}
-
-async fn send(
-    state: &AppState,
-    artifact: &Artifact,
-    license: Option<&License>,
-    ip: Option<IpAddr>,
-    range: Option<&str>,
-    via: &str,
-) -> Result<BundleDownload, Error> {
-    if let Some(license) = license {
-        state.limits.downloads_per_license.check(&license.id)?;
-    }
-    if let Some(ip) = ip {
-        state.limits.downloads_per_ip.check(&ip)?;
-    }
-    let bundle = artifact.file.clone();
-    let path = state.bundles.path(&bundle.sha256)?;
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::Storage(format!("bundle file {} unreadable: {e}", path.display())))?;
-    let size = bundle.size;
-    let wanted = match range.map(|r| updates::parse_range(r, size)) {
-        Some(Err(Unsatisfiable)) => return Ok(BundleDownload::Unsatisfiable { size }),
-        Some(Ok(r)) => r,
-        None => None,
-    };
-    if let Some(license) = license {
-        state.db.writer().record(
-            AuditEvent::new(&license.tenant_id, "license", AuditAction::UpdateDownload)
-                .license(&license.product_id, &license.id)
-                .ip(ip.map(|i| i.to_string()).as_deref())
-                .detail(json!({
-                    "releaseId": artifact.release_id,
-                    "artifactId": artifact.id,
-                    "platform": artifact.platform,
-                    "arch": artifact.arch.as_str(),
-                    "filetype": artifact.filetype,
-                    "rangeStart": wanted.map(|(start, _)| start),
-                    "via": via,
-                })),
-        );
-    }
-    match wanted {
-        None => Ok(BundleDownload::Whole { file, bundle }),
-        Some((start, end)) => {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(|e| Error::Storage(format!("cannot seek a bundle: {e}")))?;
-            Ok(BundleDownload::Part {
-                file: file.take(end - start + 1),
-                start,
-                end,
-                bundle,
-            })
-        }
-    }
-}
-
-/// A new feed token for the app's license (shown once; stored as SHA-256).
-pub async fn issue_feed_token(state: &AppState, app: &LicensedApp) -> Result<String, Error> {
-    let (token, hash) = token::new_feed_token();
-    let license = app.license.clone();
-    let ctx = app.ctx.clone();
-    let prefix: String = token.chars().take(10).collect();
-    state
-        .db
-        .write(move |c| {
-            repo::insert_token(
-                c,
-                &hash,
-                &repo::FeedToken {
-                    tenant_id: license.tenant_id.clone(),
-                    product_id: license.product_id.clone(),
-                    license_id: license.id.clone(),
-                    prefix: prefix.clone(),
-                    created_at: now_ms(),
-                },
-            )?;
-            audit::repo::insert(
-                c,
-                &app_event(&ctx, &license, AuditAction::FeedTokenIssue)
-                    .detail(json!({"prefix": prefix})),
-            )?;
-            Ok(())
-        })
-        .await?;
-    Ok(token)
-}
-
-/// Revokes every feed token of the app's license; how many there were.
-pub async fn revoke_feed_tokens(state: &AppState, app: &LicensedApp) -> Result<u64, Error> {
-    let license = app.license.clone();
-    let ctx = app.ctx.clone();
-    state
-        .db
-        .write(move |c| {
-            let revoked = repo::delete_tokens_of(c, &license.id)?;
-            audit::repo::insert(
-                c,
-                &app_event(&ctx, &license, AuditAction::FeedTokenRevoke)
-                    .detail(json!({"revoked": revoked})),
-            )?;
-            Ok(revoked)
-        })
-        .await
-}
-
-fn app_event(ctx: &Ctx, license: &License, action: AuditAction) -> AuditEvent {
-    // As update downloads do: the key proved the request, so the actor is the license.
-    AuditEvent::new(&license.tenant_id, "license", action)
-        .license(&license.product_id, &license.id)
-        .ip(ctx.ip_text().as_deref())
-}
-
-/// A product's feed settings.
-#[derive(Debug, Clone)]
-pub struct FeedSettings {
-    pub product: Product,
-    /// The feeds answer without a license.
-    pub public: bool,
-}
-
-pub fn settings(state: &AppState, ctx: &Ctx, id: &ProductId) -> Result<FeedSettings, Error> {
-    state.db.read(|c| {
-        let product = catalog::reachable(c, ctx, id)?;
-        let public = repo::is_public(c, &product.id)?;
-        Ok(FeedSettings { product, public })
-    })
-}
-
-/// Makes a product's feeds public or licensed, audited as a project update.
-pub async fn set_public(
-    state: &AppState,
-    ctx: &Ctx,
-    id: ProductId,
-    public: bool,
-) -> Result<FeedSettings, Error> {
-    let ctx = ctx.clone();
-    state
-        .db
-        .write(move |c| {
-            let product = catalog::reachable(c, &ctx, &id)?;
-            repo::set_public(c, &product.id, public)?;
-            audit::repo::insert(
-                c,
-                &ctx.event(&product.tenant_id, AuditAction::ProductUpdate)
-                    .product(&product.id)
-                    .detail(json!({"feedsPublic": public})),
-            )?;
-            Ok(FeedSettings { product, public })
-        })
-        .await
 }
