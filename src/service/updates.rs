@@ -191,7 +191,7 @@ pub async fn download(
         let files = artifacts::repo::of_release(c, &r.id)?;
         let (bundle, what) = match artifacts::pick(&r, &files, wanted)? {
             Picked::Bundle(b) => (b.clone(), Served::Bundle),
-            Picked::Artifact(a) => (a.file.clone(), Served::Artifact(a.clone())),
+            Picked::Artifact(a) => (a.file.clone(), Served::Artifact(Box::new(a.clone()))),
         };
         Ok((r, bundle, what))
     })?;
@@ -226,7 +226,7 @@ pub async fn download(
 enum Served {
     Bundle,
     Delta,
-    Artifact(Artifact),
+    Artifact(Box<Artifact>),
 }
 
 fn record_download(
@@ -238,7 +238,7 @@ fn record_download(
     range: Option<(u64, u64)>,
 ) {
     let artifact = match what {
-        Served::Artifact(a) => Some(a),
+        Served::Artifact(a) => Some(a.as_ref()),
         _ => None,
     };
     let license = &app.license;

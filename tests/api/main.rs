@@ -6,6 +6,7 @@ mod abuse;
 mod access_regressions;
 mod admin_operators_projects;
 mod artifacts;
+mod artifacts_rules;
 mod audit_retention;
 mod catalog_regressions;
 mod entitlements;

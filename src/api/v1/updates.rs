@@ -399,6 +399,8 @@ impl UpdatesApi {
     /// release with a bundle of its own sends that bundle when no artifact matches. Supports
     /// `Range: bytes=start-` to resume.
     #[oai(path = "/api/v1/updates/download", method = "get")]
+    // One argument per query parameter, as poem-openapi declares them.
+    #[allow(clippy::too_many_arguments)]
     async fn download(
         &self,
         auth: LicenseKeyAuth,
