@@ -578,3 +578,40 @@ async fn artifacts_need_an_admin_of_the_tenant_and_the_product() {
         .await;
     d.assert_error(404, "RELEASE_NOT_FOUND");
 }
+
+/// Files stream past the JSON body limit, up to the bundle limit; beyond it, 413 and nothing kept.
+#[tokio::test]
+async fn artifacts_stream_up_to_the_bundle_limit() {
+    let srv = TestServer::start_with(|c| c.max_bundle_bytes = 1_000_000).await;
+    let product = srv.create_product("default", "app");
+    let admin = srv.create_api_key("default", Scope::FullAdmin, None);
+    let f = Fixture {
+        license: String::new(),
+        public_key: String::new(),
+        project: product.id,
+        admin,
+        srv,
+    };
+    let release = f.draft("1.0.0").await;
+    let big = bytes_of("big", 900_000);
+    let a = f
+        .upload(&release, "linux", "x86_64", "deb", "a.deb", big.clone())
+        .await;
+    assert_eq!(a["size"], big.len());
+    let over = f
+        .upload_as(
+            &f.admin,
+            &release,
+            artifact_form(
+                &[
+                    ("platform", "linux"),
+                    ("arch", "aarch64"),
+                    ("filetype", "deb"),
+                ],
+                Some(("b.deb", bytes_of("over", 1_000_001))),
+            ),
+        )
+        .await;
+    assert_kv_error(&over, 413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(f.count("SELECT COUNT(*) FROM release_artifacts"), 1);
+}
