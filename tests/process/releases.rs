@@ -79,7 +79,7 @@ fn refused_with(out: &std::process::Output, fragment: &str) {
     assert!(err.contains(fragment), "stderr names {fragment:?}: {err}");
 }
 
-fn pipeline(url: &str, key: &str, product: &str, dir: &Path, extra_env: &[(&str, &str)]) {
+fn pipeline(url: &str, key: &str, product: &str, dir: &Path, extra_env: &[(&str, &str)]) -> String {
     let big: Vec<u8> = (0..6 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
     let small = b"small linux build".to_vec();
     let big_path = dir.join("App_1.4.0_x64-setup.exe");
@@ -183,6 +183,7 @@ fn pipeline(url: &str, key: &str, product: &str, dir: &Path, extra_env: &[(&str,
     assert_eq!(published["artifacts"].as_array().map(Vec::len), Some(2));
     let yanked = json_out(&release(url, key, &["yank", &id], extra_env));
     assert_eq!(yanked["status"], "YANKED");
+    win["sha256"].as_str().expect("sha").to_owned()
 }
 
 #[test]
@@ -200,7 +201,16 @@ fn release_commands_run_a_ci_pipeline_over_http_and_https() {
     let work = tempfile::tempdir().unwrap();
     {
         let (_server, url) = serve(data, &[]);
-        pipeline(&url, &key, &product, work.path(), &[]);
+        let big_sha = pipeline(&url, &key, &product, work.path(), &[]);
+        // A backup carries the artifacts' files; a restore puts them back.
+        let archive = work.path().join("backup.tar");
+        stdout(&keyward(data, &["backup", archive.to_str().unwrap()]));
+        let restored = work.path().join("restored");
+        stdout(&keyward(&restored, &["restore", archive.to_str().unwrap()]));
+        assert!(
+            restored.join("bundles").join(&big_sha).is_file(),
+            "artifact file restored"
+        );
 
         // Refusals: the server's own words, a non-zero exit, nothing printed on stdout.
         let bad_key = release(&url, "kw_nope_nope", &["yank", "rel_x"], &[]);
