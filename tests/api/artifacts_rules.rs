@@ -203,6 +203,16 @@ async fn below_the_minimum_version_an_update_is_critical() {
     assert_kv_error(&bad, 400, "VALIDATION_ERROR");
 }
 
+/// (name, fields, file, status, code, a word of the message)
+type UploadCase<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, Vec<u8>)>,
+    u16,
+    &'a str,
+    &'a str,
+);
+
 #[tokio::test]
 async fn artifact_uploads_refuse_bad_input_and_change_nothing() {
     let f = fixture().await;
@@ -223,15 +233,7 @@ async fn artifact_uploads_refuse_bad_input_and_change_nothing() {
         ("arch", "x86_64"),
         ("filetype", "deb"),
     ];
-    // (name, fields, file, status, code, a word of the message)
-    let cases: Vec<(
-        &str,
-        Vec<(&str, &str)>,
-        Option<(&str, Vec<u8>)>,
-        u16,
-        &str,
-        &str,
-    )> = vec![
+    let cases: Vec<UploadCase<'_>> = vec![
         (
             "no file",
             ok.to_vec(),
