@@ -269,7 +269,13 @@ export function artifactsDialog(r, onChange) {
     wide: true,
     test: 'artifacts-dialog',
     body: h('div', {}, list, form),
-    foot: [h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Close')],
+    foot: [
+      h(
+        'button',
+        { type: 'button', class: 'btn', 'data-test': 'artifacts-close', onclick: () => d.close() },
+        'Close',
+      ),
+    ],
     onClose: () => {
       if (changed) onChange();
     },
