@@ -401,7 +401,7 @@ export async function renderUpdateSettings(root, project) {
         copyable(key.tauriPubkey, 'tauri-pubkey-copy'),
         h(
           'div',
-          { class: 'hint' },
+          { class: 'muted small' },
           'Paste into tauri.conf.json as plugins.updater.pubkey. It follows the project signing key: after a rotation, ship the new one.',
         ),
       ),
@@ -412,7 +412,7 @@ export async function renderUpdateSettings(root, project) {
         copyable(key.publicKey, 'minisign-pubkey-copy'),
         h(
           'div',
-          { class: 'hint' },
+          { class: 'muted small' },
           `Key id ${key.keyId} (signing key ${key.kid}); minisign -Vm FILE -P KEY`,
         ),
       ),
