@@ -25,6 +25,7 @@ mod portal_regressions;
 mod proxy;
 mod releases_regressions;
 mod revocations;
+mod rollouts;
 mod sessions;
 mod setup_token;
 mod signing_keys;
