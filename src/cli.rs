@@ -23,6 +23,9 @@ mod doctor;
 mod import;
 mod licenses;
 mod operators;
+// Releases from CI (issue 15): a remote face, over HTTP(S) to a running server.
+mod http;
+mod release;
 
 #[derive(Parser, Debug)]
 #[command(name = "keyward", version, about = "Self-hosted license-key server")]
@@ -81,6 +84,10 @@ pub enum Command {
         #[command(flatten)]
         passphrase: PassphraseArgs,
     },
+    /// Releases from a CI pipeline, through a running server's API (`--server`, `--api-key`):
+    /// create a draft, upload files per platform, publish, yank.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
     /// Exit 0 if the server at --bind answers healthy, 1 otherwise (for container checks).
     Healthcheck {
         #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:3002")]
@@ -709,6 +716,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             );
             Ok(0)
         }
+        Command::Release(cmd) => release::run(cmd).await,
         Command::Healthcheck { bind } => match service::ops::probe_health(bind) {
             Ok(()) => Ok(0),
             Err(why) => {

@@ -41,6 +41,8 @@ fn installation() -> tempfile::TempDir {
 mod backups;
 #[path = "process/litestream.rs"]
 mod litestream;
+#[path = "process/releases.rs"]
+mod releases;
 
 /// Starts `keyward serve` on a free port; returns the child and its base URL.
 fn serve(data_dir: &Path) -> (Child, String) {

@@ -129,8 +129,8 @@ pub fn write_archive(
     })
 }
 
-/// The schema version of a snapshot and the files its releases, deltas and artifacts refer
-/// to (a release made without a bundle stores '' for it: it has artifacts only).
+/// The schema version of a snapshot and the bundles its releases, deltas and artifacts refer
+/// to ('' is a release without a bundle of its own).
 fn describe_snapshot(snapshot: &Path) -> Result<(i64, Vec<String>), Error> {
     let conn = rusqlite::Connection::open(snapshot)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

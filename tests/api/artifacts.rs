@@ -387,3 +387,63 @@ async fn artifacts_per_platform_are_hashed_signed_and_picked_by_platform_and_arc
         );
     }
 }
+
+/// Debian's `minisign` accepts the signature with the key the API shows (`-P` takes the key
+/// line), and refuses a changed file.
+#[tokio::test]
+async fn minisign_the_tool_verifies_an_artifact() {
+    let f = fixture().await;
+    let release = f.draft("1.0.0").await;
+    let bytes = bytes_of("tool", 40_000);
+    let a = f
+        .upload(
+            &release,
+            "darwin",
+            "universal",
+            "app.tar.gz",
+            "App.app.tar.gz",
+            bytes.clone(),
+        )
+        .await;
+    let key = f.settings().await["minisign"].clone();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("App.app.tar.gz");
+    std::fs::write(&file, &bytes).expect("file");
+    std::fs::write(
+        dir.path().join("App.app.tar.gz.minisig"),
+        str_of(&a["minisignSignature"]),
+    )
+    .expect("sig");
+    std::fs::write(dir.path().join("app.pub"), str_of(&key["publicKeyFile"])).expect("pub");
+    let verify = |args: &[&str]| {
+        std::process::Command::new("minisign")
+            .args(args)
+            .output()
+            .expect("minisign runs (test.sh installs it)")
+    };
+    let path = file.to_str().expect("path");
+    let out = verify(&["-Vm", path, "-P", &str_of(&key["publicKey"])]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Signature and comment signature verified"),
+        "{said}"
+    );
+    assert!(said.contains("file:App.app.tar.gz"), "{said}");
+    let pub_path = dir.path().join("app.pub");
+    let out = verify(&["-Vm", path, "-p", pub_path.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut changed = bytes.clone();
+    changed[100] ^= 0x40;
+    std::fs::write(&file, &changed).expect("file");
+    let out = verify(&["-Vm", path, "-P", &str_of(&key["publicKey"])]);
+    assert!(!out.status.success(), "a changed file is refused");
+}

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use super::AdminTags;
 use super::auth::AdminAuth;
 use super::multipart::{BundleUpload, next_field, text_field, unknown_field};
+use crate::api::shared::fields::named;
 use crate::api::shared::keyvault_error::KvResult;
 use crate::domain::artifacts::{self, Arch, Artifact};
 use crate::domain::{ProductId, ReleaseId, ms_to_datetime};
@@ -166,11 +167,17 @@ pub struct UpdateSettingsOk {
     pub data: UpdateSettingsView,
 }
 
+crate::field_names!(MinimumVersionField = "minimumVersion");
+
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct UpdateSettingsRequest {
     /// A semantic version; null or "" clears it.
-    #[oai(nullable, validator(max_length = 64))]
+    #[oai(
+        nullable,
+        deserialize_with = "named::<MinimumVersionField, _>",
+        validator(max_length = 64)
+    )]
     pub minimum_version: Option<String>,
 }
 

@@ -69,6 +69,7 @@ crate::field_names!(
     IsCriticalField = "isCritical",
     RequiresMigrationField = "requiresMigration",
     RolloutPercentageField = "rolloutPercentage",
+    VersionField = "version",
 );
 
 /// A release without a bundle of its own: its files are uploaded as artifacts afterwards.
@@ -76,7 +77,10 @@ crate::field_names!(
 #[oai(rename_all = "camelCase")]
 pub struct CreateReleaseRequest {
     /// Semantic version, unique per project (`1.4.0`, `2.0.0-beta.1`).
-    #[oai(validator(min_length = 1, max_length = 64))]
+    #[oai(
+        deserialize_with = "named::<VersionField, _>",
+        validator(min_length = 1, max_length = 64)
+    )]
     pub version: String,
     /// stable (default), rc, beta, alpha or nightly.
     #[oai(nullable, deserialize_with = "named::<ChannelField, _>")]

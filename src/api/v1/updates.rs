@@ -255,7 +255,9 @@ impl UpdatesApi {
     ///
     /// The license (`X-License-Key`) must be ACTIVE and unexpired. Answers the highest
     /// published release above `current_version` on `channel` or a more stable one
-    /// (stable > rc > beta > alpha > nightly), by semver precedence.
+    /// (stable > rc > beta > alpha > nightly), by semver precedence, among those whose staged
+    /// rollout includes the license (a stable hash of release and license below the release's
+    /// `rolloutPercentage`). `is_critical` is also true below the product's minimum version.
     #[oai(path = "/api/v1/updates/check", method = "get")]
     async fn check(
         &self,
@@ -399,6 +401,7 @@ impl UpdatesApi {
     /// release with a bundle of its own sends that bundle when no artifact matches. Supports
     /// `Range: bytes=start-` to resume.
     #[oai(path = "/api/v1/updates/download", method = "get")]
+    // One argument per query parameter, as poem-openapi declares them.
     #[allow(clippy::too_many_arguments)]
     async fn download(
         &self,
