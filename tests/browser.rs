@@ -885,6 +885,45 @@ async fn release_files_per_platform_and_rollout() {
     b.close().await;
 }
 
+/// The Releases tab shows the project's feed addresses; the public-feeds switch makes the feeds
+/// answer without a license, as the API then says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_feeds_are_listed_and_made_public() {
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    let product = srv.create_product("default", "desk");
+    let key = srv.create_api_key("default", keyward::domain::api_keys::Scope::FullAdmin, None);
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.goto(&format!("/#/projects/{}/releases", product.id))
+        .await;
+    b.el("feeds-table").await;
+    b.wait_text("feeds-table", "/api/v1/updates/sparkle/desk/appcast.xml")
+        .await;
+    b.wait_text(
+        "feeds-table",
+        "/api/v1/updates/tauri/desk/{{target}}/{{arch}}/{{current_version}}",
+    )
+    .await;
+    b.click("feeds-public").await;
+    let path = format!("/api/projects/{}/feeds", product.id);
+    let mut public = false;
+    for _ in 0..50 {
+        public = srv.get(&path, &key).await.body["data"]["public"] == json!(true);
+        if public {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(public, "the switch made the feeds public");
+    b.assert_clean("feeds").await;
+    b.close().await;
+}
+
 /// Air-gapped activation on the portal: a user pastes the activation request an offline app
 /// shows into the `license_file` block; the machine is activated and its machine file
 /// downloads (read back here with the key and the fingerprint).
