@@ -47,6 +47,10 @@ CREATE TABLE products (
     session_limit            TEXT NOT NULL DEFAULT 'END_OLDEST',
     -- entitlement codes licenses may carry, joined by ',' ('' for none)
     entitlements             TEXT NOT NULL DEFAULT '',
+    -- a client below this version is told its update is critical (version 16; NULL: none)
+    minimum_version          TEXT,
+    -- its update feeds answer without a license (version 17; 0: licensed clients only)
+    feeds_public             INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant_id, slug)
 );
 
@@ -233,6 +237,8 @@ CREATE TABLE releases (
     yanked_at           INTEGER,
     -- the kid of the key that made `signature` (version 11)
     signature_kid       TEXT NOT NULL DEFAULT '',
+    -- the share (0–100) of licenses offered the release (version 16)
+    rollout_percentage  INTEGER NOT NULL DEFAULT 100,
     UNIQUE (product_id, version)
 );
 CREATE INDEX releases_product ON releases (tenant_id, product_id, created_at);
@@ -252,6 +258,49 @@ CREATE TABLE release_deltas (
 );
 CREATE INDEX release_deltas_bundle ON release_deltas (bundle_sha256);
 
+-- Files of a release per platform, arch and filetype (version 16). A release without a
+-- bundle of its own stores '' in its bundle_* columns.
+CREATE TABLE release_artifacts (
+    id                  TEXT PRIMARY KEY,
+    release_id          TEXT NOT NULL REFERENCES releases(id) ON DELETE CASCADE,
+    -- windows, darwin, linux, …
+    platform            TEXT NOT NULL,
+    -- x86_64, aarch64, i686, armv7, universal
+    arch                TEXT NOT NULL,
+    -- msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …
+    filetype            TEXT NOT NULL,
+    filename            TEXT NOT NULL,
+    size                INTEGER NOT NULL,
+    sha256              TEXT NOT NULL,
+    -- lower-case hex SHA-512 (electron-updater and Velopack want it; base64 is derived)
+    sha512              TEXT NOT NULL,
+    -- Ed25519 over the exact bytes, base64, and the kid of the key that made it
+    signature           TEXT NOT NULL,
+    signature_kid       TEXT NOT NULL,
+    -- the text of a minisign .sig file: prehashed Ed25519 (BLAKE2b-512) with trusted comment,
+    -- made by the same product key (its minisign key id is the kid)
+    minisign_signature  TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    -- lower-case hex SHA-1 (Velopack's feed names it; version 17, '' before it)
+    sha1                TEXT NOT NULL DEFAULT '',
+    UNIQUE (release_id, platform, arch, filetype)
+);
+CREATE INDEX release_artifacts_sha256 ON release_artifacts (sha256);
+
+-- Per-license feed tokens (version 17): what a client whose updater cannot send headers
+-- (Sparkle) puts in its feed URL instead of its license key. SHA-256 only; a deleted row is a
+-- revoked token.
+CREATE TABLE feed_tokens (
+    token_sha256  BLOB PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    product_id    TEXT NOT NULL,
+    license_id    TEXT NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    prefix        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX feed_tokens_license ON feed_tokens (license_id);
+
+
 -- The per-project user portal (added in version 3). Portal users belong to one product (project); a
 -- license key is linked to at most one portal account. Sessions are opaque random tokens
 -- stored as SHA-256 only.
@@ -264,7 +313,7 @@ CREATE TABLE portal_users (
     license_id     TEXT REFERENCES licenses(id) ON DELETE SET NULL,
     created_at     INTEGER NOT NULL,
     last_login_at  INTEGER,
-    -- version 12: where password-reset links go (optional, settable at registration)
+    -- version 15: where password-reset links go (optional, settable at registration)
     email          TEXT,
     UNIQUE (product_id, username)
 );

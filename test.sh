@@ -53,6 +53,10 @@ fi
 # The README's bundle verification recipe is tested with openssl.
 command -v openssl >/dev/null || apt_install openssl
 command -v openssl >/dev/null || { echo "openssl did not install" >&2; exit 1; }
+# Artifacts and update feeds (issue 15): their minisign signatures (what Tauri verifies) are
+# checked with Debian's minisign too; Sparkle's edSignature with the openssl above.
+command -v minisign >/dev/null || apt_install minisign
+command -v minisign >/dev/null || { echo "minisign did not install" >&2; exit 1; }
 
 # The client recipes (tests/clients/, examples/clients/): a JDK 17 for the Java one, a C
 # compiler with libcrypto's and cJSON's headers for the C one (Python's `cryptography` and Node

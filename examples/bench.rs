@@ -503,7 +503,9 @@ fn run(
         args.bundle_mib,
     ))?;
     let rss_growth = peak_rss_bytes().saturating_sub(rss_before);
-    println!("[11/11] GET /api/v1/updates/check (X-License-Key), closed loop …");
+    println!(
+        "[11/11] GET /api/v1/updates/check, then the Tauri feed (X-License-Key), closed loop …"
+    );
     let checks = fixture
         .validate_keys
         .iter()
@@ -517,6 +519,25 @@ fn run(
         .collect();
     let check_r =
         client_rt.block_on(load.closed_loop(Requests::cycle(checks), UPDATE_AVAILABLE))?;
+    // The Tauri feed (issue 15) over a newer release with a Linux updater artifact: the same
+    // license read and release choice, plus a download token (one HMAC) instead of a signature.
+    client_rt.block_on(publish_tauri_artifact(
+        &format!("http://{host}"),
+        &fixture.project_id,
+        &admin_key,
+    ))?;
+    let feeds = fixture
+        .validate_keys
+        .iter()
+        .map(|key| {
+            format!(
+                "GET /api/v1/updates/tauri/bench-app/linux/x86_64/1.0.0 HTTP/1.1\r\n\
+                 Host: {host}\r\nX-License-Key: {key}\r\n\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
+    let tauri_r = client_rt.block_on(load.closed_loop(Requests::cycle(feeds), TAURI_UPDATE))?;
 
     // Every acknowledged activation must be a committed row: count them (plus the one above).
     let rows: i64 = server_rt.block_on(state.db.read_blocking(|c| {
@@ -703,6 +724,15 @@ fn run(
         ),
         "",
     );
+    row(
+        "GET /api/v1/updates/tauri (feed)",
+        &format!("{} req/s", thousands(tauri_r.rate())),
+        &format!(
+            "{:.1} % of updates/check",
+            tauri_r.rate() / check_r.rate() * 100.0
+        ),
+        "",
+    );
     let mb = (args.bundle_mib * 1024 * 1024) as f64 / 1e6;
     row(
         &format!("bundle upload, {} MiB (hash + sign)", args.bundle_mib),
@@ -741,6 +771,7 @@ fn run(
         ("POST /api/validate (key/HWID, plain)", &kv_plain_r),
         ("POST /api/validate (envelope)", &kv_sealed_r),
         ("GET /api/v1/updates/check", &check_r),
+        ("GET /api/v1/updates/tauri (feed)", &tauri_r),
     ] {
         row(name, &format!("{:.1} µs", r.cpu_us()), "", "");
     }
@@ -1274,6 +1305,7 @@ const VALID: &[u8] = br#""valid":true"#;
 const ACTIVATED: &[u8] = br#""success":true"#;
 const CHECKED_OUT: &[u8] = b"BEGIN MACHINE FILE";
 const UPDATE_AVAILABLE: &[u8] = br#""update_available":true"#;
+const TAURI_UPDATE: &[u8] = br#""signature":""#;
 
 /// What the connections send.
 #[derive(Clone)]
@@ -1683,6 +1715,47 @@ async fn bundle_round_trip(
         return Err(format!("downloaded {got} bytes of {}", mib * MIB).into());
     }
     Ok(BundleTimes { upload, download })
+}
+
+/// Publishes 1.2.0 with a small Linux x86_64 AppImage, what the Tauri feed phase offers.
+async fn publish_tauri_artifact(
+    url: &str,
+    project_id: &str,
+    admin_key: &str,
+) -> Result<(), Box<dyn Error>> {
+    let http = reqwest::Client::new();
+    let draft: serde_json::Value = http
+        .post(format!("{url}/api/projects/{project_id}/release-drafts"))
+        .header("X-API-Key", admin_key)
+        .json(&serde_json::json!({"version": "1.2.0"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let release_id = draft["data"]["release"]["id"]
+        .as_str()
+        .ok_or_else(|| format!("draft refused: {draft}"))?
+        .to_owned();
+    let form = reqwest::multipart::Form::new()
+        .text("platform", "linux")
+        .text("arch", "x86_64")
+        .text("filetype", "AppImage")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![7u8; 64 * 1024]).file_name("bench.AppImage"),
+        );
+    http.post(format!("{url}/api/releases/{release_id}/artifacts"))
+        .header("X-API-Key", admin_key)
+        .multipart(form)
+        .send()
+        .await?
+        .error_for_status()?;
+    http.post(format!("{url}/api/releases/{release_id}/publish"))
+        .header("X-API-Key", admin_key)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 /// Peak resident memory of this process so far (Linux), 0 elsewhere.

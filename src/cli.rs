@@ -23,6 +23,9 @@ mod doctor;
 mod import;
 mod licenses;
 mod operators;
+// Releases from CI (issue 15): a remote face, over HTTP(S) to a running server.
+mod http;
+mod release;
 
 #[derive(Parser, Debug)]
 #[command(name = "keyward", version, about = "Self-hosted license-key server")]
@@ -81,6 +84,10 @@ pub enum Command {
         #[command(flatten)]
         passphrase: PassphraseArgs,
     },
+    /// Releases from a CI pipeline, through a running server's API (`--server`, `--api-key`):
+    /// create a draft, upload files per platform, publish, yank.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
     /// Exit 0 if the server at --bind answers healthy, 1 otherwise (for container checks).
     /// Speaks HTTPS when the server does (its TLS settings in the environment, or a listener
     /// that does not answer plain HTTP).
@@ -218,9 +225,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub https: HttpsArgs,
     // --- E-mail to customers (issue 13) ---
-    /// The URL customers reach this server at, for links in e-mails (portal, password reset),
-    /// e.g. https://licenses.example.com; default http://<bind>.
-    #[arg(long, env = "KEYWARD_PUBLIC_URL")]
+    /// The URL clients and customers reach this server at (e.g. https://licenses.example.com):
+    /// links in e-mails (portal, password reset) and download URLs in update feeds. Default:
+    /// http://<bind> in e-mails, each request's Host in feeds.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
     /// Allow SMTP security `none` (no TLS), to loopback and private hosts only (a relay on this
     /// host or the LAN).
@@ -242,6 +250,24 @@ pub struct ServeArgs {
     /// client IP: four times as many; 0 = unlimited).
     #[arg(long, env = "KEYWARD_RATE_LIMIT_MAIL_REQUESTS", default_value_t = 5)]
     pub rate_limit_mail_requests: u32,
+    // --- Update feeds (issue 15) ---
+    /// Seconds a download URL written into an update feed stays valid.
+    #[arg(long, env = "KEYWARD_FEED_DOWNLOAD_TTL", default_value_t = crate::config::DEFAULT_FEED_DOWNLOAD_TTL_SECS)]
+    pub feed_download_ttl: u64,
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{text:?}: expected an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "{text:?}: expected a URL without query or fragment"
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 /// Where the passphrase of an encrypted archive comes from (never the command line itself,
@@ -477,6 +503,8 @@ impl Default for ServeArgs {
                 mail_max_attempts: 8,
                 expiry_reminder_days: 7,
                 rate_limit_mail_requests: 5,
+                // Update feeds (issue 15).
+                feed_download_ttl: crate::config::DEFAULT_FEED_DOWNLOAD_TTL_SECS,
             },
         }
     }
@@ -563,6 +591,8 @@ impl ServeArgs {
             expiry_reminder_days: self.expiry_reminder_days,
             mail_requests_per_hour: self.rate_limit_mail_requests,
             password_reset_valid: Duration::from_secs(3600),
+            // Update feeds (issue 15).
+            feed_download_ttl: Duration::from_secs(self.feed_download_ttl.max(1)),
         }
     }
 }
@@ -788,6 +818,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             );
             Ok(0)
         }
+        Command::Release(cmd) => release::run(cmd).await,
         Command::Healthcheck { bind, tls } => {
             match service::ops::probe_health(bind, &tls.probe()) {
                 Ok(()) => Ok(0),

@@ -28,6 +28,9 @@ pub struct RateLimits {
 /// How long an endpoint may fail before it is disabled (`--webhook-disable-after`).
 pub const DEFAULT_WEBHOOK_DISABLE_AFTER: Duration = Duration::from_secs(3 * 86_400);
 
+/// Long enough for an updater to start its download after reading the feed, short enough that
+/// a leaked feed stops working soon.
+pub const DEFAULT_FEED_DOWNLOAD_TTL_SECS: u64 = 900;
 pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// How long raw audit rows are kept, per kind of event (`None`: forever). Older rows are counted
@@ -121,7 +124,8 @@ pub struct Config {
     /// A plain-HTTP listener that redirects to HTTPS and answers HTTP-01 challenges.
     pub http_redirect_bind: Option<SocketAddr>,
     // --- E-mail to customers (issue 13) ---
-    /// The address customers reach this server at (links in e-mails); default `http://<bind>`.
+    /// The address clients and customers reach this server at: links in e-mails (default
+    /// `http://<bind>`) and download URLs in update feeds (default: each request's `Host`).
     pub public_url: Option<String>,
     /// SMTP without TLS is allowed, to loopback and private hosts only.
     pub smtp_allow_plaintext: bool,
@@ -140,6 +144,9 @@ pub struct Config {
     pub mail_requests_per_hour: u32,
     /// How long a portal password-reset link works.
     pub password_reset_valid: Duration,
+    // --- Update feeds (issue 15) ---
+    /// How long a download URL written into a feed stays valid.
+    pub feed_download_ttl: Duration,
 }
 
 /// Prometheus metrics: what is recorded and where `/metrics` is served.
@@ -230,6 +237,7 @@ impl Config {
             expiry_reminder_days: 7,
             mail_requests_per_hour: 0,
             password_reset_valid: Duration::from_secs(3600),
+            feed_download_ttl: Duration::from_secs(DEFAULT_FEED_DOWNLOAD_TTL_SECS),
         }
     }
 }

@@ -10,7 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::api::admin::abuse::AbuseApi;
+use crate::api::admin::artifacts::ArtifactsApi;
 use crate::api::admin::customers::CustomersApi;
+use crate::api::admin::feeds::FeedsAdminApi;
 use crate::api::admin::mail::MailApi;
 use crate::api::admin::mail_templates::MailTemplatesApi;
 use crate::api::admin::operators::OperatorsApi;
@@ -29,8 +31,8 @@ use crate::api::metrics::MetricsApi;
 use crate::api::payments::PaymentWebhooksApi;
 use crate::api::portal::PortalApi;
 use crate::api::v1::{
-    health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi, products::ProductApi,
-    updates::UpdatesApi,
+    feeds::FeedsApi, health::HealthApi, license::LicenseApi, license_manage::LicenseManageApi,
+    products::ProductApi, updates::UpdatesApi,
 };
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -59,8 +61,10 @@ pub type Apis = (
     (SessionApi, LicenseFileApi),
     TelegramApi,
     OverviewApi,
-    ReleasesApi,
-    UpdatesApi,
+    // Releases, their per-platform artifacts and the project's feeds share one place.
+    (ReleasesApi, ArtifactsApi, FeedsAdminApi),
+    // The vendor contract's update endpoints and the desktop updaters' feeds.
+    (UpdatesApi, FeedsApi),
     PortalApi,
     // Abuse detection, selling (payment endpoints and the providers' webhooks) and metrics share
     // one place (a tuple holds at most 16 APIs).
@@ -134,12 +138,25 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             OverviewApi {
                 state: state.clone(),
             },
-            ReleasesApi {
-                state: state.clone(),
-            },
-            UpdatesApi {
-                state: state.clone(),
-            },
+            (
+                ReleasesApi {
+                    state: state.clone(),
+                },
+                ArtifactsApi {
+                    state: state.clone(),
+                },
+                FeedsAdminApi {
+                    state: state.clone(),
+                },
+            ),
+            (
+                UpdatesApi {
+                    state: state.clone(),
+                },
+                FeedsApi {
+                    state: state.clone(),
+                },
+            ),
             PortalApi {
                 state: state.clone(),
             },

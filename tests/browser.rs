@@ -1193,3 +1193,112 @@ async fn payments_page_endpoints_mappings_and_received_events() {
     b.assert_clean("key payments").await;
     b.close().await;
 }
+
+/// A release's per-platform files in the Releases tab: the Tauri public key is shown, a file is
+/// uploaded through the Files dialog (hashes and signatures listed), the rollout is narrowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_files_per_platform_and_rollout() {
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    let product = srv.create_product("default", "desk");
+    let key = srv.create_api_key("default", keyward::domain::api_keys::Scope::FullAdmin, None);
+    let draft = srv
+        .post(
+            &format!("/api/projects/{}/release-drafts", product.id),
+            &key,
+            json!({"version": "1.5.0"}),
+        )
+        .await;
+    assert_eq!(draft.status, StatusCode::CREATED, "{}", draft.body);
+    let settings = srv
+        .get(
+            &format!("/api/projects/{}/update-settings", product.id),
+            &key,
+        )
+        .await;
+    let tauri = settings.body["data"]["minisign"]["tauriPubkey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.goto(&format!("/#/projects/{}/releases", product.id))
+        .await;
+    b.el("releases-table").await;
+    b.el("tauri-pubkey").await;
+    b.wait_js(
+        "the Tauri key is shown in full in its title",
+        "const e = document.querySelector(arguments[0] + ' [title]'); return e && e.getAttribute('title') === arguments[1];",
+        vec![json!(t("tauri-pubkey")), json!(tauri)],
+    )
+    .await;
+
+    b.click("release-files").await;
+    b.el("artifacts-empty").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Desk_1.5.0_x64.msi");
+    std::fs::write(&file, vec![42u8; 200_000]).unwrap();
+    b.find(&t("artifact-file"))
+        .await
+        .send_keys(file.to_str().expect("utf-8 path"))
+        .await
+        .expect("choose the file");
+    b.click("artifact-upload").await;
+    b.el("artifact-row").await;
+    b.wait_text("artifacts-table", "Desk_1.5.0_x64.msi").await;
+    b.assert_clean("release files").await;
+    b.shot("release-files").await;
+    b.click("artifacts-close").await;
+    b.wait_text("release-files", "Files (1)").await;
+
+    b.click("release-rollout").await;
+    b.el("rollout-dialog").await;
+    b.fill("rollout-percentage", "30").await;
+    b.click("rollout-save").await;
+    b.wait_text("release-rollout-badge", "30 %").await;
+    b.assert_clean("release rollout").await;
+    b.close().await;
+}
+
+/// The Releases tab shows the project's feed addresses; the public-feeds switch makes the feeds
+/// answer without a license, as the API then says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_feeds_are_listed_and_made_public() {
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    let product = srv.create_product("default", "desk");
+    let key = srv.create_api_key("default", keyward::domain::api_keys::Scope::FullAdmin, None);
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.goto(&format!("/#/projects/{}/releases", product.id))
+        .await;
+    b.el("feeds-table").await;
+    b.wait_text("feeds-table", "/api/v1/updates/sparkle/desk/appcast.xml")
+        .await;
+    b.wait_text(
+        "feeds-table",
+        "/api/v1/updates/tauri/desk/{{target}}/{{arch}}/{{current_version}}",
+    )
+    .await;
+    b.click("feeds-public").await;
+    let path = format!("/api/projects/{}/feeds", product.id);
+    let mut public = false;
+    for _ in 0..50 {
+        public = srv.get(&path, &key).await.body["data"]["public"] == json!(true);
+        if public {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(public, "the switch made the feeds public");
+    b.assert_clean("feeds").await;
+    b.close().await;
+}

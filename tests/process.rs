@@ -41,6 +41,8 @@ fn installation() -> tempfile::TempDir {
 mod backups;
 #[path = "process/litestream.rs"]
 mod litestream;
+#[path = "process/releases.rs"]
+mod releases;
 #[path = "process/two_factor.rs"]
 mod two_factor;
 

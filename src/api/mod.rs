@@ -218,7 +218,9 @@ fn streams_its_body(req: &Request) -> bool {
     let parts: Vec<&str> = req.uri().path().trim_end_matches('/').split('/').collect();
     matches!(
         parts.as_slice(),
-        ["", "api", "projects", _, "releases"] | ["", "api", "releases", _, "deltas"]
+        ["", "api", "projects", _, "releases"]
+            | ["", "api", "releases", _, "deltas"]
+            | ["", "api", "releases", _, "artifacts"]
     )
 }
 

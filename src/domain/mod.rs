@@ -4,8 +4,10 @@
 pub mod abuse;
 pub mod activations;
 pub mod api_keys;
+pub mod artifacts;
 pub mod audit;
 pub mod entitlements;
+pub mod feeds;
 pub mod license_files;
 pub mod licenses;
 pub mod mail;

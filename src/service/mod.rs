@@ -9,10 +9,12 @@
 
 pub mod abuse;
 pub mod api_keys;
+pub mod artifacts;
 pub mod catalog;
 pub mod context;
 pub mod doctor;
 pub mod events;
+pub mod feeds;
 pub mod keys;
 pub mod licensing;
 pub mod login_guard;

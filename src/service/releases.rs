@@ -12,6 +12,7 @@ use tokio::io::AsyncRead;
 
 use super::Ctx;
 use crate::crypto;
+use crate::domain::artifacts::{self, Artifact};
 use crate::domain::audit::{self, AuditAction, AuditEvent};
 use crate::domain::products::{self, Product};
 use crate::domain::releases::bundles::Received;
@@ -23,11 +24,12 @@ use crate::domain::{ProductId, ReleaseId, now_ms};
 use crate::error::Error;
 use crate::state::AppState;
 
-/// A release with its delta bundles, as every answer about one shows it.
+/// A release with its delta bundles and its artifacts, as every answer about one shows it.
 #[derive(Debug, Clone)]
 pub struct ReleaseWithDeltas {
     pub release: Release,
     pub deltas: Vec<Delta>,
+    pub artifacts: Vec<Artifact>,
 }
 
 /// The product with this id, if the caller reaches it.
@@ -44,9 +46,14 @@ fn reachable_release(c: &Connection, ctx: &Ctx, id: &str) -> Result<Release, Err
         .ok_or(Error::NotFound("release"))
 }
 
-fn with_deltas(c: &Connection, release: Release) -> Result<ReleaseWithDeltas, Error> {
+pub(super) fn with_deltas(c: &Connection, release: Release) -> Result<ReleaseWithDeltas, Error> {
     let deltas = repo::deltas_of(c, &release.id)?;
-    Ok(ReleaseWithDeltas { release, deltas })
+    let artifacts = artifacts::repo::of_release(c, &release.id)?;
+    Ok(ReleaseWithDeltas {
+        release,
+        deltas,
+        artifacts,
+    })
 }
 
 fn release_event(ctx: &Ctx, r: &Release, action: AuditAction) -> AuditEvent {
@@ -85,6 +92,7 @@ pub struct ReleaseChanges {
     pub changelog: Option<String>,
     pub is_critical: Option<bool>,
     pub requires_migration: Option<bool>,
+    pub rollout_percentage: Option<u8>,
 }
 
 /// Changes a release's channel, changelog or flags; a yanked release is kept as it was.
@@ -113,6 +121,9 @@ pub async fn update(
             }
             if let Some(v) = changes.requires_migration {
                 r.requires_migration = v;
+            }
+            if let Some(p) = changes.rollout_percentage {
+                r.rollout_percentage = p;
             }
             repo::update_details(c, &r)?;
             audit::repo::insert(c, &release_event(&ctx, &r, AuditAction::ReleaseUpdate))?;
@@ -278,7 +289,7 @@ impl Intake {
 
 /// Runs `job` in the writer and moves the bundle into the store in the same job, ordered
 /// with deletions that free the same file; if the job fails the received file is dropped.
-async fn record_with_bundle<R: Send + 'static>(
+pub(super) async fn record_with_bundle<R: Send + 'static>(
     state: &AppState,
     file: Received,
     job: impl FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
@@ -307,6 +318,60 @@ pub struct ReleaseForm {
     pub changelog: Option<String>,
     pub is_critical: Option<bool>,
     pub requires_migration: Option<bool>,
+    pub rollout_percentage: Option<u8>,
+}
+
+impl ReleaseForm {
+    fn into_new(self) -> Result<NewRelease, Error> {
+        Ok(NewRelease {
+            version: self
+                .version
+                .ok_or_else(|| Error::Invalid("version is required".into()))?,
+            channel: self.channel.unwrap_or(Channel::Stable),
+            changelog: self.changelog.unwrap_or_default(),
+            is_critical: self.is_critical.unwrap_or(false),
+            requires_migration: self.requires_migration.unwrap_or(false),
+            rollout_percentage: self.rollout_percentage.unwrap_or(100),
+        })
+    }
+}
+
+fn created_event(ctx: &Ctx, release: &Release) -> AuditEvent {
+    ctx.event(&release.tenant_id, AuditAction::ReleaseUpload)
+        .product(&release.product_id)
+        .detail(json!({
+            "releaseId": release.id,
+            "version": release.version,
+            "channel": release.channel.as_str(),
+            "bundleSize": release.bundle.as_ref().map(|b| b.size),
+            "bundleSha256": release.bundle.as_ref().map(|b| &b.sha256),
+            "rolloutPercentage": release.rollout_percentage,
+        }))
+}
+
+/// Records a new DRAFT release without a bundle of its own: its files come as artifacts
+/// (`keyward release create`, then `upload`). Audited as a release upload.
+pub async fn create_draft(
+    state: &AppState,
+    ctx: &Ctx,
+    product_id: &ProductId,
+    form: ReleaseForm,
+) -> Result<ReleaseWithDeltas, Error> {
+    if let Some(text) = &form.changelog {
+        releases::validate_changelog(text)?;
+    }
+    let new = form.into_new()?;
+    let ctx = ctx.clone();
+    let product_id = product_id.clone();
+    state
+        .db
+        .write(move |c| {
+            let product = reachable_product(c, &ctx, &product_id)?;
+            let release = releases::create(c, &product.tenant_id, &product.id, new, None)?;
+            audit::repo::insert(c, &created_event(&ctx, &release))?;
+            with_deltas(c, release)
+        })
+        .await
 }
 
 /// An upload of a new release in progress: the face streams the form into it field by field,
@@ -365,42 +430,16 @@ impl ReleaseUpload<'_> {
             product,
             intake,
         } = self;
-        let ReleaseForm {
-            version,
-            channel,
-            changelog,
-            is_critical,
-            requires_migration,
-        } = form;
         let (new, file, bundle) = intake
             .sign(state, &product, read, || {
-                let version =
-                    version.ok_or_else(|| Error::Invalid("version is required".into()))?;
-                let named = version.clone();
-                let new = NewRelease {
-                    version,
-                    channel: channel.unwrap_or(Channel::Stable),
-                    changelog: changelog.unwrap_or_default(),
-                    is_critical: is_critical.unwrap_or(false),
-                    requires_migration: requires_migration.unwrap_or(false),
-                };
+                let new: NewRelease = form.into_new()?;
+                let named = new.version.clone();
                 Ok((new, named))
             })
             .await?;
         record_with_bundle(state, file, move |c| {
-            let release = releases::create(c, &product.tenant_id, &product.id, new, bundle)?;
-            audit::repo::insert(
-                c,
-                &ctx.event(&product.tenant_id, AuditAction::ReleaseUpload)
-                    .product(&product.id)
-                    .detail(json!({
-                        "releaseId": release.id,
-                        "version": release.version,
-                        "channel": release.channel.as_str(),
-                        "bundleSize": release.bundle.size,
-                        "bundleSha256": release.bundle.sha256,
-                    })),
-            )?;
+            let release = releases::create(c, &product.tenant_id, &product.id, new, Some(bundle))?;
+            audit::repo::insert(c, &created_event(&ctx, &release))?;
             Ok(release)
         })
         .await

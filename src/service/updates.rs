@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::releases::ReleaseWithDeltas;
 use super::{Ctx, Signed, Signer};
+use crate::domain::artifacts::{self, Artifact, Picked, Wanted};
 use crate::domain::audit::{AuditAction, AuditEvent};
 use crate::domain::licenses::{self, License};
 use crate::domain::releases::{self, Bundle, Channel, Release, repo};
@@ -64,34 +65,67 @@ pub fn authenticate(
 pub struct UpdateCheck {
     /// The highest published release above the app's version, if any.
     pub release: Option<Release>,
+    /// The file of that release the app would download: its own bundle, or the artifact that
+    /// matches the app's platform and arch (`None` when the release has several and the app
+    /// named none).
+    pub file: Option<Bundle>,
+    /// The release is critical, or the app runs below the product's minimum version.
+    pub is_critical: bool,
     /// The current version of the product's revocation list, so the app learns of a newer one.
     pub revocations_version: u64,
 }
 
-/// The highest published release above `current` on `channel` or a more stable one, if any,
-/// and the version of the product's revocation list, signed with the product's current key (an
-/// offline-minded app trusts the offered release only through it).
+/// The highest published release above `current` on `channel` or a more stable one that the
+/// license is in the rollout of (and, when the app names its platform, that has a file for
+/// it), if any, and the version of the product's revocation list, signed with the product's
+/// current key (an offline-minded app trusts the offered release only through it). Below the
+/// product's minimum version the update is critical.
 pub fn check(
     state: &AppState,
     app: &LicensedApp,
     current: &Version,
     channel: Channel,
+    wanted: &Wanted<'_>,
 ) -> Result<Signed<UpdateCheck>, Error> {
     state
         .limits
         .update_checks_per_license
         .check(&app.license.id)?;
     let product_id = &app.license.product_id;
-    let (published, revocations_version) = state.db.read(|c| {
+    let (mut published, files, minimum, revocations_version) = state.db.read(|c| {
         Ok((
             repo::published_for_product(c, product_id)?,
+            artifacts::repo::of_published(c, product_id)?,
+            repo::minimum_version(c, product_id)?,
             revocations::repo::version(c, product_id)?,
         ))
     })?;
+    let files_of = |r: &Release| -> Vec<Artifact> {
+        files
+            .iter()
+            .filter(|a| a.release_id == r.id)
+            .cloned()
+            .collect()
+    };
+    if wanted.platform.is_some() || wanted.arch.is_some() || wanted.filetype.is_some() {
+        published.retain(|r| artifacts::pick(r, &files_of(r), wanted).is_ok());
+    }
+    let release =
+        releases::newest_update_for(&published, current, channel, &app.license.id).cloned();
+    let file = release.as_ref().and_then(|r| {
+        artifacts::pick(r, &files_of(r), wanted)
+            .ok()
+            .map(|p| p.file().clone())
+    });
+    let is_critical = release
+        .as_ref()
+        .is_some_and(|r| r.is_critical || releases::below_minimum(current, minimum.as_deref()));
     let signer = Signer::of_product_id(state, product_id)?;
     Ok(Signed::new(
         UpdateCheck {
-            release: releases::newest_update(&published, current, channel).cloned(),
+            release,
+            file,
+            is_critical,
             revocations_version,
         },
         signer,
@@ -106,8 +140,7 @@ pub fn manifest(
 ) -> Result<ReleaseWithDeltas, Error> {
     state.db.read(|c| {
         let release = served_release(c, app, release_id)?;
-        let deltas = repo::deltas_of(c, &release.id)?;
-        Ok(ReleaseWithDeltas { release, deltas })
+        super::releases::with_deltas(c, release)
     })
 }
 
@@ -129,14 +162,16 @@ pub enum BundleDownload {
     Unsatisfiable { size: u64 },
 }
 
-/// The bundle of a published release of the app's product; with `from` naming a version a
-/// delta was uploaded for, that smaller bundle instead. `range` is an HTTP `Range` header.
-/// Each download (not a refused range) is audited.
+/// The bundle of a published release of the app's product, or the artifact that matches
+/// `wanted` (platform, arch, filetype); with `from` naming a version a delta was uploaded for,
+/// that smaller bundle instead. `range` is an HTTP `Range` header. Each download (not a refused
+/// range) is audited.
 pub async fn download(
     state: &AppState,
     app: &LicensedApp,
     release_id: &str,
     from: Option<Version>,
+    wanted: &Wanted<'_>,
     range: Option<&str>,
 ) -> Result<BundleDownload, Error> {
     let license = &app.license;
@@ -144,14 +179,21 @@ pub async fn download(
     if let Some(ip) = app.ctx.ip {
         state.limits.downloads_per_ip.check(&ip)?;
     }
-    let (release, bundle) = state.db.read(|c| {
+    let (release, bundle, what) = state.db.read(|c| {
         let r = served_release(c, app, release_id)?;
         let delta = match &from {
             Some(v) => repo::find_delta(c, &r.id, &v.to_string())?,
             None => None,
         };
-        let bundle = delta.map_or_else(|| r.bundle.clone(), |d| d.bundle);
-        Ok((r, bundle))
+        if let Some(d) = delta {
+            return Ok((r, d.bundle, Served::Delta));
+        }
+        let files = artifacts::repo::of_release(c, &r.id)?;
+        let (bundle, what) = match artifacts::pick(&r, &files, wanted)? {
+            Picked::Bundle(b) => (b.clone(), Served::Bundle),
+            Picked::Artifact(a) => (a.file.clone(), Served::Artifact(Box::new(a.clone()))),
+        };
+        Ok((r, bundle, what))
     })?;
     let path = state.bundles.path(&bundle.sha256)?;
     let mut file = tokio::fs::File::open(&path)
@@ -163,7 +205,7 @@ pub async fn download(
         Some(Ok(r)) => r,
         None => None,
     };
-    record_download(state, app, &release, &bundle, from.as_ref(), wanted);
+    record_download(state, app, &release, &what, from.as_ref(), wanted);
     match wanted {
         None => Ok(BundleDownload::Whole { file, bundle }),
         Some((start, end)) => {
@@ -180,14 +222,25 @@ pub async fn download(
     }
 }
 
+/// Which file of a release a download sends.
+enum Served {
+    Bundle,
+    Delta,
+    Artifact(Box<Artifact>),
+}
+
 fn record_download(
     state: &AppState,
     app: &LicensedApp,
     release: &Release,
-    bundle: &Bundle,
+    what: &Served,
     from: Option<&Version>,
     range: Option<(u64, u64)>,
 ) {
+    let artifact = match what {
+        Served::Artifact(a) => Some(a.as_ref()),
+        _ => None,
+    };
     let license = &app.license;
     // The trail has always named this actor `license` (the key proved the request).
     state.db.writer().record(
@@ -198,8 +251,11 @@ fn record_download(
                 "releaseId": release.id,
                 "version": release.version,
                 "fromVersion": from.map(ToString::to_string),
-                "delta": bundle.sha256 != release.bundle.sha256,
+                "delta": matches!(what, Served::Delta),
                 "rangeStart": range.map(|(start, _)| start),
+                "artifactId": artifact.map(|a| &a.id),
+                "platform": artifact.map(|a| &a.platform),
+                "arch": artifact.map(|a| a.arch.as_str()),
             })),
     );
 }
@@ -221,15 +277,15 @@ fn served_release(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Unsatisfiable;
+pub(super) struct Unsatisfiable;
 
 /// An inclusive byte range to send, `None` for the whole bundle.
-type WantedRange = Result<Option<(u64, u64)>, Unsatisfiable>;
+pub(super) type WantedRange = Result<Option<(u64, u64)>, Unsatisfiable>;
 
 /// One byte range of a `size`-byte file, inclusive. `Ok(None)`: serve the whole file (no
 /// usable single range: several ranges or a header we do not understand, which RFC 9110 lets
 /// a server ignore). `Err`: the range lies beyond the end (416).
-fn parse_range(header: &str, size: u64) -> WantedRange {
+pub(super) fn parse_range(header: &str, size: u64) -> WantedRange {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };

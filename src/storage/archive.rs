@@ -129,13 +129,15 @@ pub fn write_archive(
     })
 }
 
-/// The schema version of a snapshot and the bundles its releases and deltas refer to.
+/// The schema version of a snapshot and the bundles its releases, deltas and artifacts refer
+/// to ('' is a release without a bundle of its own).
 fn describe_snapshot(snapshot: &Path) -> Result<(i64, Vec<String>), Error> {
     let conn = rusqlite::Connection::open(snapshot)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let mut stmt = conn.prepare(
-        "SELECT bundle_sha256 FROM releases UNION SELECT bundle_sha256 FROM release_deltas \
-         ORDER BY 1",
+        "SELECT bundle_sha256 FROM releases WHERE bundle_sha256 <> '' \
+         UNION SELECT bundle_sha256 FROM release_deltas \
+         UNION SELECT sha256 FROM release_artifacts ORDER BY 1",
     )?;
     let bundles = stmt
         .query_map([], |r| r.get::<_, String>(0))?

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 15;
+pub const LATEST_VERSION: i64 = 17;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -30,6 +30,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v13_totp.sql"),
     include_str!("migrations/v14_webhooks.sql"),
     include_str!("migrations/v15_mail.sql"),
+    include_str!("migrations/v16_artifacts.sql"),
+    include_str!("migrations/v17_feeds.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -270,7 +272,10 @@ mod tests {
              ALTER TABLE portal_users DROP COLUMN email; DROP INDEX licenses_customer_email;
              DROP TRIGGER licenses_customer_insert; DROP TRIGGER licenses_customer_delete;
              DROP TRIGGER licenses_customer_update; DROP TABLE license_customers;
-             DROP TABLE license_customer_rows; PRAGMA user_version = 10;
+             DROP TABLE license_customer_rows;
+             DROP TABLE feed_tokens; ALTER TABLE products DROP COLUMN feeds_public;
+             DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
+             ALTER TABLE products DROP COLUMN minimum_version; PRAGMA user_version = 10;
              PRAGMA foreign_keys = OFF;",
         )?;
         let public = [7u8; 32];

@@ -376,6 +376,7 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
     // As version 7 left it: no audit_daily (version 8), no revocation lists (version 9), no
     // entitlements (version 10), no signing key table (version 11), no payments (version 12),
     // no two-factor tables (version 13), no webhooks (version 14), no e-mail tables (version 15),
+    // no artifacts, rollouts or minimum versions (version 16), no feeds (version 17),
     // auto_vacuum off.
     {
         let conn =
@@ -394,6 +395,9 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
              DROP TRIGGER licenses_customer_insert; DROP TRIGGER licenses_customer_delete;
              DROP TRIGGER licenses_customer_update; DROP TABLE license_customers;
              DROP TABLE license_customer_rows;
+             DROP TABLE feed_tokens; ALTER TABLE products DROP COLUMN feeds_public;
+             DROP TABLE release_artifacts; ALTER TABLE releases DROP COLUMN rollout_percentage;
+             ALTER TABLE products DROP COLUMN minimum_version;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;
              ALTER TABLE licenses DROP COLUMN entitlements;
              ALTER TABLE products DROP COLUMN entitlements; PRAGMA user_version = 7;

@@ -125,8 +125,14 @@ export async function render(root, { parts }) {
     case 'credentials':
       renderCredentials(content, project, onChange);
       break;
-    case 'releases':
-      return (await import('./releases.js')).render(content, project);
+    case 'releases': {
+      // The releases, then the project's update feeds (issue 15) below them.
+      const releases = h('div');
+      const feeds = h('div');
+      mount(content, releases, feeds);
+      (await import('./feeds.js')).render(feeds, project);
+      return (await import('./releases.js')).render(releases, project);
+    }
     case 'portal':
       return (await import('./portal-editor.js')).render(content, project, onChange);
     case 'mail':

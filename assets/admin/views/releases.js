@@ -22,11 +22,13 @@ import {
   toast,
 } from '../../shared/ui.js';
 import { failInto } from '../state.js';
+import { artifactsDialog, renderUpdateSettings, rolloutDialog } from './artifacts.js';
 
 const CHANNELS = ['stable', 'rc', 'beta', 'alpha', 'nightly'];
 
 export async function render(root, project) {
   const list = h('div', { 'data-test': 'releases-list' }, loading('Loading releases…'));
+  const settings = h('div');
   const newBtn = h(
     'button',
     { type: 'button', class: 'btn btn-primary', 'data-test': 'release-new' },
@@ -34,6 +36,7 @@ export async function render(root, project) {
   );
   mount(
     root,
+    settings,
     h(
       'section',
       { class: 'card' },
@@ -47,7 +50,7 @@ export async function render(root, project) {
           h(
             'p',
             { class: 'muted small' },
-            'Signed bundles your loader downloads. Upload as a draft, then publish.',
+            'Signed bundles and per-platform files your apps download. Upload as a draft, then publish.',
           ),
         ),
         newBtn,
@@ -173,7 +176,16 @@ export async function render(root, project) {
       'Details',
     );
     info.addEventListener('click', () => detailsDialog(r));
-    actions.unshift(info);
+    if (r.status !== 'YANKED') {
+      act('Rollout', 'btn-ghost', 'release-rollout', () => rolloutDialog(r, load));
+    }
+    const files = h(
+      'button',
+      { type: 'button', class: 'btn btn-sm btn-ghost', 'data-test': 'release-files' },
+      `Files (${(r.artifacts || []).length})`,
+    );
+    files.addEventListener('click', () => artifactsDialog(r, load));
+    actions.unshift(info, files);
     return h(
       'tr',
       { 'data-test': 'release-row', 'data-id': r.id, 'data-status': r.status },
@@ -207,11 +219,31 @@ export async function render(root, project) {
           : null,
       ),
       h('td', { 'data-label': 'Channel' }, h('span', { class: 'badge plain' }, r.channel)),
-      h('td', { 'data-label': 'Status' }, statusBadge(r.status, 'release-status')),
+      h(
+        'td',
+        { 'data-label': 'Status' },
+        statusBadge(r.status, 'release-status'),
+        r.rolloutPercentage < 100
+          ? [
+              ' ',
+              h(
+                'span',
+                {
+                  class: 'badge badge-warn plain',
+                  title: 'Share of licenses offered this release',
+                  'data-test': 'release-rollout-badge',
+                },
+                `${r.rolloutPercentage} %`,
+              ),
+            ]
+          : null,
+      ),
       h(
         'td',
         { 'data-label': 'Bundle', class: 'small' },
-        r.bundleFilename ? `${r.bundleFilename} · ${fmtBytes(r.bundleSize)}` : '—',
+        r.bundleFilename
+          ? `${r.bundleFilename} · ${fmtBytes(r.bundleSize)}`
+          : `${(r.artifacts || []).length} per-platform file(s)`,
       ),
       h('td', { 'data-label': 'Created' }, timeEl(r.createdAt, true)),
       h(
@@ -224,6 +256,7 @@ export async function render(root, project) {
   }
 
   newBtn.addEventListener('click', () => uploadDialog(base, load));
+  renderUpdateSettings(settings, project);
   load();
 }
 

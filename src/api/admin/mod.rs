@@ -3,11 +3,14 @@
 
 pub mod abuse;
 pub mod api_keys;
+pub mod artifacts;
 pub mod auth;
 pub mod customers;
+pub mod feeds;
 pub mod keys;
 pub mod mail;
 pub mod mail_templates;
+pub mod multipart;
 pub mod offline;
 pub mod operators;
 pub mod overview;

@@ -1,26 +1,23 @@
 //! Releases, managed from the admin panel or a CI pipeline (a FULL_ADMIN API key): upload a
 //! bundle as a multipart stream, publish, yank, delete drafts, add delta bundles.
 
-use std::marker::PhantomData;
-
 use poem::web::Multipart;
-use poem::{FromRequest, IntoResponse, Request, RequestBody};
 use poem_openapi::param::Path;
-use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::{
-    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Multipart as MultipartForm,
-    Object, OpenApi,
-};
+use poem_openapi::{ApiResponse, Multipart as MultipartForm, Object, OpenApi};
 use time::OffsetDateTime;
-use tokio::io::AsyncReadExt;
 
 use super::AdminTags;
+use super::artifacts::ArtifactView;
 use super::auth::AdminAuth;
+use super::multipart::{
+    BundleUpload, bool_field, next_field, rollout_field, text_field, unknown_field,
+};
 use crate::api::shared::fields::named;
-use crate::api::shared::keyvault_error::{KvError, KvResult};
+use crate::api::shared::keyvault_error::KvResult;
+use crate::domain::artifacts::Artifact;
 use crate::domain::releases::{self, Channel, Delta, Release, ReleaseStatus};
 use crate::domain::{ProductId, ReleaseId, ms_to_datetime};
 use crate::error::Error;
@@ -48,6 +45,9 @@ pub struct ReleaseUploadForm {
     /// `true` or `false` (default).
     #[oai(rename = "requiresMigration")]
     pub requires_migration: Option<bool>,
+    /// The share (0–100, default 100) of licenses offered the release.
+    #[oai(rename = "rolloutPercentage")]
+    pub rollout_percentage: Option<u8>,
     /// The bundle file. Streamed to disk, hashed and signed; its size limit is the server's
     /// `--max-bundle-bytes`.
     pub bundle: Upload,
@@ -63,73 +63,47 @@ pub struct DeltaUploadForm {
     pub bundle: Upload,
 }
 
-/// A multipart body documented as `F` but handed to the handler unparsed, so the bundle
-/// streams to disk after authentication instead of being buffered whole in a temp file.
-pub struct BundleUpload<F> {
-    form: Multipart,
-    _doc: PhantomData<F>,
-}
-
-impl<'a, F: Payload> ApiExtractor<'a> for BundleUpload<F> {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        F::register(registry);
-    }
-
-    fn request_meta() -> Option<MetaRequest> {
-        Some(MetaRequest {
-            description: None,
-            content: vec![MetaMediaType {
-                content_type: "multipart/form-data",
-                schema: F::schema_ref(),
-            }],
-            required: true,
-        })
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        let multipart = req.content_type().is_some_and(|t| {
-            t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-        if !multipart {
-            return Err(poem::Error::from_response(
-                KvError::from_status(
-                    poem::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Unsupported media type: send the release as multipart/form-data".into(),
-                )
-                .into_response(),
-            ));
-        }
-        let form = <Multipart as FromRequest>::from_request(req, body)
-            .await
-            .map_err(|e| {
-                poem::Error::from_response(
-                    KvError::from_error(&Error::Invalid(format!("malformed multipart body: {e}")))
-                        .into_response(),
-                )
-            })?;
-        Ok(Self {
-            form,
-            _doc: PhantomData,
-        })
-    }
-}
-
 crate::field_names!(
     ChangelogField = "changelog",
     ChannelField = "channel",
     IsCriticalField = "isCritical",
     RequiresMigrationField = "requiresMigration",
+    RolloutPercentageField = "rolloutPercentage",
+    VersionField = "version",
 );
+
+/// A release without a bundle of its own: its files are uploaded as artifacts afterwards.
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct CreateReleaseRequest {
+    /// Semantic version, unique per project (`1.4.0`, `2.0.0-beta.1`).
+    #[oai(
+        deserialize_with = "named::<VersionField, _>",
+        validator(min_length = 1, max_length = 64)
+    )]
+    pub version: String,
+    /// stable (default), rc, beta, alpha or nightly.
+    #[oai(nullable, deserialize_with = "named::<ChannelField, _>")]
+    pub channel: Option<Channel>,
+    /// Release notes (at most 64 KiB).
+    #[oai(
+        nullable,
+        deserialize_with = "named::<ChangelogField, _>",
+        validator(max_length = 65536)
+    )]
+    pub changelog: Option<String>,
+    #[oai(nullable, deserialize_with = "named::<IsCriticalField, _>")]
+    pub is_critical: Option<bool>,
+    #[oai(nullable, deserialize_with = "named::<RequiresMigrationField, _>")]
+    pub requires_migration: Option<bool>,
+    /// The share (0–100, default 100) of licenses offered the release.
+    #[oai(
+        nullable,
+        deserialize_with = "named::<RolloutPercentageField, _>",
+        validator(minimum(value = "0"), maximum(value = "100"))
+    )]
+    pub rollout_percentage: Option<u8>,
+}
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
@@ -146,6 +120,14 @@ pub struct UpdateReleaseRequest {
     pub is_critical: Option<bool>,
     #[oai(nullable, deserialize_with = "named::<RequiresMigrationField, _>")]
     pub requires_migration: Option<bool>,
+    /// The share (0–100) of licenses offered the release; raise it to widen a staged rollout
+    /// (a license inside keeps getting the release).
+    #[oai(
+        nullable,
+        deserialize_with = "named::<RolloutPercentageField, _>",
+        validator(minimum(value = "0"), maximum(value = "100"))
+    )]
+    pub rollout_percentage: Option<u8>,
 }
 
 #[derive(Object, Debug)]
@@ -187,29 +169,41 @@ pub struct ReleaseView {
     pub status: ReleaseStatus,
     pub is_critical: bool,
     pub requires_migration: bool,
-    pub bundle_filename: String,
-    pub bundle_size: u64,
+    /// The share (0–100) of licenses offered the release.
+    pub rollout_percentage: u8,
+    /// The release's own bundle; null for a release made without one (its files are its
+    /// `artifacts`).
+    #[oai(nullable)]
+    pub bundle_filename: Option<String>,
+    #[oai(nullable)]
+    pub bundle_size: Option<u64>,
     /// Hex SHA-256 of the bundle.
-    pub bundle_sha256: String,
+    #[oai(nullable)]
+    pub bundle_sha256: Option<String>,
     /// Ed25519 over the bundle's exact bytes with the project's key, base64.
-    pub signature: String,
+    #[oai(nullable)]
+    pub signature: Option<String>,
     /// The kid of the project key that made `signature` (the key current at upload; see
     /// `GET /api/projects/{id}/signing-keys`).
-    pub signature_kid: String,
+    #[oai(nullable)]
+    pub signature_kid: Option<String>,
     pub created_at: OffsetDateTime,
     #[oai(nullable)]
     pub published_at: Option<OffsetDateTime>,
     #[oai(nullable)]
     pub yanked_at: Option<OffsetDateTime>,
     pub deltas: Vec<DeltaView>,
+    /// The release's files per platform, architecture and file type.
+    pub artifacts: Vec<ArtifactView>,
 }
 
 impl ReleaseView {
     fn of(found: &ReleaseWithDeltas) -> Self {
-        Self::new(&found.release, &found.deltas)
+        Self::new(&found.release, &found.deltas, &found.artifacts)
     }
 
-    fn new(r: &Release, deltas: &[Delta]) -> Self {
+    fn new(r: &Release, deltas: &[Delta], artifacts: &[Artifact]) -> Self {
+        let bundle = r.bundle.as_ref();
         Self {
             id: r.id.clone(),
             project_id: r.product_id.clone(),
@@ -219,15 +213,17 @@ impl ReleaseView {
             status: r.status,
             is_critical: r.is_critical,
             requires_migration: r.requires_migration,
-            bundle_filename: r.bundle.filename.clone(),
-            bundle_size: r.bundle.size,
-            bundle_sha256: r.bundle.sha256.clone(),
-            signature: r.bundle.signature.clone(),
-            signature_kid: r.bundle.signature_kid.clone(),
+            rollout_percentage: r.rollout_percentage,
+            bundle_filename: bundle.map(|b| b.filename.clone()),
+            bundle_size: bundle.map(|b| b.size),
+            bundle_sha256: bundle.map(|b| b.sha256.clone()),
+            signature: bundle.map(|b| b.signature.clone()),
+            signature_kid: bundle.map(|b| b.signature_kid.clone()),
             created_at: ms_to_datetime(r.created_at),
             published_at: r.published_at.map(ms_to_datetime),
             yanked_at: r.yanked_at.map(ms_to_datetime),
             deltas: deltas.iter().map(DeltaView::new).collect(),
+            artifacts: artifacts.iter().map(ArtifactView::new).collect(),
         }
     }
 }
@@ -297,13 +293,18 @@ fn ok(release: &Release, deltas: &[Delta]) -> Json<ReleaseOk> {
     Json(ReleaseOk {
         success: true,
         data: ReleaseData {
-            release: ReleaseView::new(release, deltas),
+            release: ReleaseView::new(release, deltas, &[]),
         },
     })
 }
 
 fn ok_with(found: &ReleaseWithDeltas) -> Json<ReleaseOk> {
-    ok(&found.release, &found.deltas)
+    Json(ReleaseOk {
+        success: true,
+        data: ReleaseData {
+            release: ReleaseView::of(found),
+        },
+    })
 }
 
 #[OpenApi(tag = "AdminTags::Releases")]
@@ -347,6 +348,33 @@ impl ReleasesApi {
         Ok(UploadReleaseResponse::Created(ok(&release, &[])))
     }
 
+    /// Create a release without a bundle
+    ///
+    /// A DRAFT whose files are uploaded afterwards, one per platform, architecture and file
+    /// type (`POST /api/releases/{id}/artifacts`); `keyward release create` calls it.
+    #[oai(path = "/api/projects/:id/release-drafts", method = "post")]
+    async fn create_draft(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+        body: Json<CreateReleaseRequest>,
+    ) -> KvResult<UploadReleaseResponse> {
+        let admin = auth.admin();
+        let body = body.0;
+        let form = ReleaseForm {
+            version: Some(releases::parse_version("version", &body.version)?),
+            channel: body.channel,
+            changelog: body.changelog,
+            is_critical: body.is_critical,
+            requires_migration: body.requires_migration,
+            rollout_percentage: body.rollout_percentage,
+        };
+        let created =
+            service::releases::create_draft(&self.state, &admin.ctx, &ProductId::from(id.0), form)
+                .await?;
+        Ok(UploadReleaseResponse::Created(ok_with(&created)))
+    }
+
     /// Get a release
     #[oai(path = "/api/releases/:id", method = "get")]
     async fn get(&self, auth: AdminAuth, id: Path<String>) -> KvResult<ReleaseResponse> {
@@ -374,6 +402,7 @@ impl ReleasesApi {
             },
             is_critical: body.is_critical,
             requires_migration: body.requires_migration,
+            rollout_percentage: body.rollout_percentage,
         };
         let updated =
             service::releases::update(&self.state, &admin.ctx, ReleaseId::from(id.0), changes)
@@ -486,6 +515,10 @@ async fn read_release_form(
             "requiresMigration" => {
                 fields.requires_migration = Some(bool_field(field, "requiresMigration").await?);
             }
+            "rolloutPercentage" => {
+                let text = text_field(field, "rolloutPercentage", 8).await?;
+                fields.rollout_percentage = Some(rollout_field(&text)?);
+            }
             "bundle" => {
                 let name = field.file_name().map(str::to_owned);
                 upload.receive_bundle(field.into_async_read(), name).await?;
@@ -493,48 +526,11 @@ async fn read_release_form(
             other => {
                 return Err(unknown_field(
                     other,
-                    "version, channel, changelog, isCritical, requiresMigration and bundle",
+                    "version, channel, changelog, isCritical, requiresMigration, rolloutPercentage \
+                     and bundle",
                 ));
             }
         }
     }
     Ok(())
-}
-
-async fn next_field(form: &mut Multipart) -> Result<Option<poem::web::Field>, Error> {
-    form.next_field()
-        .await
-        .map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))
-}
-
-async fn text_field(field: poem::web::Field, name: &str, max: usize) -> Result<String, Error> {
-    let mut bytes = Vec::new();
-    field
-        .into_async_read()
-        .take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))?;
-    if bytes.len() > max {
-        return Err(Error::Invalid(format!(
-            "{name} must be at most {max} bytes"
-        )));
-    }
-    String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name} must be UTF-8 text")))
-}
-
-async fn bool_field(field: poem::web::Field, name: &str) -> Result<bool, Error> {
-    match text_field(field, name, 8).await?.trim() {
-        "true" | "1" | "on" => Ok(true),
-        "false" | "0" | "off" | "" => Ok(false),
-        _ => Err(Error::Invalid(format!("{name} must be true or false"))),
-    }
-}
-
-fn unknown_field(name: &str, expected: &str) -> Error {
-    if name.is_empty() {
-        return Error::Invalid(format!("a form field has no name; expected {expected}"));
-    }
-    let shown: String = name.chars().take(40).collect();
-    Error::Invalid(format!("unknown form field `{shown}`; expected {expected}"))
 }

@@ -36,7 +36,7 @@ pub enum PortalLoaderResponse {
 
 impl PortalLoaderResponse {
     pub fn new(download: LoaderDownload) -> Self {
-        let bundle = download.release.bundle;
+        let bundle = download.bundle;
         Self::Ok(
             Binary(bundle_body(download.file)),
             bundle.size,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod feeds;
 pub mod health;
 pub mod license;
 pub mod license_manage;

@@ -13,6 +13,7 @@ use super::ApiTags;
 use super::error::{ErrorEnvelope, VendorError, VendorResult};
 use crate::api::ClientIp;
 use crate::api::shared::signed::SignedJson;
+use crate::domain::artifacts::{self, Arch, Wanted};
 use crate::domain::ms_to_datetime;
 use crate::domain::releases::{self, Bundle, Channel};
 use crate::error::Error;
@@ -34,7 +35,7 @@ pub struct UpdatesApi {
     key_in = "header",
     checker = "active_license"
 )]
-pub struct LicenseKeyAuth(LicensedApp);
+pub struct LicenseKeyAuth(pub LicensedApp);
 
 async fn active_license(req: &Request, key: ApiKey) -> poem::Result<LicensedApp> {
     let state = req
@@ -108,18 +109,50 @@ pub struct ReleaseInfo {
     /// stable, rc, beta, alpha or nightly.
     pub channel: Channel,
     pub changelog: String,
-    pub bundle_filename: String,
-    pub bundle_size: u64,
-    pub bundle_sha256: String,
+    /// The release's own bundle; null for a release served through its `artifacts` only.
+    #[oai(nullable)]
+    pub bundle_filename: Option<String>,
+    #[oai(nullable)]
+    pub bundle_size: Option<u64>,
+    #[oai(nullable)]
+    pub bundle_sha256: Option<String>,
     /// Ed25519 over the bundle's exact bytes, base64.
-    pub signature: String,
+    #[oai(nullable)]
+    pub signature: Option<String>,
     /// The kid of the product key that made `signature` (the key current at upload).
-    pub signature_kid: String,
+    #[oai(nullable)]
+    pub signature_kid: Option<String>,
     pub is_critical: bool,
     pub requires_migration: bool,
     #[oai(nullable)]
     pub published_at: Option<OffsetDateTime>,
     pub deltas: Vec<DeltaInfo>,
+    /// The release's files per platform: download one with `platform`, `arch` (and
+    /// `filetype` when a platform has several).
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+/// A file of a release for one platform, architecture and file type.
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct ArtifactInfo {
+    /// windows, darwin, linux, …
+    pub platform: String,
+    pub arch: Arch,
+    /// msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …
+    pub filetype: String,
+    pub filename: String,
+    pub size: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Hex SHA-512.
+    pub sha512: String,
+    /// Ed25519 over the exact bytes, base64.
+    pub signature: String,
+    /// The kid of the product key that made `signature` and `minisignSignature`.
+    pub signature_kid: String,
+    /// The text of a minisign `.sig` file (prehashed Ed25519, BLAKE2b-512, trusted comment).
+    pub minisign_signature: String,
 }
 
 #[derive(Object, Debug)]
@@ -222,7 +255,9 @@ impl UpdatesApi {
     ///
     /// The license (`X-License-Key`) must be ACTIVE and unexpired. Answers the highest
     /// published release above `current_version` on `channel` or a more stable one
-    /// (stable > rc > beta > alpha > nightly), by semver precedence.
+    /// (stable > rc > beta > alpha > nightly), by semver precedence, among those whose staged
+    /// rollout includes the license (a stable hash of release and license below the release's
+    /// `rolloutPercentage`). `is_critical` is also true below the product's minimum version.
     #[oai(path = "/api/v1/updates/check", method = "get")]
     async fn check(
         &self,
@@ -231,6 +266,11 @@ impl UpdatesApi {
         current_version: Query<String>,
         /// stable (default), rc, beta, alpha or nightly.
         channel: Query<Option<String>>,
+        /// The client's platform (windows, darwin, linux, …): only releases with a file for it
+        /// are offered, and the answer's hash and signature are that file's.
+        platform: Query<Option<String>>,
+        /// The client's architecture (x86_64, aarch64, i686, armv7, universal).
+        arch: Query<Option<String>>,
     ) -> VendorResult<CheckResponse> {
         let app = auth.0;
         let current = releases::parse_version("current_version", &current_version.0)?;
@@ -238,10 +278,18 @@ impl UpdatesApi {
             None | Some("") => Channel::Stable,
             Some(text) => releases::parse_channel("channel", text)?,
         };
-        let signed = service::updates::check(&self.state, &app, &current, channel)?;
+        let (platform, arch) = platform_and_arch(platform.0.as_deref(), arch.0.as_deref())?;
+        let wanted = Wanted {
+            platform: platform.as_deref(),
+            arch,
+            filetype: None,
+        };
+        let signed = service::updates::check(&self.state, &app, &current, channel, &wanted)?;
         let product_id = signed.signer.product_id().to_string();
         let checked = signed.body;
         let revocations_version = checked.revocations_version;
+        let file = checked.file;
+        let is_critical = checked.is_critical;
         let answer = match checked.release {
             None => UpdateCheckOk {
                 success: true,
@@ -265,11 +313,11 @@ impl UpdatesApi {
                 version: Some(r.version.clone()),
                 channel: Some(r.channel),
                 changelog: Some(r.changelog.clone()),
-                bundle_size: Some(r.bundle.size),
-                sha256: Some(r.bundle.sha256.clone()),
-                signature: Some(r.bundle.signature.clone()),
-                signature_kid: Some(r.bundle.signature_kid.clone()),
-                is_critical: Some(r.is_critical),
+                bundle_size: file.as_ref().map(|f| f.size),
+                sha256: file.as_ref().map(|f| f.sha256.clone()),
+                signature: file.as_ref().map(|f| f.signature.clone()),
+                signature_kid: file.as_ref().map(|f| f.signature_kid.clone()),
+                is_critical: Some(is_critical),
                 requires_migration: Some(r.requires_migration),
                 published_at: r.published_at.map(ms_to_datetime),
                 release_id: Some(r.id.clone()),
@@ -293,8 +341,12 @@ impl UpdatesApi {
         /// The `release_id` an update check answered.
         release_id: Query<String>,
     ) -> VendorResult<ManifestResponse> {
-        let ReleaseWithDeltas { release, deltas } =
-            service::updates::manifest(&self.state, &auth.0, &release_id.0)?;
+        let ReleaseWithDeltas {
+            release,
+            deltas,
+            artifacts,
+        } = service::updates::manifest(&self.state, &auth.0, &release_id.0)?;
+        let bundle = release.bundle.as_ref();
         Ok(ManifestResponse::Ok(Json(ManifestOk {
             success: true,
             release: ReleaseInfo {
@@ -302,11 +354,11 @@ impl UpdatesApi {
                 version: release.version.clone(),
                 channel: release.channel,
                 changelog: release.changelog.clone(),
-                bundle_filename: release.bundle.filename.clone(),
-                bundle_size: release.bundle.size,
-                bundle_sha256: release.bundle.sha256.clone(),
-                signature: release.bundle.signature.clone(),
-                signature_kid: release.bundle.signature_kid.clone(),
+                bundle_filename: bundle.map(|b| b.filename.clone()),
+                bundle_size: bundle.map(|b| b.size),
+                bundle_sha256: bundle.map(|b| b.sha256.clone()),
+                signature: bundle.map(|b| b.signature.clone()),
+                signature_kid: bundle.map(|b| b.signature_kid.clone()),
                 is_critical: release.is_critical,
                 requires_migration: release.requires_migration,
                 published_at: release.published_at.map(ms_to_datetime),
@@ -321,6 +373,21 @@ impl UpdatesApi {
                         signature_kid: d.bundle.signature_kid.clone(),
                     })
                     .collect(),
+                artifacts: artifacts
+                    .iter()
+                    .map(|a| ArtifactInfo {
+                        platform: a.platform.clone(),
+                        arch: a.arch,
+                        filetype: a.filetype.clone(),
+                        filename: a.file.filename.clone(),
+                        size: a.file.size,
+                        sha256: a.file.sha256.clone(),
+                        sha512: a.sha512.clone(),
+                        signature: a.file.signature.clone(),
+                        signature_kid: a.file.signature_kid.clone(),
+                        minisign_signature: a.minisign_signature.clone(),
+                    })
+                    .collect(),
             },
         })))
     }
@@ -329,9 +396,13 @@ impl UpdatesApi {
     ///
     /// Streams the bundle of a published release of the license's product. With
     /// `from_version` naming a version a delta bundle was uploaded for, that smaller bundle
-    /// is sent instead (its own hash and signature are in the headers). Supports
+    /// is sent instead (its own hash and signature are in the headers). With `platform` and
+    /// `arch` (and `filetype` when the platform has several), the matching artifact is sent; a
+    /// release with a bundle of its own sends that bundle when no artifact matches. Supports
     /// `Range: bytes=start-` to resume.
     #[oai(path = "/api/v1/updates/download", method = "get")]
+    // One argument per query parameter, as poem-openapi declares them.
+    #[allow(clippy::too_many_arguments)]
     async fn download(
         &self,
         auth: LicenseKeyAuth,
@@ -339,6 +410,13 @@ impl UpdatesApi {
         release_id: Query<String>,
         /// The version the client runs; selects a delta bundle when one exists.
         from_version: Query<Option<String>>,
+        /// windows, darwin, linux, …: selects the release's artifact for that platform.
+        platform: Query<Option<String>>,
+        /// x86_64, aarch64, i686, armv7 or universal.
+        arch: Query<Option<String>>,
+        /// msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …: needed when the
+        /// platform and arch have several artifacts.
+        filetype: Query<Option<String>>,
         /// `bytes=start-end`, `bytes=start-` or `bytes=-suffix`, to resume.
         #[oai(name = "Range")]
         range: Header<Option<String>>,
@@ -347,11 +425,22 @@ impl UpdatesApi {
             None | Some("") => None,
             Some(text) => Some(releases::parse_version("from_version", text)?),
         };
+        let (platform, arch) = platform_and_arch(platform.0.as_deref(), arch.0.as_deref())?;
+        let filetype = match filetype.0.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(artifacts::parse_filetype("filetype", text)?),
+        };
+        let wanted = Wanted {
+            platform: platform.as_deref(),
+            arch,
+            filetype: filetype.as_deref(),
+        };
         let download = service::updates::download(
             &self.state,
             &auth.0,
             &release_id.0,
             from,
+            &wanted,
             range.0.as_deref(),
         )
         .await?;
@@ -391,6 +480,22 @@ impl UpdatesApi {
             )),
         }
     }
+}
+
+/// The optional `platform` and `arch` of a request, checked (empty means absent).
+fn platform_and_arch(
+    platform: Option<&str>,
+    arch: Option<&str>,
+) -> Result<(Option<String>, Option<Arch>), Error> {
+    let platform = match platform {
+        None | Some("") => None,
+        Some(text) => Some(artifacts::parse_platform("platform", text)?),
+    };
+    let arch = match arch {
+        None | Some("") => None,
+        Some(text) => Some(artifacts::parse_arch("arch", text)?),
+    };
+    Ok((platform, arch))
 }
 
 fn disposition(bundle: &Bundle) -> String {

@@ -62,7 +62,12 @@ super::text_enum! {
         ReleaseYank => "release.yank",
         ReleaseDelete => "release.delete",
         ReleaseDelta => "release.delta",
+        ReleaseArtifactUpload => "release.artifact.upload",
+        ReleaseArtifactDelete => "release.artifact.delete",
         UpdateDownload => "update.download",
+        /// A license asked for a feed token (for an updater that cannot send headers).
+        FeedTokenIssue => "feed.token.issue",
+        FeedTokenRevoke => "feed.token.revoke",
         PortalRegister => "portal.register",
         PortalLogin => "portal.login",
         PortalActivate => "portal.activate",
@@ -184,7 +189,9 @@ impl AuditAction {
             | PortalKeysRequest
             | PortalPasswordResetRequest
             | PortalPasswordReset
-            | PortalEmailUpdate => RetentionClass::Licenses,
+            | PortalEmailUpdate
+            | FeedTokenIssue
+            | FeedTokenRevoke => RetentionClass::Licenses,
             ProductCreate
             | ProductUpdate
             | ProductDelete
@@ -205,6 +212,8 @@ impl AuditAction {
             | ReleaseYank
             | ReleaseDelete
             | ReleaseDelta
+            | ReleaseArtifactUpload
+            | ReleaseArtifactDelete
             | AbuseFlag
             | AbuseLicenseSuspend
             | AbuseIpBlock

@@ -74,7 +74,11 @@ pub struct Release {
     pub is_critical: bool,
     pub requires_migration: bool,
     pub status: ReleaseStatus,
-    pub bundle: Bundle,
+    /// The release's own platform-independent file; `None` for a release served through its
+    /// artifacts only (`domain::artifacts`).
+    pub bundle: Option<Bundle>,
+    /// The share (0–100) of licenses offered the release: see [`in_rollout`].
+    pub rollout_percentage: u8,
     pub created_at: i64,
     pub published_at: Option<i64>,
     pub yanked_at: Option<i64>,
@@ -167,9 +171,18 @@ pub fn newest<'a>(
     channel: Channel,
     floor: Option<&Version>,
 ) -> Option<&'a Release> {
+    newest_where(releases, channel, floor, |_| true)
+}
+
+fn newest_where<'a>(
+    releases: &'a [Release],
+    channel: Channel,
+    floor: Option<&Version>,
+    eligible: impl Fn(&Release) -> bool,
+) -> Option<&'a Release> {
     releases
         .iter()
-        .filter(|r| r.is_served() && channel.offers(r.channel))
+        .filter(|r| r.is_served() && channel.offers(r.channel) && eligible(r))
         .filter_map(|r| r.semver().map(|v| (v, r)))
         .filter(|(v, _)| floor.is_none_or(|f| v.cmp_precedence(f) == Ordering::Greater))
         .max_by(|(a, _), (b, _)| a.cmp_precedence(b))
@@ -182,6 +195,52 @@ pub struct NewRelease {
     pub changelog: String,
     pub is_critical: bool,
     pub requires_migration: bool,
+    pub rollout_percentage: u8,
+}
+
+pub fn parse_rollout_percentage(field: &str, value: i64) -> Result<u8> {
+    u8::try_from(value)
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| Error::Invalid(format!("{field} must be a whole number from 0 to 100")))
+}
+
+/// Which of 100 buckets a subject (a license id, or a machine fingerprint where no license is
+/// known) falls in for a release: a stable hash, so the answer never changes for a pair, and
+/// independent between releases, so the same machines are not always the first.
+pub fn rollout_bucket(release_id: &str, subject: &str) -> u8 {
+    // The NUL keeps ("ab", "c") and ("a", "bc") apart.
+    let digest = crypto::sha256(format!("{release_id}\0{subject}").as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(head) % 100) as u8
+}
+
+/// Whether `subject` is offered `release` at its rollout percentage. A subject inside at p% is
+/// inside at every higher percentage, so a machine that got a release keeps getting it while the
+/// rollout grows.
+pub fn in_rollout(release: &Release, subject: &str) -> bool {
+    rollout_bucket(&release.id, subject) < release.rollout_percentage
+}
+
+/// The newest published release above `current` on `channel` or a more stable one that
+/// `subject` is in the rollout of: a client outside a staged release's bucket gets the next
+/// newest it is eligible for.
+pub fn newest_update_for<'a>(
+    releases: &'a [Release],
+    current: &Version,
+    channel: Channel,
+    subject: &str,
+) -> Option<&'a Release> {
+    newest_where(releases, channel, Some(current), |r| in_rollout(r, subject))
+}
+
+/// Whether a client at `current` is below the product's minimum version: its update is then
+/// critical whatever the release says.
+pub fn below_minimum(current: &Version, minimum: Option<&str>) -> bool {
+    minimum
+        .and_then(|m| Version::parse(m).ok())
+        .is_some_and(|m| current.cmp_precedence(&m) == Ordering::Less)
 }
 
 /// Refuses a version equal in precedence to one the product already has (`1.0.0+a` and
@@ -205,7 +264,7 @@ pub fn create(
     tenant_id: &str,
     product_id: &str,
     new: NewRelease,
-    bundle: Bundle,
+    bundle: Option<Bundle>,
 ) -> Result<Release> {
     ensure_new_version(conn, product_id, &new.version)?;
     let release = Release {
@@ -219,6 +278,7 @@ pub fn create(
         requires_migration: new.requires_migration,
         status: ReleaseStatus::Draft,
         bundle,
+        rollout_percentage: new.rollout_percentage,
         created_at: now_ms(),
         published_at: None,
         yanked_at: None,
@@ -228,8 +288,15 @@ pub fn create(
 }
 
 /// DRAFT → PUBLISHED. Publishing a published release changes nothing; a yanked one stays
-/// withdrawn (publish a new version instead).
+/// withdrawn (publish a new version instead); a release with nothing to download is refused.
 pub fn publish(conn: &Connection, release: &Release) -> Result<bool> {
+    if release.bundle.is_none()
+        && crate::domain::artifacts::repo::count_of_release(conn, &release.id)? == 0
+    {
+        return Err(Error::Conflict(
+            "the release has no bundle and no artifacts: upload one before publishing".into(),
+        ));
+    }
     match release.status {
         ReleaseStatus::Published => Ok(false),
         ReleaseStatus::Yanked => Err(Error::Conflict(
@@ -288,10 +355,10 @@ pub fn check_delta(conn: &Connection, release: &Release, from: &Version) -> Resu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn release(version: &str, channel: Channel, status: ReleaseStatus) -> Release {
+    pub(crate) fn release(version: &str, channel: Channel, status: ReleaseStatus) -> Release {
         Release {
             id: version.to_owned(),
             tenant_id: "t".into(),
@@ -302,13 +369,14 @@ mod tests {
             is_critical: false,
             requires_migration: false,
             status,
-            bundle: Bundle {
+            bundle: Some(Bundle {
                 filename: "b".into(),
                 size: 1,
                 sha256: "00".into(),
                 signature: "s".into(),
                 signature_kid: "k".into(),
-            },
+            }),
+            rollout_percentage: 100,
             created_at: 0,
             published_at: None,
             yanked_at: None,
@@ -351,6 +419,50 @@ mod tests {
             newest_update(&all, &rc, Beta).map(|r| r.version.as_str()),
             None
         );
+        Ok(())
+    }
+
+    #[test]
+    fn rollout_buckets_only_grow_with_the_percentage() {
+        let mut r = release("1.4.0", Channel::Stable, ReleaseStatus::Published);
+        let subjects: Vec<String> = (0..200).map(|i| format!("lic_{i}")).collect();
+        let inside = |r: &Release| -> Vec<String> {
+            subjects
+                .iter()
+                .filter(|s| in_rollout(r, s))
+                .cloned()
+                .collect()
+        };
+        r.rollout_percentage = 0;
+        assert!(inside(&r).is_empty());
+        r.rollout_percentage = 10;
+        let ten = inside(&r);
+        r.rollout_percentage = 50;
+        let fifty = inside(&r);
+        r.rollout_percentage = 100;
+        assert_eq!(inside(&r).len(), 200);
+        assert!(ten.iter().all(|s| fifty.contains(s)));
+        // roughly the share asked for
+        assert!((5..=40).contains(&ten.len()), "{}", ten.len());
+        assert!((70..=130).contains(&fifty.len()), "{}", fifty.len());
+        assert!(parse_rollout_percentage("p", 101).is_err());
+        assert!(parse_rollout_percentage("p", -1).is_err());
+    }
+
+    #[test]
+    fn a_client_outside_a_staged_release_gets_the_next_newest() -> Result<()> {
+        let mut staged = release("1.5.0", Channel::Stable, ReleaseStatus::Published);
+        staged.rollout_percentage = 0;
+        let all = vec![
+            release("1.4.0", Channel::Stable, ReleaseStatus::Published),
+            staged,
+        ];
+        let current = parse_version("v", "1.0.0")?;
+        let got = newest_update_for(&all, &current, Channel::Stable, "lic_1");
+        assert_eq!(got.map(|r| r.version.as_str()), Some("1.4.0"));
+        assert!(below_minimum(&current, Some("1.2.0")));
+        assert!(!below_minimum(&current, Some("1.0.0")));
+        assert!(!below_minimum(&current, None));
         Ok(())
     }
 

@@ -14,13 +14,18 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
         is_critical: r.get("is_critical")?,
         requires_migration: r.get("requires_migration")?,
         status: r.get("status")?,
-        bundle: Bundle {
-            filename: r.get("bundle_filename")?,
-            size: r.get::<_, i64>("bundle_size")?.max(0) as u64,
-            sha256: r.get("bundle_sha256")?,
-            signature: r.get("signature")?,
-            signature_kid: r.get("signature_kid")?,
+        bundle: match r.get::<_, String>("bundle_sha256")? {
+            // '' marks a release served through its artifacts only (see schema.sql).
+            sha256 if sha256.is_empty() => None,
+            sha256 => Some(Bundle {
+                filename: r.get("bundle_filename")?,
+                size: r.get::<_, i64>("bundle_size")?.max(0) as u64,
+                sha256,
+                signature: r.get("signature")?,
+                signature_kid: r.get("signature_kid")?,
+            }),
         },
+        rollout_percentage: r.get::<_, i64>("rollout_percentage")?.clamp(0, 100) as u8,
         created_at: r.get("created_at")?,
         published_at: r.get("published_at")?,
         yanked_at: r.get("yanked_at")?,
@@ -43,11 +48,21 @@ fn delta_from_row(r: &Row<'_>) -> rusqlite::Result<Delta> {
 }
 
 pub fn insert(conn: &Connection, r: &Release) -> Result<()> {
+    let none = Bundle {
+        filename: String::new(),
+        size: 0,
+        sha256: String::new(),
+        signature: String::new(),
+        signature_kid: String::new(),
+    };
+    let bundle = r.bundle.as_ref().unwrap_or(&none);
     conn.execute(
         "INSERT INTO releases (id, tenant_id, product_id, version, channel, changelog,
             is_critical, requires_migration, status, bundle_filename, bundle_size,
-            bundle_sha256, signature, created_at, published_at, yanked_at, signature_kid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            bundle_sha256, signature, created_at, published_at, yanked_at, signature_kid,
+            rollout_percentage)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18)",
         params![
             r.id,
             r.tenant_id,
@@ -58,14 +73,15 @@ pub fn insert(conn: &Connection, r: &Release) -> Result<()> {
             r.is_critical,
             r.requires_migration,
             r.status,
-            r.bundle.filename,
-            r.bundle.size as i64,
-            r.bundle.sha256,
-            r.bundle.signature,
+            bundle.filename,
+            bundle.size as i64,
+            bundle.sha256,
+            bundle.signature,
             r.created_at,
             r.published_at,
             r.yanked_at,
-            r.bundle.signature_kid
+            bundle.signature_kid,
+            r.rollout_percentage
         ],
     )?;
     Ok(())
@@ -129,14 +145,15 @@ pub fn mark_yanked(conn: &Connection, id: &str, now: i64) -> Result<()> {
 pub fn update_details(conn: &Connection, r: &Release) -> Result<()> {
     conn.execute(
         "UPDATE releases SET channel = ?2, changelog = ?3, is_critical = ?4,
-            requires_migration = ?5
+            requires_migration = ?5, rollout_percentage = ?6
          WHERE id = ?1",
         params![
             r.id,
             r.channel,
             r.changelog,
             r.is_critical,
-            r.requires_migration
+            r.requires_migration,
+            r.rollout_percentage
         ],
     )?;
     Ok(())
@@ -184,11 +201,12 @@ pub fn deltas_of(conn: &Connection, release_id: &str) -> Result<Vec<Delta>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The bundle hashes a release (with its deltas) or a whole product refers to.
+/// The bundle hashes a release (with its deltas and artifacts) or a whole product refers to.
 pub fn bundles_of_release(conn: &Connection, release_id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT bundle_sha256 FROM releases WHERE id = ?1
-         UNION SELECT bundle_sha256 FROM release_deltas WHERE release_id = ?1",
+        "SELECT bundle_sha256 FROM releases WHERE id = ?1 AND bundle_sha256 <> ''
+         UNION SELECT bundle_sha256 FROM release_deltas WHERE release_id = ?1
+         UNION SELECT sha256 FROM release_artifacts WHERE release_id = ?1",
     )?;
     let rows = stmt.query_map([release_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -196,20 +214,46 @@ pub fn bundles_of_release(conn: &Connection, release_id: &str) -> Result<Vec<Str
 
 pub fn bundles_of_product(conn: &Connection, product_id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT bundle_sha256 FROM releases WHERE product_id = ?1
+        "SELECT bundle_sha256 FROM releases WHERE product_id = ?1 AND bundle_sha256 <> ''
          UNION SELECT d.bundle_sha256 FROM release_deltas d
-               JOIN releases r ON r.id = d.release_id WHERE r.product_id = ?1",
+               JOIN releases r ON r.id = d.release_id WHERE r.product_id = ?1
+         UNION SELECT a.sha256 FROM release_artifacts a
+               JOIN releases r ON r.id = a.release_id WHERE r.product_id = ?1",
     )?;
     let rows = stmt.query_map([product_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Whether any release or delta (of any tenant: the store is shared) still uses a bundle.
+/// Whether any release, delta or artifact (of any tenant: the store is shared) still uses a
+/// bundle.
 pub fn bundle_in_use(conn: &Connection, sha256: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM releases WHERE bundle_sha256 = ?1)
-                 OR EXISTS (SELECT 1 FROM release_deltas WHERE bundle_sha256 = ?1)",
+                 OR EXISTS (SELECT 1 FROM release_deltas WHERE bundle_sha256 = ?1)
+                 OR EXISTS (SELECT 1 FROM release_artifacts WHERE sha256 = ?1)",
         )?
         .query_row([sha256], |r| r.get(0))?)
+}
+
+/// The product's minimum version (`products.minimum_version`): a client below it is told its
+/// update is critical.
+pub fn minimum_version(conn: &Connection, product_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT minimum_version FROM products WHERE id = ?1")?
+        .query_row([product_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+pub fn set_minimum_version(
+    conn: &Connection,
+    product_id: &str,
+    version: Option<&str>,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE products SET minimum_version = ?2 WHERE id = ?1",
+        params![product_id, version],
+    )?;
+    Ok(())
 }

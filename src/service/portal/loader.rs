@@ -6,7 +6,7 @@ use super::dashboard::{access_of, loader_level, loader_release};
 use super::{open_portal_of, signed_in_user};
 use crate::domain::audit::AuditAction;
 use crate::domain::portal_users::{self, AccessLevel};
-use crate::domain::releases::Release;
+use crate::domain::releases::{Bundle, Release};
 use crate::error::Error;
 use crate::service::Ctx;
 use crate::state::AppState;
@@ -15,6 +15,9 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct LoaderDownload {
     pub release: Release,
+    /// The release's own bundle (a release served through per-platform artifacts only has no
+    /// loader file).
+    pub bundle: Bundle,
     pub file: tokio::fs::File,
 }
 
@@ -48,7 +51,8 @@ pub async fn download_loader(state: &AppState, ctx: &Ctx) -> Result<LoaderDownlo
         return Err(Error::Forbidden(why.into()));
     }
     let release = release.ok_or(Error::NotFound("loader"))?;
-    let path = state.bundles.path(&release.bundle.sha256)?;
+    let bundle = release.bundle.clone().ok_or(Error::NotFound("loader"))?;
+    let path = state.bundles.path(&bundle.sha256)?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| Error::Storage(format!("bundle file {} unreadable: {e}", path.display())))?;
@@ -57,5 +61,9 @@ pub async fn download_loader(state: &AppState, ctx: &Ctx) -> Result<LoaderDownlo
             .product(&user.product_id)
             .detail(json!({"releaseId": release.id, "version": release.version})),
     );
-    Ok(LoaderDownload { release, file })
+    Ok(LoaderDownload {
+        release,
+        bundle,
+        file,
+    })
 }
