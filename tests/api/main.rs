@@ -9,6 +9,7 @@ mod audit_retention;
 mod catalog_regressions;
 mod entitlements;
 mod helpers;
+mod hot_path;
 mod keys_and_validation;
 mod keys_regressions;
 mod layers;
