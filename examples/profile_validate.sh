@@ -65,9 +65,17 @@ def connect():
 conn = connect()
 
 def call(method, path, body=None, headers=None, ok=None):
-    conn.request(method, path, None if body is None else json.dumps(body),
-                 {"content-type": "application/json", **(headers or {})})
-    r = conn.getresponse()
+    global conn
+    payload = None if body is None else json.dumps(body)
+    headers = {"content-type": "application/json", **(headers or {})}
+    try:
+        conn.request(method, path, payload, headers)
+        r = conn.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionError):
+        # The server closes a connection idle for 5 s; a dump on a busy machine takes longer.
+        conn = connect()
+        conn.request(method, path, payload, headers)
+        r = conn.getresponse()
     data = r.read()
     if r.status >= 300 or (ok is not None and ok not in data):
         sys.exit(f"{method} {path} → {r.status} {data[:300]!r}")

@@ -6,6 +6,7 @@
 //!   cargo run --release --example sign_alternatives             # µs per signature
 //!   valgrind --tool=callgrind target/release/examples/sign_alternatives dalek 1000
 //!                                                                # instructions (minus a 0 run)
+#![allow(clippy::unwrap_used)] // a measurement tool: a broken key or argument should stop it
 
 use std::time::Instant;
 
@@ -36,7 +37,9 @@ fn main() {
         for _ in 0..n {
             sink ^= match which.as_str() {
                 "dalek" => dalek.sign(&message).to_bytes()[0],
-                "dalek-expanded" => raw_sign::<sha2::Sha512>(&expanded, &message, &verifying).to_bytes()[0],
+                "dalek-expanded" => {
+                    raw_sign::<sha2::Sha512>(&expanded, &message, &verifying).to_bytes()[0]
+                }
                 "ring" => ring_key.sign(&message).as_ref()[0],
                 other => panic!("unknown implementation {other}"),
             };

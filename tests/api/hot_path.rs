@@ -76,7 +76,8 @@ async fn a_burst_of_vendor_validations_is_signed_over_the_sent_bytes_and_audited
 
     let answers = join_all((0..BURST).map(|i| {
         let (key, machine) = &licenses[i % licenses.len()];
-        let body = json!({"licenseKey": key, "machineId": machine, "nonce": format!("burst-{i:04}")});
+        let body =
+            json!({"licenseKey": key, "machineId": machine, "nonce": format!("burst-{i:04}")});
         srv.post(VENDOR_VALIDATE, &app, body)
     }))
     .await;
@@ -84,7 +85,11 @@ async fn a_burst_of_vendor_validations_is_signed_over_the_sent_bytes_and_audited
         let what = format!("vendor validation {i}");
         assert_signed_over_sent_bytes(a, &public_key, &what);
         assert_eq!(a.body["valid"], true, "{what}: {}", a.body);
-        assert_eq!(a.body["nonce"], format!("burst-{i:04}"), "{what}: its nonce");
+        assert_eq!(
+            a.body["nonce"],
+            format!("burst-{i:04}"),
+            "{what}: its nonce"
+        );
         assert_eq!(
             a.header("x-keyward-product"),
             Some(product.id.as_str()),
