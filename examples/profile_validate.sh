@@ -20,7 +20,7 @@ N=${N:-2000}
 MODE=${MODE:-callgrind}
 LICENSES=${LICENSES:-200}
 BIN=${BIN:-target/profiling/keyward}
-OUT=target/callgrind
+OUT=${OUT:-target/callgrind}
 TOOLS="valgrind callgrind_control callgrind_annotate python3"
 [ "$MODE" = syscalls ] && TOOLS="strace python3"
 for tool in $TOOLS; do
