@@ -5,6 +5,7 @@
 #   cargo build --profile profiling && examples/profile_validate.sh
 #   N=5000 examples/profile_validate.sh        # more requests per phase
 #   BIN=target/release/keyward examples/profile_validate.sh   # counts only (stripped: no names)
+#   MODE=syscalls examples/profile_validate.sh   # system calls and context switches instead
 #
 # The release server runs under valgrind with instrumentation off while it starts and is set
 # up, then each phase is counted alone: instrumentation on, N requests over one keep-alive
@@ -16,10 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-2000}
+MODE=${MODE:-callgrind}
 LICENSES=${LICENSES:-200}
 BIN=${BIN:-target/profiling/keyward}
-OUT=target/callgrind
-for tool in valgrind callgrind_control callgrind_annotate python3; do
+OUT=${OUT:-target/callgrind}
+TOOLS="valgrind callgrind_control callgrind_annotate python3"
+[ "$MODE" = syscalls ] && TOOLS="strace python3"
+for tool in $TOOLS; do
     command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 [ -x "$BIN" ] || { echo "$BIN is missing: run cargo build --profile profiling first" >&2; exit 1; }
@@ -35,15 +39,16 @@ PRODUCT=$("$BIN" product create --data-dir "$DIR" --name "Profile" --slug profil
 SELLER=$("$BIN" apikey create --data-dir "$DIR" --name seller --scope CREATE_LICENSE)
 APP=$("$BIN" apikey create --data-dir "$DIR" --name app --scope VALIDATE_ONLY)
 
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.%p" \
-    "$BIN" serve --data-dir "$DIR" --bind "127.0.0.1:$PORT" --rate-limit-per-ip 1000000000 \
+WRAP=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.%p")
+[ "$MODE" = syscalls ] && WRAP=()
+"${WRAP[@]}" "$BIN" serve --data-dir "$DIR" --bind "127.0.0.1:$PORT" --rate-limit-per-ip 1000000000 \
     --rate-limit-per-license-key 1000000000 >"$OUT/server.log" 2>&1 &
 SERVER=$!
 
-python3 - "$PORT" "$PRODUCT" "$SELLER" "$APP" "$N" "$LICENSES" "$SERVER" "$OUT/server.log" <<'PY'
-import http.client, json, re, subprocess, sys, time
+python3 - "$PORT" "$PRODUCT" "$SELLER" "$APP" "$N" "$LICENSES" "$SERVER" "$OUT/server.log" "$MODE" "$OUT" <<'PY'
+import http.client, json, os, re, signal, subprocess, sys, time
 
-port, product, seller, app, n, licenses, server, server_log = sys.argv[1:]
+port, product, seller, app, n, licenses, server, server_log, mode, out = sys.argv[1:]
 n, licenses = int(n), int(licenses)
 
 def connect():
@@ -60,9 +65,17 @@ def connect():
 conn = connect()
 
 def call(method, path, body=None, headers=None, ok=None):
-    conn.request(method, path, None if body is None else json.dumps(body),
-                 {"content-type": "application/json", **(headers or {})})
-    r = conn.getresponse()
+    global conn
+    payload = None if body is None else json.dumps(body)
+    headers = {"content-type": "application/json", **(headers or {})}
+    try:
+        conn.request(method, path, payload, headers)
+        r = conn.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionError):
+        # The server closes a connection idle for 5 s; a dump on a busy machine takes longer.
+        conn = connect()
+        conn.request(method, path, payload, headers)
+        r = conn.getresponse()
     data = r.read()
     if r.status >= 300 or (ok is not None and ok not in data):
         sys.exit(f"{method} {path} → {r.status} {data[:300]!r}")
@@ -70,6 +83,15 @@ def call(method, path, body=None, headers=None, ok=None):
 
 def control(*args):
     subprocess.run(["callgrind_control", *args, server], check=True, stdout=subprocess.DEVNULL)
+
+def switches():
+    """Context switches of all the server's threads, voluntary and not."""
+    total = 0
+    for tid in os.listdir(f"/proc/{server}/task"):
+        for line in open(f"/proc/{server}/task/{tid}/status"):
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[-1])
+    return total
 
 # Vendor face: licenses, each activated on its own machine.
 vendor = []
@@ -117,16 +139,39 @@ def health(i):
 for name, one in [("health", health), ("validate", vendor_validate), ("kv-validate", kv_validate)]:
     for i in range(200):  # warm up, uncounted
         one(i)
-    control("--instr=on")
-    control("--zero")
-    for i in range(n):
-        one(i)
-    control(f"--dump={name}")
-    control("--instr=off")
+    if mode == "callgrind":
+        control("--instr=on")
+        control("--zero")
+        for i in range(n):
+            one(i)
+        control(f"--dump={name}")
+        control("--instr=off")
+    else:
+        # Context switches untraced (ptrace stops would add their own), then system calls.
+        before = switches()
+        for i in range(n):
+            one(i)
+        print(f"{name}: {(switches() - before) / n:.2f} context switches per request", flush=True)
+        tids = ",".join(os.listdir(f"/proc/{server}/task"))
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", f"{out}/strace.{name}.txt", "-p", tids],
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # strace attaches to every thread
+        for i in range(n):
+            one(i)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait()
     print(f"{name}: {n} requests counted", flush=True)
 PY
 
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+if [ "$MODE" = syscalls ]; then
+    for phase in health validate kv-validate; do
+        echo "== $phase: system calls per request (strace -c, all threads)"
+        awk -v n="$N" '$1 ~ /^[0-9.]+$/ && NF >= 5 { calls = $4; name = $NF; if (name != "total") printf "  %-16s %6.2f\n", name, calls / n }' \
+            "$OUT/strace.$phase.txt" | sort -k2 -nr | head -12
+    done
+    exit 0
+fi
 for phase in health validate kv-validate; do
     file=$(grep -l "^desc: Trigger: dump $phase\$" "$OUT"/callgrind.out.* | head -1)
     [ -n "$file" ] || { echo "no profile was dumped for $phase" >&2; exit 1; }

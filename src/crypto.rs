@@ -178,6 +178,30 @@ pub fn sign(secret: &SigningKey, message: &[u8]) -> String {
     B64.encode(secret.sign(message).to_bytes())
 }
 
+/// A signing key made ready for many signatures. `SigningKey::sign` hashes the seed with
+/// SHA-512 again for every signature to get the scalar and the nonce prefix; this keeps them,
+/// so an answer costs only the signature itself (issue 16). The signature is the same bytes.
+pub struct AnswerSigner {
+    expanded: ed25519_dalek::hazmat::ExpandedSecretKey,
+    public: ed25519_dalek::VerifyingKey,
+}
+
+impl AnswerSigner {
+    pub fn new(key: &SigningKey) -> Self {
+        Self {
+            expanded: ed25519_dalek::hazmat::ExpandedSecretKey::from(&key.to_bytes()),
+            public: key.verifying_key(),
+        }
+    }
+
+    /// Ed25519 over `message`, base64.
+    pub fn sign(&self, message: &[u8]) -> String {
+        let signature =
+            ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&self.expanded, message, &self.public);
+        B64.encode(signature.to_bytes())
+    }
+}
+
 /// Ed25519 over a file's exact bytes, base64, without holding the file in memory. Ed25519
 /// hashes the message twice (once for the nonce, once for the challenge), so the file is
 /// read twice; the signature is the ordinary one `openssl pkeyutl -verify -rawin` accepts.

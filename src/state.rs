@@ -171,6 +171,8 @@ pub struct SigningKeys(RwLock<HashMap<String, Arc<OpenSigningKey>>>);
 /// names it, so it is not recomputed per answer.
 pub struct OpenSigningKey {
     pub key: SigningKey,
+    /// The same key expanded once, for the answers it signs.
+    pub answers: crypto::AnswerSigner,
     pub kid: String,
     /// The rotation that made it current in this process (`signing_keys.serial`); 0 for a key
     /// opened from the product row, which is current when read.
@@ -191,6 +193,7 @@ impl SigningKeys {
         let key = crypto::signing_key_from_seed(&seed)?;
         let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
         let key = Arc::new(OpenSigningKey {
+            answers: crypto::AnswerSigner::new(&key),
             key,
             kid,
             serial: 0,
@@ -208,7 +211,12 @@ impl SigningKeys {
     /// is signed by it. Of two rotations that finish together, the later key stays.
     pub fn replace(&self, product_id: &str, key: SigningKey, serial: i64) {
         let kid = crate::domain::license_files::kid(key.verifying_key().as_bytes());
-        let key = Arc::new(OpenSigningKey { key, kid, serial });
+        let key = Arc::new(OpenSigningKey {
+            answers: crypto::AnswerSigner::new(&key),
+            key,
+            kid,
+            serial,
+        });
         if let Ok(mut map) = self.0.write() {
             let newer = map.get(product_id).is_none_or(|open| open.serial < serial);
             if newer {

@@ -12,6 +12,7 @@ mod catalog_regressions;
 mod entitlements;
 mod feeds;
 mod helpers;
+mod hot_path;
 mod keys_and_validation;
 mod keys_regressions;
 mod layers;
