@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use helpers::*;
+use keyward::domain::api_keys::Scope;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -424,6 +425,33 @@ async fn a_database_without_its_master_key_refuses_to_start() {
         stderr(&out)
     );
     assert!(!dir.join("master.key").exists(), "no new key was created");
+}
+
+/// Without any product, another sealed secret (here an SMTP password) still proves the master
+/// key: the wrong key is refused at start.
+#[tokio::test]
+async fn a_wrong_master_key_is_refused_when_only_an_smtp_password_is_sealed() {
+    let s = TestServer::start().await;
+    let admin = s.create_api_key("default", Scope::FullAdmin, None);
+    let a = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/mail/settings",
+            Some(&admin),
+            Some(json!({"host": "smtp.example.com", "port": 587, "security": "starttls",
+                        "username": "u", "password": "p4ss", "fromAddress": "a@acme.example"})),
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 200, "{}", a.body);
+    let dir = s.data_dir().to_path_buf();
+    std::fs::write(dir.join("master.key"), [7u8; 32]).unwrap();
+    let out = keyward(&dir, &["serve", "--bind", "127.0.0.1:0"]);
+    assert!(!out.status.success(), "must refuse to start");
+    assert!(
+        stderr(&out).contains("does not open the secrets"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// An operator command run where there is no installation refuses, naming the path; only

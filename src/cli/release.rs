@@ -72,6 +72,9 @@ pub enum ReleaseCommand {
         /// msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …
         #[arg(long)]
         filetype: String,
+        /// The oldest OS version the file runs on (`10.15`); Sparkle's appcast shows it.
+        #[arg(long)]
+        minimum_system_version: Option<String>,
         /// The file to upload (streamed).
         file: PathBuf,
     },
@@ -133,15 +136,20 @@ pub async fn run(cmd: ReleaseCommand) -> Result<i32, Error> {
             platform,
             arch,
             filetype,
+            minimum_system_version,
             file,
         } => {
             let path = format!("/api/releases/{}/artifacts", segment(&release)?);
+            let mut fields = vec![
+                ("platform", platform),
+                ("arch", arch),
+                ("filetype", filetype),
+            ];
+            if let Some(version) = minimum_system_version {
+                fields.push(("minimumSystemVersion", version));
+            }
             let upload = Upload {
-                fields: vec![
-                    ("platform", platform),
-                    ("arch", arch),
-                    ("filetype", filetype),
-                ],
+                fields,
                 file_field: "file",
                 file,
             };

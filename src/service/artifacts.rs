@@ -42,6 +42,8 @@ pub struct ArtifactForm {
     pub platform: Option<String>,
     pub arch: Option<Arch>,
     pub filetype: Option<String>,
+    /// Optional: the oldest OS version the file runs on.
+    pub minimum_system_version: Option<String>,
 }
 
 /// An artifact upload in progress: the face streams the form into it, then calls
@@ -164,6 +166,7 @@ impl ArtifactUpload<'_> {
                 minisign_signature,
                 created_at: now_ms(),
                 sha1: digests.sha1,
+                minimum_system_version: form.minimum_system_version,
             })
         }
         .await;

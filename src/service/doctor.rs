@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::crypto::{MASTER_KEY_FILE, MasterKey};
-use crate::domain::products;
 use crate::storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -224,7 +223,7 @@ fn schema(db: Result<&Connection, &String>) -> Check {
 fn master_key(data_dir: &Path, db: Option<&Connection>) -> Check {
     const NAME: &str = "master key";
     let key_path = data_dir.join(MASTER_KEY_FILE);
-    let sealed = db.and_then(|c| products::repo::any_signing_secret(c).ok().flatten());
+    let sealed = db.and_then(|c| crate::storage::any_sealed_secret(c).ok().flatten());
     let master = match MasterKey::load(data_dir) {
         Ok(m) => m,
         Err(e) => {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::crypto::MasterKey;
 use crate::error::Error;
@@ -103,7 +103,7 @@ pub fn open_data_dir(data_dir: &Path, create: bool) -> Result<(Connection, Maste
     let master = match MasterKey::load(data_dir)? {
         Some(master) => master,
         None => {
-            if crate::domain::products::repo::any_signing_secret(&conn)?.is_some() {
+            if any_sealed_secret(&conn)?.is_some() {
                 return Err(missing_master_key(data_dir));
             }
             MasterKey::load_or_create(data_dir)?
@@ -114,10 +114,34 @@ pub fn open_data_dir(data_dir: &Path, create: bool) -> Result<(Connection, Maste
     Ok((conn, master))
 }
 
+/// One secret sealed with the master key, if the database holds any: a product's signing key
+/// first, then the secrets an installation without products may still hold (an operator's
+/// TOTP, an event webhook's, an SMTP password, a payment provider's). Whichever it is, the
+/// master key either opens it or is the wrong key.
+pub fn any_sealed_secret(conn: &Connection) -> Result<Option<Vec<u8>>, Error> {
+    const SEALED: [&str; 5] = [
+        "SELECT signing_secret_sealed FROM products ORDER BY rowid LIMIT 1",
+        "SELECT secret_sealed FROM operator_totp LIMIT 1",
+        "SELECT secret_sealed FROM webhook_endpoints LIMIT 1",
+        "SELECT password_sealed FROM smtp_settings WHERE password_sealed IS NOT NULL LIMIT 1",
+        "SELECT secret_sealed FROM payment_endpoints LIMIT 1",
+    ];
+    for sql in SEALED {
+        let found: Option<Vec<u8>> = conn
+            .query_row(sql, [], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::Storage(format!("cannot read the sealed secrets: {e}")))?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
 /// A database restored without its master key would start, report healthy and fail every
 /// signed request: refuse to start instead.
 fn check_master_key(conn: &Connection, master: &MasterKey, data_dir: &Path) -> Result<(), Error> {
-    let Some(sealed) = crate::domain::products::repo::any_signing_secret(conn)? else {
+    let Some(sealed) = any_sealed_secret(conn)? else {
         return Ok(());
     };
     if master.open(&sealed).is_ok() {

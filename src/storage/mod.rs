@@ -16,7 +16,7 @@ use rusqlite::Connection;
 
 pub use archive::{Manifest, ManifestEntry, Summary as BackupSummary, write_archive};
 pub use backup::{default_backup_dir, snapshot_to, stamp};
-pub use files::{has_database, make_private, open_data_dir, private_dir};
+pub use files::{any_sealed_secret, has_database, make_private, open_data_dir, private_dir};
 pub use migrations::{LATEST_VERSION, open_and_migrate};
 pub use restore::{Restored, restore};
 pub use writer::{BatchObserver, Writer, WriterHandle};

@@ -151,6 +151,14 @@ async fn artifact_uploads_refuse_bad_input_and_change_nothing() {
             "colour",
         ),
         (
+            "minimum system version not a version",
+            vec![ok[0], ok[1], ok[2], ("minimumSystemVersion", "Catalina")],
+            file(),
+            400,
+            "VALIDATION_ERROR",
+            "minimumSystemVersion",
+        ),
+        (
             "taken slot",
             vec![
                 ("platform", "windows"),

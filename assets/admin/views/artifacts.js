@@ -144,6 +144,9 @@ export function artifactsDialog(r, onChange) {
         h('span', { class: 'badge plain' }, a.arch),
         ' ',
         h('span', { class: 'badge plain' }, a.filetype),
+        a.minimumSystemVersion
+          ? h('span', { class: 'small muted' }, ` · OS ${a.minimumSystemVersion}+`)
+          : null,
       ),
       h('td', { 'data-label': 'File', class: 'small' }, `${a.filename} · ${fmtBytes(a.size)}`),
       h('td', { 'data-label': 'SHA-256' }, copyable(a.sha256, 'artifact-sha256')),
@@ -213,6 +216,13 @@ export function artifactsDialog(r, onChange) {
               options: FILETYPES,
               test: 'artifact-filetype',
             }),
+            field({
+              label: 'Minimum OS version',
+              name: 'minimumSystemVersion',
+              placeholder: 'e.g. 10.15',
+              hint: 'Optional. Sparkle skips the file on older systems.',
+              test: 'artifact-minimum-os',
+            }),
           ),
           field({
             label: 'File',
@@ -238,6 +248,7 @@ export function artifactsDialog(r, onChange) {
       e.preventDefault();
       clearErrors(form);
       const fd = new FormData(form);
+      if (!String(fd.get('minimumSystemVersion') || '').trim()) fd.delete('minimumSystemVersion');
       const file = fd.get('file');
       if (!(file instanceof File) || file.size === 0) {
         showError(form, new Error('file: choose the file to upload'));

@@ -33,6 +33,10 @@ pub struct ArtifactUploadForm {
     pub arch: String,
     /// msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …
     pub filetype: String,
+    /// Optional: the oldest OS version the file runs on, one to four dot-separated numbers
+    /// (`10.15`). Sparkle's appcast writes it as `sparkle:minimumSystemVersion`.
+    #[oai(rename = "minimumSystemVersion")]
+    pub minimum_system_version: Option<String>,
     /// The file. Streamed to disk, hashed (SHA-256, SHA-512) and signed (Ed25519 and
     /// minisign); its size limit is the server's `--max-bundle-bytes`.
     pub file: Upload,
@@ -62,6 +66,8 @@ pub struct ArtifactView {
     /// The text of a minisign `.sig` file: prehashed Ed25519 (BLAKE2b-512) with a trusted
     /// comment. Tauri's updater wants it base64-encoded.
     pub minisign_signature: String,
+    /// The oldest OS version the file runs on, where set.
+    pub minimum_system_version: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -80,6 +86,7 @@ impl ArtifactView {
             signature: a.file.signature.clone(),
             signature_kid: a.file.signature_kid.clone(),
             minisign_signature: a.minisign_signature.clone(),
+            minimum_system_version: a.minimum_system_version.clone(),
             created_at: ms_to_datetime(a.created_at),
         }
     }
@@ -234,7 +241,8 @@ impl ArtifactsApi {
 
     /// Upload an artifact
     ///
-    /// A `multipart/form-data` body: `platform`, `arch`, `filetype` and the file `file`, one per
+    /// A `multipart/form-data` body: `platform`, `arch`, `filetype`, optionally
+    /// `minimumSystemVersion`, and the file `file`, one per
     /// (platform, arch, filetype) and release. The file streams to disk, is hashed (SHA-256,
     /// SHA-512) and signed with the project's key (Ed25519, and minisign for Tauri). To a draft
     /// or a published release; not to a yanked one.
@@ -265,11 +273,24 @@ impl ArtifactsApi {
                         let text = text_field(field, "filetype", 64).await?;
                         fields.filetype = Some(artifacts::parse_filetype("filetype", &text)?);
                     }
+                    "minimumSystemVersion" => {
+                        let text = text_field(field, "minimumSystemVersion", 64).await?;
+                        fields.minimum_system_version =
+                            Some(artifacts::parse_minimum_system_version(
+                                "minimumSystemVersion",
+                                &text,
+                            )?);
+                    }
                     "file" => {
                         let name = field.file_name().map(str::to_owned);
                         upload.receive_file(field.into_async_read(), name).await?;
                     }
-                    other => return Err(unknown_field(other, "platform, arch, filetype and file")),
+                    other => {
+                        return Err(unknown_field(
+                            other,
+                            "platform, arch, filetype, minimumSystemVersion and file",
+                        ));
+                    }
                 }
             }
             Ok(())

@@ -46,6 +46,8 @@ pub struct Artifact {
     /// Lower-case hex SHA-1 of the exact bytes (Velopack's feed names it); empty for an artifact
     /// uploaded before it was recorded.
     pub sha1: String,
+    /// The oldest OS version the file runs on (`10.15`), where the vendor set it.
+    pub minimum_system_version: Option<String>,
 }
 
 /// What [`file_digests`] reads from a file.
@@ -139,6 +141,22 @@ pub fn parse_filetype(field: &str, text: &str) -> Result<String> {
     slug(field, text, 32, |c| {
         c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
     })
+}
+
+/// An OS version as Sparkle compares it: one to four dot-separated numbers (`10.15`, `11`,
+/// `10.13.6`).
+pub fn parse_minimum_system_version(field: &str, text: &str) -> Result<String> {
+    let text = text.trim();
+    let parts: Vec<&str> = text.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit());
+    if text.is_empty() || parts.len() > 4 || !parts.iter().all(numeric) {
+        return Err(Error::Invalid(format!(
+            "{field} must be an OS version of one to four dot-separated numbers, such as \
+             \"10.15\" or \"11\"; got {:?}",
+            text.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(text.to_owned())
 }
 
 /// Artifacts are added to a draft or a published release (a late platform build); a yanked
@@ -267,6 +285,7 @@ mod tests {
             minisign_signature: String::new(),
             created_at: 0,
             sha1: String::new(),
+            minimum_system_version: None,
         }
     }
 
@@ -360,5 +379,15 @@ mod tests {
             id(pick(&release, &all, &want(Some("linux"), None, None))),
             "linux-x86_64-AppImage"
         );
+    }
+
+    #[test]
+    fn minimum_system_versions_are_dotted_numbers() {
+        for good in ["10.15", "11", "10.13.6", " 14.0 "] {
+            assert!(parse_minimum_system_version("m", good).is_ok(), "{good}");
+        }
+        for bad in ["", "10.", ".10", "ten", "10.15-beta", "1.2.3.4.5", "10..1"] {
+            assert!(parse_minimum_system_version("m", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -22,14 +22,16 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
         minisign_signature: r.get("minisign_signature")?,
         created_at: r.get("created_at")?,
         sha1: r.get("sha1")?,
+        minimum_system_version: r.get("minimum_system_version")?,
     })
 }
 
 pub fn insert(conn: &Connection, a: &Artifact) -> Result<()> {
     conn.execute(
         "INSERT INTO release_artifacts (id, release_id, platform, arch, filetype, filename, size,
-            sha256, sha512, signature, signature_kid, minisign_signature, created_at, sha1)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            sha256, sha512, signature, signature_kid, minisign_signature, created_at, sha1,
+            minimum_system_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             a.id,
             a.release_id,
@@ -44,7 +46,8 @@ pub fn insert(conn: &Connection, a: &Artifact) -> Result<()> {
             a.file.signature_kid,
             a.minisign_signature,
             a.created_at,
-            a.sha1
+            a.sha1,
+            a.minimum_system_version
         ],
     )?;
     Ok(())

@@ -264,6 +264,7 @@ mod tests {
             minisign_signature: String::new(),
             created_at: 0,
             sha1: String::new(),
+            minimum_system_version: None,
         }
     }
 

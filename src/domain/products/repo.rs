@@ -290,14 +290,3 @@ pub fn find_any(conn: &Connection, id: &str) -> Result<Option<Product>> {
         .optional()?)
 }
 
-/// The sealed signing secret of any one product (the oldest), to prove at start that the
-/// master key opens this database's secrets.
-pub fn any_signing_secret(conn: &Connection) -> Result<Option<Vec<u8>>> {
-    Ok(conn
-        .query_row(
-            "SELECT signing_secret_sealed FROM products ORDER BY rowid LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?)
-}

@@ -7,6 +7,10 @@ ALTER TABLE products ADD COLUMN feeds_public INTEGER NOT NULL DEFAULT 0;
 -- artifact uploaded before this version, whose SHA-1 the Velopack feed computes once and keeps.
 ALTER TABLE release_artifacts ADD COLUMN sha1 TEXT NOT NULL DEFAULT '';
 
+-- The oldest OS version an artifact runs on ("10.15" for macOS Catalina), as the vendor gave it;
+-- Sparkle's appcast writes it as `sparkle:minimumSystemVersion`. NULL: not set.
+ALTER TABLE release_artifacts ADD COLUMN minimum_system_version TEXT;
+
 -- Per-license feed tokens: what a client whose updater cannot send headers (Sparkle) puts in
 -- its feed URL instead of its license key. Stored as SHA-256 only; deleting a row revokes it.
 CREATE TABLE feed_tokens (

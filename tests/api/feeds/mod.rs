@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::artifacts::{Fixture, bytes_of, fixture};
+use crate::artifacts::{Fixture, artifact_form, bytes_of, fixture};
 use crate::helpers::*;
 
 mod access;

@@ -44,6 +44,7 @@ async fn sparkle_appcast_parses_and_its_ed_signature_verifies_with_openssl() {
     assert_eq!(item.short_version, "1.1.0");
     assert_eq!(item.channel, None);
     assert_eq!(item.critical_below.as_deref(), Some("1.0.5"));
+    assert_eq!(item.minimum_system_version, None, "not set on this artifact");
     assert_eq!(
         item.description, "Notes of 1.1.0: <b>bold</b> & ]]> \"quoted\" é",
         "CDATA keeps the notes as written"
@@ -127,15 +128,26 @@ async fn sparkle_appcast_parses_and_its_ed_signature_verifies_with_openssl() {
         .create_draft(json!({"version": "1.2.0", "isCritical": true}))
         .await;
     let id = str_of(&critical.body["data"]["release"]["id"]);
-    f.upload(
-        &id,
-        "darwin",
-        "universal",
-        "zip",
-        "App-1.2.0.zip",
-        bytes_of("c", 500),
-    )
-    .await;
+    let uploaded = f
+        .upload_as(
+            &f.admin,
+            &id,
+            artifact_form(
+                &[
+                    ("platform", "darwin"),
+                    ("arch", "universal"),
+                    ("filetype", "zip"),
+                    ("minimumSystemVersion", "10.15"),
+                ],
+                Some(("App-1.2.0.zip", bytes_of("c", 500))),
+            ),
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+    assert_eq!(
+        uploaded.body["data"]["artifact"]["minimumSystemVersion"],
+        "10.15"
+    );
     assert_eq!(f.publish(&id).await.status, StatusCode::OK);
     let appcast = f
         .feed(
@@ -150,6 +162,11 @@ async fn sparkle_appcast_parses_and_its_ed_signature_verifies_with_openssl() {
         items[0].critical_below.as_deref(),
         Some(""),
         "critical for everyone"
+    );
+    assert_eq!(
+        items[0].minimum_system_version.as_deref(),
+        Some("10.15"),
+        "the artifact's minimum macOS version"
     );
 }
 
@@ -166,6 +183,7 @@ pub(super) struct AppcastItem {
     pub(super) url: String,
     pub(super) length: String,
     pub(super) ed_signature: String,
+    pub(super) minimum_system_version: Option<String>,
 }
 
 /// Parses an appcast with an XML parser, checking its namespace and RSS shape.
@@ -264,6 +282,10 @@ fn text_into(current: &mut Option<AppcastItem>, element: Option<&String>, text: 
         "sparkle:shortVersionString" => item.short_version.push_str(text),
         "sparkle:channel" => item.channel.get_or_insert_with(String::new).push_str(text),
         "pubDate" => item.pub_date.push_str(text),
+        "sparkle:minimumSystemVersion" => item
+            .minimum_system_version
+            .get_or_insert_with(String::new)
+            .push_str(text),
         "description" => item.description.push_str(text),
         _ => {}
     }

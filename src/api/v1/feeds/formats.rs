@@ -99,6 +99,13 @@ pub fn appcast(feed: &Appcast) -> String {
                 xml_text(minimum)
             );
         }
+        if let Some(minimum) = &a.minimum_system_version {
+            let _ = writeln!(
+                xml,
+                "<sparkle:minimumSystemVersion>{}</sparkle:minimumSystemVersion>",
+                xml_text(minimum)
+            );
+        }
         if !r.changelog.is_empty() {
             let _ = writeln!(xml, "<description>{}</description>", cdata(&r.changelog));
         }
