@@ -438,8 +438,10 @@ async fn a_wrong_master_key_is_refused_when_only_an_smtp_password_is_sealed() {
             reqwest::Method::PUT,
             "/api/mail/settings",
             Some(&admin),
-            Some(json!({"host": "smtp.example.com", "port": 587, "security": "starttls",
-                        "username": "u", "password": "p4ss", "fromAddress": "a@acme.example"})),
+            Some(
+                json!({"host": "smtp.example.com", "port": 587, "security": "starttls",
+                        "username": "u", "password": "p4ss", "fromAddress": "a@acme.example"}),
+            ),
         )
         .await;
     assert_eq!(a.status.as_u16(), 200, "{}", a.body);

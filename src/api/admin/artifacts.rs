@@ -275,11 +275,9 @@ impl ArtifactsApi {
                     }
                     "minimumSystemVersion" => {
                         let text = text_field(field, "minimumSystemVersion", 64).await?;
-                        fields.minimum_system_version =
-                            Some(artifacts::parse_minimum_system_version(
-                                "minimumSystemVersion",
-                                &text,
-                            )?);
+                        fields.minimum_system_version = Some(
+                            artifacts::parse_minimum_system_version("minimumSystemVersion", &text)?,
+                        );
                     }
                     "file" => {
                         let name = field.file_name().map(str::to_owned);

@@ -289,4 +289,3 @@ pub fn find_any(conn: &Connection, id: &str) -> Result<Option<Product>> {
         .query_row([id], from_row)
         .optional()?)
 }
-

@@ -44,7 +44,10 @@ async fn sparkle_appcast_parses_and_its_ed_signature_verifies_with_openssl() {
     assert_eq!(item.short_version, "1.1.0");
     assert_eq!(item.channel, None);
     assert_eq!(item.critical_below.as_deref(), Some("1.0.5"));
-    assert_eq!(item.minimum_system_version, None, "not set on this artifact");
+    assert_eq!(
+        item.minimum_system_version, None,
+        "not set on this artifact"
+    );
     assert_eq!(
         item.description, "Notes of 1.1.0: <b>bold</b> & ]]> \"quoted\" é",
         "CDATA keeps the notes as written"
