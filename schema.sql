@@ -283,6 +283,8 @@ CREATE TABLE release_artifacts (
     created_at          INTEGER NOT NULL,
     -- lower-case hex SHA-1 (Velopack's feed names it; version 17, '' before it)
     sha1                TEXT NOT NULL DEFAULT '',
+    -- the oldest OS version the file runs on ("10.15"), Sparkle's minimumSystemVersion; NULL: unset
+    minimum_system_version TEXT,
     UNIQUE (release_id, platform, arch, filetype)
 );
 CREATE INDEX release_artifacts_sha256 ON release_artifacts (sha256);
