@@ -173,6 +173,18 @@ impl Pool {
 mod tests {
     use super::*;
 
+    /// The decoy costs what a real account's check costs: same algorithm and parameters.
+    #[test]
+    fn the_decoy_hash_has_the_parameters_of_a_new_hash() -> Result<()> {
+        let decoy = crate::domain::operators::decoy_hash();
+        let fresh = hash("any password")?;
+        let params_of = |phc: &str| phc.rsplitn(3, '$').nth(2).map(str::to_owned);
+        assert_eq!(params_of(decoy), params_of(&fresh));
+        assert!(PasswordHash::new(decoy).is_ok());
+        assert!(!verify("decoy-password-nobody-has", decoy));
+        Ok(())
+    }
+
     #[test]
     fn hashes_verify_and_interoperate_with_the_argon2_crate()
     -> Result<(), Box<dyn std::error::Error>> {

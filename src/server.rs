@@ -385,11 +385,6 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     });
     let mut abuse_tasks = crate::abuse::start(&state);
     abuse_tasks.push(crate::outgoing::webhooks::start(&state));
-    // Build the decoy password hash now, so the first login with an unknown email costs no
-    // more than one with a wrong password.
-    tokio::task::spawn_blocking(|| {
-        crate::domain::operators::decoy_hash();
-    });
     let app = app(state.clone()).map_to_response();
     let trusted_proxies = state.config.trusted_proxies.clone();
     let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
