@@ -1102,8 +1102,8 @@ fn publish_readme_shots() {
 }
 
 /// Selling: the Payments page creates an endpoint (its webhook URL shown to copy), maps a price,
-/// and lists the events received, a flagged one marked; the key a purchase made shows it in its
-/// Payments section.
+/// and lists the events received, a flagged one marked and applied again once its price is
+/// mapped; the key a purchase made shows it in its Payments section.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_page_endpoints_mappings_and_received_events() {
     use keyward::domain::payments::{Provider, signature};
@@ -1187,6 +1187,25 @@ async fn payments_page_endpoints_mappings_and_received_events() {
     b.phone(false).await;
     b.goto("/#/payments").await;
     b.el("payment-events-table").await;
+
+    // The unmapped purchase waits for its price: mapped now, "Apply again" makes its key.
+    b.click("payment-mapping-new").await;
+    b.fill("payment-mapping-ref", "price_1Other").await;
+    b.click("payment-mapping-save").await;
+    b.wait_text("payment-mappings-table", "price_1Other").await;
+    b.click("payment-event-apply").await;
+    b.el("payment-event-apply-dialog").await;
+    b.click("confirm-ok").await;
+    b.wait_text("toast", "1 license(s) created").await;
+    b.wait_gone(&t("payment-event-apply")).await;
+    b.assert_clean("payments applied again").await;
+    assert_eq!(
+        srv.count(
+            "SELECT COUNT(*) FROM licenses WHERE customer_email = 'ivy@example.com'",
+            []
+        ),
+        2
+    );
     b.click_css(&format!("a[href=\"#/keys/{license}\"]")).await;
     b.wait_text("key-payments", "checkout.session.completed")
         .await;

@@ -1379,3 +1379,236 @@ async fn a_purchase_emails_the_key_and_every_effect_is_a_webhook_event() {
         customer.body
     );
 }
+
+/// A purchase that arrived before its price was mapped waits, flagged UNMAPPED; once the price
+/// is mapped, applying the event again does what receiving it would have (the license with its
+/// order and customer, the key e-mailed, the audit), once. Events that are not flagged, other
+/// tenants' endpoints and lesser credentials are refused as the neighbouring operations are.
+#[tokio::test]
+async fn a_flagged_event_is_applied_again_once_its_price_is_mapped() {
+    let shop = shop().await;
+    let srv = &shop.srv;
+    let s = Provider::Stripe;
+    let endpoint = shop.endpoint(s).await;
+    let a = shop
+        .deliver(
+            s,
+            &endpoint,
+            &fixture("stripe_checkout_session_completed", 30),
+        )
+        .await;
+    assert_outcome(&a, "UNMAPPED", "PURCHASE");
+    let event_id = str_field(&a.body["data"], "eventId").to_owned();
+    assert_eq!(event_id, "evt_1PkCheckout0001");
+    let apply = format!("/api/payment-endpoints/{endpoint}/events/{event_id}/apply");
+
+    // Still unmapped: answered with the event as it stays, and nothing is made.
+    let again = shop.admin(Method::POST, &apply, None).await;
+    assert_status(&again, 200);
+    assert_eq!(again.body["data"]["event"]["outcome"], "UNMAPPED");
+    assert_eq!(again.body["data"]["event"]["flagged"], true);
+    assert_eq!(shop.counts(), (1, 0));
+
+    shop.map(
+        &endpoint,
+        "price_1PkMonthlyPro",
+        json!({"tier": "PROFESSIONAL"}),
+    )
+    .await;
+    let applied = shop.admin(Method::POST, &apply, None).await;
+    assert_status(&applied, 200);
+    let event = &applied.body["data"]["event"];
+    assert_eq!(event["outcome"], "APPLIED", "{event}");
+    assert_eq!(event["flagged"], false);
+    assert_eq!(event["eventId"], event_id);
+    assert_eq!(event["provider"], "STRIPE");
+    assert_eq!(event["message"], "1 license(s) created");
+    let ids: Vec<String> = event["licenseIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    assert_eq!(ids.len(), 1, "{event}");
+    assert_eq!(
+        shop.order_and_email(&ids[0]),
+        (
+            Some("cs_test_a1b2c3d4e5f6g7h8".to_owned()),
+            Some("ana@example.com".to_owned())
+        )
+    );
+    let tier: String = srv
+        .db()
+        .query_row("SELECT tier FROM licenses WHERE id = ?1", [&ids[0]], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        tier, "PROFESSIONAL",
+        "the mapping of now is the one applied"
+    );
+    let timeline = shop.timeline(&ids[0]).await;
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0]["outcome"], "APPLIED");
+    // The same row, now APPLIED: nothing is flagged any more.
+    assert_eq!(shop.counts(), (1, 1));
+    let listed = shop
+        .admin(Method::GET, "/api/payment-endpoints", None)
+        .await;
+    assert_eq!(listed.body["data"]["endpoints"][0]["flagged"], 0);
+    assert_eq!(
+        srv.count(
+            "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'LICENSE_DELIVERED'
+             AND recipient = 'ana@example.com'",
+            []
+        ),
+        1,
+        "the key is e-mailed as a received purchase's is"
+    );
+    assert_eq!(
+        srv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'license.create'
+             AND json_extract(detail, '$.payment.eventId') = ?1",
+            [event_id.as_str()]
+        ),
+        1
+    );
+    let audited: Vec<(String, String)> = {
+        let db = srv.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT json_extract(detail, '$.previousOutcome'), json_extract(detail, '$.outcome')
+                 FROM audit_events WHERE action = 'payment.event.apply'
+                 AND json_extract(detail, '$.provider') = 'STRIPE'
+                 AND json_extract(detail, '$.eventId') = ?1 ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([event_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        audited,
+        [
+            ("UNMAPPED".to_owned(), "UNMAPPED".to_owned()),
+            ("UNMAPPED".to_owned(), "APPLIED".to_owned())
+        ]
+    );
+
+    // An IGNORED event has nothing to apply.
+    let other = json!({"id": "evt_other", "object": "event", "type": "customer.created",
+        "created": 1722500000, "data": {"object": {"id": "cus_1", "object": "customer"}}});
+    let a = shop.deliver(s, &endpoint, &other.to_string()).await;
+    assert_outcome(&a, "IGNORED", "NONE");
+
+    srv.create_tenant("other");
+    let other_key = srv.create_api_key("other", Scope::FullAdmin, None);
+    let read_only = srv.create_api_key(tenants::DEFAULT_SLUG, Scope::ReadOnly, None);
+    let validate_only = srv.create_api_key(tenants::DEFAULT_SLUG, Scope::ValidateOnly, None);
+    let restricted = srv.create_api_key(
+        tenants::DEFAULT_SLUG,
+        Scope::FullAdmin,
+        Some(&shop.product_id),
+    );
+    let post = |path: String| (Method::POST, path, None);
+    let events = format!("/api/payment-endpoints/{endpoint}/events");
+    // name, request, credential, status, code, message fragment
+    let cases: Vec<AdminCase> = vec![
+        (
+            "applied twice",
+            post(apply.clone()),
+            "admin",
+            409,
+            "CONFLICT",
+            "is APPLIED already",
+        ),
+        (
+            "an ignored event",
+            post(format!("{events}/evt_other/apply")),
+            "admin",
+            409,
+            "CONFLICT",
+            "is IGNORED already",
+        ),
+        (
+            "unknown event",
+            post(format!("{events}/evt_nope/apply")),
+            "admin",
+            404,
+            "NOT_FOUND",
+            "ayment event",
+        ),
+        (
+            "unknown endpoint",
+            post(format!(
+                "/api/payment-endpoints/payep_nope/events/{event_id}/apply"
+            )),
+            "admin",
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "other tenant",
+            post(apply.clone()),
+            "other",
+            404,
+            "NOT_FOUND",
+            "ayment endpoint",
+        ),
+        (
+            "read-only key",
+            post(apply.clone()),
+            "read_only",
+            403,
+            "FORBIDDEN",
+            "FULL_ADMIN",
+        ),
+        (
+            "validate-only key",
+            post(apply.clone()),
+            "validate_only",
+            403,
+            "FORBIDDEN",
+            "FULL_ADMIN",
+        ),
+        (
+            "product-restricted key",
+            post(apply.clone()),
+            "restricted",
+            403,
+            "FORBIDDEN",
+            "restricted",
+        ),
+        (
+            "no credential",
+            post(apply.clone()),
+            "none",
+            401,
+            "UNAUTHORIZED",
+            "Authentication",
+        ),
+    ];
+    for (name, (method, p, body), who, status, code, needle) in cases {
+        let cred = match who {
+            "admin" => Cred::ApiKey(&shop.admin_key),
+            "other" => Cred::ApiKey(&other_key),
+            "read_only" => Cred::ApiKey(&read_only),
+            "validate_only" => Cred::ApiKey(&validate_only),
+            "restricted" => Cred::ApiKey(&restricted),
+            _ => Cred::None,
+        };
+        let a = send(srv, method, &p, cred, body, &[]).await;
+        assert_eq!(a.status, status, "{name}: {}", a.body);
+        assert_kv_error_naming(&a, status, code, needle);
+    }
+    assert_eq!(shop.counts(), (2, 1), "no refusal changed anything");
+    assert_eq!(
+        srv.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'payment.event.apply'",
+            []
+        ),
+        2
+    );
+}

@@ -1,7 +1,8 @@
 // Selling (#/payments): payment endpoints for Stripe, Paddle and Lemon Squeezy — the URL to paste
 // into the provider's dashboard, the signing secret (write-only), the mappings from the
 // provider's price/product/variant ids to a project and license settings, and the events
-// received with their outcome (flagged ones are those Keyward could not act on).
+// received with their outcome (flagged ones are those Keyward could not act on; "Apply again"
+// retries one with the current mappings).
 
 import { api } from '../../shared/api.js';
 import {
@@ -200,7 +201,34 @@ function endpointCard(e, reload) {
     );
   }
 
+  let eventsPage = 1;
+
+  // Applying again reads the stored event with today's mappings: for a purchase that means
+  // licenses made and the customer e-mailed, hence the confirmation.
+  function applyAgain(v) {
+    confirmDialog({
+      title: `Apply ${v.eventType} again?`,
+      message:
+        'Keyward reads the event again with this endpoint’s current mappings and does what receiving it would have: licenses are created or changed, the customer is e-mailed their key, and your webhooks hear of it.',
+      confirmLabel: 'Apply again',
+      test: 'payment-event-apply-dialog',
+      onConfirm: async () => {
+        const data = await api.post(
+          `/api/payment-endpoints/${encodeURIComponent(e.id)}/events/${encodeURIComponent(v.eventId)}/apply`,
+        );
+        const after = data.event;
+        if (after.flagged) {
+          toast(`Still ${titleCase(after.outcome)}: ${after.message}`, 'error');
+        } else {
+          toast(`Event ${titleCase(after.outcome).toLowerCase()}: ${after.message}`);
+        }
+        loadEvents(eventsPage);
+      },
+    });
+  }
+
   async function loadEvents(page = 1) {
+    eventsPage = page;
     try {
       const data = await api.get(`/api/payment-endpoints/${encodeURIComponent(e.id)}/events`, {
         query: { page, limit: 20, flagged: flaggedOnly.checked ? 'true' : undefined },
@@ -223,7 +251,7 @@ function endpointCard(e, reload) {
         events,
         table(
           'payment-event',
-          ['Received', 'Event', 'Effect', 'Outcome', 'Licenses'],
+          ['Received', 'Event', 'Effect', 'Outcome', 'Licenses', ''],
           rows,
           (v) => [
             timeEl(v.receivedAt, true),
@@ -253,6 +281,18 @@ function endpointCard(e, reload) {
                   h('a', { class: 'mono small', href: `#/keys/${encodeURIComponent(id)}` }, id),
                   ' ',
                 ]),
+            v.flagged
+              ? h(
+                  'button',
+                  {
+                    type: 'button',
+                    class: 'btn btn-sm',
+                    'data-test': 'payment-event-apply',
+                    onclick: () => applyAgain(v),
+                  },
+                  'Apply again',
+                )
+              : null,
           ],
         ),
         pager(data.pagination, loadEvents, 'payment-events-pager'),

@@ -272,6 +272,17 @@ pub struct PaymentEventsOk {
 }
 
 #[derive(Object, Debug)]
+pub struct PaymentEventData {
+    pub event: EventView,
+}
+
+#[derive(Object, Debug)]
+pub struct PaymentEventOk {
+    pub success: bool,
+    pub data: PaymentEventData,
+}
+
+#[derive(Object, Debug)]
 pub struct KeyPaymentsData {
     /// Oldest first.
     pub payments: Vec<EventView>,
@@ -336,6 +347,15 @@ pub enum ListPaymentEventsResponse {
     /// The endpoint's received events, newest first.
     #[oai(status = 200)]
     Ok(Json<PaymentEventsOk>),
+}
+
+#[derive(ApiResponse)]
+pub enum ApplyPaymentEventResponse {
+    /// The event applied again, with its new outcome: APPLIED (its licenses made or changed,
+    /// e-mailed and announced), IGNORED, or still flagged (UNMAPPED while no mapping names what
+    /// was bought, LICENSE_NOT_FOUND, FAILED), in which case no license changed.
+    #[oai(status = 200)]
+    Ok(Json<PaymentEventOk>),
 }
 
 #[derive(ApiResponse)]
@@ -546,6 +566,44 @@ impl PaymentEndpointsApi {
             data: PaymentEventsData {
                 events: events.iter().map(|e| EventView::new(e, None)).collect(),
                 pagination: Pagination::new(page, limit, total),
+            },
+        })))
+    }
+
+    /// Apply a flagged payment event again
+    ///
+    /// Reads the event's stored body again with the endpoint's mappings of now and applies it
+    /// exactly as receiving it would have (licenses, the license-delivered e-mail,
+    /// `payment.*` webhook events, audit), then stores the new outcome on the event. Only a
+    /// flagged event (UNMAPPED, LICENSE_NOT_FOUND, FAILED) may be applied again: an APPLIED
+    /// or IGNORED one is 409 CONFLICT. One that is still flagged (its price still unmapped)
+    /// is 200 with that outcome, and no license changed. `eventId` is the provider's event
+    /// id, as the event list shows it; an unknown event or endpoint, or another tenant's, is
+    /// 404.
+    #[oai(
+        path = "/api/payment-endpoints/:id/events/:eventId/apply",
+        method = "post"
+    )]
+    async fn apply_event(
+        &self,
+        auth: AdminAuth,
+        id: Path<String>,
+        /// The provider's event id (`eventId` of the listed event).
+        #[oai(name = "eventId")]
+        event_id: Path<String>,
+    ) -> KvResult<ApplyPaymentEventResponse> {
+        let admin = auth.admin();
+        let (provider, event) = payments::apply_event(
+            &self.state,
+            &admin.ctx,
+            PaymentEndpointId::from(id.0),
+            event_id.0,
+        )
+        .await?;
+        Ok(ApplyPaymentEventResponse::Ok(Json(PaymentEventOk {
+            success: true,
+            data: PaymentEventData {
+                event: EventView::new(&event, Some(provider)),
             },
         })))
     }

@@ -53,7 +53,8 @@ pub enum KvError {
     #[oai(status = 405)]
     MethodNotAllowed(Json<KvErrorBody>),
     /// A unique value is taken, a project would drop an entitlement code its keys still
-    /// carry, or the current signing key was to be retired (`CONFLICT`).
+    /// carry, the current signing key was to be retired, or a payment event that is not
+    /// flagged was to be applied again (`CONFLICT`).
     #[oai(status = 409)]
     Conflict(Json<KvErrorBody>),
     /// The body exceeds the size limit (`PAYLOAD_TOO_LARGE`).

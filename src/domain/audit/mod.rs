@@ -84,6 +84,9 @@ super::text_enum! {
         PaymentMappingUpdate => "payment.mapping.update",
         /// A received payment event Keyward could not act on (unmapped, no license, refused).
         PaymentEventFlagged => "payment.event.flagged",
+        /// An operator applied a flagged payment event again, with the endpoint's mappings of
+        /// now (the detail has the outcome before and after).
+        PaymentEventApply => "payment.event.apply",
         WebhookEndpointCreate => "webhook.endpoint.create",
         WebhookEndpointUpdate => "webhook.endpoint.update",
         WebhookEndpointDelete => "webhook.endpoint.delete",
@@ -231,7 +234,8 @@ impl AuditAction {
             | PaymentEndpointUpdate
             | PaymentEndpointDelete
             | PaymentMappingUpdate
-            | PaymentEventFlagged => RetentionClass::Admin,
+            | PaymentEventFlagged
+            | PaymentEventApply => RetentionClass::Admin,
             WebhookEndpointCreate
             | WebhookEndpointUpdate
             | WebhookEndpointDelete

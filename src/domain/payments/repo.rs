@@ -256,6 +256,20 @@ pub fn find_event(
         .optional()?)
 }
 
+/// The raw body an event arrived with, as stored (to read it again with today's mappings).
+pub fn event_payload(
+    conn: &Connection,
+    endpoint_id: &str,
+    event_id: &str,
+) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT payload FROM payment_events WHERE endpoint_id = ?1 AND event_id = ?2",
+    )?;
+    Ok(stmt
+        .query_row([endpoint_id, event_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// A page of an endpoint's events, newest first, and their total.
 pub fn list_events(
     conn: &Connection,

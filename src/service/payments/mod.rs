@@ -303,6 +303,27 @@ pub fn list_events(
     })
 }
 
+/// Applies a flagged event (UNMAPPED, LICENSE_NOT_FOUND, FAILED) of the endpoint again, with
+/// its mappings of now, exactly as receiving it would have; stores the new outcome on the
+/// event. APPLIED and IGNORED events are `Conflict`; one that is still flagged comes back so.
+pub async fn apply_event(
+    state: &AppState,
+    ctx: &Ctx,
+    id: PaymentEndpointId,
+    event_id: String,
+) -> Result<TimelineEntry, Error> {
+    ensure_manager(ctx)?;
+    let ctx = ctx.clone();
+    state
+        .db
+        .write(move |c| {
+            let endpoint = reachable(c, &ctx, &id)?;
+            let event = receive::apply_again(c, &ctx, &endpoint, &event_id)?;
+            Ok((endpoint.provider, event))
+        })
+        .await
+}
+
 /// The payment events that changed a license the caller reaches, oldest first.
 pub fn license_timeline(
     state: &AppState,

@@ -101,6 +101,39 @@ fn record(
             replayed: true,
         });
     }
+    let (outcome, message, licenses) = settle(c, ctx, endpoint, event)?;
+    if outcome.flagged() {
+        audit::repo::insert(
+            c,
+            &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEventFlagged)
+                .detail(json!({
+                    "provider": endpoint.provider.as_str(),
+                    "endpointId": endpoint.id,
+                    "eventId": event.id,
+                    "eventType": event.event_type,
+                    "outcome": outcome.as_str(),
+                    "message": message,
+                })),
+        )?;
+    }
+    stored.outcome = outcome;
+    stored.message = message;
+    stored.license_ids = licenses.into_iter().map(|l| l.id).collect();
+    Ok(Received {
+        event: stored,
+        replayed: false,
+    })
+}
+
+/// Applies the event of a stored row and records on that row what became of it: its outcome,
+/// the licenses it touched and, once applied, the side notifications. Receiving an event and
+/// applying a flagged one again both come through here, so the two cannot drift apart.
+fn settle(
+    c: &Connection,
+    ctx: &Ctx,
+    endpoint: &Endpoint,
+    event: &PaymentEvent,
+) -> Result<Applied, Error> {
     // An effect a rule refuses (a revoked license cannot be renewed) is undone as a whole and
     // the event kept as FAILED; a storage failure fails the request, so the provider retries.
     c.execute_batch("SAVEPOINT payment_effect")?;
@@ -119,20 +152,7 @@ fn record(
     for license in &licenses {
         repo::link_event(c, &endpoint.id, &event.id, &license.id)?;
     }
-    if outcome.flagged() {
-        audit::repo::insert(
-            c,
-            &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEventFlagged)
-                .detail(json!({
-                    "provider": endpoint.provider.as_str(),
-                    "endpointId": endpoint.id,
-                    "eventId": event.id,
-                    "eventType": event.event_type,
-                    "outcome": outcome.as_str(),
-                    "message": message,
-                })),
-        )?;
-    } else if outcome == Outcome::Applied {
+    if outcome == Outcome::Applied {
         notify(
             c,
             &AppliedEffect {
@@ -142,13 +162,55 @@ fn record(
             },
         )?;
     }
-    stored.outcome = outcome;
-    stored.message = message;
-    stored.license_ids = licenses.into_iter().map(|l| l.id).collect();
-    Ok(Received {
-        event: stored,
-        replayed: false,
-    })
+    Ok((outcome, message, licenses))
+}
+
+/// Applies a flagged event of `endpoint` again, read anew from the body it arrived with, so
+/// that the mappings made since count; inside the caller's write transaction. Only a flagged
+/// event may be: an APPLIED one has had its effect, and an IGNORED one has none.
+pub(super) fn apply_again(
+    c: &Connection,
+    ctx: &Ctx,
+    endpoint: &Endpoint,
+    event_id: &str,
+) -> Result<StoredEvent, Error> {
+    let before =
+        repo::find_event(c, &endpoint.id, event_id)?.ok_or(Error::NotFound("payment event"))?;
+    if !before.outcome.flagged() {
+        return Err(Error::Conflict(format!(
+            "payment event {} is {} already: only a flagged event (UNMAPPED, \
+             LICENSE_NOT_FOUND, FAILED) can be applied again",
+            before.event_id,
+            before.outcome.as_str()
+        )));
+    }
+    let payload = repo::event_payload(c, &endpoint.id, &before.event_id)?
+        .ok_or(Error::NotFound("payment event"))?;
+    // It was read when it arrived; a body that no longer reads is Keyward's change, not the
+    // caller's mistake.
+    let mut event = events::parse(endpoint.provider, payload.as_bytes()).map_err(|e| {
+        Error::Conflict(format!(
+            "payment event {} cannot be read again: {e}",
+            before.event_id
+        ))
+    })?;
+    // The row is what is applied, whatever id a reading of today derives from its body.
+    event.id = before.event_id.clone();
+    let (outcome, message, _) = settle(c, ctx, endpoint, &event)?;
+    audit::repo::insert(
+        c,
+        &ctx.event(&endpoint.tenant_id, AuditAction::PaymentEventApply)
+            .detail(json!({
+                "provider": endpoint.provider.as_str(),
+                "endpointId": endpoint.id,
+                "eventId": event.id,
+                "eventType": event.event_type,
+                "previousOutcome": before.outcome.as_str(),
+                "outcome": outcome.as_str(),
+                "message": message,
+            })),
+    )?;
+    repo::find_event(c, &endpoint.id, &event.id)?.ok_or(Error::NotFound("payment event"))
 }
 
 /// An effect that changed licenses, as the side notifications see it.
