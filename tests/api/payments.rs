@@ -1612,3 +1612,82 @@ async fn a_flagged_event_is_applied_again_once_its_price_is_mapped() {
         2
     );
 }
+
+/// Each provider's purchase ends in the customer's mailbox: the webhook makes the licenses and
+/// the outbox worker delivers every key to a real SMTP server (aiosmtpd), once, although the
+/// provider delivers the event twice.
+#[tokio::test]
+async fn each_providers_purchase_arrives_in_the_customers_mailbox() {
+    let smtp = crate::mail::SmtpServer::start();
+    let shop = shop_with(crate::mail::mail_config).await;
+    let a = shop
+        .admin(
+            Method::PUT,
+            "/api/mail/settings",
+            Some(
+                json!({"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                        "fromAddress": "licenses@acme.example", "fromName": "Acme Licensing"}),
+            ),
+        )
+        .await;
+    assert_status(&a, 200);
+    // provider, fixture, mapped id, mapping, customer, keys bought
+    let cases = [
+        (
+            Provider::Stripe,
+            "stripe_checkout_one_time",
+            "prod_QbTeam",
+            json!({"maxActivations": 5}),
+            "bo@example.com",
+            3,
+        ),
+        (
+            Provider::Paddle,
+            "paddle_transaction_completed",
+            "pri_01gsz8x8sawmvhz1pv30nge1ke",
+            json!({"licenseType": "SUBSCRIPTION"}),
+            "cy@example.com",
+            2,
+        ),
+        (
+            Provider::LemonSqueezy,
+            "lemonsqueezy_order_created",
+            "1",
+            json!({"plan": "LIFETIME"}),
+            "dee@example.com",
+            1,
+        ),
+    ];
+    let mut sent = 0;
+    for (provider, name, price, mapping, customer, seats) in cases {
+        let endpoint = shop.endpoint(provider).await;
+        shop.map(&endpoint, price, mapping).await;
+        let body = fixture(name, 30);
+        let bought = shop.deliver(provider, &endpoint, &body).await;
+        assert_outcome(&bought, "APPLIED", "PURCHASE");
+        let again = shop.deliver(provider, &endpoint, &body).await;
+        assert_eq!(again.body["data"]["replayed"], true, "{name}");
+        sent += seats;
+        let messages = smtp.wait_for(sent).await;
+        let theirs: Vec<&Value> = messages.iter().filter(|m| m["to"] == customer).collect();
+        assert_eq!(theirs.len(), seats, "{name}: one message per key");
+        for m in &theirs {
+            assert_eq!(m["from"], "Acme Licensing <licenses@acme.example>");
+            assert!(str_field(m, "subject").contains("license key"), "{m}");
+        }
+        for id in license_ids(&bought) {
+            let key = shop.key(&id).await;
+            let key = str_field(&key, "key");
+            let carrying = theirs
+                .iter()
+                .filter(|m| {
+                    str_field(m, "text").contains(key) && str_field(m, "html").contains(key)
+                })
+                .count();
+            assert_eq!(carrying, 1, "{name}: {key} arrives once, in both parts");
+        }
+    }
+    // The worker keeps polling: nothing more arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(smtp.messages().len(), sent);
+}
