@@ -687,8 +687,8 @@ async function renderPolicy(root, query) {
       name: 'webhookUrl',
       type: 'url',
       value: p.webhookUrl || '',
-      placeholder: 'http://relay.internal/keyward',
-      hint: 'Each new flag is POSTed here, signed with X-Keyward-Signature (HMAC-SHA256). Plain HTTP; leave empty for none.',
+      placeholder: 'https://hooks.example.com/keyward',
+      hint: 'Each new flag is POSTed here as an abuse.flag.created event, signed the Standard Webhooks way, and retried like every event webhook. Leave empty for none.',
       test: 'policy-webhook',
     }),
     checkbox({
