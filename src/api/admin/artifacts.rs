@@ -67,6 +67,7 @@ pub struct ArtifactView {
     /// comment. Tauri's updater wants it base64-encoded.
     pub minisign_signature: String,
     /// The oldest OS version the file runs on, where set.
+    #[oai(nullable)]
     pub minimum_system_version: Option<String>,
     pub created_at: OffsetDateTime,
 }
