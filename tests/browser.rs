@@ -1342,6 +1342,44 @@ async fn release_without_bundle_is_created_with_files_per_platform() {
     b.wait_text("releases-table", "1 per-platform file(s)")
         .await;
     b.assert_clean("published per-platform release").await;
+
+    // The portal's loader block lists the release's file, which downloads.
+    let made = srv
+        .post(
+            "/api/keys",
+            &key,
+            json!({"plan": "MONTHLY", "count": 1, "projectId": product.id}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let license = made.body["data"]["keys"][0]["key"].as_str().unwrap();
+    b.goto("/p/desk").await;
+    b.click("goto-register").await;
+    b.fill("register-username", "desk_user").await;
+    b.fill("register-password", PASSWORD).await;
+    b.fill("register-password2", PASSWORD).await;
+    b.click("register-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "none").await;
+    b.fill("activate-key", license).await;
+    b.click("activate-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "unbound")
+        .await;
+    b.wait_attr("loader-file", "data-platform", "linux").await;
+    b.wait_text("loader-files", "desk_2.0.0_amd64.AppImage")
+        .await;
+    assert!(
+        b.all(&t("download-loader")).await.is_empty(),
+        "no bundle: no loader button without a choice"
+    );
+    let href = b
+        .el("loader-file-download")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the file's link");
+    assert_eq!(b.fetch(&href).await, (200, 100_000), "{href}");
+    b.assert_clean("portal loader files").await;
     b.close().await;
 
     let listed = srv
