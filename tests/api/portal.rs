@@ -961,7 +961,8 @@ async fn the_loader_of_a_release_with_files_per_platform() {
         Some(3)
     );
     // (query, status, the file's bytes or a word the error names)
-    let cases: [(&str, u16, Result<Vec<u8>, &str>); 9] = [
+    type Case<'a> = (&'a str, u16, Result<Vec<u8>, &'a str>);
+    let cases: [Case<'_>; 9] = [
         ("", 400, Err("windows/x86_64/msi")),
         ("", 400, Err("linux/x86_64/AppImage")),
         ("?platform=linux", 200, Ok(vec![1u8; 300])),
