@@ -1283,6 +1283,119 @@ async fn release_files_per_platform_and_rollout() {
     b.close().await;
 }
 
+/// A vendor shipping per-platform installers creates the release from the panel without a
+/// bundle: the new-release form's "Files per platform" posts a draft (a bad version shows on its
+/// field), the draft's Files dialog opens for the first file, and the draft is then published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_without_bundle_is_created_with_files_per_platform() {
+    let srv = TestServer::start().await;
+    helpers::setup_admin(&srv).await;
+    let product = srv.create_product("default", "desk");
+    let key = srv.create_api_key("default", keyward::domain::api_keys::Scope::FullAdmin, None);
+    let b = Browser::start(&srv.url).await;
+    b.goto("/").await;
+    b.fill("login-email", helpers::ADMIN_EMAIL).await;
+    b.fill("login-password", helpers::PASSWORD).await;
+    b.click("login-submit").await;
+    b.el("view-dashboard").await;
+    b.goto(&format!("/#/projects/{}/releases", product.id))
+        .await;
+    b.el("releases-empty").await;
+    b.click("release-new").await;
+    b.el("release-dialog").await;
+    b.select("release-kind", "artifacts").await;
+    b.wait_gone(&t("release-bundle")).await;
+    b.wait_text("release-upload", "Create draft").await;
+    b.fill("release-version", "2.x").await;
+    b.fill("release-changelog", "Installers for every desktop.")
+        .await;
+    b.click("release-upload").await;
+    b.wait_text("error-version", "semantic version").await;
+    b.el("release-dialog").await;
+    b.fill("release-version", "2.0.0").await;
+    b.click("release-upload").await;
+
+    b.wait_gone(&t("release-dialog")).await;
+    b.el("artifacts-dialog").await;
+    b.el("artifacts-empty").await;
+    b.select("artifact-platform", "linux").await;
+    b.select("artifact-filetype", "AppImage").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("desk_2.0.0_amd64.AppImage");
+    std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+    b.find(&t("artifact-file"))
+        .await
+        .send_keys(file.to_str().expect("utf-8 path"))
+        .await
+        .expect("choose the file");
+    b.click("artifact-upload").await;
+    b.wait_text("artifacts-table", "desk_2.0.0_amd64.AppImage")
+        .await;
+    b.assert_clean("new draft files").await;
+    b.click("artifacts-close").await;
+    b.wait_text("release-files", "Files (1)").await;
+    b.wait_attr("release-row", "data-status", "DRAFT").await;
+    b.click("release-publish").await;
+    b.el("release-publish-dialog").await;
+    b.click("confirm-ok").await;
+    b.wait_attr("release-row", "data-status", "PUBLISHED").await;
+    b.wait_text("releases-table", "1 per-platform file(s)")
+        .await;
+    b.assert_clean("published per-platform release").await;
+
+    // The portal's loader block lists the release's file, which downloads.
+    let made = srv
+        .post(
+            "/api/keys",
+            &key,
+            json!({"plan": "MONTHLY", "count": 1, "projectId": product.id}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let license = made.body["data"]["keys"][0]["key"].as_str().unwrap();
+    b.goto("/p/desk").await;
+    b.click("goto-register").await;
+    b.fill("register-username", "desk_user").await;
+    b.fill("register-password", PASSWORD).await;
+    b.fill("register-password2", PASSWORD).await;
+    b.click("register-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "none").await;
+    b.fill("activate-key", license).await;
+    b.click("activate-submit").await;
+    b.wait_attr("portal-dashboard", "data-access", "unbound")
+        .await;
+    b.wait_attr("loader-file", "data-platform", "linux").await;
+    b.wait_text("loader-files", "desk_2.0.0_amd64.AppImage")
+        .await;
+    assert!(
+        b.all(&t("download-loader")).await.is_empty(),
+        "no bundle: no loader button without a choice"
+    );
+    let href = b
+        .el("loader-file-download")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the file's link");
+    assert_eq!(b.fetch(&href).await, (200, 100_000), "{href}");
+    b.assert_clean("portal loader files").await;
+    b.close().await;
+
+    let listed = srv
+        .get(&format!("/api/projects/{}/releases", product.id), &key)
+        .await;
+    let releases = listed.body["data"]["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 1, "{}", listed.body);
+    let r = &releases[0];
+    assert_eq!(r["version"], json!("2.0.0"));
+    assert_eq!(r["status"], json!("PUBLISHED"));
+    assert_eq!(r["changelog"], json!("Installers for every desktop."));
+    assert!(r["bundleFilename"].is_null(), "no bundle: {r}");
+    assert_eq!(r["artifacts"][0]["platform"], json!("linux"));
+    assert_eq!(r["artifacts"][0]["filetype"], json!("AppImage"));
+}
+
 /// The Releases tab shows the project's feed addresses; the public-feeds switch makes the feeds
 /// answer without a license, as the API then says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

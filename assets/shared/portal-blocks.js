@@ -3,7 +3,17 @@
 // the very same code, so what the vendor sees is what its users get.
 
 import { offlineActivationForm } from './offline.js';
-import { copyButton, fmtDate, h, s, setBusy, statusBadge, titleCase, toast } from './ui.js';
+import {
+  copyButton,
+  fmtBytes,
+  fmtDate,
+  h,
+  s,
+  setBusy,
+  statusBadge,
+  titleCase,
+  toast,
+} from './ui.js';
 
 export const BLOCK_TYPES = {
   key_info: { label: 'Key info', description: 'License status, plan, expiry, sessions' },
@@ -269,6 +279,7 @@ function renderLoader(me, level, ctx) {
         'The loader is not available for download yet.',
       );
   if (ctx.preview && url) link.addEventListener('click', (e) => e.preventDefault());
+  const offer = loaderOffer(a, link, ctx);
   if (level === 'unbound') {
     return card(
       'download_loader',
@@ -287,7 +298,7 @@ function renderLoader(me, level, ctx) {
       ),
       a.canDownloadLoader === false
         ? h('p', { class: 'muted' }, 'The loader is not available for download yet.')
-        : link,
+        : offer,
     );
   }
   return card(
@@ -296,8 +307,50 @@ function renderLoader(me, level, ctx) {
     h('p', { class: 'muted' }, 'Your machine is bound. Download the latest loader any time.'),
     a.canDownloadLoader === false
       ? h('p', { class: 'muted' }, 'The loader is not available for download yet.')
-      : link,
+      : offer,
   );
+}
+
+/**
+ * The loader button, and the release's files per platform when it has some: a release without
+ * a bundle of its own is downloaded file by file, so the button alone would not do.
+ */
+function loaderOffer(a, link, ctx) {
+  const files = Array.isArray(a.loaderFiles) ? a.loaderFiles : [];
+  if (files.length === 0) return link;
+  const list = h(
+    'ul',
+    { class: 'loader-files', 'data-test': 'loader-files' },
+    files.map((f) => {
+      const href = loaderHref(f.url);
+      const name = `${f.platform} · ${f.arch} · ${f.filetype}`;
+      const download = href
+        ? h(
+            'a',
+            {
+              class: 'btn btn-sm',
+              href,
+              rel: 'noopener noreferrer',
+              'data-test': 'loader-file-download',
+            },
+            name,
+          )
+        : h('strong', {}, name);
+      if (ctx.preview && href) download.addEventListener('click', (e) => e.preventDefault());
+      return h(
+        'li',
+        {
+          'data-test': 'loader-file',
+          'data-platform': f.platform,
+          'data-arch': f.arch,
+          'data-filetype': f.filetype,
+        },
+        download,
+        h('span', { class: 'muted small' }, `${f.filename} · ${fmtBytes(f.size)}`),
+      );
+    }),
+  );
+  return [a.loaderBundle ? link : null, list];
 }
 
 function renderHwid(me, level) {

@@ -136,6 +136,69 @@ impl Fixture {
         assert_eq!(published.status, StatusCode::OK, "{}", published.body);
     }
 
+    /// Publishes stable release `version` without a bundle; its id (files come per platform).
+    async fn publish_files_only(
+        &self,
+        version: &str,
+        files: &[(&str, &str, &str, Vec<u8>)],
+    ) -> String {
+        let draft = self
+            .srv
+            .post(
+                &format!("/api/projects/{}/release-drafts", self.project),
+                &self.admin,
+                json!({"version": version}),
+            )
+            .await;
+        assert_eq!(draft.status, StatusCode::CREATED, "{}", draft.body);
+        let release = str_of(&draft.body["data"]["release"]["id"]);
+        for (platform, arch, filetype, bytes) in files {
+            self.add_file(&release, platform, arch, filetype, bytes.clone())
+                .await;
+        }
+        let published = self
+            .srv
+            .call(
+                Method::POST,
+                &format!("/api/releases/{release}/publish"),
+                Some(&self.admin),
+                None,
+            )
+            .await;
+        assert_eq!(published.status, StatusCode::OK, "{}", published.body);
+        release
+    }
+
+    /// Uploads a per-platform file to `release`, named `desk.<filetype>`.
+    async fn add_file(
+        &self,
+        release: &str,
+        platform: &str,
+        arch: &str,
+        filetype: &str,
+        bytes: Vec<u8>,
+    ) {
+        let form = reqwest::multipart::Form::new()
+            .text("platform", platform.to_owned())
+            .text("arch", arch.to_owned())
+            .text("filetype", filetype.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(format!("desk.{filetype}")),
+            );
+        let upload = self
+            .srv
+            .client
+            .post(format!("{}/api/releases/{release}/artifacts", self.srv.url))
+            .header("X-API-Key", &self.admin)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let upload = TestServer::decode(upload).await;
+        assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
+    }
+
     async fn portal_settings(&self, settings: Value) {
         let a = self
             .srv
@@ -843,4 +906,143 @@ async fn the_loader_follows_its_blocks_access_level() {
         404,
         "NOT_FOUND",
     );
+}
+
+/// A loader release with only per-platform files: the dashboard lists them (with a download
+/// address each), a single file downloads without a choice, and with several the download
+/// takes `platform`, `arch` and `filetype` as the licensed apps' download does.
+#[tokio::test]
+async fn the_loader_of_a_release_with_files_per_platform() {
+    let f = fixture().await;
+    let release = f
+        .publish_files_only("1.0.0", &[("linux", "x86_64", "AppImage", vec![1u8; 300])])
+        .await;
+    let token = f.user("player1").await;
+    let loader = |query: &str| {
+        let path = format!("/api/portal/loader{query}");
+        let token = token.clone();
+        let f = &f;
+        async move { f.send(Method::GET, &path, Cred::Bearer(&token), None).await }
+    };
+
+    // Locked: the choice changes nothing, and the files are not listed.
+    assert_kv_error(&loader("?platform=linux").await, 403, "FORBIDDEN");
+    let me = f.me(&token).await;
+    assert!(me["access"].get("loaderFiles").is_none(), "{me}");
+    let (_, key) = f.key(&f.project).await;
+    f.activate(&token, &key).await;
+
+    let me = f.me(&token).await;
+    assert_eq!(me["access"]["loaderUrl"], "/api/portal/loader");
+    assert_eq!(me["access"]["loaderBundle"], false);
+    assert_eq!(
+        me["access"]["loaderFiles"],
+        json!([{"platform": "linux", "arch": "x86_64", "filetype": "AppImage",
+                "filename": "desk.AppImage", "size": 300,
+                "url": "/api/portal/loader?platform=linux&arch=x86_64&filetype=AppImage"}])
+    );
+    // One file: it is the loader.
+    let a = loader("").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.raw, vec![1u8; 300]);
+    assert_eq!(
+        a.header("content-disposition"),
+        Some("attachment; filename=\"desk.AppImage\"")
+    );
+
+    f.add_file(&release, "windows", "x86_64", "msi", vec![2u8; 200])
+        .await;
+    f.add_file(&release, "windows", "x86_64", "nsis", vec![3u8; 100])
+        .await;
+    assert_eq!(
+        f.me(&token).await["access"]["loaderFiles"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    // (query, status, the file's bytes or a word the error names)
+    type Case<'a> = (&'a str, u16, Result<Vec<u8>, &'a str>);
+    let cases: [Case<'_>; 9] = [
+        ("", 400, Err("windows/x86_64/msi")),
+        ("", 400, Err("linux/x86_64/AppImage")),
+        ("?platform=linux", 200, Ok(vec![1u8; 300])),
+        (
+            "?platform=windows&arch=x86_64",
+            400,
+            Err("windows/x86_64/nsis"),
+        ),
+        (
+            "?platform=windows&arch=x86_64&filetype=nsis",
+            200,
+            Ok(vec![3u8; 100]),
+        ),
+        ("?platform=windows&filetype=msi", 200, Ok(vec![2u8; 200])),
+        ("?platform=darwin", 404, Err("Artifact not found")),
+        ("?platform=macos", 400, Err("darwin")),
+        ("?platform=linux&arch=amd64", 400, Err("arch")),
+    ];
+    for (query, status, expected) in cases {
+        let a = loader(query).await;
+        match expected {
+            Ok(bytes) => {
+                assert_eq!(a.status.as_u16(), status, "{query}: {}", a.body);
+                assert_eq!(a.raw, bytes, "{query}");
+            }
+            Err(needle) if status == 404 => {
+                assert_kv_error_naming(&a, status, "NOT_FOUND", needle);
+            }
+            Err(needle) => assert_kv_error_naming(&a, status, "VALIDATION_ERROR", needle),
+        }
+    }
+    // Each download is audited with the file it sent (the trail is written in the background).
+    let nsis = "SELECT COUNT(*) FROM audit_events WHERE action = 'portal.loader.download' \
+                AND json_extract(detail, '$.platform') = 'windows' \
+                AND json_extract(detail, '$.filetype') = 'nsis' \
+                AND json_extract(detail, '$.artifactId') IS NOT NULL";
+    let mut audited = 0;
+    for _ in 0..50 {
+        audited = f.srv.count(nsis, []);
+        if audited > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(audited, 1);
+
+    // A newer release with a bundle of its own: the bundle without a choice, a file with one.
+    let form = reqwest::multipart::Form::new()
+        .text("version", "1.1.0")
+        .part(
+            "bundle",
+            reqwest::multipart::Part::bytes(vec![9u8; 50]).file_name("Loader.bin"),
+        );
+    let upload = f
+        .srv
+        .client
+        .post(format!("{}/api/projects/{}/releases", f.srv.url, f.project))
+        .header("X-API-Key", &f.admin)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let upload = TestServer::decode(upload).await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
+    let newer = str_of(&upload.body["data"]["release"]["id"]);
+    f.add_file(&newer, "linux", "x86_64", "deb", vec![4u8; 40])
+        .await;
+    let published = f
+        .srv
+        .call(
+            Method::POST,
+            &format!("/api/releases/{newer}/publish"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.body);
+    let me = f.me(&token).await;
+    assert_eq!(me["access"]["loaderBundle"], true);
+    assert_eq!(me["access"]["loaderFiles"][0]["filetype"], "deb");
+    assert_eq!(loader("").await.raw, vec![9u8; 50]);
+    assert_eq!(loader("?platform=linux").await.raw, vec![4u8; 40]);
 }

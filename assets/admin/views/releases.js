@@ -1,5 +1,5 @@
-// Releases of one project: list, upload a new draft (multipart, with a progress bar), publish,
-// yank, delete drafts.
+// Releases of one project: list, upload a new draft (multipart, with a progress bar) or create
+// one whose files come per platform, publish, yank, delete drafts.
 
 import { api, upload } from '../../shared/api.js';
 import {
@@ -32,7 +32,7 @@ export async function render(root, project) {
   const newBtn = h(
     'button',
     { type: 'button', class: 'btn btn-primary', 'data-test': 'release-new' },
-    '+ Upload a release',
+    '+ New release',
   );
   mount(
     root,
@@ -58,7 +58,8 @@ export async function render(root, project) {
       list,
     ),
   );
-  const base = `/api/projects/${encodeURIComponent(project.id)}/releases`;
+  const projectPath = `/api/projects/${encodeURIComponent(project.id)}`;
+  const base = `${projectPath}/releases`;
 
   async function load() {
     try {
@@ -75,11 +76,15 @@ export async function render(root, project) {
         list,
         empty(
           'No releases yet',
-          'Upload your first bundle. It stays a draft until you publish it.',
+          'Upload your first bundle, or create a draft and add a file per platform. It stays a draft until you publish it.',
           h(
             'button',
-            { type: 'button', class: 'btn btn-primary', onclick: () => uploadDialog(base, load) },
-            'Upload a release',
+            {
+              type: 'button',
+              class: 'btn btn-primary',
+              onclick: () => uploadDialog(projectPath, load),
+            },
+            'New release',
           ),
           'releases-empty',
         ),
@@ -255,7 +260,7 @@ export async function render(root, project) {
     );
   }
 
-  newBtn.addEventListener('click', () => uploadDialog(base, load));
+  newBtn.addEventListener('click', () => uploadDialog(projectPath, load));
   renderUpdateSettings(settings, project);
   load();
 }
@@ -302,7 +307,7 @@ function detailsDialog(r) {
   });
 }
 
-function uploadDialog(base, onDone) {
+function uploadDialog(projectPath, onDone) {
   const bar = h('span');
   const progress = h(
     'div',
@@ -326,9 +331,29 @@ function uploadDialog(base, onDone) {
       bar,
     ),
   );
+  const bundleField = field({
+    label: 'Bundle file',
+    name: 'bundle',
+    type: 'file',
+    required: true,
+    test: 'release-bundle',
+  });
+  const kind = field({
+    label: 'Files',
+    name: 'kind',
+    type: 'select',
+    options: [
+      ['bundle', 'One bundle for every platform'],
+      ['artifacts', 'Files per platform (installers, updater archives)'],
+    ],
+    value: 'bundle',
+    hint: 'Files per platform are uploaded next, one per platform and architecture.',
+    test: 'release-kind',
+  });
   const form = h(
     'form',
     { novalidate: true, id: 'release-form', 'data-test': 'release-form' },
+    kind,
     h(
       'div',
       { class: 'form-grid' },
@@ -358,13 +383,7 @@ function uploadDialog(base, onDone) {
       test: 'release-changelog',
       placeholder: 'What changed in this version?',
     }),
-    field({
-      label: 'Bundle file',
-      name: 'bundle',
-      type: 'file',
-      required: true,
-      test: 'release-bundle',
-    }),
+    bundleField,
     checkbox({
       label: 'Critical update',
       name: 'isCritical',
@@ -395,9 +414,14 @@ function uploadDialog(base, onDone) {
     { type: 'button', class: 'btn', 'data-test': 'release-cancel' },
     'Cancel',
   );
+  const perPlatform = () => kind.querySelector('select').value === 'artifacts';
+  kind.querySelector('select').addEventListener('change', () => {
+    bundleField.hidden = perPlatform();
+    submit.textContent = perPlatform() ? 'Create draft' : 'Upload draft';
+  });
   let pending = null;
   const d = openDialog({
-    title: 'Upload a release',
+    title: 'New release',
     body: form,
     foot: [cancel, submit],
     test: 'release-dialog',
@@ -416,6 +440,10 @@ function uploadDialog(base, onDone) {
     const file = fd.get('bundle');
     if (!String(fd.get('version') || '').trim()) {
       showError(form, new Error('version is required'));
+      return;
+    }
+    if (perPlatform()) {
+      await createDraft(fd);
       return;
     }
     if (!(file instanceof File) || file.size === 0) {
@@ -440,7 +468,7 @@ function uploadDialog(base, onDone) {
     };
     setPct(0);
     try {
-      pending = upload(base, body, setPct);
+      pending = upload(`${projectPath}/releases`, body, setPct);
       const data = await pending;
       pending = null;
       toast(`Draft ${data.release ? data.release.version : ''} uploaded`);
@@ -454,4 +482,27 @@ function uploadDialog(base, onDone) {
       setBusy(submit, false);
     }
   });
+
+  // A release without a bundle: its files are uploaded in the Files dialog, opened right away
+  // so the vendor goes on with the first platform's file.
+  async function createDraft(fd) {
+    setBusy(submit, true);
+    try {
+      const data = await api.post(`${projectPath}/release-drafts`, {
+        version: String(fd.get('version')).trim(),
+        channel: fd.get('channel'),
+        changelog: String(fd.get('changelog') || ''),
+        isCritical: fd.get('isCritical') === 'on',
+        requiresMigration: fd.get('requiresMigration') === 'on',
+      });
+      toast(`Draft ${data.release.version} created: add its files`);
+      d.close();
+      onDone();
+      artifactsDialog(data.release, onDone);
+    } catch (err) {
+      showError(form, err, { semver: 'version' });
+    } finally {
+      setBusy(submit, false);
+    }
+  }
 }

@@ -5,6 +5,7 @@ use poem_openapi::{ApiResponse, Object};
 use time::OffsetDateTime;
 
 use super::downloads::LOADER_PATH;
+use crate::domain::artifacts::Artifact;
 use crate::domain::licenses::{LicenseStatus, Plan};
 use crate::domain::ms_to_datetime;
 use crate::domain::portal_users::{AccessLevel, BlockType};
@@ -153,6 +154,52 @@ pub struct PortalAccess {
     pub loader_url: Option<String>,
     /// none, key or full.
     pub level: AccessLevel,
+    /// The loader release's per-platform files, each downloading from its own `url` (present
+    /// only when `loaderUrl` is the portal's own download).
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub loader_files: Option<Vec<PortalLoaderFile>>,
+    /// True when the loader release has a bundle of its own, which `loaderUrl` sends; without
+    /// one, `loaderUrl` alone works only for a release with a single file (present with
+    /// `loaderFiles`).
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub loader_bundle: Option<bool>,
+}
+
+/// One per-platform file of the loader release.
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct PortalLoaderFile {
+    /// windows, darwin, linux, …
+    pub platform: String,
+    /// x86_64, aarch64, i686, armv7 or universal.
+    pub arch: String,
+    /// msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …
+    pub filetype: String,
+    pub filename: String,
+    /// Bytes.
+    pub size: u64,
+    /// The loader download choosing this file (`platform`, `arch` and `filetype`).
+    pub url: String,
+}
+
+impl PortalLoaderFile {
+    fn new(a: Artifact) -> Self {
+        // The three names are checked slugs on upload, safe in a query as they are.
+        let url = format!(
+            "{LOADER_PATH}?platform={}&arch={}&filetype={}",
+            a.platform,
+            a.arch.as_str(),
+            a.filetype
+        );
+        Self {
+            arch: a.arch.as_str().to_owned(),
+            url,
+            platform: a.platform,
+            filetype: a.filetype,
+            filename: a.file.filename,
+            size: a.file.size,
+        }
+    }
 }
 
 #[derive(Object, Debug)]
@@ -189,6 +236,15 @@ pub struct PortalMeOk {
 impl PortalMeOk {
     pub fn new(d: Dashboard) -> Json<Self> {
         let access = d.access;
+        let (loader_url, loader_files, loader_bundle) = match access.loader {
+            None => (None, None, None),
+            Some(LoaderLink::External(url)) => (Some(url), None, None),
+            Some(LoaderLink::Release { files, bundle }) => (
+                Some(LOADER_PATH.to_owned()),
+                Some(files.into_iter().map(PortalLoaderFile::new).collect()),
+                Some(bundle),
+            ),
+        };
         Json(Self {
             success: true,
             data: PortalMeData {
@@ -205,11 +261,10 @@ impl PortalMeOk {
                     hwid_bound: access.hwid_bound,
                     full_access: access.level == AccessLevel::Full,
                     can_download_loader: access.can_download_loader,
-                    loader_url: access.loader.map(|link| match link {
-                        LoaderLink::External(url) => url,
-                        LoaderLink::Release => LOADER_PATH.to_owned(),
-                    }),
+                    loader_url,
                     level: access.level,
+                    loader_files,
+                    loader_bundle,
                 },
                 project: ProjectInfo::new(&d.face.product),
                 title: d.face.title,

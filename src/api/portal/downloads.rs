@@ -12,17 +12,18 @@ pub const LOADER_PATH: &str = "/api/portal/loader";
 
 #[derive(ApiResponse)]
 pub enum PortalLoaderResponse {
-    /// The loader: the project's newest published stable release.
+    /// The loader: the bundle of the project's newest published stable release, or the file of
+    /// it that was chosen.
     #[oai(status = 200)]
     Ok(
         Binary<Body>,
         /// Bytes.
         #[oai(header = "Content-Length")]
         u64,
-        /// Hex SHA-256 of the bundle.
+        /// Hex SHA-256 of the file sent.
         #[oai(header = "X-Bundle-SHA256")]
         String,
-        /// Ed25519 over the bundle's exact bytes, base64.
+        /// Ed25519 over the exact bytes sent, base64.
         #[oai(header = "X-Bundle-Signature")]
         String,
         /// The kid of the project key that made `X-Bundle-Signature`.

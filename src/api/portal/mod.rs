@@ -25,6 +25,7 @@ use crate::api::shared::device_cookie;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
 use crate::api::shared::offline::{MachineFileOk, OfflineActivationRequest, requested_ttl};
 use crate::domain::ProductId;
+use crate::domain::artifacts::{self, Wanted};
 use crate::domain::portal_users::TOKEN_COOKIE;
 use crate::error::Error;
 use crate::service::{Ctx, portal};
@@ -34,7 +35,9 @@ pub use account::{
     PortalCredentialsRequest, PortalLoginResponse, PortalLogoutOk, PortalLogoutResponse,
     PortalRegisterResponse, PortalSessionOk,
 };
-pub use dashboard::{PortalInfoOk, PortalInfoResponse, PortalMeOk, PortalMeResponse};
+pub use dashboard::{
+    PortalInfoOk, PortalInfoResponse, PortalLoaderFile, PortalMeOk, PortalMeResponse,
+};
 pub use downloads::PortalLoaderResponse;
 pub use keys::{PortalActivateOk, PortalActivateRequest, PortalActivateResponse};
 pub use license_file::{
@@ -263,10 +266,40 @@ impl PortalApi {
     /// Download the loader
     ///
     /// The project's newest published stable release, for a user whose key is active (the
-    /// loader is how the key gets bound to a machine). Audited.
+    /// loader is how the key gets bound to a machine): its bundle, or one of its per-platform
+    /// files (`loaderFiles` of `/api/portal/me`) chosen by `platform`, `arch` and `filetype`.
+    /// A release with only files sends its one file without a choice, and answers 400 naming
+    /// the choices when it has several. Audited.
     #[oai(path = "/api/portal/loader", method = "get")]
-    async fn loader(&self, auth: PortalAuth) -> KvResult<PortalLoaderResponse> {
-        let download = portal::download_loader(&self.state, &auth.ctx).await?;
+    async fn loader(
+        &self,
+        auth: PortalAuth,
+        /// windows, darwin, linux, …: chooses the release's file for that platform.
+        platform: Query<Option<String>>,
+        /// x86_64, aarch64, i686, armv7 or universal.
+        arch: Query<Option<String>>,
+        /// msi, nsis, exe, dmg, app.tar.gz, AppImage, deb, rpm, nupkg, zip, …: needed when the
+        /// platform and arch have several files.
+        filetype: Query<Option<String>>,
+    ) -> KvResult<PortalLoaderResponse> {
+        let platform = match platform.0.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(artifacts::parse_platform("platform", text)?),
+        };
+        let arch = match arch.0.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(artifacts::parse_arch("arch", text)?),
+        };
+        let filetype = match filetype.0.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(artifacts::parse_filetype("filetype", text)?),
+        };
+        let wanted = Wanted {
+            platform: platform.as_deref(),
+            arch,
+            filetype: filetype.as_deref(),
+        };
+        let download = portal::download_loader(&self.state, &auth.ctx, &wanted).await?;
         Ok(PortalLoaderResponse::new(download))
     }
 

@@ -4,6 +4,7 @@
 use rusqlite::Connection;
 
 use super::{open_portal_of, signed_in_user};
+use crate::domain::artifacts::{self, Artifact};
 use crate::domain::licenses::{self, License, LicenseStatus, Plan};
 use crate::domain::portal_users::{
     self, AccessLevel, Block, BlockType, PortalSettings, PortalUser,
@@ -16,12 +17,17 @@ use crate::service::Ctx;
 use crate::state::AppState;
 
 /// Where a user's loader comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LoaderLink {
     /// The vendor's own download address (`loaderUrl` of the portal settings).
     External(String),
     /// The product's newest published stable release, through the portal's loader download.
-    Release,
+    Release {
+        /// Its per-platform files, each downloadable by name.
+        files: Vec<Artifact>,
+        /// True when it has a bundle of its own (what a download without a choice sends).
+        bundle: bool,
+    },
 }
 
 /// A portal as its project's vendor arranged it.
@@ -121,7 +127,13 @@ pub fn dashboard(state: &AppState, ctx: &Ctx) -> Result<Dashboard, Error> {
         };
         let loader = match settings.loader_url.as_deref().filter(|u| !u.is_empty()) {
             Some(external) => Some(LoaderLink::External(external.to_owned())),
-            None => loader_release(c, &product)?.map(|_| LoaderLink::Release),
+            None => match loader_release(c, &product)? {
+                Some(r) => Some(LoaderLink::Release {
+                    files: artifacts::repo::of_release(c, &r.id)?,
+                    bundle: r.bundle.is_some(),
+                }),
+                None => None,
+            },
         };
         // The loader is offered only through a `download_loader` block, at the level that
         // block requires (HWID gating).
