@@ -40,7 +40,9 @@ async fn an_operator_turns_on_two_factor_login_and_signs_in_with_a_code() {
     b.fill("totp-code", "000000").await;
     b.click("totp-confirm").await;
     b.wait_text("error-code", "does not match").await;
-    b.fill("totp-code", &code(&secret, 0)).await;
+    // Kept, not computed again below: a 30 s step may end between enrolment and sign-in.
+    let enrolled_with = code(&secret, 0);
+    b.fill("totp-code", &enrolled_with).await;
     b.click("totp-confirm").await;
     b.el("recovery-codes").await;
     let codes = b.all(&format!("{} li", t("recovery-codes"))).await;
@@ -63,7 +65,7 @@ async fn an_operator_turns_on_two_factor_login_and_signs_in_with_a_code() {
     b.click("login-submit").await;
     b.el("second-factor-form").await;
     b.shot("two-factor-sign-in").await;
-    b.fill("login-code", &code(&secret, 0)).await;
+    b.fill("login-code", &enrolled_with).await;
     b.click("second-factor-submit").await;
     b.wait_text("second-factor-error", "already used").await;
     b.fill("login-code", &code(&secret, 1)).await;
