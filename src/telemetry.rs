@@ -46,7 +46,7 @@ pub const OUTGOING_QUEUE: &str = "keyward_outgoing_queue_depth";
 
 /// Which licensing face a validation or activation came through (a label value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
+pub enum Face {
     /// `/api/v1/license/*`.
     Vendor,
     /// `/api/validate`, `/api/telegram` (an activation there is a HWID bound on first use).
@@ -55,12 +55,12 @@ pub enum Via {
     Offline,
 }
 
-impl Via {
+impl Face {
     fn label(self) -> &'static str {
         match self {
-            Via::Vendor => "vendor",
-            Via::KeyHwid => "key_hwid",
-            Via::Offline => "offline",
+            Face::Vendor => "vendor",
+            Face::KeyHwid => "key_hwid",
+            Face::Offline => "offline",
         }
     }
 }
@@ -211,21 +211,21 @@ impl Telemetry {
     }
 
     /// A validation's result code (`VALID`, `EXPIRED`, `KEY_BANNED`…, as its face answers it).
-    pub fn validation(&self, via: Via, result: &'static str) {
-        self.count_result(VALIDATIONS, via, result);
+    pub fn validation(&self, face: Face, result: &'static str) {
+        self.count_result(VALIDATIONS, face, result);
     }
 
     /// An activation's result code (`ACTIVATED`, `ALREADY_ACTIVATED`, or the refusal's code).
-    pub fn activation(&self, via: Via, result: &'static str) {
-        self.count_result(ACTIVATIONS, via, result);
+    pub fn activation(&self, face: Face, result: &'static str) {
+        self.count_result(ACTIVATIONS, face, result);
     }
 
     /// One validation or activation result; result codes are a short static list.
-    fn count_result(&self, name: &'static str, via: Via, result: &'static str) {
+    fn count_result(&self, name: &'static str, face: Face, result: &'static str) {
         if !self.enabled() {
             return;
         }
-        let key = (name, via.label(), result);
+        let key = (name, face.label(), result);
         let cached = self
             .result_series
             .read()

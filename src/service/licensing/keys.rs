@@ -334,12 +334,12 @@ fn count_validation(
     state: &AppState,
     outcome: &Result<(Product, sessions::KeyValidated), KeyRefusal>,
 ) {
-    use crate::telemetry::Via;
+    use crate::telemetry::Face;
     match outcome {
         Ok((_, v)) => {
-            state.telemetry.validation(Via::KeyHwid, "VALID");
+            state.telemetry.validation(Face::KeyHwid, "VALID");
             if v.bound_now {
-                state.telemetry.activation(Via::KeyHwid, "ACTIVATED");
+                state.telemetry.activation(Face::KeyHwid, "ACTIVATED");
             }
         }
         Err(refusal) => {
@@ -351,12 +351,12 @@ fn count_validation(
                 Error::Invalid(_) => "INVALID",
                 _ => "ERROR",
             };
-            state.telemetry.validation(Via::KeyHwid, code);
+            state.telemetry.validation(Face::KeyHwid, code);
             if let Error::License(
                 LicenseProblem::HwidMismatch | LicenseProblem::ActivationLimitReached,
             ) = &refusal.error
             {
-                state.telemetry.activation(Via::KeyHwid, code);
+                state.telemetry.activation(Face::KeyHwid, code);
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::domain::{entitlements, now_ms};
 use crate::error::{Error, LicenseProblem};
 use crate::service::{Ctx, Signed, Signer};
 use crate::state::AppState;
-use crate::telemetry::Via as Face;
+use crate::telemetry::Face;
 
 /// A machine bound to its license (newly, or already: activation is idempotent).
 #[derive(Debug)]
