@@ -195,20 +195,36 @@ pub async fn download(
         };
         Ok((r, bundle, what))
     })?;
+    let download = open_download(state, bundle, range).await?;
+    if let Some(sent) = download.sent_range() {
+        record_download(state, app, &release, &what, from.as_ref(), sent);
+    }
+    Ok(download)
+}
+
+/// A stored file (bundle or artifact) opened for reading (blocking-free).
+pub(crate) async fn open_stored(
+    state: &AppState,
+    bundle: &Bundle,
+) -> Result<tokio::fs::File, Error> {
     let path = state.bundles.path(&bundle.sha256)?;
-    let mut file = tokio::fs::File::open(&path)
+    tokio::fs::File::open(&path)
         .await
-        .map_err(|e| Error::Storage(format!("bundle file {} unreadable: {e}", path.display())))?;
+        .map_err(|e| Error::Storage(format!("bundle file {} unreadable: {e}", path.display())))
+}
+
+/// A stored file opened for a download: whole, or the part an HTTP `Range` header asks for.
+pub(super) async fn open_download(
+    state: &AppState,
+    bundle: Bundle,
+    range: Option<&str>,
+) -> Result<BundleDownload, Error> {
+    let mut file = open_stored(state, &bundle).await?;
     let size = bundle.size;
-    let wanted = match range.map(|r| parse_range(r, size)) {
-        Some(Err(Unsatisfiable)) => return Ok(BundleDownload::Unsatisfiable { size }),
-        Some(Ok(r)) => r,
-        None => None,
-    };
-    record_download(state, app, &release, &what, from.as_ref(), wanted);
-    match wanted {
-        None => Ok(BundleDownload::Whole { file, bundle }),
-        Some((start, end)) => {
+    match range.map(|r| parse_range(r, size)) {
+        Some(Err(Unsatisfiable)) => Ok(BundleDownload::Unsatisfiable { size }),
+        Some(Ok(None)) | None => Ok(BundleDownload::Whole { file, bundle }),
+        Some(Ok(Some((start, end)))) => {
             file.seek(std::io::SeekFrom::Start(start))
                 .await
                 .map_err(|e| Error::Storage(format!("cannot seek a bundle: {e}")))?;
@@ -218,6 +234,18 @@ pub async fn download(
                 end,
                 bundle,
             })
+        }
+    }
+}
+
+impl BundleDownload {
+    /// What is sent, for the audit trail: `Some(None)` the whole file, `Some(Some((start,
+    /// end)))` a part, `None` nothing (an unsatisfiable range).
+    pub(super) fn sent_range(&self) -> Option<Option<(u64, u64)>> {
+        match self {
+            Self::Whole { .. } => Some(None),
+            Self::Part { start, end, .. } => Some(Some((*start, *end))),
+            Self::Unsatisfiable { .. } => None,
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{FeedRequest, open};
 use crate::domain::artifacts::Artifact;
@@ -15,7 +14,7 @@ use crate::domain::licenses::{self, License};
 use crate::domain::now_ms;
 use crate::domain::releases::{self, Channel, Release};
 use crate::error::Error;
-use crate::service::updates::{self, BundleDownload, Unsatisfiable};
+use crate::service::updates::{self, BundleDownload};
 use crate::state::AppState;
 
 /// A package a Velopack feed listed, by its file name (Velopack downloads `FileName` next to
@@ -93,18 +92,8 @@ async fn send(
     if let Some(ip) = ip {
         state.limits.downloads_per_ip.check(&ip)?;
     }
-    let bundle = artifact.file.clone();
-    let path = state.bundles.path(&bundle.sha256)?;
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::Storage(format!("bundle file {} unreadable: {e}", path.display())))?;
-    let size = bundle.size;
-    let wanted = match range.map(|r| updates::parse_range(r, size)) {
-        Some(Err(Unsatisfiable)) => return Ok(BundleDownload::Unsatisfiable { size }),
-        Some(Ok(r)) => r,
-        None => None,
-    };
-    if let Some(license) = license {
+    let download = updates::open_download(state, artifact.file.clone(), range).await?;
+    if let (Some(license), Some(wanted)) = (license, download.sent_range()) {
         state.db.writer().record(
             AuditEvent::new(&license.tenant_id, "license", AuditAction::UpdateDownload)
                 .license(&license.product_id, &license.id)
@@ -120,18 +109,5 @@ async fn send(
                 })),
         );
     }
-    match wanted {
-        None => Ok(BundleDownload::Whole { file, bundle }),
-        Some((start, end)) => {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(|e| Error::Storage(format!("cannot seek a bundle: {e}")))?;
-            Ok(BundleDownload::Part {
-                file: file.take(end - start + 1),
-                start,
-                end,
-                bundle,
-            })
-        }
-    }
+    Ok(download)
 }

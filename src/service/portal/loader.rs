@@ -67,10 +67,7 @@ pub async fn download_loader(
         Picked::Bundle(b) => (b.clone(), None),
         Picked::Artifact(a) => (a.file.clone(), Some(a.clone())),
     };
-    let path = state.bundles.path(&bundle.sha256)?;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::Storage(format!("bundle file {} unreadable: {e}", path.display())))?;
+    let file = crate::service::updates::open_stored(state, &bundle).await?;
     state.db.writer().record(
         ctx.event(&user.tenant_id, AuditAction::PortalLoaderDownload)
             .product(&user.product_id)
