@@ -234,6 +234,11 @@ pub struct ServeArgs {
     /// host or the LAN).
     #[arg(long, env = "KEYWARD_SMTP_ALLOW_PLAINTEXT")]
     pub smtp_allow_plaintext: bool,
+    /// Allow an SMTP server on loopback or a private address (with TLS); without it, as for
+    /// webhooks, a workspace cannot make the server connect inside its network.
+    /// `--smtp-allow-plaintext` implies it.
+    #[arg(long, env = "KEYWARD_SMTP_ALLOW_PRIVATE")]
+    pub smtp_allow_private: bool,
     /// Seconds an SMTP connection and each of its exchanges may take.
     #[arg(long, env = "KEYWARD_SMTP_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub smtp_timeout: u64,
@@ -498,6 +503,7 @@ impl Default for ServeArgs {
                 // --- E-mail to customers (issue 13) ---
                 public_url: None,
                 smtp_allow_plaintext: false,
+                smtp_allow_private: false,
                 smtp_timeout: 30,
                 mail_retry_base: 60,
                 mail_max_attempts: 8,
@@ -584,6 +590,7 @@ impl ServeArgs {
             // --- E-mail to customers (issue 13) ---
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             smtp_allow_plaintext: self.smtp_allow_plaintext,
+            smtp_allow_private: self.smtp_allow_private || self.smtp_allow_plaintext,
             smtp_timeout: Duration::from_secs(self.smtp_timeout.max(1)),
             mail_retry_base: Duration::from_secs(self.mail_retry_base.max(1)),
             mail_max_attempts: self.mail_max_attempts.max(1),

@@ -129,6 +129,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// SMTP without TLS is allowed, to loopback and private hosts only.
     pub smtp_allow_plaintext: bool,
+    /// SMTP servers on loopback and private addresses may be used (with TLS); implied by
+    /// `smtp_allow_plaintext`.
+    pub smtp_allow_private: bool,
     /// Connecting to and each exchange with an SMTP server time out after this.
     pub smtp_timeout: Duration,
     /// First retry delay of a message; each further retry waits twice as long.
@@ -230,6 +233,7 @@ impl Config {
             // --- E-mail to customers (issue 13) ---
             public_url: None,
             smtp_allow_plaintext: false,
+            smtp_allow_private: false,
             smtp_timeout: Duration::from_secs(30),
             mail_retry_base: Duration::from_secs(60),
             mail_max_attempts: 8,

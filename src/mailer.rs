@@ -76,6 +76,7 @@ pub async fn send(
     mail: Outgoing<'_>,
     extra_ca_file: Option<&Path>,
     timeout: Duration,
+    allow_private: bool,
 ) -> Result<(), SendFailure> {
     let from = Mailbox::new(
         smtp.from_name.clone(),
@@ -101,10 +102,22 @@ pub async fn send(
         SmtpSecurity::StartTls => Tls::Required(tls_parameters(&smtp.host, extra_ca_file)?),
         SmtpSecurity::Tls => Tls::Wrapper(tls_parameters(&smtp.host, extra_ca_file)?),
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-        .port(smtp.port)
-        .tls(tls)
-        .timeout(Some(timeout));
+    // The address is checked as webhook targets are (a workspace's settings must not reach
+    // inside the server's network), then connected to as checked; TLS still names the host.
+    let address = tokio::time::timeout(
+        timeout,
+        crate::outgoing::resolve(&smtp.host, smtp.port, allow_private),
+    )
+    .await
+    .map_err(|_| SendFailure::transient(format!("resolving {} timed out", smtp.host)))?
+    .map_err(|e| {
+        SendFailure::transient(e.replace("--webhook-allow-private", "--smtp-allow-private"))
+    })?;
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+            .port(smtp.port)
+            .tls(tls)
+            .timeout(Some(timeout));
     if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }

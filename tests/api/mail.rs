@@ -325,6 +325,43 @@ async fn a_server_that_is_down_is_retried_until_it_is_up() {
     assert_eq!(smtp.messages().len(), 1, "sent once");
 }
 
+/// A workspace's SMTP host is checked as webhook targets are: without the server's
+/// `--smtp-allow-private` a loopback or private address is never connected to, even with TLS.
+#[tokio::test]
+async fn an_smtp_host_inside_the_network_needs_the_servers_opt_in() {
+    let f = MailFixture::start_with(|c| {
+        c.smtp_allow_plaintext = false;
+        c.smtp_allow_private = false;
+    })
+    .await;
+    let smtp = SmtpServer::start();
+    let a = f
+        .admin(
+            Method::PUT,
+            "/api/mail/settings",
+            Some(
+                json!({"host": "127.0.0.1", "port": smtp.port, "security": "starttls",
+                        "fromAddress": "licenses@acme.example"}),
+            ),
+        )
+        .await;
+    assert_status(&a, 200);
+    let a = f
+        .admin(
+            Method::POST,
+            "/api/mail/test",
+            Some(json!({"to": "ops@acme.example"})),
+        )
+        .await;
+    assert_status(&a, 202);
+    let failed = f.wait_outbox(|m| m["attempts"].as_u64() >= Some(1)).await;
+    assert!(
+        str_field(&failed, "lastError").contains("--smtp-allow-private"),
+        "{failed}"
+    );
+    assert!(smtp.messages().is_empty(), "nothing reached the server");
+}
+
 #[tokio::test]
 async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     let f = MailFixture::start().await;

@@ -114,6 +114,7 @@ pub async fn deliver_due(state: &AppState) -> Result<usize, Error> {
                             },
                             state.config.extra_ca_file.as_deref(),
                             state.config.smtp_timeout,
+                            state.config.smtp_allow_private || state.config.smtp_allow_plaintext,
                         )
                         .await
                     }
