@@ -279,3 +279,19 @@ pub fn envelope_seal(key: &[u8], plaintext: &[u8]) -> Result<String, Error> {
     out.extend_from_slice(&ct);
     Ok(base64(&out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeping the key expanded changes how an answer is signed, not what is signed.
+    #[test]
+    fn the_answer_signer_makes_the_signing_keys_own_signature() -> Result<(), Error> {
+        let key = signing_key_from_seed(&[7u8; 32])?;
+        let signer = AnswerSigner::new(&key);
+        for message in [&b""[..], b"{\"valid\":true}", &[0xA5; 700][..]] {
+            assert_eq!(signer.sign(message), sign(&key, message));
+        }
+        Ok(())
+    }
+}

@@ -143,6 +143,26 @@ pub fn license_data(l: &License) -> Value {
 }
 
 /// A machine event: the license (as [`license_data`]) and the machine.
+/// `machine.activated` for a machine bound just now; an idempotent repeat is not news.
+/// Returns whether it was (the caller wakes the delivery worker after its commit).
+pub fn machine_activated(
+    c: &Connection,
+    activated: &crate::domain::activations::Activated,
+) -> Result<bool, Error> {
+    if !activated.new {
+        return Ok(false);
+    }
+    let license = &activated.license;
+    emit(
+        c,
+        &license.tenant_id,
+        Some(&license.product_id),
+        EventType::MachineActivated,
+        machine_data(license, &activated.activation, None),
+    )?;
+    Ok(true)
+}
+
 pub fn machine_data(l: &License, m: &Activation, reason: Option<&str>) -> Value {
     let mut data = license_data(l);
     data["machine"] = json!({

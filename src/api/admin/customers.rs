@@ -72,7 +72,7 @@ impl CustomersApi {
     /// A customer
     ///
     /// All keys (with their machines), payments and e-mails of one address in the caller's
-    /// workspace, ignoring case. 404 when the address has neither keys nor messages.
+    /// workspace, ignoring case. 404 when the address has neither keys, payments nor messages.
     #[oai(path = "/api/customers/:email", method = "get")]
     async fn get(&self, auth: AdminAuth, email: Path<String>) -> KvResult<CustomerResponse> {
         let admin = auth.admin();

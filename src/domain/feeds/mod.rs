@@ -40,8 +40,6 @@ pub fn electron_filetypes(platform: &str) -> &'static [&'static str] {
     }
 }
 
-pub const VELOPACK_FILETYPES: &[&str] = &["nupkg"];
-
 /// The artifact of a release an updater takes on `platform`/`arch`: the first file type of
 /// `filetypes` that exists, for that arch or, failing it, a macOS universal build. `arch`
 /// `None`: any arch, preferring universal, then x86_64.

@@ -155,17 +155,8 @@ pub fn safe_filename(uploaded: Option<&str>, product_slug: &str, version: &Versi
     base.unwrap_or_else(|| format!("{product_slug}-{version}.bin"))
 }
 
-/// The newest published release above `current` on `channel` or a more stable one.
-/// Precedence is semver's: pre-releases sort below their release, build metadata is ignored.
-pub fn newest_update<'a>(
-    releases: &'a [Release],
-    current: &Version,
-    channel: Channel,
-) -> Option<&'a Release> {
-    newest(releases, channel, Some(current))
-}
-
 /// The newest published release on `channel` or a more stable one, above `floor` if given.
+/// Precedence is semver's: pre-releases sort below their release, build metadata is ignored.
 pub fn newest<'a>(
     releases: &'a [Release],
     channel: Channel,
@@ -406,17 +397,17 @@ pub(crate) mod tests {
             release("2.0.0-alpha.1", Alpha, Published),
         ];
         let current = parse_version("current_version", "1.0.0")?;
-        let pick = |ch| newest_update(&all, &current, ch).map(|r| r.version.as_str());
+        let pick = |ch| newest(&all, ch, Some(&current)).map(|r| r.version.as_str());
         assert_eq!(pick(Stable), Some("1.1.0"));
         // beta.10 > beta.2: numeric identifiers compare as numbers
         assert_eq!(pick(Beta), Some("1.2.0-beta.10"));
         assert_eq!(pick(Alpha), Some("2.0.0-alpha.1"));
-        let newest = parse_version("current_version", "2.0.0-alpha.1")?;
-        assert!(newest_update(&all, &newest, Nightly).is_none());
+        let top = parse_version("current_version", "2.0.0-alpha.1")?;
+        assert!(newest(&all, Nightly, Some(&top)).is_none());
         // a pre-release of 1.2.0 is below 1.2.0 itself
         let rc = parse_version("v", "1.2.0-rc.1")?;
         assert_eq!(
-            newest_update(&all, &rc, Beta).map(|r| r.version.as_str()),
+            newest(&all, Beta, Some(&rc)).map(|r| r.version.as_str()),
             None
         );
         Ok(())

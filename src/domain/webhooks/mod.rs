@@ -89,11 +89,6 @@ impl EventType {
         }
         Self::FIXED.iter().find(|t| t.as_str() == text).cloned()
     }
-
-    /// A payment event; `None` when the name is not lower-case letters, digits, `_` and `.`.
-    pub fn payment(name: &str) -> Option<Self> {
-        valid_payment_name(name).then(|| EventType::Payment(name.to_owned()))
-    }
 }
 
 impl std::fmt::Display for EventType {

@@ -152,6 +152,7 @@ pub(crate) fn expire_at_in(
 
 /// Gives the license another status (a dispute suspends, a won dispute reinstates) inside the
 /// caller's writer job, recorded as the admin panel's status changes are; whether it changed.
+/// Revoking is [`revoke_in`]'s: it ends sessions and machines too.
 pub(crate) fn set_status_in(
     c: &Connection,
     ctx: &Ctx,
@@ -159,11 +160,6 @@ pub(crate) fn set_status_in(
     status: LicenseStatus,
     detail: serde_json::Value,
 ) -> Result<bool, Error> {
-    if status == LicenseStatus::Revoked {
-        let before = license.status;
-        revoke_in(c, ctx, license, Some("payment reversed"), Some(detail))?;
-        return Ok(before != LicenseStatus::Revoked);
-    }
     if !licenses::change_status(c, license, status, None)? {
         return Ok(false);
     }

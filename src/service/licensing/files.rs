@@ -119,7 +119,7 @@ pub async fn key_checkout(
     let ip = client.ip().map(|i| i.to_string());
     let job_hwid = hwid.clone();
     let encrypt = options.encrypt;
-    let (product, (license, activation)) = run_key_request(
+    let (product, (license, activation, bound_now)) = run_key_request(
         state,
         client,
         lookup,
@@ -139,19 +139,7 @@ pub async fn key_checkout(
                 }
                 Err(e) => return Err(e),
             };
-            if activated.new {
-                crate::service::events::emit(
-                    c,
-                    &license.tenant_id,
-                    Some(&license.product_id),
-                    crate::domain::webhooks::EventType::MachineActivated,
-                    crate::service::events::machine_data(
-                        &activated.license,
-                        &activated.activation,
-                        None,
-                    ),
-                )?;
-            }
+            crate::service::events::machine_activated(c, &activated)?;
             let event = AuditEvent::new(&license.tenant_id, &actor, AuditAction::LicenseCheckout)
                 .license(&product.id, &license.id)
                 .machine(&job_hwid)
@@ -162,11 +150,16 @@ pub async fn key_checkout(
                     "encrypted": encrypt,
                     "hwidBound": activated.new,
                 }));
-            Ok(((activated.license, activated.activation), event))
+            Ok((
+                (activated.license, activated.activation, activated.new),
+                event,
+            ))
         },
     )
     .await?;
-    state.webhooks.wake();
+    if bound_now {
+        state.webhooks.wake();
+    }
     state
         .abuse
         .license_used(client.ip(), &license, Some(&hwid), None, None);

@@ -123,19 +123,7 @@ pub(super) async fn bind_machine(
             match activations::activate_machine(c, &license, &machine, now_ms()) {
                 Ok(activated) => {
                     let used = activations::repo::count(c, &license.id)?;
-                    if activated.new {
-                        crate::service::events::emit(
-                            c,
-                            &license.tenant_id,
-                            Some(&license.product_id),
-                            EventType::MachineActivated,
-                            crate::service::events::machine_data(
-                                &activated.license,
-                                &activated.activation,
-                                None,
-                            ),
-                        )?;
-                    }
+                    crate::service::events::machine_activated(c, &activated)?;
                     let recorded = match via {
                         Via::Online if activated.new => Some((
                             AuditAction::LicenseActivate,

@@ -39,8 +39,8 @@ pub struct CustomerView {
 }
 
 /// The customer of `email` in the caller's workspace (a product-restricted caller sees its
-/// product's licenses and no other's messages). 404 when the address has neither licenses
-/// nor messages.
+/// product's licenses and no other's messages). 404 when the address has neither licenses,
+/// payments nor messages.
 pub fn view(state: &AppState, ctx: &Ctx, email: &str) -> Result<CustomerView, Error> {
     let email = mail::normalize_address("email", email)?;
     let tenant = ctx.tenant.to_string();

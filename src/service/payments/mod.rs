@@ -322,6 +322,7 @@ pub async fn apply_event(
             Ok((endpoint.provider, event))
         })
         .await
+        .inspect(|_| state.webhooks.wake())
 }
 
 /// The payment events that changed a license the caller reaches, oldest first.

@@ -69,6 +69,8 @@ pub async fn receive(
         .db
         .write(move |c| record(c, &ctx, &endpoint, &event, &payload))
         .await
+        // Its payment.* and license.* deliveries go out now, not at the worker's next poll.
+        .inspect(|_| state.webhooks.wake())
 }
 
 fn record(

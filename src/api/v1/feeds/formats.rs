@@ -155,7 +155,7 @@ fn sha512_base64(hex_digest: &str) -> String {
 }
 
 /// An electron-updater channel file (`latest.yml`, `latest-mac.yml`, …).
-pub fn electron_yaml(update: &ElectronUpdate, critical: bool) -> String {
+pub fn electron_yaml(update: &ElectronUpdate) -> String {
     let r = &update.release;
     let mut yaml = String::new();
     let _ = writeln!(yaml, "version: {}", yaml_str(&r.version));
@@ -183,7 +183,8 @@ pub fn electron_yaml(update: &ElectronUpdate, critical: bool) -> String {
     if let Some(percentage) = update.staging_percentage {
         let _ = writeln!(yaml, "stagingPercentage: {percentage}");
     }
-    if critical {
+    // The feed does not learn the client's version, so only a release marked critical is.
+    if r.is_critical {
         // Not electron-updater's own: the app reads it from the update info it is given.
         yaml.push_str("critical: true\n");
     }

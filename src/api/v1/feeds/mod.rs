@@ -265,12 +265,9 @@ impl FeedsApi {
         .request(req, &self.state);
         match service::feeds::electron(&self.state, &feed, &file.0)? {
             None => Ok(ElectronResponse::NoRelease),
-            Some(update) => {
-                let critical = update.release.is_critical;
-                Ok(ElectronResponse::Ok(PlainText(formats::electron_yaml(
-                    &update, critical,
-                ))))
-            }
+            Some(update) => Ok(ElectronResponse::Ok(PlainText(formats::electron_yaml(
+                &update,
+            )))),
         }
     }
 
