@@ -404,6 +404,23 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
         .admin(Method::POST, "/api/mail/outbox/msg_nope/retry", None)
         .await;
     assert_kv_error(&unknown, 404, "NOT_FOUND");
+
+    // Another workspace neither sees nor retries this workspace's messages.
+    f.srv.create_tenant("other");
+    let theirs = f.srv.create_api_key("other", Scope::FullAdmin, None);
+    let a = f
+        .srv
+        .post(&format!("/api/mail/outbox/{id}/retry"), &theirs, json!({}))
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+    for path in [
+        "/api/mail/outbox",
+        "/api/mail/outbox?recipient=b@acme.example",
+    ] {
+        let a = f.srv.get(path, &theirs).await;
+        assert_status(&a, 200);
+        assert_eq!(a.body["data"]["messages"], json!([]), "{path}");
+    }
 }
 
 #[tokio::test]

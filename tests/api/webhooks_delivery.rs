@@ -168,6 +168,21 @@ async fn failing_endpoints_are_retried_with_backoff_then_disabled() {
     assert!(verify_with_standard_webhooks(&secret, std::slice::from_ref(last)).is_ok());
     let all = deliveries(&srv, &admin, &id).await;
     assert_eq!(all.len(), 2);
+    // Another workspace cannot redeliver it.
+    srv.create_tenant("other");
+    let theirs = srv.create_api_key("other", Scope::FullAdmin, None);
+    let a = srv
+        .post(
+            &format!(
+                "/api/webhooks/deliveries/{}/redeliver",
+                str_field(&first, "id")
+            ),
+            &theirs,
+            json!({}),
+        )
+        .await;
+    assert_kv_error(&a, 404, "NOT_FOUND");
+    assert_eq!(deliveries(&srv, &admin, &id).await.len(), 2);
 
     // Filtered by status.
     let a = srv
