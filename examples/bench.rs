@@ -107,6 +107,10 @@ struct Args {
     /// profiling the hot path (`perf record` while phase 2 runs).
     #[arg(long)]
     ratio_only: bool,
+    /// Runs only health, validate and key/HWID validate, then prints each one's server CPU per
+    /// request against its floor (issue 16): the short loop for work on the hot paths.
+    #[arg(long)]
+    floor_only: bool,
     /// Runs only the retention phase: validation audit rows are kept this many seconds.
     #[arg(long, env = "BENCH_RETENTION")]
     retention: Option<f64>,
@@ -300,6 +304,33 @@ fn run(
         );
         return Ok(ratio >= RATIO_BUDGET && health_r.clean() && validate_r.clean());
     }
+    if args.floor_only {
+        let (kv_plain, _) = kv_plain_requests(&host, &fixture, client_rt)?;
+        println!("[3/3] POST /api/validate (key/HWID face, plain), closed loop …");
+        let kv_r = client_rt.block_on(load.closed_loop(Requests::cycle(kv_plain), VALID))?;
+        let (sign_us, read_us) = (signing_cost_us()?, license_read_cost_us(state, &fixture)?);
+        let write_us = group_write_cost_us(server_rt, state)?;
+        let floor_us = health_r.cpu_us() + sign_us + read_us;
+        let kv_floor_us = floor_us + write_us;
+        println!(
+            "floor {floor_us:.1} µs (health {:.1} + signature {sign_us:.1} + read {read_us:.1}), \
+             + grouped write {write_us:.1} µs",
+            health_r.cpu_us()
+        );
+        println!(
+            "validate {} req/s, {:.1} µs = {:.2} x its floor; key/HWID {} req/s, {:.1} µs = {:.2} x",
+            thousands(validate_r.rate()),
+            validate_r.cpu_us(),
+            validate_r.cpu_us() / floor_us.max(1e-9),
+            thousands(kv_r.rate()),
+            kv_r.cpu_us(),
+            kv_r.cpu_us() / kv_floor_us.max(1e-9)
+        );
+        return Ok(validate_r.cpu_us() <= CPU_FLOOR_FACTOR * floor_us
+            && kv_r.cpu_us() <= CPU_FLOOR_FACTOR * kv_floor_us
+            && validate_r.clean()
+            && kv_r.clean());
+    }
     // Abuse detection's cost: the same phase with detection off and on, interleaved three
     // times, so that drift over the run (the database grows by an audit row per validation;
     // other work on a shared machine comes and goes) falls on both sides alike.
@@ -413,51 +444,7 @@ fn run(
     // first validation opens it, then every request presents its sessionId. (Without it, each
     // request would be a new instance of the app, which opens a session and ends the oldest.)
     println!("[8/11] POST /api/validate (key/HWID face, plain), closed loop …");
-    let kv_url = format!("http://{host}/api/validate");
-    let kv_hwid = |i: usize| format!("bench-kv-hwid-{i:06}");
-    let session_ids: Vec<String> = client_rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut ids = Vec::with_capacity(fixture.kv_keys.len());
-        for (i, key) in fixture.kv_keys.iter().enumerate() {
-            let opened: serde_json::Value = client
-                .post(&kv_url)
-                .json(&serde_json::json!({
-                    "key": key,
-                    "hwid": kv_hwid(i),
-                    "secret": fixture.project_secret,
-                }))
-                .send()
-                .await?
-                .json()
-                .await?;
-            let id = opened["data"]["sessionId"].as_str().ok_or_else(|| {
-                format!("the first key/HWID validation opened no session: {opened}")
-            })?;
-            ids.push(id.to_owned());
-        }
-        Ok::<_, Box<dyn Error>>(ids)
-    })?;
-    let kv_plain = fixture
-        .kv_keys
-        .iter()
-        .zip(&session_ids)
-        .enumerate()
-        .map(|(i, (key, session_id))| {
-            post_json(
-                &host,
-                "/api/validate",
-                "",
-                &serde_json::json!({
-                    "key": key,
-                    "hwid": kv_hwid(i),
-                    "secret": fixture.project_secret,
-                    "sessionId": session_id,
-                    "clientNonce": format!("bench-client-nonce-{i}"),
-                })
-                .to_string(),
-            )
-        })
-        .collect();
+    let (kv_plain, session_ids) = kv_plain_requests(&host, &fixture, client_rt)?;
     let kv_plain_r = client_rt.block_on(load.closed_loop(Requests::cycle(kv_plain), VALID))?;
     println!("[9/11] POST /api/validate (AES-256-GCM envelope), closed loop …");
     // Envelopes carry a timestamp and a unique request id, so each request is sealed ahead.
@@ -843,6 +830,67 @@ fn run(
         && kv_cost_ok;
     println!("overall: {}", verdict(all_ok));
     Ok(all_ok)
+}
+
+/// Prepared key/HWID validation requests, and the session id each one presents.
+type KvRequests = (Vec<Vec<u8>>, Vec<String>);
+
+fn kv_hwid(i: usize) -> String {
+    format!("bench-kv-hwid-{i:06}")
+}
+
+/// One key/HWID validation per bench key, each presenting the session a first validation opened
+/// (as a running app does); also answers the session ids, which the envelope phase reuses.
+fn kv_plain_requests(
+    host: &str,
+    fixture: &Fixture,
+    client_rt: &Runtime,
+) -> Result<KvRequests, Box<dyn Error>> {
+    let kv_url = format!("http://{host}/api/validate");
+    let session_ids: Vec<String> = client_rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut ids = Vec::with_capacity(fixture.kv_keys.len());
+        for (i, key) in fixture.kv_keys.iter().enumerate() {
+            let opened: serde_json::Value = client
+                .post(&kv_url)
+                .json(&serde_json::json!({
+                    "key": key,
+                    "hwid": kv_hwid(i),
+                    "secret": fixture.project_secret,
+                }))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = opened["data"]["sessionId"].as_str().ok_or_else(|| {
+                format!("the first key/HWID validation opened no session: {opened}")
+            })?;
+            ids.push(id.to_owned());
+        }
+        Ok::<_, Box<dyn Error>>(ids)
+    })?;
+    let requests = fixture
+        .kv_keys
+        .iter()
+        .zip(&session_ids)
+        .enumerate()
+        .map(|(i, (key, session_id))| {
+            post_json(
+                host,
+                "/api/validate",
+                "",
+                &serde_json::json!({
+                    "key": key,
+                    "hwid": kv_hwid(i),
+                    "secret": fixture.project_secret,
+                    "sessionId": session_id,
+                    "clientNonce": format!("bench-client-nonce-{i}"),
+                })
+                .to_string(),
+            )
+        })
+        .collect();
+    Ok((requests, session_ids))
 }
 
 /// One core's time for the Ed25519 signature of a validate answer's size, in µs, made as the

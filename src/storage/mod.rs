@@ -25,6 +25,12 @@ use crate::error::Error;
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
+/// Prepared statements each connection keeps (rusqlite's default is 16). The writer runs every
+/// kind of write, and a key/HWID validation alone prepares a dozen statements: with 16, other
+/// work pushes the hot path's statements out and they are parsed again. Only statements in use
+/// take memory.
+const STATEMENT_CACHE: usize = 128;
+
 /// The database file inside a data directory.
 pub fn database_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("keyward.db")
@@ -36,6 +42,7 @@ pub fn database_path(data_dir: &Path) -> std::path::PathBuf {
 /// 64 MiB when it is next reset, rather than keeping its largest size on disk.
 pub fn configure_connection(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -105,6 +112,7 @@ impl Db {
 pub fn read_pool(path: &Path, size: u32) -> Result<ReadPool, Error> {
     let manager = SqliteConnectionManager::file(path).with_init(|c| {
         c.busy_timeout(Duration::from_secs(5))?;
+        c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Memory-mapped reads skip a copy per page on the validation path.
         c.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA query_only = ON; PRAGMA mmap_size = 268435456;",
@@ -128,11 +136,11 @@ pub fn undo_on_error<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    conn.execute_batch("SAVEPOINT undo_on_error")?;
+    writer::run_cached(conn, "SAVEPOINT undo_on_error")?;
     let outcome = f(conn);
     if outcome.is_err() {
-        conn.execute_batch("ROLLBACK TO undo_on_error")?;
+        writer::run_cached(conn, "ROLLBACK TO undo_on_error")?;
     }
-    conn.execute_batch("RELEASE undo_on_error")?;
+    writer::run_cached(conn, "RELEASE undo_on_error")?;
     outcome
 }

@@ -4,7 +4,7 @@
 //! own savepoint without disturbing the others in its batch.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,11 +16,10 @@ use crate::domain::audit::{self, AuditEvent};
 use crate::error::Error;
 
 /// How many queued messages one transaction takes at most.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 4096;
 
 /// How long a batch of audit events alone waits for company (see [`linger_for_audit`]).
-const AUDIT_LINGER: Duration = Duration::from_millis(10);
-const LINGER_POLL: Duration = Duration::from_millis(1);
+const AUDIT_LINGER: Duration = Duration::from_millis(100);
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -43,6 +42,11 @@ pub trait BatchObserver: Send + Sync {
 struct Probe {
     queued: AtomicI64,
     observer: OnceLock<Arc<dyn BatchObserver>>,
+    /// The writer thread, so that a job (or Shutdown) can end its linger at once.
+    thread: OnceLock<std::thread::Thread>,
+    /// Set by a job or Shutdown, cleared by the writer when it takes them: a lingering writer
+    /// commits at once when it is set.
+    urgent: AtomicBool,
 }
 
 impl Probe {
@@ -73,6 +77,7 @@ impl Writer {
             .name("keyward-writer".into())
             .spawn(move || run(conn, rx, &thread_probe))
             .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
+        let _ = probe.thread.set(thread.thread().clone());
         Ok(Self {
             handle: WriterHandle { tx, probe },
             thread: Some(thread),
@@ -128,10 +133,20 @@ impl WriterHandle {
     }
 
     fn send(&self, message: Message) -> Result<(), ()> {
+        let urgent = !matches!(message, Message::Audit(_));
         self.probe.queued.fetch_add(1, Ordering::Relaxed);
         self.tx.send(message).map_err(|_| {
             self.probe.taken();
-        })
+        })?;
+        // An audit event never wakes a lingering writer (that is the point of lingering);
+        // somebody waits for a job. Unparking a thread that is not parked costs an atomic.
+        if urgent {
+            self.probe.urgent.store(true, Ordering::Release);
+            if let Some(thread) = self.probe.thread.get() {
+                thread.unpark();
+            }
+        }
+        Ok(())
     }
 
     /// Jobs and audit events queued and not yet taken into a transaction.
@@ -152,6 +167,9 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>, probe: &Probe
         let Some(first) = rx.blocking_recv() else {
             break;
         };
+        // Cleared before the queue is drained: a job queued after this point sets it again and
+        // ends the next linger; one queued before is taken below.
+        probe.urgent.store(false, Ordering::Release);
         probe.taken();
         let mut batch = Vec::with_capacity(16);
         match first {
@@ -185,40 +203,48 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Message>, probe: &Probe
 }
 
 /// A batch of audit events only has nobody waiting for it, so the writer gathers more for up to
-/// [`AUDIT_LINGER`] before committing. Under a flood of validations this turns thousands of
-/// commits (each an fsync, and each making every reader drop its page cache) into a hundred a
-/// second. A write job that arrives meanwhile ends the wait at the next poll, so it waits at
-/// most [`LINGER_POLL`] longer. Returns true if Shutdown arrived.
+/// [`AUDIT_LINGER`] before committing. Every commit makes each reader drop its page cache and
+/// its memory map of the database, so under a flood of validations fewer, larger commits save
+/// the readers more than the writer. The writer sleeps through the linger: audit events queue
+/// without waking it, and a job (or Shutdown) unparks it, so a job waits for no linger at all.
+/// Returns true if Shutdown arrived.
 fn linger_for_audit(
     rx: &mut mpsc::UnboundedReceiver<Message>,
     batch: &mut Vec<Message>,
     probe: &Probe,
 ) -> bool {
     let deadline = Instant::now() + AUDIT_LINGER;
-    while batch.len() < MAX_BATCH && Instant::now() < deadline {
-        std::thread::sleep(LINGER_POLL);
-        while batch.len() < MAX_BATCH {
-            let message = rx.try_recv();
-            if message.is_ok() {
-                probe.taken();
-            }
-            match message {
-                Ok(Message::Shutdown) => return true,
-                Ok(job @ Message::Job(_)) => {
-                    batch.push(job);
-                    return false;
-                }
-                Ok(event) => batch.push(event),
-                Err(_) => break,
-            }
+    loop {
+        let now = Instant::now();
+        if now >= deadline || probe.urgent.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+    while batch.len() < MAX_BATCH {
+        let message = rx.try_recv();
+        if message.is_ok() {
+            probe.taken();
+        }
+        match message {
+            Ok(Message::Shutdown) => return true,
+            Ok(m) => batch.push(m),
+            Err(_) => break,
         }
     }
     false
 }
 
+/// Runs one statement without parameters through the connection's statement cache: the
+/// writer opens and closes a transaction and a savepoint per job, and parsing those again each
+/// time showed in the profile of the key/HWID face.
+pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Runs and commits one batch; true if it committed.
 fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         let msg = format!("cannot begin a transaction: {e}");
         tracing::error!("{msg}");
         // Dropping the jobs unrun answers each caller "not committed".
@@ -234,16 +260,16 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
                 }
             }
             Message::Job(job) => {
-                if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                if let Err(e) = run_cached(conn, "SAVEPOINT job") {
                     tracing::error!("cannot open a savepoint: {e}");
                 }
                 let (ok, done) = job(conn);
-                let end = if ok {
-                    "RELEASE job"
+                let undone = if ok {
+                    Ok(())
                 } else {
-                    "ROLLBACK TO job; RELEASE job"
+                    run_cached(conn, "ROLLBACK TO job")
                 };
-                if let Err(e) = conn.execute_batch(end) {
+                if let Err(e) = undone.and_then(|()| run_cached(conn, "RELEASE job")) {
                     tracing::error!("cannot close a savepoint: {e}");
                 }
                 completions.push(done);
@@ -251,9 +277,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
             Message::Shutdown => {}
         }
     }
-    let committed = conn
-        .execute_batch("COMMIT")
-        .map_err(|e| format!("commit failed: {e}"));
+    let committed = run_cached(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"));
     if let Err(e) = &committed {
         tracing::error!("{e}");
         let _ = conn.execute_batch("ROLLBACK");

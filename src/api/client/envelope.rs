@@ -4,7 +4,6 @@
 
 use poem::http::{HeaderValue, StatusCode};
 use poem_openapi::payload::Response;
-use poem_openapi::types::ToJSON;
 
 use super::validate::EncryptedReply;
 use crate::api::shared::keyvault_error::{KvError, KvResult};
@@ -56,12 +55,12 @@ impl Sealed {
 }
 
 /// Seals `outcome` (the plain success body, or the refusal) with the project's payload key.
-pub(super) async fn seal<T: ToJSON>(
+pub(super) async fn seal<T: crate::api::shared::signed::SignedBody>(
     project: &EnvelopeProject,
     outcome: Result<T, KvError>,
 ) -> KvResult<Sealed> {
     let (status, plain, headers) = match outcome {
-        Ok(ok) => (StatusCode::OK, ok.to_json_string().into_bytes(), Vec::new()),
+        Ok(ok) => (StatusCode::OK, ok.body_bytes(), Vec::new()),
         Err(e) => {
             let resp = poem::IntoResponse::into_response(e);
             let status = resp.status();

@@ -84,6 +84,8 @@ pub struct LicenseFileOk {
     pub data: LicenseFile,
 }
 
+impl crate::api::shared::signed::SignedBody for LicenseFileOk {}
+
 #[derive(ApiResponse)]
 pub enum LicenseFileResponse {
     /// The machine file. The answer is signed (`X-Signature`) like `/api/validate`'s; the file

@@ -130,12 +130,16 @@ pub struct SessionEndedOk {
     pub data: SessionEndedView,
 }
 
+impl crate::api::shared::signed::SignedBody for SessionEndedOk {}
+
 #[derive(Union, Debug)]
 #[oai(one_of)]
 pub enum EndSessionReply {
     Plain(SessionEndedOk),
     Encrypted(EncryptedReply),
 }
+
+impl crate::api::shared::signed::SignedBody for EndSessionReply {}
 
 #[derive(ApiResponse)]
 pub enum EndSessionResponse {

@@ -119,17 +119,20 @@ struct EnvelopeRequest {
     request_id: String,
 }
 
-#[derive(Object, Debug)]
+#[derive(Object, serde::Serialize, Debug)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Validation {
     pub valid: bool,
     #[oai(nullable)]
     pub plan: Option<Plan>,
     /// Days of a CUSTOM plan.
     #[oai(nullable, skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_days: Option<u32>,
     /// null for keys that never expire.
     #[oai(nullable)]
+    #[serde(serialize_with = "crate::api::shared::signed::rfc3339_or_null")]
     pub expires_at: Option<OffsetDateTime>,
     #[oai(nullable)]
     pub note: Option<String>,
@@ -142,29 +145,45 @@ pub struct Validation {
     pub nonce: String,
     pub session_id: String,
     #[oai(nullable, skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_nonce: Option<String>,
 }
 
-#[derive(Object, Debug)]
+#[derive(Object, serde::Serialize, Debug)]
 pub struct ValidationOk {
     pub success: bool,
     pub data: Validation,
 }
 
+/// Sealed on every encrypted validation: straight to JSON (see `SignedBody`).
+impl crate::api::shared::signed::SignedBody for ValidationOk {
+    fn body_bytes(&self) -> Vec<u8> {
+        crate::api::shared::signed::serde_body(self)
+    }
+}
+
 /// The answer to an envelope: the plain answer (success or error envelope) encrypted the same
 /// way. Errors keep their HTTP status.
-#[derive(Object, Debug)]
+#[derive(Object, serde::Serialize, Debug)]
 pub struct EncryptedReply {
     pub success: bool,
     /// base64(12-byte IV ‖ ciphertext ‖ tag) of the plain JSON answer.
     pub payload: String,
 }
 
-#[derive(Union, Debug)]
+#[derive(Union, serde::Serialize, Debug)]
 #[oai(one_of)]
+#[serde(untagged)]
 pub enum ValidateBody {
     Plain(ValidationOk),
     Encrypted(EncryptedReply),
+}
+
+/// Written on every validation: straight to JSON (see `SignedBody`).
+impl crate::api::shared::signed::SignedBody for ValidateBody {
+    fn body_bytes(&self) -> Vec<u8> {
+        crate::api::shared::signed::serde_body(self)
+    }
 }
 
 #[derive(ApiResponse)]
@@ -417,5 +436,46 @@ fn validation(v: KeyValidation, client_nonce: Option<String>) -> Validation {
         nonce: v.nonce,
         session_id: v.session_id,
         client_nonce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EncryptedReply, ValidateBody, Validation, ValidationOk};
+    use crate::api::shared::signed::assert_same_document;
+    use crate::domain::licenses::Plan;
+
+    fn validation(full: bool) -> ValidationOk {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_764_547_200)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        ValidationOk {
+            success: true,
+            data: Validation {
+                valid: true,
+                plan: full.then_some(Plan::Monthly),
+                custom_days: full.then_some(45),
+                expires_at: full.then_some(at),
+                note: full.then(|| "a \"note\"".into()),
+                server_var: full.then(|| "v".into()),
+                entitlements: if full { vec!["pro".into()] } else { Vec::new() },
+                nonce: "n".into(),
+                session_id: "s".into(),
+                client_nonce: full.then(|| "c".into()),
+            },
+        }
+    }
+
+    /// The key/HWID answers (plain, sealed into an envelope, and the envelope) are written with
+    /// serde: the same documents as poem-openapi's `Value` tree, optional fields included.
+    #[test]
+    fn key_hwid_answers_written_directly_are_the_documented_json() {
+        for full in [true, false] {
+            assert_same_document(&validation(full));
+            assert_same_document(&ValidateBody::Plain(validation(full)));
+        }
+        assert_same_document(&ValidateBody::Encrypted(EncryptedReply {
+            success: true,
+            payload: "AAEC".into(),
+        }));
     }
 }

@@ -16,6 +16,55 @@ pub const SIGNATURE_HEADER: &str = "X-Signature";
 /// The id of the key that made the signature (a license file's `meta.kid`).
 pub const KEY_ID_HEADER: &str = "X-Keyward-Key-Id";
 
+/// How an answer becomes the bytes that are signed and sent. The default goes through
+/// poem-openapi's `Value` tree (a map and a string per field, then the text). The two
+/// validate answers, written on every validation, override it to write their JSON straight
+/// with serde; each face's tests check that both serializations give the same document.
+pub trait SignedBody: ToJSON {
+    fn body_bytes(&self) -> Vec<u8> {
+        self.to_json_string().into_bytes()
+    }
+}
+
+/// [`SignedBody::body_bytes`] for a type that also derives `serde::Serialize`: the JSON
+/// written directly. Serializing plain data cannot fail; if it ever did, the `Value` tree
+/// still gives the answer.
+pub fn serde_body<T: ToJSON + serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| value.to_json_string().into_bytes())
+}
+
+/// RFC 3339, as poem-openapi writes an `OffsetDateTime` (for `serialize_with`).
+pub fn rfc3339<S: serde::Serializer>(at: &time::OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    let text = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
+}
+
+/// [`rfc3339`] of an optional time (null when absent).
+pub fn rfc3339_or_null<S: serde::Serializer>(
+    at: &Option<time::OffsetDateTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Test helper: `value`'s direct bytes are the same JSON document as its `Value` tree's.
+#[cfg(test)]
+pub fn assert_same_document<T: SignedBody>(value: &T) {
+    let direct: serde_json::Value =
+        serde_json::from_slice(&value.body_bytes()).unwrap_or(serde_json::Value::Null);
+    let tree = value.to_json().unwrap_or(serde_json::Value::Null);
+    assert_eq!(
+        direct, tree,
+        "direct JSON and poem-openapi's Value tree differ"
+    );
+    assert!(!direct.is_null());
+}
+
 pub struct SignedJson<T> {
     value: T,
     signer: Signer,
@@ -45,9 +94,9 @@ impl<T: Type> Payload for SignedJson<T> {
     }
 }
 
-impl<T: ToJSON> IntoResponse for SignedJson<T> {
+impl<T: SignedBody> IntoResponse for SignedJson<T> {
     fn into_response(self) -> Response {
-        let bytes = self.value.to_json_string().into_bytes();
+        let bytes = self.value.body_bytes();
         let signature = self.signer.sign(&bytes);
         Response::builder()
             .content_type(Self::CONTENT_TYPE)
@@ -84,13 +133,13 @@ impl<T: Type> Payload for SignedIfKnown<T> {
     }
 }
 
-impl<T: ToJSON> IntoResponse for SignedIfKnown<T> {
+impl<T: SignedBody> IntoResponse for SignedIfKnown<T> {
     fn into_response(self) -> Response {
         match self {
             Self::Signed(signed) => signed.into_response(),
             Self::Plain(value) => Response::builder()
                 .content_type(Self::CONTENT_TYPE)
-                .body(value.to_json_string()),
+                .body(value.body_bytes()),
         }
     }
 }

@@ -205,6 +205,8 @@ pub struct ActivateOk {
     pub nonce: Option<String>,
 }
 
+impl crate::api::shared::signed::SignedBody for ActivateOk {}
+
 #[derive(ApiResponse)]
 pub enum ActivateResponse {
     /// The machine is activated (or already was: activation is idempotent). Signed.
@@ -217,8 +219,9 @@ pub enum ActivateResponse {
     ),
 }
 
-#[derive(Object, Debug)]
+#[derive(Object, serde::Serialize, Debug)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ValidateOk {
     pub success: bool,
     pub valid: bool,
@@ -238,7 +241,15 @@ pub struct ValidateOk {
     /// With `ENTITLEMENTS_MISSING`: the required codes the license lacks; otherwise empty.
     pub missing_entitlements: Vec<String>,
     #[oai(nullable, skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+}
+
+/// Written on every validation: straight to JSON (see `SignedBody`).
+impl crate::api::shared::signed::SignedBody for ValidateOk {
+    fn body_bytes(&self) -> Vec<u8> {
+        crate::api::shared::signed::serde_body(self)
+    }
 }
 
 #[derive(ApiResponse)]
@@ -279,6 +290,8 @@ pub struct HeartbeatOk {
     pub nonce: Option<String>,
 }
 
+impl crate::api::shared::signed::SignedBody for HeartbeatOk {}
+
 #[derive(ApiResponse)]
 pub enum HeartbeatResponse {
     /// Heartbeat recorded. Signed.
@@ -298,6 +311,8 @@ pub struct CheckOk {
     #[oai(nullable, skip_serializing_if_is_none)]
     pub nonce: Option<String>,
 }
+
+impl crate::api::shared::signed::SignedBody for CheckOk {}
 
 #[derive(ApiResponse)]
 pub enum CheckResponse {
@@ -326,6 +341,8 @@ pub struct CheckoutOk {
     #[oai(nullable)]
     pub ttl: Option<i64>,
 }
+
+impl crate::api::shared::signed::SignedBody for CheckoutOk {}
 
 #[derive(ApiResponse)]
 pub enum CheckoutResponse {
@@ -562,5 +579,61 @@ impl LicenseApi {
             })),
             product_id,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ValidateOk, VendorStatus};
+    use crate::api::shared::signed::assert_same_document;
+    use crate::api::v1::schemas::{ActivationView, LicensePublic};
+    use crate::domain::licenses::{LicenseTier, LicenseType};
+
+    /// The validate answer is written with serde, not poem-openapi's `Value` tree: both must
+    /// give the document the OpenAPI schema describes, with every field present or absent
+    /// alike (nulls, skipped nonce, times, renamed fields and enums).
+    #[test]
+    fn validate_answer_written_directly_is_the_documented_json() {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_764_547_200)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let full = ValidateOk {
+            success: true,
+            valid: false,
+            code: "ENTITLEMENTS_MISSING".into(),
+            status: Some(VendorStatus::Suspended),
+            message: "quote \" and unicode é".into(),
+            license: Some(LicensePublic {
+                key: "TT-ABCD".into(),
+                product: "App".into(),
+                tier: LicenseTier::Business,
+                license_type: LicenseType::Subscription,
+                valid_until: Some(at),
+                activations_used: 2,
+                max_activations: 3,
+            }),
+            activation: Some(ActivationView {
+                machine_id: "m-1".into(),
+                machine_name: None,
+                activated_at: at,
+                last_seen_at: at + time::Duration::milliseconds(1_234),
+            }),
+            entitlements: vec!["pro".into()],
+            missing_entitlements: vec!["sso".into()],
+            nonce: Some("n-1".into()),
+        };
+        assert_same_document(&full);
+        let bare = ValidateOk {
+            success: true,
+            valid: false,
+            code: "NOT_FOUND".into(),
+            status: None,
+            message: String::new(),
+            license: None,
+            activation: None,
+            entitlements: Vec::new(),
+            missing_entitlements: Vec::new(),
+            nonce: None,
+        };
+        assert_same_document(&bare);
     }
 }

@@ -88,6 +88,8 @@ pub struct RevocationsOk {
     pub pagination: Pagination,
 }
 
+impl crate::api::shared::signed::SignedBody for RevocationsOk {}
+
 impl RevocationsOk {
     fn new(found: RevocationList) -> Self {
         let RevocationList {

@@ -11,8 +11,9 @@ use crate::domain::ms_to_datetime;
 use crate::domain::products::{Product, ProductStatus, ProductType};
 
 /// The vendor contract's four statuses (BANNED keys show as SUSPENDED).
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename = "LicenseStatus", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum VendorStatus {
     Active,
     Expired,
@@ -32,8 +33,9 @@ impl VendorStatus {
 }
 
 /// Returned by public validation endpoints.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct LicensePublic {
     /// License key (e.g. TT-ABCD-EFGH-IJKL-MNOP).
     pub key: String,
@@ -41,9 +43,11 @@ pub struct LicensePublic {
     pub product: String,
     pub tier: LicenseTier,
     #[oai(rename = "type")]
+    #[serde(rename = "type")]
     pub license_type: LicenseType,
     /// Expiration (null for perpetual).
     #[oai(nullable)]
+    #[serde(serialize_with = "crate::api::shared::signed::rfc3339_or_null")]
     pub valid_until: Option<OffsetDateTime>,
     /// Current activation count.
     pub activations_used: u64,
@@ -107,14 +111,17 @@ impl LicenseCreated {
 }
 
 /// A machine bound to a license.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 #[oai(rename = "Activation", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ActivationView {
     pub machine_id: String,
     #[oai(nullable)]
     pub machine_name: Option<String>,
+    #[serde(serialize_with = "crate::api::shared::signed::rfc3339")]
     pub activated_at: OffsetDateTime,
     /// Last activation or heartbeat of this machine.
+    #[serde(serialize_with = "crate::api::shared::signed::rfc3339")]
     pub last_seen_at: OffsetDateTime,
 }
 

@@ -87,6 +87,8 @@ pub struct UpdateCheckOk {
     pub revocations_version: u64,
 }
 
+impl crate::api::shared::signed::SignedBody for UpdateCheckOk {}
+
 /// A smaller bundle for clients upgrading from `fromVersion`.
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]

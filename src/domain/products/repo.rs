@@ -272,6 +272,17 @@ pub fn find_by_secret(conn: &Connection, secret: &str) -> Result<Option<Product>
     find_by_client_secret(conn, &crate::crypto::sha256(secret.trim().as_bytes()))
 }
 
+/// The id of the product whose kv_ client secret is `secret` (surrounding whitespace ignored):
+/// what the key/HWID face needs to find a key, without decoding the product row (the product
+/// itself comes from the cache).
+pub fn id_by_secret(conn: &Connection, secret: &str) -> Result<Option<String>> {
+    let sha256 = crate::crypto::sha256(secret.trim().as_bytes());
+    Ok(conn
+        .prepare_cached("SELECT id FROM products WHERE client_secret_sha256 = ?1")?
+        .query_row([sha256.as_slice()], |r| r.get(0))
+        .optional()?)
+}
+
 /// A product by id alone, for callers that proved their right to it another way (a license
 /// key found through its secret, an encrypted envelope that opened with its key).
 pub fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Product>> {

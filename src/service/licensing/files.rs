@@ -55,7 +55,7 @@ pub fn checkout(
     let ttl = license_files::ttl(options.ttl)?;
     let key = licenses::normalize_key(license_key);
     let found = state.db.read(|c| {
-        let (license, product) = license_by_key(c, ctx, &key)?;
+        let (license, product) = license_by_key(state, c, ctx, &key)?;
         let machine = match machine_id {
             Some(m) => Some(activations::repo::find(c, &license.id, m)?),
             None => None,

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use serde_json::json;
@@ -226,7 +227,7 @@ pub fn key_info(
     state.limits.per_license_key.check(&normalized)?;
     let lookup = KeyLookup::Key { key, secret };
     let found = state.db.read(|c| {
-        let (license, _) = find_key(c, &lookup, &normalized)?;
+        let (license, _) = find_key(state, c, &lookup, &normalized)?;
         let machines = activations::repo::for_license(c, &license.id)?;
         Ok((license, machines))
     });
@@ -261,7 +262,7 @@ async fn run_validation(
     state: &AppState,
     client: &KeyClient,
     request: KeyRequest,
-) -> Result<(Product, KeyValidation), KeyRefusal> {
+) -> Result<(Arc<Product>, KeyValidation), KeyRefusal> {
     let hwid = request.hwid.clone();
     let check = KeyCheck {
         hwid: request.hwid,
@@ -332,7 +333,7 @@ async fn run_validation(
 /// on first use (or refused for the activation limit) is that face's activation.
 fn count_validation(
     state: &AppState,
-    outcome: &Result<(Product, sessions::KeyValidated), KeyRefusal>,
+    outcome: &Result<(Arc<Product>, sessions::KeyValidated), KeyRefusal>,
 ) {
     use crate::telemetry::Face;
     match outcome {
@@ -446,7 +447,7 @@ pub(super) async fn run_key_request<T, F>(
     hwid: &str,
     refused: AuditAction,
     job: F,
-) -> Result<(Product, T), KeyRefusal>
+) -> Result<(Arc<Product>, T), KeyRefusal>
 where
     T: Send + 'static,
     F: FnOnce(&Connection, &License, &Product, bool, i64) -> Result<(T, AuditEvent), Error>
@@ -478,10 +479,11 @@ where
     };
     state.limits.per_license_key.check(&raw_key)?;
     let unknown_scope = lookup.abuse_scope_hint();
+    let job_state = state.clone();
     let outcome = state
         .db
         .write(move |c| {
-            let (license, product) = find_key(c, &lookup, &raw_key)?;
+            let (license, product) = find_key(&job_state, c, &lookup, &raw_key)?;
             if product.settings.require_encryption && !encrypted {
                 return Ok(Err((
                     license,
@@ -585,7 +587,7 @@ where
             );
             Err(KeyRefusal {
                 error: e,
-                signed_by: Some(ProductId::from(product.id)),
+                signed_by: Some(ProductId::from(product.id.as_str())),
             })
         }
     }
@@ -624,23 +626,28 @@ impl KeyLookup {
 }
 
 /// The key and its project, or 404 when the key is unknown (or not in the named project).
-fn find_key(c: &Connection, lookup: &KeyLookup, key: &str) -> Result<(License, Product), Error> {
+fn find_key(
+    state: &AppState,
+    c: &Connection,
+    lookup: &KeyLookup,
+    key: &str,
+) -> Result<(License, Arc<Product>), Error> {
     let license = match lookup {
         KeyLookup::Key {
             secret: Some(secret),
             ..
         } => {
-            let product =
-                products::repo::find_by_secret(c, secret)?.ok_or(Error::NotFound("key"))?;
-            licenses::repo::find_by_key_in_product(c, &product.id, key)?
+            let product_id =
+                products::repo::id_by_secret(c, secret)?.ok_or(Error::NotFound("key"))?;
+            licenses::repo::find_by_key_in_product(c, &product_id, key)?
         }
         KeyLookup::Key { secret: None, .. } => licenses::repo::find_by_key_everywhere(c, key)?,
         KeyLookup::InProject {
             product_id, secret, ..
         } => {
             if let Some(secret) = secret {
-                let named = products::repo::find_by_secret(c, secret)?;
-                if named.is_none_or(|p| p.id != product_id.as_str()) {
+                let named = products::repo::id_by_secret(c, secret)?;
+                if named.is_none_or(|id| id != product_id.as_str()) {
                     return Err(Error::NotFound("key"));
                 }
             }
@@ -648,7 +655,9 @@ fn find_key(c: &Connection, lookup: &KeyLookup, key: &str) -> Result<(License, P
         }
     }
     .ok_or(Error::NotFound("key"))?;
-    let product = products::repo::find(c, &license.tenant_id, &license.product_id)?
-        .ok_or(Error::NotFound("key"))?;
+    let product = super::product_of(state, c, &license).map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound("key"),
+        e => e,
+    })?;
     Ok((license, product))
 }

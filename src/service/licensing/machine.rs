@@ -11,7 +11,7 @@ use crate::domain::abuse::detector::{SeatLimit, Seen};
 use crate::domain::activations::{self, Activation, MachineInfo};
 use crate::domain::audit::AuditAction;
 use crate::domain::licenses::{self, License, LicenseStatus, Verdict};
-use crate::domain::products::{self, Product};
+use crate::domain::products::Product;
 use crate::domain::webhooks::EventType;
 use crate::domain::{entitlements, now_ms};
 use crate::error::{Error, LicenseProblem};
@@ -23,7 +23,7 @@ use crate::telemetry::Face;
 #[derive(Debug)]
 pub struct MachineActivated {
     pub license: License,
-    pub product: Product,
+    pub product: Arc<Product>,
     pub activation: Activation,
     /// Machines bound to the license now.
     pub used: u64,
@@ -116,10 +116,11 @@ pub(super) async fn bind_machine(
     let key = licenses::normalize_key(license_key);
     machine.ip = ctx.ip_text();
     let job_ctx = ctx.clone();
+    let job_state = state.clone();
     let outcome = state
         .db
         .write(move |c| {
-            let (license, product) = license_by_key(c, &job_ctx, &key)?;
+            let (license, product) = license_by_key(&job_state, c, &job_ctx, &key)?;
             match activations::activate_machine(c, &license, &machine, now_ms()) {
                 Ok(activated) => {
                     let used = activations::repo::count(c, &license.id)?;
@@ -240,14 +241,7 @@ pub fn validate(
         else {
             return Ok(None);
         };
-        let product = match state.product_cache.get(&license.product_id) {
-            Some(p) => p,
-            None => {
-                let p = products::repo::find(c, &license.tenant_id, &license.product_id)?
-                    .ok_or(Error::NotFound("license"))?;
-                state.product_cache.put(&license.product_id, p)
-            }
-        };
+        let product = super::product_of(state, c, &license)?;
         Ok(Some((license, product, activation, used)))
     })?;
     let Some((license, product, activation, used)) = found else {
@@ -309,10 +303,11 @@ pub async fn deactivate(
     let key = licenses::normalize_key(license_key);
     let job_ctx = ctx.clone();
     let job_machine = machine_id.to_owned();
+    let job_state = state.clone();
     let outcome = state
         .db
         .write(move |c| {
-            let (license, _) = license_by_key(c, &job_ctx, &key)?;
+            let (license, _) = license_by_key(&job_state, c, &job_ctx, &key)?;
             let machine = activations::repo::find(c, &license.id, &job_machine)?;
             if !activations::repo::delete(c, &license.id, &job_machine)? {
                 return Err(Error::NotFound("activation"));
@@ -357,10 +352,11 @@ pub async fn heartbeat(
     let key = licenses::normalize_key(license_key);
     let job_ctx = ctx.clone();
     let job_machine = machine_id.to_owned();
+    let job_state = state.clone();
     let outcome = state
         .db
         .write(move |c| {
-            let (license, product) = license_by_key(c, &job_ctx, &key)?;
+            let (license, product) = license_by_key(&job_state, c, &job_ctx, &key)?;
             activations::heartbeat(c, &license, &job_machine, now_ms())?;
             Ok((license, product))
         })
@@ -386,7 +382,7 @@ pub fn check(
     license_key: &str,
 ) -> Result<Signed<LicenseChecked>, Error> {
     let key = licenses::normalize_key(license_key);
-    let found = state.db.read(|c| license_by_key(c, ctx, &key));
+    let found = state.db.read(|c| license_by_key(state, c, ctx, &key));
     let (license, product) = unknown_key_seen(state, ctx, found)?;
     state
         .db
@@ -405,15 +401,15 @@ pub fn check(
 /// The caller's license with this (normalized) key and its product; another tenant's or a
 /// product outside the caller's reach is "not found", exactly like a missing one.
 pub(super) fn license_by_key(
+    state: &AppState,
     c: &Connection,
     ctx: &Ctx,
     key: &str,
-) -> Result<(License, Product), Error> {
+) -> Result<(License, Arc<Product>), Error> {
     let license = licenses::repo::find_by_key(c, &ctx.tenant, key)?
         .filter(|l| ctx.reaches(&l.tenant_id, &l.product_id))
         .ok_or(Error::NotFound("license"))?;
-    let product = products::repo::find(c, &license.tenant_id, &license.product_id)?
-        .ok_or(Error::NotFound("license"))?;
+    let product = super::product_of(state, c, &license)?;
     Ok((license, product))
 }
 

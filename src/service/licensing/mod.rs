@@ -21,7 +21,34 @@ pub use machine::{
 };
 pub use offline::{OfflineActivated, activate_offline, activate_request};
 
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
 use crate::domain::licenses::{License, Plan};
+use crate::domain::products::{self, Product};
+use crate::error::Error;
+use crate::state::AppState;
+
+/// The product of `license`, from the product cache or else read on `conn` (and cached). Every
+/// validation needs it and products change rarely: the cache spares a query and the decoding
+/// of some thirty columns, on a reader and on the writer alike (see `state::ROW_CACHE_TTL`).
+pub(crate) fn product_of(
+    state: &AppState,
+    conn: &Connection,
+    license: &License,
+) -> Result<Arc<Product>, Error> {
+    if let Some(product) = state
+        .product_cache
+        .get(&license.product_id)
+        .filter(|p| p.tenant_id == license.tenant_id)
+    {
+        return Ok(product);
+    }
+    let product = products::repo::find(conn, &license.tenant_id, &license.product_id)?
+        .ok_or(Error::NotFound("license"))?;
+    Ok(state.product_cache.put(&license.product_id, product))
+}
 
 /// The days of a CUSTOM plan (the other plans name their length).
 pub fn custom_days(license: &License) -> Option<u32> {
