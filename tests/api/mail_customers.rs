@@ -184,6 +184,63 @@ async fn the_customer_view_shows_keys_machines_payments_and_messages_of_one_addr
     }
 }
 
+/// A key restricted to one product sees that product's messages to the customer, however many
+/// newer ones other products sent (they are filtered in the query, not after its limit).
+#[tokio::test]
+async fn a_product_restricted_key_sees_its_products_messages_behind_many_of_another_product() {
+    let f = MailFixture::start().await;
+    let smtp = SmtpServer::start();
+    f.smtp_settings(smtp.port).await;
+    let ace = f.srv.create_product("default", "ace");
+    let other = f.srv.create_product("default", "other");
+    let license = f
+        .srv
+        .create_license(&f.key, &ace.id, json!({"customerEmail": "cy@example.com"}))
+        .await;
+    f.admin(
+        Method::POST,
+        &format!("/api/keys/{}/send", str_field(&license, "id")),
+        None,
+    )
+    .await;
+    smtp.wait_for(1).await;
+    // 120 newer messages to the same customer from the other product.
+    f.srv
+        .db()
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120)
+             INSERT INTO mail_outbox (id, tenant_id, product_id, kind, recipient, subject,
+                 body_text, body_html, status, next_attempt_at, created_at)
+             SELECT 'msg_other_' || i, tenant_id, ?1, kind, recipient, subject, body_text,
+                 body_html, 'SENT', next_attempt_at, created_at + 1000 + i
+             FROM mail_outbox, n WHERE recipient = 'cy@example.com'",
+            [&other.id],
+        )
+        .expect("other product's messages");
+    let restricted = f
+        .srv
+        .create_api_key("default", Scope::FullAdmin, Some(&ace.id));
+    let a = send(
+        &f.srv,
+        Method::GET,
+        "/api/customers/cy@example.com",
+        Cred::ApiKey(&restricted),
+        None,
+        &[],
+    )
+    .await;
+    assert_status(&a, 200);
+    let messages = a.body["data"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{}", a.body);
+    assert_eq!(messages[0]["kind"], "LICENSE_DELIVERED");
+    // The workspace's operator sees the newest hundred of all of them.
+    let all = f
+        .admin(Method::GET, "/api/customers/cy@example.com", None)
+        .await;
+    assert_status(&all, 200);
+    assert_eq!(all.body["data"]["messages"].as_array().unwrap().len(), 100);
+}
+
 #[tokio::test]
 async fn by_email_lists_a_customers_licenses_for_read_only_keys_of_its_tenant() {
     let f = MailFixture::start().await;

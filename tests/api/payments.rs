@@ -352,6 +352,26 @@ async fn a_purchase_creates_its_licenses_with_each_provider() {
     }
 }
 
+/// Every line of an order gets its licenses: two lines of 60 seats are 120 keys (the bound
+/// on quantity is per line, not per order).
+#[tokio::test]
+async fn an_order_of_several_lines_gets_every_lines_licenses() {
+    let shop = shop().await;
+    let s = Provider::Stripe;
+    let endpoint = shop.endpoint(s).await;
+    shop.map(&endpoint, "price_1PkTeamSeat", json!({"maxActivations": 1}))
+        .await;
+    let mut event: Value = serde_json::from_str(&fixture("stripe_checkout_one_time", 30)).unwrap();
+    let lines = &mut event["data"]["object"]["line_items"]["data"];
+    let mut line = lines[0].clone();
+    line["quantity"] = json!(60);
+    *lines = json!([line.clone(), line]);
+    let a = shop.deliver(s, &endpoint, &event.to_string()).await;
+    assert_outcome(&a, "APPLIED", "PURCHASE");
+    assert_eq!(license_ids(&a).len(), 120, "{}", a.body);
+    assert_eq!(shop.counts().1, 120);
+}
+
 #[tokio::test]
 async fn stripe_renewal_cancellation_refund_and_disputes_follow_the_payment() {
     let shop = shop().await;

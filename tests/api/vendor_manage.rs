@@ -338,6 +338,22 @@ async fn create_refuses_invalid_requests_and_creates_nothing() {
             code: "VALIDATION_ERROR",
             mentions: "customerEmail",
         },
+        // The key e-mail must be able to reach the address a key is created with: one rule
+        // for every address (a display name or a second recipient is not an address).
+        Case {
+            name: "email with a display name's brackets",
+            body: base(json!({"customerEmail": "<ana@example.com>"})),
+            status: 400,
+            code: "VALIDATION_ERROR",
+            mentions: "customerEmail",
+        },
+        Case {
+            name: "two addresses in one",
+            body: base(json!({"customerEmail": "ana@example.com,bo@example.com"})),
+            status: 400,
+            code: "VALIDATION_ERROR",
+            mentions: "customerEmail",
+        },
         Case {
             name: "email without a dotted domain",
             body: base(json!({"customerEmail": "a@b"})),

@@ -108,9 +108,28 @@ pub struct NewMessage {
 /// Longest e-mail address accepted (RFC 5321's path limit).
 pub const MAX_ADDRESS_LEN: usize = 254;
 
-/// A plausible single mailbox (`local@domain`): no spaces, no angle brackets or commas (one
-/// recipient, no display name), a dot in the domain. Returns it trimmed and lower-cased, the
-/// form addresses are compared and stored in.
+/// Whether `address` (already trimmed) is an e-mail address: the one rule for every address
+/// Keyward stores or sends to (a key's customer, an operator, a portal account, a recipient).
+/// One `@`-separated local part and a dotted domain, without spaces, control characters or
+/// the characters that would make a header hold several addresses or a display name.
+pub fn is_address(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return false;
+    };
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>,;:\"()[]\\@".contains(c);
+    a.len() <= MAX_ADDRESS_LEN
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !local.chars().any(bad)
+        && !domain.chars().any(bad)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+}
+
+/// `address` trimmed and lower-cased, if it is an e-mail address ([`is_address`]); `field`
+/// names it in the error.
 pub fn normalize_address(field: &str, address: &str) -> Result<String> {
     let a = address.trim();
     let fail = |why: &str| Err(Error::Invalid(format!("{field} {why}")));
@@ -120,19 +139,7 @@ pub fn normalize_address(field: &str, address: &str) -> Result<String> {
     if a.len() > MAX_ADDRESS_LEN {
         return fail(&format!("must be at most {MAX_ADDRESS_LEN} characters"));
     }
-    let Some((local, domain)) = a.rsplit_once('@') else {
-        return fail("must be an e-mail address (name@example.com)");
-    };
-    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>,;:\"()[]\\@".contains(c);
-    if local.is_empty()
-        || domain.is_empty()
-        || local.chars().any(bad)
-        || domain.chars().any(bad)
-        || !domain.contains('.')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-        || domain.contains("..")
-    {
+    if !is_address(a) {
         return fail("must be an e-mail address (name@example.com)");
     }
     Ok(a.to_ascii_lowercase())

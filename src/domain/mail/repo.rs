@@ -115,6 +115,8 @@ pub struct OutboxFilter<'a> {
     pub tenant_id: &'a str,
     pub status: Option<OutboxStatus>,
     pub recipient: Option<&'a str>,
+    /// Only this product's messages (a product-restricted caller's view of a customer).
+    pub product_id: Option<&'a str>,
 }
 
 /// One page of the outbox, newest first, and the total.
@@ -124,25 +126,23 @@ pub fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<OutboxMessage>, u64)> {
-    let filter =
-        "tenant_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR recipient = ?3)";
-    let args = params![
-        f.tenant_id,
-        f.status,
-        f.recipient.map(str::to_ascii_lowercase)
-    ];
+    let filter = "tenant_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR recipient = ?3)
+        AND (?4 IS NULL OR product_id = ?4)";
+    let recipient = f.recipient.map(str::to_ascii_lowercase);
+    let args = params![f.tenant_id, f.status, recipient, f.product_id];
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM mail_outbox WHERE {filter}"))?
         .query_row(args, |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT * FROM mail_outbox WHERE {filter}
-         ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5"
+         ORDER BY created_at DESC, rowid DESC LIMIT ?5 OFFSET ?6"
     ))?;
     let rows = stmt.query_map(
         params![
             f.tenant_id,
             f.status,
-            f.recipient.map(str::to_ascii_lowercase),
+            recipient,
+            f.product_id,
             limit,
             offset as i64
         ],
@@ -211,24 +211,6 @@ pub fn retry(conn: &Connection, id: &str, now: i64) -> Result<()> {
         params![id, now],
     )?;
     Ok(())
-}
-
-/// A customer's messages (by address), newest first.
-pub fn for_recipient(
-    conn: &Connection,
-    tenant_id: &str,
-    recipient: &str,
-    limit: u32,
-) -> Result<Vec<OutboxMessage>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT * FROM mail_outbox WHERE tenant_id = ?1 AND recipient = ?2
-         ORDER BY created_at DESC, rowid DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![tenant_id, recipient.to_ascii_lowercase(), limit],
-        message_from_row,
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn template(conn: &Connection, product_id: &str, kind: MailKind) -> Result<Option<Override>> {

@@ -58,14 +58,15 @@ pub fn view(state: &AppState, ctx: &Ctx, email: &str) -> Result<CustomerView, Er
             let machines = activations::repo::for_license(c, &l.id)?;
             rows.push((l, machines));
         }
-        let messages = mail::repo::for_recipient(c, &tenant, &email, MAX_MESSAGES)?
-            .into_iter()
-            .filter(|m| match (ctx.products.filter(), &m.product_id) {
-                (None, _) => true,
-                (Some(only), Some(p)) => only == p,
-                (Some(_), None) => false,
-            })
-            .collect::<Vec<_>>();
+        // Filtered in the query, not after its limit: a product-restricted caller sees its
+        // product's newest messages however many the customer got from other products.
+        let filter = mail::repo::OutboxFilter {
+            tenant_id: &tenant,
+            status: None,
+            recipient: Some(&email),
+            product_id: ctx.products.filter(),
+        };
+        let (messages, _) = mail::repo::list(c, &filter, MAX_MESSAGES, 0)?;
         let url = mail::repo::settings(c, &tenant)?.and_then(|s| s.public_url);
         let ids: Vec<String> = rows.iter().map(|(l, _)| l.id.clone()).collect();
         let payments = payments::repo::events_for_customer(c, &tenant, &email, &ids, MAX_MESSAGES)?

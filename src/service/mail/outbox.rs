@@ -31,6 +31,7 @@ pub fn list(
             tenant_id: &tenant,
             status,
             recipient: recipient.as_deref(),
+            product_id: None,
         };
         let (rows, total) = mail::repo::list(c, &filter, limit, offset)?;
         let settings = mail::repo::settings(c, &tenant)?;
