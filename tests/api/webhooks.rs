@@ -339,3 +339,80 @@ async fn product_restriction_and_event_type_filters() {
     assert_eq!(machines["type"], "machine.activated");
     assert_eq!(machines["data"]["license"]["productId"], json!(two));
 }
+
+/// The key/HWID face binds machines too: a key's first validation on a HWID and another key's
+/// first license-file checkout each send `machine.activated`, once; validating again on a bound
+/// HWID sends nothing.
+#[tokio::test]
+async fn key_hwid_first_binds_send_machine_activated_once() {
+    let srv = server().await;
+    let admin = srv.create_api_key("default", Scope::FullAdmin, None);
+    let rx = Receiver::http().await;
+    let (endpoint_id, _) = endpoint(
+        &srv,
+        &admin,
+        json!({"url": rx.url("/machines"), "eventTypes": ["machine.activated"]}),
+    )
+    .await;
+    let project = srv
+        .post("/api/projects", &admin, json!({"name": "Bound game"}))
+        .await;
+    assert_status(&project, 201);
+    let project = project.body["data"]["project"].clone();
+    let secret = str_of(&project["secret"]);
+    let made = srv
+        .post(
+            "/api/keys",
+            &admin,
+            json!({"plan": "LIFETIME", "count": 2, "projectId": project["id"]}),
+        )
+        .await;
+    assert_status(&made, 201);
+    let key = str_of(&made.body["data"]["keys"][0]["key"]);
+    let other_key = str_of(&made.body["data"]["keys"][1]["key"]);
+    let validate = |hwid: &'static str| {
+        let (srv, key, secret) = (&srv, key.clone(), secret.clone());
+        async move {
+            send(
+                srv,
+                Method::POST,
+                "/api/validate",
+                Cred::None,
+                Some(json!({"key": key, "hwid": hwid, "secret": secret})),
+                &[],
+            )
+            .await
+        }
+    };
+    let first = validate("kv-bind-one").await;
+    assert_status(&first, 200);
+    let got = rx.wait_type("machine.activated").await;
+    assert_eq!(got.json()["data"]["machine"]["machineId"], "kv-bind-one");
+    assert_status(&validate("kv-bind-one").await, 200);
+
+    let file = send(
+        &srv,
+        Method::POST,
+        "/api/license-file",
+        Cred::None,
+        Some(json!({"key": other_key, "hwid": "kv-bind-two", "secret": secret})),
+        &[],
+    )
+    .await;
+    assert_status(&file, 200);
+    rx.wait("two machine.activated", |got| got.len() >= 2).await;
+    // Nothing more arrives: the second validation of the bound HWID was no activation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let machines: Vec<String> = rx
+        .received()
+        .iter()
+        .map(|r| str_of(&r.json()["data"]["machine"]["machineId"]))
+        .collect();
+    assert_eq!(
+        machines,
+        ["kv-bind-one", "kv-bind-two"],
+        "one event per bind"
+    );
+    let listed = deliveries(&srv, &admin, &endpoint_id).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
