@@ -290,9 +290,17 @@ fn run(
         );
     }
 
-    println!("[1/11] GET /api/health, closed loop …");
+    // The short modes run a prefix of the phases: their count in the labels.
+    let phases = if args.ratio_only {
+        2
+    } else if args.floor_only {
+        3
+    } else {
+        11
+    };
+    println!("[1/{phases}] GET /api/health, closed loop …");
     let health_r = client_rt.block_on(load.closed_loop(Requests::repeat(health), HEALTH_OK))?;
-    println!("[2/11] POST /api/v1/license/validate, closed loop …");
+    println!("[2/{phases}] POST /api/v1/license/validate, closed loop …");
     let validate_r = client_rt.block_on(load.closed_loop(validate.clone(), VALID))?;
     if args.ratio_only {
         let ratio = validate_r.rate() / health_r.rate();
@@ -306,7 +314,7 @@ fn run(
     }
     if args.floor_only {
         let (kv_plain, _) = kv_plain_requests(&host, &fixture, client_rt)?;
-        println!("[3/3] POST /api/validate (key/HWID face, plain), closed loop …");
+        println!("[3/{phases}] POST /api/validate (key/HWID face, plain), closed loop …");
         let kv_r = client_rt.block_on(load.closed_loop(Requests::cycle(kv_plain), VALID))?;
         let (sign_us, read_us) = (signing_cost_us()?, license_read_cost_us(state, &fixture)?);
         let write_us = group_write_cost_us(server_rt, state)?;
