@@ -119,6 +119,9 @@ pub struct OutboxFilter<'a> {
     pub product_id: Option<&'a str>,
 }
 
+const OUTBOX_FILTER: &str = "tenant_id = ?1 AND (?2 IS NULL OR status = ?2)
+    AND (?3 IS NULL OR recipient = ?3) AND (?4 IS NULL OR product_id = ?4)";
+
 /// One page of the outbox, newest first, and the total.
 pub fn list(
     conn: &Connection,
@@ -126,15 +129,29 @@ pub fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<OutboxMessage>, u64)> {
-    let filter = "tenant_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR recipient = ?3)
-        AND (?4 IS NULL OR product_id = ?4)";
     let recipient = f.recipient.map(str::to_ascii_lowercase);
-    let args = params![f.tenant_id, f.status, recipient, f.product_id];
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM mail_outbox WHERE {filter}"))?
-        .query_row(args, |r| r.get(0))?;
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM mail_outbox WHERE {OUTBOX_FILTER}"
+        ))?
+        .query_row(
+            params![f.tenant_id, f.status, recipient, f.product_id],
+            |r| r.get(0),
+        )?;
+    Ok((newest(conn, f, limit, offset)?, total as u64))
+}
+
+/// One page of the outbox, newest first, without counting the rest (a view that shows the
+/// newest few and no pager).
+pub fn newest(
+    conn: &Connection,
+    f: &OutboxFilter<'_>,
+    limit: u32,
+    offset: u64,
+) -> Result<Vec<OutboxMessage>> {
+    let recipient = f.recipient.map(str::to_ascii_lowercase);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT * FROM mail_outbox WHERE {filter}
+        "SELECT * FROM mail_outbox WHERE {OUTBOX_FILTER}
          ORDER BY created_at DESC, rowid DESC LIMIT ?5 OFFSET ?6"
     ))?;
     let rows = stmt.query_map(
@@ -148,7 +165,7 @@ pub fn list(
         ],
         message_from_row,
     )?;
-    Ok((rows.collect::<rusqlite::Result<_>>()?, total as u64))
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Messages whose attempt is due, oldest first.

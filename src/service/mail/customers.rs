@@ -66,7 +66,7 @@ pub fn view(state: &AppState, ctx: &Ctx, email: &str) -> Result<CustomerView, Er
             recipient: Some(&email),
             product_id: ctx.products.filter(),
         };
-        let (messages, _) = mail::repo::list(c, &filter, MAX_MESSAGES, 0)?;
+        let messages = mail::repo::newest(c, &filter, MAX_MESSAGES, 0)?;
         let url = mail::repo::settings(c, &tenant)?.and_then(|s| s.public_url);
         let ids: Vec<String> = rows.iter().map(|(l, _)| l.id.clone()).collect();
         let payments = payments::repo::events_for_customer(c, &tenant, &email, &ids, MAX_MESSAGES)?
