@@ -14,9 +14,11 @@
 //! licenses (`--validate-licenses`, `--kv-keys`), each with its own machine, nonce and session,
 //! so no cache can serve a request from the one before it. Beside the floor it prints what one
 //! validation's audit row costs the writer alone (not part of the issue's floor; every
-//! validation must write one), and validate against the floor with it. `--floor-only` measures
-//! health, validate, key/HWID validate and the floor's parts in turn, `--rounds` times, so that
-//! a shared VM's drifting speed moves an endpoint and its floor alike.
+//! validation must write one), and validate against the floor with it; likewise the write a
+//! key/HWID validation makes (its writer job, key read and audit row included) alone, and
+//! key/HWID validate against health + signature + that write. `--floor-only` measures health,
+//! validate, key/HWID validate and the floor's parts in turn, `--rounds` times, so that a
+//! shared VM's drifting speed moves an endpoint and its floor alike.
 //!
 //! ```text
 //! cargo run --release --example bench
@@ -304,11 +306,12 @@ fn run(
     }
 
     if args.floor_only {
-        let (kv_plain, _) = kv_plain_requests(&host, &fixture, client_rt)?;
+        let (kv_plain, session_ids) = kv_plain_requests(&host, &fixture, client_rt)?;
         let phases = FloorPhases {
             health: Requests::repeat(health),
             validate,
             kv: Requests::cycle(kv_plain),
+            session_ids,
         };
         return floor_rounds(
             args.rounds,
@@ -753,6 +756,7 @@ fn run(
     let floor_us = health_r.cpu_us() + sign_us + read_us;
     let kv_floor_us = floor_us + write_us;
     let audit_us = audit_row_cost_us(server_rt, state, &fixture)?;
+    let kv_write_us = kv_write_cost_us(server_rt, state, &fixture, &session_ids)?;
     let validate_cost_ok = validate_r.cpu_us() <= CPU_FLOOR_FACTOR * floor_us;
     let kv_cost_ok = kv_plain_r.cpu_us() <= CPU_FLOOR_FACTOR * kv_floor_us;
     println!("{}", "-".repeat(90));
@@ -806,6 +810,21 @@ fn run(
         &format!(
             "{:.2} x",
             validate_r.cpu_us() / (floor_us + audit_us).max(1e-9)
+        ),
+        "",
+        "",
+    );
+    row(
+        "  a key/HWID validation's write, alone",
+        &format!("{kv_write_us:.1} µs"),
+        "key read, audit row included",
+        "",
+    );
+    row(
+        "key/HWID / (health + signature + it)",
+        &format!(
+            "{:.2} x",
+            kv_plain_r.cpu_us() / (health_r.cpu_us() + sign_us + kv_write_us).max(1e-9)
         ),
         "",
         "",
@@ -922,6 +941,8 @@ struct FloorPhases {
     health: Requests,
     validate: Requests,
     kv: Requests,
+    /// The session each key/HWID request presents, by key.
+    session_ids: Vec<String>,
 }
 
 /// `--floor-only`: health, validate and key/HWID validate, then the floor's parts (signature,
@@ -941,6 +962,7 @@ fn floor_rounds(
     // µs (each part's rounds weigh alike).
     let (mut health, mut validate, mut kv) = ((0.0, 0), (0.0, 0), (0.0, 0));
     let (mut sign, mut read, mut write, mut audit) = (0.0, 0.0, 0.0, 0.0);
+    let mut kv_write = 0.0;
     let mut clean = true;
     for round in 1..=rounds {
         println!(
@@ -952,10 +974,12 @@ fn floor_rounds(
         let (sign_us, read_us) = (signing_cost_us()?, license_read_cost_us(state, fixture)?);
         let write_us = group_write_cost_us(server_rt, state)?;
         let audit_us = audit_row_cost_us(server_rt, state, fixture)?;
+        let kv_write_us = kv_write_cost_us(server_rt, state, fixture, &phases.session_ids)?;
         let floor_us = h.cpu_us() + sign_us + read_us;
         println!(
             "  floor {floor_us:.1} µs (health {:.1} + signature {sign_us:.1} + read {read_us:.1}), \
-             + grouped write {write_us:.1} µs; a validation's audit row {audit_us:.1} µs",
+             + grouped write {write_us:.1} µs; a validation's audit row {audit_us:.1} µs; \
+             a key/HWID validation's write {kv_write_us:.1} µs",
             h.cpu_us()
         );
         println!(
@@ -973,7 +997,7 @@ fn floor_rounds(
             sum.1 += r.completed;
         }
         (sign, read, write) = (sign + sign_us, read + read_us, write + write_us);
-        audit += audit_us;
+        (audit, kv_write) = (audit + audit_us, kv_write + kv_write_us);
         clean &= h.clean() && v.clean() && k.clean();
     }
     let per_request = |(us, n): (f64, u64)| us / (n.max(1) as f64);
@@ -999,6 +1023,13 @@ fn floor_rounds(
     println!(
         "with a validation's audit row ({audit_us:.1} µs) in the floor: validate {:.2} x",
         validate_us / (floor_us + audit_us).max(1e-9)
+    );
+    // The key/HWID write reads the key itself, so it replaces the floor's read.
+    let kv_write_us = kv_write / n;
+    println!(
+        "with its own write ({kv_write_us:.1} µs, the key read included) in the floor: key/HWID \
+         {:.2} x",
+        kv_us / (per_request(health) + sign / n + kv_write_us).max(1e-9)
     );
     Ok(clean
         && validate_us <= CPU_FLOOR_FACTOR * floor_us
@@ -1052,24 +1083,95 @@ fn group_write_cost_us(rt: &Runtime, state: &AppState) -> Result<f64, Box<dyn Er
         )?;
         Ok(())
     }))?;
-    let (tasks, per_task) = (64, 200);
+    concurrent_writes_cost_us(rt, state, (64, 200), |_, _| {
+        |c: &rusqlite::Connection| {
+            c.execute(
+                "INSERT INTO bench_floor_writes (at) VALUES (?1)",
+                [keyward::domain::now_ms()],
+            )?;
+            Ok(())
+        }
+    })
+}
+
+/// The server CPU of the write one key/HWID validation makes, in µs, alone: the writer job
+/// the face runs for a running app's refresh (the project by its secret, the key, the
+/// session's purge, look-up and refresh, the machine's `last_seen`, the audit row), for the
+/// bench keys in turn, each presenting the session `session_ids` names, 64 in flight as under
+/// load. Everything of the request but its HTTP exchange, rate limit, abuse report and
+/// signature.
+fn kv_write_cost_us(
+    rt: &Runtime,
+    state: &AppState,
+    fixture: &Fixture,
+    session_ids: &[String],
+) -> Result<f64, Box<dyn Error>> {
+    use keyward::domain::audit::{self, AuditAction, AuditEvent};
+    use keyward::domain::sessions::{self, KeyCheck};
+    use keyward::error::Error as KwError;
+    let product_id = fixture.project_id.clone();
+    let product = Arc::new(
+        state
+            .db
+            .read(|c| products::repo::find_by_id(c, &product_id))?
+            .ok_or("the bench product is missing")?,
+    );
+    let keys: Vec<_> = (fixture.kv_keys.iter().zip(session_ids).enumerate())
+        .map(|(i, (key, session))| (key.clone(), kv_hwid(i), session.clone()))
+        .collect();
+    let secret = fixture.project_secret.clone();
+    let tasks = 64;
+    concurrent_writes_cost_us(rt, state, (tasks, 100), move |t, n| {
+        let (key, hwid, session) = keys[(t + n * tasks) % keys.len()].clone();
+        let (product, secret) = (product.clone(), secret.clone());
+        move |c: &rusqlite::Connection| {
+            let project =
+                products::repo::id_by_secret(c, &secret)?.ok_or(KwError::NotFound("project"))?;
+            let license = licenses::repo::find_by_key_in_product(c, &project, &key)?
+                .ok_or(KwError::NotFound("key"))?;
+            let check = KeyCheck {
+                hwid,
+                nonce: None,
+                session_id: Some(session),
+                ip: Some("127.0.0.1".into()),
+                rotates_nonce: true,
+            };
+            let now = keyward::domain::now_ms();
+            let v = keyward::storage::undo_on_error(c, |c| {
+                sessions::validate_key(c, &license, &product, &check, now)
+            })?;
+            let detail =
+                serde_json::json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": false});
+            let event = AuditEvent::new(&license.tenant_id, "client", AuditAction::KeyValidate)
+                .license(&product.id, &license.id)
+                .machine(&check.hwid)
+                .ip(check.ip.as_deref())
+                .detail(detail);
+            audit::repo::insert(c, &event)
+        }
+    })
+}
+
+/// The server CPU per job, in µs, of `tasks × per_task` writer jobs with `tasks` in flight at
+/// a time, as under load; `job(t, n)` makes task t's n-th job.
+fn concurrent_writes_cost_us<J>(
+    rt: &Runtime,
+    state: &AppState,
+    (tasks, per_task): (usize, usize),
+    job: impl Fn(usize, usize) -> J + Send + Sync + 'static,
+) -> Result<f64, Box<dyn Error>>
+where
+    J: FnOnce(&rusqlite::Connection) -> keyward::error::Result<()> + Send + 'static,
+{
+    let job = Arc::new(job);
     let before = server_cpu_time();
     rt.block_on(async {
         let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let state = state.clone();
+            .map(|t| {
+                let (state, job) = (state.clone(), job.clone());
                 tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        state
-                            .db
-                            .write(|c| {
-                                c.execute(
-                                    "INSERT INTO bench_floor_writes (at) VALUES (?1)",
-                                    [keyward::domain::now_ms()],
-                                )?;
-                                Ok(())
-                            })
-                            .await?;
+                    for n in 0..per_task {
+                        state.db.write(job(t, n)).await?;
                     }
                     Ok::<_, keyward::error::Error>(())
                 })
