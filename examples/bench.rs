@@ -18,13 +18,17 @@
 //! key/HWID validation makes (its writer job, key read and audit row included) alone, and
 //! key/HWID validate against health + signature + that write. `--floor-only` measures health,
 //! validate, key/HWID validate and the floor's parts in turn, `--rounds` times, so that a
-//! shared VM's drifting speed moves an endpoint and its floor alike.
+//! shared VM's drifting speed moves an endpoint and its floor alike. `--latency-only` measures
+//! validate's p99 at a fixed rate after `--grow` seconds of validations have grown the audit
+//! table, as on a server that has run for a while; `--without-license-audit-index` is an
+//! experiment that drops the audit table's per-license index first, to measure its cost.
 //!
 //! ```text
 //! cargo run --release --example bench
 //! cargo run --release --example bench -- --connections 64 --duration 10
 //! BENCH_CONNECTIONS=16 cargo run --release --example bench
 //! cargo run --release --example bench -- --retention 10 --retention-load 120
+//! cargo run --release --example bench -- --latency-only --latency-rate 7000
 //! ```
 //!
 //! `--retention SECS` runs one phase instead: a sustained validation load against a server that
@@ -124,6 +128,24 @@ struct Args {
     /// drift together.
     #[arg(long, env = "BENCH_ROUNDS", default_value_t = 3)]
     rounds: usize,
+    /// Runs only validate's latency as the audit table grows: validate's closed-loop rate, then
+    /// `--grow` seconds of validations (an audit row each, as on a running server), then
+    /// validate at a fixed rate (half the closed-loop rate, or `--latency-rate`) three times,
+    /// each one's p50 and p99 against the 5 ms budget.
+    #[arg(long)]
+    latency_only: bool,
+    /// Seconds of closed-loop validations before `--latency-only` measures latency.
+    #[arg(long, env = "BENCH_GROW", default_value_t = 60.0)]
+    grow: f64,
+    /// The open-loop rate of `--latency-only`, in requests per second (default: half the
+    /// closed-loop rate).
+    #[arg(long, env = "BENCH_LATENCY_RATE")]
+    latency_rate: Option<f64>,
+    /// Experiment, not a setting of the product: drops the audit table's per-license index
+    /// (`audit_license_time`) in the bench's own database before any load, to measure what
+    /// that index costs (a key's recent logs would then scan the table).
+    #[arg(long)]
+    without_license_audit_index: bool,
     /// Runs only the retention phase: validation audit rows are kept this many seconds.
     #[arg(long, env = "BENCH_RETENTION")]
     retention: Option<f64>,
@@ -147,9 +169,13 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         || args.warmup < 0.0
         || args.client_threads == 0
         || args.rounds == 0
+        || args.grow.is_nan()
+        || args.grow < 0.0
+        || args.latency_rate.is_some_and(|r| r.is_nan() || r <= 0.0)
     {
         return Err(
-            "connections, licenses, keys, duration, client threads and rounds must be positive"
+            "connections, licenses, keys, duration, client threads, rounds and the latency rate \
+             must be positive, and --grow not negative"
                 .into(),
         );
     }
@@ -277,6 +303,13 @@ fn run(
         .collect();
     let validate = Requests::cycle(validations);
     client_rt.block_on(sanity_check(addr, &activate_once, validate.first()))?;
+    if args.without_license_audit_index {
+        server_rt.block_on(state.db.write(|c| {
+            c.execute_batch("DROP INDEX audit_license_time")?;
+            Ok(())
+        }))?;
+        println!("  experiment: the audit table's per-license index is dropped");
+    }
     let health = get(&host, "/api/health");
 
     let load = Load {
@@ -303,6 +336,10 @@ fn run(
             server_rt,
             client_rt,
         );
+    }
+
+    if args.latency_only {
+        return latency_phases(args, &load, validate, client_rt);
     }
 
     if args.floor_only {
@@ -934,6 +971,56 @@ fn kv_plain_requests(
         })
         .collect();
     Ok((requests, session_ids))
+}
+
+/// `--latency-only`: validate's closed-loop rate, `--grow` seconds of validations, then three
+/// open-loop phases at a fixed rate. True if every p99 is within the budget.
+fn latency_phases(
+    args: &Args,
+    load: &Load,
+    validate: Requests,
+    client_rt: &Runtime,
+) -> Result<bool, Box<dyn Error>> {
+    println!("[1/3] POST /api/v1/license/validate, closed loop …");
+    let closed = client_rt.block_on(load.closed_loop(validate.clone(), VALID))?;
+    println!(
+        "  {} req/s, {:.1} µs server CPU each",
+        thousands(closed.rate()),
+        closed.cpu_us()
+    );
+    let mut ok = closed.clean();
+    if args.grow > 0.0 {
+        println!("[2/3] the same for {:.0} s, an audit row each …", args.grow);
+        let grow = Load {
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs_f64(args.grow),
+            ..*load
+        };
+        let grown = client_rt.block_on(grow.closed_loop(validate.clone(), VALID))?;
+        println!(
+            "  {} validations, {} req/s, {:.1} µs server CPU each",
+            thousands(grown.completed as f64),
+            thousands(grown.rate()),
+            grown.cpu_us()
+        );
+        ok &= grown.clean();
+    }
+    let rate = args.latency_rate.unwrap_or(closed.rate() / 2.0);
+    println!(
+        "[3/3] open loop at {} req/s, three times …",
+        thousands(rate)
+    );
+    for run in 1..=3 {
+        let r = client_rt.block_on(load.open_loop(validate.clone(), VALID, rate))?;
+        let p99 = r.percentile_ms(0.99);
+        println!(
+            "  run {run}: {} req/s, p50 {:.2} ms, p99 {p99:.2} ms (budget {P99_HALF_LOAD_BUDGET_MS} ms)",
+            thousands(r.rate()),
+            r.percentile_ms(0.50)
+        );
+        ok &= p99 <= P99_HALF_LOAD_BUDGET_MS && r.clean();
+    }
+    Ok(ok)
 }
 
 /// What `--floor-only` loads each round.
