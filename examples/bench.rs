@@ -14,9 +14,9 @@
 //! licenses (`--validate-licenses`, `--kv-keys`), each with its own machine, nonce and session,
 //! so no cache can serve a request from the one before it. Beside the floor it prints what one
 //! validation's audit row costs the writer alone (not part of the issue's floor; every
-//! validation must write one), and validate against the floor with it; likewise the write a
-//! key/HWID validation makes (its writer job, key read and audit row included) alone, and
-//! key/HWID validate against health + signature + that write. `--floor-only` measures health,
+//! validation must write one), and validate against the floor with it; likewise the key/HWID
+//! use case called directly (its writer job with the key read and audit row, the abuse report;
+//! no HTTP, no signature), and key/HWID validate against health + signature + that call. `--floor-only` measures health,
 //! validate, key/HWID validate and the floor's parts in turn, `--rounds` times, so that a
 //! shared VM's drifting speed moves an endpoint and its floor alike. `--latency-only` measures
 //! validate's p99 at a fixed rate after `--grow` seconds of validations have grown the audit
@@ -132,7 +132,7 @@ struct Args {
     /// `--grow` seconds of validations (an audit row each, as on a running server), then
     /// validate at a fixed rate (half the closed-loop rate, or `--latency-rate`) three times,
     /// each one's p50 and p99 against the 5 ms budget.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["ratio_only", "floor_only", "retention"])]
     latency_only: bool,
     /// Seconds of closed-loop validations before `--latency-only` measures latency.
     #[arg(long, env = "BENCH_GROW", default_value_t = 60.0)]
@@ -793,7 +793,7 @@ fn run(
     let floor_us = health_r.cpu_us() + sign_us + read_us;
     let kv_floor_us = floor_us + write_us;
     let audit_us = audit_row_cost_us(server_rt, state, &fixture)?;
-    let kv_write_us = kv_write_cost_us(server_rt, state, &fixture, &session_ids)?;
+    let kv_case_us = kv_use_case_cost_us(server_rt, state, &fixture, &session_ids)?;
     let validate_cost_ok = validate_r.cpu_us() <= CPU_FLOOR_FACTOR * floor_us;
     let kv_cost_ok = kv_plain_r.cpu_us() <= CPU_FLOOR_FACTOR * kv_floor_us;
     println!("{}", "-".repeat(90));
@@ -852,16 +852,16 @@ fn run(
         "",
     );
     row(
-        "  a key/HWID validation's write, alone",
-        &format!("{kv_write_us:.1} µs"),
-        "key read, audit row included",
+        "  a key/HWID use case, alone",
+        &format!("{kv_case_us:.1} µs"),
+        "no HTTP, no signature",
         "",
     );
     row(
         "key/HWID / (health + signature + it)",
         &format!(
             "{:.2} x",
-            kv_plain_r.cpu_us() / (health_r.cpu_us() + sign_us + kv_write_us).max(1e-9)
+            kv_plain_r.cpu_us() / (health_r.cpu_us() + sign_us + kv_case_us).max(1e-9)
         ),
         "",
         "",
@@ -1049,7 +1049,7 @@ fn floor_rounds(
     // µs (each part's rounds weigh alike).
     let (mut health, mut validate, mut kv) = ((0.0, 0), (0.0, 0), (0.0, 0));
     let (mut sign, mut read, mut write, mut audit) = (0.0, 0.0, 0.0, 0.0);
-    let mut kv_write = 0.0;
+    let mut kv_case = 0.0;
     let mut clean = true;
     for round in 1..=rounds {
         println!(
@@ -1061,12 +1061,12 @@ fn floor_rounds(
         let (sign_us, read_us) = (signing_cost_us()?, license_read_cost_us(state, fixture)?);
         let write_us = group_write_cost_us(server_rt, state)?;
         let audit_us = audit_row_cost_us(server_rt, state, fixture)?;
-        let kv_write_us = kv_write_cost_us(server_rt, state, fixture, &phases.session_ids)?;
+        let kv_case_us = kv_use_case_cost_us(server_rt, state, fixture, &phases.session_ids)?;
         let floor_us = h.cpu_us() + sign_us + read_us;
         println!(
             "  floor {floor_us:.1} µs (health {:.1} + signature {sign_us:.1} + read {read_us:.1}), \
              + grouped write {write_us:.1} µs; a validation's audit row {audit_us:.1} µs; \
-             a key/HWID validation's write {kv_write_us:.1} µs",
+             a key/HWID use case {kv_case_us:.1} µs",
             h.cpu_us()
         );
         println!(
@@ -1084,7 +1084,7 @@ fn floor_rounds(
             sum.1 += r.completed;
         }
         (sign, read, write) = (sign + sign_us, read + read_us, write + write_us);
-        (audit, kv_write) = (audit + audit_us, kv_write + kv_write_us);
+        (audit, kv_case) = (audit + audit_us, kv_case + kv_case_us);
         clean &= h.clean() && v.clean() && k.clean();
     }
     let per_request = |(us, n): (f64, u64)| us / (n.max(1) as f64);
@@ -1111,12 +1111,13 @@ fn floor_rounds(
         "with a validation's audit row ({audit_us:.1} µs) in the floor: validate {:.2} x",
         validate_us / (floor_us + audit_us).max(1e-9)
     );
-    // The key/HWID write reads the key itself, so it replaces the floor's read.
-    let kv_write_us = kv_write / n;
+    // The key/HWID use case reads the key itself, so it replaces the floor's read.
+    let kv_case_us = kv_case / n;
     println!(
-        "with its own write ({kv_write_us:.1} µs, the key read included) in the floor: key/HWID \
+        "with its use case alone ({kv_case_us:.1} µs, its write and key read included) in the \
+         floor: key/HWID \
          {:.2} x",
-        kv_us / (per_request(health) + sign / n + kv_write_us).max(1e-9)
+        kv_us / (per_request(health) + sign / n + kv_case_us).max(1e-9)
     );
     Ok(clean
         && validate_us <= CPU_FLOOR_FACTOR * floor_us
@@ -1170,95 +1171,83 @@ fn group_write_cost_us(rt: &Runtime, state: &AppState) -> Result<f64, Box<dyn Er
         )?;
         Ok(())
     }))?;
-    concurrent_writes_cost_us(rt, state, (64, 200), |_, _| {
-        |c: &rusqlite::Connection| {
-            c.execute(
-                "INSERT INTO bench_floor_writes (at) VALUES (?1)",
-                [keyward::domain::now_ms()],
-            )?;
-            Ok(())
+    let state = state.clone();
+    concurrent_cost_us(rt, (64, 200), move |_, _| {
+        let state = state.clone();
+        async move {
+            state
+                .db
+                .write(|c| {
+                    c.execute(
+                        "INSERT INTO bench_floor_writes (at) VALUES (?1)",
+                        [keyward::domain::now_ms()],
+                    )?;
+                    Ok(())
+                })
+                .await
         }
     })
 }
 
-/// The server CPU of the write one key/HWID validation makes, in µs, alone: the writer job
-/// the face runs for a running app's refresh (the project by its secret, the key, the
-/// session's purge, look-up and refresh, the machine's `last_seen`, the audit row), for the
-/// bench keys in turn, each presenting the session `session_ids` names, 64 in flight as under
-/// load. Everything of the request but its HTTP exchange, rate limit, abuse report and
-/// signature.
-fn kv_write_cost_us(
+/// The server CPU of one key/HWID validation without its HTTP exchange and its signature, in
+/// µs: the face's use case (`service::licensing::keys::validate_key`: its writer job with the
+/// key read, the session refresh, `last_seen` and the audit row, then the abuse report and the
+/// metrics) called directly for the bench keys in turn, each presenting its session, 64 in
+/// flight as under load. The answer it returns is signed only when a face serializes it.
+fn kv_use_case_cost_us(
     rt: &Runtime,
     state: &AppState,
     fixture: &Fixture,
     session_ids: &[String],
 ) -> Result<f64, Box<dyn Error>> {
-    use keyward::domain::audit::{self, AuditAction, AuditEvent};
-    use keyward::domain::sessions::{self, KeyCheck};
-    use keyward::error::Error as KwError;
-    let product_id = fixture.project_id.clone();
-    let product = Arc::new(
-        state
-            .db
-            .read(|c| products::repo::find_by_id(c, &product_id))?
-            .ok_or("the bench product is missing")?,
-    );
-    let keys: Vec<_> = (fixture.kv_keys.iter().zip(session_ids).enumerate())
+    use keyward::service::licensing::keys::{self, KeyClient, KeyLookup, KeyRequest};
+    let apps: Vec<_> = (fixture.kv_keys.iter().zip(session_ids).enumerate())
         .map(|(i, (key, session))| (key.clone(), kv_hwid(i), session.clone()))
         .collect();
     let secret = fixture.project_secret.clone();
-    let tasks = 64;
-    concurrent_writes_cost_us(rt, state, (tasks, 100), move |t, n| {
-        let (key, hwid, session) = keys[(t + n * tasks) % keys.len()].clone();
-        let (product, secret) = (product.clone(), secret.clone());
-        move |c: &rusqlite::Connection| {
-            let project =
-                products::repo::id_by_secret(c, &secret)?.ok_or(KwError::NotFound("project"))?;
-            let license = licenses::repo::find_by_key_in_product(c, &project, &key)?
-                .ok_or(KwError::NotFound("key"))?;
-            let check = KeyCheck {
-                hwid,
-                nonce: None,
-                session_id: Some(session),
-                ip: Some("127.0.0.1".into()),
-                rotates_nonce: true,
-            };
-            let now = keyward::domain::now_ms();
-            let v = keyward::storage::undo_on_error(c, |c| {
-                sessions::validate_key(c, &license, &product, &check, now)
-            })?;
-            let detail =
-                serde_json::json!({"code": "VALID", "hwidBound": v.bound_now, "encrypted": false});
-            let event = AuditEvent::new(&license.tenant_id, "client", AuditAction::KeyValidate)
-                .license(&product.id, &license.id)
-                .machine(&check.hwid)
-                .ip(check.ip.as_deref())
-                .detail(detail);
-            audit::repo::insert(c, &event)
+    let client = KeyClient::app(Some(std::net::Ipv4Addr::LOCALHOST.into()));
+    let (state, tasks) = (state.clone(), 64);
+    concurrent_cost_us(rt, (tasks, 100), move |t, n| {
+        let (key, hwid, session) = apps[(t + n * tasks) % apps.len()].clone();
+        let request = KeyRequest {
+            lookup: KeyLookup::Key {
+                key,
+                secret: Some(secret.clone()),
+            },
+            hwid,
+            nonce: None,
+            session_id: Some(session),
+            sealed: None,
+        };
+        let (state, client) = (state.clone(), client.clone());
+        async move {
+            keys::validate_key(&state, &client, request)
+                .await
+                .map(drop)
+                .map_err(|refusal| refusal.error)
         }
     })
 }
 
-/// The server CPU per job, in µs, of `tasks × per_task` writer jobs with `tasks` in flight at
-/// a time, as under load; `job(t, n)` makes task t's n-th job.
-fn concurrent_writes_cost_us<J>(
+/// The server CPU per operation, in µs, of `tasks × per_task` operations with `tasks` in
+/// flight at a time, as under load; `op(t, n)` is task t's n-th.
+fn concurrent_cost_us<F>(
     rt: &Runtime,
-    state: &AppState,
     (tasks, per_task): (usize, usize),
-    job: impl Fn(usize, usize) -> J + Send + Sync + 'static,
+    op: impl Fn(usize, usize) -> F + Send + Sync + 'static,
 ) -> Result<f64, Box<dyn Error>>
 where
-    J: FnOnce(&rusqlite::Connection) -> keyward::error::Result<()> + Send + 'static,
+    F: std::future::Future<Output = keyward::error::Result<()>> + Send + 'static,
 {
-    let job = Arc::new(job);
+    let op = Arc::new(op);
     let before = server_cpu_time();
     rt.block_on(async {
         let handles: Vec<_> = (0..tasks)
             .map(|t| {
-                let (state, job) = (state.clone(), job.clone());
+                let op = op.clone();
                 tokio::spawn(async move {
                     for n in 0..per_task {
-                        state.db.write(job(t, n)).await?;
+                        op(t, n).await?;
                     }
                     Ok::<_, keyward::error::Error>(())
                 })
