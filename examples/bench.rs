@@ -1349,7 +1349,7 @@ struct SizeSample {
     db_bytes: u64,
     wal_bytes: u64,
     raw_rows: i64,
-    aggregated: i64,
+    counted: i64,
     free_pages: u64,
 }
 
@@ -1368,7 +1368,7 @@ fn sample_size(
     let db = keyward::storage::database_path(dir);
     let wal = db.with_extension("db-wal");
     let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let (raw_rows, aggregated, free_pages) = rt.block_on(state.db.read_blocking(|c| {
+    let (raw_rows, counted, free_pages) = rt.block_on(state.db.read_blocking(|c| {
         let raw: i64 = c.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get(0))?;
         let agg: i64 = c.query_row("SELECT COALESCE(SUM(count), 0) FROM audit_daily", [], |r| {
             r.get(0)
@@ -1381,7 +1381,7 @@ fn sample_size(
         db_bytes: len(&db),
         wal_bytes: len(&wal),
         raw_rows,
-        aggregated,
+        counted,
         free_pages,
     })
 }
@@ -1446,7 +1446,7 @@ fn retention_phase(
     println!();
     println!(
         "{:>7} {:>10} {:>10} {:>10} {:>12} {:>14} {:>11}",
-        "time", "db", "wal", "db + wal", "raw rows", "aggregated", "free pages"
+        "time", "db", "wal", "db + wal", "raw rows", "counted", "free pages"
     );
     for s in &samples {
         println!(
@@ -1456,7 +1456,7 @@ fn retention_phase(
             mb(s.wal_bytes),
             mb(s.total()),
             thousands(s.raw_rows as f64),
-            thousands(s.aggregated as f64),
+            thousands(s.counted as f64),
             s.free_pages
         );
     }
@@ -1486,7 +1486,7 @@ fn retention_phase(
         if result.clean() { "" } else { "errors" },
     );
     row(
-        "  counted by the dashboard (raw + daily)",
+        "  counted by the dashboard (daily counts)",
         &thousands(counted as f64),
         "= answered",
         verdict(counted == answered),

@@ -98,14 +98,20 @@ pub async fn logs(
     query: LogQuery,
     limit: u32,
     offset: u64,
-) -> Result<(Vec<AuditEvent>, u64), Error> {
+) -> Result<(Vec<AuditEvent>, Counted), Error> {
     if query.action.as_ref().is_some_and(|a| a.len() > 64) {
         return Err(Error::Invalid(
             "action must be at most 64 characters".into(),
         ));
     }
     let Some(product) = product_filter(ctx, query.product_id.as_ref()) else {
-        return Ok((Vec::new(), 0));
+        return Ok((
+            Vec::new(),
+            Counted {
+                total: 0,
+                capped: false,
+            },
+        ));
     };
     let tenant_scope = ctx.tenants.filter().map(str::to_owned);
     state

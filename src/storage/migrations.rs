@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Error;
 
 /// The schema version `schema.sql` creates.
-pub const LATEST_VERSION: i64 = 17;
+pub const LATEST_VERSION: i64 = 18;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v15_mail.sql"),
     include_str!("migrations/v16_artifacts.sql"),
     include_str!("migrations/v17_feeds.sql"),
+    include_str!("migrations/v18_audit_reads.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -252,6 +253,53 @@ mod tests {
         Ok(())
     }
 
+    /// Version 18 counts the audit rows kept so far into the daily aggregates (beside the counts
+    /// of the rows already pruned) once, and every row written after it as it is written.
+    #[test]
+    fn upgrading_to_v18_counts_the_kept_audit_rows_once() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
+        conn.execute_batch(
+            "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+             PRAGMA user_version = 17;
+             INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
+             VALUES ('t', 'p', 0, 'license.validate', 'VALID', 0, 40);
+             INSERT INTO audit_events (tenant_id, at, actor, action, product_id, detail)
+             VALUES ('t', 5, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}'),
+                    ('t', 6, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}'),
+                    ('t', 86400001, 'a', 'key.validate', NULL, '{\"hwidBound\":true}');",
+        )?;
+        migrate(&mut conn)?;
+        let counts = |c: &Connection| -> rusqlite::Result<Vec<(i64, String, String, i64, i64)>> {
+            c.prepare(
+                "SELECT day, product_id, code, hwid_bound, count FROM audit_daily ORDER BY day",
+            )?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        };
+        assert_eq!(
+            counts(&conn)?,
+            [
+                (0, "p".into(), "VALID".into(), 0, 42),
+                (86_400_000, String::new(), String::new(), 1, 1)
+            ]
+        );
+        conn.execute(
+            "INSERT INTO audit_events (tenant_id, at, actor, action, product_id, detail)
+             VALUES ('t', 7, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}')",
+            [],
+        )?;
+        assert_eq!(
+            counts(&conn)?[0].4,
+            43,
+            "a new row is counted as it is written"
+        );
+        Ok(())
+    }
+
     /// Version 11 makes each product's only key its first signing key, and names it as the
     /// signer of the bundles already uploaded.
     #[test]
@@ -260,7 +308,8 @@ mod tests {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
         conn.execute_batch(
-            "DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
+            "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+             DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
              DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;

@@ -185,7 +185,7 @@ impl OverviewApi {
                         key_id: e.license_id.clone(),
                     })
                     .collect(),
-                pagination: Pagination::new(page, limit, total),
+                pagination: Pagination::counted(page, limit, total),
             },
         })))
     }

@@ -1,6 +1,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{AuditEvent, RetentionClass};
+use crate::domain::Counted;
 use crate::error::Result;
 
 pub fn insert(conn: &Connection, e: &AuditEvent) -> Result<()> {
@@ -64,90 +65,137 @@ pub struct LogFilter<'a> {
     pub to: Option<i64>,
 }
 
-/// One page of events, newest first, and the total.
+/// One page of events, newest first, and their count (see [`Counted`]).
 pub fn search(
     conn: &Connection,
     f: &LogFilter<'_>,
     limit: u32,
     offset: u64,
-) -> Result<(Vec<AuditEvent>, u64)> {
-    let action_prefix = f
-        .action
-        .filter(|a| a.ends_with('.'))
-        .map(|a| format!("{a}\u{10FFFF}"));
-    let filter = "(?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-        AND (?3 IS NULL OR license_id = ?3)
-        AND (?4 IS NULL OR (?5 IS NULL AND action = ?4) OR (action >= ?4 AND action < ?5))
-        AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7)";
-    let total = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM audit_events WHERE {filter}"))?
-        .query_row(
-            params![
-                f.tenant_scope,
-                f.product_id,
-                f.license_id,
-                f.action,
-                action_prefix,
-                f.from,
-                f.to
-            ],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
+) -> Result<(Vec<AuditEvent>, Counted)> {
+    // Only the filters in use appear in the SQL, so SQLite can walk an index for them (an
+    // `?1 IS NULL OR …` condition defeats the planner: every page sorted the whole table).
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(t) = f.tenant_scope {
+        conditions.push("tenant_id = ?");
+        args.push(Box::new(t.to_owned()));
+    }
+    if let Some(p) = f.product_id {
+        conditions.push("product_id = ?");
+        args.push(Box::new(p.to_owned()));
+    }
+    if let Some(l) = f.license_id {
+        conditions.push("license_id = ?");
+        args.push(Box::new(l.to_owned()));
+    }
+    match f.action {
+        Some(prefix) if prefix.ends_with('.') => {
+            conditions.push("action >= ? AND action < ?");
+            args.push(Box::new(prefix.to_owned()));
+            args.push(Box::new(format!("{prefix}\u{10FFFF}")));
+        }
+        Some(action) => {
+            conditions.push("action = ?");
+            args.push(Box::new(action.to_owned()));
+        }
+        None => {}
+    }
+    if let Some(from) = f.from {
+        conditions.push("at >= ?");
+        args.push(Box::new(from));
+    }
+    if let Some(to) = f.to {
+        conditions.push("at < ?");
+        args.push(Box::new(to));
+    }
+    let filter = if conditions.is_empty() {
+        "1".to_owned()
+    } else {
+        conditions.join(" AND ")
+    };
+    // Pages are walked newest first along the narrowest index that keeps time order, and
+    // filtered on the way: a page of a common filter fills after a short walk, where
+    // sorting every match would read them all.
+    let exact_action = f.action.is_some_and(|a| !a.ends_with('.'));
+    let walk = match (f.license_id, exact_action, f.tenant_scope) {
+        (Some(_), _, _) => "audit_license_time",
+        (None, true, _) => "audit_action_time",
+        (None, false, Some(_)) => "audit_tenant_time",
+        (None, false, None) => "audit_time",
+    };
+    // Counting a million rows costs more than the page: the count stops a good way past the
+    // page asked for, and says so.
+    let cap = crate::domain::COUNT_CAP.max(offset + 10 * limit as u64);
+    args.push(Box::new(cap as i64 + 1));
+    let counted = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM
+             (SELECT 1 FROM audit_events INDEXED BY {walk} WHERE {filter} LIMIT ?)"
+        ))?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+    args.pop();
+    args.push(Box::new(limit as i64));
+    args.push(Box::new(offset as i64));
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT * FROM audit_events WHERE {filter} ORDER BY at DESC, id DESC LIMIT ?8 OFFSET ?9"
+        "SELECT * FROM audit_events INDEXED BY {walk} WHERE {filter}
+         ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
     ))?;
-    let rows = stmt.query_map(
-        params![
-            f.tenant_scope,
-            f.product_id,
-            f.license_id,
-            f.action,
-            action_prefix,
-            f.from,
-            f.to,
-            limit,
-            offset as i64
-        ],
-        from_row,
-    )?;
-    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+    let rows = rows.collect::<rusqlite::Result<_>>()?;
+    Ok((
+        rows,
+        Counted {
+            total: counted.min(cap),
+            capped: counted > cap,
+        },
+    ))
 }
 
-/// Per UTC day since `since` (a midnight UTC): (day start ms, validations, activations). Counts
-/// the raw rows still kept and the daily aggregates of the rows already pruned; a row is in one
-/// or the other, never both (pruning moves it in one transaction).
+/// The conditions on `audit_daily` of a tenant scope and a product, and their arguments.
+/// Only the filters in use appear in the SQL (see [`search`]).
+fn daily_filter(
+    tenant_scope: Option<&str>,
+    product_id: Option<&str>,
+    since: i64,
+) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
+    let mut conditions = vec!["day >= ?"];
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(since)];
+    if let Some(t) = tenant_scope {
+        conditions.push("tenant_id = ?");
+        args.push(Box::new(t.to_owned()));
+    }
+    if let Some(p) = product_id {
+        conditions.push("product_id = ?");
+        args.push(Box::new(p.to_owned()));
+    }
+    (conditions.join(" AND "), args)
+}
+
+/// Per UTC day since `since` (a midnight UTC): (day start ms, validations, activations).
+/// Read from `audit_daily`, where every row is counted as it is written: the figures do not
+/// change when raw rows are pruned, and cost a few hundred aggregate rows rather than every
+/// validation of the last 30 days.
 pub fn daily_activity(
     conn: &Connection,
     tenant_scope: Option<&str>,
     product_id: Option<&str>,
     since: i64,
 ) -> Result<Vec<(i64, u64, u64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT day, SUM(validations), SUM(activations) FROM (
-            SELECT (at / 86400000) * 86400000 AS day,
-                   SUM(action IN ('license.validate', 'key.validate')) AS validations,
-                   SUM(action = 'license.activate' OR
-                       (action = 'key.validate' AND json_extract(detail, '$.hwidBound') = 1))
-                       AS activations
-            FROM audit_events
-            WHERE at >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-              AND action IN ('license.validate', 'key.validate', 'license.activate')
-            GROUP BY day
-            UNION ALL
-            SELECT day,
-                   SUM(CASE WHEN action IN ('license.validate', 'key.validate')
-                            THEN count ELSE 0 END),
-                   SUM(CASE WHEN action = 'license.activate' OR
-                                 (action = 'key.validate' AND hwid_bound = 1)
-                            THEN count ELSE 0 END)
-            FROM audit_daily
-            WHERE day >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-              AND action IN ('license.validate', 'key.validate', 'license.activate')
-            GROUP BY day
-         )
-         GROUP BY day ORDER BY day",
-    )?;
-    let rows = stmt.query_map(params![tenant_scope, product_id, since], |r| {
+    let (filter, args) = daily_filter(tenant_scope, product_id, since);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT day,
+                SUM(CASE WHEN action IN ('license.validate', 'key.validate')
+                         THEN count ELSE 0 END),
+                SUM(CASE WHEN action = 'license.activate' OR
+                              (action = 'key.validate' AND hwid_bound = 1)
+                         THEN count ELSE 0 END)
+         FROM audit_daily
+         WHERE {filter} AND action IN ('license.validate', 'key.validate', 'license.activate')
+         GROUP BY day ORDER BY day"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         Ok((
             r.get(0)?,
             r.get::<_, i64>(1)? as u64,
@@ -157,33 +205,24 @@ pub fn daily_activity(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Refused validations and activations since `since` (a midnight UTC), by reason code: the raw
-/// rows still kept and the daily aggregates of those pruned.
+/// Refused validations and activations since `since` (a midnight UTC), by reason code, from
+/// `audit_daily` (see [`daily_activity`]).
 pub fn failures_by_reason(
     conn: &Connection,
     tenant_scope: Option<&str>,
     product_id: Option<&str>,
     since: i64,
 ) -> Result<Vec<(String, u64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT code, SUM(n) AS total FROM (
-            SELECT COALESCE(json_extract(detail, '$.code'), 'UNKNOWN') AS code, COUNT(*) AS n
-            FROM audit_events
-            WHERE at >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-              AND (action IN ('key.validate.refused', 'license.activate.refused')
-                   OR (action = 'license.validate' AND json_extract(detail, '$.code') != 'VALID'))
-            GROUP BY 1
-            UNION ALL
-            SELECT COALESCE(NULLIF(code, ''), 'UNKNOWN'), SUM(count)
-            FROM audit_daily
-            WHERE day >= ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-              AND (action IN ('key.validate.refused', 'license.activate.refused')
-                   OR (action = 'license.validate' AND code NOT IN ('', 'VALID')))
-            GROUP BY 1
-         )
-         GROUP BY code ORDER BY total DESC, code",
-    )?;
-    let rows = stmt.query_map(params![tenant_scope, product_id, since], |r| {
+    let (filter, args) = daily_filter(tenant_scope, product_id, since);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT COALESCE(NULLIF(code, ''), 'UNKNOWN') AS reason, SUM(count) AS total
+         FROM audit_daily
+         WHERE {filter}
+           AND (action IN ('key.validate.refused', 'license.activate.refused')
+                OR (action = 'license.validate' AND code NOT IN ('', 'VALID')))
+         GROUP BY reason ORDER BY total DESC, reason"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -208,7 +247,7 @@ impl PruneCursor {
 /// What one pruning batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneBatch {
-    /// Rows counted in `audit_daily` and deleted.
+    /// Rows deleted.
     pub pruned: u64,
     /// The last row looked at (pruned, or kept because of another class).
     pub next: PruneCursor,
@@ -249,9 +288,10 @@ fn class_condition(class: RetentionClass) -> String {
 }
 
 /// Prunes, in one tenant, the rows of `class` recorded before `before` (ms), looking at no more
-/// than `limit` rows after `after`: each is first counted into `audit_daily` (tenant, product,
-/// UTC day, action, outcome code, HWID binding), then deleted. Rows of other classes in the
-/// range are stepped over (their own retention applies). Meant to run as one short writer job.
+/// than `limit` rows after `after`. They were counted into `audit_daily` when they were written
+/// (the `audit_counted` trigger), so deleting them leaves the dashboard's figures as they were.
+/// Rows of other classes in the range are stepped over (their own retention applies). Meant to
+/// run as one short writer job.
 pub fn prune_batch(
     conn: &Connection,
     tenant_id: &str,
@@ -289,19 +329,6 @@ pub fn prune_batch(
         class_condition(class)
     );
     let args = params![tenant_id, after.at, after.id, last.at, last.id];
-    conn.prepare_cached(&format!(
-        "INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
-         SELECT tenant_id, COALESCE(product_id, ''), (at / 86400000) * 86400000, action,
-                COALESCE(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.code') END, ''),
-                COALESCE(CASE WHEN json_valid(detail)
-                              THEN json_extract(detail, '$.hwidBound') = 1 END, 0),
-                COUNT(*)
-         FROM audit_events WHERE {range}
-         GROUP BY 1, 2, 3, 4, 5, 6
-         ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
-         DO UPDATE SET count = count + excluded.count"
-    ))?
-    .execute(args)?;
     let pruned = conn
         .prepare_cached(&format!("DELETE FROM audit_events WHERE {range}"))?
         .execute(args)?;
@@ -310,4 +337,229 @@ pub fn prune_batch(
         next: last,
         more: seen == limit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of two tenants, three products, a dozen licenses and several actions, with times
+    /// that repeat (ties are broken by insertion order). Each row's detail is its number.
+    fn trail(n: i64) -> Result<Connection> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(include_str!("../../../schema.sql"))?;
+        let actions = [
+            "license.validate",
+            "license.validate",
+            "license.activate",
+            "key.validate",
+            "operator.login",
+            "license.revoke",
+        ];
+        for i in 0..n {
+            let license = (i % 7 != 0).then(|| format!("lic_{}", i % 12));
+            conn.execute(
+                "INSERT INTO audit_events (tenant_id, at, actor, action, product_id, license_id,
+                     detail)
+                 VALUES (?1, ?2, 'test', ?3, ?4, ?5, ?6)",
+                params![
+                    if i % 5 == 0 { "ten_b" } else { "ten_a" },
+                    1_000 + (i / 3) * 10,
+                    actions[(i % 6) as usize],
+                    (i % 4 != 0).then(|| format!("prod_{}", i % 3)),
+                    license,
+                    i.to_string()
+                ],
+            )?;
+        }
+        Ok(conn)
+    }
+
+    /// What `search` must answer: every row, filtered and sorted in Rust.
+    fn expected(conn: &Connection, f: &LogFilter<'_>) -> Result<Vec<String>> {
+        let mut stmt = conn.prepare("SELECT * FROM audit_events ORDER BY id")?;
+        let rows: Vec<AuditEvent> = stmt
+            .query_map([], from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut kept: Vec<(i64, i64, String)> = rows
+            .into_iter()
+            .filter(|e| f.tenant_scope.is_none_or(|t| e.tenant_id == t))
+            .filter(|e| {
+                f.product_id
+                    .is_none_or(|p| e.product_id.as_deref() == Some(p))
+            })
+            .filter(|e| {
+                f.license_id
+                    .is_none_or(|l| e.license_id.as_deref() == Some(l))
+            })
+            .filter(|e| match f.action {
+                Some(a) if a.ends_with('.') => e.action.starts_with(a),
+                Some(a) => e.action == a,
+                None => true,
+            })
+            .filter(|e| f.from.is_none_or(|from| e.at >= from))
+            .filter(|e| f.to.is_none_or(|to| e.at < to))
+            .map(|e| {
+                let detail = e.detail.unwrap_or_default();
+                (e.at, detail.parse().unwrap_or(-1), detail)
+            })
+            .collect();
+        kept.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        Ok(kept.into_iter().map(|(_, _, d)| d).collect())
+    }
+
+    #[test]
+    fn every_filter_walks_its_index_to_the_same_answer() -> Result<()> {
+        let conn = trail(600)?;
+        let filters = [
+            ("everything", LogFilter::default()),
+            (
+                "one tenant",
+                LogFilter {
+                    tenant_scope: Some("ten_a"),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "one key",
+                LogFilter {
+                    license_id: Some("lic_5"),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "one key of another tenant",
+                LogFilter {
+                    tenant_scope: Some("ten_b"),
+                    license_id: Some("lic_4"),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "one action",
+                LogFilter {
+                    action: Some("license.revoke"),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "one action of one tenant and project",
+                LogFilter {
+                    tenant_scope: Some("ten_a"),
+                    product_id: Some("prod_1"),
+                    action: Some("license.validate"),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "action prefix",
+                LogFilter {
+                    action: Some("license."),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "prefix, tenant and time",
+                LogFilter {
+                    tenant_scope: Some("ten_a"),
+                    action: Some("key."),
+                    from: Some(1_300),
+                    to: Some(2_000),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "time only",
+                LogFilter {
+                    from: Some(1_500),
+                    to: Some(1_510),
+                    ..LogFilter::default()
+                },
+            ),
+            (
+                "nothing matches",
+                LogFilter {
+                    license_id: Some("lic_none"),
+                    ..LogFilter::default()
+                },
+            ),
+        ];
+        for (name, f) in &filters {
+            let all = expected(&conn, f)?;
+            for (limit, offset) in [(7u32, 0u64), (7, 7), (50, 20), (10, 10_000)] {
+                let (page, counted) = search(&conn, f, limit, offset)?;
+                let got: Vec<String> = page.into_iter().filter_map(|e| e.detail).collect();
+                let want: Vec<String> = all
+                    .iter()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .cloned()
+                    .collect();
+                assert_eq!(got, want, "{name}: limit {limit}, offset {offset}");
+                assert_eq!(
+                    counted,
+                    Counted {
+                        total: all.len() as u64,
+                        capped: false
+                    },
+                    "{name}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_count_stops_past_the_page_and_says_so() -> Result<()> {
+        let conn = trail(10_050)?;
+        let (page, counted) = search(&conn, &LogFilter::default(), 50, 0)?;
+        assert_eq!(page.len(), 50);
+        assert_eq!(
+            counted,
+            Counted {
+                total: crate::domain::COUNT_CAP,
+                capped: true
+            }
+        );
+        // A page further out is counted to ten pages past it.
+        let (_, counted) = search(&conn, &LogFilter::default(), 50, 9_950)?;
+        assert_eq!(
+            counted,
+            Counted {
+                total: 10_050,
+                capped: false
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn every_row_is_counted_once_when_written_and_stays_counted_when_pruned() -> Result<()> {
+        let conn = trail(600)?;
+        let counted = |c: &Connection| -> Result<i64> {
+            Ok(c.query_row("SELECT SUM(count) FROM audit_daily", [], |r| r.get(0))?)
+        };
+        assert_eq!(counted(&conn)?, 600);
+        let before = daily_activity(&conn, Some("ten_a"), None, 0)?;
+        let mut cursor = PruneCursor::START;
+        for class in RetentionClass::ALL {
+            loop {
+                let batch = prune_batch(&conn, "ten_a", class, i64::MAX, cursor, 100)?;
+                cursor = batch.next;
+                if !batch.more {
+                    break;
+                }
+            }
+            cursor = PruneCursor::START;
+        }
+        let left: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM audit_events WHERE tenant_id = 'ten_a'",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(left, 0, "every row of the tenant is pruned");
+        assert_eq!(counted(&conn)?, 600);
+        assert_eq!(daily_activity(&conn, Some("ten_a"), None, 0)?, before);
+        Ok(())
+    }
 }
