@@ -104,6 +104,40 @@ CREATE INDEX licenses_created ON licenses (created_at);
 CREATE INDEX licenses_order ON licenses (tenant_id, order_id) WHERE order_id IS NOT NULL;
 CREATE INDEX licenses_expiring ON licenses (valid_until) WHERE status = 'ACTIVE' AND valid_until IS NOT NULL;
 
+-- Licenses by tenant, product, stored status and plan ('' for none), kept by the triggers
+-- below (added in version 18): the dashboard's keys by status and by plan read these few rows instead of counting
+-- every license (600 ms a dashboard at a million keys). Rows that fall to 0 stay.
+CREATE TABLE license_counts (
+    tenant_id   TEXT NOT NULL,
+    product_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    plan        TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, product_id, status, plan)
+) WITHOUT ROWID;
+CREATE TRIGGER license_counted_insert AFTER INSERT ON licenses BEGIN
+    INSERT INTO license_counts (tenant_id, product_id, status, plan, count)
+    VALUES (NEW.tenant_id, NEW.product_id, NEW.status, COALESCE(NEW.plan, ''), 1)
+    ON CONFLICT (tenant_id, product_id, status, plan) DO UPDATE SET count = count + 1;
+END;
+CREATE TRIGGER license_counted_delete AFTER DELETE ON licenses BEGIN
+    UPDATE license_counts SET count = count - 1
+    WHERE tenant_id = OLD.tenant_id AND product_id = OLD.product_id AND status = OLD.status
+      AND plan = COALESCE(OLD.plan, '');
+END;
+CREATE TRIGGER license_counted_update AFTER UPDATE OF tenant_id, product_id, status, plan
+ON licenses
+WHEN OLD.tenant_id IS NOT NEW.tenant_id OR OLD.product_id IS NOT NEW.product_id
+  OR OLD.status IS NOT NEW.status OR OLD.plan IS NOT NEW.plan
+BEGIN
+    UPDATE license_counts SET count = count - 1
+    WHERE tenant_id = OLD.tenant_id AND product_id = OLD.product_id AND status = OLD.status
+      AND plan = COALESCE(OLD.plan, '');
+    INSERT INTO license_counts (tenant_id, product_id, status, plan, count)
+    VALUES (NEW.tenant_id, NEW.product_id, NEW.status, COALESCE(NEW.plan, ''), 1)
+    ON CONFLICT (tenant_id, product_id, status, plan) DO UPDATE SET count = count + 1;
+END;
+
 CREATE TABLE activations (
     id            TEXT PRIMARY KEY,
     tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,

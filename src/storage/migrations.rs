@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v15_mail.sql"),
     include_str!("migrations/v16_artifacts.sql"),
     include_str!("migrations/v17_feeds.sql"),
-    include_str!("migrations/v18_audit_reads.sql"),
+    include_str!("migrations/v18_large_reads.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path`, configured and at the latest version.
@@ -254,7 +254,8 @@ mod tests {
     }
 
     /// Version 18 counts the audit rows kept so far into the daily aggregates (beside the counts
-    /// of the rows already pruned) once, and every row written after it as it is written.
+    /// of the rows already pruned) and the licenses so far into `license_counts`, once; rows
+    /// written after it are counted as they are written.
     #[test]
     fn upgrading_to_v18_counts_the_kept_audit_rows_once() -> Result<(), Box<dyn std::error::Error>>
     {
@@ -262,15 +263,35 @@ mod tests {
         migrate(&mut conn)?;
         conn.execute_batch(
             "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
+             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
              PRAGMA user_version = 17;
              INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
              VALUES ('t', 'p', 0, 'license.validate', 'VALID', 0, 40);
              INSERT INTO audit_events (tenant_id, at, actor, action, product_id, detail)
              VALUES ('t', 5, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}'),
                     ('t', 6, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}'),
-                    ('t', 86400001, 'a', 'key.validate', NULL, '{\"hwidBound\":true}');",
+                    ('t', 86400001, 'a', 'key.validate', NULL, '{\"hwidBound\":true}');
+             PRAGMA foreign_keys = OFF;
+             INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier,
+                status, max_activations, plan, created_at, updated_at)
+             VALUES ('l1', 't', 'p', 'K1', 'PERPETUAL', 'PERSONAL', 'ACTIVE', 1, NULL, 0, 0),
+                    ('l2', 't', 'p', 'K2', 'PERPETUAL', 'PERSONAL', 'ACTIVE', 1, NULL, 0, 0),
+                    ('l3', 't', 'p', 'K3', 'PERPETUAL', 'PERSONAL', 'BANNED', 1, 'DAILY', 0, 0);",
         )?;
         migrate(&mut conn)?;
+        let licenses: Vec<(String, String, i64)> = conn
+            .prepare("SELECT status, plan, count FROM license_counts ORDER BY status")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        assert_eq!(
+            licenses,
+            [
+                ("ACTIVE".into(), String::new(), 2),
+                ("BANNED".into(), "DAILY".into(), 1)
+            ],
+            "the licenses so far are counted once"
+        );
         let counts = |c: &Connection| -> rusqlite::Result<Vec<(i64, String, String, i64, i64)>> {
             c.prepare(
                 "SELECT day, product_id, code, hwid_bound, count FROM audit_daily ORDER BY day",
@@ -309,6 +330,8 @@ mod tests {
         migrate(&mut conn)?;
         conn.execute_batch(
             "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
+             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
              DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
              DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;

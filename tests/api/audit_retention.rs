@@ -396,6 +396,8 @@ async fn an_existing_database_is_converted_to_incremental_auto_vacuum_at_start()
             rusqlite::Connection::open(keyward::storage::database_path(srv.data_dir())).unwrap();
         conn.execute_batch(
             "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
+             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
              DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
              DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
              DROP TABLE audit_daily; DROP TABLE revocation_lists; DROP TABLE revocations;

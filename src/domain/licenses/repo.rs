@@ -612,31 +612,72 @@ pub fn find_by_key_everywhere(conn: &Connection, key: &str) -> Result<Option<Lic
         .optional()?)
 }
 
-/// Key counts grouped by a column (`status` or `plan`) within a tenant scope and product.
+/// Licenses by effective status (an ACTIVE key past its expiry counts as EXPIRED, as
+/// everywhere else: see `License::effective_status`) or by plan, in name order (no plan
+/// first). Read from `license_counts`, which triggers keep as licenses are written; only the
+/// ACTIVE keys already past their expiry (not yet swept) are counted from the licenses, on
+/// the `licenses_expiring` index.
 pub fn count_by(
     conn: &Connection,
     column: CountColumn,
     tenant_scope: Option<&str>,
     product_id: Option<&str>,
 ) -> Result<Vec<(Option<String>, u64)>> {
-    // Statuses as of now, like everywhere else (see `License::effective_status`).
-    let col = match column {
-        CountColumn::Status => {
-            "CASE WHEN status = 'ACTIVE' AND valid_until <= ?3 THEN 'EXPIRED' ELSE status END"
-        }
-        CountColumn::Plan => "plan",
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(t) = tenant_scope {
+        conditions.push("tenant_id = ?");
+        args.push(Box::new(t.to_owned()));
+    }
+    if let Some(p) = product_id {
+        conditions.push("product_id = ?");
+        args.push(Box::new(p.to_owned()));
+    }
+    let filter = if conditions.is_empty() {
+        "1".to_owned()
+    } else {
+        conditions.join(" AND ")
     };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {col} AS grouped, COUNT(*) FROM licenses
-         WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
-           AND ?3 IS NOT NULL
-         GROUP BY grouped ORDER BY grouped"
-    ))?;
-    let now = crate::domain::now_ms();
-    let rows = stmt.query_map(params![tenant_scope, product_id, now], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let grouped = match column {
+        CountColumn::Status => "status",
+        CountColumn::Plan => "NULLIF(plan, '')",
+    };
+    let mut counts: Vec<(Option<String>, i64)> = conn
+        .prepare_cached(&format!(
+            "SELECT {grouped} AS grouped, SUM(count) FROM license_counts WHERE {filter}
+             GROUP BY grouped ORDER BY grouped"
+        ))?
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if matches!(column, CountColumn::Status) {
+        args.push(Box::new(crate::domain::now_ms()));
+        let expired: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM licenses INDEXED BY licenses_expiring
+                 WHERE {filter} AND status = 'ACTIVE' AND valid_until IS NOT NULL
+                   AND valid_until <= ?"
+            ))?
+            .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        if expired > 0 {
+            let mut add = |status: &str, n: i64| match counts
+                .iter_mut()
+                .find(|(s, _)| s.as_deref() == Some(status))
+            {
+                Some((_, count)) => *count += n,
+                None => counts.push((Some(status.to_owned()), n)),
+            };
+            add("ACTIVE", -expired);
+            add("EXPIRED", expired);
+            counts.sort();
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| (name, n as u64))
+        .collect())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -686,6 +727,79 @@ mod tests {
             ["\"cust\"", "\"tome\"", "\"omer\""]
         );
         assert_eq!(super::search_windows("müller"), ["\"müll\"", "\"ller\""]);
+    }
+
+    /// The counts the triggers keep answer what counting every license would, through inserts,
+    /// status and plan changes, moves between products and deletions.
+    #[test]
+    fn kept_counts_match_counting_every_license() -> crate::error::Result<()> {
+        use rusqlite::params;
+        let conn = rusqlite::Connection::open_in_memory()?;
+        conn.execute_batch(include_str!("../../../schema.sql"))?;
+        // Licenses without their tenants and products: only the counts are looked at.
+        conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+        let now = crate::domain::now_ms();
+        let statuses = ["ACTIVE", "ACTIVE", "BANNED", "REVOKED", "EXPIRED"];
+        let plans = [None, Some("DAILY"), Some("MONTHLY"), Some("LIFETIME")];
+        for i in 0..300i64 {
+            conn.execute(
+                "INSERT INTO licenses (id, tenant_id, product_id, license_key, license_type, tier,
+                    status, max_activations, valid_until, plan, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?1, 'SUBSCRIPTION', 'PERSONAL', ?4, 1, ?5, ?6, 0, 0)",
+                params![
+                    format!("lic_{i}"),
+                    if i % 4 == 0 { "ten_b" } else { "ten_a" },
+                    format!("prod_{}", i % 3),
+                    statuses[(i % 5) as usize],
+                    // Some ACTIVE keys are past their expiry and not yet swept.
+                    match i % 7 {
+                        0 => Some(now - 1_000),
+                        1 => Some(now + 86_400_000),
+                        _ => None,
+                    },
+                    plans[(i % 4) as usize],
+                ],
+            )?;
+        }
+        conn.execute_batch(
+            "UPDATE licenses SET status = 'BANNED' WHERE CAST(substr(id, 5) AS INTEGER) % 11 = 0;
+             UPDATE licenses SET plan = NULL WHERE CAST(substr(id, 5) AS INTEGER) % 13 = 0;
+             UPDATE licenses SET product_id = 'prod_9' WHERE CAST(substr(id, 5) AS INTEGER) % 17 = 0;
+             UPDATE licenses SET note = 'untouched counts' WHERE CAST(substr(id, 5) AS INTEGER) % 2 = 0;
+             DELETE FROM licenses WHERE CAST(substr(id, 5) AS INTEGER) % 19 = 0;",
+        )?;
+        let counted_anew = |column: &str, tenant: Option<&str>, product: Option<&str>| {
+            let grouped = if column == "status" {
+                "CASE WHEN status = 'ACTIVE' AND valid_until <= ?3 THEN 'EXPIRED' ELSE status END"
+            } else {
+                "plan"
+            };
+            conn.prepare(&format!(
+                "SELECT {grouped} AS grouped, COUNT(*) FROM licenses
+                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+                   AND ?3 IS NOT NULL
+                 GROUP BY grouped ORDER BY grouped"
+            ))?
+            .query_map(params![tenant, product, crate::domain::now_ms()], |r| {
+                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        };
+        for tenant in [None, Some("ten_a"), Some("ten_b")] {
+            for product in [None, Some("prod_1"), Some("prod_9"), Some("prod_none")] {
+                assert_eq!(
+                    super::count_by(&conn, super::CountColumn::Status, tenant, product)?,
+                    counted_anew("status", tenant, product)?,
+                    "status, {tenant:?} {product:?}"
+                );
+                assert_eq!(
+                    super::count_by(&conn, super::CountColumn::Plan, tenant, product)?,
+                    counted_anew("plan", tenant, product)?,
+                    "plan, {tenant:?} {product:?}"
+                );
+            }
+        }
+        Ok(())
     }
 
     #[test]
