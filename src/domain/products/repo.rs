@@ -183,7 +183,8 @@ pub fn list_within(
         .prepare_cached(&format!("SELECT COUNT(*) FROM products p WHERE {filter}"))?
         .query_row(params![tenant_scope, only_id], |r| r.get::<_, i64>(0))? as u64;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT p.*, (SELECT COUNT(*) FROM licenses l WHERE l.product_id = p.id) AS key_count
+        "SELECT p.*, (SELECT COALESCE(SUM(c.count), 0) FROM license_counts c
+                      WHERE c.tenant_id = p.tenant_id AND c.product_id = p.id) AS key_count
          FROM products p WHERE {filter}
          ORDER BY p.created_at DESC, p.id LIMIT ?3 OFFSET ?4"
     ))?;
@@ -193,9 +194,11 @@ pub fn list_within(
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
+/// The product's licenses, from the counts triggers keep (`license_counts`): counting the
+/// licenses themselves reads every key of every product (no index starts with the product).
 pub fn license_count(conn: &Connection, product_id: &str) -> Result<u64> {
     Ok(conn
-        .prepare_cached("SELECT COUNT(*) FROM licenses WHERE product_id = ?1")?
+        .prepare_cached("SELECT COALESCE(SUM(count), 0) FROM license_counts WHERE product_id = ?1")?
         .query_row([product_id], |r| r.get::<_, i64>(0))? as u64)
 }
 
