@@ -232,8 +232,8 @@ CREATE INDEX audit_license_time ON audit_events (license_id, at) WHERE license_i
 CREATE INDEX audit_time ON audit_events (at);
 CREATE INDEX audit_action_time ON audit_events (action, at);
 
--- Every audit row is counted here as it is written (by the trigger below, since version 18;
--- version 8 counted rows as they were pruned): the dashboard's figures read this table alone,
+-- Every audit row is counted here as it is written (`audit::repo::DailyCounts`, since version
+-- 18; version 8 counted rows as they were pruned): the dashboard's figures read this table alone,
 -- and outlive the raw rows, which are pruned after their kind's retention.
 CREATE TABLE audit_daily (
     tenant_id   TEXT NOT NULL,
@@ -251,18 +251,6 @@ CREATE TABLE audit_daily (
     PRIMARY KEY (day, tenant_id, product_id, action, code, hwid_bound)
 ) WITHOUT ROWID;
 
-CREATE TRIGGER audit_counted AFTER INSERT ON audit_events BEGIN
-    INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
-    VALUES (NEW.tenant_id, COALESCE(NEW.product_id, ''), (NEW.at / 86400000) * 86400000,
-            NEW.action,
-            COALESCE(CASE WHEN json_valid(NEW.detail)
-                          THEN json_extract(NEW.detail, '$.code') END, ''),
-            COALESCE(CASE WHEN json_valid(NEW.detail)
-                          THEN json_extract(NEW.detail, '$.hwidBound') = 1 END, 0),
-            1)
-    ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
-    DO UPDATE SET count = count + 1;
-END;
 
 -- Signed software releases (added in version 2). A bundle is a file in <data>/bundles named by its
 -- SHA-256; rows only refer to it, so equal bundles are stored once.

@@ -24,7 +24,7 @@ use clap::Parser;
 use keyward::crypto::MasterKey;
 use keyward::domain::licenses::LicenseType;
 use keyward::domain::products::{self, KeyFormat, NewProduct, ProductType};
-use keyward::domain::tenants;
+use keyward::domain::{audit, tenants};
 use keyward::storage;
 
 const COLD_START_BUDGET_MS: f64 = 200.0;
@@ -314,8 +314,8 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// `n` audit events over the last 30 days, newest now: validations of every license (one in
-/// 100 refused), an activation in 50, a revocation in 100,000. Written like the server writes
-/// them, so the counting trigger keeps the dashboard's daily figures.
+/// 100 refused), an activation in 50, a revocation in 100,000, each counted for the dashboard as
+/// the server counts them.
 fn fill_audit(dir: &Path, licenses: u64, n: u64) -> Result<(), Box<dyn Error>> {
     LICENSES_AUDITED.store(licenses.max(1), std::sync::atomic::Ordering::Relaxed);
     let mut conn = storage::open_and_migrate(&storage::database_path(dir))?;
@@ -325,33 +325,33 @@ fn fill_audit(dir: &Path, licenses: u64, n: u64) -> Result<(), Box<dyn Error>> {
     conn.execute_batch("PRAGMA synchronous = OFF")?;
     let step = (30 * DAY_MS - 60_000) / n.max(1) as i64;
     let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare(
-            "INSERT INTO audit_events (tenant_id, at, actor, action, product_id, license_id,
-                machine_id, ip, detail)
-             VALUES (?1, ?2, 'api_key:scale', ?3, ?4, ?5, ?6, '198.51.100.7', ?7)",
-        )?;
-        for i in 0..n {
-            let (action, detail) = if i % 100_000 == 99_999 {
-                ("license.revoke", r#"{"reason":"chargeback"}"#)
-            } else if i % 50 == 0 {
-                ("license.activate", r#"{"machines":1}"#)
-            } else if i % 100 == 1 {
-                ("license.validate", r#"{"code":"EXPIRED"}"#)
-            } else {
-                ("license.validate", r#"{"code":"VALID"}"#)
-            };
-            insert.execute(rusqlite::params![
-                tenant.id,
-                *AUDIT_NOW - (n - i) as i64 * step,
-                action,
-                product_id,
-                audited_license(i),
-                format!("hwid-{:08}", (i * 7919) % licenses.max(1)),
-                detail,
-            ])?;
-        }
+    // As the server's writer does: each row, and its day's counts for the dashboard.
+    let mut counts = audit::repo::DailyCounts::default();
+    for i in 0..n {
+        let (action, detail) = if i % 100_000 == 99_999 {
+            ("license.revoke", r#"{"reason":"chargeback"}"#)
+        } else if i % 50 == 0 {
+            ("license.activate", r#"{"machines":1}"#)
+        } else if i % 100 == 1 {
+            ("license.validate", r#"{"code":"EXPIRED"}"#)
+        } else {
+            ("license.validate", r#"{"code":"VALID"}"#)
+        };
+        let event = audit::AuditEvent {
+            tenant_id: tenant.id.clone(),
+            at: *AUDIT_NOW - (n - i) as i64 * step,
+            actor: "api_key:scale".into(),
+            action: action.into(),
+            product_id: Some(product_id.clone()),
+            license_id: Some(audited_license(i)),
+            machine_id: Some(format!("hwid-{:08}", (i * 7919) % licenses.max(1))),
+            ip: Some("198.51.100.7".into()),
+            detail: Some(detail.into()),
+        };
+        audit::repo::insert_row(&tx, &event)?;
+        counts.add(&event);
     }
+    counts.write(&tx)?;
     tx.commit()?;
     Ok(())
 }

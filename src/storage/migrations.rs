@@ -262,7 +262,7 @@ mod tests {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
         conn.execute_batch(
-            "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+            "DROP INDEX audit_time; DROP INDEX audit_action_time;
              DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
              DROP TRIGGER license_counted_update; DROP TABLE license_counts;
              PRAGMA user_version = 17;
@@ -308,16 +308,100 @@ mod tests {
                 (86_400_000, String::new(), String::new(), 1, 1)
             ]
         );
-        conn.execute(
-            "INSERT INTO audit_events (tenant_id, at, actor, action, product_id, detail)
-             VALUES ('t', 7, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}')",
-            [],
+        crate::domain::audit::repo::insert(
+            &conn,
+            &crate::domain::audit::AuditEvent {
+                tenant_id: "t".into(),
+                at: 7,
+                actor: "a".into(),
+                action: "license.validate".into(),
+                product_id: Some("p".into()),
+                license_id: None,
+                machine_id: None,
+                ip: None,
+                detail: Some(r#"{"code":"VALID"}"#.into()),
+            },
         )?;
         assert_eq!(
             counts(&conn)?[0].4,
             43,
             "a new row is counted as it is written"
         );
+        Ok(())
+    }
+
+    /// The rows version 18 counts in SQL land where the server counts new ones
+    /// (`audit::repo::DailyCounts`), whatever their detail holds.
+    #[test]
+    fn the_upgrade_counts_audit_rows_as_the_server_does() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let details = [
+            None,
+            Some(r#"{"code":"VALID"}"#),
+            Some(r#"{"code":"EXPIRED","hwidBound":false}"#),
+            Some(r#"{"code":"VALID","hwidBound":true,"encrypted":false}"#),
+            Some(r#"{"hwidBound":1}"#),
+            Some(r#"{"code":5}"#),
+            Some(r#"{"code":null}"#),
+            Some("[1,2]"),
+            Some("42"),
+            Some("not json"),
+        ];
+        let events: Vec<crate::domain::audit::AuditEvent> = details
+            .iter()
+            .enumerate()
+            .map(|(i, d)| crate::domain::audit::AuditEvent {
+                tenant_id: format!("t{}", i % 2),
+                at: i as i64 * 40_000_000,
+                actor: "a".into(),
+                action: if i % 3 == 0 {
+                    "key.validate"
+                } else {
+                    "license.validate"
+                }
+                .into(),
+                product_id: (i % 4 != 0).then(|| "p".to_owned()),
+                license_id: None,
+                machine_id: None,
+                ip: None,
+                detail: d.map(str::to_owned),
+            })
+            .collect();
+        type Daily = (String, String, i64, String, String, i64, i64);
+        let daily = |c: &Connection| -> rusqlite::Result<Vec<Daily>> {
+            c.prepare("SELECT * FROM audit_daily ORDER BY 1, 2, 3, 4, 5, 6")?
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect()
+        };
+        let mut upgraded = Connection::open_in_memory()?;
+        migrate(&mut upgraded)?;
+        upgraded.execute_batch(
+            "DROP INDEX audit_time; DROP INDEX audit_action_time;
+             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
+             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
+             PRAGMA user_version = 17;",
+        )?;
+        for e in &events {
+            crate::domain::audit::repo::insert_row(&upgraded, e)?;
+        }
+        migrate(&mut upgraded)?;
+        let mut fresh = Connection::open_in_memory()?;
+        migrate(&mut fresh)?;
+        for e in &events {
+            crate::domain::audit::repo::insert(&fresh, e)?;
+        }
+        assert_eq!(daily(&upgraded)?, daily(&fresh)?);
+        assert_eq!(daily(&fresh)?.len(), details.len());
         Ok(())
     }
 
@@ -329,7 +413,7 @@ mod tests {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
         conn.execute_batch(
-            "DROP TRIGGER audit_counted; DROP INDEX audit_time; DROP INDEX audit_action_time;
+            "DROP INDEX audit_time; DROP INDEX audit_action_time;
              DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
              DROP TRIGGER license_counted_update; DROP TABLE license_counts;
              DROP TABLE payment_refs; DROP TABLE payment_event_licenses;

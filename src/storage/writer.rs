@@ -258,13 +258,14 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
         return false;
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    // Queued events are counted for the dashboard once per batch, not once per row.
+    let mut counts = audit::repo::DailyCounts::default();
     for m in batch {
         match m {
-            Message::Audit(event) => {
-                if let Err(e) = audit::repo::insert(conn, &event) {
-                    tracing::error!("audit event not recorded: {e}");
-                }
-            }
+            Message::Audit(event) => match audit::repo::insert_row(conn, &event) {
+                Ok(()) => counts.add(&event),
+                Err(e) => tracing::error!("audit event not recorded: {e}"),
+            },
             Message::Job(job) => {
                 if let Err(e) = run_cached(conn, "SAVEPOINT job") {
                     tracing::error!("cannot open a savepoint: {e}");
@@ -282,6 +283,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
             }
             Message::Shutdown => {}
         }
+    }
+    if let Err(e) = counts.write(conn) {
+        tracing::error!("audit events not counted for the dashboard: {e}");
     }
     let committed = run_cached(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"));
     if let Err(e) = &committed {

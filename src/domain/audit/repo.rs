@@ -4,7 +4,17 @@ use super::{AuditEvent, RetentionClass};
 use crate::domain::Counted;
 use crate::error::Result;
 
+/// Writes one event and counts it into `audit_daily` (see [`DailyCounts`]).
 pub fn insert(conn: &Connection, e: &AuditEvent) -> Result<()> {
+    insert_row(conn, e)?;
+    let mut counts = DailyCounts::default();
+    counts.add(e);
+    counts.write(conn)
+}
+
+/// Writes one event without counting it: the caller counts it with [`DailyCounts`] in the
+/// same transaction (the writer does, once per batch of queued events).
+pub fn insert_row(conn: &Connection, e: &AuditEvent) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit_events (tenant_id, at, actor, action, product_id, license_id,
             machine_id, ip, detail)
@@ -22,6 +32,87 @@ pub fn insert(conn: &Connection, e: &AuditEvent) -> Result<()> {
         e.detail
     ])?;
     Ok(())
+}
+
+/// One row of `audit_daily`: what the dashboard's figures are counted by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DailyKey {
+    tenant_id: String,
+    /// '' when the event named no product.
+    product_id: String,
+    /// Midnight UTC of the event's day, in ms.
+    day: i64,
+    action: String,
+    /// The detail's `code` ('' when it has none).
+    code: String,
+    /// The detail's `hwidBound` is true.
+    hwid_bound: bool,
+}
+
+impl DailyKey {
+    fn of(e: &AuditEvent) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            code: Option<serde_json::Value>,
+            #[serde(rename = "hwidBound")]
+            hwid_bound: Option<serde_json::Value>,
+        }
+        let detail = e
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<Detail>(d).ok());
+        let (code, hwid_bound) = detail.map_or((String::new(), false), |d| {
+            (
+                match d.code {
+                    Some(serde_json::Value::String(code)) => code,
+                    _ => String::new(),
+                },
+                matches!(d.hwid_bound, Some(serde_json::Value::Bool(true))),
+            )
+        });
+        Self {
+            tenant_id: e.tenant_id.clone(),
+            product_id: e.product_id.clone().unwrap_or_default(),
+            day: e.at.div_euclid(crate::domain::DAY_MS) * crate::domain::DAY_MS,
+            action: e.action.clone(),
+            code,
+            hwid_bound,
+        }
+    }
+}
+
+/// Events counted per `audit_daily` row, to be added in one statement per row. Every event is
+/// counted when it is written, so the dashboard reads these counts alone and pruning raw rows
+/// leaves its figures as they were. Counting a batch of a hundred validations costs one or two
+/// upserts rather than one per row (a trigger per row added 4–5 µs to each validation).
+#[derive(Debug, Default)]
+pub struct DailyCounts(std::collections::HashMap<DailyKey, i64>);
+
+impl DailyCounts {
+    pub fn add(&mut self, e: &AuditEvent) {
+        *self.0.entry(DailyKey::of(e)).or_default() += 1;
+    }
+
+    pub fn write(self, conn: &Connection) -> Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
+             DO UPDATE SET count = count + excluded.count",
+        )?;
+        for (k, n) in self.0 {
+            stmt.execute(params![
+                k.tenant_id,
+                k.product_id,
+                k.day,
+                k.action,
+                k.code,
+                k.hwid_bound,
+                n
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 /// The most recent events of a license, newest first.
@@ -289,7 +380,7 @@ fn class_condition(class: RetentionClass) -> String {
 
 /// Prunes, in one tenant, the rows of `class` recorded before `before` (ms), looking at no more
 /// than `limit` rows after `after`. They were counted into `audit_daily` when they were written
-/// (the `audit_counted` trigger), so deleting them leaves the dashboard's figures as they were.
+/// ([`DailyCounts`]), so deleting them leaves the dashboard's figures as they were.
 /// Rows of other classes in the range are stepped over (their own retention applies). Meant to
 /// run as one short writer job.
 pub fn prune_batch(
@@ -357,19 +448,19 @@ mod tests {
             "license.revoke",
         ];
         for i in 0..n {
-            let license = (i % 7 != 0).then(|| format!("lic_{}", i % 12));
-            conn.execute(
-                "INSERT INTO audit_events (tenant_id, at, actor, action, product_id, license_id,
-                     detail)
-                 VALUES (?1, ?2, 'test', ?3, ?4, ?5, ?6)",
-                params![
-                    if i % 5 == 0 { "ten_b" } else { "ten_a" },
-                    1_000 + (i / 3) * 10,
-                    actions[(i % 6) as usize],
-                    (i % 4 != 0).then(|| format!("prod_{}", i % 3)),
-                    license,
-                    i.to_string()
-                ],
+            insert(
+                &conn,
+                &AuditEvent {
+                    tenant_id: if i % 5 == 0 { "ten_b" } else { "ten_a" }.into(),
+                    at: 1_000 + (i / 3) * 10,
+                    actor: "test".into(),
+                    action: actions[(i % 6) as usize].into(),
+                    product_id: (i % 4 != 0).then(|| format!("prod_{}", i % 3)),
+                    license_id: (i % 7 != 0).then(|| format!("lic_{}", i % 12)),
+                    machine_id: None,
+                    ip: None,
+                    detail: Some(i.to_string()),
+                },
             )?;
         }
         Ok(conn)

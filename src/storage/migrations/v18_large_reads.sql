@@ -9,31 +9,21 @@ CREATE INDEX audit_time ON audit_events (at);
 -- validations, and a walk along time reads them all to fill a page.
 CREATE INDEX audit_action_time ON audit_events (action, at);
 
--- The dashboard's figures are counted when a row is written rather than when it is pruned, so
--- they are read from `audit_daily` alone instead of from every row of the last 30 days. The
--- rows kept so far are counted once here; pruned rows were counted when they went.
+-- The dashboard's figures are counted when a row is written (`audit::repo::DailyCounts`) rather
+-- than when it is pruned, so they are read from `audit_daily` alone instead of from every row of
+-- the last 30 days. The rows kept so far are counted once here, as that code counts them;
+-- pruned rows were counted when they went.
 INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
 SELECT tenant_id, COALESCE(product_id, ''), (at / 86400000) * 86400000, action,
-       COALESCE(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.code') END, ''),
-       COALESCE(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.hwidBound') = 1 END, 0),
+       CASE WHEN json_valid(detail) AND json_type(detail, '$.code') = 'text'
+            THEN json_extract(detail, '$.code') ELSE '' END,
+       CASE WHEN json_valid(detail) AND json_type(detail, '$.hwidBound') = 'true'
+            THEN 1 ELSE 0 END,
        COUNT(*)
 FROM audit_events WHERE true
 GROUP BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
 DO UPDATE SET count = count + excluded.count;
-
-CREATE TRIGGER audit_counted AFTER INSERT ON audit_events BEGIN
-    INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
-    VALUES (NEW.tenant_id, COALESCE(NEW.product_id, ''), (NEW.at / 86400000) * 86400000,
-            NEW.action,
-            COALESCE(CASE WHEN json_valid(NEW.detail)
-                          THEN json_extract(NEW.detail, '$.code') END, ''),
-            COALESCE(CASE WHEN json_valid(NEW.detail)
-                          THEN json_extract(NEW.detail, '$.hwidBound') = 1 END, 0),
-            1)
-    ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
-    DO UPDATE SET count = count + 1;
-END;
 
 -- Licenses by tenant, product, stored status and plan ('' for none), kept by the triggers
 -- below: the dashboard's keys by status and by plan read these few rows instead of counting
