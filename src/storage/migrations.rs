@@ -292,7 +292,8 @@ mod tests {
             ],
             "the licenses so far are counted once"
         );
-        let counts = |c: &Connection| -> rusqlite::Result<Vec<(i64, String, String, i64, i64)>> {
+        type DayCount = (i64, String, String, i64, i64);
+        let counts = |c: &Connection| -> rusqlite::Result<Vec<DayCount>> {
             c.prepare(
                 "SELECT day, product_id, code, hwid_bound, count FROM audit_daily ORDER BY day",
             )?

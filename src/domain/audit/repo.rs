@@ -495,7 +495,7 @@ mod tests {
                 (e.at, detail.parse().unwrap_or(-1), detail)
             })
             .collect();
-        kept.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        kept.sort_by_key(|k| std::cmp::Reverse((k.0, k.1)));
         Ok(kept.into_iter().map(|(_, _, d)| d).collect())
     }
 
