@@ -311,7 +311,7 @@ fn ensure_not_carried(
     codes: &[String],
 ) -> Result<(), Error> {
     for removed in p.entitlements.iter().filter(|old| !codes.contains(old)) {
-        let n = entitlements::repo::licenses_carrying(c, &p.id, removed)?;
+        let n = entitlements::repo::licenses_carrying(c, &p.tenant_id, &p.id, removed)?;
         if n > 0 {
             return Err(Error::Conflict(format!(
                 "entitlements: {removed} cannot be removed: {n} license{} of this product \

@@ -3,14 +3,21 @@ use rusqlite::{Connection, params};
 use crate::error::Result;
 
 /// How many licenses of the product carry `code`. An admin-path count: it walks the product's
-/// licenses (by the `licenses_tenant_product` index), never a validation.
-pub fn licenses_carrying(conn: &Connection, product_id: &str, code: &str) -> Result<u64> {
+/// licenses (by the `licenses_tenant_product` index, which needs the tenant: no index starts
+/// with the product), never a validation.
+pub fn licenses_carrying(
+    conn: &Connection,
+    tenant_id: &str,
+    product_id: &str,
+    code: &str,
+) -> Result<u64> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*) FROM licenses
-             WHERE product_id = ?1 AND instr(',' || entitlements || ',', ',' || ?2 || ',') > 0",
+             WHERE tenant_id = ?1 AND product_id = ?2
+               AND instr(',' || entitlements || ',', ',' || ?3 || ',') > 0",
         )?
-        .query_row(params![product_id, code], |r| r.get::<_, i64>(0))? as u64)
+        .query_row(params![tenant_id, product_id, code], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// Replaces a license's set (already checked against its product).
