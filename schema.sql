@@ -232,7 +232,7 @@ CREATE INDEX audit_license_time ON audit_events (license_id, at) WHERE license_i
 CREATE INDEX audit_time ON audit_events (at);
 CREATE INDEX audit_action_time ON audit_events (action, at);
 
--- Every audit row is counted here as it is written (`audit::repo::DailyCounts`, since version
+-- Every audit row is counted here as it is written (`audit::daily::DailyCounts`, since version
 -- 18; version 8 counted rows as they were pruned): the dashboard's figures read this table alone,
 -- and outlive the raw rows, which are pruned after their kind's retention.
 CREATE TABLE audit_daily (

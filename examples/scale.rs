@@ -326,7 +326,7 @@ fn fill_audit(dir: &Path, licenses: u64, n: u64) -> Result<(), Box<dyn Error>> {
     let step = (30 * DAY_MS - 60_000) / n.max(1) as i64;
     let tx = conn.transaction()?;
     // As the server's writer does: each row, and its day's counts for the dashboard.
-    let mut counts = audit::repo::DailyCounts::default();
+    let mut counts = audit::daily::DailyCounts::default();
     for i in 0..n {
         let (action, detail) = if i % 100_000 == 99_999 {
             ("license.revoke", r#"{"reason":"chargeback"}"#)

@@ -152,14 +152,14 @@ pub async fn figures(
         .read_blocking(move |c| {
             let scope = tenant_scope.as_deref();
             let project = product.as_deref();
-            let activity = audit::repo::daily_activity(c, scope, project, since)?;
+            let activity = audit::daily::daily_activity(c, scope, project, since)?;
             let (_, products) =
                 products::repo::list_within(c, scope, reachable_product.as_deref(), 1, 0)?;
             Ok(Figures {
                 keys_by_status: licenses::repo::count_by(c, CountColumn::Status, scope, project)?,
                 keys_by_plan: licenses::repo::count_by(c, CountColumn::Plan, scope, project)?,
                 daily: days_since(since, &activity),
-                failures_by_reason: audit::repo::failures_by_reason(c, scope, project, since)?,
+                failures_by_reason: audit::daily::failures_by_reason(c, scope, project, since)?,
                 products,
                 open_abuse_flags: abuse::repo::count_open(c, scope, project)?,
             })

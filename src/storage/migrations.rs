@@ -332,7 +332,7 @@ mod tests {
     }
 
     /// The rows version 18 counts in SQL land where the server counts new ones
-    /// (`audit::repo::DailyCounts`), whatever their detail holds.
+    /// (`audit::daily::DailyCounts`), whatever their detail holds.
     #[test]
     fn the_upgrade_counts_audit_rows_as_the_server_does() -> Result<(), Box<dyn std::error::Error>>
     {

@@ -259,7 +259,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     // Queued events are counted for the dashboard once per batch, not once per row.
-    let mut counts = audit::repo::DailyCounts::default();
+    let mut counts = audit::daily::DailyCounts::default();
     for m in batch {
         match m {
             Message::Audit(event) => match audit::repo::insert_row(conn, &event) {

@@ -1,6 +1,7 @@
 //! The audit trail: who did what to which license, from which IP and machine, and when.
 //! Events are queued to the writer and committed in batches, so recording never slows a read.
 
+pub mod daily;
 pub mod repo;
 
 super::text_enum! {

@@ -9,7 +9,7 @@ CREATE INDEX audit_time ON audit_events (at);
 -- validations, and a walk along time reads them all to fill a page.
 CREATE INDEX audit_action_time ON audit_events (action, at);
 
--- The dashboard's figures are counted when a row is written (`audit::repo::DailyCounts`) rather
+-- The dashboard's figures are counted when a row is written (`audit::daily::DailyCounts`) rather
 -- than when it is pruned, so they are read from `audit_daily` alone instead of from every row of
 -- the last 30 days. The rows kept so far are counted once here, as that code counts them;
 -- pruned rows were counted when they went.
