@@ -60,7 +60,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
     let product_id = fill(dir.path(), args.licenses, args.activated_every)?;
-    fill_audit(dir.path(), args.licenses, args.audit_events)?;
+    // The newest audit event's time: the dashboard counts the last 30 days from now.
+    let now = keyward::domain::now_ms();
+    fill_audit(dir.path(), args.licenses, args.audit_events, now)?;
     println!(
         "filled {} licenses and {} audit events in {:.1} s",
         args.licenses,
@@ -134,7 +136,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         ("log: page 100", "/api/logs?limit=50&page=100".into()),
         (
             "log: one key's events",
-            format!("/api/logs?keyId={}&limit=50", audited_license(7)),
+            format!(
+                "/api/logs?keyId={}&limit=50",
+                audited_license(7, args.licenses)
+            ),
         ),
         (
             "log: a rare action",
@@ -148,13 +153,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             "log: project, one hour",
             format!(
                 "/api/logs?projectId={product_id}&from={}&to={}&limit=50",
-                rfc3339(*AUDIT_NOW - 10 * DAY_MS),
-                rfc3339(*AUDIT_NOW - 10 * DAY_MS + 3_600_000)
+                rfc3339(now - 10 * DAY_MS),
+                rfc3339(now - 10 * DAY_MS + 3_600_000)
             ),
         ),
         (
             "key page with its logs",
-            format!("/api/keys/{}", audited_license(7)),
+            format!("/api/keys/{}", audited_license(7, args.licenses)),
         ),
         ("dashboard figures", "/api/stats".into()),
         (
@@ -290,18 +295,10 @@ fn fill(dir: &Path, n: u64, every: u64) -> Result<String, Box<dyn Error>> {
 
 const DAY_MS: i64 = 86_400_000;
 
-/// The newest audit event's time: the dashboard counts the last 30 days from now.
-static AUDIT_NOW: std::sync::LazyLock<i64> = std::sync::LazyLock::new(keyward::domain::now_ms);
-
 /// The license that audit event `i` names (spread over every license).
-fn audited_license(i: u64) -> String {
-    format!(
-        "lic_{:020}",
-        (i * 7919) % LICENSES_AUDITED.load(std::sync::atomic::Ordering::Relaxed)
-    )
+fn audited_license(i: u64, licenses: u64) -> String {
+    format!("lic_{:020}", (i * 7919) % licenses.max(1))
 }
-
-static LICENSES_AUDITED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
@@ -316,8 +313,7 @@ fn rfc3339(ms: i64) -> String {
 /// `n` audit events over the last 30 days, newest now: validations of every license (one in
 /// 100 refused), an activation in 50, a revocation in 100,000, each counted for the dashboard as
 /// the server counts them.
-fn fill_audit(dir: &Path, licenses: u64, n: u64) -> Result<(), Box<dyn Error>> {
-    LICENSES_AUDITED.store(licenses.max(1), std::sync::atomic::Ordering::Relaxed);
+fn fill_audit(dir: &Path, licenses: u64, n: u64, now: i64) -> Result<(), Box<dyn Error>> {
     let mut conn = storage::open_and_migrate(&storage::database_path(dir))?;
     let tenant =
         tenants::repo::find_by_slug(&conn, tenants::DEFAULT_SLUG)?.ok_or("no default tenant")?;
@@ -339,17 +335,17 @@ fn fill_audit(dir: &Path, licenses: u64, n: u64) -> Result<(), Box<dyn Error>> {
         };
         let event = audit::AuditEvent {
             tenant_id: tenant.id.clone(),
-            at: *AUDIT_NOW - (n - i) as i64 * step,
+            at: now - (n - i) as i64 * step,
             actor: "api_key:scale".into(),
             action: action.into(),
             product_id: Some(product_id.clone()),
-            license_id: Some(audited_license(i)),
+            license_id: Some(audited_license(i, licenses)),
             machine_id: Some(format!("hwid-{:08}", (i * 7919) % licenses.max(1))),
             ip: Some("198.51.100.7".into()),
             detail: Some(detail.into()),
         };
         audit::repo::insert_row(&tx, &event)?;
-        counts.add(&event);
+        counts.add(event);
     }
     counts.write(&tx)?;
     tx.commit()?;

@@ -54,6 +54,43 @@ pub struct Counted {
 /// Counting stops here unless the page asked for lies further out.
 pub const COUNT_CAP: u64 = 10_000;
 
+/// A WHERE clause of only the filters in use, with their arguments in order: an
+/// `?1 IS NULL OR column = ?1` condition defeats SQLite's planner (it cannot pick an index for
+/// it), so lists and counts name the filters they were given and nothing else.
+#[derive(Default)]
+pub struct Filter {
+    conditions: Vec<&'static str>,
+    pub args: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl Filter {
+    /// Adds `condition` (with one `?` per argument) and its arguments.
+    pub fn and(&mut self, condition: &'static str, args: Vec<Box<dyn rusqlite::ToSql>>) {
+        self.conditions.push(condition);
+        self.args.extend(args);
+    }
+
+    /// Adds `condition` with its one argument, when there is one.
+    pub fn and_some<T: rusqlite::ToSql + 'static>(
+        &mut self,
+        condition: &'static str,
+        arg: Option<T>,
+    ) {
+        if let Some(arg) = arg {
+            self.and(condition, vec![Box::new(arg)]);
+        }
+    }
+
+    /// The conditions joined by AND (`1` for none).
+    pub fn sql(&self) -> String {
+        if self.conditions.is_empty() {
+            "1".to_owned()
+        } else {
+            self.conditions.join(" AND ")
+        }
+    }
+}
+
 /// An enum stored as its upper-case name in a TEXT column and shown as the same name in both
 /// API faces (it also derives `poem_openapi::Enum` for the OpenAPI document).
 macro_rules! text_enum {

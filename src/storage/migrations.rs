@@ -253,6 +253,16 @@ mod tests {
         Ok(())
     }
 
+    /// Takes a database at the latest version back to version 17: without what version 18 adds.
+    fn back_to_v17(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch(
+            "DROP INDEX audit_time; DROP INDEX audit_action_time;
+             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
+             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
+             PRAGMA user_version = 17;",
+        )
+    }
+
     /// Version 18 counts the audit rows kept so far into the daily aggregates (beside the counts
     /// of the rows already pruned) and the licenses so far into `license_counts`, once; rows
     /// written after it are counted as they are written.
@@ -261,12 +271,9 @@ mod tests {
     {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
+        back_to_v17(&conn)?;
         conn.execute_batch(
-            "DROP INDEX audit_time; DROP INDEX audit_action_time;
-             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
-             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
-             PRAGMA user_version = 17;
-             INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
+            "INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
              VALUES ('t', 'p', 0, 'license.validate', 'VALID', 0, 40);
              INSERT INTO audit_events (tenant_id, at, actor, action, product_id, detail)
              VALUES ('t', 5, 'a', 'license.validate', 'p', '{\"code\":\"VALID\"}'),
@@ -386,12 +393,7 @@ mod tests {
         };
         let mut upgraded = Connection::open_in_memory()?;
         migrate(&mut upgraded)?;
-        upgraded.execute_batch(
-            "DROP INDEX audit_time; DROP INDEX audit_action_time;
-             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
-             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
-             PRAGMA user_version = 17;",
-        )?;
+        back_to_v17(&upgraded)?;
         for e in &events {
             crate::domain::audit::repo::insert_row(&upgraded, e)?;
         }
@@ -413,11 +415,9 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         let mut conn = Connection::open_in_memory()?;
         migrate(&mut conn)?;
+        back_to_v17(&conn)?;
         conn.execute_batch(
-            "DROP INDEX audit_time; DROP INDEX audit_action_time;
-             DROP TRIGGER license_counted_insert; DROP TRIGGER license_counted_delete;
-             DROP TRIGGER license_counted_update; DROP TABLE license_counts;
-             DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
+            "DROP TABLE payment_refs; DROP TABLE payment_event_licenses;
              DROP TABLE payment_events; DROP TABLE payment_mappings; DROP TABLE payment_endpoints;
              DROP TABLE signing_keys; ALTER TABLE releases DROP COLUMN signature_kid;
              ALTER TABLE release_deltas DROP COLUMN signature_kid;

@@ -263,7 +263,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Message>) -> bool {
     for m in batch {
         match m {
             Message::Audit(event) => match audit::repo::insert_row(conn, &event) {
-                Ok(()) => counts.add(&event),
+                Ok(()) => counts.add(event),
                 Err(e) => tracing::error!("audit event not recorded: {e}"),
             },
             Message::Job(job) => {

@@ -6,6 +6,7 @@
 use rusqlite::{Connection, params};
 
 use super::AuditEvent;
+use crate::domain::Filter;
 use crate::error::Result;
 
 /// One row of `audit_daily`: what the dashboard's figures are counted by.
@@ -24,7 +25,8 @@ struct DailyKey {
 }
 
 impl DailyKey {
-    fn of(e: &AuditEvent) -> Self {
+    /// The event's row; it takes the event, whose strings become the key's.
+    fn of(e: AuditEvent) -> Self {
         #[derive(serde::Deserialize)]
         struct Detail {
             code: Option<serde_json::Value>,
@@ -45,10 +47,10 @@ impl DailyKey {
             )
         });
         Self {
-            tenant_id: e.tenant_id.clone(),
-            product_id: e.product_id.clone().unwrap_or_default(),
+            tenant_id: e.tenant_id,
+            product_id: e.product_id.unwrap_or_default(),
             day: e.at.div_euclid(crate::domain::DAY_MS) * crate::domain::DAY_MS,
-            action: e.action.clone(),
+            action: e.action,
             code,
             hwid_bound,
         }
@@ -63,50 +65,49 @@ impl DailyKey {
 pub struct DailyCounts(std::collections::HashMap<DailyKey, i64>);
 
 impl DailyCounts {
-    pub fn add(&mut self, e: &AuditEvent) {
+    pub fn add(&mut self, e: AuditEvent) {
         *self.0.entry(DailyKey::of(e)).or_default() += 1;
     }
 
     pub fn write(self, conn: &Connection) -> Result<()> {
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
-             DO UPDATE SET count = count + excluded.count",
-        )?;
-        for (k, n) in self.0 {
-            stmt.execute(params![
-                k.tenant_id,
-                k.product_id,
-                k.day,
-                k.action,
-                k.code,
-                k.hwid_bound,
-                n
-            ])?;
+        for (key, n) in self.0 {
+            upsert(conn, &key, n)?;
         }
         Ok(())
     }
 }
 
-/// The conditions on `audit_daily` of a tenant scope and a product, and their arguments.
-/// Only the filters in use appear in the SQL (see `repo::search`).
-fn daily_filter(
-    tenant_scope: Option<&str>,
-    product_id: Option<&str>,
-    since: i64,
-) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
-    let mut conditions = vec!["day >= ?"];
-    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(since)];
-    if let Some(t) = tenant_scope {
-        conditions.push("tenant_id = ?");
-        args.push(Box::new(t.to_owned()));
-    }
-    if let Some(p) = product_id {
-        conditions.push("product_id = ?");
-        args.push(Box::new(p.to_owned()));
-    }
-    (conditions.join(" AND "), args)
+/// Counts one event written on its own (an admin action, an activation).
+pub fn count_one(conn: &Connection, e: &AuditEvent) -> Result<()> {
+    upsert(conn, &DailyKey::of(e.clone()), 1)
+}
+
+fn upsert(conn: &Connection, k: &DailyKey, n: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_daily (tenant_id, product_id, day, action, code, hwid_bound, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (day, tenant_id, product_id, action, code, hwid_bound)
+         DO UPDATE SET count = count + excluded.count",
+    )?
+    .execute(params![
+        k.tenant_id,
+        k.product_id,
+        k.day,
+        k.action,
+        k.code,
+        k.hwid_bound,
+        n
+    ])?;
+    Ok(())
+}
+
+/// The `audit_daily` rows since `since` of a tenant scope and a product.
+fn daily_filter(tenant_scope: Option<&str>, product_id: Option<&str>, since: i64) -> Filter {
+    let mut filter = Filter::default();
+    filter.and_some("day >= ?", Some(since));
+    filter.and_some("tenant_id = ?", tenant_scope.map(str::to_owned));
+    filter.and_some("product_id = ?", product_id.map(str::to_owned));
+    filter
 }
 
 /// Per UTC day since `since` (a midnight UTC): (day start ms, validations, activations).
@@ -119,7 +120,8 @@ pub fn daily_activity(
     product_id: Option<&str>,
     since: i64,
 ) -> Result<Vec<(i64, u64, u64)>> {
-    let (filter, args) = daily_filter(tenant_scope, product_id, since);
+    let filter = daily_filter(tenant_scope, product_id, since);
+    let (filter, args) = (filter.sql(), filter.args);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT day,
                 SUM(CASE WHEN action IN ('license.validate', 'key.validate')
@@ -149,7 +151,8 @@ pub fn failures_by_reason(
     product_id: Option<&str>,
     since: i64,
 ) -> Result<Vec<(String, u64)>> {
-    let (filter, args) = daily_filter(tenant_scope, product_id, since);
+    let filter = daily_filter(tenant_scope, product_id, since);
+    let (filter, args) = (filter.sql(), filter.args);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT COALESCE(NULLIF(code, ''), 'UNKNOWN') AS reason, SUM(count) AS total
          FROM audit_daily

@@ -1,19 +1,16 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::daily::DailyCounts;
 use super::{AuditEvent, RetentionClass};
-use crate::domain::Counted;
+use crate::domain::{Counted, Filter};
 use crate::error::Result;
 
-/// Writes one event and counts it into `audit_daily` (see [`DailyCounts`]).
+/// Writes one event and counts it into `audit_daily` (see `daily::count_one`).
 pub fn insert(conn: &Connection, e: &AuditEvent) -> Result<()> {
     insert_row(conn, e)?;
-    let mut counts = DailyCounts::default();
-    counts.add(e);
-    counts.write(conn)
+    super::daily::count_one(conn, e)
 }
 
-/// Writes one event without counting it: the caller counts it with [`DailyCounts`] in the
+/// Writes one event without counting it: the caller counts it with `daily::DailyCounts` in the
 /// same transaction (the writer does, once per batch of queued events).
 pub fn insert_row(conn: &Connection, e: &AuditEvent) -> Result<()> {
     conn.prepare_cached(
@@ -83,47 +80,25 @@ pub fn search(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<AuditEvent>, Counted)> {
-    // Only the filters in use appear in the SQL, so SQLite can walk an index for them (an
-    // `?1 IS NULL OR …` condition defeats the planner: every page sorted the whole table).
-    let mut conditions: Vec<&str> = Vec::new();
-    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-    if let Some(t) = f.tenant_scope {
-        conditions.push("tenant_id = ?");
-        args.push(Box::new(t.to_owned()));
-    }
-    if let Some(p) = f.product_id {
-        conditions.push("product_id = ?");
-        args.push(Box::new(p.to_owned()));
-    }
-    if let Some(l) = f.license_id {
-        conditions.push("license_id = ?");
-        args.push(Box::new(l.to_owned()));
-    }
+    // Only the filters in use (see `Filter`): with `?1 IS NULL OR …` every page sorted the whole
+    // table.
+    let mut filter = Filter::default();
+    filter.and_some("tenant_id = ?", f.tenant_scope.map(str::to_owned));
+    filter.and_some("product_id = ?", f.product_id.map(str::to_owned));
+    filter.and_some("license_id = ?", f.license_id.map(str::to_owned));
     match f.action {
-        Some(prefix) if prefix.ends_with('.') => {
-            conditions.push("action >= ? AND action < ?");
-            args.push(Box::new(prefix.to_owned()));
-            args.push(Box::new(format!("{prefix}\u{10FFFF}")));
-        }
-        Some(action) => {
-            conditions.push("action = ?");
-            args.push(Box::new(action.to_owned()));
-        }
-        None => {}
+        Some(prefix) if prefix.ends_with('.') => filter.and(
+            "action >= ? AND action < ?",
+            vec![
+                Box::new(prefix.to_owned()),
+                Box::new(format!("{prefix}\u{10FFFF}")),
+            ],
+        ),
+        action => filter.and_some("action = ?", action.map(str::to_owned)),
     }
-    if let Some(from) = f.from {
-        conditions.push("at >= ?");
-        args.push(Box::new(from));
-    }
-    if let Some(to) = f.to {
-        conditions.push("at < ?");
-        args.push(Box::new(to));
-    }
-    let filter = if conditions.is_empty() {
-        "1".to_owned()
-    } else {
-        conditions.join(" AND ")
-    };
+    filter.and_some("at >= ?", f.from);
+    filter.and_some("at < ?", f.to);
+    let (sql, mut args) = (filter.sql(), filter.args);
     // Pages are walked newest first along the narrowest index that keeps time order, and
     // filtered on the way: a page of a common filter fills after a short walk, where
     // sorting every match would read them all.
@@ -141,7 +116,7 @@ pub fn search(
     let counted = conn
         .prepare_cached(&format!(
             "SELECT COUNT(*) FROM
-             (SELECT 1 FROM audit_events INDEXED BY {walk} WHERE {filter} LIMIT ?)"
+             (SELECT 1 FROM audit_events INDEXED BY {walk} WHERE {sql} LIMIT ?)"
         ))?
         .query_row(rusqlite::params_from_iter(args.iter()), |r| {
             r.get::<_, i64>(0)
@@ -150,7 +125,7 @@ pub fn search(
     args.push(Box::new(limit as i64));
     args.push(Box::new(offset as i64));
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT * FROM audit_events INDEXED BY {walk} WHERE {filter}
+        "SELECT * FROM audit_events INDEXED BY {walk} WHERE {sql}
          ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
@@ -225,7 +200,7 @@ fn class_condition(class: RetentionClass) -> String {
 
 /// Prunes, in one tenant, the rows of `class` recorded before `before` (ms), looking at no more
 /// than `limit` rows after `after`. They were counted into `audit_daily` when they were written
-/// ([`DailyCounts`]), so deleting them leaves the dashboard's figures as they were.
+/// (`daily::DailyCounts`), so deleting them leaves the dashboard's figures as they were.
 /// Rows of other classes in the range are stepped over (their own retention applies). Meant to
 /// run as one short writer job.
 pub fn prune_batch(

@@ -623,21 +623,10 @@ pub fn count_by(
     tenant_scope: Option<&str>,
     product_id: Option<&str>,
 ) -> Result<Vec<(Option<String>, u64)>> {
-    let mut conditions: Vec<&str> = Vec::new();
-    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-    if let Some(t) = tenant_scope {
-        conditions.push("tenant_id = ?");
-        args.push(Box::new(t.to_owned()));
-    }
-    if let Some(p) = product_id {
-        conditions.push("product_id = ?");
-        args.push(Box::new(p.to_owned()));
-    }
-    let filter = if conditions.is_empty() {
-        "1".to_owned()
-    } else {
-        conditions.join(" AND ")
-    };
+    let mut filter = crate::domain::Filter::default();
+    filter.and_some("tenant_id = ?", tenant_scope.map(str::to_owned));
+    filter.and_some("product_id = ?", product_id.map(str::to_owned));
+    let (filter, mut args) = (filter.sql(), filter.args);
     let grouped = match column {
         CountColumn::Status => "status",
         CountColumn::Plan => "NULLIF(plan, '')",
